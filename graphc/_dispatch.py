@@ -1,0 +1,188 @@
+"""The single dispatch point: every graphc op runs through `dispatch`.
+
+In order: find the device (and refuse mixed devices), promote dtypes by PyTorch's rules, run the
+op's reference implementation on the arrays, wrap the results, and, when grad mode is on and an
+input requires grad, attach the backward node. Keep it lean: its cost per call is what eager
+users feel.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from graphc import _device
+from graphc._tensor import _DEFAULT, Tensor
+from graphc.autograd import grad_mode
+from graphc.errors import DeviceError
+from ir import dtypes
+from ir.ops.registry import OpDef, Promote
+
+_ndarray = np.ndarray
+_NONE, _FLOAT, _INTEGRAL = Promote.NONE, Promote.FLOAT, Promote.INTEGRAL
+_CATEGORY = {d.np: d.category for d in dtypes.ALL}
+_EMPTY: dict = {}
+observer = None  # a profiler's record(name, seconds), when one is running
+
+
+
+
+def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = None):
+    """Run `op` on `args` (tensors, Python scalars or None) with `attrs`; return tensor(s).
+
+    `name` overrides the backward node's name (PyTorch names some nodes by overload, e.g.
+    `RsubBackward1`).
+    """
+    if observer is not None:
+        return _observed(op, args, attrs, name)
+    arrays = []
+    on_cpu = True
+    needs_grad = False
+    for a in args:
+        if isinstance(a, Tensor):
+            data = a._data
+            if type(data) is not _ndarray:
+                on_cpu = False
+            needs_grad = needs_grad or a._rg
+            arrays.append(data)
+        else:
+            arrays.append(a)
+    xp = np if on_cpu else _common_module(op, args)
+    if op.promote is not _NONE:
+        _promote(op, args, arrays)
+    out = op.impl(xp, *arrays, **attrs)
+
+    if op.num_outputs == 1:
+        if type(out) is not _ndarray and on_cpu:
+            out = np.asarray(out)
+        result = Tensor._wrap(out)
+        if op.view:
+            _alias(result, args[0])
+        outs = (result,)
+    else:
+        outs = tuple(Tensor._wrap(np.asarray(o) if on_cpu else o) for o in out)
+        result = outs
+    if needs_grad and grad_mode._enabled and op.differentiable:
+        from graphc.autograd.rules import attach
+
+        attach(op, args, attrs, outs, name)
+    return result
+
+
+def _observed(op: OpDef, args: tuple, attrs: dict, name: str | None):
+    global observer
+    record, observer = observer, None  # ops inside this one are not counted twice
+    start = time.perf_counter()
+    try:
+        return dispatch(op, args, attrs, name)
+    finally:
+        record(op.name, time.perf_counter() - start)
+        observer = record
+
+
+def _common_module(op: OpDef, args: tuple):
+    devices = {}
+    for a in args:
+        if isinstance(a, Tensor):
+            devices.setdefault(str(a.device), a)
+    if len(devices) > 1:
+        names = " and ".join(devices)
+        raise DeviceError(
+            f"{op.name}: expected all tensors to be on the same device, but found tensors on "
+            f"{names}; move them with .to(device) first"
+        )
+    for a in args:
+        if isinstance(a, Tensor):
+            return _device.array_module(a._data)
+    return np
+
+
+def _alias(result: Tensor, base: Tensor) -> None:
+    """Make `result` share `base`'s version counter when it is a view of the same memory."""
+    if np.may_share_memory(result._data, base._data) if type(base._data) is _ndarray else True:
+        result._vc = base._version_counter()
+        result._base = base._base if base._base is not None else base
+
+
+def _promote(op: OpDef, args: tuple, arrays: list) -> None:
+    """Cast the promoted inputs of `op` in `arrays` to PyTorch's result dtype, in place.
+
+    Fast path: all tensor inputs share one dtype and no Python scalar is of a higher category;
+    numpy's own (NEP 50) promotion then gives PyTorch's answer without any cast.
+    """
+    positions = op.promoted if op.promoted is not None else range(len(args))
+    first = None
+    uniform = True
+    has_scalar = False
+    for i in positions:
+        a = args[i]
+        if isinstance(a, Tensor):
+            d = arrays[i].dtype
+            if first is None:
+                first = d
+            elif d != first:
+                uniform = False
+        elif a is not None:
+            has_scalar = True
+    if uniform and first is not None:
+        category = _CATEGORY[first]
+        if op.promote is _FLOAT:
+            fast = category == dtypes.FLOAT
+        elif op.promote is _INTEGRAL:
+            fast = category != dtypes.FLOAT
+        else:
+            fast = True
+        if fast and has_scalar:
+            fast = all(_scalar_category(args[i], category) <= category for i in positions
+                       if not isinstance(args[i], Tensor))
+        if fast:
+            return
+    target = _result_dtype(op, args, arrays, positions)
+    for i in positions:
+        a = args[i]
+        # Python scalars stay as they are: against arrays of the target dtype numpy treats
+        # them as weakly typed, which is PyTorch's rule too
+        if isinstance(a, Tensor) and arrays[i].dtype != target.np:
+            arrays[i] = arrays[i].astype(target.np)
+
+
+def _scalar_category(value, tensor_category: int) -> int:
+    if value is None or isinstance(value, bool):
+        return dtypes.BOOL
+    if isinstance(value, int):
+        return dtypes.INT
+    if isinstance(value, float):
+        return dtypes.FLOAT
+    raise TypeError(f"expected a Tensor or a Python number, got {type(value).__name__}")
+
+
+def _result_dtype(op: OpDef, args: tuple, arrays: list, positions) -> dtypes.DType:
+    dims, zero_dims, scalars = [], [], []
+    for i in positions:
+        a = args[i]
+        if isinstance(a, Tensor):
+            (dims if arrays[i].ndim else zero_dims).append(dtypes.from_numpy(arrays[i].dtype))
+        elif a is None:
+            continue
+        elif isinstance(a, bool):
+            scalars.append(dtypes.bool_)
+        elif isinstance(a, int):
+            scalars.append(dtypes.int64)
+        elif isinstance(a, float):
+            scalars.append(_DEFAULT["float"])
+        else:
+            raise TypeError(
+                f"{op.name}(): expected Tensors or Python numbers, got {type(a).__name__} at "
+                f"argument {i}"
+            )
+    target = dtypes.result_type(dims, zero_dims, scalars)
+    if target is None:
+        target = _DEFAULT["float"]
+    if op.promote is _FLOAT and target.category != dtypes.FLOAT:
+        return _DEFAULT["float"]
+    if op.promote is _INTEGRAL and target.category == dtypes.FLOAT:
+        raise TypeError(
+            f"{op.name}(): only integer and bool tensors are supported, got {target}"
+        )
+    return target

@@ -1,0 +1,141 @@
+"""`tensor[key]` and `tensor[key] = value` with numpy's (and PyTorch's) semantics.
+
+Basic indexing (ints, slices, None, ...) becomes select/slice/unsqueeze views; integer and
+boolean tensor indices become one `index` op, with numpy's placement of the indexed dims.
+Assignment writes into the tensor's memory, so views see it; under autograd it is recorded as
+an `index_put` whose result replaces the tensor's history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import _device
+from graphc._dispatch import dispatch
+from graphc._movement import select, slice_dim, unsqueeze
+from graphc._tensor import Tensor
+from graphc.autograd import grad_mode
+from ir.ops import OPS
+
+
+def _is_advanced(k) -> bool:
+    return isinstance(k, (Tensor, list, np.ndarray)) and not isinstance(k, bool)
+
+
+def _as_index_array(k, xp):
+    if isinstance(k, Tensor):
+        arr = k._data
+    else:
+        arr = np.asarray(k)
+        if arr.dtype.kind == "f" or (arr.size == 0 and arr.dtype.kind != "b"):
+            arr = arr.astype(np.int64) if arr.size == 0 else arr
+    if arr.dtype.kind == "f":
+        raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+    return arr if xp is np else xp.asarray(arr)
+
+
+def _dims_consumed(k) -> int:
+    if k is None or k is Ellipsis:
+        return 0
+    if isinstance(k, (Tensor, np.ndarray)) and str(k.dtype).endswith("bool"):
+        return k.ndim
+    return 1
+
+
+def _normalize(key, ndim: int) -> list:
+    key = list(key) if isinstance(key, tuple) else [key]
+    consumed = sum(_dims_consumed(k) for k in key)
+    if consumed > ndim:
+        raise IndexError(f"too many indices for tensor of dimension {ndim}")
+    if key.count(Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        key[i:i + 1] = [slice(None)] * (ndim - consumed)
+    else:
+        key += [slice(None)] * (ndim - consumed)
+    return key
+
+
+def getitem(self: Tensor, key) -> Tensor:
+    """`self[key]`: views for basic indexing, a gather for tensor and list indices."""
+    xp = _device.array_module(self._data)
+    key = _normalize(key, self.dim())
+    advanced = any(_is_advanced(k) for k in key)
+    out = self
+    dim = 0
+    positions, arrays = [], []
+    for k in key:
+        if k is None:
+            out = unsqueeze(out, dim)
+            positions.append(False)
+            dim += 1
+        elif isinstance(k, slice):
+            if k != slice(None):
+                out = slice_dim(out, dim, k.start, k.stop, 1 if k.step is None else k.step)
+            positions.append(False)
+            dim += 1
+        elif isinstance(k, (bool, np.bool_)):
+            raise IndexError("indexing with a Python bool is not supported; use a bool tensor")
+        elif not advanced and isinstance(k, (int, np.integer)) or _is_int_tensor_0d(k, advanced):
+            out = select(out, dim, int(k))
+        else:
+            arr = _as_index_array(k if not isinstance(k, (int, np.integer)) else np.int64(k), xp)
+            if arr.dtype == np.bool_:
+                _check_mask(arr, out.shape[dim:dim + arr.ndim], dim)
+                for i in xp.nonzero(arr):
+                    arrays.append(i.astype(np.int64))
+                    positions.append(True)
+                dim += arr.ndim
+            else:
+                arrays.append(arr)
+                positions.append(True)
+                dim += 1
+    if not arrays:
+        return out
+    positions += [False] * (out.dim() - len(positions))
+    index_tensors = tuple(Tensor._wrap(a) for a in arrays)
+    return dispatch(OPS["index"], (out, *index_tensors), {"positions": tuple(positions)})
+
+
+def _is_int_tensor_0d(k, advanced: bool) -> bool:
+    return (not advanced and isinstance(k, Tensor) and k.dim() == 0
+            and k.dtype.name in ("int64", "int32", "int16", "int8", "uint8"))
+
+
+def _check_mask(mask, shape, dim: int) -> None:
+    if tuple(mask.shape) != tuple(shape):
+        raise IndexError(f"the shape of the mask {list(mask.shape)} at index {dim} does not "
+                         f"match the shape of the indexed tensor {list(shape)}")
+
+
+def _numpy_key(key, xp):
+    parts = key if isinstance(key, tuple) else (key,)
+    return tuple(_as_index_array(k, xp) if _is_advanced(k) else
+                 int(k) if isinstance(k, Tensor) else k for k in parts)
+
+
+def setitem(self: Tensor, key, value) -> None:
+    """`self[key] = value`: writes into this tensor's memory (views see the change)."""
+    from graphc._methods import check_inplace, record_inplace
+
+    xp = _device.array_module(self._data)
+    np_key = _numpy_key(key, xp)
+    tracked = grad_mode._enabled and (self._rg or (isinstance(value, Tensor) and value._rg))
+    if not tracked:
+        if isinstance(value, Tensor):
+            if value.device != self.device:
+                value = value.to(self.device)
+            value = value._data
+        try:
+            self._data[np_key] = value
+        except ValueError as e:
+            raise ValueError(f"setitem: {e} (tensor shape {list(self.shape)})") from None
+        self._bump_version()
+        return
+    check_inplace(self)
+    flat_ids = xp.arange(self.numel()).reshape(self._data.shape)[np_key]
+    flat = self.reshape(-1)
+    new = dispatch(OPS["index_put"], (flat, value, Tensor._wrap(flat_ids)),
+                   {"positions": (True,), "accumulate": False}, name="CopySlices")
+    record_inplace(self, new.reshape(self.shape))

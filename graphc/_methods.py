@@ -1,0 +1,389 @@
+"""Tensor methods: operators, `x.op(...)` forms of the functions, in-place `op_` variants,
+conversions (`to`, `float`, `cuda`, ...) and `new_*` factories. Installed onto `Tensor` once.
+
+An in-place op computes its result like the out-of-place op (so autograd records it the same
+way), writes it into the tensor's memory (views see it), bumps the version counter, and moves
+the tensor's history to the new node.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from graphc import _creation as C
+from graphc import _device, _indexing
+from graphc import _functions as F
+from graphc import _movement as M
+from graphc._dispatch import dispatch
+from graphc._tensor import Tensor
+from graphc.autograd import grad_mode
+from graphc.autograd.function import Function
+from graphc.errors import AutogradError, ShapeError
+from ir import dtypes
+from ir.ops import OPS
+
+
+def check_inplace(self: Tensor) -> None:
+    """Refuse in-place changes autograd could not account for."""
+    if not grad_mode._enabled:
+        return
+    if self.grad_fn is None and self._rg:
+        raise AutogradError(
+            "a leaf Variable that requires grad is being used in an in-place operation; do it "
+            "under graphc.no_grad() or on a detached copy"
+        )
+    base = self._base
+    if base is not None and base._rg:
+        if base.grad_fn is None:
+            raise AutogradError(
+                "a view of a leaf Variable that requires grad is being used in an in-place "
+                "operation"
+            )
+        raise AutogradError(
+            "in-place changes to a view of a tensor that requires grad are not supported yet; "
+            "change the tensor itself (tensor[index] = value) or use out-of-place ops"
+        )
+
+
+def record_inplace(self: Tensor, result: Tensor) -> Tensor:
+    """Write `result` into `self`'s memory and give `self` its history."""
+    if result._data.shape != self._data.shape:
+        raise ShapeError(f"output with shape {list(self.shape)} doesn't match the broadcast "
+                         f"shape {list(result.shape)}")
+    src, dst = result.dtype, self.dtype
+    if src.category > dst.category:
+        raise TypeError(f"result type {src} can't be cast to the desired output type {dst}")
+    if result._data is not self._data:
+        self._data[...] = result._data
+    self._bump_version()
+    if result.grad_fn is not None:
+        self.grad_fn = result.grad_fn
+        self._output_nr = result._output_nr
+        self._rg = True
+    return self
+
+
+def _inplace(fn):
+    def method(self, *args, **kwargs):
+        check_inplace(self)
+        return record_inplace(self, fn(self, *args, **kwargs))
+
+    method.__name__ = fn.__name__ + "_"
+    method.__doc__ = f"In-place `{fn.__name__}`: changes this tensor and returns it."
+    return method
+
+
+# --- conversions ---
+
+
+class _ToDevice(Function):
+    """Copy to another device; the gradient is copied back."""
+
+    @staticmethod
+    def forward(ctx, x, dev):
+        ctx.source = x.device
+        return Tensor._wrap(_device.to_device(x._data, dev))
+
+    @staticmethod
+    def backward(ctx, g):
+        return _ToDevice.apply(g, ctx.source), None
+
+
+def _parse_to(args, kwargs):
+    dev = kwargs.pop("device", None)
+    dtype = kwargs.pop("dtype", None)
+    copy = kwargs.pop("copy", False)
+    kwargs.pop("non_blocking", None)
+    kwargs.pop("memory_format", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, dtypes.DType):
+            dtype = a
+        elif isinstance(a, Tensor):
+            dtype, dev = a.dtype, a.device
+        elif isinstance(a, (str, _device.device, int)) and not isinstance(a, bool):
+            dev = a
+        elif isinstance(a, bool):
+            continue  # non_blocking / copy given positionally
+        else:
+            raise TypeError(f"to() got an unexpected argument {a!r}")
+    return dev, dtype, copy
+
+
+def to(self: Tensor, *args, **kwargs) -> Tensor:
+    """This tensor with another dtype and/or on another device (itself if nothing changes).
+
+    >>> x.to(graphc.float64); x.to("cuda"); x.to(other_tensor)
+    """
+    dev, dtype, copy = _parse_to(args, kwargs)
+    out = self
+    if dev is not None:
+        target = _device.resolve(dev)
+        if target != self.device:
+            out = _ToDevice.apply(out, target)
+    if dtype is not None:
+        out = F.cast(out, dtype)
+    if copy and out is self:
+        out = clone(self)
+    return out
+
+
+def clone(self: Tensor, *, memory_format=None) -> Tensor:
+    """A copy with its own memory (autograd flows back to this tensor)."""
+    return dispatch(OPS["copy"], (self,), name="CloneBackward0")
+
+
+def contiguous(self: Tensor, memory_format=None) -> Tensor:
+    if self.is_contiguous():
+        return self
+    return dispatch(OPS["contiguous"], (self,), name="CloneBackward0")
+
+
+def is_contiguous(self: Tensor, memory_format=None) -> bool:
+    return bool(self._data.flags.c_contiguous)
+
+
+def type_(self: Tensor, dtype=None, non_blocking=False):
+    """With no argument, the legacy type name ('graphc.FloatTensor'); else `to(dtype)`."""
+    if dtype is None:
+        names = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
+                 "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+                 "bool": "Bool", "bfloat16": "BFloat16"}
+        prefix = "graphc.cuda." if self.is_cuda else "graphc."
+        return f"{prefix}{names[self.dtype.name]}Tensor"
+    if isinstance(dtype, str):
+        dtype = dtypes.from_name(dtype)
+    return F.cast(self, dtype)
+
+
+def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
+    """Copy `src` (broadcast, converted) into this tensor's memory."""
+    if not isinstance(src, Tensor):
+        src = C.tensor(src)
+    if grad_mode._enabled and (self._rg or src._rg):
+        check_inplace(self)
+        value = F.cast(to(src, self.device), self.dtype).expand(self.shape)
+        value = dispatch(OPS["copy"], (value,), name="CopyBackwards")
+        return record_inplace(self, value)
+    value = _device.to_device(src._data, self.device)
+    try:
+        self._data[...] = value
+    except ValueError:
+        raise ShapeError(f"copy_: the source of shape {list(src.shape)} does not broadcast to "
+                         f"{list(self.shape)}") from None
+    self._bump_version()
+    return self
+
+
+def _fill_with(self: Tensor, value) -> Tensor:
+    check_inplace(self)
+    if grad_mode._enabled and self._rg:
+        return record_inplace(self, F.where(C.ones_like(self, dtype=dtypes.bool_), value,
+                                            self * 0))
+    self._data[...] = value._data if isinstance(value, Tensor) else value
+    self._bump_version()
+    return self
+
+
+def zero_(self: Tensor) -> Tensor:
+    """Set every element to zero."""
+    return _fill_with(self, 0)
+
+
+def fill_(self: Tensor, value) -> Tensor:
+    """Set every element to `value`."""
+    return _fill_with(self, value)
+
+
+def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:
+    """Fill with uniform random numbers in [a, b)."""
+    check_inplace(self)
+    values = C.rand(self.shape, generator=generator, dtype=self.dtype) * (b - a) + a
+    self._data[...] = _device.to_device(values._data, self.device)
+    self._bump_version()
+    return self
+
+
+def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
+    """Fill with normal random numbers."""
+    check_inplace(self)
+    values = C.randn(self.shape, generator=generator, dtype=self.dtype) * std + mean
+    self._data[...] = _device.to_device(values._data, self.device)
+    self._bump_version()
+    return self
+
+
+def _new(factory):
+    def method(self, *size, dtype=None, device=None, requires_grad=False, **kwargs):
+        return factory(*size, dtype=self.dtype if dtype is None else dtype,
+                       device=self.device if device is None else device,
+                       requires_grad=requires_grad, **kwargs)
+
+    return method
+
+
+def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return C.tensor(data, dtype=self.dtype if dtype is None else dtype,
+                    device=self.device if device is None else device, requires_grad=requires_grad)
+
+
+def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return C.full(size, fill_value, dtype=self.dtype if dtype is None else dtype,
+                  device=self.device if device is None else device, requires_grad=requires_grad)
+
+
+# --- operators ---
+
+
+def _eq_op(fn):
+    def op(self, other):
+        if other is None:
+            return fn is F.ne
+        return fn(self, other)
+    return op
+
+
+def _invert(self: Tensor) -> Tensor:
+    if self.dtype is dtypes.bool_:
+        return F.logical_not(self)
+    return F.bitwise_not(self)
+
+
+def _rdiv(self, other):
+    return F.div(other, self)
+
+
+OPERATORS = {
+    "__add__": lambda self, other: F.add(self, other),
+    "__radd__": lambda self, other: F.add(self, other),
+    "__sub__": lambda self, other: F.sub(self, other),
+    "__rsub__": lambda self, other: dispatch(OPS["sub"], (other, self), name="RsubBackward1"),
+    "__mul__": lambda self, other: F.mul(self, other),
+    "__rmul__": lambda self, other: F.mul(self, other),
+    "__truediv__": lambda self, other: F.div(self, other),
+    "__rtruediv__": _rdiv,
+    "__floordiv__": lambda self, other: F.floor_divide(self, other),
+    "__rfloordiv__": lambda self, other: F.floor_divide(other, self),
+    "__mod__": lambda self, other: F.remainder(self, other),
+    "__rmod__": lambda self, other: F.remainder(other, self),
+    "__pow__": lambda self, other: F.pow(self, other),
+    "__rpow__": lambda self, other: F.pow(other, self),
+    "__matmul__": lambda self, other: F.matmul(self, other),
+    "__rmatmul__": lambda self, other: F.matmul(other, self),
+    "__and__": lambda self, other: F.bitwise_and(self, other),
+    "__rand__": lambda self, other: F.bitwise_and(other, self),
+    "__or__": lambda self, other: F.bitwise_or(self, other),
+    "__ror__": lambda self, other: F.bitwise_or(other, self),
+    "__xor__": lambda self, other: F.bitwise_xor(self, other),
+    "__rxor__": lambda self, other: F.bitwise_xor(other, self),
+    "__lshift__": lambda self, other: F.bitwise_left_shift(self, other),
+    "__rshift__": lambda self, other: F.bitwise_right_shift(self, other),
+    "__eq__": _eq_op(F.eq),
+    "__ne__": _eq_op(F.ne),
+    "__lt__": lambda self, other: F.lt(self, other),
+    "__le__": lambda self, other: F.le(self, other),
+    "__gt__": lambda self, other: F.gt(self, other),
+    "__ge__": lambda self, other: F.ge(self, other),
+    "__neg__": lambda self: F.neg(self),
+    "__pos__": lambda self: self,
+    "__abs__": lambda self: F.abs(self),
+    "__invert__": _invert,
+    "__getitem__": _indexing.getitem,
+    "__setitem__": _indexing.setitem,
+}
+
+# Python's augmented assignment: `x += y` is `x.add_(y)`
+AUGMENTED = {"__iadd__": "add_", "__isub__": "sub_", "__imul__": "mul_", "__itruediv__": "div_",
+             "__ifloordiv__": "floor_divide_", "__imod__": "remainder_", "__ipow__": "pow_",
+             "__iand__": "bitwise_and_", "__ior__": "bitwise_or_", "__ixor__": "bitwise_xor_"}
+
+# functions that are also methods (x.sum(), x.reshape(2, 3), ...)
+METHODS = [
+    *F._UNARY, *F._BINARY, "add", "div", "square", "round", "clamp", "clip", "lerp", "sum",
+    "mean", "prod", "var", "std", "amax", "amin", "max", "min", "aminmax", "argmax", "argmin",
+    "any", "all", "cumsum", "cumprod", "logsumexp", "norm", "dist", "count_nonzero", "matmul",
+    "mm", "bmm", "mv", "dot", "inner", "outer", "ger", "addmm", "cross", "det", "inverse", "svd",
+    "sort", "argsort", "topk", "unique", "nonzero", "allclose", "isclose", "equal", "where",
+    "multiply", "subtract", "divide", "true_divide", "negative", "absolute", "arcsin", "arccos",
+    "arctan", "arctan2", "greater", "greater_equal", "less", "less_equal", "not_equal",
+    "bitwise_left_shift", "bitwise_right_shift", "fix",
+]
+SHAPE_METHODS = [
+    "reshape", "view", "view_as", "reshape_as", "flatten", "unflatten", "ravel", "permute",
+    "transpose", "swapaxes", "swapdims", "t", "movedim", "squeeze", "unsqueeze", "expand",
+    "expand_as", "broadcast_to", "sum_to_size", "repeat", "tile", "narrow", "select", "flip",
+    "fliplr", "flipud", "split", "chunk", "unbind", "gather", "scatter_add", "index_select",
+    "masked_fill", "masked_select", "take_along_dim",
+]
+INPLACE = [
+    *[n for n in F._UNARY if n not in ("isnan", "isinf", "isfinite")], *F._BINARY, "add", "div",
+    "square", "round", "clamp", "clip", "lerp", "masked_fill", "fix", "multiply", "subtract",
+    "divide", "true_divide", "negative", "absolute", "arcsin", "arccos", "arctan", "arctan2",
+]
+CONVERSIONS = {
+    "float": dtypes.float32, "double": dtypes.float64, "half": dtypes.float16,
+    "long": dtypes.int64, "int": dtypes.int32, "short": dtypes.int16, "char": dtypes.int8,
+    "byte": dtypes.uint8, "bool": dtypes.bool_,
+}
+
+
+def _view_inplace(fn):
+    def method(self, *args):
+        out = fn(self, *args)
+        check_inplace(self)
+        self._data = out._data
+        if out.grad_fn is not None:
+            self.grad_fn, self._output_nr = out.grad_fn, out._output_nr
+        return self
+
+    method.__name__ = fn.__name__ + "_"
+    return method
+
+
+def install() -> None:
+    """Attach every method to `Tensor` (once, at import of graphc)."""
+    for name in METHODS:
+        fn = getattr(F, name)
+        setattr(Tensor, name, fn)
+    for name in SHAPE_METHODS:
+        setattr(Tensor, name, getattr(M, name))
+    module = sys.modules["graphc"]
+    for name in INPLACE:
+        fn = getattr(F, name) if hasattr(F, name) else getattr(M, name)
+        setattr(Tensor, name + "_", _inplace(fn))
+        setattr(module, name + "_", getattr(Tensor, name + "_"))  # graphc.sin_(x)
+    for name in ("squeeze", "unsqueeze", "t", "transpose"):
+        setattr(Tensor, name + "_", _view_inplace(getattr(M, name)))
+    for name, op in OPERATORS.items():
+        setattr(Tensor, name, op)
+    for name, method in AUGMENTED.items():
+        setattr(Tensor, name, lambda self, other, _m=method: getattr(self, _m)(other))
+    for name, dtype in CONVERSIONS.items():
+        setattr(Tensor, name, lambda self, _d=dtype, **kw: F.cast(self, _d))
+    if dtypes.bfloat16 is not None:
+        Tensor.bfloat16 = lambda self: F.cast(self, dtypes.bfloat16)
+    Tensor.__hash__ = lambda self: id(self)
+    Tensor.to = to
+    Tensor.cpu = lambda self: to(self, "cpu")
+    Tensor.cuda = lambda self, device=None: to(self, _device.device("cuda", device)
+                                               if isinstance(device, int) else device or "cuda")
+    Tensor.clone = clone
+    Tensor.contiguous = contiguous
+    Tensor.is_contiguous = is_contiguous
+    Tensor.type = type_
+    Tensor.type_as = lambda self, other: F.cast(self, other.dtype)
+    Tensor.copy_ = copy_
+    Tensor.zero_ = zero_
+    Tensor.fill_ = fill_
+    Tensor.uniform_ = uniform_
+    Tensor.normal_ = normal_
+    Tensor.new_tensor = new_tensor
+    Tensor.new_full = new_full
+    Tensor.new_zeros = _new(C.zeros)
+    Tensor.new_ones = _new(C.ones)
+    Tensor.new_empty = _new(C.empty)
+    Tensor.mT = property(lambda self: M.transpose(self, -2, -1))
+    Tensor.H = Tensor.mH = property(lambda self: M.transpose(self, -2, -1))
+    Tensor.__array_ufunc__ = None  # numpy defers `ndarray + tensor` to Tensor.__radd__
+    Tensor.is_complex = lambda self: False

@@ -1,0 +1,474 @@
+"""Gradient rules, one per differentiable op, written in graphc ops.
+
+Because rules are graphc code, a backward pass is itself recorded when `create_graph=True`,
+which is what gradients of gradients (hessian, hvp) need. A rule receives the backward node
+(`n`: saved inputs via `n.input(i)`, outputs via `n.output(i)`, `n.attrs`, input shapes) and the
+output gradients, and returns one gradient per input. Gradients may keep the broadcast shape
+and computation dtype: the node sums and casts them back to each input's shape and dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+import graphc as F
+from graphc._dispatch import dispatch
+from graphc._tensor import Tensor
+from graphc.autograd.engine import Node
+from graphc.errors import AutogradError
+from ir import dtypes
+from ir.ops import OPS
+
+
+@dataclass(frozen=True)
+class Rule:
+    fn: Callable
+    save_inputs: bool = False
+    save_outputs: bool = False
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(op: str, inputs: bool = False, outputs: bool = False):
+    def wrap(fn):
+        RULES[op] = Rule(fn, inputs, outputs)
+        return fn
+
+    return wrap
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_")) + "Backward0"
+
+
+def attach(op, args: tuple, attrs: dict, outs: tuple, name: str | None) -> None:
+    """Create the backward node of one op call and make `outs` its outputs."""
+    r = RULES.get(op.name)
+    if r is None:
+        r = Rule(_missing(op.name))
+    next_functions = []
+    in_meta = []
+    for a in args:
+        if isinstance(a, Tensor) and a._rg:
+            if a.grad_fn is not None:
+                next_functions.append((a.grad_fn, a._output_nr))
+            else:
+                next_functions.append((a._accumulate_node(), 0))
+            in_meta.append((a._data.shape, dtypes.from_numpy(a._data.dtype)))
+        else:
+            next_functions.append((None, 0))
+            in_meta.append(None)
+    out_meta = tuple((o._data.shape, dtypes.from_numpy(o._data.dtype)) for o in outs)
+    node = Node(name or _camel(op.name), r.fn, attrs, tuple(next_functions), in_meta, out_meta)
+    if r.save_inputs:
+        node._save_inputs(args)
+    if r.save_outputs:
+        node._save_outputs(outs)
+    for i, o in enumerate(outs):
+        if o._data.dtype.kind == "f" or o.dtype.is_floating_point:
+            o._rg = True
+            o.grad_fn = node
+            o._output_nr = i
+
+
+def _missing(op_name: str):
+    def fail(n, *grads):
+        raise AutogradError(f"the derivative for '{op_name}' is not implemented")
+
+    return fail
+
+
+def _run(op: str, args: tuple, attrs: dict) -> Tensor:
+    return dispatch(OPS[op], args, attrs)
+
+
+def _unreduce(g: Tensor, n: Node) -> Tensor:
+    """Broadcast the gradient of a reduction back to its input's shape."""
+    dims, keepdim = n.attrs.get("dims"), n.attrs.get("keepdim", False)
+    shape = n.input_shape(0)
+    if dims is not None and not keepdim:
+        for d in sorted(dims):
+            g = g.unsqueeze(d)
+    elif dims is None and not keepdim:
+        g = g.reshape((1,) * len(shape))
+    return g.expand(shape)
+
+
+# --- arithmetic ---
+rule("add")(lambda n, g: (g, g))
+rule("sub")(lambda n, g: (g, -g))
+rule("neg")(lambda n, g: -g)
+rule("cast")(lambda n, g: g)
+rule("copy")(lambda n, g: g)
+rule("contiguous")(lambda n, g: g)
+
+
+@rule("mul", inputs=True)
+def _mul(n, g):
+    need = n.needs_input_grad
+    return (g * n.input(1) if need[0] else None, g * n.input(0) if need[1] else None)
+
+
+@rule("div", inputs=True)
+def _div(n, g):
+    need = n.needs_input_grad
+    b = n.input(1)
+    ga = g / b if need[0] else None
+    gb = -g * n.input(0) / (b * b) if need[1] else None
+    return ga, gb
+
+
+@rule("pow", inputs=True, outputs=True)
+def _pow(n, g):
+    need = n.needs_input_grad
+    a, b = n.input(0), n.input(1)
+    ga = gb = None
+    if need[0]:
+        if isinstance(b, (int, float)):
+            ga = g * b * a ** (b - 1) if b != 0 else g * 0
+        else:
+            ga = g * b * F.pow(a, b - 1)
+            ga = F.where(b == 0, 0.0, ga)
+    if need[1]:
+        out = n.output(0)
+        loga = F.log(a) if isinstance(a, Tensor) else math.log(a) if a > 0 else float("nan")
+        gb = g * out * loga
+        if isinstance(a, Tensor):
+            gb = F.where((a == 0) & (b >= 0), 0.0, gb)
+    return ga, gb
+
+
+@rule("maximum", inputs=True)
+def _maximum(n, g):
+    a, b = n.input(0), n.input(1)
+    half = (a == b).to(g.dtype) * 0.5
+    return g * ((a > b).to(g.dtype) + half), g * ((b > a).to(g.dtype) + half)
+
+
+@rule("minimum", inputs=True)
+def _minimum(n, g):
+    a, b = n.input(0), n.input(1)
+    half = (a == b).to(g.dtype) * 0.5
+    return g * ((a < b).to(g.dtype) + half), g * ((b < a).to(g.dtype) + half)
+
+
+@rule("remainder", inputs=True)
+def _remainder(n, g):
+    a, b = n.input(0), n.input(1)
+    return g, -g * F.floor_divide(a, b) if n.needs_input_grad[1] else None
+
+
+@rule("fmod", inputs=True)
+def _fmod(n, g):
+    a, b = n.input(0), n.input(1)
+    return g, -g * F.trunc(a / b) if n.needs_input_grad[1] else None
+
+
+@rule("atan2", inputs=True)
+def _atan2(n, g):
+    a, b = n.input(0), n.input(1)
+    denom = a * a + b * b
+    return g * b / denom, -g * a / denom
+
+
+@rule("where", inputs=True)
+def _where(n, g):
+    cond = n.input(0)
+    return None, F.where(cond, g, 0.0), F.where(cond, 0.0, g)
+
+
+@rule("clamp", inputs=True)
+def _clamp(n, g):
+    x, lo, hi = n.input(0), n.input(1), n.input(2)
+    inside = F.ones_like(x, dtype=dtypes.bool_)
+    if lo is not None:
+        inside = inside & (x >= lo)
+    if hi is not None:
+        inside = inside & (x <= hi)
+    gx = F.where(inside, g, 0.0)
+    glo = F.where(x < lo, g, 0.0) if isinstance(lo, Tensor) and lo._rg else None
+    ghi = F.where(x > hi, g, 0.0) if isinstance(hi, Tensor) and hi._rg else None
+    return gx, glo, ghi
+
+
+# --- unary math ---
+rule("exp", outputs=True)(lambda n, g: g * n.output(0))
+rule("exp2", outputs=True)(lambda n, g: g * n.output(0) * math.log(2.0))
+rule("expm1", outputs=True)(lambda n, g: g * (n.output(0) + 1))
+rule("log", inputs=True)(lambda n, g: g / n.input(0))
+rule("log2", inputs=True)(lambda n, g: g / (n.input(0) * math.log(2.0)))
+rule("log10", inputs=True)(lambda n, g: g / (n.input(0) * math.log(10.0)))
+rule("log1p", inputs=True)(lambda n, g: g / (n.input(0) + 1))
+rule("sin", inputs=True)(lambda n, g: g * F.cos(n.input(0)))
+rule("cos", inputs=True)(lambda n, g: -g * F.sin(n.input(0)))
+rule("tan", outputs=True)(lambda n, g: g * (1 + n.output(0) * n.output(0)))
+rule("asin", inputs=True)(lambda n, g: g * F.rsqrt(1 - n.input(0) * n.input(0)))
+rule("acos", inputs=True)(lambda n, g: -g * F.rsqrt(1 - n.input(0) * n.input(0)))
+rule("atan", inputs=True)(lambda n, g: g / (1 + n.input(0) * n.input(0)))
+rule("sinh", inputs=True)(lambda n, g: g * F.cosh(n.input(0)))
+rule("cosh", inputs=True)(lambda n, g: g * F.sinh(n.input(0)))
+rule("tanh", outputs=True)(lambda n, g: g * (1 - n.output(0) * n.output(0)))
+rule("asinh", inputs=True)(lambda n, g: g * F.rsqrt(n.input(0) * n.input(0) + 1))
+rule("acosh", inputs=True)(lambda n, g: g * F.rsqrt(n.input(0) * n.input(0) - 1))
+rule("atanh", inputs=True)(lambda n, g: g / (1 - n.input(0) * n.input(0)))
+rule("sqrt", outputs=True)(lambda n, g: g / (2 * n.output(0)))
+rule("rsqrt", outputs=True)(lambda n, g: -0.5 * g * n.output(0) ** 3)
+rule("reciprocal", outputs=True)(lambda n, g: -g * n.output(0) * n.output(0))
+rule("sigmoid", outputs=True)(lambda n, g: g * n.output(0) * (1 - n.output(0)))
+rule("erf", inputs=True)(
+    lambda n, g: g * (2.0 / math.sqrt(math.pi)) * F.exp(-n.input(0) * n.input(0)))
+rule("relu", outputs=True)(lambda n, g: F.where(n.output(0) > 0, g, 0.0))
+rule("abs", inputs=True)(lambda n, g: g * F.sign(n.input(0)))
+for _name in ("sign", "ceil", "floor", "round", "trunc"):
+    rule(_name)(lambda n, g: g * 0)
+
+
+# --- reductions ---
+rule("sum")(lambda n, g: _unreduce(g, n))
+
+
+@rule("mean")
+def _mean(n, g):
+    shape, dims = n.input_shape(0), n.attrs.get("dims")
+    count = int(np.prod([shape[d] for d in dims]) if dims is not None else np.prod(shape))
+    return _unreduce(g, n) / max(count, 1) if count else _unreduce(g, n) * float("nan")
+
+
+@rule("var", inputs=True)
+def _var(n, g):
+    x = n.input(0)
+    dims, correction = n.attrs.get("dims"), n.attrs.get("correction", 1)
+    shape = n.input_shape(0)
+    count = int(np.prod([shape[d] for d in dims]) if dims is not None else np.prod(shape))
+    centered = x - F.mean(x, dims, keepdim=True)
+    return _unreduce(g, n) * centered * (2.0 / max(count - correction, 0)) if \
+        count > correction else _unreduce(g, n) * centered * float("nan")
+
+
+@rule("prod", inputs=True)
+def _prod(n, g):
+    x = n.input(0)
+    dims = n.attrs.get("dims")
+    dims = tuple(range(x.dim())) if dims is None else dims
+    # product of all other elements = exclusive cumprod from the left times from the right,
+    # which stays exact where elements are zero
+    rest = [d for d in range(x.dim()) if d not in dims]
+    moved = x.permute(*rest, *dims)
+    flat = moved.reshape(*moved.shape[:len(rest)], -1)
+    ones = F.ones_like(flat[..., :1])
+    left = F.cat([ones, F.cumprod(flat, -1)[..., :-1]], -1)
+    right = F.cat([ones, F.cumprod(flat.flip(-1), -1)[..., :-1]], -1).flip(-1)
+    others = (left * right).reshape(moved.shape)
+    inverse = [0] * x.dim()
+    for i, d in enumerate((*rest, *dims)):
+        inverse[d] = i
+    return _unreduce(g, n) * others.permute(*inverse)
+
+
+def _amax_amin(n, g):
+    x, out = n.input(0), n.output(0)
+    dims, keepdim = n.attrs.get("dims"), n.attrs.get("keepdim", False)
+    out_b = out if keepdim else _unreduce_like(out, n)
+    mask = (x == out_b).to(g.dtype)
+    count = F.sum(mask, dims, keepdim=True)
+    return _unreduce(g, n) * mask / count
+
+
+def _unreduce_like(t, n):
+    dims = n.attrs.get("dims")
+    if dims is None:
+        return t.reshape((1,) * len(n.input_shape(0)))
+    for d in sorted(dims):
+        t = t.unsqueeze(d)
+    return t
+
+
+rule("amax", inputs=True, outputs=True)(_amax_amin)
+rule("amin", inputs=True, outputs=True)(_amax_amin)
+
+
+def _select_dim(n, g, _indices_grad=None):
+    dim, keepdim = n.attrs["dim"], n.attrs.get("keepdim", False)
+    idx = n.output(1)
+    if not keepdim:
+        g, idx = g.unsqueeze(dim), idx.unsqueeze(dim)
+    zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)
+    return F.scatter_add(zeros, dim, idx, g)
+
+
+rule("max_dim", outputs=True)(_select_dim)
+rule("min_dim", outputs=True)(_select_dim)
+
+
+@rule("cumsum")
+def _cumsum(n, g):
+    d = n.attrs["dim"]
+    return g.flip(d).cumsum(d).flip(d)
+
+
+@rule("cumprod", inputs=True, outputs=True)
+def _cumprod(n, g):
+    x, d = n.input(0), n.attrs["dim"]
+    if bool((x == 0).any()):
+        raise AutogradError("cumprod backward with zeros in the input is not supported yet")
+    return (g * n.output(0)).flip(d).cumsum(d).flip(d) / x
+
+
+# --- movement ---
+rule("reshape")(lambda n, g: g.reshape(n.input_shape(0)))
+rule("squeeze")(lambda n, g: g.reshape(n.input_shape(0)))
+rule("unsqueeze")(lambda n, g: g.reshape(n.input_shape(0)))
+rule("expand")(lambda n, g: g)  # the node sums the gradient back to the input's shape
+rule("flip")(lambda n, g: g.flip(n.attrs["dims"]))
+
+
+@rule("permute")
+def _permute(n, g):
+    dims = n.attrs["dims"]
+    inverse = [0] * len(dims)
+    for i, d in enumerate(dims):
+        inverse[d] = i
+    return g.permute(*inverse)
+
+
+def _put_along(g, n, dim, index_values):
+    zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)
+    positions = (False,) * dim + (True,)
+    index = F.tensor(index_values, dtype=dtypes.int64, device=g.device)
+    return _run("index_put", (zeros, g, index), {"positions": positions,
+                                                          "accumulate": False})
+
+
+@rule("slice")
+def _slice(n, g):
+    a = n.attrs
+    return _put_along(g, n, a["dim"], list(range(a["start"], a["stop"], a["step"])))
+
+
+@rule("select")
+def _select(n, g):
+    a = n.attrs
+    return _put_along(g.unsqueeze(a["dim"]), n, a["dim"], [a["index"]])
+
+
+@rule("concat")
+def _concat(n, g):
+    dim = n.attrs["dim"]
+    out, start = [], 0
+    for meta in n._in_meta:
+        size = meta[0][dim] if meta is not None else None
+        if size is None:
+            out.append(None)
+            continue
+        out.append(g.narrow(dim, start, size))
+        start += size
+    return tuple(out)
+
+
+@rule("index", inputs=True)
+def _index(n, g):
+    x, *indices = n.inputs
+    zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)
+    gx = _run("index_put", (zeros, g, *indices),
+                       {"positions": n.attrs["positions"], "accumulate": True})
+    return (gx,) + (None,) * len(indices)
+
+
+@rule("index_put", inputs=True)
+def _index_put(n, g):
+    _, values, *indices = n.inputs
+    attrs = n.attrs
+    gx = g
+    if not attrs.get("accumulate"):
+        gx = _run("index_put", (g, 0.0, *indices),
+                           {"positions": attrs["positions"], "accumulate": False})
+    gv = None
+    if n.needs_input_grad[1]:
+        gv = _run("index", (g, *indices), {"positions": attrs["positions"]})
+    return (gx, gv) + (None,) * len(indices)
+
+
+@rule("gather", inputs=True)
+def _gather(n, g):
+    index = n.input(1)
+    zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)
+    return F.scatter_add(zeros, n.attrs["dim"], index, g), None
+
+
+@rule("scatter_add", inputs=True)
+def _scatter_add(n, g):
+    index = n.input(1)
+    return g, None, F.gather(g, n.attrs["dim"], index) if n.needs_input_grad[2] else None
+
+
+@rule("pad")
+def _pad(n, g):
+    pads = tuple((-b, -a) for b, a in n.attrs["pads"])
+    return _run("pad", (g,), {"pads": pads, "value": 0.0})
+
+
+# --- linear algebra ---
+
+
+@rule("matmul", inputs=True)
+def _matmul(n, g):
+    a, b = n.input(0), n.input(1)
+    need = n.needs_input_grad
+    a2 = a.unsqueeze(0) if a.dim() == 1 else a
+    b2 = b.unsqueeze(-1) if b.dim() == 1 else b
+    g2 = g
+    if a.dim() == 1:
+        g2 = g2.unsqueeze(-2)
+    if b.dim() == 1:
+        g2 = g2.unsqueeze(-1)
+    ga = F.matmul(g2, b2.mT) if need[0] else None
+    gb = F.matmul(a2.mT, g2) if need[1] else None
+    if ga is not None and a.dim() == 1:
+        ga = ga.squeeze(-2)
+    if gb is not None and b.dim() == 1:
+        gb = gb.squeeze(-1)
+    return ga, gb
+
+
+@rule("det", inputs=True, outputs=True)
+def _det(n, g):
+    x = n.input(0)
+    return (g * n.output(0)).unsqueeze(-1).unsqueeze(-1) * F.inverse(x).mT
+
+
+@rule("inv", outputs=True)
+def _inv(n, g):
+    inv_t = n.output(0).mT
+    return -F.matmul(F.matmul(inv_t, g), inv_t)
+
+
+@rule("svd", outputs=True)
+def _svd(n, g_u, g_s, g_vh):
+    if bool(g_u.ne(0).any()) or bool(g_vh.ne(0).any()):
+        raise AutogradError("svd backward through U or V is not supported yet; only the "
+                            "singular values S can be differentiated")
+    u, vh = n.output(0), n.output(2)
+    return F.matmul(u * g_s.unsqueeze(-2), vh)
+
+
+@rule("cross", inputs=True)
+def _cross(n, g):
+    a, b, d = n.input(0), n.input(1), n.attrs["dim"]
+    return F.cross(b, g, d), F.cross(g, a, d)
+
+
+def _scatter_values(n, g, _indices_grad=None):
+    dim = n.attrs.get("dim", -1) % max(len(n.input_shape(0)), 1)
+    zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)
+    if zeros.dim() == 0:
+        return g.reshape(())
+    return F.scatter_add(zeros, dim, n.output(1), g)
+
+
+rule("sort", outputs=True)(_scatter_values)
+rule("topk", outputs=True)(_scatter_values)

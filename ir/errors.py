@@ -1,0 +1,20 @@
+"""Errors raised by the graph IR and the op definitions."""
+
+
+class IRError(Exception):
+    """Base class of every error the `ir` package raises."""
+
+
+class ShapeError(IRError, ValueError):
+    """Shapes that do not fit an op: names the op and every shape involved."""
+
+
+class OpError(IRError, TypeError):
+    """An op asked for with inputs or attributes it does not accept."""
+
+
+class UnknownOpError(IRError, KeyError):
+    """A name that is not in the op registry."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0])

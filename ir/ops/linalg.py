@@ -1,0 +1,103 @@
+"""Linear algebra and ordering: matmul, det, inv, svd, cross, sort, topk, unique."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import ShapeError
+from ir.ops.registry import Promote, register
+
+
+@register("matmul", promote=Promote.COMMON)
+def _matmul(xp, a, b):
+    """Matrix product with numpy's (and PyTorch's) rules for 1-D operands and batch broadcasting."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError("matmul: both arguments need at least 1 dimension; got a 0-d tensor")
+    ka = a.shape[-1]
+    kb = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if ka != kb:
+        raise ShapeError(
+            f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
+            f"({ka} != {kb})"
+        )
+    try:
+        return xp.matmul(a, b)
+    except ValueError:
+        raise ShapeError(
+            f"matmul: batch dims of {tuple(a.shape)} and {tuple(b.shape)} do not broadcast"
+        ) from None
+
+
+def _square(name, x):
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ShapeError(f"{name}: expected a batch of square matrices, got shape {tuple(x.shape)}")
+
+
+@register("det", promote=Promote.FLOAT)
+def _det(xp, x):
+    """Determinant of each square matrix in the batch."""
+    _square("det", x)
+    return xp.linalg.det(x)
+
+
+@register("inv", promote=Promote.FLOAT)
+def _inv(xp, x):
+    """Inverse of each square matrix in the batch; singular matrices raise."""
+    _square("inv", x)
+    try:
+        return xp.linalg.inv(x)
+    except np.linalg.LinAlgError:
+        raise ValueError("inv: the input is singular and has no inverse") from None
+
+
+@register("svd", promote=Promote.FLOAT, num_outputs=3)
+def _svd(xp, x, full_matrices=False):
+    """(U, S, Vh) with x = U diag(S) Vh, singular values descending."""
+    if x.ndim < 2:
+        raise ShapeError(f"svd: expected a matrix or a batch of them, got shape {tuple(x.shape)}")
+    u, s, vh = xp.linalg.svd(x, full_matrices=full_matrices)
+    return u, s, vh
+
+
+@register("cross", promote=Promote.COMMON)
+def _cross(xp, a, b, dim):
+    """Cross product of 3-vectors along `dim` (broadcasting the other dims)."""
+    if a.shape[dim] != 3 or b.shape[dim] != 3:
+        raise ShapeError(
+            f"cross: dim {dim} must have size 3 in both inputs; got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+    return xp.cross(a, b, axis=dim)
+
+
+@register("sort", num_outputs=2)
+def _sort(xp, x, dim=-1, descending=False, stable=False):
+    """(values, indices) sorted along `dim`; NaN sorts last (first when descending)."""
+    if descending:
+        # a stable descending sort keeps equal elements in their original order
+        idx = xp.flip(xp.argsort(xp.flip(x, axis=dim), axis=dim, kind="stable"), axis=dim)
+        idx = x.shape[dim] - 1 - idx if x.ndim else idx
+    else:
+        idx = xp.argsort(x, axis=dim, kind="stable")
+    idx = idx.astype(np.int64, copy=False)
+    return xp.take_along_axis(x, idx, axis=dim) if x.ndim else x.copy(), idx
+
+
+@register("topk", num_outputs=2)
+def _topk(xp, x, k, dim=-1, largest=True, sorted=True):
+    """(values, indices) of the `k` largest (or smallest) elements along `dim`."""
+    size = x.shape[dim] if x.ndim else 1
+    if not 0 <= k <= size:
+        raise ValueError(f"topk: k={k} is out of range for dimension {dim} of size {size}")
+    values, idx = _sort(xp, x, dim, descending=largest, stable=True)
+    key = (slice(None),) * (dim % max(x.ndim, 1)) + (slice(0, k),)
+    return values[key], idx[key]
+
+
+@register("unique", differentiable=False, num_outputs=3)
+def _unique(xp, x, dim=None):
+    """(sorted unique values, inverse indices, counts). Without `dim` elements are compared and
+    the inverse has x's shape; with `dim`, whole slices along it are."""
+    values, inverse, counts = xp.unique(x, return_inverse=True, return_counts=True, axis=dim)
+    inverse = inverse.reshape(x.shape if dim is None else (x.shape[dim],))
+    return values, inverse.astype(np.int64), counts.astype(np.int64)

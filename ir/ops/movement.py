@@ -1,0 +1,160 @@
+"""Movement ops: reshaping, reordering, slicing, joining and gathering elements.
+
+Ops marked `view=True` return a view of their input where numpy can (eager tensors then share
+storage and a version counter, as PyTorch views do).
+"""
+
+from __future__ import annotations
+
+from ir.errors import ShapeError
+from ir.ops.registry import Promote, register
+
+
+@register("reshape", view=True)
+def _reshape(xp, x, shape):
+    """`x` with a new shape of the same size (-1 infers one dim). A view where possible."""
+    try:
+        return xp.reshape(x, shape)
+    except ValueError:
+        raise ShapeError(
+            f"reshape: shape {tuple(shape)} is invalid for input of size {x.size} "
+            f"(input shape {tuple(x.shape)})"
+        ) from None
+
+
+@register("permute", view=True)
+def _permute(xp, x, dims):
+    """`x` with its dims reordered: output dim i is input dim `dims[i]`."""
+    return xp.transpose(x, dims)
+
+
+@register("expand", view=True)
+def _expand(xp, x, shape):
+    """`x` broadcast to `shape` without copying (a read-only view)."""
+    try:
+        return xp.broadcast_to(x, shape)
+    except ValueError:
+        raise ShapeError(
+            f"expand: the shape {tuple(x.shape)} cannot be expanded to {tuple(shape)} "
+            "(only dims of size 1 grow)"
+        ) from None
+
+
+@register("squeeze", view=True)
+def _squeeze(xp, x, dims):
+    """`x` without the given dims, each of which has size 1."""
+    return xp.squeeze(x, axis=tuple(dims)) if dims else x.reshape(x.shape)
+
+
+@register("unsqueeze", view=True)
+def _unsqueeze(xp, x, dim):
+    """`x` with a new dim of size 1 at position `dim`."""
+    return xp.expand_dims(x, dim)
+
+
+@register("slice", view=True)
+def _slice(xp, x, dim, start, stop, step):
+    """Elements `start:stop:step` along `dim` (positive step; bounds clamp like Python's)."""
+    key = (slice(None),) * dim + (slice(start, stop, step),)
+    return x[key]
+
+
+@register("select", view=True)
+def _select(xp, x, dim, index):
+    """The slice at `index` along `dim`, with that dim removed."""
+    size = x.shape[dim]
+    if not -size <= index < size:
+        raise IndexError(f"index {index} is out of bounds for dimension {dim} with size {size}")
+    return x[(slice(None),) * dim + (index,)]
+
+
+@register("flip")
+def _flip(xp, x, dims):
+    """`x` with the order of elements reversed along each of `dims` (a copy)."""
+    return xp.flip(x, axis=tuple(dims)).copy()
+
+
+@register("concat", promote=Promote.COMMON)
+def _concat(xp, *xs, dim=0):
+    """The inputs joined along `dim`; all other dims must match."""
+    try:
+        return xp.concatenate(xs, axis=dim)
+    except ValueError:
+        shapes = ", ".join(str(tuple(x.shape)) for x in xs)
+        raise ShapeError(f"cat: inputs must match in every dim but {dim}; got shapes {shapes}") from None
+
+
+@register("copy")
+def _copy(xp, x):
+    """A contiguous copy of `x`."""
+    return xp.array(x, copy=True, order="C")
+
+
+@register("contiguous")
+def _contiguous(xp, x):
+    """`x` itself when it is C-contiguous, else a contiguous copy."""
+    return xp.ascontiguousarray(x)
+
+
+def _index_key(positions, arrays):
+    arrays = iter(arrays)
+    return tuple(next(arrays) if p else slice(None) for p in positions)
+
+
+@register("index")
+def _index(xp, x, *indices, positions):
+    """Advanced indexing: integer arrays at the dims where `positions` is True, full slices
+    elsewhere; numpy's (and PyTorch's) placement of the indexed dims."""
+    key = _index_key(positions, indices)
+    try:
+        return x[key]
+    except IndexError as e:
+        raise IndexError(f"index: {e} (tensor shape {tuple(x.shape)})") from None
+
+
+@register("index_put", promote=Promote.COMMON, promoted=(0, 1))
+def _index_put(xp, x, values, *indices, positions, accumulate=False):
+    """A copy of `x` with `values` written (or added, if `accumulate`) at the indexed places."""
+    out = x.copy()
+    key = _index_key(positions, indices)
+    if accumulate:
+        xp.add.at(out, key, values)
+    else:
+        out[key] = values
+    return out
+
+
+@register("gather")
+def _gather(xp, x, index, dim):
+    """out[i][j][k] = x[index[i][j][k]][j][k] for dim 0 (and so on): PyTorch's gather."""
+    if index.ndim != x.ndim:
+        raise ShapeError(
+            f"gather: index has {index.ndim} dims but input has {x.ndim}; they must be equal"
+        )
+    for d in range(x.ndim):
+        if d != dim and index.shape[d] > x.shape[d]:
+            raise ShapeError(
+                f"gather: index shape {tuple(index.shape)} exceeds input shape "
+                f"{tuple(x.shape)} at dim {d}"
+            )
+    sub = x[tuple(slice(0, index.shape[d]) if d != dim else slice(None) for d in range(x.ndim))]
+    return xp.take_along_axis(sub, index, axis=dim)
+
+
+@register("scatter_add", promote=Promote.COMMON, promoted=(0, 2))
+def _scatter_add(xp, x, index, src, dim):
+    """A copy of `x` with `src` added at the places `index` names along `dim` (gather's adjoint)."""
+    out = x.copy()
+    grids = list(xp.indices(index.shape, sparse=True))
+    grids[dim] = index
+    xp.add.at(out, tuple(grids), src[tuple(slice(0, s) for s in index.shape)])
+    return out
+
+
+@register("pad")
+def _pad(xp, x, pads, value=0.0):
+    """`x` padded with `value`; `pads` is ((before, after), ...) per dim, negative crops."""
+    crop = tuple(slice(max(-b, 0), x.shape[i] - max(-a, 0)) for i, (b, a) in enumerate(pads))
+    x = x[crop]
+    widths = [(max(b, 0), max(a, 0)) for b, a in pads]
+    return xp.pad(x, widths, constant_values=value)

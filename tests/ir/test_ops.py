@@ -1,0 +1,70 @@
+"""Reference implementations of ops that do more than call numpy."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ir import OPS, ShapeError, UnknownOpError, get_op
+from ir.ops.special import erf
+
+
+def test_erf_is_accurate_to_an_ulp_in_float64():
+    x = np.concatenate([np.linspace(-7, 7, 20001), [0.0, -0.0, 1e-300, 0.84375, 1.25, 6.0]])
+    ref = np.array([math.erf(v) for v in x])
+    assert np.max(np.abs(erf(np, x) - ref)) <= 2.3e-16
+    special = erf(np, np.array([np.inf, -np.inf, np.nan]))
+    assert special[0] == 1 and special[1] == -1 and np.isnan(special[2])
+
+
+def test_erf_keeps_float32():
+    assert erf(np, np.ones(3, np.float32)).dtype == np.float32
+
+
+def test_descending_sort_is_stable_and_puts_nan_first():
+    x = np.array([1.0, 3.0, np.nan, 3.0, 2.0])
+    values, idx = OPS["sort"].impl(np, x, dim=0, descending=True)
+    assert np.isnan(values[0]) and list(values[1:]) == [3.0, 3.0, 2.0, 1.0]
+    assert list(idx) == [2, 1, 3, 4, 0]
+
+
+def test_linspace_is_exact_at_both_ends():
+    out = OPS["linspace"].impl(np, 0.0, 2 * math.pi, 25, "float32")
+    assert out[0] == 0 and out[-1] == np.float32(2 * math.pi) and out.dtype == np.float32
+
+
+def test_gather_and_scatter_add_are_adjoint():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 4))
+    index = rng.integers(0, 3, size=(2, 4))
+    g = rng.normal(size=(2, 4))
+    gathered = OPS["gather"].impl(np, x, index, 0)
+    scattered = OPS["scatter_add"].impl(np, np.zeros_like(x), index, g, 0)
+    assert np.isclose((gathered * g).sum(), (x * scattered).sum())
+
+
+def test_matmul_names_both_shapes_on_mismatch():
+    with pytest.raises(ShapeError, match=r"\(2, 3\) and \(4, 5\)"):
+        OPS["matmul"].impl(np, np.ones((2, 3)), np.ones((4, 5)))
+
+
+def test_index_put_accumulates_repeated_indices():
+    out = OPS["index_put"].impl(np, np.zeros(3), np.ones(3), np.array([0, 0, 2]),
+                                positions=(True,), accumulate=True)
+    assert list(out) == [2, 0, 1]
+
+
+def test_random_ops_are_pure_functions_of_their_seed():
+    a = OPS["uniform"].impl(np, (4,), 0.0, 1.0, "float32", 123)
+    b = OPS["uniform"].impl(np, (4,), 0.0, 1.0, "float32", 123)
+    c = OPS["uniform"].impl(np, (4,), 0.0, 1.0, "float32", 124)
+    assert (a == b).all() and not (a == c).all()
+
+
+def test_unknown_op_lists_similar_names():
+    with pytest.raises(UnknownOpError, match="similar: .*matmul"):
+        get_op("matmu")
+
+
+def test_every_op_has_a_docstring():
+    assert [name for name, op in OPS.items() if not op.doc] == []
