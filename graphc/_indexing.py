@@ -47,10 +47,11 @@ def _normalize(key, ndim: int) -> list:
     consumed = sum(_dims_consumed(k) for k in key)
     if consumed > ndim:
         raise IndexError(f"too many indices for tensor of dimension {ndim}")
-    if key.count(Ellipsis) > 1:
+    ellipses = [i for i, k in enumerate(key) if k is Ellipsis]
+    if len(ellipses) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    if Ellipsis in key:
-        i = key.index(Ellipsis)
+    if ellipses:
+        i = ellipses[0]
         key[i:i + 1] = [slice(None)] * (ndim - consumed)
     else:
         key += [slice(None)] * (ndim - consumed)

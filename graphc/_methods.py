@@ -238,8 +238,8 @@ def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=F
 
 def _eq_op(fn):
     def op(self, other):
-        if other is None:
-            return fn is F.ne
+        if not isinstance(other, (Tensor, int, float)):
+            return NotImplemented  # Python then compares identities: x == None is False
         return fn(self, other)
     return op
 

@@ -54,12 +54,14 @@ def attach(op, args: tuple, attrs: dict, outs: tuple, name: str | None) -> None:
     next_functions = []
     in_meta = []
     for a in args:
-        if isinstance(a, Tensor) and a._rg:
-            if a.grad_fn is not None:
+        if isinstance(a, Tensor):
+            in_meta.append((a._data.shape, dtypes.from_numpy(a._data.dtype)))
+            if not a._rg:
+                next_functions.append((None, 0))
+            elif a.grad_fn is not None:
                 next_functions.append((a.grad_fn, a._output_nr))
             else:
                 next_functions.append((a._accumulate_node(), 0))
-            in_meta.append((a._data.shape, dtypes.from_numpy(a._data.dtype)))
         else:
             next_functions.append((None, 0))
             in_meta.append(None)
@@ -360,19 +362,15 @@ def _select(n, g):
 def _concat(n, g):
     dim = n.attrs["dim"]
     out, start = [], 0
-    for meta in n._in_meta:
-        size = meta[0][dim] if meta is not None else None
-        if size is None:
-            out.append(None)
-            continue
-        out.append(g.narrow(dim, start, size))
-        start += size
+    for (fn, _), (shape, _) in zip(n.next_functions, n._in_meta, strict=True):
+        out.append(g.narrow(dim, start, shape[dim]) if fn is not None else None)
+        start += shape[dim]
     return tuple(out)
 
 
 @rule("index", inputs=True)
 def _index(n, g):
-    x, *indices = n.inputs
+    indices = [n.input(i) for i in range(1, len(n._inputs))]
     zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)
     gx = _run("index_put", (zeros, g, *indices),
                        {"positions": n.attrs["positions"], "accumulate": True})
@@ -381,7 +379,7 @@ def _index(n, g):
 
 @rule("index_put", inputs=True)
 def _index_put(n, g):
-    _, values, *indices = n.inputs
+    indices = [n.input(i) for i in range(2, len(n._inputs))]  # x and values are not needed
     attrs = n.attrs
     gx = g
     if not attrs.get("accumulate"):
@@ -419,6 +417,8 @@ def _pad(n, g):
 def _matmul(n, g):
     a, b = n.input(0), n.input(1)
     need = n.needs_input_grad
+    if a.dim() == 1 and b.dim() == 1:
+        return g * b if need[0] else None, g * a if need[1] else None
     a2 = a.unsqueeze(0) if a.dim() == 1 else a
     b2 = b.unsqueeze(-1) if b.dim() == 1 else b
     g2 = g

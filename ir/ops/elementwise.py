@@ -116,7 +116,7 @@ _binary("add", lambda xp, a, b: xp.add(a, b))
 _binary("sub", lambda xp, a, b: xp.subtract(a, b))
 _binary("mul", lambda xp, a, b: xp.multiply(a, b))
 _binary("div", lambda xp, a, b: xp.true_divide(a, b), F, quiet=True)
-_binary("floor_divide", lambda xp, a, b: xp.floor_divide(a, b), quiet=True)
+_binary("floor_divide", lambda xp, a, b: xp.floor_divide(a, b), quiet=True, differentiable=False)
 _binary("remainder", lambda xp, a, b: xp.remainder(a, b), quiet=True)
 _binary("fmod", lambda xp, a, b: xp.fmod(a, b), quiet=True)
 _binary("pow", lambda xp, a, b: _pow(xp, a, b), quiet=True)
@@ -126,10 +126,15 @@ _binary("atan2", lambda xp, a, b: xp.arctan2(a, b), F)
 
 
 def _pow(xp, a, b):
-    if getattr(b, "dtype", None) is not None and b.dtype.kind in "iu" and a.dtype.kind in "iu":
-        if (xp.asarray(b) < 0).any():
-            raise ValueError("integers to negative integer powers are not allowed")
+    if _kind(a) in "iu" and _kind(b) in "iu" and (xp.asarray(b) < 0).any():
+        raise ValueError("integers to negative integer powers are not allowed")
     return xp.power(a, b)
+
+
+def _kind(v) -> str:
+    if hasattr(v, "dtype"):
+        return v.dtype.kind
+    return "b" if isinstance(v, bool) else "i" if isinstance(v, int) else "f"
 
 
 # --- comparisons and logic: computed in the promoted type, bool out ---

@@ -6,6 +6,8 @@ want floating inputs, which the frontend provides by promotion.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ir.errors import ShapeError
@@ -41,8 +43,11 @@ def _prod(xp, x, dims=None, keepdim=False):
 @register("mean", promote=Promote.FLOAT)
 def _mean(xp, x, dims=None, keepdim=False):
     """Arithmetic mean over `dims` (NaN for an empty reduction)."""
-    with np.errstate(all="ignore"):
-        return xp.mean(x, axis=_axes(x, dims), keepdims=keepdim)
+    if x.size == 0:
+        with warnings.catch_warnings():  # numpy warns "Mean of empty slice"
+            warnings.simplefilter("ignore")
+            return xp.mean(x, axis=_axes(x, dims), keepdims=keepdim)
+    return xp.mean(x, axis=_axes(x, dims), keepdims=keepdim)
 
 
 @register("var", promote=Promote.FLOAT)
@@ -51,7 +56,8 @@ def _var(xp, x, dims=None, correction=1, keepdim=False):
 
     With no more elements than `correction` the result is NaN, as in PyTorch.
     """
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # too few elements: NaN
+        warnings.simplefilter("ignore")
         return xp.var(x, axis=_axes(x, dims), keepdims=keepdim, ddof=correction)
 
 

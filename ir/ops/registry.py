@@ -51,15 +51,15 @@ class OpDef:
 OPS: dict[str, OpDef] = {}
 
 
-def register(name: str, **fields) -> Callable[[Callable], OpDef]:
-    """Decorator: register the decorated reference implementation as op `name`."""
+def register(name: str, **fields) -> Callable[[Callable], Callable]:
+    """Decorator: register the decorated reference implementation as op `name` (the function
+    itself is returned unchanged, so other implementations can call it)."""
 
-    def wrap(impl: Callable) -> OpDef:
+    def wrap(impl: Callable) -> Callable:
         if name in OPS:
             raise ValueError(f"op {name!r} is defined twice")
-        op = OpDef(name=name, impl=impl, doc=(impl.__doc__ or "").strip(), **fields)
-        OPS[name] = op
-        return op
+        OPS[name] = OpDef(name=name, impl=impl, doc=(impl.__doc__ or "").strip(), **fields)
+        return impl
 
     return wrap
 
