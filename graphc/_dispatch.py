@@ -24,8 +24,24 @@ _NONE, _FLOAT, _INTEGRAL = Promote.NONE, Promote.FLOAT, Promote.INTEGRAL
 _CATEGORY = {d.np: d.category for d in dtypes.ALL}
 _EMPTY: dict = {}
 observer = None  # a profiler's record(name, seconds), when one is running
+_new = object.__new__
+_BINARY_FAST: dict = {}  # op -> True when its binary calls may skip promotion checks
 
 
+def attach(op, args, attrs, outs, name) -> None:
+    """Record the backward node of an op call; replaced by `graphc.autograd.rules.attach`
+    when the rules are loaded (they need all of graphc, so they load after this module)."""
+    from graphc.autograd import rules  # noqa: F401  (loading the rules installs them)
+
+    globals()["attach"](op, args, attrs, outs, name)
+
+
+def _binary_fast(op: OpDef) -> bool:
+    fast = _BINARY_FAST.get(op)
+    if fast is None:
+        fast = _BINARY_FAST[op] = (op.num_outputs == 1 and not op.view
+                                   and op.promote in (Promote.COMMON, Promote.FLOAT))
+    return fast
 
 
 def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = None):
@@ -36,6 +52,30 @@ def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = No
     """
     if observer is not None:
         return _observed(op, args, attrs, name)
+    if len(args) == 2 and not attrs and _binary_fast(op):
+        # fast path: a CPU float tensor with a tensor of the same dtype or a Python number,
+        # where numpy's own promotion already gives PyTorch's answer
+        a, b = args
+        if type(a) is Tensor:
+            da = a._data
+            if type(da) is _ndarray and da.dtype.kind == "f":
+                tb = type(b)
+                if tb is Tensor:
+                    db = b._data
+                    if type(db) is _ndarray and db.dtype is da.dtype:
+                        out = op.impl(np, da, db)
+                        result = _new(Tensor)
+                        result._data = out if type(out) is _ndarray else np.asarray(out)
+                        if (a._rg or b._rg) and grad_mode._enabled and op.differentiable:
+                            attach(op, args, attrs, (result,), name)
+                        return result
+                elif tb is float or tb is int:
+                    out = op.impl(np, da, b)
+                    result = _new(Tensor)
+                    result._data = out if type(out) is _ndarray else np.asarray(out)
+                    if a._rg and grad_mode._enabled and op.differentiable:
+                        attach(op, args, attrs, (result,), name)
+                    return result
     arrays = []
     on_cpu = True
     needs_grad = False
@@ -64,8 +104,6 @@ def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = No
         outs = tuple(Tensor._wrap(np.asarray(o) if on_cpu else o) for o in out)
         result = outs
     if needs_grad and grad_mode._enabled and op.differentiable:
-        from graphc.autograd.rules import attach
-
         attach(op, args, attrs, outs, name)
     return result
 

@@ -254,14 +254,16 @@ def _rdiv(self, other):
     return F.div(other, self)
 
 
+_ADD, _SUB, _MUL, _DIV = OPS["add"], OPS["sub"], OPS["mul"], OPS["div"]
+
 OPERATORS = {
-    "__add__": lambda self, other: F.add(self, other),
-    "__radd__": lambda self, other: F.add(self, other),
-    "__sub__": lambda self, other: F.sub(self, other),
+    "__add__": lambda self, other: dispatch(_ADD, (self, other)),
+    "__radd__": lambda self, other: dispatch(_ADD, (self, other)),
+    "__sub__": lambda self, other: dispatch(_SUB, (self, other)),
     "__rsub__": lambda self, other: dispatch(OPS["sub"], (other, self), name="RsubBackward1"),
-    "__mul__": lambda self, other: F.mul(self, other),
-    "__rmul__": lambda self, other: F.mul(self, other),
-    "__truediv__": lambda self, other: F.div(self, other),
+    "__mul__": lambda self, other: dispatch(_MUL, (self, other)),
+    "__rmul__": lambda self, other: dispatch(_MUL, (self, other)),
+    "__truediv__": lambda self, other: dispatch(_DIV, (self, other)),
     "__rtruediv__": _rdiv,
     "__floordiv__": lambda self, other: F.floor_divide(self, other),
     "__rfloordiv__": lambda self, other: F.floor_divide(other, self),

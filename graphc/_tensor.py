@@ -8,12 +8,11 @@ installed from `graphc._functions`, which routes every op through the dispatch p
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from graphc import _device
 from graphc.autograd import grad_mode
+from graphc.autograd.engine import AccumulateGrad
 from graphc.errors import AutogradError
 from ir import dtypes
 
@@ -74,7 +73,7 @@ class Tensor:
     _vc = None  # version counter [int], shared with views; made on first need
     _base = None
     _retains_grad = False
-    _acc = None  # weakref to this leaf's AccumulateGrad node
+    _acc = None  # this leaf's AccumulateGrad node, made on first need
     _hooks = None  # hooks of a leaf, run before its gradient is accumulated
     __array_priority__ = 1000  # numpy defers `ndarray op tensor` to the tensor
 
@@ -252,12 +251,9 @@ class Tensor:
         return self
 
     def _accumulate_node(self):
-        node = self._acc() if self._acc is not None else None
+        node = self._acc
         if node is None:
-            from graphc.autograd.engine import AccumulateGrad
-
-            node = AccumulateGrad(self)
-            self._acc = weakref.ref(node)
+            node = self._acc = AccumulateGrad(self)
         return node
 
     # --- conversion ---

@@ -13,6 +13,7 @@ import weakref
 
 from graphc.autograd import grad_mode
 from graphc.errors import AutogradError
+from ir import dtypes
 
 
 class HookHandle:
@@ -51,12 +52,8 @@ class Node:
         self.next_functions = next_functions
         self._in_meta = in_meta
         self._out_meta = out_meta
-        self._inputs = None
-        self._versions = None
-        self._outputs = None
-        self._out_vc = None
-        self._hooks = None
-        self._retained = None
+        self._inputs = self._versions = self._outputs = self._out_vc = None
+        self._hooks = self._retained = None
         self._freed = False
 
     def name(self) -> str:
@@ -120,7 +117,7 @@ class Node:
         return self._in_meta[i][0]
 
     def input_dtype(self, i: int):
-        return self._in_meta[i][1]
+        return dtypes.from_numpy(self._in_meta[i][1])
 
     def release(self) -> None:
         self._inputs = self._outputs = None
@@ -162,7 +159,7 @@ class Node:
         for i, g in enumerate(grads):
             if g is None:
                 shape, dtype = self._out_meta[i]
-                grads[i] = F.zeros(shape, dtype=dtype, device=ref.device)
+                grads[i] = F.zeros(shape, dtype=dtypes.from_numpy(dtype), device=ref.device)
         out = self._rule(self, *grads)
         if not isinstance(out, tuple):
             out = (out,)
@@ -171,11 +168,11 @@ class Node:
             if fn is None or g is None:
                 result.append(None)
                 continue
-            shape, dtype = meta
+            shape, dtype = meta  # a numpy dtype
             if g._data.shape != shape:
                 g = F.sum_to_size(g, shape)
-            if g._data.dtype != dtype.np:
-                g = g.to(dtype)
+            if g._data.dtype != dtype:
+                g = g.to(dtypes.from_numpy(dtype))
             result.append(g)
         return tuple(result)
 
@@ -183,11 +180,16 @@ class Node:
 class AccumulateGrad:
     """The node of a leaf tensor: adds incoming gradients into `variable.grad`."""
 
-    __slots__ = ("variable", "__weakref__")
+    __slots__ = ("_variable", "__weakref__")
     next_functions = ()
 
     def __init__(self, variable) -> None:
-        self.variable = variable
+        # the leaf owns its node; the node only points back weakly, so no cycle keeps either
+        self._variable = weakref.ref(variable)
+
+    @property
+    def variable(self):
+        return self._variable()
 
     def name(self) -> str:
         return "AccumulateGrad"
@@ -196,7 +198,9 @@ class AccumulateGrad:
         return f"<AccumulateGrad object at {hex(id(self))}>"
 
     def accumulate(self, grad, create_graph: bool) -> None:
-        var = self.variable
+        var = self._variable()
+        if var is None:  # the leaf is gone: nobody can read its gradient
+            return
         if var._hooks:
             for hook in var._hooks:
                 new = hook(grad)
@@ -293,8 +297,9 @@ def run(roots, grads, retain_graph: bool, create_graph: bool, capture=None) -> d
 
 
 def _run_leaf_hooks(node: AccumulateGrad, grad):
-    if grad is not None and node.variable._hooks:
-        for hook in node.variable._hooks:
+    var = node.variable
+    if grad is not None and var is not None and var._hooks:
+        for hook in var._hooks:
             new = hook(grad)
             if new is not None:
                 grad = new

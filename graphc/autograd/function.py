@@ -66,7 +66,6 @@ class Function:
     @classmethod
     def apply(cls, *args):
         from graphc._tensor import Tensor
-        from ir import dtypes
 
         ctx = FunctionCtx()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
@@ -82,13 +81,12 @@ class Function:
                     edge = (a.grad_fn, a._output_nr) if a.grad_fn is not None else (
                         a._accumulate_node(), 0)
                     next_functions.append(edge)
-                    in_meta.append((a._data.shape, dtypes.from_numpy(a._data.dtype)))
+                    in_meta.append((a._data.shape, a._data.dtype))
                 else:
                     next_functions.append((None, 0))
                     in_meta.append(None)
             tensor_outs = [o for o in outs if isinstance(o, Tensor)]
-            out_meta = tuple((o._data.shape, dtypes.from_numpy(o._data.dtype))
-                             for o in tensor_outs)
+            out_meta = tuple((o._data.shape, o._data.dtype) for o in tensor_outs)
             node = Node(f"{cls.__name__}Backward", _backward_rule(cls, ctx, len(args)), {},
                         tuple(next_functions), in_meta, out_meta)
             for i, o in enumerate(tensor_outs):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import graphc as F
+from graphc import _dispatch as _dispatch_module
 from graphc._dispatch import dispatch
 from graphc._tensor import Tensor
 from graphc.autograd.engine import Node
@@ -46,8 +47,16 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_")) + "Backward0"
 
 
+_NO_EDGE = (None, 0)
+_NAMES: dict[str, str] = {}
+
+
 def attach(op, args: tuple, attrs: dict, outs: tuple, name: str | None) -> None:
-    """Create the backward node of one op call and make `outs` its outputs."""
+    """Create the backward node of one op call and make `outs` its outputs.
+
+    This runs for every recorded op, so it stays lean: shapes and numpy dtypes are kept as
+    they are and converted only when a gradient needs it.
+    """
     r = RULES.get(op.name)
     if r is None:
         r = Rule(_missing(op.name))
@@ -55,27 +64,38 @@ def attach(op, args: tuple, attrs: dict, outs: tuple, name: str | None) -> None:
     in_meta = []
     for a in args:
         if isinstance(a, Tensor):
-            in_meta.append((a._data.shape, dtypes.from_numpy(a._data.dtype)))
+            data = a._data
+            in_meta.append((data.shape, data.dtype))
             if not a._rg:
-                next_functions.append((None, 0))
-            elif a.grad_fn is not None:
-                next_functions.append((a.grad_fn, a._output_nr))
+                next_functions.append(_NO_EDGE)
             else:
-                next_functions.append((a._accumulate_node(), 0))
+                fn = a.grad_fn
+                next_functions.append((fn, a._output_nr) if fn is not None
+                                      else (a._accumulate_node(), 0))
         else:
-            next_functions.append((None, 0))
+            next_functions.append(_NO_EDGE)
             in_meta.append(None)
-    out_meta = tuple((o._data.shape, dtypes.from_numpy(o._data.dtype)) for o in outs)
-    node = Node(name or _camel(op.name), r.fn, attrs, tuple(next_functions), in_meta, out_meta)
+    if name is None:
+        name = _NAMES.get(op.name) or _NAMES.setdefault(op.name, _camel(op.name))
+    if len(outs) == 1:  # the common case, kept free of loops
+        out = outs[0]
+        data = out._data
+        node = Node(name, r.fn, attrs, tuple(next_functions), in_meta, ((data.shape, data.dtype),))
+        if data.dtype.kind == "f" or out.dtype.is_floating_point:
+            out._rg = True
+            out.grad_fn = node
+    else:
+        node = Node(name, r.fn, attrs, tuple(next_functions), in_meta,
+                    tuple((o._data.shape, o._data.dtype) for o in outs))
+        for i, o in enumerate(outs):
+            if o._data.dtype.kind == "f" or o.dtype.is_floating_point:
+                o._rg = True
+                o.grad_fn = node
+                o._output_nr = i
     if r.save_inputs:
         node._save_inputs(args)
     if r.save_outputs:
         node._save_outputs(outs)
-    for i, o in enumerate(outs):
-        if o._data.dtype.kind == "f" or o.dtype.is_floating_point:
-            o._rg = True
-            o.grad_fn = node
-            o._output_nr = i
 
 
 def _missing(op_name: str):
@@ -472,3 +492,6 @@ def _scatter_values(n, g, _indices_grad=None):
 
 rule("sort", outputs=True)(_scatter_values)
 rule("topk", outputs=True)(_scatter_values)
+
+
+_dispatch_module.attach = attach  # the dispatch point records nodes with this function
