@@ -192,3 +192,14 @@ def test_mixing_devices_names_both(monkeypatch):
     monkeypatch.setattr(d, "_ndarray", FakeCuda)
     with pytest.raises(graphc.DeviceError, match="cpu and cuda:0"):
         x + y
+
+
+def test_bfloat16_when_ml_dtypes_is_installed():
+    pytest.importorskip("ml_dtypes")
+    x = graphc.tensor([1.5, 2.25], dtype=graphc.bfloat16)
+    assert repr(x) == "tensor([1.5000, 2.2500], dtype=graphc.bfloat16)"
+    assert (x + 1).dtype is graphc.bfloat16 and (x * graphc.ones(2)).dtype is graphc.float32
+    assert graphc.promote_types(graphc.bfloat16, graphc.float16) is graphc.float32
+    y = graphc.ones(2, dtype=graphc.bfloat16, requires_grad=True)
+    (y * 3).sum().backward()
+    assert y.grad.dtype is graphc.bfloat16 and y.grad.tolist() == [3.0, 3.0]
