@@ -274,30 +274,27 @@ def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     return dispatch(_op("amin"), (input,), {"dims": dims, "keepdim": keepdim})
 
 
-def max(input: Tensor, dim=None, keepdim: bool = False, *, out=None):
+def _extreme(kind: str, input: Tensor, dim, keepdim: bool):
+    if isinstance(dim, Tensor):  # max(a, b) is the elementwise maximum
+        return dispatch(_op(f"{kind}imum"), (input, dim))
+    name = kind.capitalize()
+    if dim is None:
+        return dispatch(_op(f"a{kind}"), (input,), {"dims": None, "keepdim": False},
+                        name=f"{name}Backward1")
+    values, indices = dispatch(_op(f"{kind}_dim"), (input,),
+                               {"dim": _wrap_dim(dim, input.dim()), "keepdim": keepdim},
+                               name=f"{name}Backward0")
+    return getattr(return_types, kind)(values, indices)
+
+
+def max(input: Tensor, dim=None, keepdim: bool = False):
     """The largest element; with `dim`, (values, indices) along it; with a tensor, `maximum`."""
-    if isinstance(dim, Tensor):
-        return maximum(input, dim)  # noqa: F821
-    if dim is None:
-        return dispatch(_op("amax"), (input,), {"dims": None, "keepdim": False},
-                        name="MaxBackward1")
-    values, indices = dispatch(_op("max_dim"), (input,),
-                               {"dim": _wrap_dim(dim, input.dim()), "keepdim": keepdim},
-                               name="MaxBackward0")
-    return return_types.max(values, indices)
+    return _extreme("max", input, dim, keepdim)
 
 
-def min(input: Tensor, dim=None, keepdim: bool = False, *, out=None):
+def min(input: Tensor, dim=None, keepdim: bool = False):
     """The smallest element; with `dim`, (values, indices) along it; with a tensor, `minimum`."""
-    if isinstance(dim, Tensor):
-        return minimum(input, dim)  # noqa: F821
-    if dim is None:
-        return dispatch(_op("amin"), (input,), {"dims": None, "keepdim": False},
-                        name="MinBackward1")
-    values, indices = dispatch(_op("min_dim"), (input,),
-                               {"dim": _wrap_dim(dim, input.dim()), "keepdim": keepdim},
-                               name="MinBackward0")
-    return return_types.min(values, indices)
+    return _extreme("min", input, dim, keepdim)
 
 
 def aminmax(input: Tensor, *, dim=None, keepdim: bool = False):

@@ -89,24 +89,24 @@ def _argmin(xp, x, dim=None, keepdim=False):
     return xp.argmin(x, axis=dim, keepdims=keepdim).astype(np.int64, copy=False)
 
 
-@register("max_dim", promote=Promote.NONE, num_outputs=2)
-def _max_dim(xp, x, dim, keepdim=False):
-    """(values, indices) of the largest elements along `dim`."""
-    idx = _argmax(xp, x, dim, True)
+def _extreme_along(xp, x, dim, keepdim, arg):
+    idx = arg(xp, x, dim, True)
     values = xp.take_along_axis(x, idx, axis=dim)
     if not keepdim:
         values, idx = xp.squeeze(values, dim), xp.squeeze(idx, dim)
     return values, idx
+
+
+@register("max_dim", promote=Promote.NONE, num_outputs=2)
+def _max_dim(xp, x, dim, keepdim=False):
+    """(values, indices) of the largest elements along `dim`."""
+    return _extreme_along(xp, x, dim, keepdim, _argmax)
 
 
 @register("min_dim", promote=Promote.NONE, num_outputs=2)
 def _min_dim(xp, x, dim, keepdim=False):
     """(values, indices) of the smallest elements along `dim`."""
-    idx = _argmin(xp, x, dim, True)
-    values = xp.take_along_axis(x, idx, axis=dim)
-    if not keepdim:
-        values, idx = xp.squeeze(values, dim), xp.squeeze(idx, dim)
-    return values, idx
+    return _extreme_along(xp, x, dim, keepdim, _argmin)
 
 
 @register("any", promote=Promote.NONE, differentiable=False)
