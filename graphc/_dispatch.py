@@ -56,11 +56,11 @@ def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = No
         # fast path: a CPU float tensor with a tensor of the same dtype or a Python number,
         # where numpy's own promotion already gives PyTorch's answer
         a, b = args
-        if type(a) is Tensor:
+        if type(a) is Tensor and a._base is None:
             da = a._data
             if type(da) is _ndarray and da.dtype.kind == "f":
                 tb = type(b)
-                if tb is Tensor:
+                if tb is Tensor and b._base is None:
                     db = b._data
                     if type(db) is _ndarray and db.dtype is da.dtype:
                         out = op.impl(np, da, db)
@@ -81,6 +81,10 @@ def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = No
     needs_grad = False
     for a in args:
         if isinstance(a, Tensor):
+            if a._view_version is not None and a._vc[0] != a._view_version:
+                from graphc._views import refresh
+
+                refresh(a)  # its memory changed in place since its history was recorded
             data = a._data
             if type(data) is not _ndarray:
                 on_cpu = False
@@ -139,8 +143,9 @@ def _common_module(op: OpDef, args: tuple):
 def _alias(result: Tensor, base: Tensor) -> None:
     """Make `result` share `base`'s version counter when it is a view of the same memory."""
     if np.may_share_memory(result._data, base._data) if type(base._data) is _ndarray else True:
-        result._vc = base._version_counter()
+        vc = result._vc = base._version_counter()
         result._base = base._base if base._base is not None else base
+        result._view_version = vc[0]
 
 
 def _promote(op: OpDef, args: tuple, arrays: list) -> None:

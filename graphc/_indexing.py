@@ -135,7 +135,7 @@ def setitem(self: Tensor, key, value) -> None:
         self._bump_version()
         return
     check_inplace(self)
-    flat_ids = xp.arange(self.numel()).reshape(self._data.shape)[np_key]
+    flat_ids = xp.asarray(xp.arange(self.numel()).reshape(self._data.shape)[np_key])
     flat = self.reshape(-1)
     new = dispatch(OPS["index_put"], (flat, value, Tensor._wrap(flat_ids)),
                    {"positions": (True,), "accumulate": False}, name="CopySlices")

@@ -16,6 +16,7 @@ from graphc import _functions as F
 from graphc import _movement as M
 from graphc._dispatch import dispatch
 from graphc._tensor import Tensor
+from graphc._views import copy_slices
 from graphc.autograd import grad_mode
 from graphc.autograd.function import Function
 from graphc.errors import AutogradError, ShapeError
@@ -33,15 +34,9 @@ def check_inplace(self: Tensor) -> None:
             "under graphc.no_grad() or on a detached copy"
         )
     base = self._base
-    if base is not None and base._rg:
-        if base.grad_fn is None:
-            raise AutogradError(
-                "a view of a leaf Variable that requires grad is being used in an in-place "
-                "operation"
-            )
+    if base is not None and base._rg and base.grad_fn is None:
         raise AutogradError(
-            "in-place changes to a view of a tensor that requires grad are not supported yet; "
-            "change the tensor itself (tensor[index] = value) or use out-of-place ops"
+            "a view of a leaf Variable that requires grad is being used in an in-place operation"
         )
 
 
@@ -53,13 +48,24 @@ def record_inplace(self: Tensor, result: Tensor) -> Tensor:
     src, dst = result.dtype, self.dtype
     if src.category > dst.category:
         raise TypeError(f"result type {src} can't be cast to the desired output type {dst}")
+    if not self._data.flags.writeable:
+        raise ValueError(
+            "unsupported operation: more than one element of the written-to tensor refers to a "
+            "single memory location (an expanded tensor); clone() it before writing"
+        )
+    tracked = grad_mode._enabled and (result.grad_fn is not None or self._rg)
+    if tracked and self._base is not None and (self._base._rg or result.grad_fn is not None):
+        return copy_slices(self, result)
     if result._data is not self._data:
         self._data[...] = result._data
     self._bump_version()
-    if result.grad_fn is not None:
+    if tracked:
+        # the new history; a result without one means the values no longer depend on anything
         self.grad_fn = result.grad_fn
         self._output_nr = result._output_nr
-        self._rg = True
+        self._rg = result.grad_fn is not None
+        if self._view_version is not None:
+            self._view_version = self._vc[0]
     return self
 
 

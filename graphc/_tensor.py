@@ -71,7 +71,8 @@ class Tensor:
     grad_fn = None
     _output_nr = 0
     _vc = None  # version counter [int], shared with views; made on first need
-    _base = None
+    _base = None  # the tensor whose memory this view shares
+    _view_version = None  # the shared version when this view's history was last recorded
     _retains_grad = False
     _acc = None  # this leaf's AccumulateGrad node, made on first need
     _hooks = None  # hooks of a leaf, run before its gradient is accumulated
@@ -236,7 +237,6 @@ class Tensor:
         """A tensor sharing this one's memory (and version counter) with no history."""
         out = Tensor._wrap(self._data)
         out._vc = self._version_counter()
-        out._base = self._base if self._base is not None else self
         return out
 
     def detach_(self) -> Tensor:
@@ -245,6 +245,7 @@ class Tensor:
             raise AutogradError(
                 "can't detach_() a view of a tensor that requires grad; use detach() instead"
             )
+        self._view_version = None
         self.grad_fn = None
         self._output_nr = 0
         self._rg = False

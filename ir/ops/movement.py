@@ -65,7 +65,7 @@ def _select(xp, x, dim, index):
     size = x.shape[dim]
     if not -size <= index < size:
         raise IndexError(f"index {index} is out of bounds for dimension {dim} with size {size}")
-    return x[(slice(None),) * dim + (index,)]
+    return x[(slice(None),) * dim + (index, Ellipsis)]  # `...` keeps a 0-d result a view
 
 
 @register("flip")

@@ -282,3 +282,70 @@ def test_gradient_dtype_follows_the_input():
     y = graphc.ones(2, requires_grad=True)
     y.to(graphc.float64).sum().backward()
     assert y.grad.dtype is graphc.float32 and y.grad.tolist() == [1.0, 1.0]
+
+
+def _grad_of(fn, values=(1.0, 2.0, 3.0)):
+    x = graphc.tensor(list(values), requires_grad=True)
+    fn(x).sum().backward()
+    return x.grad.tolist()
+
+
+def test_inplace_change_of_a_view_flows_into_its_base():
+    def view_mul(x):
+        y = x * 1
+        y[1:].mul_(3)
+        return y
+
+    def zero_element(x):
+        y = x * 1
+        y[0].zero_()
+        return y
+
+    def setitem_through_view(x):
+        y = (x * 1).view(3, 1)
+        y[0][0] = 5
+        return y
+
+    def overwrite_with_grad(x):
+        y = graphc.zeros(3)
+        y[0:2].copy_(x[1:] * x[1:])
+        return y
+
+    assert _grad_of(view_mul) == [1.0, 3.0, 3.0]
+    assert _grad_of(zero_element) == [0.0, 1.0, 1.0]
+    assert _grad_of(setitem_through_view) == [0.0, 1.0, 1.0]
+    assert _grad_of(overwrite_with_grad) == [0.0, 4.0, 6.0]
+
+
+def test_views_see_inplace_changes_of_their_base_in_their_history():
+    def stale_view(x):
+        y = x * 1
+        v = y[0:2]
+        y.mul_(2)
+        return v
+
+    def sibling_view(x):
+        y = x * 1
+        v1, v2 = y[0:2], y[1:3]
+        v1.mul_(2)
+        return v2 * 1
+
+    assert _grad_of(stale_view) == [2.0, 2.0, 0.0]
+    assert _grad_of(sibling_view) == [0.0, 2.0, 1.0]
+    x = graphc.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    assert graphc.autograd.gradcheck(lambda x: sibling_view(x) * x[1:], (x.double().detach()
+                                                                         .requires_grad_(),))
+
+
+def test_inplace_on_views_of_leaves_and_expanded_tensors_is_refused():
+    leaf_ = graphc.ones(3, requires_grad=True)
+    with pytest.raises(AutogradError, match="view of a leaf Variable"):
+        leaf_[0:2].add_(1)
+    with pytest.raises(ValueError, match="more than one element"):
+        graphc.ones(1).expand(3).add_(1)
+
+
+def test_zero_dim_selects_are_views():
+    z = graphc.zeros(3)
+    z[1].fill_(4)
+    assert z.tolist() == [0.0, 4.0, 0.0]
