@@ -119,7 +119,8 @@ def _observed(op: OpDef, args: tuple, attrs: dict, name: str | None):
     try:
         return dispatch(op, args, attrs, name)
     finally:
-        record(op.name, time.perf_counter() - start)
+        shapes = tuple(tuple(a._data.shape) for a in args if isinstance(a, Tensor))
+        record(op.name, shapes, time.perf_counter() - start)
         observer = record
 
 

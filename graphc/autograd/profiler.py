@@ -69,6 +69,7 @@ class profile:
     def __init__(self, enabled: bool = True, use_cuda: bool = False, record_shapes: bool = False,
                  **unused) -> None:
         self.enabled = enabled
+        self.record_shapes = record_shapes
         self._totals: dict = defaultdict(lambda: [0, 0.0])
 
     def __enter__(self):
@@ -82,14 +83,22 @@ class profile:
         if self.enabled:
             _dispatch.observer = None
 
-    def _record(self, name: str, seconds: float) -> None:
-        entry = self._totals[name]
+    def _record(self, name: str, shapes: tuple, seconds: float) -> None:
+        entry = self._totals[name, shapes if self.record_shapes else ()]
         entry[0] += 1
         entry[1] += seconds * 1e6
 
     def key_averages(self, group_by_input_shape: bool = False) -> EventList:
-        return EventList(FunctionEventAvg(f"graphc::{name}", count, t)
-                         for name, (count, t) in self._totals.items())
+        """Totals per op name (and per input shapes, with `record_shapes=True`)."""
+        if group_by_input_shape and not self.record_shapes:
+            raise ValueError("group_by_input_shape=True needs profile(record_shapes=True)")
+        merged: dict = defaultdict(lambda: [0, 0.0])
+        for (name, shapes), (count, t) in self._totals.items():
+            key = f"graphc::{name}" + (f" {list(map(list, shapes))}" if group_by_input_shape
+                                       else "")
+            merged[key][0] += count
+            merged[key][1] += t
+        return EventList(FunctionEventAvg(key, count, t) for key, (count, t) in merged.items())
 
     def table(self, **kwargs) -> str:
         return self.key_averages().table(**kwargs)

@@ -336,9 +336,17 @@ def _cumsum(n, g):
 @rule("cumprod", inputs=True, outputs=True)
 def _cumprod(n, g):
     x, d = n.input(0), n.attrs["dim"]
-    if bool((x == 0).any()):
-        raise AutogradError("cumprod backward with zeros in the input is not supported yet")
-    return (g * n.output(0)).flip(d).cumsum(d).flip(d) / x
+    if not bool((x == 0).any()):
+        return (g * n.output(0)).flip(d).cumsum(d).flip(d) / x
+    # with zeros, divide nothing: d y_j / d x_i = prod of x_k for k <= j, k != i (j >= i),
+    # built as the running products of the rows of x with x_i replaced by 1 (O(n^2) along d)
+    xm, gm = x.movedim(d, -1), g.movedim(d, -1)
+    size = xm.shape[-1]
+    eye = F.eye(size, dtype=x.dtype, device=x.device)
+    partial = (xm.unsqueeze(-2) * (1 - eye) + eye).cumprod(-1)
+    ids = F.arange(size, device=x.device)
+    upper = (ids.unsqueeze(0) >= ids.unsqueeze(1)).to(x.dtype)
+    return (partial * upper * gm.unsqueeze(-2)).sum(-1).movedim(-1, d)
 
 
 # --- movement ---
@@ -469,11 +477,36 @@ def _inv(n, g):
 
 @rule("svd", outputs=True)
 def _svd(n, g_u, g_s, g_vh):
-    if bool(g_u.ne(0).any()) or bool(g_vh.ne(0).any()):
-        raise AutogradError("svd backward through U or V is not supported yet; only the "
-                            "singular values S can be differentiated")
-    u, vh = n.output(0), n.output(2)
-    return F.matmul(u * g_s.unsqueeze(-2), vh)
+    """The real SVD's gradient (PyTorch's `svd_backward` for reduced U, S, Vh). Undefined
+    where singular values repeat, as it is there."""
+    u, s, vh = n.output(0), n.output(1), n.output(2)
+    if n.attrs.get("full_matrices"):
+        raise AutogradError("svd backward with full_matrices=True is not supported (the extra "
+                            "columns of U or V are not unique); use some=True")
+    if not (bool(g_u.ne(0).any()) or bool(g_vh.ne(0).any())):
+        return F.matmul(u * g_s.unsqueeze(-2), vh)
+    v, g_v = vh.mT, g_vh.mT
+    m, k, cols = u.shape[-2], s.shape[-1], vh.shape[-1]
+    s2 = s * s
+    e = s2.unsqueeze(-2) - s2.unsqueeze(-1)
+    e = e + F.eye(k, dtype=e.dtype, device=e.device)  # the diagonal is masked below
+    off = 1 - F.eye(k, dtype=e.dtype, device=e.device)
+
+    def skew(a):
+        return a - a.mT
+
+    core = (skew(F.matmul(u.mT, g_u)) * s.unsqueeze(-2)
+            + s.unsqueeze(-1) * skew(F.matmul(v.mT, g_v))) / e * off
+    core = core + F.eye(k, dtype=e.dtype, device=e.device) * g_s.unsqueeze(-1)
+    if m > k:
+        g_u_s = g_u / s.unsqueeze(-2)
+        ga = F.matmul(u, core) + g_u_s - F.matmul(u, F.matmul(u.mT, g_u_s))
+        return F.matmul(ga, vh)
+    if cols > k:
+        s_g_vh = g_vh / s.unsqueeze(-1)
+        ga = F.matmul(core, vh) + s_g_vh - F.matmul(F.matmul(s_g_vh, v), vh)
+        return F.matmul(u, ga)
+    return F.matmul(u, F.matmul(core, vh))
 
 
 @rule("cross", inputs=True)

@@ -138,6 +138,23 @@ def test_linear_algebra_gradients():
     assert gradcheck(lambda a, b: graphc.outer(a, b), (leaf((3,)), leaf((2,))))
 
 
+@pytest.mark.parametrize("shape", [(3, 3), (4, 3), (3, 5), (2, 4, 3)])
+def test_svd_gradients_through_u_s_and_v(shape):
+    m = leaf(shape)
+    # the signs of singular vectors are arbitrary, so check functions that do not depend on them
+    assert gradcheck(lambda m: graphc.svd(m).U.abs(), (m,))
+    assert gradcheck(lambda m: graphc.svd(m).V.abs(), (m,))
+    assert gradcheck(lambda m: (lambda r: r.U @ r.V.mT)(graphc.svd(m)), (m,))
+
+
+def test_cumprod_gradient_is_exact_with_zeros():
+    x = graphc.tensor([[2.0, 0.0, 3.0, 1.5], [0.0, 1.0, 0.0, 2.0]], dtype=graphc.float64,
+                      requires_grad=True)
+    assert gradcheck(lambda x: x.cumprod(1), (x,))
+    assert gradcheck(lambda x: x.cumprod(0), (x,))
+    assert gradgradcheck(lambda x: x.cumprod(1), (x,))
+
+
 def test_setitem_under_autograd():
     x, v = leaf((3, 4)), leaf((2,))
 
