@@ -29,13 +29,13 @@ def _finish(arr, dtype, device, requires_grad: bool, out: Tensor | None = None) 
 
 def _array_from_data(data, dtype: dtypes.DType | None) -> np.ndarray:
     if isinstance(data, Tensor):
-        arr = data._data if isinstance(data._data, np.ndarray) else data._data.get()
+        arr = _device.to_device(data._data, _device.CPU)
         return arr.astype(dtype.np) if dtype is not None else arr.copy()
     from_numpy = isinstance(data, (np.ndarray, np.generic))
     if isinstance(data, (list, tuple)) and _has_tensor(data):
         data = _tensors_to_arrays(data)
     try:
-        arr = np.array(data)
+        arr = np.array(data).view(np.ndarray)
     except ValueError as e:
         raise ValueError(f"tensor(): the nested sequences have uneven lengths ({e})") from None
     if arr.dtype.kind not in "biuf" and arr.size:
@@ -89,7 +89,8 @@ def from_numpy(ndarray: np.ndarray) -> Tensor:
     if not isinstance(ndarray, np.ndarray):
         raise TypeError(f"from_numpy() expects a numpy.ndarray, got {type(ndarray).__name__}")
     dtypes.from_numpy(ndarray.dtype)
-    return Tensor._wrap(ndarray)
+    # CPU tensors hold exactly numpy.ndarray (subclasses such as memmap are viewed as one)
+    return Tensor._wrap(ndarray if type(ndarray) is np.ndarray else ndarray.view(np.ndarray))
 
 
 def _dtype_or_default(dtype):

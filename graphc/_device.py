@@ -105,7 +105,7 @@ def array_module(arr):
 
 def device_of(arr) -> device:
     """The device an array lives on."""
-    if isinstance(arr, np.ndarray):
+    if type(arr) is np.ndarray:
         return CPU
     return device("cuda", int(arr.device.id))
 
@@ -113,7 +113,7 @@ def device_of(arr) -> device:
 def to_device(arr, dev: device):
     """`arr` on `dev` (the same array when it is already there)."""
     if dev.type == "cpu":
-        return arr if isinstance(arr, np.ndarray) else arr.get()
+        return arr if type(arr) is np.ndarray else arr.get()
     cp = cupy_module()
     with cp.cuda.Device(dev.index or 0):
         return cp.asarray(arr)

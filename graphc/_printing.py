@@ -147,7 +147,7 @@ def tensor_repr(t) -> str:
     from graphc._tensor import get_default_dtype
     from ir import dtypes
 
-    arr = t._data if isinstance(t._data, np.ndarray) else t._data.get()
+    arr = t._data if type(t._data) is np.ndarray else t._data.get()
     dtype = t.dtype
     prefix = "tensor("
     indent = len(prefix)

@@ -143,7 +143,7 @@ class Tensor:
 
     @property
     def is_cuda(self) -> bool:
-        return not isinstance(self._data, np.ndarray)
+        return type(self._data) is not np.ndarray
 
     @property
     def is_leaf(self) -> bool:
@@ -264,7 +264,7 @@ class Tensor:
             raise AutogradError(
                 "can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()"
             )
-        if not isinstance(self._data, np.ndarray):
+        if type(self._data) is not np.ndarray:
             if not force:
                 raise TypeError(
                     f"can't convert a {self.device} tensor to numpy; copy it to the CPU first "
@@ -274,7 +274,7 @@ class Tensor:
         return self._data
 
     def __array__(self, dtype=None, copy=None):
-        arr = self._data if isinstance(self._data, np.ndarray) else self._data.get()
+        arr = self._data if type(self._data) is np.ndarray else self._data.get()
         return arr if dtype is None else arr.astype(dtype)
 
     def item(self):
@@ -331,7 +331,7 @@ class Tensor:
         return object.__format__(self, spec)
 
     def __reduce_ex__(self, protocol):
-        arr = self._data if isinstance(self._data, np.ndarray) else self._data.get()
+        arr = self._data if type(self._data) is np.ndarray else self._data.get()
         return (_rebuild, (arr, self._rg))
 
     def __deepcopy__(self, memo):

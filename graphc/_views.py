@@ -20,7 +20,7 @@ from ir.ops import OPS
 
 
 def _address(arr) -> int:
-    return arr.__array_interface__["data"][0] if isinstance(arr, np.ndarray) else arr.data.ptr
+    return arr.__array_interface__["data"][0] if type(arr) is np.ndarray else arr.data.ptr
 
 
 def flat_positions(view: Tensor, base: Tensor) -> Tensor:
