@@ -66,14 +66,14 @@ def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = No
                         out = op.impl(np, da, db)
                         result = _new(Tensor)
                         result._data = out if type(out) is _ndarray else np.asarray(out)
-                        if (a._rg or b._rg) and grad_mode._enabled and op.differentiable:
+                        if (a._rg or b._rg) and grad_mode.state.enabled and op.differentiable:
                             attach(op, args, attrs, (result,), name)
                         return result
                 elif tb is float or tb is int:
                     out = op.impl(np, da, b)
                     result = _new(Tensor)
                     result._data = out if type(out) is _ndarray else np.asarray(out)
-                    if a._rg and grad_mode._enabled and op.differentiable:
+                    if a._rg and grad_mode.state.enabled and op.differentiable:
                         attach(op, args, attrs, (result,), name)
                     return result
     arrays = []
@@ -107,7 +107,7 @@ def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = No
     else:
         outs = tuple(Tensor._wrap(np.asarray(o) if on_cpu else o) for o in out)
         result = outs
-    if needs_grad and grad_mode._enabled and op.differentiable:
+    if needs_grad and grad_mode.state.enabled and op.differentiable:
         attach(op, args, attrs, outs, name)
     return result
 

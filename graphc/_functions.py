@@ -48,7 +48,7 @@ def _write_out(result: Tensor, out: Tensor | None) -> Tensor:
         return result
     if not isinstance(out, Tensor):
         raise TypeError(f"out= expects a Tensor, got {type(out).__name__}")
-    if grad_mode._enabled and (out._rg or result._rg):
+    if grad_mode.state.enabled and (out._rg or result._rg):
         raise AutogradError(
             "functions with out=... arguments don't support automatic differentiation, but one "
             "of the arguments requires grad"

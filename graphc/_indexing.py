@@ -122,7 +122,7 @@ def setitem(self: Tensor, key, value) -> None:
 
     xp = _device.array_module(self._data)
     np_key = _numpy_key(key, xp)
-    tracked = grad_mode._enabled and (self._rg or (isinstance(value, Tensor) and value._rg))
+    tracked = grad_mode.state.enabled and (self._rg or (isinstance(value, Tensor) and value._rg))
     if not tracked:
         if isinstance(value, Tensor):
             if value.device != self.device:

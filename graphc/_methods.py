@@ -26,7 +26,7 @@ from ir.ops import OPS
 
 def check_inplace(self: Tensor) -> None:
     """Refuse in-place changes autograd could not account for."""
-    if not grad_mode._enabled:
+    if not grad_mode.state.enabled:
         return
     if self.grad_fn is None and self._rg:
         raise AutogradError(
@@ -53,7 +53,7 @@ def record_inplace(self: Tensor, result: Tensor) -> Tensor:
             "unsupported operation: more than one element of the written-to tensor refers to a "
             "single memory location (an expanded tensor); clone() it before writing"
         )
-    tracked = grad_mode._enabled and (result.grad_fn is not None or self._rg)
+    tracked = grad_mode.state.enabled and (result.grad_fn is not None or self._rg)
     if tracked and self._base is not None and (self._base._rg or result.grad_fn is not None):
         return copy_slices(self, result)
     if result._data is not self._data:
@@ -167,7 +167,7 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
     """Copy `src` (broadcast, converted) into this tensor's memory."""
     if not isinstance(src, Tensor):
         src = C.tensor(src)
-    if grad_mode._enabled and (self._rg or src._rg):
+    if grad_mode.state.enabled and (self._rg or src._rg):
         check_inplace(self)
         value = F.cast(to(src, self.device), self.dtype).expand(self.shape)
         value = dispatch(OPS["copy"], (value,), name="CopyBackwards")
@@ -184,7 +184,7 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
 
 def _fill_with(self: Tensor, value) -> Tensor:
     check_inplace(self)
-    if grad_mode._enabled and self._rg:
+    if grad_mode.state.enabled and self._rg:
         return record_inplace(self, F.where(C.ones_like(self, dtype=dtypes.bool_), value,
                                             self * 0))
     self._data[...] = value._data if isinstance(value, Tensor) else value

@@ -103,7 +103,7 @@ class Node:
         if vc[0] != v:
             raise _modified_error(None, i, self._name, vc[0], v, output=True)
         out = Tensor._wrap(self._outputs[i])
-        if grad_mode._enabled:
+        if grad_mode.state.enabled:
             out._rg = True
             out.grad_fn = self
             out._output_nr = i
@@ -146,7 +146,7 @@ class Node:
             for nr, ref in self._retained.items():
                 t = ref()
                 if t is not None and grads[nr] is not None:
-                    g = grads[nr] if grad_mode._enabled else grads[nr].detach()
+                    g = grads[nr] if grad_mode.state.enabled else grads[nr].detach()
                     t.grad = g if t.grad is None else t.grad + g
 
     def apply(self, grads: list) -> tuple:

@@ -1,31 +1,36 @@
 """Grad mode: whether ops record the history autograd needs.
 
 `no_grad`, `enable_grad`, `set_grad_enabled` and `inference_mode` work as context managers and
-as decorators, like PyTorch's. The flag is process-wide (PyTorch keeps one per thread).
+as decorators, like PyTorch's. Each thread has its own mode, as in PyTorch.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 
-_enabled = True
+
+class _State(threading.local):
+    enabled = True  # the default in every thread
+
+
+state = _State()
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops record autograd history now."""
-    return _enabled
+    """Whether ops record autograd history now (in this thread)."""
+    return state.enabled
 
 
 def _set(mode: bool) -> None:
-    global _enabled
-    _enabled = bool(mode)
+    state.enabled = bool(mode)
 
 
 class _GradModeContext:
     _mode: bool | None  # None: leave the mode as it is
 
     def __enter__(self):
-        self._prev = _enabled
+        self._prev = state.enabled
         if self._mode is not None:
             _set(self._mode)
         return self
@@ -40,7 +45,7 @@ class _GradModeContext:
 
         @functools.wraps(fn)
         def run(*args, **kwargs):
-            prev = _enabled
+            prev = state.enabled
             if mode is not None:
                 _set(mode)
             try:
@@ -74,7 +79,7 @@ class set_grad_enabled(_GradModeContext):
     (or around each call of a decorated function)."""
 
     def __init__(self, mode: bool) -> None:
-        self._prev = _enabled
+        self._prev = state.enabled
         self._mode = bool(mode)
         _set(mode)
 

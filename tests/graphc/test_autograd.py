@@ -354,3 +354,20 @@ def test_zero_dim_selects_are_views():
     z = graphc.zeros(3)
     z[1].fill_(4)
     assert z.tolist() == [0.0, 4.0, 0.0]
+
+
+def test_grad_mode_is_per_thread():
+    import threading
+
+    x = graphc.ones(2, requires_grad=True)
+    seen = {}
+
+    def worker():
+        seen["other thread"] = (x * 2).requires_grad
+
+    with graphc.no_grad():
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+        seen["this thread"] = (x * 2).requires_grad
+    assert seen == {"other thread": True, "this thread": False}
