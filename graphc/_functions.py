@@ -86,9 +86,44 @@ def _make_unary(name: str):
     return fn
 
 
-globals().update({name: _make_unary(name) for name in _UNARY})
-negative, absolute, arcsin, arccos, arctan = neg, abs, asin, acos, atan  # noqa: F821
-arcsinh, arccosh, arctanh, fix = asinh, acosh, atanh, trunc  # noqa: F821
+neg = _make_unary("neg")
+abs = _make_unary("abs")
+sign = _make_unary("sign")
+exp = _make_unary("exp")
+exp2 = _make_unary("exp2")
+expm1 = _make_unary("expm1")
+log = _make_unary("log")
+log2 = _make_unary("log2")
+log10 = _make_unary("log10")
+log1p = _make_unary("log1p")
+sin = _make_unary("sin")
+cos = _make_unary("cos")
+tan = _make_unary("tan")
+asin = _make_unary("asin")
+acos = _make_unary("acos")
+atan = _make_unary("atan")
+sinh = _make_unary("sinh")
+cosh = _make_unary("cosh")
+tanh = _make_unary("tanh")
+asinh = _make_unary("asinh")
+acosh = _make_unary("acosh")
+atanh = _make_unary("atanh")
+sqrt = _make_unary("sqrt")
+rsqrt = _make_unary("rsqrt")
+reciprocal = _make_unary("reciprocal")
+sigmoid = _make_unary("sigmoid")
+erf = _make_unary("erf")
+relu = _make_unary("relu")
+ceil = _make_unary("ceil")
+floor = _make_unary("floor")
+trunc = _make_unary("trunc")
+isnan = _make_unary("isnan")
+isinf = _make_unary("isinf")
+isfinite = _make_unary("isfinite")
+logical_not = _make_unary("logical_not")
+bitwise_not = _make_unary("bitwise_not")
+negative, absolute, arcsin, arccos, arctan = neg, abs, asin, acos, atan
+arcsinh, arccosh, arctanh, fix = asinh, acosh, atanh, trunc
 
 _BINARY = [
     "sub", "mul", "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum",
@@ -108,9 +143,29 @@ def _make_binary(name: str):
     return fn
 
 
-globals().update({name: _make_binary(name) for name in _BINARY})
-multiply, subtract, arctan2 = mul, sub, atan2  # noqa: F821
-greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne  # noqa: F821
+sub = _make_binary("sub")
+mul = _make_binary("mul")
+floor_divide = _make_binary("floor_divide")
+remainder = _make_binary("remainder")
+fmod = _make_binary("fmod")
+pow = _make_binary("pow")
+maximum = _make_binary("maximum")
+minimum = _make_binary("minimum")
+atan2 = _make_binary("atan2")
+eq = _make_binary("eq")
+ne = _make_binary("ne")
+lt = _make_binary("lt")
+le = _make_binary("le")
+gt = _make_binary("gt")
+ge = _make_binary("ge")
+logical_and = _make_binary("logical_and")
+logical_or = _make_binary("logical_or")
+logical_xor = _make_binary("logical_xor")
+bitwise_and = _make_binary("bitwise_and")
+bitwise_or = _make_binary("bitwise_or")
+bitwise_xor = _make_binary("bitwise_xor")
+multiply, subtract, arctan2 = mul, sub, atan2
+greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
 bitwise_left_shift = lambda a, b: dispatch(_op("left_shift"), (a, b))  # noqa: E731
 bitwise_right_shift = lambda a, b: dispatch(_op("right_shift"), (a, b))  # noqa: E731
 _ADD, _SUB, _MUL, _DIV = _op("add"), _op("sub"), _op("mul"), _op("div")
@@ -123,7 +178,7 @@ def add(input, other, *, alpha=1, out: Tensor | None = None) -> Tensor:
     tensor([2., 2.])
     """
     if alpha != 1:
-        other = mul(other, alpha)  # noqa: F821
+        other = mul(other, alpha)
     return _write_out(dispatch(_ADD, (input, other)), out)
 
 
@@ -133,9 +188,9 @@ def div(input, other, *, rounding_mode: str | None = None, out: Tensor | None = 
     if rounding_mode is None:
         result = dispatch(_DIV, (input, other))
     elif rounding_mode == "floor":
-        result = floor_divide(input, other)  # noqa: F821
+        result = floor_divide(input, other)
     elif rounding_mode == "trunc":
-        result = trunc(dispatch(_DIV, (input, other)))  # noqa: F821
+        result = trunc(dispatch(_DIV, (input, other)))
         exact = dispatch(OPS["floor_divide"], (input, other)).dtype
         if not exact.is_floating_point:
             result = cast(result, exact)
@@ -151,7 +206,7 @@ true_divide = divide = div
 
 def square(input: Tensor) -> Tensor:
     """`input * input`."""
-    return mul(input, input)  # noqa: F821
+    return mul(input, input)
 
 
 def round(input: Tensor, *, decimals: int = 0, out: Tensor | None = None) -> Tensor:
@@ -179,7 +234,7 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
 
 def lerp(input: Tensor, end: Tensor, weight) -> Tensor:
     """`input + weight * (end - input)`."""
-    return add(input, mul(weight, sub(end, input)))  # noqa: F821
+    return add(input, mul(weight, sub(end, input)))
 
 
 def cast(input: Tensor, dtype: dtypes.DType) -> Tensor:
@@ -247,7 +302,7 @@ def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
 
 def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
     """Standard deviation: the square root of `var`."""
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))  # noqa: F821
+    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
@@ -343,8 +398,8 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     dims = _dims(dim, input.dim())
     with grad_mode.no_grad():
         m = amax(input, dims, keepdim=True)
-        m = where(isfinite(m), m, 0.0)  # noqa: F821
-    total = log(sum(exp(sub(input, m)), dims, keepdim=True))  # noqa: F821
+        m = where(isfinite(m), m, 0.0)
+    total = log(sum(exp(sub(input, m)), dims, keepdim=True))
     out = add(total, m)
     return out if keepdim else out.squeeze(dims)
 
@@ -355,28 +410,28 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
     if dtype is not None:
         input = cast(input, dtype)
     if p == "fro" or p == 2:
-        return sqrt(sum(mul(input, input), dim, keepdim))  # noqa: F821
+        return sqrt(sum(mul(input, input), dim, keepdim))
     if p == "nuc":
         return sum(svd(input).S, -1, keepdim)
     if p == math.inf:
-        return amax(abs(input), () if dim is None else dim, keepdim)  # noqa: F821
+        return amax(abs(input), () if dim is None else dim, keepdim)
     if p == -math.inf:
-        return amin(abs(input), () if dim is None else dim, keepdim)  # noqa: F821
+        return amin(abs(input), () if dim is None else dim, keepdim)
     if p == 0:
-        return sum(ne(input, 0).to(input.dtype), dim, keepdim)  # noqa: F821
+        return sum(ne(input, 0).to(input.dtype), dim, keepdim)
     if isinstance(p, (int, float)) and p > 0:
-        return pow(sum(pow(abs(input), p), dim, keepdim), 1.0 / p)  # noqa: F821
+        return pow(sum(pow(abs(input), p), dim, keepdim), 1.0 / p)
     raise ValueError(f"norm: unsupported p={p!r}; expected 'fro', 'nuc', inf, -inf, 0 or p > 0")
 
 
 def dist(input: Tensor, other: Tensor, p=2) -> Tensor:
     """The p-norm of `input - other`."""
-    return norm(sub(input, other), p)  # noqa: F821
+    return norm(sub(input, other), p)
 
 
 def count_nonzero(input: Tensor, dim=None) -> Tensor:
     """How many elements (over `dim`) are nonzero."""
-    return sum(ne(input, 0), dim)  # noqa: F821
+    return sum(ne(input, 0), dim)
 
 
 # --- linear algebra ---
@@ -424,7 +479,7 @@ inner = dot
 
 def outer(input: Tensor, vec2: Tensor) -> Tensor:
     """Outer product of two vectors."""
-    return mul(input.reshape(-1, 1), vec2.reshape(1, -1))  # noqa: F821
+    return mul(input.reshape(-1, 1), vec2.reshape(1, -1))
 
 
 ger = outer
@@ -433,8 +488,8 @@ ger = outer
 def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:
     """`beta * input + alpha * (mat1 @ mat2)`."""
     prod_ = mm(mat1, mat2)
-    return add(mul(input, beta) if beta != 1 else input,  # noqa: F821
-               mul(prod_, alpha) if alpha != 1 else prod_)  # noqa: F821
+    return add(mul(input, beta) if beta != 1 else input,
+               mul(prod_, alpha) if alpha != 1 else prod_)
 
 
 def cross(input: Tensor, other: Tensor, dim: int | None = None) -> Tensor:
@@ -514,18 +569,18 @@ def allclose(input: Tensor, other: Tensor, rtol=1e-5, atol=1e-8, equal_nan=False
 
 def isclose(input: Tensor, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> Tensor:
     """Elementwise closeness, as in `allclose`."""
-    diff = abs(sub(input, other))  # noqa: F821
-    scale = abs(other) if isinstance(other, Tensor) else builtins.abs(other)  # noqa: F821
-    tol = add(mul(scale, rtol), atol)  # noqa: F821
-    close = le(diff, tol)  # noqa: F821
-    same = eq(input, other)  # noqa: F821
-    close = logical_or(close, same)  # noqa: F821
+    diff = abs(sub(input, other))
+    scale = abs(other) if isinstance(other, Tensor) else builtins.abs(other)
+    tol = add(mul(scale, rtol), atol)
+    close = le(diff, tol)
+    same = eq(input, other)
+    close = logical_or(close, same)
     if equal_nan:
-        close = logical_or(close, logical_and(isnan(input), isnan(other)))  # noqa: F821
+        close = logical_or(close, logical_and(isnan(input), isnan(other)))
     return close
 
 
 def equal(input: Tensor, other: Tensor) -> bool:
     """Whether both tensors have the same shape and elements."""
-    return input.shape == other.shape and bool(eq(input, other).all())  # noqa: F821
+    return input.shape == other.shape and bool(eq(input, other).all())
 
