@@ -183,3 +183,18 @@ def test_reductions_over_empty_tensors():
     assert graphc.mean(e).isnan().item()
     with pytest.raises(graphc.ShapeError, match="empty"):
         graphc.amax(e)
+
+
+def test_linalg_namespace():
+    m = RNG.normal(size=(3, 4))
+    u, s, vh = graphc.linalg.svd(t(m), full_matrices=False)
+    np.testing.assert_allclose(((u * s) @ vh).numpy(), m, atol=1e-12)
+    assert graphc.linalg.svd(t(m)).U.shape == (3, 3)
+    sq = RNG.normal(size=(3, 3))
+    np.testing.assert_allclose(graphc.linalg.inv(t(sq)).numpy(), np.linalg.inv(sq))
+    np.testing.assert_allclose(graphc.linalg.det(t(sq)).numpy(), np.linalg.det(sq))
+    np.testing.assert_allclose(graphc.linalg.norm(t(m)).numpy(), np.linalg.norm(m))
+    np.testing.assert_allclose(graphc.linalg.norm(t(m), "nuc").numpy(), np.linalg.norm(m, "nuc"))
+    np.testing.assert_allclose(graphc.linalg.vector_norm(t(m), 1, dim=1).numpy(),
+                               np.abs(m).sum(1))
+    assert graphc.linalg.cross(t([[1.0, 0, 0]]), t([[0, 1.0, 0]])).tolist() == [[0, 0, 1.0]]
