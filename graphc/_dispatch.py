@@ -23,7 +23,7 @@ _ndarray = np.ndarray
 _NONE, _FLOAT, _INTEGRAL = Promote.NONE, Promote.FLOAT, Promote.INTEGRAL
 _CATEGORY = {d.np: d.category for d in dtypes.ALL}
 _EMPTY: dict = {}
-observer = None  # a profiler's record(name, seconds), when one is running
+observer = None  # a profiler's record(name, input_shapes, seconds), when one is running
 _new = object.__new__
 _BINARY_FAST: dict = {}  # op -> True when its binary calls may skip promotion checks
 

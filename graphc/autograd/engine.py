@@ -163,8 +163,11 @@ class Node:
         out = self._rule(self, *grads)
         if not isinstance(out, tuple):
             out = (out,)
+        if len(out) != len(self.next_functions):
+            raise AutogradError(f"{self._name} returned {len(out)} gradients for "
+                                f"{len(self.next_functions)} inputs")
         result = []
-        for (fn, _), g, meta in zip(self.next_functions, out, self._in_meta, strict=False):
+        for (fn, _), g, meta in zip(self.next_functions, out, self._in_meta, strict=True):
             if fn is None or g is None:
                 result.append(None)
                 continue
