@@ -48,7 +48,7 @@ def record_inplace(self: Tensor, result: Tensor) -> Tensor:
     src, dst = result.dtype, self.dtype
     if src.category > dst.category:
         raise TypeError(f"result type {src} can't be cast to the desired output type {dst}")
-    if not self._data.flags.writeable:
+    if not getattr(self._data.flags, "writeable", True):  # cupy arrays have no such flag
         raise ValueError(
             "unsupported operation: more than one element of the written-to tensor refers to a "
             "single memory location (an expanded tensor); clone() it before writing"
