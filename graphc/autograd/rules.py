@@ -254,22 +254,26 @@ for _name in ("sign", "ceil", "floor", "round", "trunc"):
 rule("sum")(lambda n, g: _unreduce(g, n))
 
 
+def _reduced_count(n) -> int:
+    """How many input elements each output element of a reduction summarises."""
+    shape, dims = n.input_shape(0), n.attrs.get("dims")
+    return int(np.prod([shape[d] for d in dims]) if dims is not None else np.prod(shape))
+
+
 @rule("mean")
 def _mean(n, g):
-    shape, dims = n.input_shape(0), n.attrs.get("dims")
-    count = int(np.prod([shape[d] for d in dims]) if dims is not None else np.prod(shape))
-    return _unreduce(g, n) / max(count, 1) if count else _unreduce(g, n) * float("nan")
+    count = _reduced_count(n)
+    return _unreduce(g, n) / count if count else _unreduce(g, n) * float("nan")
 
 
 @rule("var", inputs=True)
 def _var(n, g):
     x = n.input(0)
     dims, correction = n.attrs.get("dims"), n.attrs.get("correction", 1)
-    shape = n.input_shape(0)
-    count = int(np.prod([shape[d] for d in dims]) if dims is not None else np.prod(shape))
+    count = _reduced_count(n)
     centered = x - F.mean(x, dims, keepdim=True)
-    return _unreduce(g, n) * centered * (2.0 / max(count - correction, 0)) if \
-        count > correction else _unreduce(g, n) * centered * float("nan")
+    scale = 2.0 / (count - correction) if count > correction else float("nan")
+    return _unreduce(g, n) * centered * scale
 
 
 @rule("prod", inputs=True)

@@ -25,8 +25,9 @@ def _arange(xp, start, end, step, dtype):
     if step == 0:
         raise ValueError("arange: step must be nonzero")
     n = max(int(np.ceil((end - start) / step)), 0)
-    return (start + step * xp.arange(n, dtype=np.float64 if isinstance(step, float) or
-                                      isinstance(start, float) else np.int64)).astype(_np_dtype(dtype))
+    exact = all(isinstance(v, int) for v in (start, end, step))
+    steps = xp.arange(n, dtype=np.int64 if exact else np.float64)
+    return (start + step * steps).astype(_np_dtype(dtype))
 
 
 @register("linspace", differentiable=False)
