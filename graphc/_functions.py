@@ -37,7 +37,7 @@ return_types = type("return_types", (), {})
 for _name, _fields in [
     ("max", "values indices"), ("min", "values indices"), ("sort", "values indices"),
     ("topk", "values indices"), ("svd", "U S V"), ("std_mean", "std mean"),
-    ("var_mean", "var mean"), ("aminmax", "min max"), ("kthvalue", "values indices"),
+    ("var_mean", "var mean"), ("aminmax", "min max"),
 ]:
     setattr(return_types, _name, _return_type(_name, _fields))
 
