@@ -519,6 +519,72 @@ def _cross(n, g):
     return F.cross(b, g, d), F.cross(g, a, d)
 
 
+# --- convolution and pooling ---
+
+
+def _conv_attrs(a: dict) -> dict:
+    return {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"],
+            "groups": a["groups"]}
+
+
+def _kernel_grad(inp: Tensor, g: Tensor, kernel: tuple, stride, padding, dilation, groups):
+    """sum over batch and output positions of inp-window * g, as a convolution of `inp` (channels
+    as batch) with `g` (channels as out channels); strides and dilations trade places. Groups
+    are stacked along dim 1 of the result: (inp channels / groups, g channels, KH, KW)."""
+    kh, kw = kernel
+    cg, og = inp.shape[1] // groups, g.shape[1] // groups
+    parts = []
+    for i in range(groups):
+        x_i = inp[:, i * cg:(i + 1) * cg].transpose(0, 1)
+        g_i = g[:, i * og:(i + 1) * og].transpose(0, 1)
+        r = _run("conv2d", (x_i, g_i), {"stride": dilation, "padding": padding,
+                                         "dilation": stride, "groups": 1})
+        parts.append(r[:, :, :kh, :kw])
+    return parts[0] if groups == 1 else F.cat(parts, 1)
+
+
+@rule("conv2d", inputs=True)
+def _conv2d(n, g):
+    x, w = n.input(0), n.input(1)
+    a = n.attrs
+    need = n.needs_input_grad
+    gx = gw = None
+    if need[0]:
+        out_padding = tuple(
+            size - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
+            for size, o, s, p, d, k in zip(x.shape[-2:], g.shape[-2:], a["stride"], a["padding"],
+                                          a["dilation"], w.shape[-2:], strict=True))
+        gx = _run("conv_transpose2d", (g, w), {**_conv_attrs(a), "output_padding": out_padding})
+    if need[1]:
+        # (Cin_g, O, KH, KW) per group -> (O, Cin_g, KH, KW)
+        gw = _kernel_grad(x, g, w.shape[-2:], a["stride"], a["padding"], a["dilation"],
+                          a["groups"]).transpose(0, 1)
+    return gx, gw
+
+
+@rule("conv_transpose2d", inputs=True)
+def _conv_transpose2d(n, g):
+    x, w = n.input(0), n.input(1)
+    a = n.attrs
+    need = n.needs_input_grad
+    gx = _run("conv2d", (g, w), _conv_attrs(a)) if need[0] else None
+    gw = None
+    if need[1]:
+        # (Cout_g, Cin, KH, KW) stacked by group -> (Cin, Cout_g, KH, KW)
+        gw = _kernel_grad(g, x, w.shape[-2:], a["stride"], a["padding"], a["dilation"],
+                          a["groups"]).transpose(0, 1)
+    return gx, gw
+
+
+@rule("max_pool2d", outputs=True)
+def _max_pool2d(n, g, _indices_grad=None):
+    batch, channels, h, w = n.input_shape(0)
+    zeros = F.zeros((batch, channels, h * w), dtype=g.dtype, device=g.device)
+    flat = F.scatter_add(zeros, 2, n.output(1).reshape(batch, channels, -1),
+                         g.reshape(batch, channels, -1))
+    return flat.reshape(batch, channels, h, w)
+
+
 def _scatter_values(n, g, _indices_grad=None):
     dim = n.attrs.get("dim", -1) % max(len(n.input_shape(0)), 1)
     zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)

@@ -1,0 +1,436 @@
+"""`nn.functional`: layers and losses as functions of tensors.
+
+Convolution and pooling run as ops of the registry; the rest are compositions of graphc ops,
+so every function here is differentiable (to any order) through autograd.
+"""
+
+from __future__ import annotations
+
+import math
+
+import graphc as G
+from graphc._dispatch import dispatch
+from graphc._tensor import Tensor
+from graphc.errors import ShapeError
+from ir.ops import OPS
+
+
+def _pair(v, name: str = "value") -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(v)
+    if len(v) == 1:
+        return (v[0], v[0])
+    if len(v) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v}")
+    return v
+
+
+# --- linear and convolution ---
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`input @ weight.T + bias`."""
+    out = G.matmul(input, weight.t())
+    if bias is None:
+        return out
+    return dispatch(OPS["add"], (out, bias), name="AddmmBackward0" if input.dim() == 2 else None)
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None):
+    """y_k = x1^T W_k x2 + b_k for weight (out, in1, in2)."""
+    out = G.matmul(input1.unsqueeze(-2).unsqueeze(-3), weight)  # (..., out, 1, in2)
+    out = (out.squeeze(-2) * input2.unsqueeze(-2)).sum(-1)
+    return out if bias is None else out + bias
+
+
+def _same_padding(input: Tensor, kernel, dilation):
+    pads = []
+    for k, d in zip(kernel, dilation, strict=True):
+        total = d * (k - 1)
+        pads.append((total // 2, total - total // 2))
+    return pads
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """2-D convolution (cross-correlation) of (N, C, H, W) or (C, H, W) input; `padding` may be
+    an int, a pair, 'valid' or 'same'."""
+    unbatched = input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    if input.dim() != 4:
+        raise ShapeError(f"conv2d: expected 3-D or 4-D input, got shape {list(input.shape)}")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    if padding == "valid":
+        padding = (0, 0)
+    elif padding == "same":
+        if stride != (1, 1):
+            raise ValueError("padding='same' is not supported for strided convolutions")
+        pads = _same_padding(input, weight.shape[-2:], dilation)
+        if any(a != b for a, b in pads):  # uneven: pad the extra row/column at the end
+            input = pad(input, (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
+            padding = (0, 0)
+        else:
+            padding = (pads[0][0], pads[1][0])
+    else:
+        padding = _pair(padding, "padding")
+    out = dispatch(OPS["conv2d"], (input, weight), {"stride": stride, "padding": padding,
+                                                    "dilation": dilation, "groups": groups},
+                   name="ConvolutionBackward0")
+    if bias is not None:
+        out = out + bias.reshape(1, -1, 1, 1)
+    return out.squeeze(0) if unbatched else out
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """1-D convolution of (N, C, L) input, computed as a 2-D one of height 1."""
+    as_int = (lambda v: v[0] if isinstance(v, (tuple, list)) else v)
+    pad_ = padding if isinstance(padding, str) else (0, as_int(padding))
+    out = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, as_int(stride)), pad_,
+                 (1, as_int(dilation)), groups)
+    return out.squeeze(-2)
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
+                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """Transposed 2-D convolution (the gradient of conv2d with respect to its input)."""
+    unbatched = input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    attrs = {"stride": _pair(stride), "padding": _pair(padding),
+             "output_padding": _pair(output_padding), "dilation": _pair(dilation),
+             "groups": groups}
+    out = dispatch(OPS["conv_transpose2d"], (input, weight), attrs, name="ConvolutionBackward0")
+    if bias is not None:
+        out = out + bias.reshape(1, -1, 1, 1)
+    return out.squeeze(0) if unbatched else out
+
+
+# --- pooling ---
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """Largest value in each window (and its flat index in the plane, if asked)."""
+    unbatched = input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    kernel = _pair(kernel_size, "kernel_size")
+    attrs = {"kernel_size": kernel, "stride": _pair(stride if stride else kernel, "stride"),
+             "padding": _pair(padding, "padding"), "dilation": _pair(dilation, "dilation"),
+             "ceil_mode": ceil_mode}
+    values, indices = dispatch(OPS["max_pool2d"], (input,), attrs,
+                               name="MaxPool2DWithIndicesBackward0")
+    if unbatched:
+        values, indices = values.squeeze(0), indices.squeeze(0)
+    return (values, indices) if return_indices else values
+
+
+def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """max_pool2d over (N, C, L) as height 1."""
+    as_int = (lambda v: v[0] if isinstance(v, (tuple, list)) else v)
+    out = max_pool2d(input.unsqueeze(-2), (1, as_int(kernel_size)),
+                     (1, as_int(stride if stride else kernel_size)), (0, as_int(padding)),
+                     (1, as_int(dilation)), ceil_mode, return_indices)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """Mean of each window, as a depthwise convolution with constant weights."""
+    if ceil_mode:
+        raise ValueError("avg_pool2d(ceil_mode=True) is not supported; use ceil_mode=False")
+    unbatched = input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    kh, kw = _pair(kernel_size, "kernel_size")
+    channels = input.shape[1]
+    weight = G.ones(channels, 1, kh, kw, dtype=input.dtype, device=input.device)
+    sums = dispatch(OPS["conv2d"], (input, weight),
+                    {"stride": _pair(stride if stride else (kh, kw)),
+                     "padding": _pair(padding), "dilation": (1, 1), "groups": channels},
+                    name="AvgPool2DBackward0")
+    if divisor_override:
+        out = sums / divisor_override
+    elif count_include_pad or _pair(padding) == (0, 0):
+        out = sums / (kh * kw)
+    else:
+        ones = G.ones(1, 1, *input.shape[-2:], dtype=input.dtype, device=input.device)
+        counts = dispatch(OPS["conv2d"], (ones, weight[:1]),
+                          {"stride": _pair(stride if stride else (kh, kw)),
+                           "padding": _pair(padding), "dilation": (1, 1), "groups": 1})
+        out = sums / counts
+    return out.squeeze(0) if unbatched else out
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Average over the windows PyTorch's adaptive pooling uses, for any output size."""
+    oh, ow = _pair(output_size, "output_size")
+    h, w = input.shape[-2:]
+    oh, ow = oh or h, ow or w
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool2d(input, (h // oh, w // ow))
+    rows = []
+    for i in range(oh):
+        h0, h1 = (i * h) // oh, -((-(i + 1) * h) // oh)
+        cols = [input[..., h0:h1, (j * w) // ow:-((-(j + 1) * w) // ow)].mean((-2, -1))
+                for j in range(ow)]
+        rows.append(G.stack(cols, -1))
+    return G.stack(rows, -2)
+
+
+# --- activations ---
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    return G.relu_(input) if inplace else G.relu(input)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
+             inplace: bool = False) -> Tensor:
+    return input.clamp_(min_val, max_val) if inplace else input.clamp(min_val, max_val)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    out = G.where(input > 0, input, input * negative_slope)
+    return input.copy_(out) if inplace else out
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    out = G.where(input > 0, input, alpha * G.expm1(G.clamp(input, max=0.0)))
+    return input.copy_(out) if inplace else out
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x); `approximate='tanh'` uses the tanh formula."""
+    if approximate == "tanh":
+        inner = math.sqrt(2.0 / math.pi) * (input + 0.044715 * input * input * input)
+        return 0.5 * input * (1.0 + G.tanh(inner))
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return 0.5 * input * (1.0 + G.erf(input * (1.0 / math.sqrt(2.0))))
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    out = input * G.sigmoid(input)
+    return input.copy_(out) if inplace else out
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, linear above `threshold` (as PyTorch)."""
+    scaled = input * beta
+    soft = G.log1p(G.exp(-G.abs(scaled))) + G.clamp(scaled, min=0.0)
+    return G.where(scaled > threshold, input, soft / beta)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return G.sigmoid(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    return G.tanh(input)
+
+
+def _softmax_dim(input: Tensor, dim) -> int:
+    if dim is None:  # PyTorch's legacy choice of dim
+        return 0 if input.dim() in (0, 1, 3) else 1
+    return dim
+
+
+def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """exp(x) / sum(exp(x)) along `dim`, computed without overflow."""
+    if dtype is not None:
+        input = input.to(dtype)
+    dim = _softmax_dim(input, dim)
+    shifted = input - input.amax(dim, keepdim=True).detach()
+    e = G.exp(shifted)
+    return e / e.sum(dim, keepdim=True)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """log(softmax(x)) along `dim`, computed as x - logsumexp(x)."""
+    if dtype is not None:
+        input = input.to(dtype)
+    dim = _softmax_dim(input, dim)
+    shifted = input - input.amax(dim, keepdim=True).detach()
+    return shifted - G.log(G.exp(shifted).sum(dim, keepdim=True))
+
+
+# --- regularisation ---
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
+    """Zero each element with probability `p` and scale the rest by 1/(1-p) (training only)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        out = input * 0.0
+    else:
+        keep = G.bernoulli(G.full_like(input, 1.0 - p))
+        out = input * keep * (1.0 / (1.0 - p))
+    return input.copy_(out) if inplace else out
+
+
+# --- losses ---
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{reduction!r} is not a valid value for reduction "
+                     "(expected 'mean', 'sum' or 'none')")
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean squared error."""
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean absolute error."""
+    return _reduce(G.abs(input - target), reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean",
+                   beta: float = 1.0) -> Tensor:
+    """Quadratic below `beta`, linear above (Huber loss divided by beta)."""
+    diff = G.abs(input - target)
+    if beta == 0:
+        return _reduce(diff, reduction)
+    return _reduce(G.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta), reduction)
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+             ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of class indices `target` under log-probabilities `input`
+    ((N, C) or (N, C, d1, ...); `target` (N) or (N, d1, ...))."""
+    if input.dim() < 1 or target.dtype.is_floating_point:
+        raise TypeError(f"nll_loss expects integer class targets, got {target.dtype}")
+    if input.dim() == 1:
+        input, target = input.unsqueeze(0), target.unsqueeze(0)
+    if target.shape != input.shape[:1] + input.shape[2:]:
+        raise ShapeError(f"nll_loss: expected target of shape "
+                         f"{list(input.shape[:1] + input.shape[2:])}, got {list(target.shape)}")
+    valid = target != ignore_index
+    safe = G.where(valid, target, 0)
+    picked = -G.gather(input, 1, safe.unsqueeze(1)).squeeze(1)
+    w = valid.to(input.dtype)
+    if weight is not None:
+        w = w * weight[safe]
+    loss = picked * w
+    if reduction == "mean":
+        return loss.sum() / w.sum()
+    return _reduce(loss, reduction)
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                  ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Cross entropy of logits `input` with class indices or class probabilities `target`."""
+    logp = log_softmax(input, 1 if input.dim() > 1 else 0)
+    classes = input.shape[1] if input.dim() > 1 else input.shape[0]
+    if target.dtype.is_floating_point:  # probabilities
+        if target.shape != input.shape:
+            raise ShapeError(f"cross_entropy: probability targets must have the input's shape "
+                             f"{list(input.shape)}, got {list(target.shape)}")
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + label_smoothing / classes
+        wlogp = logp if weight is None else logp * _class_view(weight, input)
+        loss = -(wlogp * target).sum(1 if input.dim() > 1 else 0)
+        return _reduce(loss, reduction)
+    loss = nll_loss(logp, target, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return loss
+    # smoothing: mix the nll with the mean over classes of -log p (weighted as PyTorch does)
+    valid = (target != ignore_index).to(input.dtype)
+    wlogp = logp if weight is None else logp * _class_view(weight, input)
+    smooth = -(wlogp.sum(1 if input.dim() > 1 else 0)) * valid
+    if reduction == "mean":
+        if weight is None:
+            smooth = smooth.sum() / valid.sum()
+        else:
+            smooth = smooth.sum() / (weight[G.where(target != ignore_index, target, 0)]
+                                     * valid).sum()
+    else:
+        smooth = _reduce(smooth, reduction)
+    return loss * (1 - label_smoothing) + smooth * (label_smoothing / classes)
+
+
+def _class_view(weight: Tensor, input: Tensor) -> Tensor:
+    shape = [1] * input.dim()
+    shape[1 if input.dim() > 1 else 0] = -1
+    return weight.reshape(shape)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                         reduction: str = "mean") -> Tensor:
+    """-(t log p + (1 - t) log(1 - p)), with logs clamped at -100 as PyTorch does."""
+    log_p = G.clamp(G.log(input), min=-100.0)
+    log_q = G.clamp(G.log(1 - input), min=-100.0)
+    loss = -(target * log_p + (1 - target) * log_q)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight=None,
+                                     reduction: str = "mean", pos_weight=None) -> Tensor:
+    """Binary cross entropy of sigmoid(input), computed stably from the logits."""
+    log_sig = -softplus(-input)  # log sigmoid(x)
+    log_one_minus = -softplus(input)  # log(1 - sigmoid(x))
+    pos = target * log_sig if pos_weight is None else pos_weight * target * log_sig
+    loss = -(pos + (1 - target) * log_one_minus)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, reduction: str = "mean",
+           log_target: bool = False) -> Tensor:
+    """KL divergence with `input` as log-probabilities ('batchmean' divides by the batch)."""
+    if log_target:
+        loss = G.exp(target) * (target - input)
+    else:
+        loss = G.where(target > 0, target * (G.log(target) - input), 0.0)
+    if reduction == "batchmean":
+        return loss.sum() / input.shape[0]
+    return _reduce(loss, reduction)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding with a new last dim of `num_classes`."""
+    if tensor.dtype.is_floating_point:
+        raise TypeError("one_hot is only applicable to index tensors")
+    if num_classes < 0:
+        num_classes = int(tensor.max().item()) + 1 if tensor.numel() else 0
+    return (tensor.unsqueeze(-1) == G.arange(num_classes, device=tensor.device)).long()
+
+
+def pad(input: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """Pad the last len(pad)/2 dims: `pad` = (left, right, top, bottom, ...) as in PyTorch;
+    negative values crop. Only mode='constant' for now."""
+    if mode != "constant":
+        raise ValueError(f"pad: mode {mode!r} is not supported; only 'constant'")
+    if len(pad) % 2 or len(pad) // 2 > input.dim():
+        raise ValueError(f"pad: padding length must be even and at most 2 * dims, got {pad}")
+    pads = [(0, 0)] * input.dim()
+    for i in range(len(pad) // 2):
+        pads[input.dim() - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return dispatch(OPS["pad"], (input,), {"pads": tuple(pads), "value": value},
+                    name="ConstantPadNdBackward0")

@@ -1,0 +1,134 @@
+"""Convolution and pooling over NCHW tensors.
+
+Convolutions gather sliding windows as a strided view (no copy until the matrix product) and
+contract them with the weights in one `tensordot` per group, which hands the work to BLAS.
+Attributes follow PyTorch: `stride`, `padding`, `dilation` are (height, width) pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import ShapeError
+from ir.ops.registry import Promote, register
+
+
+def _out_size(size: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> int:
+    span = d * (k - 1) + 1
+    top = size + 2 * p - span
+    if ceil:
+        out = -(-top // s) + 1
+        if (out - 1) * s >= size + p:  # the last window must start inside the input or left pad
+            out -= 1
+        return out
+    return top // s + 1
+
+
+def _windows(xp, x, kh, kw, sh, sw, dh, dw, oh, ow):
+    """View of shape (N, C, OH, OW, KH, KW) over the (already padded) NCHW array `x`."""
+    x = xp.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    s_n, s_c, s_h, s_w = x.strides
+    return xp.lib.stride_tricks.as_strided(
+        x, shape=(n, c, oh, ow, kh, kw),
+        strides=(s_n, s_c, s_h * sh, s_w * sw, s_h * dh, s_w * dw))
+
+
+def _check4(name, x, w=None):
+    if x.ndim != 4:
+        raise ShapeError(f"{name}: expected a 4-D (N, C, H, W) input, got shape {tuple(x.shape)}")
+    if w is not None and w.ndim != 4:
+        raise ShapeError(f"{name}: expected a 4-D weight, got shape {tuple(w.shape)}")
+
+
+@register("conv2d", promote=Promote.COMMON)
+def _conv2d(xp, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """2-D cross-correlation of x (N, C, H, W) with w (O, C / groups, KH, KW) -> (N, O, OH, OW)."""
+    _check4("conv2d", x, w)
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    if c != cg * groups or o % groups:
+        raise ShapeError(
+            f"conv2d: input with {c} channels and groups={groups} needs a weight of shape "
+            f"({o}, {c // max(groups, 1)}, {kh}, {kw}) with out channels divisible by groups; "
+            f"got weight shape {tuple(w.shape)}"
+        )
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
+    if oh <= 0 or ow <= 0:
+        raise ShapeError(f"conv2d: input of spatial size ({h}, {wd}) with padding {padding} is "
+                         f"smaller than the dilated kernel ({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1})")
+    if ph or pw:
+        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = _windows(xp, x, kh, kw, sh, sw, dh, dw, oh, ow)
+    og = o // groups
+    outs = []
+    for g in range(groups):
+        part = win[:, g * cg:(g + 1) * cg]
+        # (N, OH, OW, Og): contract channels and kernel positions in one BLAS call
+        outs.append(xp.tensordot(part, w[g * og:(g + 1) * og], axes=([1, 4, 5], [1, 2, 3])))
+    out = outs[0] if groups == 1 else xp.concatenate(outs, axis=3)
+    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+@register("conv_transpose2d", promote=Promote.COMMON)
+def _conv_transpose2d(xp, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+                      dilation=(1, 1), groups=1):
+    """Transposed convolution (the adjoint of conv2d): x (N, Cin, H, W) with w
+    (Cin, Cout / groups, KH, KW) -> (N, Cout, (H-1)*s - 2p + d*(k-1) + output_padding + 1, ...)."""
+    _check4("conv_transpose2d", x, w)
+    n, c, h, wd = x.shape
+    ci, cog, kh, kw = w.shape
+    if c != ci or c % groups:
+        raise ShapeError(f"conv_transpose2d: input with {c} channels needs a weight with {c} "
+                         f"input channels divisible by groups={groups}; got {tuple(w.shape)}")
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = stride, padding, output_padding, dilation
+    full_h = (h - 1) * sh + dh * (kh - 1) + 1 + oph
+    full_w = (wd - 1) * sw + dw * (kw - 1) + 1 + opw
+    out_h, out_w = full_h - 2 * ph, full_w - 2 * pw
+    if out_h <= 0 or out_w <= 0:
+        raise ShapeError(f"conv_transpose2d: padding {padding} leaves no output for input "
+                         f"size ({h}, {wd})")
+    dtype = np.result_type(x.dtype, w.dtype)
+    out = xp.zeros((n, cog * groups, full_h, full_w), dtype=dtype)
+    cg = c // groups
+    for g in range(groups):
+        # (N, H, W, Cout_g, KH, KW): every input pixel's contribution to every kernel position
+        cols = xp.tensordot(x[:, g * cg:(g + 1) * cg], w[g * cg:(g + 1) * cg], axes=([1], [0]))
+        cols = cols.transpose(0, 3, 4, 5, 1, 2)  # (N, Cout_g, KH, KW, H, W)
+        for i in range(kh):
+            for j in range(kw):
+                out[:, g * cog:(g + 1) * cog,
+                    i * dh:i * dh + (h - 1) * sh + 1:sh,
+                    j * dw:j * dw + (wd - 1) * sw + 1:sw] += cols[:, :, i, j]
+    return xp.ascontiguousarray(out[:, :, ph:ph + out_h, pw:pw + out_w])
+
+
+@register("max_pool2d", num_outputs=2)
+def _max_pool2d(xp, x, kernel_size, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    """(values, indices) of the largest element in each window; indices are flat positions in
+    the input's (H, W) plane, as PyTorch returns them."""
+    _check4("max_pool2d", x)
+    n, c, h, wd = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    if ph * 2 > kh or pw * 2 > kw:
+        raise ShapeError(f"max_pool2d: padding {padding} should be at most half of the kernel "
+                         f"size {kernel_size}")
+    oh = _out_size(h, kh, sh, ph, dh, ceil_mode)
+    ow = _out_size(wd, kw, sw, pw, dw, ceil_mode)
+    if oh <= 0 or ow <= 0:
+        raise ShapeError(f"max_pool2d: input of spatial size ({h}, {wd}) is too small for "
+                         f"kernel {kernel_size} with padding {padding}")
+    need_h = (oh - 1) * sh + dh * (kh - 1) + 1
+    need_w = (ow - 1) * sw + dw * (kw - 1) + 1
+    pad_b, pad_r = max(need_h - h - ph, 0), max(need_w - wd - pw, 0)
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    xpad = x
+    if ph or pw or pad_b or pad_r:
+        xpad = xp.pad(x, ((0, 0), (0, 0), (ph, pad_b), (pw, pad_r)), constant_values=low)
+    win = _windows(xp, xpad, kh, kw, sh, sw, dh, dw, oh, ow).reshape(n, c, oh, ow, kh * kw)
+    arg = xp.argmax(win, axis=-1)
+    values = xp.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+    rows = xp.arange(oh).reshape(oh, 1) * sh - ph + (arg // kw) * dh
+    cols = xp.arange(ow).reshape(1, ow) * sw - pw + (arg % kw) * dw
+    return xp.ascontiguousarray(values), (rows * wd + cols).astype(np.int64)
