@@ -104,6 +104,7 @@ class Node:
             raise _modified_error(None, i, self._name, vc[0], v, output=True)
         out = Tensor._wrap(self._outputs[i])
         if grad_mode.state.enabled and out._data.dtype.kind == "f":
+            out._rg = True
             out.grad_fn = self
             out._output_nr = i
         return out
