@@ -2,15 +2,41 @@
 
 from graphc.nn import functional, init
 from graphc.nn.activation import (
-    ELU, GELU, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh,
+    ELU,
+    GELU,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
 )
 from graphc.nn.containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from graphc.nn.layers import (
-    AdaptiveAvgPool2d, AvgPool2d, Bilinear, Conv1d, Conv2d, ConvTranspose2d, Dropout, Flatten,
-    Identity, Linear, MaxPool1d, MaxPool2d, Unflatten,
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    Bilinear,
+    Conv1d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Flatten,
+    Identity,
+    Linear,
+    MaxPool1d,
+    MaxPool2d,
+    Unflatten,
 )
 from graphc.nn.loss import (
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
     SmoothL1Loss,
 )
 from graphc.nn.module import Module

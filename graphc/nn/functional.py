@@ -26,6 +26,11 @@ def _pair(v, name: str = "value") -> tuple[int, int]:
     return v
 
 
+def _first(v):
+    """The single size of a 1-D option given as an int or a 1-tuple."""
+    return v[0] if isinstance(v, (tuple, list)) else v
+
+
 # --- linear and convolution ---
 
 
@@ -86,7 +91,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """1-D convolution of (N, C, L) input, computed as a 2-D one of height 1."""
-    as_int = (lambda v: v[0] if isinstance(v, (tuple, list)) else v)
+    as_int = _first
     pad_ = padding if isinstance(padding, str) else (0, as_int(padding))
     out = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, as_int(stride)), pad_,
                  (1, as_int(dilation)), groups)
@@ -131,7 +136,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
 def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
                ceil_mode: bool = False, return_indices: bool = False):
     """max_pool2d over (N, C, L) as height 1."""
-    as_int = (lambda v: v[0] if isinstance(v, (tuple, list)) else v)
+    as_int = _first
     out = max_pool2d(input.unsqueeze(-2), (1, as_int(kernel_size)),
                      (1, as_int(stride if stride else kernel_size)), (0, as_int(padding)),
                      (1, as_int(dilation)), ceil_mode, return_indices)

@@ -97,7 +97,10 @@ class _ConvNd(Module):
         if padding_mode != "zeros":
             raise ValueError(f"padding_mode {padding_mode!r} is not supported; use 'zeros'")
         n = self._dims
-        tup = (lambda v: (v,) * n if isinstance(v, int) else tuple(v))
+
+        def tup(v):
+            return (v,) * n if isinstance(v, int) else tuple(v)
+
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride = tup(kernel_size), tup(stride)
         self.padding = padding if isinstance(padding, str) else tup(padding)

@@ -1,0 +1,3 @@
+"""`graphc.utils`: data loading (and, later, TensorBoard)."""
+
+from graphc.utils import data
