@@ -556,10 +556,27 @@ def _conv2d(n, g):
                                           a["dilation"], w.shape[-2:], strict=True))
         gx = _run("conv_transpose2d", (g, w), {**_conv_attrs(a), "output_padding": out_padding})
     if need[1]:
-        # (Cin_g, O, KH, KW) per group -> (O, Cin_g, KH, KW)
-        gw = _kernel_grad(x, g, w.shape[-2:], a["stride"], a["padding"], a["dilation"],
-                          a["groups"]).transpose(0, 1)
+        gw = _run("conv2d_weight_grad", (x, g), {**_conv_attrs(a),
+                                                 "weight_shape": tuple(w.shape)})
     return gx, gw
+
+
+@rule("conv2d_weight_grad", inputs=True)
+def _conv2d_weight_grad(n, u):
+    # bilinear in (x, g): <dW(x, g), u> = <g, conv2d(x, u)> = <x, conv_transpose2d(g, u)>
+    x, g = n.input(0), n.input(1)
+    a = n.attrs
+    need = n.needs_input_grad
+    gx = gg = None
+    if need[0]:
+        out_padding = tuple(
+            size - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
+            for size, o, s, p, d, k in zip(x.shape[-2:], g.shape[-2:], a["stride"], a["padding"],
+                                          a["dilation"], a["weight_shape"][-2:], strict=True))
+        gx = _run("conv_transpose2d", (g, u), {**_conv_attrs(a), "output_padding": out_padding})
+    if need[1]:
+        gg = _run("conv2d", (x, u), _conv_attrs(a))
+    return gx, gg
 
 
 @rule("conv_transpose2d", inputs=True)
@@ -583,6 +600,42 @@ def _max_pool2d(n, g, _indices_grad=None):
     flat = F.scatter_add(zeros, 2, n.output(1).reshape(batch, channels, -1),
                          g.reshape(batch, channels, -1))
     return flat.reshape(batch, channels, h, w)
+
+
+@rule("linear", inputs=True)
+def _linear(n, g):
+    x, w = n.input(0), n.input(1)
+    need = n.needs_input_grad
+    gx = F.matmul(g, w) if need[0] else None
+    gw = gb = None
+    if need[1]:
+        gw = F.matmul(g.reshape(-1, g.shape[-1]).t(), x.reshape(-1, x.shape[-1]))
+    if len(need) > 2 and need[2]:
+        gb = g.reshape(-1, g.shape[-1]).sum(0)
+    return gx, gw, gb
+
+
+@rule("log_softmax", outputs=True)
+def _log_softmax(n, g):
+    dim = n.attrs["dim"]
+    return g - F.exp(n.output(0)) * g.sum(dim, keepdim=True)
+
+
+@rule("nll_loss", inputs=True)
+def _nll_loss(n, g):
+    target, weight = n.input(1), n.input(2)  # the log-probabilities themselves are not needed
+    a = n.attrs
+    valid = target != a.get("ignore_index", -100)
+    safe = F.where(valid, target, 0)
+    w = valid.to(g.dtype)
+    if weight is not None:
+        w = w * weight[safe]
+    if a.get("reduction", "mean") == "mean":
+        w = w / w.sum()
+    scale = -(g * w)
+    zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)
+    glogp = F.scatter_add(zeros, 1, safe.unsqueeze(1), scale.unsqueeze(1))
+    return glogp, None, None
 
 
 def _scatter_values(n, g, _indices_grad=None):

@@ -36,10 +36,8 @@ def _first(v):
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """`input @ weight.T + bias`."""
-    out = G.matmul(input, weight.t())
-    if bias is None:
-        return out
-    return dispatch(OPS["add"], (out, bias), name="AddmmBackward0" if input.dim() == 2 else None)
+    name = "AddmmBackward0" if input.dim() == 2 and bias is not None else "LinearBackward0"
+    return dispatch(OPS["linear"], (input, weight, bias), name=name)
 
 
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None):
@@ -265,9 +263,8 @@ def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
     """log(softmax(x)) along `dim`, computed as x - logsumexp(x)."""
     if dtype is not None:
         input = input.to(dtype)
-    dim = _softmax_dim(input, dim)
-    shifted = input - input.amax(dim, keepdim=True).detach()
-    return shifted - G.log(G.exp(shifted).sum(dim, keepdim=True))
+    dim = _softmax_dim(input, dim) % max(input.dim(), 1)
+    return dispatch(OPS["log_softmax"], (input,), {"dim": dim}, name="LogSoftmaxBackward0")
 
 
 # --- regularisation ---
@@ -327,21 +324,16 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     ((N, C) or (N, C, d1, ...); `target` (N) or (N, d1, ...))."""
     if input.dim() < 1 or target.dtype.is_floating_point:
         raise TypeError(f"nll_loss expects integer class targets, got {target.dtype}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction!r} is not a valid value for reduction "
+                         "(expected 'mean', 'sum' or 'none')")
     if input.dim() == 1:
         input, target = input.unsqueeze(0), target.unsqueeze(0)
-    if target.shape != input.shape[:1] + input.shape[2:]:
-        raise ShapeError(f"nll_loss: expected target of shape "
-                         f"{list(input.shape[:1] + input.shape[2:])}, got {list(target.shape)}")
-    valid = target != ignore_index
-    safe = G.where(valid, target, 0)
-    picked = -G.gather(input, 1, safe.unsqueeze(1)).squeeze(1)
-    w = valid.to(input.dtype)
-    if weight is not None:
-        w = w * weight[safe]
-    loss = picked * w
-    if reduction == "mean":
-        return loss.sum() / w.sum()
-    return _reduce(loss, reduction)
+        if reduction == "none":
+            return nll_loss(input, target, weight, ignore_index, reduction).squeeze(0)
+    return dispatch(OPS["nll_loss"], (input, target, weight),
+                    {"ignore_index": ignore_index, "reduction": reduction},
+                    name="NllLossBackward0")
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,

@@ -24,6 +24,18 @@ def _out_size(size: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> 
     return top // s + 1
 
 
+def _columns(xp, x, kh, kw, sh, sw, dh, dw, oh, ow):
+    """im2col: (N, C * KH * KW, OH * OW) from the (already padded) NCHW array `x`, copied in an
+    order whose innermost runs are rows of the input (fast to gather)."""
+    x = xp.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    s_n, s_c, s_h, s_w = x.strides
+    win = xp.lib.stride_tricks.as_strided(
+        x, shape=(n, c, kh, kw, oh, ow),
+        strides=(s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
+    return xp.ascontiguousarray(win).reshape(n, c * kh * kw, oh * ow)
+
+
 def _windows(xp, x, kh, kw, sh, sw, dh, dw, oh, ow):
     """View of shape (N, C, OH, OW, KH, KW) over the (already padded) NCHW array `x`."""
     x = xp.ascontiguousarray(x)
@@ -32,6 +44,30 @@ def _windows(xp, x, kh, kw, sh, sw, dh, dw, oh, ow):
     return xp.lib.stride_tricks.as_strided(
         x, shape=(n, c, oh, ow, kh, kw),
         strides=(s_n, s_c, s_h * sh, s_w * sw, s_h * dh, s_w * dw))
+
+
+def _conv_geometry(name, x, w_shape, stride, padding, dilation, groups):
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w_shape
+    if c != cg * groups or o % groups:
+        raise ShapeError(
+            f"{name}: input with {c} channels and groups={groups} needs a weight of shape "
+            f"({o}, {c // max(groups, 1)}, {kh}, {kw}) with out channels divisible by groups; "
+            f"got weight shape {tuple(w_shape)}"
+        )
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
+    if oh <= 0 or ow <= 0:
+        raise ShapeError(f"{name}: input of spatial size ({h}, {wd}) with padding {padding} is "
+                         f"smaller than the dilated kernel ({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1})")
+    return oh, ow
+
+
+def _padded_columns(xp, x, kernel, stride, padding, dilation, oh, ow):
+    (ph, pw) = padding
+    if ph or pw:
+        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    return _columns(xp, x, *kernel, *stride, *dilation, oh, ow)
 
 
 def _check4(name, x, w=None):
@@ -45,30 +81,41 @@ def _check4(name, x, w=None):
 def _conv2d(xp, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
     """2-D cross-correlation of x (N, C, H, W) with w (O, C / groups, KH, KW) -> (N, O, OH, OW)."""
     _check4("conv2d", x, w)
-    n, c, h, wd = x.shape
+    oh, ow = _conv_geometry("conv2d", x, w.shape, stride, padding, dilation, groups)
+    n = x.shape[0]
     o, cg, kh, kw = w.shape
-    if c != cg * groups or o % groups:
-        raise ShapeError(
-            f"conv2d: input with {c} channels and groups={groups} needs a weight of shape "
-            f"({o}, {c // max(groups, 1)}, {kh}, {kw}) with out channels divisible by groups; "
-            f"got weight shape {tuple(w.shape)}"
-        )
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
-    if oh <= 0 or ow <= 0:
-        raise ShapeError(f"conv2d: input of spatial size ({h}, {wd}) with padding {padding} is "
-                         f"smaller than the dilated kernel ({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1})")
-    if ph or pw:
-        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    win = _windows(xp, x, kh, kw, sh, sw, dh, dw, oh, ow)
-    og = o // groups
-    outs = []
-    for g in range(groups):
-        part = win[:, g * cg:(g + 1) * cg]
-        # (N, OH, OW, Og): contract channels and kernel positions in one BLAS call
-        outs.append(xp.tensordot(part, w[g * og:(g + 1) * og], axes=([1, 4, 5], [1, 2, 3])))
-    out = outs[0] if groups == 1 else xp.concatenate(outs, axis=3)
-    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    cols = _padded_columns(xp, x, (kh, kw), stride, padding, dilation, oh, ow)
+    og, k = o // groups, cg * kh * kw
+    w2 = w.reshape(o, k)
+    if groups == 1:
+        out = xp.matmul(w2, cols)  # (N, O, OH*OW): one GEMM per sample
+    else:
+        out = xp.concatenate([xp.matmul(w2[g * og:(g + 1) * og], cols[:, g * k:(g + 1) * k])
+                              for g in range(groups)], axis=1)
+    return out.reshape(n, o, oh, ow)
+
+
+@register("conv2d_weight_grad", promote=Promote.COMMON)
+def _conv2d_weight_grad(xp, x, g, weight_shape, stride=(1, 1), padding=(0, 0),
+                        dilation=(1, 1), groups=1):
+    """The gradient of conv2d with respect to its weight, given the output gradient `g`:
+    sum over the batch of g @ im2col(x)^T, shaped like the weight."""
+    _check4("conv2d_weight_grad", x, g)
+    oh, ow = _conv_geometry("conv2d_weight_grad", x, weight_shape, stride, padding, dilation,
+                            groups)
+    o, cg, kh, kw = weight_shape
+    if tuple(g.shape[-2:]) != (oh, ow) or g.shape[1] != o:
+        raise ShapeError(f"conv2d_weight_grad: output gradient of shape {tuple(g.shape)} does "
+                         f"not fit output ({x.shape[0]}, {o}, {oh}, {ow})")
+    cols = _padded_columns(xp, x, (kh, kw), stride, padding, dilation, oh, ow)
+    g2 = g.reshape(g.shape[0], o, oh * ow)
+    og, k = o // groups, cg * kh * kw
+    # per sample g @ cols^T with BLAS reading the transposed columns in place, then summed
+    parts = [xp.matmul(g2[:, i * og:(i + 1) * og],
+                       cols[:, i * k:(i + 1) * k].transpose(0, 2, 1)).sum(0)
+             for i in range(groups)]
+    out = parts[0] if groups == 1 else xp.concatenate(parts, axis=0)
+    return out.reshape(weight_shape).astype(np.result_type(x.dtype, g.dtype), copy=False)
 
 
 @register("conv_transpose2d", promote=Promote.COMMON)
@@ -93,9 +140,11 @@ def _conv_transpose2d(xp, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0
     out = xp.zeros((n, cog * groups, full_h, full_w), dtype=dtype)
     cg = c // groups
     for g in range(groups):
-        # (N, H, W, Cout_g, KH, KW): every input pixel's contribution to every kernel position
-        cols = xp.tensordot(x[:, g * cg:(g + 1) * cg], w[g * cg:(g + 1) * cg], axes=([1], [0]))
-        cols = cols.transpose(0, 3, 4, 5, 1, 2)  # (N, Cout_g, KH, KW, H, W)
+        # (N, Cout_g * KH * KW, H * W): every input pixel's contribution to every kernel
+        # position (col2im's input), then scattered with one strided add per kernel position
+        w_g = w[g * cg:(g + 1) * cg].reshape(cg, cog * kh * kw)
+        cols = xp.matmul(w_g.T, x[:, g * cg:(g + 1) * cg].reshape(n, cg, h * wd))
+        cols = cols.reshape(n, cog, kh, kw, h, wd)
         for i in range(kh):
             for j in range(kw):
                 out[:, g * cog:(g + 1) * cog,
@@ -119,6 +168,9 @@ def _max_pool2d(xp, x, kernel_size, stride, padding=(0, 0), dilation=(1, 1), cei
     if oh <= 0 or ow <= 0:
         raise ShapeError(f"max_pool2d: input of spatial size ({h}, {wd}) is too small for "
                          f"kernel {kernel_size} with padding {padding}")
+    if (kh, kw) == (sh, sw) and padding == (0, 0) and dilation == (1, 1) \
+            and h == oh * kh and wd == ow * kw:
+        return _max_pool_tiles(xp, x, kh, kw, oh, ow)
     need_h = (oh - 1) * sh + dh * (kh - 1) + 1
     need_w = (ow - 1) * sw + dw * (kw - 1) + 1
     pad_b, pad_r = max(need_h - h - ph, 0), max(need_w - wd - pw, 0)
@@ -132,3 +184,21 @@ def _max_pool2d(xp, x, kernel_size, stride, padding=(0, 0), dilation=(1, 1), cei
     rows = xp.arange(oh).reshape(oh, 1) * sh - ph + (arg // kw) * dh
     cols = xp.arange(ow).reshape(1, ow) * sw - pw + (arg % kw) * dw
     return xp.ascontiguousarray(values), (rows * wd + cols).astype(np.int64)
+
+
+def _max_pool_tiles(xp, x, kh, kw, oh, ow):
+    """max_pool2d for windows that tile the input exactly (kernel == stride, no padding): the
+    window elements are strided views, compared elementwise (first maximum wins, as in PyTorch)."""
+    wd = x.shape[3]
+    tiles = x.reshape(x.shape[0], x.shape[1], oh, kh, ow, kw)
+    values = tiles[:, :, :, 0, :, 0].copy()
+    arg = xp.zeros(values.shape, dtype=np.int64)
+    for a in range(1, kh * kw):
+        v = tiles[:, :, :, a // kw, :, a % kw]
+        larger = (v > values) | (xp.isnan(v) & ~xp.isnan(values)) if x.dtype.kind == "f" \
+            else v > values
+        values = xp.where(larger, v, values)
+        arg = xp.where(larger, a, arg)
+    rows = xp.arange(oh).reshape(oh, 1) * kh + arg // kw
+    cols = xp.arange(ow).reshape(1, ow) * kw + arg % kw
+    return values, (rows * wd + cols).astype(np.int64)

@@ -6,6 +6,8 @@ storage and a version counter, as PyTorch views do).
 
 from __future__ import annotations
 
+import numpy as np
+
 from ir.errors import ShapeError
 from ir.ops.registry import Promote, register
 
@@ -147,7 +149,14 @@ def _scatter_add(xp, x, index, src, dim):
     out = x.copy()
     grids = list(xp.indices(index.shape, sparse=True))
     grids[dim] = index
-    xp.add.at(out, tuple(grids), src[tuple(slice(0, s) for s in index.shape)])
+    src = src[tuple(slice(0, s) for s in index.shape)]
+    if xp is np and out.dtype.kind == "f":
+        # bincount over flat positions: the same sums as np.add.at, many times faster
+        flat = np.ravel_multi_index(tuple(np.broadcast_arrays(*grids)), out.shape)
+        sums = np.bincount(flat.ravel(), weights=src.ravel(), minlength=out.size)
+        out += sums.reshape(out.shape).astype(out.dtype, copy=False)
+    else:
+        xp.add.at(out, tuple(grids), src)
     return out
 
 

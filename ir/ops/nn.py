@@ -1,0 +1,62 @@
+"""Fused neural-network ops kept whole for speed: linear, log_softmax, nll_loss.
+
+Each has a plain decomposition into core ops (x @ w.T + b; x - logsumexp(x); a gather and a
+weighted mean); running them as one op saves the eager frontend a dozen dispatches and
+backward nodes per call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ir.errors import ShapeError
+from ir.ops.registry import Promote, register
+
+
+@register("linear", promote=Promote.COMMON)
+def _linear(xp, x, w, b=None):
+    """x @ w.T (+ b) for x (..., in), w (out, in), b (out)."""
+    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
+        raise ShapeError(f"linear: input of shape {tuple(x.shape)} does not fit weight of "
+                         f"shape {tuple(w.shape)} (in_features {w.shape[-1]})")
+    out = xp.matmul(x, w.T)
+    if b is not None:
+        out += b
+    return out
+
+
+@register("log_softmax", promote=Promote.FLOAT)
+def _log_softmax(xp, x, dim):
+    """x - log(sum(exp(x))) along `dim`, shifted by the maximum so nothing overflows."""
+    with np.errstate(all="ignore"):
+        m = xp.max(x, axis=dim, keepdims=True) if x.size else x
+        m = xp.where(xp.isfinite(m), m, 0)
+        shifted = x - m
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=dim, keepdims=True))
+
+
+@register("nll_loss", promote=Promote.NONE, promoted=(0, 2))
+def _nll_loss(xp, logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of class indices: logp (N, C, ...), target (N, ...)."""
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss expects integer class targets, got {target.dtype}")
+    if tuple(target.shape) != (logp.shape[0],) + tuple(logp.shape[2:]):
+        raise ShapeError(f"nll_loss: expected target of shape "
+                         f"{[logp.shape[0], *logp.shape[2:]]}, got {list(target.shape)}")
+    valid = target != ignore_index
+    safe = xp.where(valid, target, 0)
+    classes = logp.shape[1]
+    if safe.size and (safe.min() < 0 or safe.max() >= classes):
+        raise IndexError(f"nll_loss: target {int(safe.max())} is out of bounds for "
+                         f"{classes} classes")
+    picked = xp.take_along_axis(logp, xp.expand_dims(safe, 1), axis=1)[:, 0]
+    w = valid.astype(logp.dtype)
+    if weight is not None:
+        w = w * weight[safe]
+    loss = -picked * w
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum(dtype=logp.dtype)
+    with np.errstate(all="ignore"):
+        return (loss.sum() / w.sum()).astype(logp.dtype)
