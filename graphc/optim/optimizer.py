@@ -125,7 +125,8 @@ class Optimizer:
         self.state = defaultdict(dict)
         for i, s in state_dict["state"].items():
             p = by_index[int(i)]
-            self.state[p] = {k: (v.to(p.device) if isinstance(v, Tensor) else v)
+            # copies: the loaded state must not alias the dict it came from
+            self.state[p] = {k: (v.to(p.device).clone() if isinstance(v, Tensor) else v)
                              for k, v in s.items()}
 
     def __repr__(self) -> str:

@@ -209,6 +209,8 @@ _DONE = "__graphc_iterable_worker_done__"
 
 def _worker_loop(worker_id, loader_args, index_queue, result_queue, seed):
     global _worker_info
+    # results nobody reads any more (after an error, at shutdown) must not keep us from exiting
+    result_queue.cancel_join_thread()
     dataset, auto_collation, collate_fn, drop_last, batch_size, iterable, num_workers, \
         init_fn = loader_args
     from graphc._creation import manual_seed
@@ -254,7 +256,9 @@ class _WorkerPool:
         ctx = loader.multiprocessing_context
         if isinstance(ctx, str) or ctx is None:
             ctx = multiprocessing.get_context(ctx)
-        self.loader = loader
+        # settings copied, not the loader itself: a pool kept by a loader must not keep it alive
+        self.persistent, self.timeout = loader.persistent_workers, loader.timeout
+        self.prefetch_factor, self.iterable = loader.prefetch_factor, loader._iterable
         self.result_queue = ctx.Queue()
         self.index_queues = []
         self.workers = []
@@ -264,6 +268,7 @@ class _WorkerPool:
                 loader.batch_size, loader._iterable, loader.num_workers, loader.worker_init_fn)
         for i in range(loader.num_workers):
             q = ctx.Queue()
+            q.cancel_join_thread()
             w = ctx.Process(target=_worker_loop, args=(i, args, q, self.result_queue,
                                                        base_seed + i), daemon=True)
             w.start()
@@ -273,7 +278,7 @@ class _WorkerPool:
         self.closed = False
 
     def _get(self):
-        timeout = self.loader.timeout
+        timeout = self.timeout
         while True:
             try:
                 return self.result_queue.get(timeout=timeout or 1.0)
@@ -292,17 +297,17 @@ class _WorkerPool:
         self.epoch_id += 1
         epoch = self.epoch_id
         try:
-            if self.loader._iterable:
+            if self.iterable:
                 yield from self._iterable_epoch(epoch)
             else:
                 yield from self._map_epoch(epoch, index_batches)
         finally:
-            if not self.loader.persistent_workers:
+            if not self.persistent:
                 self.shutdown()
 
     def _map_epoch(self, epoch, index_batches):
         n = len(self.workers)
-        ahead = max(self.loader.prefetch_factor, 1) * n
+        ahead = max(self.prefetch_factor, 1) * n
         sent = received = 0
         buffer = {}
         exhausted = False
@@ -363,6 +368,7 @@ class _WorkerPool:
             except (OSError, ValueError):
                 pass
         for w in self.workers:
-            w.join(timeout=5)
-            if w.is_alive():
+            w.join(timeout=1)
+            if w.is_alive():  # e.g. at interpreter exit, when queues no longer deliver
                 w.terminate()
+                w.join(timeout=1)
