@@ -1,6 +1,11 @@
 """`graphc.nn`: modules, layers, losses, containers and initialisation, as in `torch.nn`."""
 
-from graphc.nn import functional, init
+from graphc.nn import (
+    functional,
+    init,
+    parallel,  # noqa: E402
+    utils,
+)
 from graphc.nn.activation import (
     ELU,
     GELU,
@@ -40,4 +45,14 @@ from graphc.nn.loss import (
     SmoothL1Loss,
 )
 from graphc.nn.module import Module
+from graphc.nn.normalization import (
+    BatchNorm1d,
+    BatchNorm2d,
+    Embedding,
+    GroupNorm,
+    LayerNorm,
+    Upsample,
+)
+from graphc.nn.parallel import DataParallel, DistributedDataParallel
 from graphc.nn.parameter import Parameter
+from graphc.nn.rnn import GRU, LSTM, RNN

@@ -431,3 +431,138 @@ def pad(input: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -
         pads[input.dim() - 1 - i] = (pad[2 * i], pad[2 * i + 1])
     return dispatch(OPS["pad"], (input,), {"pads": tuple(pads), "value": value},
                     name="ConstantPadNdBackward0")
+
+
+# --- normalization ---
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float | None = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize each channel (dim 1) by batch statistics (training) or running ones; in
+    training the running statistics move towards the batch's (unbiased variance, as PyTorch)."""
+    dims = (0,) + tuple(range(2, input.dim()))
+    shape = [1, -1] + [1] * (input.dim() - 2)
+    if training:
+        count = input.numel() // input.shape[1]
+        if count <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                             f"size {list(input.shape)}")
+        mean = input.mean(dims)
+        var = input.var(dims, correction=0)
+        if running_mean is not None:
+            with G.no_grad():
+                m = 0.1 if momentum is None else momentum
+                running_mean.mul_(1 - m).add_(mean.detach() * m)
+                running_var.mul_(1 - m).add_(var.detach() * (m * count / (count - 1)))
+    else:
+        if running_mean is None:
+            raise ValueError("batch_norm in eval mode needs running statistics")
+        mean, var = running_mean, running_var
+    out = (input - mean.reshape(shape)) * G.rsqrt(var.reshape(shape) + eps)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalize over the last len(normalized_shape) dims."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[-len(shape):]) != shape:
+        raise ShapeError(f"layer_norm: input shape {list(input.shape)} does not end with "
+                         f"normalized_shape {list(shape)}")
+    dims = tuple(range(input.dim() - len(shape), input.dim()))
+    mean = input.mean(dims, keepdim=True)
+    var = input.var(dims, correction=0, keepdim=True)
+    out = (input - mean) * G.rsqrt(var + eps)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalize each group of channels of each sample."""
+    n, c = input.shape[:2]
+    if c % num_groups:
+        raise ValueError(f"num_channels ({c}) must be divisible by num_groups ({num_groups})")
+    grouped = input.reshape(n, num_groups, -1)
+    mean = grouped.mean(-1, keepdim=True)
+    var = grouped.var(-1, correction=0, keepdim=True)
+    out = ((grouped - mean) * G.rsqrt(var + eps)).reshape(input.shape)
+    shape = [1, -1] + [1] * (input.dim() - 2)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
+              max_norm=None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+              sparse: bool = False) -> Tensor:
+    """Rows of `weight` at the integer indices `input`; `padding_idx` rows get no gradient."""
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise ValueError("embedding: max_norm, scale_grad_by_freq and sparse are not supported")
+    if input.dtype.is_floating_point:
+        raise TypeError(f"embedding expects integer indices, got {input.dtype}")
+    out = weight[input]
+    if padding_idx is not None:
+        out = G.where((input == padding_idx).unsqueeze(-1), out.detach(), out)
+    return out
+
+
+def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
+                align_corners: bool | None = None, recompute_scale_factor=None,
+                antialias: bool = False) -> Tensor:
+    """Resize the spatial dims of (N, C, H, W) (or (N, C, L)) input: 'nearest' or 'bilinear'
+    ('linear' for 1-D), with PyTorch's coordinate conventions."""
+    if input.dim() == 3:
+        size1 = None if size is None else (1, size if isinstance(size, int) else size[0])
+        scale1 = None if scale_factor is None else (1.0, scale_factor if not isinstance(
+            scale_factor, (tuple, list)) else scale_factor[0])
+        mode2 = "bilinear" if mode == "linear" else mode
+        return interpolate(input.unsqueeze(2), size1, scale1, mode2, align_corners).squeeze(2)
+    if input.dim() != 4:
+        raise ShapeError(f"interpolate supports 3-D and 4-D inputs, got {list(input.shape)}")
+    h, w = input.shape[-2:]
+    if size is not None:
+        out_h, out_w = _pair(size, "size")
+        scales = (h / out_h, w / out_w)
+    elif scale_factor is not None:
+        sf = _pair(scale_factor, "scale_factor") if not isinstance(scale_factor, float) \
+            else (scale_factor, scale_factor)
+        out_h, out_w = int(math.floor(h * sf[0])), int(math.floor(w * sf[1]))
+        scales = (1 / sf[0], 1 / sf[1]) if not recompute_scale_factor else (h / out_h, w / out_w)
+    else:
+        raise ValueError("interpolate needs either size or scale_factor")
+    if mode == "nearest":
+        rows = [min(int(math.floor(i * scales[0])), h - 1) for i in range(out_h)]
+        cols = [min(int(math.floor(j * scales[1])), w - 1) for j in range(out_w)]
+        return input.index_select(2, G.tensor(rows)).index_select(3, G.tensor(cols))
+    if mode != "bilinear":
+        raise ValueError(f"interpolate: mode {mode!r} is not supported; use 'nearest' or "
+                         "'bilinear'")
+
+    def axis(n_in, n_out, scale):
+        if align_corners:
+            src = [i * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0 for i in range(n_out)]
+        else:
+            src = [max((i + 0.5) * scale - 0.5, 0.0) for i in range(n_out)]
+        lo = [min(int(math.floor(s)), n_in - 1) for s in src]
+        hi = [min(i + 1, n_in - 1) for i in lo]
+        frac = [s - i for s, i in zip(src, lo, strict=True)]
+        return G.tensor(lo), G.tensor(hi), G.tensor(frac, dtype=input.dtype)
+
+    r0, r1, fr = axis(h, out_h, scales[0])
+    c0, c1, fc = axis(w, out_w, scales[1])
+    top = input.index_select(2, r0)
+    bottom = input.index_select(2, r1)
+    rows = top + (bottom - top) * fr.reshape(1, 1, -1, 1)
+    left, right = rows.index_select(3, c0), rows.index_select(3, c1)
+    return left + (right - left) * fc.reshape(1, 1, 1, -1)

@@ -1,0 +1,156 @@
+"""Recurrent layers: RNN (tanh or relu), LSTM and GRU, with PyTorch's parameter names, gate
+order and initialisation; `batch_first`, `num_layers`, `bidirectional` and inter-layer
+`dropout`. Time steps run as a Python loop of graphc ops, so autograd covers them."""
+
+from __future__ import annotations
+
+import math
+
+import graphc as G
+from graphc._tensor import Tensor
+from graphc.nn import functional as F
+from graphc.nn import init
+from graphc.nn.module import Module
+from graphc.nn.parameter import Parameter
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+class _RNNBase(Module):
+    mode = "RNN_TANH"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device=None, dtype=None) -> None:
+        super().__init__()
+        if not 0 <= dropout <= 1:
+            raise ValueError("dropout should be a number in range [0, 1]")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional = bidirectional
+        gates = _GATES[self.mode] * hidden_size
+        directions = 2 if bidirectional else 1
+        kw = {"device": device, "dtype": dtype}
+        for layer in range(num_layers):
+            for d in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if d else "")
+                in_size = input_size if layer == 0 else hidden_size * directions
+                setattr(self, "weight_ih" + suffix, Parameter(G.empty(gates, in_size, **kw)))
+                setattr(self, "weight_hh" + suffix, Parameter(G.empty(gates, hidden_size, **kw)))
+                if bias:
+                    setattr(self, "bias_ih" + suffix, Parameter(G.empty(gates, **kw)))
+                    setattr(self, "bias_hh" + suffix, Parameter(G.empty(gates, **kw)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for p in self.parameters():
+            init.uniform_(p, -bound, bound)
+
+    def _cell(self, x, state, w_ih, w_hh, b_ih, b_hh):
+        h = state[0]
+        if self.mode == "LSTM":
+            c = state[1]
+            gates = F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)
+            i, f, g, o = gates.chunk(4, 1)
+            c = G.sigmoid(f) * c + G.sigmoid(i) * G.tanh(g)
+            return (G.sigmoid(o) * G.tanh(c), c)
+        if self.mode == "GRU":
+            gi = F.linear(x, w_ih, b_ih).chunk(3, 1)
+            gh = F.linear(h, w_hh, b_hh).chunk(3, 1)
+            r = G.sigmoid(gi[0] + gh[0])
+            z = G.sigmoid(gi[1] + gh[1])
+            n = G.tanh(gi[2] + r * gh[2])
+            return ((1 - z) * n + z * h,)
+        act = G.tanh if self.mode == "RNN_TANH" else G.relu
+        return (act(F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)),)
+
+    def forward(self, input: Tensor, hx=None):
+        lstm = self.mode == "LSTM"
+        unbatched = input.dim() == 2
+        if unbatched:
+            input = input.unsqueeze(1 if not self.batch_first else 0)
+            if hx is not None:
+                hx = tuple(h.unsqueeze(1) for h in hx) if lstm else hx.unsqueeze(1)
+        if input.dim() != 3 or input.shape[-1] != self.input_size:
+            raise ValueError(f"{type(self).__name__}: expected input of shape (seq, batch, "
+                             f"{self.input_size}) (batch first if batch_first), got "
+                             f"{list(input.shape)}")
+        if self.batch_first:
+            input = input.transpose(0, 1)
+        seq, batch = input.shape[:2]
+        directions = 2 if self.bidirectional else 1
+        shape = (self.num_layers * directions, batch, self.hidden_size)
+        if hx is None:
+            zeros = G.zeros(*shape, dtype=input.dtype, device=input.device)
+            hx = (zeros, zeros) if lstm else zeros
+        h0 = hx if not lstm else hx[0]
+        if tuple(h0.shape) != shape:
+            raise ValueError(f"Expected hidden size {list(shape)}, got {list(h0.shape)}")
+        layer_input = input
+        finals_h, finals_c = [], []
+        for layer in range(self.num_layers):
+            outputs = []
+            for d in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if d else "")
+                params = [getattr(self, n + suffix) if hasattr(self, n + suffix) else None
+                          for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                k = layer * directions + d
+                state = (hx[0][k], hx[1][k]) if lstm else (hx[k],)
+                steps = range(seq - 1, -1, -1) if d else range(seq)
+                outs = [None] * seq
+                for t in steps:
+                    state = self._cell(layer_input[t], state, *params)
+                    outs[t] = state[0]
+                outputs.append(G.stack(outs, 0))
+                finals_h.append(state[0])
+                if lstm:
+                    finals_c.append(state[1])
+            layer_input = outputs[0] if directions == 1 else G.cat(outputs, 2)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, True)
+        output = layer_input.transpose(0, 1) if self.batch_first else layer_input
+        h_n = G.stack(finals_h, 0)
+        hidden = (h_n, G.stack(finals_c, 0)) if lstm else h_n
+        if unbatched:
+            output = output.squeeze(1 if not self.batch_first else 0)
+            hidden = tuple(h.squeeze(1) for h in hidden) if lstm else hidden.squeeze(1)
+        return output, hidden
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s
+
+
+class RNN(_RNNBase):
+    """Elman RNN: h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu)."""
+
+    def __init__(self, *args, nonlinearity: str = "tanh", **kwargs) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
+                             "'relu'.")
+        object.__setattr__(self, "mode", "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU")
+        super().__init__(*args, **kwargs)
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(_RNNBase):
+    """Long short-term memory; returns output, (h_n, c_n)."""
+
+    mode = "LSTM"
+
+
+class GRU(_RNNBase):
+    """Gated recurrent unit."""
+
+    mode = "GRU"

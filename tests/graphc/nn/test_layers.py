@@ -1,0 +1,153 @@
+"""Normalization, embedding, interpolation and recurrent layers against numpy references and
+finite differences; nn.utils; DataParallel's API."""
+
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn as nn
+import graphc.nn.functional as F
+from graphc.autograd import gradcheck
+
+RNG = np.random.default_rng(7)
+
+
+def leaf(*shape):
+    return graphc.tensor(RNG.normal(size=shape), requires_grad=True)
+
+
+def test_batch_norm_training_eval_and_running_stats():
+    x = RNG.normal(size=(8, 3, 4, 4))
+    bn = nn.BatchNorm2d(3).double()
+    y = bn(graphc.tensor(x)).detach().numpy()
+    mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3))
+    np.testing.assert_allclose(y, (x - mean.reshape(1, 3, 1, 1)) / np.sqrt(
+        var.reshape(1, 3, 1, 1) + 1e-5), atol=1e-12)
+    n = 8 * 16
+    np.testing.assert_allclose(bn.running_mean.numpy(), 0.1 * mean)
+    np.testing.assert_allclose(bn.running_var.numpy(), 0.9 + 0.1 * var * n / (n - 1))
+    assert bn.num_batches_tracked.item() == 1
+    bn.eval()
+    y_eval = bn(graphc.tensor(x)).detach().numpy()
+    np.testing.assert_allclose(y_eval, (x - bn.running_mean.numpy().reshape(1, 3, 1, 1)) /
+                               np.sqrt(bn.running_var.numpy().reshape(1, 3, 1, 1) + 1e-5))
+    assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var",
+                                     "num_batches_tracked"]
+    w, b = leaf(3), leaf(3)
+    assert gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, True), (leaf(4, 3, 2, 2),
+                                                                               w, b))
+    with pytest.raises(ValueError, match="expected 4D input"):
+        bn(graphc.ones(2, 3))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm1d(3)(graphc.ones(1, 3))
+
+
+def test_layer_norm_and_group_norm():
+    x = RNG.normal(size=(2, 4, 3, 5))
+    ln = F.layer_norm(graphc.tensor(x), (3, 5)).numpy()
+    ref = (x - x.mean((2, 3), keepdims=True)) / np.sqrt(x.var((2, 3), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(ln, ref, atol=1e-12)
+    gn = F.group_norm(graphc.tensor(x), 2).numpy()
+    g = x.reshape(2, 2, -1)
+    ref = ((g - g.mean(-1, keepdims=True)) / np.sqrt(g.var(-1, keepdims=True) + 1e-5)).reshape(x.shape)
+    np.testing.assert_allclose(gn, ref, atol=1e-12)
+    assert gradcheck(lambda x, w, b: F.layer_norm(x, 5, w, b), (leaf(3, 5), leaf(5), leaf(5)))
+    assert gradcheck(lambda x, w: F.group_norm(x, 2, w), (leaf(2, 4, 3), leaf(4)))
+    assert nn.LayerNorm(5)(graphc.ones(2, 5)).shape == (2, 5)
+    assert nn.GroupNorm(2, 4)(graphc.ones(2, 4, 3)).shape == (2, 4, 3)
+
+
+def test_embedding_and_padding_idx():
+    emb = nn.Embedding(5, 3, padding_idx=0)
+    assert emb.weight[0].abs().sum().item() == 0
+    idx = graphc.tensor([[0, 2], [4, 0]])
+    out = emb(idx)
+    assert out.shape == (2, 2, 3) and graphc.equal(out[0, 1], emb.weight[2])
+    out.sum().backward()
+    assert emb.weight.grad[0].abs().sum().item() == 0 and emb.weight.grad[2].sum().item() == 3
+    frozen = nn.Embedding.from_pretrained(graphc.ones(2, 2))
+    assert not frozen.weight.requires_grad
+
+
+@pytest.mark.parametrize("mode, align", [("nearest", None), ("bilinear", False),
+                                         ("bilinear", True)])
+def test_interpolate_gradients_and_shapes(mode, align):
+    x = leaf(1, 2, 3, 4)
+    out = F.interpolate(x, size=(5, 7), mode=mode, align_corners=align)
+    assert out.shape == (1, 2, 5, 7)
+    assert gradcheck(lambda x: F.interpolate(x, scale_factor=2.0, mode=mode,
+                                             align_corners=align), (x,))
+
+
+def test_interpolate_bilinear_values():
+    x = graphc.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    out = F.interpolate(x, size=(3, 3), mode="bilinear", align_corners=True)
+    assert out[0, 0].tolist() == [[0.0, 0.5, 1.0], [1.0, 1.5, 2.0], [2.0, 2.5, 3.0]]
+    near = F.interpolate(x, scale_factor=2, mode="nearest")
+    assert near[0, 0, 0].tolist() == [0.0, 0.0, 1.0, 1.0]
+
+
+def _lstm_reference(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    outs = []
+    sig = (lambda v: 1 / (1 + np.exp(-v)))
+    for t in range(x.shape[0]):
+        gates = x[t] @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+        i, f, g, o = np.split(gates, 4, axis=1)
+        c = sig(f) * c + sig(i) * np.tanh(g)
+        h = sig(o) * np.tanh(c)
+        outs.append(h)
+    return np.stack(outs), h, c
+
+
+def test_lstm_matches_a_numpy_reference_and_gradchecks():
+    lstm = nn.LSTM(3, 4).double()
+    x = RNG.normal(size=(5, 2, 3))
+    out, (h, c) = lstm(graphc.tensor(x))
+    p = {k: v.detach().numpy() for k, v in lstm.named_parameters()}
+    ro, rh, rc = _lstm_reference(x, np.zeros((2, 4)), np.zeros((2, 4)), p["weight_ih_l0"],
+                                 p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])
+    np.testing.assert_allclose(out.detach().numpy(), ro, atol=1e-12)
+    np.testing.assert_allclose(h[0].detach().numpy(), rh, atol=1e-12)
+    np.testing.assert_allclose(c[0].detach().numpy(), rc, atol=1e-12)
+    small = nn.GRU(2, 2).double()
+    assert gradcheck(lambda x: small(x)[0], (leaf(3, 1, 2),))
+
+
+def test_recurrent_shapes_and_names():
+    lstm = nn.LSTM(3, 5, num_layers=2, batch_first=True, bidirectional=True)
+    out, (h, c) = lstm(graphc.randn(4, 6, 3))
+    assert out.shape == (4, 6, 10) and h.shape == (4, 4, 5) and c.shape == (4, 4, 5)
+    names = [n for n, _ in lstm.named_parameters()]
+    assert names[:4] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+    assert "weight_ih_l1_reverse" in names and lstm.weight_ih_l1.shape == (20, 10)
+    rnn = nn.RNN(3, 2, nonlinearity="relu")
+    out, h = rnn(graphc.randn(5, 3))  # unbatched
+    assert out.shape == (5, 2) and h.shape == (1, 2) and (out >= 0).all().item()
+    gru = nn.GRU(3, 4)
+    assert gru(graphc.randn(2, 1, 3), graphc.zeros(1, 1, 4))[1].shape == (1, 1, 4)
+    with pytest.raises(ValueError, match="Expected hidden size"):
+        gru(graphc.randn(2, 1, 3), graphc.zeros(2, 1, 4))
+
+
+def test_clip_grad_and_parameter_vectors():
+    a, b = nn.Parameter(graphc.ones(2)), nn.Parameter(graphc.ones(1))
+    a.grad, b.grad = graphc.tensor([3.0, 0.0]), graphc.tensor([4.0])
+    total = nn.utils.clip_grad_norm_([a, b], 1.0)
+    assert total.item() == pytest.approx(5.0)
+    assert a.grad.tolist() == pytest.approx([0.6, 0.0], rel=1e-5)
+    a.grad = graphc.tensor([3.0, -7.0])
+    nn.utils.clip_grad_value_([a], 2.0)
+    assert a.grad.tolist() == [2.0, -2.0]
+    vec = nn.utils.parameters_to_vector([a, b])
+    assert vec.tolist() == [1.0, 1.0, 1.0]
+    nn.utils.vector_to_parameters(graphc.tensor([5.0, 6.0, 7.0]), [a, b])
+    assert a.tolist() == [5.0, 6.0] and b.tolist() == [7.0]
+
+
+def test_data_parallel_keeps_the_api_on_one_device():
+    model = nn.DataParallel(nn.Linear(5, 2))
+    assert model(graphc.randn(30, 5)).shape == (30, 2)
+    assert isinstance(model.module, nn.Linear) and list(model.state_dict())[0] == "module.weight"
+    ddp = nn.parallel.DistributedDataParallel(nn.Linear(2, 2))
+    with ddp.no_sync():
+        assert ddp(graphc.ones(1, 2)).shape == (1, 2)
