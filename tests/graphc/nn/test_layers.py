@@ -87,9 +87,13 @@ def test_interpolate_bilinear_values():
     assert near[0, 0, 0].tolist() == [0.0, 0.0, 1.0, 1.0]
 
 
+def _sig(v):
+    return 1 / (1 + np.exp(-v))
+
+
 def _lstm_reference(x, h, c, w_ih, w_hh, b_ih, b_hh):
     outs = []
-    sig = (lambda v: 1 / (1 + np.exp(-v)))
+    sig = _sig
     for t in range(x.shape[0]):
         gates = x[t] @ w_ih.T + b_ih + h @ w_hh.T + b_hh
         i, f, g, o = np.split(gates, 4, axis=1)
