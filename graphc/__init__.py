@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins as _builtins
 
-from graphc import _methods, autograd, cuda, linalg, nn, optim, utils  # noqa: E402
+from graphc import _methods, autograd, cuda, linalg, nn, optim, utils, vision  # noqa: E402
 from graphc._creation import (
     BoolTensor,
     ByteTensor,
