@@ -73,7 +73,9 @@ def train(model, device, train_loader, optimizer, epoch, log_interval):
         loss.backward()
         optimizer.step()
         if batch_idx % log_interval == 0:
-            print(f"Train Epoch: {epoch} [{batch_idx * len(data)}/{len(train_loader.dataset)} ({100.0 * batch_idx / len(train_loader):.0f}%)]\tLoss: {loss.item():.6f}")
+            seen, total = batch_idx * len(data), len(train_loader.dataset)
+            print(f"Train Epoch: {epoch} [{seen}/{total} "
+                  f"({100.0 * batch_idx / len(train_loader):.0f}%)]\tLoss: {loss.item():.6f}")
 
 
 def test(model, device, test_loader) -> float:
