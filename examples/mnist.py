@@ -109,8 +109,9 @@ def main(argv=None) -> float:
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     images, labels = load_mnist_5k()
-    if args.limit:
-        images, labels = images[:args.limit], labels[:args.limit]
+    if args.limit:  # a random subset: the file is ordered by digit
+        keep = np.random.default_rng(args.seed).permutation(len(labels))[:args.limit]
+        images, labels = images[keep], labels[keep]
     (x_train, y_train), (x_test, y_test) = split(images, labels, 0.2, args.seed)
     train_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=args.batch_size,
                               shuffle=True)
