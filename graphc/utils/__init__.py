@@ -1,3 +1,3 @@
-"""`graphc.utils`: data loading (and, later, TensorBoard)."""
+"""`graphc.utils`: data loading and TensorBoard (`graphc.utils.tensorboard`, imported on use)."""
 
 from graphc.utils import data
