@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import builtins as _builtins
 
-from graphc import _methods, autograd, cuda, linalg, nn, optim, utils, vision  # noqa: E402
+from graphc import (  # noqa: E402
+    _methods,
+    autograd,
+    backends,
+    cuda,
+    linalg,
+    nn,
+    optim,
+    utils,
+    version,
+    vision,
+)
 from graphc._creation import (
     BoolTensor,
     ByteTensor,

@@ -16,7 +16,9 @@ class device:
 
     __slots__ = ("type", "index")
 
-    def __init__(self, type: str | device, index: int | None = None) -> None:
+    def __init__(self, type: str | device | int, index: int | None = None) -> None:
+        if isinstance(type, int) and not isinstance(type, bool):  # device(0) is cuda:0
+            type, index = "cuda", type
         if isinstance(type, device):
             self.type, self.index = type.type, type.index
             return

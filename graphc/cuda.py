@@ -25,6 +25,16 @@ def current_device() -> int:
     return int(cupy_module().cuda.runtime.getDevice())
 
 
+def get_device_name(device=None) -> str:
+    """The name of a CUDA device (a DeviceError without CUDA)."""
+    from graphc._device import cupy_module, resolve
+
+    dev = resolve(device if device is not None else "cuda")
+    props = cupy_module().cuda.runtime.getDeviceProperties(dev.index or 0)
+    name = props["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def synchronize() -> None:
     """Wait for all work on the current CUDA device to finish (nothing to do without CUDA)."""
     if is_available():

@@ -55,7 +55,7 @@ class _Encoder:
             entry = self.tensors.setdefault(id(obj), (len(self.tensors), obj))
             return {"__tensor__": entry[0]}
         if isinstance(obj, (np.ndarray, np.generic)) and obj.dtype.kind in "biuf":
-            t = Tensor._wrap(np.ascontiguousarray(obj))
+            t = Tensor._wrap(np.array(obj, order="C"))
             self.tensors[id(t)] = (len(self.tensors), t)
             return {"__ndarray__": self.tensors[id(t)][0], "scalar": isinstance(obj, np.generic)}
         if isinstance(obj, dtypes.DType):
@@ -87,7 +87,8 @@ def save(obj, f, pickle_module=None, pickle_protocol: int = 2) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
         for index, tensor in sorted(encoder.tensors.values(), key=lambda e: e[0]):
-            arr = np.ascontiguousarray(_device.to_device(tensor._data, _device.CPU))
+            arr = _device.to_device(tensor._data, _device.CPU)
+            arr = arr if arr.flags.c_contiguous else arr.copy(order="C")  # keeps 0-d arrays 0-d
             raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
             records.append({"dtype": dtypes.from_numpy(arr.dtype).name, "shape": list(arr.shape),
                             "nbytes": len(raw), "crc32": zlib.crc32(raw),

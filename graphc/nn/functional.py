@@ -420,17 +420,43 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 
 
 def pad(input: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -> Tensor:
-    """Pad the last len(pad)/2 dims: `pad` = (left, right, top, bottom, ...) as in PyTorch;
-    negative values crop. Only mode='constant' for now."""
-    if mode != "constant":
-        raise ValueError(f"pad: mode {mode!r} is not supported; only 'constant'")
+    """Pad the last len(pad)/2 dims: `pad` = (left, right, top, bottom, ...) as in PyTorch.
+    'constant' (negative values crop), 'reflect', 'replicate' or 'circular'."""
     if len(pad) % 2 or len(pad) // 2 > input.dim():
         raise ValueError(f"pad: padding length must be even and at most 2 * dims, got {pad}")
-    pads = [(0, 0)] * input.dim()
+    if mode == "constant":
+        pads = [(0, 0)] * input.dim()
+        for i in range(len(pad) // 2):
+            pads[input.dim() - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+        return dispatch(OPS["pad"], (input,), {"pads": tuple(pads), "value": value},
+                        name="ConstantPadNdBackward0")
+    out = input
     for i in range(len(pad) // 2):
-        pads[input.dim() - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    return dispatch(OPS["pad"], (input,), {"pads": tuple(pads), "value": value},
-                    name="ConstantPadNdBackward0")
+        dim = input.dim() - 1 - i
+        out = out.index_select(dim, G.tensor(_pad_indices(mode, out.shape[dim], pad[2 * i],
+                                                          pad[2 * i + 1]), device=input.device))
+    return out
+
+
+def _pad_indices(mode: str, n: int, left: int, right: int) -> list[int]:
+    """Source positions of a padded dim of size n (+left, +right) for the non-constant modes."""
+    if min(left, right) < 0:
+        raise ValueError(f"pad: mode {mode!r} needs non-negative padding, got ({left}, {right})")
+    core = list(range(n))
+    if mode == "reflect":
+        if left >= n or right >= n:
+            raise ValueError(f"pad: reflect padding ({left}, {right}) must be smaller than the "
+                             f"dim size {n}")
+        return list(range(left, 0, -1)) + core + list(range(n - 2, n - 2 - right, -1))
+    if mode == "replicate":
+        return [0] * left + core + [n - 1] * right
+    if mode == "circular":
+        if left > n or right > n:
+            raise ValueError(f"pad: circular padding ({left}, {right}) is larger than the dim "
+                             f"size {n}")
+        return core[n - left:] + core + core[:right]
+    raise ValueError(f"pad: unknown mode {mode!r}; expected 'constant', 'reflect', 'replicate' "
+                     "or 'circular'")
 
 
 # --- normalization ---

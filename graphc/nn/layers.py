@@ -94,8 +94,9 @@ class _ConvNd(Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must be divisible by groups ({groups})")
-        if padding_mode != "zeros":
-            raise ValueError(f"padding_mode {padding_mode!r} is not supported; use 'zeros'")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"padding_mode must be one of 'zeros', 'reflect', 'replicate' or "
+                             f"'circular', but got padding_mode={padding_mode!r}")
         n = self._dims
 
         def tup(v):
@@ -139,24 +140,38 @@ class _ConvNd(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s
 
 
-class Conv2d(_ConvNd):
-    """2-D convolution over (N, C, H, W) inputs."""
+class _PaddingModes:
+    def _padded(self, input: Tensor):
+        """Input and conv padding: non-zero padding modes pad first, then convolve unpadded."""
+        if self.padding_mode == "zeros" or isinstance(self.padding, str):
+            return input, self.padding
+        amounts = [p for size in reversed(self.padding) for p in (size, size)]
+        return F.pad(input, tuple(amounts), mode=self.padding_mode), 0
+
+
+class Conv2d(_PaddingModes, _ConvNd):
+    """2-D convolution over (N, C, H, W) inputs (padding modes zeros, reflect, replicate,
+    circular)."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+        input, padding = self._padded(input)
+        return F.conv2d(input, self.weight, self.bias, self.stride, padding, self.dilation,
                         self.groups)
 
 
-class Conv1d(_ConvNd):
+class Conv1d(_PaddingModes, _ConvNd):
     """1-D convolution over (N, C, L) inputs."""
 
     _dims = 1
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+        input, padding = self._padded(input)
+        return F.conv1d(input, self.weight, self.bias, self.stride, padding, self.dilation,
                         self.groups)
 
 

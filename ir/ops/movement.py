@@ -94,8 +94,9 @@ def _copy(xp, x):
 
 @register("contiguous")
 def _contiguous(xp, x):
-    """`x` itself when it is C-contiguous, else a contiguous copy."""
-    return xp.ascontiguousarray(x)
+    """`x` itself when it is C-contiguous, else a contiguous copy (0-d stays 0-d, unlike
+    ascontiguousarray)."""
+    return x if x.flags.c_contiguous else x.copy(order="C")
 
 
 def _index_key(positions, arrays):

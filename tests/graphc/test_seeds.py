@@ -2,6 +2,7 @@
 PyTorch prints (deterministic cases; random values differ from PyTorch's generator)."""
 
 import math
+from collections import OrderedDict
 
 import numpy as np
 
@@ -110,3 +111,59 @@ def test_seed001_exp_adder_jacobian_and_vjp():
     _, grads = torch.autograd.functional.vjp(do_some_doubling, torch.randn(3),
                                              v=torch.tensor([0.1, 1.0, 0.0001]))
     assert show(grads / grads[1] * 1024) == "tensor([1.0240e+02, 1.0240e+03, 1.0240e-01])"
+
+
+def test_seed003_cheat_sheet_snippets(tmp_path):
+    import graphc.nn as nn
+    import graphc.nn.functional as F
+    import graphc.optim as optim
+
+    assert torch.__version__ and torch.version.cuda is None and torch.backends.cudnn.version() is None
+    assert torch.device(0) == torch.device("cuda:0") and torch.cuda.device_count() == 0
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    n = c = 2
+    pred = torch.randn(n, c).sigmoid()
+    target = F.one_hot(torch.randint(0, c + 1, (n,)), num_classes=c + 1)[:, :c].type_as(pred)
+    loss1 = torch.nn.BCELoss()(pred, target)
+    loss2 = (- target * torch.log(pred) - (1 - target) * torch.log(1 - pred)).mean()
+    assert torch.allclose(loss1, loss2)
+    pred = torch.randn(n, c)
+    pred_l = torch.log(F.softmax(pred, dim=1))
+    target = torch.randint(0, c, (n,))
+    loss1 = torch.nn.NLLLoss()(pred_l, target)
+    loss2 = torch.nn.CrossEntropyLoss()(pred, target)
+    loss3 = torch.mean(torch.Tensor([-pred_l[b, target[b]] for b in range(n)]))
+    assert torch.allclose(loss1, loss2) and torch.allclose(loss1, loss3)
+
+    model = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 2, 3)), ("bn", nn.BatchNorm2d(2)),
+                                       ("fc", nn.Flatten())]))
+    for name, param in model.named_parameters():
+        if "conv" in name:
+            param.requires_grad = False
+
+    def freeze_bn(m):
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    model.apply(freeze_bn)
+    assert not model.bn.training and not any(p.requires_grad for p in model.parameters())
+    model.fc = nn.Linear(2, 2)
+    optimizer = optim.SGD(filter(lambda p: p.requires_grad, model.parameters()), lr=0.0001)
+    assert len(optimizer.param_groups[0]["params"]) == 2
+
+    path = tmp_path / "checkpoint.pkl"
+    torch.save(model.state_dict(), path)
+    model.load_state_dict(torch.load(path))
+    torch.save({"epoch": 3, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict()},
+               path)
+    checkpoint = torch.load(path)
+    model.load_state_dict(checkpoint["state_dict"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    model_dict = model.state_dict()
+    new_dict = {k: v for k, v in checkpoint["state_dict"].items() if k in model_dict}
+    model_dict.update(new_dict)
+    model.load_state_dict(model_dict)
+    torch.save(model, tmp_path / "model.pkl")
+    assert isinstance(torch.load(tmp_path / "model.pkl", weights_only=False), nn.Sequential)

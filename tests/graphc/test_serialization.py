@@ -114,3 +114,10 @@ def test_saves_are_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert graphc.load(path) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["keep.pt"]  # no temporary left behind
+
+
+def test_zero_dim_tensors_keep_their_shape(tmp_path):
+    graphc.save({"n": graphc.tensor(3), "x": np.float64(2.0)}, tmp_path / "z.pt")
+    out = graphc.load(tmp_path / "z.pt")
+    assert out["n"].shape == () and out["n"].item() == 3 and out["x"] == 2.0
+    assert graphc.tensor(5).contiguous().shape == ()

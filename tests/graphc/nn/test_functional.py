@@ -247,3 +247,18 @@ def test_one_hot_and_pad():
     assert out.shape == (2, 6) and out[0, 0].item() == 0.0
     assert F.pad(x, (0, 0, -1, 1)).shape == (2, 3)
     assert gradcheck(lambda x: F.pad(x, (1, -1, 2, 0), value=3.0), (x,))
+
+
+@pytest.mark.parametrize("mode, np_mode", [("reflect", "reflect"), ("replicate", "edge"),
+                                           ("circular", "wrap")])
+def test_pad_modes_match_numpy_and_conv_padding_modes(mode, np_mode):
+    x = leaf(2, 3, 4, 5)
+    out = F.pad(x, (1, 2, 2, 1), mode=mode)
+    ref = np.pad(x.detach().numpy(), ((0, 0), (0, 0), (2, 1), (1, 2)), mode=np_mode)
+    np.testing.assert_allclose(out.detach().numpy(), ref)
+    assert gradcheck(lambda x: F.pad(x, (1, 2, 2, 1), mode=mode), (x,))
+    conv = graphc.nn.Conv2d(3, 2, 3, padding=1, padding_mode=mode).double()
+    expected = F.conv2d(F.pad(x, (1, 1, 1, 1), mode=mode), conv.weight, conv.bias)
+    assert graphc.allclose(conv(x), expected)
+    with pytest.raises(ValueError):
+        F.pad(x, (5, 5), mode="reflect") if mode == "reflect" else F.pad(x, (1, 1), mode="odd")
