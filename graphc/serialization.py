@@ -45,6 +45,11 @@ class _Encoder:
         self.tensors: dict[int, tuple[int, Tensor]] = {}
 
     def encode(self, obj):
+        # numpy first: np.float64 is also a Python float and must stay a numpy scalar
+        if isinstance(obj, (np.ndarray, np.generic)) and obj.dtype.kind in "biuf":
+            t = Tensor._wrap(np.array(obj, order="C"))
+            self.tensors[id(t)] = (len(self.tensors), t)
+            return {"__ndarray__": self.tensors[id(t)][0], "scalar": isinstance(obj, np.generic)}
         if obj is None or isinstance(obj, (bool, str)):
             return obj
         if isinstance(obj, int):
@@ -54,10 +59,6 @@ class _Encoder:
         if isinstance(obj, Tensor):
             entry = self.tensors.setdefault(id(obj), (len(self.tensors), obj))
             return {"__tensor__": entry[0]}
-        if isinstance(obj, (np.ndarray, np.generic)) and obj.dtype.kind in "biuf":
-            t = Tensor._wrap(np.array(obj, order="C"))
-            self.tensors[id(t)] = (len(self.tensors), t)
-            return {"__ndarray__": self.tensors[id(t)][0], "scalar": isinstance(obj, np.generic)}
         if isinstance(obj, dtypes.DType):
             return {"__dtype__": obj.name}
         if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
