@@ -26,6 +26,7 @@ _EMPTY: dict = {}
 observer = None  # a profiler's record(name, input_shapes, seconds), when one is running
 _new = object.__new__
 _BINARY_FAST: dict = {}  # op -> True when its binary calls may skip promotion checks
+_FAST_TYPES = {Tensor}  # tensor classes the fast path takes (nn.Parameter adds itself)
 
 
 def attach(op, args, attrs, outs, name) -> None:
@@ -56,11 +57,11 @@ def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = No
         # fast path: a CPU float tensor with a tensor of the same dtype or a Python number,
         # where numpy's own promotion already gives PyTorch's answer
         a, b = args
-        if type(a) is Tensor and a._base is None:
+        if type(a) in _FAST_TYPES and a._base is None:
             da = a._data
             if type(da) is _ndarray and da.dtype.kind == "f":
                 tb = type(b)
-                if tb is Tensor and b._base is None:
+                if tb in _FAST_TYPES and b._base is None:
                     db = b._data
                     if type(db) is _ndarray and db.dtype is da.dtype:
                         out = op.impl(np, da, db)

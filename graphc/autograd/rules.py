@@ -558,7 +558,9 @@ def _conv2d(n, g):
     if need[1]:
         gw = _run("conv2d_weight_grad", (x, g), {**_conv_attrs(a),
                                                  "weight_shape": tuple(w.shape)})
-    return gx, gw
+    if len(need) == 2:
+        return gx, gw
+    return gx, gw, g.sum((0, 2, 3)) if need[2] else None
 
 
 @rule("conv2d_weight_grad", inputs=True)

@@ -78,11 +78,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
             padding = (pads[0][0], pads[1][0])
     else:
         padding = _pair(padding, "padding")
-    out = dispatch(OPS["conv2d"], (input, weight), {"stride": stride, "padding": padding,
-                                                    "dilation": dilation, "groups": groups},
+    out = dispatch(OPS["conv2d"], (input, weight, bias), {"stride": stride, "padding": padding,
+                                                          "dilation": dilation, "groups": groups},
                    name="ConvolutionBackward0")
-    if bias is not None:
-        out = out + bias.reshape(1, -1, 1, 1)
     return out.squeeze(0) if unbatched else out
 
 

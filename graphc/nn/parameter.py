@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from graphc import _dispatch
 from graphc._tensor import Tensor
 
 
@@ -37,3 +38,6 @@ class Parameter(Tensor):
 
 def _rebuild_parameter(data, requires_grad):
     return Parameter(data, requires_grad)
+
+
+_dispatch._FAST_TYPES.add(Parameter)  # parameters are plain tensors to the fast path

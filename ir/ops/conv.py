@@ -78,8 +78,9 @@ def _check4(name, x, w=None):
 
 
 @register("conv2d", promote=Promote.COMMON)
-def _conv2d(xp, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
-    """2-D cross-correlation of x (N, C, H, W) with w (O, C / groups, KH, KW) -> (N, O, OH, OW)."""
+def _conv2d(xp, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """2-D cross-correlation of x (N, C, H, W) with w (O, C / groups, KH, KW), plus the
+    optional per-channel bias b (O) -> (N, O, OH, OW)."""
     _check4("conv2d", x, w)
     oh, ow = _conv_geometry("conv2d", x, w.shape, stride, padding, dilation, groups)
     n = x.shape[0]
@@ -92,6 +93,8 @@ def _conv2d(xp, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
     else:
         out = xp.concatenate([xp.matmul(w2[g * og:(g + 1) * og], cols[:, g * k:(g + 1) * k])
                               for g in range(groups)], axis=1)
+    if b is not None:
+        out += b.reshape(1, o, 1)
     return out.reshape(n, o, oh, ow)
 
 
