@@ -155,3 +155,23 @@ def test_data_parallel_keeps_the_api_on_one_device():
     ddp = nn.parallel.DistributedDataParallel(nn.Linear(2, 2))
     with ddp.no_sync():
         assert ddp(graphc.ones(1, 2)).shape == (1, 2)
+
+
+def test_conv1d_and_max_pool1d_match_their_2d_forms():
+    x, w, b = leaf(2, 3, 9), leaf(4, 3, 3), leaf(4)
+    out = F.conv1d(x, w, b, stride=2, padding=1)
+    ref = F.conv2d(x.unsqueeze(2), w.unsqueeze(2), b, (1, 2), (0, 1)).squeeze(2)
+    assert graphc.allclose(out, ref) and out.shape == (2, 4, 5)
+    assert gradcheck(lambda x, w: F.conv1d(x, w, None, 1, 1, 2), (x, w))
+    pooled = nn.MaxPool1d(3, 2)(x)
+    np.testing.assert_allclose(pooled.detach().numpy(),
+                               np.stack([x.detach().numpy()[..., i:i + 3].max(-1)
+                                         for i in range(0, 7, 2)], -1))
+    assert gradcheck(lambda x: F.max_pool1d(x, 2), (x,))
+    assert repr(nn.Conv1d(3, 4, 3)) == "Conv1d(3, 4, kernel_size=(3,), stride=(1,))"
+
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM"])
+def test_rnn_and_lstm_gradients(cls):
+    layer = getattr(nn, cls)(2, 2, num_layers=2, bidirectional=True).double()
+    assert gradcheck(lambda x: layer(x)[0], (leaf(3, 1, 2),))

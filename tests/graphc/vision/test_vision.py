@@ -157,3 +157,14 @@ def test_make_grid_and_save_image(tmp_path):
     path = tmp_path / "grid.png"
     utils.save_image(batch, path, nrow=5)
     assert Image.open(path).size == (32, 8)
+
+
+def test_download_checks_the_md5_of_what_arrives(tmp_path, monkeypatch):
+    import io
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda *a, **k: io.BytesIO(b"not the real archive"))
+    with pytest.raises(DatasetError, match="checksum mismatch.*c58f30108f718f92721af3b95e74349a"):
+        datasets.CIFAR10(tmp_path, download=True)
+    assert not any(p.suffix == ".part" for p in tmp_path.iterdir())
