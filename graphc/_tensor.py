@@ -360,3 +360,15 @@ def _wrap_dim(dim: int, ndim: int) -> int:
             f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
         )
     return dim % n
+
+
+def reset_grads(tensors, set_to_none: bool = True) -> None:
+    """Clear the `.grad` of each tensor: drop it (set_to_none) or zero it in place."""
+    for t in tensors:
+        if t.grad is None:
+            continue
+        if set_to_none:
+            t.grad = None
+        else:
+            t.grad = t.grad.detach()
+            t.grad.zero_()

@@ -543,6 +543,16 @@ def _kernel_grad(inp: Tensor, g: Tensor, kernel: tuple, stride, padding, dilatio
     return parts[0] if groups == 1 else F.cat(parts, 1)
 
 
+def _conv_input_grad(x: Tensor, g: Tensor, w: Tensor, a: dict) -> Tensor:
+    """The gradient of conv2d(x, w) for x: a transposed convolution of g, with the output
+    padding that gives back x's exact size."""
+    out_padding = tuple(
+        size - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
+        for size, o, s, p, d, k in zip(x.shape[-2:], g.shape[-2:], a["stride"], a["padding"],
+                                      a["dilation"], w.shape[-2:], strict=True))
+    return _run("conv_transpose2d", (g, w), {**_conv_attrs(a), "output_padding": out_padding})
+
+
 @rule("conv2d", inputs=True)
 def _conv2d(n, g):
     x, w = n.input(0), n.input(1)
@@ -550,11 +560,7 @@ def _conv2d(n, g):
     need = n.needs_input_grad
     gx = gw = None
     if need[0]:
-        out_padding = tuple(
-            size - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
-            for size, o, s, p, d, k in zip(x.shape[-2:], g.shape[-2:], a["stride"], a["padding"],
-                                          a["dilation"], w.shape[-2:], strict=True))
-        gx = _run("conv_transpose2d", (g, w), {**_conv_attrs(a), "output_padding": out_padding})
+        gx = _conv_input_grad(x, g, w, a)
     if need[1]:
         gw = _run("conv2d_weight_grad", (x, g), {**_conv_attrs(a),
                                                  "weight_shape": tuple(w.shape)})
@@ -571,11 +577,7 @@ def _conv2d_weight_grad(n, u):
     need = n.needs_input_grad
     gx = gg = None
     if need[0]:
-        out_padding = tuple(
-            size - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
-            for size, o, s, p, d, k in zip(x.shape[-2:], g.shape[-2:], a["stride"], a["padding"],
-                                          a["dilation"], a["weight_shape"][-2:], strict=True))
-        gx = _run("conv_transpose2d", (g, u), {**_conv_attrs(a), "output_padding": out_padding})
+        gx = _conv_input_grad(x, g, u, a)
     if need[1]:
         gg = _run("conv2d", (x, u), _conv_attrs(a))
     return gx, gg

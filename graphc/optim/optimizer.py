@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 from graphc import _device
-from graphc._tensor import Tensor
+from graphc._tensor import Tensor, reset_grads
 
 
 class _Required:
@@ -60,15 +60,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all optimized parameters (to None, or to zero in place)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad = p.grad.detach()
-                    p.grad.zero_()
+        reset_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         """Update the parameters once; `closure` re-evaluates the loss and is returned."""
