@@ -194,14 +194,22 @@ def _max_pool_tiles(xp, x, kh, kw, oh, ow):
     window elements are strided views, compared elementwise (first maximum wins, as in PyTorch)."""
     wd = x.shape[3]
     tiles = x.reshape(x.shape[0], x.shape[1], oh, kh, ow, kw)
-    values = tiles[:, :, :, 0, :, 0].copy()
-    arg = xp.zeros(values.shape, dtype=np.int64)
-    for a in range(1, kh * kw):
-        v = tiles[:, :, :, a // kw, :, a % kw]
-        larger = (v > values) | (xp.isnan(v) & ~xp.isnan(values)) if x.dtype.kind == "f" \
-            else v > values
-        values = xp.where(larger, v, values)
-        arg = xp.where(larger, a, arg)
+    views = [tiles[:, :, :, a // kw, :, a % kw] for a in range(kh * kw)]
+    if x.dtype.kind == "f" and bool(xp.isnan(x).any()):
+        # NaN wins, as in PyTorch: compare with care
+        values, arg = views[0].copy(), xp.zeros(views[0].shape, dtype=np.int64)
+        for a in range(1, kh * kw):
+            larger = (views[a] > values) | (xp.isnan(views[a]) & ~xp.isnan(values))
+            values = xp.where(larger, views[a], values)
+            arg = xp.where(larger, a, arg)
+    else:
+        values = views[0]
+        for v in views[1:]:
+            values = xp.maximum(values, v)
+        arg = xp.full(values.shape, kh * kw - 1, dtype=np.int64)
+        for a in range(kh * kw - 2, -1, -1):  # the first maximum wins
+            arg = xp.where(views[a] == values, a, arg)
+        values = xp.ascontiguousarray(values)
     rows = xp.arange(oh).reshape(oh, 1) * kh + arg // kw
     cols = xp.arange(ow).reshape(1, ow) * kw + arg % kw
     return values, (rows * wd + cols).astype(np.int64)
