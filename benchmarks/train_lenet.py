@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -37,8 +39,8 @@ def lenet(nn, F):
     return Net()
 
 
-def time_steps(lib, batch: int, repeat: int, steps: int = 20) -> float:
-    """Best mean milliseconds per training step over `repeat` runs of `steps` steps."""
+def make_step(lib, batch: int):
+    """A function running one training step of a fresh LeNet in `lib` (graphc or torch)."""
     net = lenet(lib.nn, lib.nn.functional)
     criterion = lib.nn.CrossEntropyLoss()
     optimizer = lib.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
@@ -54,32 +56,69 @@ def time_steps(lib, batch: int, repeat: int, steps: int = 20) -> float:
 
     for _ in range(3):
         step()
-    best = float("inf")
+    return step
+
+
+def time_steps(lib, batch: int, repeat: int, steps: int = 20) -> float:
+    """Best mean milliseconds per training step over `repeat` runs of `steps` steps."""
+    return measure({"lib": make_step(lib, batch)}, repeat, steps)["lib"]
+
+
+def measure(steps_by_name: dict, repeat: int, steps: int = 20) -> dict:
+    """Best mean ms per step for each step function, their runs interleaved so that a noisy
+    machine disturbs all of them alike."""
+    best = dict.fromkeys(steps_by_name, float("inf"))
     for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        best = min(best, (time.perf_counter() - start) / steps * 1e3)
+        for name, step in steps_by_name.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            best[name] = min(best[name], (time.perf_counter() - start) / steps * 1e3)
     return best
+
+
+def _child(lib_name: str, batch: int, repeat: int) -> float:
+    """Time one library in a fresh process, so thread pools of the other do not interfere."""
+    out = subprocess.run([sys.executable, __file__, "--child", lib_name, "--batch", str(batch),
+                          "--repeat", str(repeat)], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of separate processes per library")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    libs = [("graphc", graphc)]
+    if args.child:
+        lib = graphc
+        if args.child == "torch":
+            import torch
+
+            torch.set_num_threads(2)
+            lib = torch
+        print(time_steps(lib, args.batch, args.repeat))
+        return
+    names = ["graphc"]
     try:
         import torch
 
-        torch.set_num_threads(2)
-        libs.append((f"torch {torch.__version__}", torch))
+        names.append("torch")
+        version = torch.__version__
     except ImportError:
-        pass
-    print(f"machine: {platform.machine()}, python {platform.python_version()}")
-    print(f"{'batch':>6}  {'library':<22}{'ms/step':>10}")
+        version = None
+    print(f"machine: {platform.machine()}, python {platform.python_version()}, torch {version} "
+          "(2 threads); each library timed in its own process, best of alternating rounds")
+    print(f"{'batch':>6}  {'library':<10}{'ms/step':>10}")
     for batch in (4, 64):
-        for name, lib in libs:
-            print(f"{batch:>6}  {name:<22}{time_steps(lib, batch, args.repeat):>10.2f}")
+        best = dict.fromkeys(names, float("inf"))
+        for _ in range(args.rounds):
+            for name in names:
+                best[name] = min(best[name], _child(name, batch, args.repeat))
+        for name in names:
+            print(f"{batch:>6}  {name:<10}{best[name]:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -244,7 +244,14 @@ rule("reciprocal", outputs=True)(lambda n, g: -g * n.output(0) * n.output(0))
 rule("sigmoid", outputs=True)(lambda n, g: g * n.output(0) * (1 - n.output(0)))
 rule("erf", inputs=True)(
     lambda n, g: g * (2.0 / math.sqrt(math.pi)) * F.exp(-n.input(0) * n.input(0)))
-rule("relu", outputs=True)(lambda n, g: F.where(n.output(0) > 0, g, 0.0))
+rule("relu", outputs=True)(
+    lambda n, g: _run("threshold_backward", (g, n.output(0)), {"threshold": 0.0}))
+
+
+@rule("threshold_backward", inputs=True)
+def _threshold_backward(n, u):
+    # linear in grad with a fixed mask; the mask (from the output) has no gradient
+    return _run("threshold_backward", (u, n.input(1)), n.attrs), None
 rule("abs", inputs=True)(lambda n, g: g * F.sign(n.input(0)))
 for _name in ("sign", "ceil", "floor", "round", "trunc"):
     rule(_name)(lambda n, g: g * 0)
@@ -599,11 +606,20 @@ def _conv_transpose2d(n, g):
 
 @rule("max_pool2d", outputs=True)
 def _max_pool2d(n, g, _indices_grad=None):
-    batch, channels, h, w = n.input_shape(0)
-    zeros = F.zeros((batch, channels, h * w), dtype=g.dtype, device=g.device)
-    flat = F.scatter_add(zeros, 2, n.output(1).reshape(batch, channels, -1),
-                         g.reshape(batch, channels, -1))
-    return flat.reshape(batch, channels, h, w)
+    a = n.attrs
+    h, w = n.input_shape(0)[-2:]
+    overlapping = any(k > s for k, s in zip(a["kernel_size"], a["stride"], strict=True))
+    return _run("max_pool2d_backward", (g, n.output(1)),
+                {"height": h, "width": w, "overlapping": overlapping})
+
+
+@rule("max_pool2d_backward", inputs=True)
+def _max_pool2d_backward(n, u):
+    # linear in g: its adjoint gathers u at the same positions
+    indices = n.input(1)
+    batch, channels = u.shape[:2]
+    picked = F.gather(u.reshape(batch, channels, -1), 2, indices.reshape(batch, channels, -1))
+    return picked.reshape(indices.shape), None
 
 
 @rule("linear", inputs=True)
@@ -612,11 +628,22 @@ def _linear(n, g):
     need = n.needs_input_grad
     gx = F.matmul(g, w) if need[0] else None
     gw = gb = None
+    g2 = g if g.dim() == 2 else g.reshape(-1, g.shape[-1])
     if need[1]:
-        gw = F.matmul(g.reshape(-1, g.shape[-1]).t(), x.reshape(-1, x.shape[-1]))
+        gw = F.matmul(g2.t(), x if x.dim() == 2 else x.reshape(-1, x.shape[-1]))
     if len(need) > 2 and need[2]:
-        gb = g.reshape(-1, g.shape[-1]).sum(0)
+        gb = g2.sum(0)
     return gx, gw, gb
+
+
+@rule("mse_loss", inputs=True)
+def _mse_loss(n, g):
+    a, b = n.input(0), n.input(1)
+    d = a - b
+    reduction = n.attrs.get("reduction", "mean")
+    scale = 2.0 / max(d.numel(), 1) if reduction == "mean" else 2.0
+    ga = d * (g * scale)
+    return ga, -ga if n.needs_input_grad[1] else None
 
 
 @rule("log_softmax", outputs=True)
@@ -627,19 +654,26 @@ def _log_softmax(n, g):
 
 @rule("nll_loss", inputs=True)
 def _nll_loss(n, g):
-    target, weight = n.input(1), n.input(2)  # the log-probabilities themselves are not needed
+    # the log-probabilities themselves are not needed, only targets and weights
+    target, weight = n.input(1), n.input(2)
+    attrs = {**n.attrs, "shape": tuple(n.input_shape(0))}
+    return _run("nll_loss_backward", (g, target, weight), attrs), None, None
+
+
+@rule("nll_loss_backward", inputs=True)
+def _nll_loss_backward(n, u):
+    # linear in g: the adjoint picks u at each target and weights it the same way
+    target, weight = n.input(1), n.input(2)
     a = n.attrs
     valid = target != a.get("ignore_index", -100)
     safe = F.where(valid, target, 0)
-    w = valid.to(g.dtype)
+    w = valid.to(u.dtype)
     if weight is not None:
         w = w * weight[safe]
     if a.get("reduction", "mean") == "mean":
         w = w / w.sum()
-    scale = -(g * w)
-    zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)
-    glogp = F.scatter_add(zeros, 1, safe.unsqueeze(1), scale.unsqueeze(1))
-    return glogp, None, None
+    picked = -F.gather(u, 1, safe.unsqueeze(1)).squeeze(1) * w
+    return (picked if a.get("reduction", "mean") == "none" else picked.sum()), None, None
 
 
 def _scatter_values(n, g, _indices_grad=None):

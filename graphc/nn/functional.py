@@ -297,9 +297,12 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean squared error."""
-    diff = input - target
-    return _reduce(diff * diff, reduction)
+    """Mean squared error (inputs broadcast as in PyTorch)."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction!r} is not a valid value for reduction "
+                         "(expected 'mean', 'sum' or 'none')")
+    return dispatch(OPS["mse_loss"], (input, target), {"reduction": reduction},
+                    name="MseLossBackward0")
 
 
 def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:

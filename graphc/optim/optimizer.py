@@ -169,7 +169,8 @@ class SGD(Optimizer):
             else:
                 buf = buf._data
                 buf *= momentum
-                buf += (1 - group["dampening"]) * grad
+                damp = 1 - group["dampening"]
+                buf += grad if damp == 1 else damp * grad
             grad = grad + momentum * buf if group["nesterov"] else buf
         p._data -= group["lr"] * grad
 

@@ -213,3 +213,24 @@ def _max_pool_tiles(xp, x, kh, kw, oh, ow):
     rows = xp.arange(oh).reshape(oh, 1) * kh + arg // kw
     cols = xp.arange(ow).reshape(1, ow) * kw + arg % kw
     return values, (rows * wd + cols).astype(np.int64)
+
+
+@register("max_pool2d_backward")
+def _max_pool2d_backward(xp, g, indices, height, width, overlapping=True):
+    """The input gradient of max_pool2d: `g` (N, C, OH, OW) placed at the flat plane positions
+    `indices`; summed where windows overlap, written directly where they cannot."""
+    n, c = g.shape[:2]
+    out = xp.zeros((n, c, height * width), dtype=g.dtype)
+    flat_idx = indices.reshape(n, c, -1)
+    flat_g = g.reshape(n, c, -1)
+    if not overlapping:
+        xp.put_along_axis(out, flat_idx, flat_g, axis=2)
+    elif xp is np:
+        rows = (np.arange(n * c).reshape(n, c, 1) * (height * width) + flat_idx).ravel()
+        out = np.bincount(rows, weights=flat_g.ravel(), minlength=out.size).astype(
+            g.dtype).reshape(out.shape)
+    else:
+        grids = list(xp.indices(flat_idx.shape, sparse=True))
+        grids[2] = flat_idx
+        xp.add.at(out, tuple(grids), flat_g)
+    return out.reshape(n, c, height, width)

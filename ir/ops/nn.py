@@ -1,4 +1,5 @@
-"""Fused neural-network ops kept whole for speed: linear, log_softmax, nll_loss.
+"""Fused neural-network ops kept whole for speed: linear, log_softmax, nll_loss, mse_loss,
+threshold_backward.
 
 Each has a plain decomposition into core ops (x @ w.T + b; x - logsumexp(x); a gather and a
 weighted mean); running them as one op saves the eager frontend a dozen dispatches and
@@ -60,3 +61,42 @@ def _nll_loss(xp, logp, target, weight=None, ignore_index=-100, reduction="mean"
         return loss.sum(dtype=logp.dtype)
     with np.errstate(all="ignore"):
         return (loss.sum() / w.sum()).astype(logp.dtype)
+
+
+def _nll_weights(xp, target, weight, ignore_index, reduction, dtype):
+    valid = target != ignore_index
+    safe = xp.where(valid, target, 0)
+    w = valid.astype(dtype)
+    if weight is not None:
+        w = w * weight[safe]
+    if reduction == "mean":
+        with np.errstate(all="ignore"):
+            w = w / w.sum()
+    return safe, w
+
+
+@register("nll_loss_backward", promote=Promote.NONE, promoted=(0, 2))
+def _nll_loss_backward(xp, g, target, weight=None, shape=(), ignore_index=-100,
+                       reduction="mean"):
+    """The gradient of nll_loss for its log-probabilities of `shape`, given the loss's
+    gradient `g`: -g * weight at each sample's target class, zero elsewhere."""
+    safe, w = _nll_weights(xp, target, weight, ignore_index, reduction, g.dtype)
+    out = xp.zeros(tuple(shape), dtype=g.dtype)
+    xp.put_along_axis(out, xp.expand_dims(safe, 1), xp.expand_dims(-(w * g), 1), axis=1)
+    return out
+
+
+@register("mse_loss", promote=Promote.COMMON)
+def _mse_loss(xp, input, target, reduction="mean"):
+    """Squared differences (broadcasting), averaged, summed or kept ('none')."""
+    d = input - target
+    loss = d * d
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+@register("threshold_backward", promote=Promote.NONE, differentiable=True)
+def _threshold_backward(xp, grad, output, threshold=0.0):
+    """`grad` where `output` > threshold, else 0: relu's backward in one op."""
+    return xp.where(output > threshold, grad, xp.zeros((), grad.dtype))
