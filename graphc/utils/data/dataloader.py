@@ -120,9 +120,9 @@ class DataLoader:
             return None
         return iter(self.batch_sampler) if self._auto_collation else iter(self.sampler)
 
-    def __iter__(self):
+    def __iter__(self) -> _LoaderIterator:
         if self.num_workers == 0:
-            return self._single_process()
+            return _LoaderIterator(self._single_process(), self.__len__)
         pool = self._workers
         if pool is None or not self.persistent_workers:
             if pool is not None:
@@ -130,7 +130,7 @@ class DataLoader:
             pool = _WorkerPool(self)
             if self.persistent_workers:
                 self._workers = pool
-        return pool.epoch(self._index_batches())
+        return _LoaderIterator(pool.epoch(self._index_batches()), self.__len__)
 
     def _single_process(self):
         fetch = _Fetcher(self.dataset, self._auto_collation, self.collate_fn, self.drop_last,
@@ -143,7 +143,7 @@ class DataLoader:
 
     def __len__(self) -> int:
         if self._iterable:
-            n = len(self.dataset)  # raises TypeError when the dataset has no length
+            n = len(self.dataset)  # a TypeError when the dataset has no length, as in PyTorch
             if self.batch_size is None:
                 return n
             return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
@@ -152,6 +152,24 @@ class DataLoader:
     def __del__(self) -> None:
         if self._workers is not None:
             self._workers.shutdown()
+
+
+class _LoaderIterator:
+    """One pass over a DataLoader; also answers the old `.next()` the tutorials call."""
+
+    def __init__(self, batches, length) -> None:
+        self._batches, self._length = batches, length  # length: the loader's __len__
+
+    def __iter__(self) -> _LoaderIterator:
+        return self
+
+    def __next__(self):
+        return next(self._batches)
+
+    next = __next__
+
+    def __len__(self) -> int:
+        return self._length()
 
 
 class _Fetcher:

@@ -159,3 +159,20 @@ def test_argument_rules_match_pytorch():
     with pytest.raises(ValueError, match="persistent_workers option needs num_workers > 0"):
         DataLoader(ds, persistent_workers=True)
     DataLoader(ds, pin_memory=True, timeout=5)  # accepted
+
+
+def test_timeouts_and_the_old_next_method():
+    import time
+
+    class Slow(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            time.sleep(3)
+            return i
+
+    with pytest.raises(RuntimeError, match="DataLoader timed out after 0.5 seconds"):
+        list(DataLoader(Slow(), num_workers=1, timeout=0.5))
+    it = iter(DataLoader(TensorDataset(graphc.arange(4)), batch_size=2))
+    assert it.next()[0].tolist() == [0, 1] and len(it) == 2
