@@ -43,8 +43,11 @@ def _measure_size(label: str, n: int, number: int, repeat: int) -> list[tuple[st
 
 def measure(repeat: int = 7) -> list[tuple[str, str, float]]:
     """(case, library, microseconds per op) for every case and library available."""
-    return [row for label, n, number in [("4x4 add", 4, 20000), ("1M add", 1000, 50)]
-            for row in _measure_size(label, n, number, repeat)]
+    return [
+        row
+        for label, n, number in [("4x4 add", 4, 20000), ("1M add", 1000, 50)]
+        for row in _measure_size(label, n, number, repeat)
+    ]
 
 
 def main() -> None:

@@ -79,16 +79,21 @@ def measure(steps_by_name: dict, repeat: int, steps: int = 20) -> dict:
 
 def _child(lib_name: str, batch: int, repeat: int) -> float:
     """Time one library in a fresh process, so thread pools of the other do not interfere."""
-    out = subprocess.run([sys.executable, __file__, "--child", lib_name, "--batch", str(batch),
-                          "--repeat", str(repeat)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", lib_name, "--batch", str(batch), "--repeat", str(repeat)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="alternating rounds of separate processes per library")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds of separate processes per library"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -109,8 +114,10 @@ def main() -> None:
         version = torch.__version__
     except ImportError:
         version = None
-    print(f"machine: {platform.machine()}, python {platform.python_version()}, torch {version} "
-          "(2 threads); each library timed in its own process, best of alternating rounds")
+    print(
+        f"machine: {platform.machine()}, python {platform.python_version()}, torch {version} "
+        "(2 threads); each library timed in its own process, best of alternating rounds"
+    )
     print(f"{'batch':>6}  {'library':<10}{'ms/step':>10}")
     for batch in (4, 64):
         best = dict.fromkeys(names, float("inf"))

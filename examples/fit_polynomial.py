@@ -21,7 +21,7 @@ def fit(steps: int = 2000, learning_rate: float = 1e-6, seed: int = 0) -> tuple[
     loss = None
     for step in range(steps):
         a, b, c, d = coeffs
-        y_pred = a + b * x + c * x ** 2 + d * x ** 3
+        y_pred = a + b * x + c * x**2 + d * x**3
         loss = (y_pred - y).pow(2).sum()
         if step % 500 == 499:
             print(f"step {step + 1:5d}  loss {loss.item():.4f}")

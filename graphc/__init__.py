@@ -1,9 +1,9 @@
 """graphc: PyTorch's eager API with a compiler behind it.
 
-    >>> import graphc as torch
-    >>> x = torch.ones(2, 2, requires_grad=True)
-    >>> y = (x + 2).pow(2).mean()
-    >>> y.backward()
+>>> import graphc as torch
+>>> x = torch.ones(2, 2, requires_grad=True)
+>>> y = (x + 2).pow(2).mean()
+>>> y.backward()
 """
 
 from __future__ import annotations
@@ -134,8 +134,9 @@ def result_type(tensor1, tensor2):
     from graphc._dispatch import _result_dtype
     from ir.ops import OPS
 
-    return _result_dtype(OPS["add"], (tensor1, tensor2),
-                         [getattr(t, "_data", t) for t in (tensor1, tensor2)], range(2))
+    return _result_dtype(
+        OPS["add"], (tensor1, tensor2), [getattr(t, "_data", t) for t in (tensor1, tensor2)], range(2)
+    )
 
 
 def can_cast(from_, to) -> _builtins.bool:

@@ -39,8 +39,10 @@ def _array_from_data(data, dtype: dtypes.DType | None) -> np.ndarray:
     except ValueError as e:
         raise ValueError(f"tensor(): the nested sequences have uneven lengths ({e})") from None
     if arr.dtype.kind not in "biuf" and arr.size:
-        raise TypeError(f"tensor(): could not infer a numeric dtype from {type(data).__name__} "
-                        f"data of numpy kind {arr.dtype!r}")
+        raise TypeError(
+            f"tensor(): could not infer a numeric dtype from {type(data).__name__} "
+            f"data of numpy kind {arr.dtype!r}"
+        )
     if dtype is not None:
         return arr.astype(dtype.np)
     if arr.size == 0 and not from_numpy:
@@ -54,13 +56,18 @@ def _array_from_data(data, dtype: dtypes.DType | None) -> np.ndarray:
 
 
 def _has_tensor(seq) -> bool:
-    return any(isinstance(x, Tensor) or (isinstance(x, (list, tuple)) and _has_tensor(x))
-               for x in seq)
+    return any(isinstance(x, Tensor) or (isinstance(x, (list, tuple)) and _has_tensor(x)) for x in seq)
 
 
 def _tensors_to_arrays(seq):
-    return [x.detach().numpy(force=True) if isinstance(x, Tensor)
-            else _tensors_to_arrays(x) if isinstance(x, (list, tuple)) else x for x in seq]
+    return [
+        x.detach().numpy(force=True)
+        if isinstance(x, Tensor)
+        else _tensors_to_arrays(x)
+        if isinstance(x, (list, tuple))
+        else x
+        for x in seq
+    ]
 
 
 def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -124,14 +131,18 @@ def empty(*size, out=None, dtype=None, device=None, requires_grad=False) -> Tens
 def full(size, fill_value, *, out=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """A tensor filled with `fill_value` (its dtype inferred from the value if not given)."""
     if dtype is None:
-        dtype = (dtypes.bool_ if isinstance(fill_value, bool) else dtypes.int64
-                 if isinstance(fill_value, int) else get_default_dtype())
+        dtype = (
+            dtypes.bool_
+            if isinstance(fill_value, bool)
+            else dtypes.int64
+            if isinstance(fill_value, int)
+            else get_default_dtype()
+        )
     return _filled(size, fill_value, dtype, device, requires_grad, out)
 
 
 def _like(input: Tensor, dtype, device):
-    return (input.dtype if dtype is None else dtype,
-            input.device if device is None else device)
+    return (input.dtype if dtype is None else dtype, input.device if device is None else device)
 
 
 def zeros_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -154,16 +165,15 @@ def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False
     return full(input.shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def eye(n: int, m: int | None = None, *, out=None, dtype=None, device=None,
-        requires_grad=False) -> Tensor:
+def eye(n: int, m: int | None = None, *, out=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """An n x m matrix with ones on the diagonal."""
-    arr = dispatch(OPS["eye"], (), {"n": n, "m": n if m is None else m,
-                                    "dtype": _dtype_or_default(dtype).name})._data
+    arr = dispatch(
+        OPS["eye"], (), {"n": n, "m": n if m is None else m, "dtype": _dtype_or_default(dtype).name}
+    )._data
     return _finish(arr, dtype, device, requires_grad, out)
 
 
-def arange(start, end=None, step=1, *, out=None, dtype=None, device=None,
-           requires_grad=False) -> Tensor:
+def arange(start, end=None, step=1, *, out=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Values from `start` (default 0) up to, not including, `end`, `step` apart; int64 when
     all arguments are integers, else the default float dtype."""
     if end is None:
@@ -172,22 +182,24 @@ def arange(start, end=None, step=1, *, out=None, dtype=None, device=None,
     if dtype is None:
         ints = all(isinstance(v, int) for v in (start, end, step))
         dtype = dtypes.int64 if ints else get_default_dtype()
-    arr = dispatch(OPS["arange"], (), {"start": start, "end": end, "step": step,
-                                       "dtype": dtype.name})._data
+    arr = dispatch(OPS["arange"], (), {"start": start, "end": end, "step": step, "dtype": dtype.name})._data
     return _finish(arr, dtype, device, requires_grad, out)
 
 
-def linspace(start, end, steps: int, *, out=None, dtype=None, device=None,
-             requires_grad=False) -> Tensor:
+def linspace(start, end, steps: int, *, out=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """`steps` evenly spaced values from `start` to `end`, both included."""
     dtype = _dtype_or_default(dtype)
-    arr = dispatch(OPS["linspace"], (), {"start": float(start), "end": float(end),
-                                         "steps": int(steps), "dtype": dtype.name})._data
+    arr = dispatch(
+        OPS["linspace"],
+        (),
+        {"start": float(start), "end": float(end), "steps": int(steps), "dtype": dtype.name},
+    )._data
     return _finish(arr, dtype, device, requires_grad, out)
 
 
-def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
-             requires_grad=False) -> Tensor:
+def logspace(
+    start, end, steps: int, base: float = 10.0, *, dtype=None, device=None, requires_grad=False
+) -> Tensor:
     """`base` raised to `steps` evenly spaced exponents from `start` to `end`."""
     exps = linspace(start, end, steps, dtype=dtypes.float64)
     arr = np.power(base, exps._data).astype(_dtype_or_default(dtype).np)
@@ -230,8 +242,7 @@ class Generator:
     def set_state(self, state: Tensor) -> Generator:
         arr = np.asarray(state._data if isinstance(state, Tensor) else state, dtype=np.uint64)
         if arr.shape != (2,):
-            raise ValueError(f"set_state expects a state from get_state (2 values), got shape "
-                             f"{arr.shape}")
+            raise ValueError(f"set_state expects a state from get_state (2 values), got shape {arr.shape}")
         self._seed, self._offset = int(arr[0]), int(arr[1])
         return self
 
@@ -283,18 +294,35 @@ def _float_dtype(dtype, what: str):
 
 def rand(*size, generator=None, out=None, dtype=None, device=None, requires_grad=False):
     """Uniform random numbers in [0, 1)."""
-    return _random("uniform", size, {"low": 0.0, "high": 1.0}, generator,
-                   _float_dtype(dtype, "rand"), device, requires_grad, out)
+    return _random(
+        "uniform",
+        size,
+        {"low": 0.0, "high": 1.0},
+        generator,
+        _float_dtype(dtype, "rand"),
+        device,
+        requires_grad,
+        out,
+    )
 
 
 def randn(*size, generator=None, out=None, dtype=None, device=None, requires_grad=False):
     """Standard normal random numbers."""
-    return _random("normal", size, {"mean": 0.0, "std": 1.0}, generator,
-                   _float_dtype(dtype, "randn"), device, requires_grad, out)
+    return _random(
+        "normal",
+        size,
+        {"mean": 0.0, "std": 1.0},
+        generator,
+        _float_dtype(dtype, "randn"),
+        device,
+        requires_grad,
+        out,
+    )
 
 
-def randint(low, high=None, size=None, *, generator=None, out=None, dtype=None, device=None,
-            requires_grad=False):
+def randint(
+    low, high=None, size=None, *, generator=None, out=None, dtype=None, device=None, requires_grad=False
+):
     """Random integers in [low, high) (`randint(high, size)` starts at 0)."""
     if size is None:
         if high is None or not isinstance(high, (tuple, list)):
@@ -303,21 +331,22 @@ def randint(low, high=None, size=None, *, generator=None, out=None, dtype=None, 
     elif high is None:
         low, high = 0, low
     dtype = dtypes.int64 if dtype is None else dtype
-    return _random("randint", size, {"low": int(low), "high": int(high)}, generator, dtype,
-                   device, requires_grad, out)
+    return _random(
+        "randint", size, {"low": int(low), "high": int(high)}, generator, dtype, device, requires_grad, out
+    )
 
 
 def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad=False):
     """A random permutation of 0..n-1."""
     gen = default_generator if generator is None else generator
     dtype = dtypes.int64 if dtype is None else dtype
-    arr = dispatch(OPS["randperm"], (), {"n": int(n), "dtype": dtype.name,
-                                         "seed": gen.next_seed()})._data
+    arr = dispatch(OPS["randperm"], (), {"n": int(n), "dtype": dtype.name, "seed": gen.next_seed()})._data
     return _finish(arr, dtype, device, requires_grad, None)
 
 
-def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None, device=None,
-           requires_grad=False):
+def normal(
+    mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None, device=None, requires_grad=False
+):
     """Normal random numbers: with numbers for `mean`/`std` and a `size`, or elementwise with
     tensors of means and/or standard deviations."""
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
@@ -326,8 +355,16 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None
         return _write_out((noise * std + mean).detach(), out)
     if size is None:
         raise TypeError("normal() with number arguments needs a size")
-    return _random("normal", size, {"mean": float(mean), "std": float(std)}, generator,
-                   _float_dtype(dtype, "normal"), device, requires_grad, out)
+    return _random(
+        "normal",
+        size,
+        {"mean": float(mean), "std": float(std)},
+        generator,
+        _float_dtype(dtype, "normal"),
+        device,
+        requires_grad,
+        out,
+    )
 
 
 def rand_like(input: Tensor, *, dtype=None, device=None, requires_grad=False) -> Tensor:

@@ -26,9 +26,7 @@ class device:
             raise TypeError(f"device() expects a string such as 'cpu' or 'cuda:0', got {type!r}")
         name, _, idx = type.partition(":")
         if name not in ("cpu", "cuda"):
-            raise DeviceError(
-                f"unknown device type {name!r} in {type!r}; expected 'cpu' or 'cuda[:index]'"
-            )
+            raise DeviceError(f"unknown device type {name!r} in {type!r}; expected 'cpu' or 'cuda[:index]'")
         if idx:
             if index is not None or not idx.isdigit():
                 raise DeviceError(f"invalid device string {type!r}")

@@ -40,8 +40,9 @@ def attach(op, args, attrs, outs, name) -> None:
 def _binary_fast(op: OpDef) -> bool:
     fast = _BINARY_FAST.get(op)
     if fast is None:
-        fast = _BINARY_FAST[op] = (op.num_outputs == 1 and not op.view
-                                   and op.promote in (Promote.COMMON, Promote.FLOAT))
+        fast = _BINARY_FAST[op] = (
+            op.num_outputs == 1 and not op.view and op.promote in (Promote.COMMON, Promote.FLOAT)
+        )
     return fast
 
 
@@ -179,8 +180,11 @@ def _promote(op: OpDef, args: tuple, arrays: list) -> None:
         else:
             fast = True
         if fast and has_scalar:
-            fast = all(_scalar_category(args[i], category) <= category for i in positions
-                       if not isinstance(args[i], Tensor))
+            fast = all(
+                _scalar_category(args[i], category) <= category
+                for i in positions
+                if not isinstance(args[i], Tensor)
+            )
         if fast:
             return
     target = _result_dtype(op, args, arrays, positions)
@@ -218,8 +222,7 @@ def _result_dtype(op: OpDef, args: tuple, arrays: list, positions) -> dtypes.DTy
             scalars.append(_DEFAULT["float"])
         else:
             raise TypeError(
-                f"{op.name}(): expected Tensors or Python numbers, got {type(a).__name__} at "
-                f"argument {i}"
+                f"{op.name}(): expected Tensors or Python numbers, got {type(a).__name__} at argument {i}"
             )
     target = dtypes.result_type(dims, zero_dims, scalars)
     if target is None:
@@ -227,7 +230,5 @@ def _result_dtype(op: OpDef, args: tuple, arrays: list, positions) -> dtypes.DTy
     if op.promote is _FLOAT and target.category != dtypes.FLOAT:
         return _DEFAULT["float"]
     if op.promote is _INTEGRAL and target.category == dtypes.FLOAT:
-        raise TypeError(
-            f"{op.name}(): only integer and bool tensors are supported, got {target}"
-        )
+        raise TypeError(f"{op.name}(): only integer and bool tensors are supported, got {target}")
     return target

@@ -35,9 +35,14 @@ def _return_type(name: str, fields: str):
 
 return_types = type("return_types", (), {})
 for _name, _fields in [
-    ("max", "values indices"), ("min", "values indices"), ("sort", "values indices"),
-    ("topk", "values indices"), ("svd", "U S V"), ("std_mean", "std mean"),
-    ("var_mean", "var mean"), ("aminmax", "min max"),
+    ("max", "values indices"),
+    ("min", "values indices"),
+    ("sort", "values indices"),
+    ("topk", "values indices"),
+    ("svd", "U S V"),
+    ("std_mean", "std mean"),
+    ("var_mean", "var mean"),
+    ("aminmax", "min max"),
 ]:
     setattr(return_types, _name, _return_type(_name, _fields))
 
@@ -68,10 +73,42 @@ def _op(name: str):
 # --- elementwise ---
 
 _UNARY = [
-    "neg", "abs", "sign", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos",
-    "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "sqrt",
-    "rsqrt", "reciprocal", "sigmoid", "erf", "relu", "ceil", "floor", "trunc", "isnan", "isinf",
-    "isfinite", "logical_not", "bitwise_not",
+    "neg",
+    "abs",
+    "sign",
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log2",
+    "log10",
+    "log1p",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "sqrt",
+    "rsqrt",
+    "reciprocal",
+    "sigmoid",
+    "erf",
+    "relu",
+    "ceil",
+    "floor",
+    "trunc",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "logical_not",
+    "bitwise_not",
 ]
 
 
@@ -126,9 +163,27 @@ negative, absolute, arcsin, arccos, arctan = neg, abs, asin, acos, atan
 arcsinh, arccosh, arctanh, fix = asinh, acosh, atanh, trunc
 
 _BINARY = [
-    "sub", "mul", "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum",
-    "atan2", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
-    "bitwise_and", "bitwise_or", "bitwise_xor",
+    "sub",
+    "mul",
+    "floor_divide",
+    "remainder",
+    "fmod",
+    "pow",
+    "maximum",
+    "minimum",
+    "atan2",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_xor",
 ]
 
 
@@ -195,9 +250,7 @@ def div(input, other, *, rounding_mode: str | None = None, out: Tensor | None = 
         if not exact.is_floating_point:
             result = cast(result, exact)
     else:
-        raise ValueError(
-            f"div expected rounding_mode to be None, 'trunc' or 'floor', got {rounding_mode!r}"
-        )
+        raise ValueError(f"div expected rounding_mode to be None, 'trunc' or 'floor', got {rounding_mode!r}")
     return _write_out(result, out)
 
 
@@ -260,8 +313,7 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
     if dtype is not None:
         input = cast(input, dtype)
     name = "SumBackward0" if dim is None else "SumBackward1"
-    return dispatch(_op("sum"), (input,), {"dims": _dims(dim, input.dim()), "keepdim": keepdim},
-                    name=name)
+    return dispatch(_op("sum"), (input,), {"dims": _dims(dim, input.dim()), "keepdim": keepdim}, name=name)
 
 
 def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
@@ -274,8 +326,7 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
             f"or complex dtype. Got: {input.dtype}"
         )
     name = "MeanBackward0" if dim is None else "MeanBackward1"
-    return dispatch(_op("mean"), (input,), {"dims": _dims(dim, input.dim()), "keepdim": keepdim},
-                    name=name)
+    return dispatch(_op("mean"), (input,), {"dims": _dims(dim, input.dim()), "keepdim": keepdim}, name=name)
 
 
 def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
@@ -295,8 +346,11 @@ def var(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
     """Variance over `dim` (all elements if None) with Bessel's `correction` (default 1)."""
     if isinstance(dim, bool):  # var(x, False): the old positional `unbiased`
         dim, unbiased = None, dim
-    attrs = {"dims": _dims(dim, input.dim()), "correction": _correction(unbiased, correction),
-             "keepdim": keepdim}
+    attrs = {
+        "dims": _dims(dim, input.dim()),
+        "correction": _correction(unbiased, correction),
+        "keepdim": keepdim,
+    }
     return dispatch(_op("var"), (input,), attrs)
 
 
@@ -334,11 +388,13 @@ def _extreme(kind: str, input: Tensor, dim, keepdim: bool):
         return dispatch(_op(f"{kind}imum"), (input, dim))
     name = kind.capitalize()
     if dim is None:
-        return dispatch(_op(f"a{kind}"), (input,), {"dims": None, "keepdim": False},
-                        name=f"{name}Backward1")
-    values, indices = dispatch(_op(f"{kind}_dim"), (input,),
-                               {"dim": _wrap_dim(dim, input.dim()), "keepdim": keepdim},
-                               name=f"{name}Backward0")
+        return dispatch(_op(f"a{kind}"), (input,), {"dims": None, "keepdim": False}, name=f"{name}Backward1")
+    values, indices = dispatch(
+        _op(f"{kind}_dim"),
+        (input,),
+        {"dim": _wrap_dim(dim, input.dim()), "keepdim": keepdim},
+        name=f"{name}Backward0",
+    )
     return getattr(return_types, kind)(values, indices)
 
 
@@ -445,32 +501,36 @@ def matmul(input: Tensor, other: Tensor, *, out: Tensor | None = None) -> Tensor
 def mm(input: Tensor, mat2: Tensor, *, out: Tensor | None = None) -> Tensor:
     """Product of two matrices (2-D only)."""
     if input.dim() != 2 or mat2.dim() != 2:
-        raise ShapeError(f"mm: expected 2-D tensors, got shapes {list(input.shape)} and "
-                         f"{list(mat2.shape)}")
+        raise ShapeError(f"mm: expected 2-D tensors, got shapes {list(input.shape)} and {list(mat2.shape)}")
     return _write_out(dispatch(_op("matmul"), (input, mat2), name="MmBackward0"), out)
 
 
 def bmm(input: Tensor, mat2: Tensor, *, out: Tensor | None = None) -> Tensor:
     """Batched product of 3-D tensors with equal batch sizes."""
     if input.dim() != 3 or mat2.dim() != 3 or input.shape[0] != mat2.shape[0]:
-        raise ShapeError(f"bmm: expected 3-D tensors with equal batch sizes, got shapes "
-                         f"{list(input.shape)} and {list(mat2.shape)}")
+        raise ShapeError(
+            f"bmm: expected 3-D tensors with equal batch sizes, got shapes "
+            f"{list(input.shape)} and {list(mat2.shape)}"
+        )
     return _write_out(dispatch(_op("matmul"), (input, mat2), name="BmmBackward0"), out)
 
 
 def mv(input: Tensor, vec: Tensor) -> Tensor:
     """Matrix-vector product."""
     if input.dim() != 2 or vec.dim() != 1:
-        raise ShapeError(f"mv: expected a matrix and a vector, got shapes {list(input.shape)} "
-                         f"and {list(vec.shape)}")
+        raise ShapeError(
+            f"mv: expected a matrix and a vector, got shapes {list(input.shape)} and {list(vec.shape)}"
+        )
     return dispatch(_op("matmul"), (input, vec), name="MvBackward0")
 
 
 def dot(input: Tensor, other: Tensor) -> Tensor:
     """Inner product of two 1-D tensors of equal size."""
     if input.dim() != 1 or other.dim() != 1 or input.shape[0] != other.shape[0]:
-        raise ShapeError(f"dot: expected two 1-D tensors of equal size, got shapes "
-                         f"{list(input.shape)} and {list(other.shape)}")
+        raise ShapeError(
+            f"dot: expected two 1-D tensors of equal size, got shapes "
+            f"{list(input.shape)} and {list(other.shape)}"
+        )
     return dispatch(_op("matmul"), (input, other), name="DotBackward0")
 
 
@@ -488,8 +548,7 @@ ger = outer
 def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:
     """`beta * input + alpha * (mat1 @ mat2)`."""
     prod_ = mm(mat1, mat2)
-    return add(mul(input, beta) if beta != 1 else input,
-               mul(prod_, alpha) if alpha != 1 else prod_)
+    return add(mul(input, beta) if beta != 1 else input, mul(prod_, alpha) if alpha != 1 else prod_)
 
 
 def cross(input: Tensor, other: Tensor, dim: int | None = None) -> Tensor:
@@ -498,8 +557,9 @@ def cross(input: Tensor, other: Tensor, dim: int | None = None) -> Tensor:
         dim = next((i for i, s in enumerate(input.shape) if s == 3), None)
         if dim is None:
             raise ShapeError(f"cross: no dim of size 3 in shape {list(input.shape)}")
-    return dispatch(_op("cross"), (input, other), {"dim": _wrap_dim(dim, input.dim())},
-                    name="LinalgCrossBackward0")
+    return dispatch(
+        _op("cross"), (input, other), {"dim": _wrap_dim(dim, input.dim())}, name="LinalgCrossBackward0"
+    )
 
 
 def det(input: Tensor) -> Tensor:
@@ -514,8 +574,7 @@ def inverse(input: Tensor) -> Tensor:
 
 def svd(input: Tensor, some: bool = True, compute_uv: bool = True):
     """(U, S, V) with input = U diag(S) V^T (`torch.svd`'s convention: V, not V^T)."""
-    u, s, vh = dispatch(_op("svd"), (input,), {"full_matrices": not some},
-                        name="LinalgSvdBackward0")
+    u, s, vh = dispatch(_op("svd"), (input,), {"full_matrices": not some}, name="LinalgSvdBackward0")
     return return_types.svd(u, s, vh.mT)
 
 
@@ -524,8 +583,11 @@ def svd(input: Tensor, some: bool = True, compute_uv: bool = True):
 
 def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False):
     """(values, indices) sorted along `dim`."""
-    values, indices = dispatch(_op("sort"), (input,), {"dim": _wrap_dim(dim, input.dim()),
-                               "descending": descending, "stable": stable})
+    values, indices = dispatch(
+        _op("sort"),
+        (input,),
+        {"dim": _wrap_dim(dim, input.dim()), "descending": descending, "stable": stable},
+    )
     return return_types.sort(values, indices)
 
 
@@ -536,13 +598,21 @@ def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool
 
 def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
     """(values, indices) of the `k` largest (or smallest) elements along `dim`."""
-    values, indices = dispatch(_op("topk"), (input,), {"k": k, "dim": _wrap_dim(dim, input.dim()),
-                               "largest": largest, "sorted": sorted})
+    values, indices = dispatch(
+        _op("topk"),
+        (input,),
+        {"k": k, "dim": _wrap_dim(dim, input.dim()), "largest": largest, "sorted": sorted},
+    )
     return return_types.topk(values, indices)
 
 
-def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False,
-           return_counts: bool = False, dim: int | None = None):
+def unique(
+    input: Tensor,
+    sorted: bool = True,
+    return_inverse: bool = False,
+    return_counts: bool = False,
+    dim: int | None = None,
+):
     """The distinct values, sorted; optionally the inverse indices and the counts."""
     d = None if dim is None else _wrap_dim(dim, input.dim())
     values, inverse, counts = dispatch(_op("unique"), (input,), {"dim": d})
@@ -583,4 +653,3 @@ def isclose(input: Tensor, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> Tens
 def equal(input: Tensor, other: Tensor) -> bool:
     """Whether both tensors have the same shape and elements."""
     return input.shape == other.shape and bool(eq(input, other).all())
-

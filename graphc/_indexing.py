@@ -52,7 +52,7 @@ def _normalize(key, ndim: int) -> list:
         raise IndexError("an index can only have a single ellipsis ('...')")
     if ellipses:
         i = ellipses[0]
-        key[i:i + 1] = [slice(None)] * (ndim - consumed)
+        key[i : i + 1] = [slice(None)] * (ndim - consumed)
     else:
         key += [slice(None)] * (ndim - consumed)
     return key
@@ -83,7 +83,7 @@ def getitem(self: Tensor, key) -> Tensor:
         else:
             arr = _as_index_array(k if not isinstance(k, (int, np.integer)) else np.int64(k), xp)
             if arr.dtype == np.bool_:
-                _check_mask(arr, out.shape[dim:dim + arr.ndim], dim)
+                _check_mask(arr, out.shape[dim : dim + arr.ndim], dim)
                 for i in xp.nonzero(arr):
                     arrays.append(i.astype(np.int64))
                     positions.append(True)
@@ -100,20 +100,27 @@ def getitem(self: Tensor, key) -> Tensor:
 
 
 def _is_int_tensor_0d(k, advanced: bool) -> bool:
-    return (not advanced and isinstance(k, Tensor) and k.dim() == 0
-            and k.dtype.name in ("int64", "int32", "int16", "int8", "uint8"))
+    return (
+        not advanced
+        and isinstance(k, Tensor)
+        and k.dim() == 0
+        and k.dtype.name in ("int64", "int32", "int16", "int8", "uint8")
+    )
 
 
 def _check_mask(mask, shape, dim: int) -> None:
     if tuple(mask.shape) != tuple(shape):
-        raise IndexError(f"the shape of the mask {list(mask.shape)} at index {dim} does not "
-                         f"match the shape of the indexed tensor {list(shape)}")
+        raise IndexError(
+            f"the shape of the mask {list(mask.shape)} at index {dim} does not "
+            f"match the shape of the indexed tensor {list(shape)}"
+        )
 
 
 def _numpy_key(key, xp):
     parts = key if isinstance(key, tuple) else (key,)
-    return tuple(_as_index_array(k, xp) if _is_advanced(k) else
-                 int(k) if isinstance(k, Tensor) else k for k in parts)
+    return tuple(
+        _as_index_array(k, xp) if _is_advanced(k) else int(k) if isinstance(k, Tensor) else k for k in parts
+    )
 
 
 def setitem(self: Tensor, key, value) -> None:
@@ -137,6 +144,10 @@ def setitem(self: Tensor, key, value) -> None:
     check_inplace(self)
     flat_ids = xp.asarray(xp.arange(self.numel()).reshape(self._data.shape)[np_key])
     flat = self.reshape(-1)
-    new = dispatch(OPS["index_put"], (flat, value, Tensor._wrap(flat_ids)),
-                   {"positions": (True,), "accumulate": False}, name="CopySlices")
+    new = dispatch(
+        OPS["index_put"],
+        (flat, value, Tensor._wrap(flat_ids)),
+        {"positions": (True,), "accumulate": False},
+        name="CopySlices",
+    )
     record_inplace(self, new.reshape(self.shape))

@@ -43,8 +43,9 @@ def check_inplace(self: Tensor) -> None:
 def record_inplace(self: Tensor, result: Tensor) -> Tensor:
     """Write `result` into `self`'s memory and give `self` its history."""
     if result._data.shape != self._data.shape:
-        raise ShapeError(f"output with shape {list(self.shape)} doesn't match the broadcast "
-                         f"shape {list(result.shape)}")
+        raise ShapeError(
+            f"output with shape {list(self.shape)} doesn't match the broadcast shape {list(result.shape)}"
+        )
     src, dst = result.dtype, self.dtype
     if src.category > dst.category:
         raise TypeError(f"result type {src} can't be cast to the desired output type {dst}")
@@ -153,9 +154,18 @@ def is_contiguous(self: Tensor, memory_format=None) -> bool:
 def type_(self: Tensor, dtype=None, non_blocking=False):
     """With no argument, the legacy type name ('graphc.FloatTensor'); else `to(dtype)`."""
     if dtype is None:
-        names = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
-                 "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
-                 "bool": "Bool", "bfloat16": "BFloat16"}
+        names = {
+            "float32": "Float",
+            "float64": "Double",
+            "float16": "Half",
+            "int64": "Long",
+            "int32": "Int",
+            "int16": "Short",
+            "int8": "Char",
+            "uint8": "Byte",
+            "bool": "Bool",
+            "bfloat16": "BFloat16",
+        }
         prefix = "graphc.cuda." if self.is_cuda else "graphc."
         return f"{prefix}{names[self.dtype.name]}Tensor"
     if isinstance(dtype, str):
@@ -176,8 +186,9 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
     try:
         self._data[...] = value
     except ValueError:
-        raise ShapeError(f"copy_: the source of shape {list(src.shape)} does not broadcast to "
-                         f"{list(self.shape)}") from None
+        raise ShapeError(
+            f"copy_: the source of shape {list(src.shape)} does not broadcast to {list(self.shape)}"
+        ) from None
     self._bump_version()
     return self
 
@@ -185,8 +196,7 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
 def _fill_with(self: Tensor, value) -> Tensor:
     check_inplace(self)
     if grad_mode.state.enabled and self._rg:
-        return record_inplace(self, F.where(C.ones_like(self, dtype=dtypes.bool_), value,
-                                            self * 0))
+        return record_inplace(self, F.where(C.ones_like(self, dtype=dtypes.bool_), value, self * 0))
     self._data[...] = value._data if isinstance(value, Tensor) else value
     self._bump_version()
     return self
@@ -222,21 +232,34 @@ def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=None
 
 def _new(factory):
     def method(self, *size, dtype=None, device=None, requires_grad=False, **kwargs):
-        return factory(*size, dtype=self.dtype if dtype is None else dtype,
-                       device=self.device if device is None else device,
-                       requires_grad=requires_grad, **kwargs)
+        return factory(
+            *size,
+            dtype=self.dtype if dtype is None else dtype,
+            device=self.device if device is None else device,
+            requires_grad=requires_grad,
+            **kwargs,
+        )
 
     return method
 
 
 def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return C.tensor(data, dtype=self.dtype if dtype is None else dtype,
-                    device=self.device if device is None else device, requires_grad=requires_grad)
+    return C.tensor(
+        data,
+        dtype=self.dtype if dtype is None else dtype,
+        device=self.device if device is None else device,
+        requires_grad=requires_grad,
+    )
 
 
 def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return C.full(size, fill_value, dtype=self.dtype if dtype is None else dtype,
-                  device=self.device if device is None else device, requires_grad=requires_grad)
+    return C.full(
+        size,
+        fill_value,
+        dtype=self.dtype if dtype is None else dtype,
+        device=self.device if device is None else device,
+        requires_grad=requires_grad,
+    )
 
 
 # --- operators ---
@@ -247,6 +270,7 @@ def _eq_op(fn):
         if not isinstance(other, (Tensor, int, float)):
             return NotImplemented  # Python then compares identities: x == None is False
         return fn(self, other)
+
     return op
 
 
@@ -302,37 +326,161 @@ OPERATORS = {
 }
 
 # Python's augmented assignment: `x += y` is `x.add_(y)`
-AUGMENTED = {"__iadd__": "add_", "__isub__": "sub_", "__imul__": "mul_", "__itruediv__": "div_",
-             "__ifloordiv__": "floor_divide_", "__imod__": "remainder_", "__ipow__": "pow_",
-             "__iand__": "bitwise_and_", "__ior__": "bitwise_or_", "__ixor__": "bitwise_xor_"}
+AUGMENTED = {
+    "__iadd__": "add_",
+    "__isub__": "sub_",
+    "__imul__": "mul_",
+    "__itruediv__": "div_",
+    "__ifloordiv__": "floor_divide_",
+    "__imod__": "remainder_",
+    "__ipow__": "pow_",
+    "__iand__": "bitwise_and_",
+    "__ior__": "bitwise_or_",
+    "__ixor__": "bitwise_xor_",
+}
 
 # functions that are also methods (x.sum(), x.reshape(2, 3), ...)
 METHODS = [
-    *F._UNARY, *F._BINARY, "add", "div", "square", "round", "clamp", "clip", "lerp", "sum",
-    "mean", "prod", "var", "std", "amax", "amin", "max", "min", "aminmax", "argmax", "argmin",
-    "any", "all", "cumsum", "cumprod", "logsumexp", "norm", "dist", "count_nonzero", "matmul",
-    "mm", "bmm", "mv", "dot", "inner", "outer", "ger", "addmm", "cross", "det", "inverse", "svd",
-    "sort", "argsort", "topk", "unique", "nonzero", "allclose", "isclose", "equal", "where",
-    "multiply", "subtract", "divide", "true_divide", "negative", "absolute", "arcsin", "arccos",
-    "arctan", "arctan2", "greater", "greater_equal", "less", "less_equal", "not_equal",
-    "bitwise_left_shift", "bitwise_right_shift", "fix",
+    *F._UNARY,
+    *F._BINARY,
+    "add",
+    "div",
+    "square",
+    "round",
+    "clamp",
+    "clip",
+    "lerp",
+    "sum",
+    "mean",
+    "prod",
+    "var",
+    "std",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "aminmax",
+    "argmax",
+    "argmin",
+    "any",
+    "all",
+    "cumsum",
+    "cumprod",
+    "logsumexp",
+    "norm",
+    "dist",
+    "count_nonzero",
+    "matmul",
+    "mm",
+    "bmm",
+    "mv",
+    "dot",
+    "inner",
+    "outer",
+    "ger",
+    "addmm",
+    "cross",
+    "det",
+    "inverse",
+    "svd",
+    "sort",
+    "argsort",
+    "topk",
+    "unique",
+    "nonzero",
+    "allclose",
+    "isclose",
+    "equal",
+    "where",
+    "multiply",
+    "subtract",
+    "divide",
+    "true_divide",
+    "negative",
+    "absolute",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "arctan2",
+    "greater",
+    "greater_equal",
+    "less",
+    "less_equal",
+    "not_equal",
+    "bitwise_left_shift",
+    "bitwise_right_shift",
+    "fix",
 ]
 SHAPE_METHODS = [
-    "reshape", "view", "view_as", "reshape_as", "flatten", "unflatten", "ravel", "permute",
-    "transpose", "swapaxes", "swapdims", "t", "movedim", "squeeze", "unsqueeze", "expand",
-    "expand_as", "broadcast_to", "sum_to_size", "repeat", "tile", "narrow", "select", "flip",
-    "fliplr", "flipud", "split", "chunk", "unbind", "gather", "scatter_add", "index_select",
-    "masked_fill", "masked_select", "take_along_dim",
+    "reshape",
+    "view",
+    "view_as",
+    "reshape_as",
+    "flatten",
+    "unflatten",
+    "ravel",
+    "permute",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+    "t",
+    "movedim",
+    "squeeze",
+    "unsqueeze",
+    "expand",
+    "expand_as",
+    "broadcast_to",
+    "sum_to_size",
+    "repeat",
+    "tile",
+    "narrow",
+    "select",
+    "flip",
+    "fliplr",
+    "flipud",
+    "split",
+    "chunk",
+    "unbind",
+    "gather",
+    "scatter_add",
+    "index_select",
+    "masked_fill",
+    "masked_select",
+    "take_along_dim",
 ]
 INPLACE = [
-    *[n for n in F._UNARY if n not in ("isnan", "isinf", "isfinite")], *F._BINARY, "add", "div",
-    "square", "round", "clamp", "clip", "lerp", "masked_fill", "fix", "multiply", "subtract",
-    "divide", "true_divide", "negative", "absolute", "arcsin", "arccos", "arctan", "arctan2",
+    *[n for n in F._UNARY if n not in ("isnan", "isinf", "isfinite")],
+    *F._BINARY,
+    "add",
+    "div",
+    "square",
+    "round",
+    "clamp",
+    "clip",
+    "lerp",
+    "masked_fill",
+    "fix",
+    "multiply",
+    "subtract",
+    "divide",
+    "true_divide",
+    "negative",
+    "absolute",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "arctan2",
 ]
 CONVERSIONS = {
-    "float": dtypes.float32, "double": dtypes.float64, "half": dtypes.float16,
-    "long": dtypes.int64, "int": dtypes.int32, "short": dtypes.int16, "char": dtypes.int8,
-    "byte": dtypes.uint8, "bool": dtypes.bool_,
+    "float": dtypes.float32,
+    "double": dtypes.float64,
+    "half": dtypes.float16,
+    "long": dtypes.int64,
+    "int": dtypes.int32,
+    "short": dtypes.int16,
+    "char": dtypes.int8,
+    "byte": dtypes.uint8,
+    "bool": dtypes.bool_,
 }
 
 
@@ -374,8 +522,9 @@ def install() -> None:
     Tensor.__hash__ = lambda self: id(self)
     Tensor.to = to
     Tensor.cpu = lambda self: to(self, "cpu")
-    Tensor.cuda = lambda self, device=None: to(self, _device.device("cuda", device)
-                                               if isinstance(device, int) else device or "cuda")
+    Tensor.cuda = lambda self, device=None: to(
+        self, _device.device("cuda", device) if isinstance(device, int) else device or "cuda"
+    )
     Tensor.clone = clone
     Tensor.contiguous = contiguous
     Tensor.is_contiguous = is_contiguous

@@ -36,8 +36,7 @@ def _infer_shape(shape: tuple, numel: int, old: tuple) -> tuple:
             if s != -1:
                 known *= s
         if known == 0 or numel % known:
-            raise ShapeError(f"shape {list(shape)} is invalid for input of size {numel} "
-                             f"(shape {list(old)})")
+            raise ShapeError(f"shape {list(shape)} is invalid for input of size {numel} (shape {list(old)})")
         shape = tuple(numel // known if s == -1 else s for s in shape)
     return shape
 
@@ -80,8 +79,7 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if s > e:
         raise ShapeError(f"flatten() has invalid args: start_dim {start_dim} > end_dim {end_dim}")
     shape = input.shape
-    return reshape(input, (*shape[:s], -1 if input.numel() else _prod(shape[s:e + 1]),
-                           *shape[e + 1:]))
+    return reshape(input, (*shape[:s], -1 if input.numel() else _prod(shape[s : e + 1]), *shape[e + 1 :]))
 
 
 def _prod(sizes) -> int:
@@ -94,7 +92,7 @@ def _prod(sizes) -> int:
 def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
     """`input` with dim `dim` split into `sizes`."""
     d = _wrap_dim(dim, input.dim())
-    return reshape(input, (*input.shape[:d], *sizes, *input.shape[d + 1:]))
+    return reshape(input, (*input.shape[:d], *sizes, *input.shape[d + 1 :]))
 
 
 def ravel(input: Tensor) -> Tensor:
@@ -105,8 +103,10 @@ def permute(input: Tensor, *dims) -> Tensor:
     """`input` with its dims reordered (a view)."""
     dims = tuple(_wrap_dim(d, input.dim()) for d in shape_arg(dims))
     if sorted(dims) != list(range(input.dim())):
-        raise ShapeError(f"permute: dims {list(dims)} are not a permutation of the "
-                         f"{input.dim()} dims of a tensor of shape {list(input.shape)}")
+        raise ShapeError(
+            f"permute: dims {list(dims)} are not a permutation of the "
+            f"{input.dim()} dims of a tensor of shape {list(input.shape)}"
+        )
     return dispatch(OPS["permute"], (input,), {"dims": dims})
 
 
@@ -129,8 +129,7 @@ def t(input: Tensor) -> Tensor:
     if input.dim() > 2:
         raise ShapeError(f"t() expects a tensor with <= 2 dimensions, but got {input.dim()}")
     if input.dim() < 2:
-        return dispatch(OPS["permute"], (input,), {"dims": tuple(range(input.dim()))},
-                        name="TBackward0")
+        return dispatch(OPS["permute"], (input,), {"dims": tuple(range(input.dim()))}, name="TBackward0")
     return dispatch(OPS["permute"], (input,), {"dims": (1, 0)}, name="TBackward0")
 
 
@@ -165,10 +164,11 @@ def expand(input: Tensor, *sizes) -> Tensor:
     sizes = shape_arg(sizes)
     lead = len(sizes) - input.dim()
     if lead < 0:
-        raise ShapeError(f"expand: the number of sizes ({len(sizes)}) must be at least the "
-                         f"number of dims ({input.dim()}) of a tensor of shape {list(input.shape)}")
-    shape = tuple(input.shape[i - lead] if s == -1 and i >= lead else s
-                  for i, s in enumerate(sizes))
+        raise ShapeError(
+            f"expand: the number of sizes ({len(sizes)}) must be at least the "
+            f"number of dims ({input.dim()}) of a tensor of shape {list(input.shape)}"
+        )
+    shape = tuple(input.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
     return dispatch(OPS["expand"], (input,), {"shape": shape})
 
 
@@ -208,8 +208,10 @@ def repeat(input: Tensor, *sizes) -> Tensor:
     """`input` tiled `sizes[i]` times along each dim (new leading dims as needed)."""
     sizes = shape_arg(sizes)
     if len(sizes) < input.dim():
-        raise ShapeError(f"repeat: number of repeat dims ({len(sizes)}) can not be smaller than "
-                         f"the number of dims ({input.dim()}) of the tensor")
+        raise ShapeError(
+            f"repeat: number of repeat dims ({len(sizes)}) can not be smaller than "
+            f"the number of dims ({input.dim()}) of the tensor"
+        )
     shape = (1,) * (len(sizes) - input.dim()) + tuple(input.shape)
     x = reshape(input, [v for s in shape for v in (1, s)])
     x = expand(x, [v for r, s in zip(sizes, shape, strict=True) for v in (r, s)])
@@ -227,8 +229,9 @@ def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     size = input.shape[d]
     start = start + size if start < 0 else start
     if not 0 <= start <= size or length < 0 or start + length > size:
-        raise IndexError(f"narrow: start ({start}) + length ({length}) exceeds dimension size "
-                         f"({size}) of dim {dim}")
+        raise IndexError(
+            f"narrow: start ({start}) + length ({length}) exceeds dimension size ({size}) of dim {dim}"
+        )
     return slice_dim(input, d, start, start + length, 1)
 
 
@@ -238,8 +241,7 @@ def slice_dim(input: Tensor, dim: int, start, stop, step: int) -> Tensor:
         raise ValueError(f"slice step must be positive, got {step}")
     start, stop, step = builtins.slice(start, stop, step).indices(input._data.shape[dim])
     stop = builtins.max(stop, start)
-    return dispatch(OPS["slice"], (input,), {"dim": dim, "start": start, "stop": stop,
-                                              "step": step})
+    return dispatch(OPS["slice"], (input,), {"dim": dim, "start": start, "stop": stop, "step": step})
 
 
 def select(input: Tensor, dim: int, index: int) -> Tensor:
@@ -275,8 +277,9 @@ def cat(tensors, dim: int = 0, *, out: Tensor | None = None) -> Tensor:
     d = _wrap_dim(dim, kept[0].dim())
     for t in kept[1:]:
         if t.dim() != kept[0].dim():
-            raise ShapeError(f"cat: tensors must have the same number of dimensions: got "
-                             f"{kept[0].dim()} and {t.dim()}")
+            raise ShapeError(
+                f"cat: tensors must have the same number of dimensions: got {kept[0].dim()} and {t.dim()}"
+            )
     return _write_out(dispatch(OPS["concat"], tuple(kept), {"dim": d}, name="CatBackward0"), out)
 
 
@@ -292,8 +295,10 @@ def stack(tensors, dim: int = 0, *, out: Tensor | None = None) -> Tensor:
         raise ValueError("stack expects a non-empty TensorList")
     for t in tensors[1:]:
         if t.shape != tensors[0].shape:
-            raise ShapeError(f"stack expects each tensor to be equal size, but got "
-                             f"{list(tensors[0].shape)} and {list(t.shape)}")
+            raise ShapeError(
+                f"stack expects each tensor to be equal size, but got "
+                f"{list(tensors[0].shape)} and {list(t.shape)}"
+            )
     d = _wrap_dim(dim, tensors[0].dim() + 1)
     parts = tuple(unsqueeze(t, d) for t in tensors)
     return _write_out(dispatch(OPS["concat"], parts, {"dim": d}, name="StackBackward0"), out)
@@ -321,8 +326,10 @@ def split(tensor: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     else:
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != size:
-            raise ShapeError(f"split_with_sizes expects split_sizes to sum exactly to {size} "
-                             f"(input tensor's size at dimension {d}), but got {sizes}")
+            raise ShapeError(
+                f"split_with_sizes expects split_sizes to sum exactly to {size} "
+                f"(input tensor's size at dimension {d}), but got {sizes}"
+            )
     out, start = [], 0
     for s in sizes:
         out.append(slice_dim(tensor, d, start, start + s, 1))
@@ -358,9 +365,13 @@ def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
 
 
 def take_along_dim(input: Tensor, indices: Tensor, dim: int) -> Tensor:
-    return gather(input, dim, indices.expand(*[
-        s if i == _wrap_dim(dim, input.dim()) else input.shape[i]
-        for i, s in enumerate(indices.shape)]))
+    return gather(
+        input,
+        dim,
+        indices.expand(
+            *[s if i == _wrap_dim(dim, input.dim()) else input.shape[i] for i, s in enumerate(indices.shape)]
+        ),
+    )
 
 
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
@@ -370,22 +381,25 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
         raise ShapeError(f"index_select(): index must be 0-d or 1-d, got shape {list(index.shape)}")
     d = _wrap_dim(dim, input.dim())
     positions = (False,) * d + (True,)
-    return dispatch(OPS["index"], (input, index.reshape(-1)), {"positions": positions},
-                    name="IndexSelectBackward0")
+    return dispatch(
+        OPS["index"], (input, index.reshape(-1)), {"positions": positions}, name="IndexSelectBackward0"
+    )
 
 
 def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
     """`input` with `value` where `mask` is True (the result keeps input's dtype)."""
     if not isinstance(mask, Tensor) or mask.dtype.name != "bool":
-        raise TypeError(f"masked_fill expects a bool mask tensor, got "
-                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
+        raise TypeError(
+            f"masked_fill expects a bool mask tensor, got {getattr(mask, 'dtype', type(mask).__name__)}"
+        )
     if isinstance(value, Tensor) and value.dim() != 0:
-        raise ShapeError(f"masked_fill only supports a 0-d value tensor, got shape "
-                         f"{list(value.shape)}")
+        raise ShapeError(f"masked_fill only supports a 0-d value tensor, got shape {list(value.shape)}")
     out = where(mask, value, input)
     if out.shape != input.shape:
-        raise ShapeError(f"masked_fill: mask of shape {list(mask.shape)} does not broadcast to "
-                         f"the input shape {list(input.shape)}")
+        raise ShapeError(
+            f"masked_fill: mask of shape {list(mask.shape)} does not broadcast to "
+            f"the input shape {list(input.shape)}"
+        )
     return cast(out, input.dtype)
 
 
@@ -394,8 +408,12 @@ def masked_select(input: Tensor, mask: Tensor) -> Tensor:
     x, m = broadcast_tensors(input, mask)
     from graphc._functions import nonzero
 
-    return dispatch(OPS["index"], (x, *nonzero(m, as_tuple=True)),
-                    {"positions": (True,) * x.dim()}, name="MaskedSelectBackward0")
+    return dispatch(
+        OPS["index"],
+        (x, *nonzero(m, as_tuple=True)),
+        {"positions": (True,) * x.dim()},
+        name="MaskedSelectBackward0",
+    )
 
 
 def _check_index(index, where_: str) -> None:

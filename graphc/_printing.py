@@ -1,7 +1,7 @@
 """Printing tensors the way PyTorch does (`torch/_tensor_str.py`'s layout), with graphc names.
 
-    tensor([[1., 2.],
-            [3., 4.]], requires_grad=True)
+tensor([[1., 2.],
+        [3., 4.]], requires_grad=True)
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ class PrintOptions:
 PRINT_OPTS = PrintOptions()
 
 
-def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
-                     profile=None, sci_mode=None) -> None:
+def set_printoptions(
+    precision=None, threshold=None, edgeitems=None, linewidth=None, profile=None, sci_mode=None
+) -> None:
     """Set how tensors print (PyTorch's options and profiles 'default', 'short', 'full')."""
     if profile == "default":
         PRINT_OPTS.__init__()
@@ -35,8 +36,12 @@ def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=N
     elif profile == "full":
         PRINT_OPTS.precision, PRINT_OPTS.threshold = 4, math.inf
         PRINT_OPTS.edgeitems, PRINT_OPTS.linewidth = 3, 80
-    for name, value in [("precision", precision), ("threshold", threshold),
-                        ("edgeitems", edgeitems), ("linewidth", linewidth)]:
+    for name, value in [
+        ("precision", precision),
+        ("threshold", threshold),
+        ("edgeitems", edgeitems),
+        ("linewidth", linewidth),
+    ]:
         if value is not None:
             setattr(PRINT_OPTS, name, value)
     PRINT_OPTS.sci_mode = sci_mode
@@ -111,11 +116,12 @@ def _vector(arr: np.ndarray, indent: int, summarize: bool, fmt: _Formatter) -> s
     e = PRINT_OPTS.edgeitems
     per_line = max(1, int(math.floor((PRINT_OPTS.linewidth - indent) / (fmt.max_width + 2))))
     if summarize and arr.shape[0] > 2 * e:
-        data = [fmt.format(v) for v in arr[:e].tolist()] + [" ..."] + [
-            fmt.format(v) for v in arr[-e:].tolist()]
+        data = (
+            [fmt.format(v) for v in arr[:e].tolist()] + [" ..."] + [fmt.format(v) for v in arr[-e:].tolist()]
+        )
     else:
         data = [fmt.format(v) for v in arr.tolist()]
-    lines = [", ".join(data[i:i + per_line]) for i in range(0, len(data), per_line)]
+    lines = [", ".join(data[i : i + per_line]) for i in range(0, len(data), per_line)]
     return "[" + ("," + "\n" + " " * (indent + 1)).join(lines) + "]"
 
 
@@ -126,8 +132,11 @@ def _body(arr: np.ndarray, indent: int, summarize: bool, fmt: _Formatter) -> str
         return _vector(arr, indent, summarize, fmt)
     e = PRINT_OPTS.edgeitems
     if summarize and arr.shape[0] > 2 * e:
-        rows = [_body(arr[i], indent + 1, summarize, fmt) for i in range(e)] + ["..."] + [
-            _body(arr[i], indent + 1, summarize, fmt) for i in range(arr.shape[0] - e, arr.shape[0])]
+        rows = (
+            [_body(arr[i], indent + 1, summarize, fmt) for i in range(e)]
+            + ["..."]
+            + [_body(arr[i], indent + 1, summarize, fmt) for i in range(arr.shape[0] - e, arr.shape[0])]
+        )
     else:
         rows = [_body(arr[i], indent + 1, summarize, fmt) for i in range(arr.shape[0])]
     return "[" + ("," + "\n" * (arr.ndim - 1) + " " * (indent + 1)).join(rows) + "]"

@@ -242,9 +242,7 @@ class Tensor:
     def detach_(self) -> Tensor:
         """Detach this tensor from its history in place (it becomes a leaf)."""
         if self._base is not None and self._base._rg and grad_mode.is_grad_enabled():
-            raise AutogradError(
-                "can't detach_() a view of a tensor that requires grad; use detach() instead"
-            )
+            raise AutogradError("can't detach_() a view of a tensor that requires grad; use detach() instead")
         self._view_version = None
         self.grad_fn = None
         self._output_nr = 0
@@ -302,9 +300,7 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self._data.size != 1:
-            raise RuntimeError(
-                f"Boolean value of Tensor with {self._data.size} elements is ambiguous"
-            )
+            raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is ambiguous")
         return bool(self.item())
 
     def __len__(self) -> int:
@@ -336,9 +332,7 @@ class Tensor:
 
     def __deepcopy__(self, memo):
         if self.grad_fn is not None:
-            raise AutogradError(
-                "only leaf tensors (created explicitly by the user) support deepcopy"
-            )
+            raise AutogradError("only leaf tensors (created explicitly by the user) support deepcopy")
         out = Tensor._wrap(self._data.copy())
         out._rg = self._rg
         if self.grad is not None:

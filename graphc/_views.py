@@ -48,8 +48,9 @@ def refresh(view: Tensor) -> None:
     if not base._rg:
         return
     flat = base.reshape(-1)
-    fresh = dispatch(OPS["index"], (flat, flat_positions(view, base)), {"positions": (True,)},
-                     name="AsStridedBackward0")
+    fresh = dispatch(
+        OPS["index"], (flat, flat_positions(view, base)), {"positions": (True,)}, name="AsStridedBackward0"
+    )
     view.grad_fn, view._output_nr, view._rg = fresh.grad_fn, 0, True
 
 
@@ -57,14 +58,17 @@ def copy_slices(view: Tensor, result: Tensor) -> Tensor:
     """Write `result` (which has autograd history) into `view` and rebase both histories."""
     base = view._base
     ids = flat_positions(view, base)
-    new_flat = dispatch(OPS["index_put"], (base.reshape(-1), result, ids),
-                        {"positions": (True,), "accumulate": False}, name="CopySlices")
+    new_flat = dispatch(
+        OPS["index_put"],
+        (base.reshape(-1), result, ids),
+        {"positions": (True,), "accumulate": False},
+        name="CopySlices",
+    )
     new_base = new_flat.reshape(base.shape)
     view._data[...] = result._data
     view._bump_version()
     base.grad_fn, base._output_nr, base._rg = new_base.grad_fn, 0, True
-    fresh = dispatch(OPS["index"], (new_flat, ids), {"positions": (True,)},
-                     name="AsStridedBackward0")
+    fresh = dispatch(OPS["index"], (new_flat, ids), {"positions": (True,)}, name="AsStridedBackward0")
     view.grad_fn, view._output_nr, view._rg = fresh.grad_fn, 0, True
     view._view_version = view._vc[0]
     return view

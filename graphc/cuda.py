@@ -1,7 +1,7 @@
 """`graphc.cuda`: whether CUDA can be used here, and how many devices there are.
 
-    >>> graphc.cuda.is_available()
-    False
+>>> graphc.cuda.is_available()
+False
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """`graphc.linalg`: PyTorch's linear-algebra namespace over graphc's ops.
 
-    >>> graphc.linalg.inv(graphc.eye(2) * 2)
-    tensor([[0.5000, 0.0000],
-            [0.0000, 0.5000]])
+>>> graphc.linalg.inv(graphc.eye(2) * 2)
+tensor([[0.5000, 0.0000],
+        [0.0000, 0.5000]])
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ def det(A: Tensor) -> Tensor:
 
 def svd(A: Tensor, full_matrices: bool = True) -> SVD:
     """(U, S, Vh) with A = U diag(S) Vh (note: Vh, where `graphc.svd` returns V)."""
-    u, s, vh = dispatch(OPS["svd"], (A,), {"full_matrices": full_matrices},
-                        name="LinalgSvdBackward0")
+    u, s, vh = dispatch(OPS["svd"], (A,), {"full_matrices": full_matrices}, name="LinalgSvdBackward0")
     return SVD(u, s, vh)
 
 

@@ -91,11 +91,17 @@ def save(obj, f, pickle_module=None, pickle_protocol: int = 2) -> None:
             arr = _device.to_device(tensor._data, _device.CPU)
             arr = arr if arr.flags.c_contiguous else arr.copy(order="C")  # keeps 0-d arrays 0-d
             raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-            records.append({"dtype": dtypes.from_numpy(arr.dtype).name, "shape": list(arr.shape),
-                            "nbytes": len(raw), "crc32": zlib.crc32(raw),
-                            "requires_grad": bool(tensor.requires_grad),
-                            "parameter": type(tensor).__name__ == "Parameter",
-                            "device": str(tensor.device)})
+            records.append(
+                {
+                    "dtype": dtypes.from_numpy(arr.dtype).name,
+                    "shape": list(arr.shape),
+                    "nbytes": len(raw),
+                    "crc32": zlib.crc32(raw),
+                    "requires_grad": bool(tensor.requires_grad),
+                    "parameter": type(tensor).__name__ == "Parameter",
+                    "device": str(tensor.device),
+                }
+            )
             zf.writestr(f"tensors/{index}", raw)
         if payload is not None:
             zf.writestr("object.pkl", payload)
@@ -130,8 +136,7 @@ def _target_device(map_location, saved: str):
     return map_location
 
 
-def load(f, map_location=None, pickle_module=None, *, weights_only: bool = True, mmap=None,
-         **unused):
+def load(f, map_location=None, pickle_module=None, *, weights_only: bool = True, mmap=None, **unused):
     """Load what `save` wrote. `map_location` moves tensors ('cpu', a device, a dict from saved
     device names to new ones, or a function of the saved name). Files holding pickled objects
     load only with `weights_only=False`."""
@@ -150,20 +155,26 @@ def load(f, map_location=None, pickle_module=None, *, weights_only: bool = True,
         except (ValueError, zipfile.BadZipFile, zlib.error) as e:
             raise CheckpointError(f"{name}: the manifest is damaged ({e})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise CheckpointError(f"{name}: not a graphc checkpoint (format "
-                                  f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+            raise CheckpointError(
+                f"{name}: not a graphc checkpoint (format "
+                f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
+            )
         if manifest.get("version", 0) > VERSION:
-            raise CheckpointError(f"{name}: written by a newer graphc (checkpoint format "
-                                  f"{manifest['version']}, this graphc reads up to {VERSION})")
+            raise CheckpointError(
+                f"{name}: written by a newer graphc (checkpoint format "
+                f"{manifest['version']}, this graphc reads up to {VERSION})"
+            )
         if manifest.get("pickled"):
             if weights_only:
                 raise CheckpointError(
                     f"{name} holds a pickled {manifest['pickled']} object; unpickling runs code "
                     "from the file. Load it with weights_only=False only if you trust its "
-                    "source, or save a state_dict instead.")
+                    "source, or save a state_dict instead."
+                )
             return (pickle_module or pickle).loads(zf.read("object.pkl"))
-        tensors = [_read_tensor(zf, i, rec, name, map_location)
-                   for i, rec in enumerate(manifest.get("tensors", []))]
+        tensors = [
+            _read_tensor(zf, i, rec, name, map_location) for i, rec in enumerate(manifest.get("tensors", []))
+        ]
     return _decode(manifest["root"], tensors, name)
 
 
@@ -183,8 +194,10 @@ def _read_tensor(zf, index: int, rec: dict, name: str, map_location) -> Tensor:
         raise CheckpointError(f"{name}: bad description of tensor {index}: {e}") from None
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) != rec.get("nbytes") or len(raw) != expected:
-        raise CheckpointError(f"{name}: tensor {index} has {len(raw)} bytes; its shape {list(shape)} "
-                              f"and dtype {dtype.name} need {expected}")
+        raise CheckpointError(
+            f"{name}: tensor {index} has {len(raw)} bytes; its shape {list(shape)} "
+            f"and dtype {dtype.name} need {expected}"
+        )
     if zlib.crc32(raw) != rec.get("crc32"):
         raise CheckpointError(f"{name}: checksum mismatch in tensor {index}; the file is corrupt")
     arr = np.frombuffer(raw, dtype=dtype.np.newbyteorder("<")).astype(dtype.np).reshape(shape)
@@ -208,8 +221,7 @@ def _decode(obj, tensors: list, name: str):
         key = "__tensor__" if "__tensor__" in obj else "__ndarray__"
         index = obj[key]
         if not isinstance(index, int) or not 0 <= index < len(tensors):
-            raise CheckpointError(f"{name}: reference to tensor {index}, but the file has "
-                                  f"{len(tensors)}")
+            raise CheckpointError(f"{name}: reference to tensor {index}, but the file has {len(tensors)}")
         if key == "__tensor__":
             return tensors[index]
         arr = tensors[index].detach().numpy()
@@ -222,8 +234,9 @@ def _decode(obj, tensors: list, name: str):
         return tuple(_decode(v, tensors, name) for v in obj["__tuple__"])
     for marker, kind in (("__dict__", dict), ("__odict__", OrderedDict)):
         if marker in obj:
-            return kind((_hashable(_decode(k, tensors, name)), _decode(v, tensors, name))
-                        for k, v in obj[marker])
+            return kind(
+                (_hashable(_decode(k, tensors, name)), _decode(v, tensors, name)) for k, v in obj[marker]
+            )
     raise CheckpointError(f"{name}: unknown entry {sorted(obj)[:3]} in the manifest")
 
 

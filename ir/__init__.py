@@ -5,5 +5,14 @@ from ir import dtypes
 from ir.errors import IRError, OpError, ShapeError, UnknownOpError
 from ir.ops import OPS, OpDef, Promote, get_op
 
-__all__ = ["OPS", "IRError", "OpDef", "OpError", "Promote", "ShapeError", "UnknownOpError",
-           "dtypes", "get_op"]
+__all__ = [
+    "OPS",
+    "IRError",
+    "OpDef",
+    "OpError",
+    "Promote",
+    "ShapeError",
+    "UnknownOpError",
+    "dtypes",
+    "get_op",
+]

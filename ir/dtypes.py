@@ -90,8 +90,7 @@ def from_numpy(np_dtype) -> DType:
         return _BY_NUMPY[np.dtype(np_dtype)]
     except (KeyError, TypeError):
         raise TypeError(
-            f"numpy dtype {np_dtype} has no graphc equivalent; "
-            f"supported: {', '.join(d.name for d in ALL)}"
+            f"numpy dtype {np_dtype} has no graphc equivalent; supported: {', '.join(d.name for d in ALL)}"
         ) from None
 
 

@@ -29,8 +29,7 @@ def _imported_packages(path: Path) -> set[str]:
 def test_package_imports_follow_the_layering(package):
     files = sorted((ROOT / package).rglob("*.py"))
     assert files, f"package {package} has no files"
-    bad = {str(f.relative_to(ROOT)): sorted(_imported_packages(f) & FORBIDDEN[package])
-           for f in files}
+    bad = {str(f.relative_to(ROOT)): sorted(_imported_packages(f) & FORBIDDEN[package]) for f in files}
     assert {f: p for f, p in bad.items() if p} == {}
 
 

@@ -59,14 +59,28 @@ def write_standin(root: Path, per_batch: int, seed: int = 0) -> None:
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for name in names:
         labels = rng.integers(0, 10, per_batch)
-        images = np.stack([templates[k] for k in labels]) + rng.normal(0, 30, (per_batch, 3, 32,
-                                                                                32))
-        batch = {"batch_label": name, "labels": labels.tolist(),
-                 "data": images.clip(0, 255).astype(np.uint8).reshape(per_batch, -1),
-                 "filenames": [f"{name}_{i}.png" for i in range(per_batch)]}
+        images = np.stack([templates[k] for k in labels]) + rng.normal(0, 30, (per_batch, 3, 32, 32))
+        batch = {
+            "batch_label": name,
+            "labels": labels.tolist(),
+            "data": images.clip(0, 255).astype(np.uint8).reshape(per_batch, -1),
+            "filenames": [f"{name}_{i}.png" for i in range(per_batch)],
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                            "horse", "ship", "truck"]}
+    meta = {
+        "label_names": [
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ]
+    }
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
 
 
@@ -90,8 +104,12 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="./data")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--standin", type=int, default=2000,
-                        help="images per batch file of the stand-in (when CIFAR-10 is absent)")
+    parser.add_argument(
+        "--standin",
+        type=int,
+        default=2000,
+        help="images per batch file of the stand-in (when CIFAR-10 is absent)",
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--plot", default="cifar10_loss.png")
@@ -102,18 +120,19 @@ def main(argv=None) -> dict:
     root = Path(args.data)
     if not (root / "cifar-10-batches-py" / "data_batch_1").exists():
         root = root / "cifar10-standin"
-        print(f"CIFAR-10 is not in {args.data}/cifar-10-batches-py; training on a stand-in "
-              f"written in CIFAR-10's format to {root} (put the real dataset there to train "
-              "on it)")
+        print(
+            f"CIFAR-10 is not in {args.data}/cifar-10-batches-py; training on a stand-in "
+            f"written in CIFAR-10's format to {root} (put the real dataset there to train "
+            "on it)"
+        )
         write_standin(root, args.standin)
     transform = transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+        [transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+    )
     trainset = datasets.CIFAR10(root=root, train=True, download=False, transform=transform)
-    trainloader = DataLoader(trainset, batch_size=args.batch_size, shuffle=True,
-                             num_workers=args.workers)
+    trainloader = DataLoader(trainset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     testset = datasets.CIFAR10(root=root, train=False, download=False, transform=transform)
-    testloader = DataLoader(testset, batch_size=args.batch_size, shuffle=False,
-                            num_workers=args.workers)
+    testloader = DataLoader(testset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
 
     net = Net()
     criterion = nn.CrossEntropyLoss()

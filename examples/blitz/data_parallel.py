@@ -33,8 +33,9 @@ class Model(nn.Module):
 
 def main() -> None:
     device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    rand_loader = DataLoader(dataset=RandomDataset(input_size, data_size),
-                             batch_size=batch_size, shuffle=True)
+    rand_loader = DataLoader(
+        dataset=RandomDataset(input_size, data_size), batch_size=batch_size, shuffle=True
+    )
     model = Model(input_size, output_size)
     if torch.cuda.device_count() > 1:
         print("Let's use", torch.cuda.device_count(), "GPUs!")

@@ -1,11 +1,11 @@
 """Automatic differentiation: `backward`, `grad`, custom `Function`s and grad modes.
 
-    >>> x = graphc.ones(2, 2, requires_grad=True)
-    >>> out = ((x + 2) * (x + 2) * 3).mean()
-    >>> out.backward()
-    >>> x.grad
-    tensor([[4.5000, 4.5000],
-            [4.5000, 4.5000]])
+>>> x = graphc.ones(2, 2, requires_grad=True)
+>>> out = ((x + 2) * (x + 2) * 3).mean()
+>>> out.backward()
+>>> x.grad
+tensor([[4.5000, 4.5000],
+        [4.5000, 4.5000]])
 """
 
 from __future__ import annotations
@@ -50,14 +50,15 @@ def _root_grads(outputs: list, grad_outputs) -> list:
         elif not isinstance(g, Tensor):
             g = tensor(g, dtype=out.dtype, device=out.device)
         if g.shape != out.shape:
-            raise AutogradError(f"mismatch in shape: the gradient has shape {list(g.shape)} but "
-                                f"the output has shape {list(out.shape)}")
+            raise AutogradError(
+                f"mismatch in shape: the gradient has shape {list(g.shape)} but "
+                f"the output has shape {list(out.shape)}"
+            )
         grads.append(g)
     return grads
 
 
-def backward(tensors, grad_tensors=None, retain_graph=None, create_graph: bool = False,
-             inputs=None) -> None:
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph: bool = False, inputs=None) -> None:
     """Accumulate into the leaves' `.grad` the gradient of `tensors` (weighted by
     `grad_tensors`, which may be omitted for one-element tensors)."""
     from graphc.autograd import engine
@@ -86,8 +87,15 @@ def _edge(t):
     return (t._accumulate_node(), 0)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bool = False,
-         allow_unused=None, materialize_grads: bool = False) -> tuple:
+def grad(
+    outputs,
+    inputs,
+    grad_outputs=None,
+    retain_graph=None,
+    create_graph: bool = False,
+    allow_unused=None,
+    materialize_grads: bool = False,
+) -> tuple:
     """The gradients of `outputs` with respect to `inputs`, returned (not accumulated).
 
     >>> x = graphc.tensor(3.0, requires_grad=True)
@@ -102,8 +110,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bo
     grads = _root_grads(outs, grad_outputs)
     retain = create_graph if retain_graph is None else retain_graph
     pairs = [_edge(t) for t in targets]
-    captured = engine.run(engine.root_nodes(outs), grads, retain, create_graph,
-                          capture=set(pairs))
+    captured = engine.run(engine.root_nodes(outs), grads, retain, create_graph, capture=set(pairs))
     result = []
     for t, pair in zip(targets, pairs, strict=True):
         g = captured.get(pair)
@@ -135,7 +142,19 @@ gradcheck = _gradcheck_module.gradcheck
 gradgradcheck = _gradcheck_module.gradgradcheck
 
 __all__ = [
-    "AutogradError", "Function", "FunctionCtx", "Variable", "backward", "enable_grad", "functional",
-    "grad", "gradcheck", "gradgradcheck", "inference_mode", "is_grad_enabled", "no_grad", "profiler",
+    "AutogradError",
+    "Function",
+    "FunctionCtx",
+    "Variable",
+    "backward",
+    "enable_grad",
+    "functional",
+    "grad",
+    "gradcheck",
+    "gradgradcheck",
+    "inference_mode",
+    "is_grad_enabled",
+    "no_grad",
+    "profiler",
     "set_grad_enabled",
 ]

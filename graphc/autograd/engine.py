@@ -41,8 +41,20 @@ class Node:
     """A backward function: applies one op's gradient rule (`AddBackward0`, `MulBackward0`, ...)."""
 
     __slots__ = (
-        "next_functions", "_name", "_rule", "attrs", "_inputs", "_versions", "_outputs",
-        "_out_meta", "_in_meta", "_hooks", "_retained", "_freed", "_out_vc", "__weakref__",
+        "next_functions",
+        "_name",
+        "_rule",
+        "attrs",
+        "_inputs",
+        "_versions",
+        "_outputs",
+        "_out_meta",
+        "_in_meta",
+        "_hooks",
+        "_retained",
+        "_freed",
+        "_out_vc",
+        "__weakref__",
     )
 
     def __init__(self, name, rule, attrs, next_functions, in_meta, out_meta) -> None:
@@ -164,8 +176,9 @@ class Node:
         if not isinstance(out, tuple):
             out = (out,)
         if len(out) != len(self.next_functions):
-            raise AutogradError(f"{self._name} returned {len(out)} gradients for "
-                                f"{len(self.next_functions)} inputs")
+            raise AutogradError(
+                f"{self._name} returned {len(out)} gradients for {len(self.next_functions)} inputs"
+            )
         result = []
         for (fn, _), g, meta in zip(self.next_functions, out, self._in_meta, strict=True):
             if fn is None or g is None:
@@ -238,9 +251,7 @@ def root_nodes(tensors) -> list:
         elif t._rg:
             out.append((t._accumulate_node(), 0))
         else:
-            raise AutogradError(
-                "element 0 of tensors does not require grad and does not have a grad_fn"
-            )
+            raise AutogradError("element 0 of tensors does not require grad and does not have a grad_fn")
     return out
 
 

@@ -1,16 +1,16 @@
 """Custom differentiable functions: subclass `Function`, write `forward` and `backward`.
 
-    >>> class Exp(graphc.autograd.Function):
-    ...     @staticmethod
-    ...     def forward(ctx, x):
-    ...         y = x.exp()
-    ...         ctx.save_for_backward(y)
-    ...         return y
-    ...     @staticmethod
-    ...     def backward(ctx, grad):
-    ...         (y,) = ctx.saved_tensors
-    ...         return grad * y
-    >>> Exp.apply(graphc.zeros(2, requires_grad=True))
+>>> class Exp(graphc.autograd.Function):
+...     @staticmethod
+...     def forward(ctx, x):
+...         y = x.exp()
+...         ctx.save_for_backward(y)
+...         return y
+...     @staticmethod
+...     def backward(ctx, grad):
+...         (y,) = ctx.saved_tensors
+...         return grad * y
+>>> Exp.apply(graphc.zeros(2, requires_grad=True))
 """
 
 from __future__ import annotations
@@ -78,8 +78,7 @@ class Function:
             next_functions, in_meta = [], []
             for a in args:
                 if isinstance(a, Tensor) and a._rg:
-                    edge = (a.grad_fn, a._output_nr) if a.grad_fn is not None else (
-                        a._accumulate_node(), 0)
+                    edge = (a.grad_fn, a._output_nr) if a.grad_fn is not None else (a._accumulate_node(), 0)
                     next_functions.append(edge)
                     in_meta.append((a._data.shape, a._data.dtype))
                 else:
@@ -87,8 +86,14 @@ class Function:
                     in_meta.append(None)
             tensor_outs = [o for o in outs if isinstance(o, Tensor)]
             out_meta = tuple((o._data.shape, o._data.dtype) for o in tensor_outs)
-            node = Node(f"{cls.__name__}Backward", _backward_rule(cls, ctx, len(args)), {},
-                        tuple(next_functions), in_meta, out_meta)
+            node = Node(
+                f"{cls.__name__}Backward",
+                _backward_rule(cls, ctx, len(args)),
+                {},
+                tuple(next_functions),
+                in_meta,
+                out_meta,
+            )
             for i, o in enumerate(tensor_outs):
                 if id(o) in ctx._non_differentiable or not o.dtype.is_floating_point:
                     continue

@@ -1,8 +1,8 @@
 """Higher-level derivatives of functions: jacobian, hessian, vjp, jvp, hvp, vhp.
 
-    >>> def exp_adder(x, y):
-    ...     return 2 * x.exp() + 3 * y
-    >>> jacobian(exp_adder, (graphc.rand(3), graphc.rand(3)))   # a tuple of two 3x3 matrices
+>>> def exp_adder(x, y):
+...     return 2 * x.exp() + 3 * y
+>>> jacobian(exp_adder, (graphc.rand(3), graphc.rand(3)))   # a tuple of two 3x3 matrices
 """
 
 from __future__ import annotations
@@ -32,12 +32,18 @@ def _unused_zeros(grads, inputs):
 
 def _vjp_of(outputs, inputs, v, create_graph: bool):
     return _unused_zeros(
-        _grad(outputs, inputs, v, retain_graph=True, create_graph=create_graph,
-              allow_unused=True), inputs)
+        _grad(outputs, inputs, v, retain_graph=True, create_graph=create_graph, allow_unused=True), inputs
+    )
 
 
-def jacobian(func, inputs, create_graph: bool = False, strict: bool = False,
-             vectorize: bool = False, strategy: str = "reverse-mode"):
+def jacobian(
+    func,
+    inputs,
+    create_graph: bool = False,
+    strict: bool = False,
+    vectorize: bool = False,
+    strategy: str = "reverse-mode",
+):
     """The Jacobian of `func` at `inputs`: for each output and input, a tensor of shape
     `output.shape + input.shape` (tuples mirror tuple inputs and outputs)."""
     from graphc._creation import zeros
@@ -69,16 +75,23 @@ def jacobian(func, inputs, create_graph: bool = False, strict: bool = False,
     return result[0] if single_out else tuple(result)
 
 
-def hessian(func, inputs, create_graph: bool = False, strict: bool = False,
-            vectorize: bool = False, outer_jacobian_strategy: str = "reverse-mode"):
+def hessian(
+    func,
+    inputs,
+    create_graph: bool = False,
+    strict: bool = False,
+    vectorize: bool = False,
+    outer_jacobian_strategy: str = "reverse-mode",
+):
     """The Hessian of the scalar function `func` at `inputs`."""
     inputs_t, single = _tuple(inputs)
 
     def gradient(*xs):
         out = func(*xs)
         if out.numel() != 1:
-            raise ValueError(f"hessian: the function must return a single-element tensor, got "
-                             f"shape {list(out.shape)}")
+            raise ValueError(
+                f"hessian: the function must return a single-element tensor, got shape {list(out.shape)}"
+            )
         grads = _vjp_of(out, xs, None, True)
         return grads[0] if single else grads
 

@@ -59,8 +59,8 @@ class _GradModeContext:
 class no_grad(_GradModeContext):
     """Turn history recording off inside a `with` block or a decorated function.
 
-        >>> with graphc.no_grad():
-        ...     y = x * 2          # y.requires_grad is False
+    >>> with graphc.no_grad():
+    ...     y = x * 2          # y.requires_grad is False
     """
 
     def __init__(self) -> None:

@@ -1,8 +1,8 @@
 """Check analytical gradients against finite differences (use float64 inputs).
 
-    >>> x = graphc.rand(3, dtype=graphc.float64, requires_grad=True)
-    >>> gradcheck(graphc.sin, (x,))
-    True
+>>> x = graphc.rand(3, dtype=graphc.float64, requires_grad=True)
+>>> gradcheck(graphc.sin, (x,))
+True
 """
 
 from __future__ import annotations
@@ -41,8 +41,16 @@ def _numerical(func, inputs, i, eps):
     return columns  # [input element][output] -> d output / d x_k
 
 
-def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-              raise_exception: bool = True, **unused) -> bool:
+def gradcheck(
+    func,
+    inputs,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    **unused,
+) -> bool:
     """Whether the gradients of `func` at `inputs` match central finite differences."""
     from graphc._creation import zeros_like
     from graphc._tensor import Tensor
@@ -55,8 +63,11 @@ def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: floa
         if inputs[i].dtype.name != "float64":
             import warnings
 
-            warnings.warn(f"gradcheck: input {i} is {inputs[i].dtype}, not float64; the check "
-                          "may fail from rounding alone", stacklevel=2)
+            warnings.warn(
+                f"gradcheck: input {i} is {inputs[i].dtype}, not float64; the check "
+                "may fail from rounding alone",
+                stacklevel=2,
+            )
     outputs = _outputs(func, inputs)
     for i in diff_idx:
         numerical = _numerical(func, inputs, i, eps)
@@ -74,17 +85,28 @@ def gradcheck(func, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: floa
             num = np.stack([col[o] for col in numerical], axis=1) if numerical else analytical * 0
             if not np.allclose(analytical, num, rtol=rtol, atol=atol, equal_nan=True):
                 worst = np.unravel_index(np.argmax(np.abs(analytical - num)), num.shape)
-                msg = (f"Jacobian mismatch for output {o} with respect to input {i}:\n"
-                       f"numerical:\n{num}\nanalytical:\n{analytical}\n"
-                       f"largest difference at {worst}: {analytical[worst]} vs {num[worst]}")
+                msg = (
+                    f"Jacobian mismatch for output {o} with respect to input {i}:\n"
+                    f"numerical:\n{num}\nanalytical:\n{analytical}\n"
+                    f"largest difference at {worst}: {analytical[worst]} vs {num[worst]}"
+                )
                 if raise_exception:
                     raise GradcheckError(msg)
                 return False
     return True
 
 
-def gradgradcheck(func, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: float = 1e-5,
-                  rtol: float = 1e-3, raise_exception: bool = True, **unused) -> bool:
+def gradgradcheck(
+    func,
+    inputs,
+    grad_outputs=None,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    **unused,
+) -> bool:
     """gradcheck of the gradient of `func` (checks second derivatives)."""
     from graphc._creation import randn_like
     from graphc._tensor import Tensor
@@ -97,9 +119,15 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: f
 
     def first_grads(*args):
         xs, gos = args[:n], args[n:]
-        res = _grad(_outputs(func, xs), [x for x in xs if isinstance(x, Tensor) and x.requires_grad],
-                    gos, create_graph=True, allow_unused=True)
+        res = _grad(
+            _outputs(func, xs),
+            [x for x in xs if isinstance(x, Tensor) and x.requires_grad],
+            gos,
+            create_graph=True,
+            allow_unused=True,
+        )
         return tuple(r for r in res if r is not None)
 
-    return gradcheck(first_grads, (*inputs, *grad_outputs), eps=eps, atol=atol, rtol=rtol,
-                     raise_exception=raise_exception)
+    return gradcheck(
+        first_grads, (*inputs, *grad_outputs), eps=eps, atol=atol, rtol=rtol, raise_exception=raise_exception
+    )

@@ -1,8 +1,8 @@
 """A profiler of eager ops: times every op that runs through the dispatch point.
 
-    >>> with graphc.autograd.profiler.profile() as prof:
-    ...     z = (x / y) * y
-    >>> print(prof.key_averages().table(sort_by="self_cpu_time_total"))
+>>> with graphc.autograd.profiler.profile() as prof:
+...     z = (x / y) * y
+>>> print(prof.key_averages().table(sort_by="self_cpu_time_total"))
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ class EventList(list):
         if sort_by:
             key = sort_by
             if key not in ("self_cpu_time_total", "cpu_time_total", "cpu_time", "count"):
-                raise ValueError(f"table(): cannot sort by {sort_by!r}; use self_cpu_time_total, "
-                                 "cpu_time_total or count")
+                raise ValueError(
+                    f"table(): cannot sort by {sort_by!r}; use self_cpu_time_total, cpu_time_total or count"
+                )
             rows.sort(key=lambda e: getattr(e, key), reverse=True)
         rows = rows[:row_limit]
         total = sum(e.self_cpu_time_total for e in self) or 1.0
@@ -49,8 +50,14 @@ class EventList(list):
         out = [line, "Name".rjust(name_w) + "  " + "  ".join(c.rjust(12) for c in cols), line]
         for e in rows:
             pct = f"{100 * e.self_cpu_time_total / total:.2f}%"
-            cells = [pct, _us(e.self_cpu_time_total), pct, _us(e.cpu_time_total), _us(e.cpu_time),
-                     str(e.count)]
+            cells = [
+                pct,
+                _us(e.self_cpu_time_total),
+                pct,
+                _us(e.cpu_time_total),
+                _us(e.cpu_time),
+                str(e.count),
+            ]
             out.append(e.key.rjust(name_w) + "  " + "  ".join(c.rjust(12) for c in cells))
         out.append(line)
         out.append(f"Self CPU time total: {_us(total)}")
@@ -66,8 +73,9 @@ def _us(t: float) -> str:
 class profile:
     """Context manager that records the time of every op run inside it."""
 
-    def __init__(self, enabled: bool = True, use_cuda: bool = False, record_shapes: bool = False,
-                 **unused) -> None:
+    def __init__(
+        self, enabled: bool = True, use_cuda: bool = False, record_shapes: bool = False, **unused
+    ) -> None:
         self.enabled = enabled
         self.record_shapes = record_shapes
         self._totals: dict = defaultdict(lambda: [0, 0.0])
@@ -94,12 +102,10 @@ class profile:
             raise ValueError("group_by_input_shape=True needs profile(record_shapes=True)")
         merged: dict = defaultdict(lambda: [0, 0.0])
         for (name, shapes), (count, t) in self._totals.items():
-            key = f"graphc::{name}" + (f" {list(map(list, shapes))}" if group_by_input_shape
-                                       else "")
+            key = f"graphc::{name}" + (f" {list(map(list, shapes))}" if group_by_input_shape else "")
             merged[key][0] += count
             merged[key][1] += t
         return EventList(FunctionEventAvg(key, count, t) for key, (count, t) in merged.items())
 
     def table(self, **kwargs) -> str:
         return self.key_averages().table(**kwargs)
-

@@ -70,8 +70,7 @@ def attach(op, args: tuple, attrs: dict, outs: tuple, name: str | None) -> None:
                 next_functions.append(_NO_EDGE)
             else:
                 fn = a.grad_fn
-                next_functions.append((fn, a._output_nr) if fn is not None
-                                      else (a._accumulate_node(), 0))
+                next_functions.append((fn, a._output_nr) if fn is not None else (a._accumulate_node(), 0))
         else:
             next_functions.append(_NO_EDGE)
             in_meta.append(None)
@@ -85,8 +84,14 @@ def attach(op, args: tuple, attrs: dict, outs: tuple, name: str | None) -> None:
             out._rg = True
             out.grad_fn = node
     else:
-        node = Node(name, r.fn, attrs, tuple(next_functions), in_meta,
-                    tuple((o._data.shape, o._data.dtype) for o in outs))
+        node = Node(
+            name,
+            r.fn,
+            attrs,
+            tuple(next_functions),
+            in_meta,
+            tuple((o._data.shape, o._data.dtype) for o in outs),
+        )
         for i, o in enumerate(outs):
             if o._data.dtype.kind == "f" or o.dtype.is_floating_point:
                 o._rg = True
@@ -242,16 +247,16 @@ rule("sqrt", outputs=True)(lambda n, g: g / (2 * n.output(0)))
 rule("rsqrt", outputs=True)(lambda n, g: -0.5 * g * n.output(0) ** 3)
 rule("reciprocal", outputs=True)(lambda n, g: -g * n.output(0) * n.output(0))
 rule("sigmoid", outputs=True)(lambda n, g: g * n.output(0) * (1 - n.output(0)))
-rule("erf", inputs=True)(
-    lambda n, g: g * (2.0 / math.sqrt(math.pi)) * F.exp(-n.input(0) * n.input(0)))
-rule("relu", outputs=True)(
-    lambda n, g: _run("threshold_backward", (g, n.output(0)), {"threshold": 0.0}))
+rule("erf", inputs=True)(lambda n, g: g * (2.0 / math.sqrt(math.pi)) * F.exp(-n.input(0) * n.input(0)))
+rule("relu", outputs=True)(lambda n, g: _run("threshold_backward", (g, n.output(0)), {"threshold": 0.0}))
 
 
 @rule("threshold_backward", inputs=True)
 def _threshold_backward(n, u):
     # linear in grad with a fixed mask; the mask (from the output) has no gradient
     return _run("threshold_backward", (u, n.input(1)), n.attrs), None
+
+
 rule("abs", inputs=True)(lambda n, g: g * F.sign(n.input(0)))
 for _name in ("sign", "ceil", "floor", "round", "trunc"):
     rule(_name)(lambda n, g: g * 0)
@@ -292,7 +297,7 @@ def _prod(n, g):
     # which stays exact where elements are zero
     rest = [d for d in range(x.dim()) if d not in dims]
     moved = x.permute(*rest, *dims)
-    flat = moved.reshape(*moved.shape[:len(rest)], -1)
+    flat = moved.reshape(*moved.shape[: len(rest)], -1)
     ones = F.ones_like(flat[..., :1])
     left = F.cat([ones, F.cumprod(flat, -1)[..., :-1]], -1)
     right = F.cat([ones, F.cumprod(flat.flip(-1), -1)[..., :-1]], -1).flip(-1)
@@ -381,8 +386,7 @@ def _put_along(g, n, dim, index_values):
     zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)
     positions = (False,) * dim + (True,)
     index = F.tensor(index_values, dtype=dtypes.int64, device=g.device)
-    return _run("index_put", (zeros, g, index), {"positions": positions,
-                                                          "accumulate": False})
+    return _run("index_put", (zeros, g, index), {"positions": positions, "accumulate": False})
 
 
 @rule("slice")
@@ -411,8 +415,7 @@ def _concat(n, g):
 def _index(n, g):
     indices = [n.input(i) for i in range(1, len(n._inputs))]
     zeros = F.zeros(n.input_shape(0), dtype=g.dtype, device=g.device)
-    gx = _run("index_put", (zeros, g, *indices),
-                       {"positions": n.attrs["positions"], "accumulate": True})
+    gx = _run("index_put", (zeros, g, *indices), {"positions": n.attrs["positions"], "accumulate": True})
     return (gx,) + (None,) * len(indices)
 
 
@@ -422,8 +425,7 @@ def _index_put(n, g):
     attrs = n.attrs
     gx = g
     if not attrs.get("accumulate"):
-        gx = _run("index_put", (g, 0.0, *indices),
-                           {"positions": attrs["positions"], "accumulate": False})
+        gx = _run("index_put", (g, 0.0, *indices), {"positions": attrs["positions"], "accumulate": False})
     gv = None
     if n.needs_input_grad[1]:
         gv = _run("index", (g, *indices), {"positions": attrs["positions"]})
@@ -492,8 +494,10 @@ def _svd(n, g_u, g_s, g_vh):
     where singular values repeat, as it is there."""
     u, s, vh = n.output(0), n.output(1), n.output(2)
     if n.attrs.get("full_matrices"):
-        raise AutogradError("svd backward with full_matrices=True is not supported (the extra "
-                            "columns of U or V are not unique); use some=True")
+        raise AutogradError(
+            "svd backward with full_matrices=True is not supported (the extra "
+            "columns of U or V are not unique); use some=True"
+        )
     if not (bool(g_u.ne(0).any()) or bool(g_vh.ne(0).any())):
         return F.matmul(u * g_s.unsqueeze(-2), vh)
     v, g_v = vh.mT, g_vh.mT
@@ -506,8 +510,9 @@ def _svd(n, g_u, g_s, g_vh):
     def skew(a):
         return a - a.mT
 
-    core = (skew(F.matmul(u.mT, g_u)) * s.unsqueeze(-2)
-            + s.unsqueeze(-1) * skew(F.matmul(v.mT, g_v))) / e * off
+    core = (
+        (skew(F.matmul(u.mT, g_u)) * s.unsqueeze(-2) + s.unsqueeze(-1) * skew(F.matmul(v.mT, g_v))) / e * off
+    )
     core = core + F.eye(k, dtype=e.dtype, device=e.device) * g_s.unsqueeze(-1)
     if m > k:
         g_u_s = g_u / s.unsqueeze(-2)
@@ -530,8 +535,7 @@ def _cross(n, g):
 
 
 def _conv_attrs(a: dict) -> dict:
-    return {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"],
-            "groups": a["groups"]}
+    return {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"], "groups": a["groups"]}
 
 
 def _kernel_grad(inp: Tensor, g: Tensor, kernel: tuple, stride, padding, dilation, groups):
@@ -542,10 +546,11 @@ def _kernel_grad(inp: Tensor, g: Tensor, kernel: tuple, stride, padding, dilatio
     cg, og = inp.shape[1] // groups, g.shape[1] // groups
     parts = []
     for i in range(groups):
-        x_i = inp[:, i * cg:(i + 1) * cg].transpose(0, 1)
-        g_i = g[:, i * og:(i + 1) * og].transpose(0, 1)
-        r = _run("conv2d", (x_i, g_i), {"stride": dilation, "padding": padding,
-                                         "dilation": stride, "groups": 1})
+        x_i = inp[:, i * cg : (i + 1) * cg].transpose(0, 1)
+        g_i = g[:, i * og : (i + 1) * og].transpose(0, 1)
+        r = _run(
+            "conv2d", (x_i, g_i), {"stride": dilation, "padding": padding, "dilation": stride, "groups": 1}
+        )
         parts.append(r[:, :, :kh, :kw])
     return parts[0] if groups == 1 else F.cat(parts, 1)
 
@@ -555,8 +560,10 @@ def _conv_input_grad(x: Tensor, g: Tensor, w: Tensor, a: dict) -> Tensor:
     padding that gives back x's exact size."""
     out_padding = tuple(
         size - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
-        for size, o, s, p, d, k in zip(x.shape[-2:], g.shape[-2:], a["stride"], a["padding"],
-                                      a["dilation"], w.shape[-2:], strict=True))
+        for size, o, s, p, d, k in zip(
+            x.shape[-2:], g.shape[-2:], a["stride"], a["padding"], a["dilation"], w.shape[-2:], strict=True
+        )
+    )
     return _run("conv_transpose2d", (g, w), {**_conv_attrs(a), "output_padding": out_padding})
 
 
@@ -569,8 +576,7 @@ def _conv2d(n, g):
     if need[0]:
         gx = _conv_input_grad(x, g, w, a)
     if need[1]:
-        gw = _run("conv2d_weight_grad", (x, g), {**_conv_attrs(a),
-                                                 "weight_shape": tuple(w.shape)})
+        gw = _run("conv2d_weight_grad", (x, g), {**_conv_attrs(a), "weight_shape": tuple(w.shape)})
     if len(need) == 2:
         return gx, gw
     return gx, gw, g.sum((0, 2, 3)) if need[2] else None
@@ -599,8 +605,9 @@ def _conv_transpose2d(n, g):
     gw = None
     if need[1]:
         # (Cout_g, Cin, KH, KW) stacked by group -> (Cin, Cout_g, KH, KW)
-        gw = _kernel_grad(g, x, w.shape[-2:], a["stride"], a["padding"], a["dilation"],
-                          a["groups"]).transpose(0, 1)
+        gw = _kernel_grad(
+            g, x, w.shape[-2:], a["stride"], a["padding"], a["dilation"], a["groups"]
+        ).transpose(0, 1)
     return gx, gw
 
 
@@ -609,8 +616,9 @@ def _max_pool2d(n, g, _indices_grad=None):
     a = n.attrs
     h, w = n.input_shape(0)[-2:]
     overlapping = any(k > s for k, s in zip(a["kernel_size"], a["stride"], strict=True))
-    return _run("max_pool2d_backward", (g, n.output(1)),
-                {"height": h, "width": w, "overlapping": overlapping})
+    return _run(
+        "max_pool2d_backward", (g, n.output(1)), {"height": h, "width": w, "overlapping": overlapping}
+    )
 
 
 @rule("max_pool2d_backward", inputs=True)

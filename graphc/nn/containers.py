@@ -158,8 +158,10 @@ class ParameterList(Module):
         return self
 
     def extra_repr(self) -> str:
-        return "\n".join(f"({i}): Parameter containing: [{type(p).__name__} of size "
-                         f"{'x'.join(map(str, p.shape))}]" for i, p in enumerate(self))
+        return "\n".join(
+            f"({i}): Parameter containing: [{type(p).__name__} of size {'x'.join(map(str, p.shape))}]"
+            for i, p in enumerate(self)
+        )
 
 
 class ParameterDict(Module):
@@ -167,7 +169,7 @@ class ParameterDict(Module):
 
     def __init__(self, parameters=None) -> None:
         super().__init__()
-        for key, value in (parameters.items() if parameters else []):
+        for key, value in parameters.items() if parameters else []:
             self[key] = value
 
     def __getitem__(self, key: str) -> Parameter:

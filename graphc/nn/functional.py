@@ -55,8 +55,15 @@ def _same_padding(input: Tensor, kernel, dilation):
     return pads
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-           dilation=1, groups: int = 1) -> Tensor:
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> Tensor:
     """2-D convolution (cross-correlation) of (N, C, H, W) or (C, H, W) input; `padding` may be
     an int, a pair, 'valid' or 'same'."""
     unbatched = input.dim() == 3
@@ -78,31 +85,60 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
             padding = (pads[0][0], pads[1][0])
     else:
         padding = _pair(padding, "padding")
-    out = dispatch(OPS["conv2d"], (input, weight, bias), {"stride": stride, "padding": padding,
-                                                          "dilation": dilation, "groups": groups},
-                   name="ConvolutionBackward0")
+    out = dispatch(
+        OPS["conv2d"],
+        (input, weight, bias),
+        {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups},
+        name="ConvolutionBackward0",
+    )
     return out.squeeze(0) if unbatched else out
 
 
-def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-           dilation=1, groups: int = 1) -> Tensor:
+def conv1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> Tensor:
     """1-D convolution of (N, C, L) input, computed as a 2-D one of height 1."""
     as_int = _first
     pad_ = padding if isinstance(padding, str) else (0, as_int(padding))
-    out = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, as_int(stride)), pad_,
-                 (1, as_int(dilation)), groups)
+    out = conv2d(
+        input.unsqueeze(-2),
+        weight.unsqueeze(-2),
+        bias,
+        (1, as_int(stride)),
+        pad_,
+        (1, as_int(dilation)),
+        groups,
+    )
     return out.squeeze(-2)
 
 
-def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
-                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups: int = 1,
+    dilation=1,
+) -> Tensor:
     """Transposed 2-D convolution (the gradient of conv2d with respect to its input)."""
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
-    attrs = {"stride": _pair(stride), "padding": _pair(padding),
-             "output_padding": _pair(output_padding), "dilation": _pair(dilation),
-             "groups": groups}
+    attrs = {
+        "stride": _pair(stride),
+        "padding": _pair(padding),
+        "output_padding": _pair(output_padding),
+        "dilation": _pair(dilation),
+        "groups": groups,
+    }
     out = dispatch(OPS["conv_transpose2d"], (input, weight), attrs, name="ConvolutionBackward0")
     if bias is not None:
         out = out + bias.reshape(1, -1, 1, 1)
@@ -112,37 +148,67 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
 # --- pooling ---
 
 
-def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode: bool = False, return_indices: bool = False):
+def max_pool2d(
+    input: Tensor,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
     """Largest value in each window (and its flat index in the plane, if asked)."""
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
     kernel = _pair(kernel_size, "kernel_size")
-    attrs = {"kernel_size": kernel, "stride": _pair(stride if stride else kernel, "stride"),
-             "padding": _pair(padding, "padding"), "dilation": _pair(dilation, "dilation"),
-             "ceil_mode": ceil_mode}
-    values, indices = dispatch(OPS["max_pool2d"], (input,), attrs,
-                               name="MaxPool2DWithIndicesBackward0")
+    attrs = {
+        "kernel_size": kernel,
+        "stride": _pair(stride if stride else kernel, "stride"),
+        "padding": _pair(padding, "padding"),
+        "dilation": _pair(dilation, "dilation"),
+        "ceil_mode": ceil_mode,
+    }
+    values, indices = dispatch(OPS["max_pool2d"], (input,), attrs, name="MaxPool2DWithIndicesBackward0")
     if unbatched:
         values, indices = values.squeeze(0), indices.squeeze(0)
     return (values, indices) if return_indices else values
 
 
-def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
-               ceil_mode: bool = False, return_indices: bool = False):
+def max_pool1d(
+    input: Tensor,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
     """max_pool2d over (N, C, L) as height 1."""
     as_int = _first
-    out = max_pool2d(input.unsqueeze(-2), (1, as_int(kernel_size)),
-                     (1, as_int(stride if stride else kernel_size)), (0, as_int(padding)),
-                     (1, as_int(dilation)), ceil_mode, return_indices)
+    out = max_pool2d(
+        input.unsqueeze(-2),
+        (1, as_int(kernel_size)),
+        (1, as_int(stride if stride else kernel_size)),
+        (0, as_int(padding)),
+        (1, as_int(dilation)),
+        ceil_mode,
+        return_indices,
+    )
     if return_indices:
         return out[0].squeeze(-2), out[1].squeeze(-2)
     return out.squeeze(-2)
 
 
-def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+def avg_pool2d(
+    input: Tensor,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
     """Mean of each window, as a depthwise convolution with constant weights."""
     if ceil_mode:
         raise ValueError("avg_pool2d(ceil_mode=True) is not supported; use ceil_mode=False")
@@ -152,19 +218,33 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     kh, kw = _pair(kernel_size, "kernel_size")
     channels = input.shape[1]
     weight = G.ones(channels, 1, kh, kw, dtype=input.dtype, device=input.device)
-    sums = dispatch(OPS["conv2d"], (input, weight),
-                    {"stride": _pair(stride if stride else (kh, kw)),
-                     "padding": _pair(padding), "dilation": (1, 1), "groups": channels},
-                    name="AvgPool2DBackward0")
+    sums = dispatch(
+        OPS["conv2d"],
+        (input, weight),
+        {
+            "stride": _pair(stride if stride else (kh, kw)),
+            "padding": _pair(padding),
+            "dilation": (1, 1),
+            "groups": channels,
+        },
+        name="AvgPool2DBackward0",
+    )
     if divisor_override:
         out = sums / divisor_override
     elif count_include_pad or _pair(padding) == (0, 0):
         out = sums / (kh * kw)
     else:
         ones = G.ones(1, 1, *input.shape[-2:], dtype=input.dtype, device=input.device)
-        counts = dispatch(OPS["conv2d"], (ones, weight[:1]),
-                          {"stride": _pair(stride if stride else (kh, kw)),
-                           "padding": _pair(padding), "dilation": (1, 1), "groups": 1})
+        counts = dispatch(
+            OPS["conv2d"],
+            (ones, weight[:1]),
+            {
+                "stride": _pair(stride if stride else (kh, kw)),
+                "padding": _pair(padding),
+                "dilation": (1, 1),
+                "groups": 1,
+            },
+        )
         out = sums / counts
     return out.squeeze(0) if unbatched else out
 
@@ -179,8 +259,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     rows = []
     for i in range(oh):
         h0, h1 = (i * h) // oh, -((-(i + 1) * h) // oh)
-        cols = [input[..., h0:h1, (j * w) // ow:-((-(j + 1) * w) // ow)].mean((-2, -1))
-                for j in range(ow)]
+        cols = [input[..., h0:h1, (j * w) // ow : -((-(j + 1) * w) // ow)].mean((-2, -1)) for j in range(ow)]
         rows.append(G.stack(cols, -1))
     return G.stack(rows, -2)
 
@@ -196,8 +275,7 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     return hardtanh(input, 0.0, 6.0, inplace)
 
 
-def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
-             inplace: bool = False) -> Tensor:
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
     return input.clamp_(min_val, max_val) if inplace else input.clamp(min_val, max_val)
 
 
@@ -292,17 +370,16 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
         return loss.sum()
     if reduction == "none":
         return loss
-    raise ValueError(f"{reduction!r} is not a valid value for reduction "
-                     "(expected 'mean', 'sum' or 'none')")
+    raise ValueError(f"{reduction!r} is not a valid value for reduction (expected 'mean', 'sum' or 'none')")
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Mean squared error (inputs broadcast as in PyTorch)."""
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"{reduction!r} is not a valid value for reduction "
-                         "(expected 'mean', 'sum' or 'none')")
-    return dispatch(OPS["mse_loss"], (input, target), {"reduction": reduction},
-                    name="MseLossBackward0")
+        raise ValueError(
+            f"{reduction!r} is not a valid value for reduction (expected 'mean', 'sum' or 'none')"
+        )
+    return dispatch(OPS["mse_loss"], (input, target), {"reduction": reduction}, name="MseLossBackward0")
 
 
 def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -310,8 +387,7 @@ def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     return _reduce(G.abs(input - target), reduction)
 
 
-def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean",
-                   beta: float = 1.0) -> Tensor:
+def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """Quadratic below `beta`, linear above (Huber loss divided by beta)."""
     diff = G.abs(input - target)
     if beta == 0:
@@ -319,34 +395,50 @@ def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean",
     return _reduce(G.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta), reduction)
 
 
-def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
-             ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+def nll_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
     """Negative log-likelihood of class indices `target` under log-probabilities `input`
     ((N, C) or (N, C, d1, ...); `target` (N) or (N, d1, ...))."""
     if input.dim() < 1 or target.dtype.is_floating_point:
         raise TypeError(f"nll_loss expects integer class targets, got {target.dtype}")
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"{reduction!r} is not a valid value for reduction "
-                         "(expected 'mean', 'sum' or 'none')")
+        raise ValueError(
+            f"{reduction!r} is not a valid value for reduction (expected 'mean', 'sum' or 'none')"
+        )
     if input.dim() == 1:
         input, target = input.unsqueeze(0), target.unsqueeze(0)
         if reduction == "none":
             return nll_loss(input, target, weight, ignore_index, reduction).squeeze(0)
-    return dispatch(OPS["nll_loss"], (input, target, weight),
-                    {"ignore_index": ignore_index, "reduction": reduction},
-                    name="NllLossBackward0")
+    return dispatch(
+        OPS["nll_loss"],
+        (input, target, weight),
+        {"ignore_index": ignore_index, "reduction": reduction},
+        name="NllLossBackward0",
+    )
 
 
-def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                  ignore_index: int = -100, reduction: str = "mean",
-                  label_smoothing: float = 0.0) -> Tensor:
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
     """Cross entropy of logits `input` with class indices or class probabilities `target`."""
     logp = log_softmax(input, 1 if input.dim() > 1 else 0)
     classes = input.shape[1] if input.dim() > 1 else input.shape[0]
     if target.dtype.is_floating_point:  # probabilities
         if target.shape != input.shape:
-            raise ShapeError(f"cross_entropy: probability targets must have the input's shape "
-                             f"{list(input.shape)}, got {list(target.shape)}")
+            raise ShapeError(
+                f"cross_entropy: probability targets must have the input's shape "
+                f"{list(input.shape)}, got {list(target.shape)}"
+            )
         if label_smoothing:
             target = target * (1 - label_smoothing) + label_smoothing / classes
         wlogp = logp if weight is None else logp * _class_view(weight, input)
@@ -363,8 +455,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
         if weight is None:
             smooth = smooth.sum() / valid.sum()
         else:
-            smooth = smooth.sum() / (weight[G.where(target != ignore_index, target, 0)]
-                                     * valid).sum()
+            smooth = smooth.sum() / (weight[G.where(target != ignore_index, target, 0)] * valid).sum()
     else:
         smooth = _reduce(smooth, reduction)
     return loss * (1 - label_smoothing) + smooth * (label_smoothing / classes)
@@ -376,8 +467,9 @@ def _class_view(weight: Tensor, input: Tensor) -> Tensor:
     return weight.reshape(shape)
 
 
-def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                         reduction: str = "mean") -> Tensor:
+def binary_cross_entropy(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
     """-(t log p + (1 - t) log(1 - p)), with logs clamped at -100 as PyTorch does."""
     log_p = G.clamp(G.log(input), min=-100.0)
     log_q = G.clamp(G.log(1 - input), min=-100.0)
@@ -387,8 +479,9 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     return _reduce(loss, reduction)
 
 
-def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight=None,
-                                     reduction: str = "mean", pos_weight=None) -> Tensor:
+def binary_cross_entropy_with_logits(
+    input: Tensor, target: Tensor, weight=None, reduction: str = "mean", pos_weight=None
+) -> Tensor:
     """Binary cross entropy of sigmoid(input), computed stably from the logits."""
     log_sig = -softplus(-input)  # log sigmoid(x)
     log_one_minus = -softplus(input)  # log(1 - sigmoid(x))
@@ -399,8 +492,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight=None,
     return _reduce(loss, reduction)
 
 
-def kl_div(input: Tensor, target: Tensor, reduction: str = "mean",
-           log_target: bool = False) -> Tensor:
+def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False) -> Tensor:
     """KL divergence with `input` as log-probabilities ('batchmean' divides by the batch)."""
     if log_target:
         loss = G.exp(target) * (target - input)
@@ -429,13 +521,15 @@ def pad(input: Tensor, pad: tuple, mode: str = "constant", value: float = 0.0) -
         pads = [(0, 0)] * input.dim()
         for i in range(len(pad) // 2):
             pads[input.dim() - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-        return dispatch(OPS["pad"], (input,), {"pads": tuple(pads), "value": value},
-                        name="ConstantPadNdBackward0")
+        return dispatch(
+            OPS["pad"], (input,), {"pads": tuple(pads), "value": value}, name="ConstantPadNdBackward0"
+        )
     out = input
     for i in range(len(pad) // 2):
         dim = input.dim() - 1 - i
-        out = out.index_select(dim, G.tensor(_pad_indices(mode, out.shape[dim], pad[2 * i],
-                                                          pad[2 * i + 1]), device=input.device))
+        out = out.index_select(
+            dim, G.tensor(_pad_indices(mode, out.shape[dim], pad[2 * i], pad[2 * i + 1]), device=input.device)
+        )
     return out
 
 
@@ -446,26 +540,30 @@ def _pad_indices(mode: str, n: int, left: int, right: int) -> list[int]:
     core = list(range(n))
     if mode == "reflect":
         if left >= n or right >= n:
-            raise ValueError(f"pad: reflect padding ({left}, {right}) must be smaller than the "
-                             f"dim size {n}")
+            raise ValueError(f"pad: reflect padding ({left}, {right}) must be smaller than the dim size {n}")
         return list(range(left, 0, -1)) + core + list(range(n - 2, n - 2 - right, -1))
     if mode == "replicate":
         return [0] * left + core + [n - 1] * right
     if mode == "circular":
         if left > n or right > n:
-            raise ValueError(f"pad: circular padding ({left}, {right}) is larger than the dim "
-                             f"size {n}")
-        return core[n - left:] + core + core[:right]
-    raise ValueError(f"pad: unknown mode {mode!r}; expected 'constant', 'reflect', 'replicate' "
-                     "or 'circular'")
+            raise ValueError(f"pad: circular padding ({left}, {right}) is larger than the dim size {n}")
+        return core[n - left :] + core + core[:right]
+    raise ValueError(f"pad: unknown mode {mode!r}; expected 'constant', 'reflect', 'replicate' or 'circular'")
 
 
 # --- normalization ---
 
 
-def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
-               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
-               momentum: float | None = 0.1, eps: float = 1e-5) -> Tensor:
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
     """Normalize each channel (dim 1) by batch statistics (training) or running ones; in
     training the running statistics move towards the batch's (unbiased variance, as PyTorch)."""
     dims = (0,) + tuple(range(2, input.dim()))
@@ -473,8 +571,9 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if training:
         count = input.numel() // input.shape[1]
         if count <= 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input "
-                             f"size {list(input.shape)}")
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, got input size {list(input.shape)}"
+            )
         mean = input.mean(dims)
         var = input.var(dims, correction=0)
         if running_mean is not None:
@@ -494,13 +593,19 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     return out
 
 
-def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def layer_norm(
+    input: Tensor,
+    normalized_shape,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     """Normalize over the last len(normalized_shape) dims."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if tuple(input.shape[-len(shape):]) != shape:
-        raise ShapeError(f"layer_norm: input shape {list(input.shape)} does not end with "
-                         f"normalized_shape {list(shape)}")
+    if tuple(input.shape[-len(shape) :]) != shape:
+        raise ShapeError(
+            f"layer_norm: input shape {list(input.shape)} does not end with normalized_shape {list(shape)}"
+        )
     dims = tuple(range(input.dim() - len(shape), input.dim()))
     mean = input.mean(dims, keepdim=True)
     var = input.var(dims, correction=0, keepdim=True)
@@ -512,8 +617,13 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     return out
 
 
-def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     """Normalize each group of channels of each sample."""
     n, c = input.shape[:2]
     if c % num_groups:
@@ -530,9 +640,15 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
     return out
 
 
-def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
-              max_norm=None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
-              sparse: bool = False) -> Tensor:
+def embedding(
+    input: Tensor,
+    weight: Tensor,
+    padding_idx: int | None = None,
+    max_norm=None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
     """Rows of `weight` at the integer indices `input`; `padding_idx` rows get no gradient."""
     if max_norm is not None or scale_grad_by_freq or sparse:
         raise ValueError("embedding: max_norm, scale_grad_by_freq and sparse are not supported")
@@ -544,15 +660,24 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
     return out
 
 
-def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
-                align_corners: bool | None = None, recompute_scale_factor=None,
-                antialias: bool = False) -> Tensor:
+def interpolate(
+    input: Tensor,
+    size=None,
+    scale_factor=None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+    recompute_scale_factor=None,
+    antialias: bool = False,
+) -> Tensor:
     """Resize the spatial dims of (N, C, H, W) (or (N, C, L)) input: 'nearest' or 'bilinear'
     ('linear' for 1-D), with PyTorch's coordinate conventions."""
     if input.dim() == 3:
         size1 = None if size is None else (1, size if isinstance(size, int) else size[0])
-        scale1 = None if scale_factor is None else (1.0, scale_factor if not isinstance(
-            scale_factor, (tuple, list)) else scale_factor[0])
+        scale1 = (
+            None
+            if scale_factor is None
+            else (1.0, scale_factor if not isinstance(scale_factor, (tuple, list)) else scale_factor[0])
+        )
         mode2 = "bilinear" if mode == "linear" else mode
         return interpolate(input.unsqueeze(2), size1, scale1, mode2, align_corners).squeeze(2)
     if input.dim() != 4:
@@ -562,8 +687,11 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         out_h, out_w = _pair(size, "size")
         scales = (h / out_h, w / out_w)
     elif scale_factor is not None:
-        sf = _pair(scale_factor, "scale_factor") if not isinstance(scale_factor, float) \
+        sf = (
+            _pair(scale_factor, "scale_factor")
+            if not isinstance(scale_factor, float)
             else (scale_factor, scale_factor)
+        )
         out_h, out_w = int(math.floor(h * sf[0])), int(math.floor(w * sf[1]))
         scales = (1 / sf[0], 1 / sf[1]) if not recompute_scale_factor else (h / out_h, w / out_w)
     else:
@@ -573,8 +701,7 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         cols = [min(int(math.floor(j * scales[1])), w - 1) for j in range(out_w)]
         return input.index_select(2, G.tensor(rows)).index_select(3, G.tensor(cols))
     if mode != "bilinear":
-        raise ValueError(f"interpolate: mode {mode!r} is not supported; use 'nearest' or "
-                         "'bilinear'")
+        raise ValueError(f"interpolate: mode {mode!r} is not supported; use 'nearest' or 'bilinear'")
 
     def axis(n_in, n_out, scale):
         if align_corners:

@@ -24,8 +24,7 @@ class _IncompatibleKeys(NamedTuple):
     def __repr__(self) -> str:
         if not self.missing_keys and not self.unexpected_keys:
             return "<All keys matched successfully>"
-        return f"_IncompatibleKeys(missing_keys={self.missing_keys}, " \
-               f"unexpected_keys={self.unexpected_keys})"
+        return f"_IncompatibleKeys(missing_keys={self.missing_keys}, unexpected_keys={self.unexpected_keys})"
 
 
 def _addindent(text: str, spaces: int) -> str:
@@ -62,8 +61,9 @@ class Module:
         set_(self, "_forward_pre_hooks", [])
 
     def forward(self, *args, **kwargs):
-        raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
-                                  '"forward" function')
+        raise NotImplementedError(
+            f'Module [{type(self).__name__}] is missing the required "forward" function'
+        )
 
     def __call__(self, *args, **kwargs):
         for hook in self._forward_pre_hooks:
@@ -80,29 +80,36 @@ class Module:
     # --- registration ---
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
-            raise AttributeError("cannot assign attributes before Module.__init__() call "
-                                 f"(assigning {name!r} in {type(self).__name__})")
+            raise AttributeError(
+                "cannot assign attributes before Module.__init__() call "
+                f"(assigning {name!r} in {type(self).__name__})"
+            )
         params, modules, buffers = self._parameters, self._modules, self._buffers
         if isinstance(value, Parameter):
             self._discard(name)
             params[name] = value
         elif name in params:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
-                                "(nn.Parameter or None expected)")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as parameter {name!r} "
+                    "(nn.Parameter or None expected)"
+                )
             params[name] = None
         elif isinstance(value, Module):
             self._discard(name)
             modules[name] = value
         elif name in modules:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as child module "
-                                f"{name!r} (nn.Module or None expected)")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as child module "
+                    f"{name!r} (nn.Module or None expected)"
+                )
             modules[name] = None
         elif name in buffers:
             if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} "
-                                "(Tensor or None expected)")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as buffer {name!r} (Tensor or None expected)"
+                )
             buffers[name] = value
         else:
             object.__setattr__(self, name, value)
@@ -131,8 +138,10 @@ class Module:
         """Register `param` (or None) under `name`."""
         _check_name(self, name)
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot assign {type(param).__name__} object to parameter {name!r} "
-                            "(nn.Parameter or None required)")
+            raise TypeError(
+                f"cannot assign {type(param).__name__} object to parameter {name!r} "
+                "(nn.Parameter or None required)"
+            )
         self._discard(name)
         self._parameters[name] = param
 
@@ -141,8 +150,9 @@ class Module:
         `state_dict` unless `persistent=False`."""
         _check_name(self, name)
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"cannot assign {type(tensor).__name__} object to buffer {name!r} "
-                            "(Tensor or None required)")
+            raise TypeError(
+                f"cannot assign {type(tensor).__name__} object to buffer {name!r} (Tensor or None required)"
+            )
         self._discard(name)
         self._buffers[name] = tensor
         if not persistent:
@@ -163,8 +173,9 @@ class Module:
         mod = self
         for part in target.split(".") if target else []:
             if part not in mod._modules:
-                raise AttributeError(f"{type(mod).__name__} has no submodule {part!r} "
-                                     f"(looking up {target!r})")
+                raise AttributeError(
+                    f"{type(mod).__name__} has no submodule {part!r} (looking up {target!r})"
+                )
             mod = mod._modules[part]
         return mod
 
@@ -176,8 +187,9 @@ class Module:
         return mod._parameters[name]
 
     # --- traversal ---
-    def named_modules(self, memo: set | None = None, prefix: str = "",
-                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
         memo = set() if memo is None else memo
         if remove_duplicate:
             if id(self) in memo:
@@ -187,8 +199,7 @@ class Module:
         for name, module in self._modules.items():
             if module is None:
                 continue
-            yield from module.named_modules(memo, f"{prefix}.{name}" if prefix else name,
-                                            remove_duplicate)
+            yield from module.named_modules(memo, f"{prefix}.{name}" if prefix else name, remove_duplicate)
 
     def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
@@ -215,16 +226,18 @@ class Module:
                 seen.add(id(value))
                 yield (f"{mod_prefix}.{name}" if mod_prefix else name), value
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True,
-                      remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
@@ -232,8 +245,9 @@ class Module:
             yield b
 
     # --- state ---
-    def state_dict(self, destination: dict | None = None, prefix: str = "",
-                   keep_vars: bool = False) -> OrderedDict:
+    def state_dict(
+        self, destination: dict | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> OrderedDict:
         """Parameters and persistent buffers by dotted name (detached unless `keep_vars`)."""
         out = OrderedDict() if destination is None else destination
         for name, p in self._parameters.items():
@@ -247,8 +261,9 @@ class Module:
                 module.state_dict(out, prefix + name + ".", keep_vars)
         return out
 
-    def load_state_dict(self, state_dict: dict, strict: bool = True,
-                        assign: bool = False) -> _IncompatibleKeys:
+    def load_state_dict(
+        self, state_dict: dict, strict: bool = True, assign: bool = False
+    ) -> _IncompatibleKeys:
         """Copy values from `state_dict` into this module's parameters and buffers.
 
         With `strict`, missing and unexpected keys are errors; shape mismatches always are.
@@ -260,25 +275,30 @@ class Module:
         errors = []
         if strict:
             if unexpected:
-                errors.append("Unexpected key(s) in state_dict: "
-                              + ", ".join(f'"{k}"' for k in unexpected) + ". ")
+                errors.append(
+                    "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ". "
+                )
             if missing:
-                errors.append("Missing key(s) in state_dict: "
-                              + ", ".join(f'"{k}"' for k in missing) + ". ")
+                errors.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ". ")
         for key, target in own.items():
             if key not in state_dict:
                 continue
             value = state_dict[key]
             if not isinstance(value, Tensor):
-                errors.append(f'While copying the parameter named "{key}", expected a Tensor '
-                              f"in the state_dict, got {type(value).__name__}.")
+                errors.append(
+                    f'While copying the parameter named "{key}", expected a Tensor '
+                    f"in the state_dict, got {type(value).__name__}."
+                )
             elif value.shape != target.shape:
-                errors.append(f"size mismatch for {key}: copying a param with shape "
-                              f"{value.shape} from checkpoint, the shape in current model is "
-                              f"{target.shape}.")
+                errors.append(
+                    f"size mismatch for {key}: copying a param with shape "
+                    f"{value.shape} from checkpoint, the shape in current model is "
+                    f"{target.shape}."
+                )
         if errors:
-            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
-                               + "\n\t".join(errors))
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors)
+            )
         from graphc.autograd.grad_mode import no_grad
 
         with no_grad():
@@ -294,8 +314,11 @@ class Module:
         path, _, name = key.rpartition(".")
         mod = self.get_submodule(path)
         if name in mod._parameters:
-            mod._parameters[name] = value if isinstance(value, Parameter) else Parameter(
-                value, mod._parameters[name].requires_grad)
+            mod._parameters[name] = (
+                value
+                if isinstance(value, Parameter)
+                else Parameter(value, mod._parameters[name].requires_grad)
+            )
         else:
             mod._buffers[name] = value
 
@@ -360,8 +383,7 @@ class Module:
         return self._convert(convert)
 
     def cuda(self, device=None) -> Module:
-        return self.to(_device.device("cuda", device) if isinstance(device, int)
-                       else device or "cuda")
+        return self.to(_device.device("cuda", device) if isinstance(device, int) else device or "cuda")
 
     def cpu(self) -> Module:
         return self.to("cpu")
@@ -395,8 +417,7 @@ class Module:
     def __repr__(self) -> str:
         extra = self.extra_repr()
         extra_lines = extra.split("\n") if extra else []
-        child_lines = [f"({key}): " + _addindent(repr(module), 2)
-                       for key, module in self._modules.items()]
+        child_lines = [f"({key}): " + _addindent(repr(module), 2) for key, module in self._modules.items()]
         lines = extra_lines + child_lines
         body = ""
         if lines:
@@ -407,8 +428,9 @@ class Module:
         return f"{self._get_name()}({body})"
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
-                      | set(self._modules))
+        return sorted(
+            set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules)
+        )
 
 
 def _check_name(module: Module, name: str) -> None:
@@ -416,6 +438,10 @@ def _check_name(module: Module, name: str) -> None:
         raise TypeError(f"names must be strings, got {type(name).__name__}")
     if "." in name or name == "":
         raise KeyError(f"invalid name {name!r}: it must be non-empty and contain no '.'")
-    if hasattr(type(module), name) and name not in module._parameters \
-            and name not in module._buffers and name not in module._modules:
+    if (
+        hasattr(type(module), name)
+        and name not in module._parameters
+        and name not in module._buffers
+        and name not in module._modules
+    ):
         raise KeyError(f"attribute {name!r} already exists on {type(module).__name__}")

@@ -13,9 +13,16 @@ from graphc.nn.parameter import Parameter
 class _BatchNorm(Module):
     _input_dims: tuple = ()
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, device=None,
-                 dtype=None) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -43,21 +50,31 @@ class _BatchNorm(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         if input.dim() not in self._input_dims:
-            raise ValueError(f"expected {' or '.join(f'{d}D' for d in self._input_dims)} input "
-                             f"(got {input.dim()}D input)")
+            raise ValueError(
+                f"expected {' or '.join(f'{d}D' for d in self._input_dims)} input (got {input.dim()}D input)"
+            )
         momentum = self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         use_batch = self.training or not self.track_running_stats
-        return F.batch_norm(input, self.running_mean if not use_batch or self.training else None,
-                            self.running_var if not use_batch or self.training else None,
-                            self.weight, self.bias, use_batch, momentum, self.eps)
+        return F.batch_norm(
+            input,
+            self.running_mean if not use_batch or self.training else None,
+            self.running_var if not use_batch or self.training else None,
+            self.weight,
+            self.bias,
+            use_batch,
+            momentum,
+            self.eps,
+        )
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
 
 
 class BatchNorm1d(_BatchNorm):
@@ -75,11 +92,17 @@ class BatchNorm2d(_BatchNorm):
 class LayerNorm(Module):
     """Normalization over the last dims, with learnable elementwise scale and shift."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        normalized_shape,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
-            normalized_shape)
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.normalized_shape, self.eps = shape, eps
         self.elementwise_affine = elementwise_affine
         kw = {"device": device, "dtype": dtype}
@@ -96,20 +119,25 @@ class LayerNorm(Module):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
 class GroupNorm(Module):
     """Normalization over groups of channels."""
 
-    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         if num_channels % num_groups:
             raise ValueError("num_channels must be divisible by num_groups")
-        self.num_groups, self.num_channels, self.eps, self.affine = (
-            num_groups, num_channels, eps, affine)
+        self.num_groups, self.num_channels, self.eps, self.affine = (num_groups, num_channels, eps, affine)
         kw = {"device": device, "dtype": dtype}
         if affine:
             self.weight = Parameter(G.ones(num_channels, **kw))
@@ -128,17 +156,28 @@ class GroupNorm(Module):
 class Embedding(Module):
     """A lookup table of `num_embeddings` vectors of size `embedding_dim` (N(0, 1) init)."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
-                 max_norm=None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
-                 sparse: bool = False, _weight=None, _freeze: bool = False, device=None,
-                 dtype=None) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        max_norm=None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        _weight=None,
+        _freeze: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         if padding_idx is not None and padding_idx < 0:
             padding_idx += num_embeddings
         self.padding_idx = padding_idx
-        weight = G.empty(num_embeddings, embedding_dim, device=device, dtype=dtype) \
-            if _weight is None else _weight
+        weight = (
+            G.empty(num_embeddings, embedding_dim, device=device, dtype=dtype) if _weight is None else _weight
+        )
         self.weight = Parameter(weight, requires_grad=not _freeze)
         if _weight is None:
             init.normal_(self.weight)
@@ -162,11 +201,14 @@ class Embedding(Module):
 class Upsample(Module):
     """Resize with `interpolate`."""
 
-    def __init__(self, size=None, scale_factor=None, mode: str = "nearest",
-                 align_corners=None) -> None:
+    def __init__(self, size=None, scale_factor=None, mode: str = "nearest", align_corners=None) -> None:
         super().__init__()
         self.size, self.scale_factor, self.mode, self.align_corners = (
-            size, scale_factor, mode, align_corners)
+            size,
+            scale_factor,
+            mode,
+            align_corners,
+        )
 
     def forward(self, input: Tensor) -> Tensor:
         return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners)

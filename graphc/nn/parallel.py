@@ -26,9 +26,18 @@ class DataParallel(Module):
 class DistributedDataParallel(DataParallel):
     """DistributedDataParallel's API for a single process (world size 1)."""
 
-    def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0,
-                 broadcast_buffers: bool = True, process_group=None, bucket_cap_mb=25,
-                 find_unused_parameters: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        module: Module,
+        device_ids=None,
+        output_device=None,
+        dim: int = 0,
+        broadcast_buffers: bool = True,
+        process_group=None,
+        bucket_cap_mb=25,
+        find_unused_parameters: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(module, device_ids, output_device, dim)
         self.find_unused_parameters = find_unused_parameters
 

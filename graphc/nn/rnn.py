@@ -19,9 +19,18 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 class _RNNBase(Module):
     mode = "RNN_TANH"
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         if not 0 <= dropout <= 1:
             raise ValueError("dropout should be a number in range [0, 1]")
@@ -73,9 +82,11 @@ class _RNNBase(Module):
             if hx is not None:
                 hx = tuple(h.unsqueeze(1) for h in hx) if lstm else hx.unsqueeze(1)
         if input.dim() != 3 or input.shape[-1] != self.input_size:
-            raise ValueError(f"{type(self).__name__}: expected input of shape (seq, batch, "
-                             f"{self.input_size}) (batch first if batch_first), got "
-                             f"{list(input.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: expected input of shape (seq, batch, "
+                f"{self.input_size}) (batch first if batch_first), got "
+                f"{list(input.shape)}"
+            )
         if self.batch_first:
             input = input.transpose(0, 1)
         seq, batch = input.shape[:2]
@@ -93,8 +104,10 @@ class _RNNBase(Module):
             outputs = []
             for d in range(directions):
                 suffix = f"_l{layer}" + ("_reverse" if d else "")
-                params = [getattr(self, n + suffix) if hasattr(self, n + suffix) else None
-                          for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                params = [
+                    getattr(self, n + suffix) if hasattr(self, n + suffix) else None
+                    for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                ]
                 k = layer * directions + d
                 state = (hx[0][k], hx[1][k]) if lstm else (hx[k],)
                 steps = range(seq - 1, -1, -1) if d else range(seq)
@@ -137,8 +150,7 @@ class RNN(_RNNBase):
 
     def __init__(self, *args, nonlinearity: str = "tanh", **kwargs) -> None:
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
-                             "'relu'.")
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         object.__setattr__(self, "mode", "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU")
         super().__init__(*args, **kwargs)
         self.nonlinearity = nonlinearity

@@ -23,8 +23,9 @@ class LRScheduler:
             if last_epoch == -1:
                 group.setdefault("initial_lr", group["lr"])
             elif "initial_lr" not in group:
-                raise KeyError("param 'initial_lr' is not specified in param_groups when "
-                               "resuming an optimizer")
+                raise KeyError(
+                    "param 'initial_lr' is not specified in param_groups when resuming an optimizer"
+                )
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self.step()
@@ -47,8 +48,7 @@ class LRScheduler:
         return self._last_lr
 
     def state_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"
-                and not callable(v)}
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer" and not callable(v)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.__dict__.update(state_dict)
@@ -62,8 +62,7 @@ class LambdaLR(LRScheduler):
 
     def __init__(self, optimizer, lr_lambda, last_epoch: int = -1) -> None:
         n = len(optimizer.param_groups)
-        self.lr_lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) \
-            else [lr_lambda] * n
+        self.lr_lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n
         if len(self.lr_lambdas) != n:
             raise ValueError(f"expected {n} lr_lambdas, but got {len(self.lr_lambdas)}")
         super().__init__(optimizer, last_epoch)
@@ -80,8 +79,7 @@ class LambdaLR(LRScheduler):
 class StepLR(LRScheduler):
     """lr = initial_lr * gamma ** (epoch // step_size)."""
 
-    def __init__(self, optimizer, step_size: int, gamma: float = 0.1,
-                 last_epoch: int = -1) -> None:
+    def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
@@ -97,8 +95,7 @@ class MultiStepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch):
-        return [base * self.gamma ** bisect_right(self.milestones, epoch)
-                for base in self.base_lrs]
+        return [base * self.gamma ** bisect_right(self.milestones, epoch) for base in self.base_lrs]
 
 
 class ExponentialLR(LRScheduler):
@@ -109,36 +106,46 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch):
-        return [base * self.gamma ** epoch for base in self.base_lrs]
+        return [base * self.gamma**epoch for base in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
 
-    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0,
-                 last_epoch: int = -1) -> None:
+    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch):
-        return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * epoch /
-                                                                     self.T_max)) / 2
-                for base in self.base_lrs]
+        return [
+            self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+            for base in self.base_lrs
+        ]
 
 
 class OneCycleLR(LRScheduler):
     """The 1cycle policy: warm up to `max_lr`, then anneal far below the start (per batch)."""
 
-    def __init__(self, optimizer, max_lr, total_steps: int | None = None,
-                 epochs: int | None = None, steps_per_epoch: int | None = None,
-                 pct_start: float = 0.3, anneal_strategy: str = "cos",
-                 cycle_momentum: bool = True, base_momentum=0.85, max_momentum=0.95,
-                 div_factor: float = 25.0, final_div_factor: float = 1e4,
-                 three_phase: bool = False, last_epoch: int = -1) -> None:
+    def __init__(
+        self,
+        optimizer,
+        max_lr,
+        total_steps: int | None = None,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        cycle_momentum: bool = True,
+        base_momentum=0.85,
+        max_momentum=0.95,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+        last_epoch: int = -1,
+    ) -> None:
         if total_steps is None:
             if epochs is None or steps_per_epoch is None:
-                raise ValueError("You must define either total_steps OR (epochs AND "
-                                 "steps_per_epoch)")
+                raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
             total_steps = epochs * steps_per_epoch
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy}")
@@ -150,8 +157,7 @@ class OneCycleLR(LRScheduler):
         if cycle_momentum:
             self._momentum_key = "betas" if "betas" in optimizer.defaults else "momentum"
             if self._momentum_key not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or betas with "
-                                 "cycle_momentum enabled")
+                raise ValueError("optimizer must support momentum or betas with cycle_momentum enabled")
         for group, top in zip(optimizer.param_groups, max_lrs, strict=True):
             if last_epoch == -1:
                 group["initial_lr"] = top / div_factor
@@ -161,16 +167,13 @@ class OneCycleLR(LRScheduler):
         # (last step of the phase, lr from, lr to, momentum from, momentum to)
         if three_phase:
             self.phases = [
-                (pct_start * total_steps - 1, "initial_lr", "max_lr", "max_momentum",
-                 "base_momentum"),
-                (2 * pct_start * total_steps - 2, "max_lr", "initial_lr", "base_momentum",
-                 "max_momentum"),
+                (pct_start * total_steps - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                (2 * pct_start * total_steps - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
                 (total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"),
             ]
         else:
             self.phases = [
-                (pct_start * total_steps - 1, "initial_lr", "max_lr", "max_momentum",
-                 "base_momentum"),
+                (pct_start * total_steps - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
                 (total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"),
             ]
         super().__init__(optimizer, last_epoch)
@@ -185,8 +188,9 @@ class OneCycleLR(LRScheduler):
 
     def lr_at(self, epoch):
         if epoch > self.total_steps:
-            raise ValueError(f"Tried to step {epoch} times. The specified number of total "
-                             f"steps is {self.total_steps}")
+            raise ValueError(
+                f"Tried to step {epoch} times. The specified number of total steps is {self.total_steps}"
+            )
         lrs = []
         for group in self.optimizer.param_groups:
             start_step = 0.0
@@ -209,16 +213,29 @@ class ReduceLROnPlateau:
     """Divide the learning rate by 1/`factor` when a metric has stopped improving for
     `patience` epochs (call `step(metric)` once per epoch)."""
 
-    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1,
-                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
-                 cooldown: int = 0, min_lr=0.0, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr=0.0,
+        eps: float = 1e-8,
+    ) -> None:
         if factor >= 1.0:
             raise ValueError("Factor should be < 1.0.")
         if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
             raise ValueError(f"invalid mode {mode!r} or threshold_mode {threshold_mode!r}")
         self.optimizer, self.mode, self.factor, self.patience = optimizer, mode, factor, patience
         self.threshold, self.threshold_mode, self.cooldown, self.eps = (
-            threshold, threshold_mode, cooldown, eps)
+            threshold,
+            threshold_mode,
+            cooldown,
+            eps,
+        )
         n = len(optimizer.param_groups)
         self.min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * n
         self.best = math.inf if mode == "min" else -math.inf
@@ -229,11 +246,9 @@ class ReduceLROnPlateau:
 
     def _is_better(self, a: float, best: float) -> bool:
         if self.mode == "min":
-            limit = best * (1 - self.threshold) if self.threshold_mode == "rel" \
-                else best - self.threshold
+            limit = best * (1 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold
             return a < limit
-        limit = best * (1 + self.threshold) if self.threshold_mode == "rel" \
-            else best + self.threshold
+        limit = best * (1 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold
         return a > limit
 
     def step(self, metrics) -> None:

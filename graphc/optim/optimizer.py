@@ -50,8 +50,9 @@ class Optimizer:
                 raise ValueError("can't optimize a non-leaf Tensor")
         for name, default in self.defaults.items():
             if default is required and name not in group:
-                raise ValueError(f"parameter group didn't specify a value of required "
-                                 f"optimization parameter {name}")
+                raise ValueError(
+                    f"parameter group didn't specify a value of required optimization parameter {name}"
+                )
             group.setdefault(name, default)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in group["params"]):
@@ -107,8 +108,10 @@ class Optimizer:
             raise ValueError("loaded state dict has a different number of parameter groups")
         for mine, theirs in zip(self.param_groups, saved, strict=True):
             if len(mine["params"]) != len(theirs["params"]):
-                raise ValueError("loaded state dict contains a parameter group that doesn't "
-                                 "match the size of optimizer's group")
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't "
+                    "match the size of optimizer's group"
+                )
         by_index = {}
         for mine, theirs in zip(self.param_groups, saved, strict=True):
             for p, i in zip(mine["params"], theirs["params"], strict=True):
@@ -118,8 +121,9 @@ class Optimizer:
         for i, s in state_dict["state"].items():
             p = by_index[int(i)]
             # copies: the loaded state must not alias the dict it came from
-            self.state[p] = {k: (v.to(p.device).clone() if isinstance(v, Tensor) else v)
-                             for k, v in s.items()}
+            self.state[p] = {
+                k: (v.to(p.device).clone() if isinstance(v, Tensor) else v) for k, v in s.items()
+            }
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -146,16 +150,32 @@ def _buffer(state: dict, name: str, like, xp, fill: float = 0.0):
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
 
-    def __init__(self, params, lr=1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ):
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"invalid SGD options lr={lr}, momentum={momentum}, "
-                             f"weight_decay={weight_decay}")
+            raise ValueError(f"invalid SGD options lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
-                                  "weight_decay": weight_decay, "nesterov": nesterov,
-                                  "maximize": maximize})
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "dampening": dampening,
+                "weight_decay": weight_decay,
+                "nesterov": nesterov,
+                "maximize": maximize,
+            },
+        )
 
     def _update(self, xp, p, grad, group, state) -> None:
         if group["weight_decay"]:
@@ -180,13 +200,30 @@ class Adam(Optimizer):
 
     _decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False):
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ):
         if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"invalid Adam options lr={lr}, betas={betas}, eps={eps}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
-                                  "weight_decay": weight_decay, "amsgrad": amsgrad,
-                                  "maximize": maximize})
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "betas": tuple(betas),
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "amsgrad": amsgrad,
+                "maximize": maximize,
+            },
+        )
 
     def _update(self, xp, p, grad, group, state) -> None:
         beta1, beta2 = group["betas"]
@@ -202,7 +239,7 @@ class Adam(Optimizer):
         exp_avg += (1 - beta1) * (grad - exp_avg)
         exp_avg_sq *= beta2
         exp_avg_sq += (1 - beta2) * grad * grad
-        bias1, bias2 = 1 - beta1 ** step, 1 - beta2 ** step
+        bias1, bias2 = 1 - beta1**step, 1 - beta2**step
         if group["amsgrad"]:
             peak = _buffer(state, "max_exp_avg_sq", p._data, xp)
             xp.maximum(peak, exp_avg_sq, out=peak)
@@ -217,22 +254,49 @@ class AdamW(Adam):
 
     _decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
 
 
 class RMSprop(Optimizer):
     """RMSprop with optional momentum and centering."""
 
-    def __init__(self, params, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
-                 maximize: bool = False):
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+    ):
         if lr < 0 or eps < 0 or alpha < 0:
             raise ValueError(f"invalid RMSprop options lr={lr}, alpha={alpha}, eps={eps}")
-        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay":
-                                  weight_decay, "momentum": momentum, "centered": centered,
-                                  "maximize": maximize})
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "alpha": alpha,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "momentum": momentum,
+                "centered": centered,
+                "maximize": maximize,
+            },
+        )
 
     def _update(self, xp, p, grad, group, state) -> None:
         if group["weight_decay"]:
@@ -260,14 +324,30 @@ class RMSprop(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad with learning-rate decay and weight decay."""
 
-    def __init__(self, params, lr=1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *,
-                 maximize: bool = False):
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+    ):
         if lr < 0 or lr_decay < 0 or eps < 0 or initial_accumulator_value < 0:
             raise ValueError(f"invalid Adagrad options lr={lr}, lr_decay={lr_decay}, eps={eps}")
-        super().__init__(params, {"lr": lr, "lr_decay": lr_decay, "weight_decay": weight_decay,
-                                  "initial_accumulator_value": initial_accumulator_value,
-                                  "eps": eps, "maximize": maximize})
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "lr_decay": lr_decay,
+                "weight_decay": weight_decay,
+                "initial_accumulator_value": initial_accumulator_value,
+                "eps": eps,
+                "maximize": maximize,
+            },
+        )
 
     def _update(self, xp, p, grad, group, state) -> None:
         step = state["step"] = state.get("step", 0) + 1

@@ -42,8 +42,11 @@ class VisionDataset(Dataset):
         return img, target
 
     def __repr__(self) -> str:
-        lines = [f"Dataset {type(self).__name__}", f"    Number of datapoints: {len(self)}",
-                 f"    Root location: {self.root}"]
+        lines = [
+            f"Dataset {type(self).__name__}",
+            f"    Number of datapoints: {len(self)}",
+            f"    Root location: {self.root}",
+        ]
         lines += [f"    {line}" for line in self.extra_repr().splitlines()]
         if self.transform is not None:
             lines.append(f"    Transform: {self.transform!r}".replace("\n", "\n    "))
@@ -73,8 +76,7 @@ def _download(url: str, dest: Path, md5: str, where: str) -> None:
                 out.write(block)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise DatasetError(f"could not download {url} ({e}). Put the file there by hand: "
-                           f"{where}") from None
+        raise DatasetError(f"could not download {url} ({e}). Put the file there by hand: {where}") from None
     if _md5(tmp) != md5:
         tmp.unlink()
         raise DatasetError(f"checksum mismatch for {url}: expected MD5 {md5}")
@@ -93,15 +95,22 @@ def _extract_tar(archive: Path, into: Path) -> None:
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, strings, numbers and numpy arrays, and nothing else."""
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file "
-                                     "(only arrays and plain data are allowed)")
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name} from a dataset file (only arrays and plain data are allowed)"
+        )
 
 
 def _load_batch(path: Path) -> dict:
@@ -124,8 +133,9 @@ class CIFAR10(VisionDataset):
     meta = {"filename": "batches.meta", "key": "label_names"}
     labels_key = "labels"
 
-    def __init__(self, root, train: bool = True, transform=None, target_transform=None,
-                 download: bool = False) -> None:
+    def __init__(
+        self, root, train: bool = True, transform=None, target_transform=None, download: bool = False
+    ) -> None:
         super().__init__(root, transform, target_transform)
         self.train = train
         folder = Path(self.root) / self.base_folder
@@ -136,8 +146,10 @@ class CIFAR10(VisionDataset):
             _extract_tar(archive, Path(self.root))
         missing = [f for f in files if not (folder / f).exists()]
         if missing:
-            raise DatasetError(f"{type(self).__name__}: {', '.join(missing)} not found. "
-                               f"{self._where()}, or pass download=True")
+            raise DatasetError(
+                f"{type(self).__name__}: {', '.join(missing)} not found. "
+                f"{self._where()}, or pass download=True"
+            )
         data, targets = [], []
         for name in files[:-1]:
             batch = _load_batch(folder / name)
@@ -149,15 +161,16 @@ class CIFAR10(VisionDataset):
         self.data = np.concatenate(data).transpose(0, 2, 3, 1)  # HWC, as torchvision keeps it
         self.targets = targets
         if len(self.targets) != len(self.data):
-            raise DatasetError(f"{folder}: {len(self.data)} images but {len(self.targets)} "
-                               "labels")
+            raise DatasetError(f"{folder}: {len(self.data)} images but {len(self.targets)} labels")
         meta = _load_batch(folder / self.meta["filename"])
         self.classes = list(meta[self.meta["key"]])
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     def _where(self) -> str:
-        return (f"Download {self.url} (MD5 {self.tgz_md5}) and extract it into {self.root} "
-                f"(giving {Path(self.root) / self.base_folder})")
+        return (
+            f"Download {self.url} (MD5 {self.tgz_md5}) and extract it into {self.root} "
+            f"(giving {Path(self.root) / self.base_folder})"
+        )
 
     def __getitem__(self, index: int):
         return self._apply(Image.fromarray(self.data[index]), self.targets[index])
@@ -193,32 +206,53 @@ def _read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DatasetError(f"{path}: not an idx file (bad magic {raw[:4]!r})")
     dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
-    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     expected = int(np.prod(dims)) * np.dtype(dtype).itemsize
     if len(raw) - offset != expected:
-        raise DatasetError(f"{path}: {len(raw) - offset} data bytes, the header promises "
-                           f"{expected}; the file is truncated or damaged")
+        raise DatasetError(
+            f"{path}: {len(raw) - offset} data bytes, the header promises "
+            f"{expected}; the file is truncated or damaged"
+        )
     return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder(">"), offset=offset).reshape(dims)
 
 
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.int16, 0x0C: np.int32, 0x0D: np.float32,
-              0x0E: np.float64}
+_IDX_TYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.int16,
+    0x0C: np.int32,
+    0x0D: np.float32,
+    0x0E: np.float64,
+}
 
 
 class MNIST(VisionDataset):
     """MNIST from `root/MNIST/raw` idx files (`train-images-idx3-ubyte[.gz]`, ...)."""
 
     mirror = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-    resources = [("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-                 ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-                 ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-                 ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")]
-    classes = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five",
-               "6 - six", "7 - seven", "8 - eight", "9 - nine"]
+    resources = [
+        ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+        ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+        ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+    ]
+    classes = [
+        "0 - zero",
+        "1 - one",
+        "2 - two",
+        "3 - three",
+        "4 - four",
+        "5 - five",
+        "6 - six",
+        "7 - seven",
+        "8 - eight",
+        "9 - nine",
+    ]
 
-    def __init__(self, root, train: bool = True, transform=None, target_transform=None,
-                 download: bool = False) -> None:
+    def __init__(
+        self, root, train: bool = True, transform=None, target_transform=None, download: bool = False
+    ) -> None:
         super().__init__(root, transform, target_transform)
         self.train = train
         raw = Path(self.root) / type(self).__name__ / "raw"
@@ -232,13 +266,16 @@ class MNIST(VisionDataset):
             found = [self._find(raw, name) for name in wanted]
         if None in found:
             missing = [n for n, f in zip(wanted, found, strict=True) if f is None]
-            raise DatasetError(f"{type(self).__name__}: {', '.join(missing)}[.gz] not found in "
-                               f"{raw}. {self._where(raw)}, or pass download=True")
+            raise DatasetError(
+                f"{type(self).__name__}: {', '.join(missing)}[.gz] not found in "
+                f"{raw}. {self._where(raw)}, or pass download=True"
+            )
         self.data = _read_idx(found[0]).astype(np.uint8)
         self.targets = _read_idx(found[1]).astype(np.int64)
         if self.data.ndim != 3 or len(self.data) != len(self.targets):
-            raise DatasetError(f"{raw}: images {self.data.shape} and labels "
-                               f"{self.targets.shape} do not match")
+            raise DatasetError(
+                f"{raw}: images {self.data.shape} and labels {self.targets.shape} do not match"
+            )
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     @staticmethod
@@ -266,12 +303,24 @@ class FashionMNIST(MNIST):
     """Fashion-MNIST, in MNIST's format, from `root/FashionMNIST/raw`."""
 
     mirror = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-    resources = [("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-                 ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-                 ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-                 ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310")]
-    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-               "Sneaker", "Bag", "Ankle boot"]
+    resources = [
+        ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+        ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+        ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+    ]
+    classes = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]
 
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -286,8 +335,9 @@ def pil_loader(path: str) -> Image.Image:
 class DatasetFolder(VisionDataset):
     """Samples from `root/<class>/**/<file>`: (loaded file, class index), classes sorted."""
 
-    def __init__(self, root, loader, extensions=None, transform=None, target_transform=None,
-                 is_valid_file=None) -> None:
+    def __init__(
+        self, root, loader, extensions=None, transform=None, target_transform=None, is_valid_file=None
+    ) -> None:
         super().__init__(root, transform, target_transform)
         if not os.path.isdir(self.root):
             raise DatasetError(f"{type(self).__name__}: folder {self.root} does not exist")
@@ -303,16 +353,17 @@ class DatasetFolder(VisionDataset):
 
         self.samples = []
         for cls in self.classes:
-            for dirpath, _, files in sorted(os.walk(os.path.join(self.root, cls),
-                                                    followlinks=True)):
+            for dirpath, _, files in sorted(os.walk(os.path.join(self.root, cls), followlinks=True)):
                 for name in sorted(files):
                     path = os.path.join(dirpath, name)
                     if is_valid_file(path):
                         self.samples.append((path, self.class_to_idx[cls]))
         if not self.samples:
-            raise DatasetError(f"Found no valid file for the classes {', '.join(self.classes)}"
-                               f" in {self.root}. Supported extensions are: "
-                               f"{', '.join(extensions or ())}")
+            raise DatasetError(
+                f"Found no valid file for the classes {', '.join(self.classes)}"
+                f" in {self.root}. Supported extensions are: "
+                f"{', '.join(extensions or ())}"
+            )
         self.loader = loader
         self.targets = [t for _, t in self.samples]
         self.imgs = self.samples
@@ -328,7 +379,14 @@ class DatasetFolder(VisionDataset):
 class ImageFolder(DatasetFolder):
     """Images in `root/<class>/<image>` folders."""
 
-    def __init__(self, root, transform=None, target_transform=None, loader=pil_loader,
-                 is_valid_file=None) -> None:
-        super().__init__(root, loader, IMG_EXTENSIONS if is_valid_file is None else None,
-                         transform, target_transform, is_valid_file)
+    def __init__(
+        self, root, transform=None, target_transform=None, loader=pil_loader, is_valid_file=None
+    ) -> None:
+        super().__init__(
+            root,
+            loader,
+            IMG_EXTENSIONS if is_valid_file is None else None,
+            transform,
+            target_transform,
+            is_valid_file,
+        )

@@ -110,8 +110,9 @@ class Normalize:
     def __init__(self, mean, std, inplace: bool = False) -> None:
         self.mean, self.std, self.inplace = list(mean), list(std), inplace
         if any(s == 0 for s in self.std):
-            raise ValueError(f"std evaluated to zero after conversion to float, leading to "
-                             f"division by zero: {self.std}")
+            raise ValueError(
+                f"std evaluated to zero after conversion to float, leading to division by zero: {self.std}"
+            )
 
     def __call__(self, tensor: Tensor) -> Tensor:
         if not isinstance(tensor, Tensor) or not tensor.dtype.is_floating_point:
@@ -151,9 +152,12 @@ class Resize:
 
         mode = "nearest" if self.interpolation == Image.NEAREST else "bilinear"
         batched = img.unsqueeze(0) if img.dim() == 3 else img
-        out = interpolate(batched.float() if not batched.dtype.is_floating_point else batched,
-                          size=(th, tw), mode=mode, align_corners=False if mode != "nearest"
-                          else None)
+        out = interpolate(
+            batched.float() if not batched.dtype.is_floating_point else batched,
+            size=(th, tw),
+            mode=mode,
+            align_corners=False if mode != "nearest" else None,
+        )
         return out.squeeze(0) if img.dim() == 3 else out
 
     def __repr__(self) -> str:
@@ -163,7 +167,7 @@ class Resize:
 def _crop(img, top: int, left: int, height: int, width: int):
     if isinstance(img, Image.Image):
         return img.crop((left, top, left + width, top + height))
-    return img[..., top:top + height, left:left + width]
+    return img[..., top : top + height, left : left + width]
 
 
 class CenterCrop:
@@ -176,8 +180,16 @@ class CenterCrop:
         h, w = _image_size(img)
         th, tw = self.size
         if th > h or tw > w:
-            img = _pad(img, [max((tw - w) // 2, 0), max((th - h) // 2, 0),
-                             max((tw - w + 1) // 2, 0), max((th - h + 1) // 2, 0)], 0)
+            img = _pad(
+                img,
+                [
+                    max((tw - w) // 2, 0),
+                    max((th - h) // 2, 0),
+                    max((tw - w + 1) // 2, 0),
+                    max((th - h + 1) // 2, 0),
+                ],
+                0,
+            )
             h, w = _image_size(img)
         return _crop(img, int(round((h - th) / 2.0)), int(round((w - tw) / 2.0)), th, tw)
 
@@ -200,11 +212,11 @@ def _pad(img, padding, fill):
 class RandomCrop:
     """Crop a random `size` window, after optional padding."""
 
-    def __init__(self, size, padding=None, pad_if_needed: bool = False, fill=0,
-                 padding_mode: str = "constant") -> None:
+    def __init__(
+        self, size, padding=None, pad_if_needed: bool = False, fill=0, padding_mode: str = "constant"
+    ) -> None:
         if padding_mode != "constant":
-            raise ValueError(f"RandomCrop: padding_mode {padding_mode!r} is not supported; use "
-                             "'constant'")
+            raise ValueError(f"RandomCrop: padding_mode {padding_mode!r} is not supported; use 'constant'")
         self.size = _size_pair(size)
         self.padding, self.pad_if_needed, self.fill = padding, pad_if_needed, fill
 
@@ -219,8 +231,7 @@ class RandomCrop:
             img = _pad(img, [max(tw - w, 0), max(th - h, 0)] * 2, self.fill)
             h, w = _image_size(img)
         if h < th or w < tw:
-            raise ValueError(f"Required crop size {(th, tw)} is larger than input image size "
-                             f"{(h, w)}")
+            raise ValueError(f"Required crop size {(th, tw)} is larger than input image size {(h, w)}")
         top = int(G.randint(0, h - th + 1, (1,)).item())
         left = int(G.randint(0, w - tw + 1, (1,)).item())
         return _crop(img, top, left, th, tw)

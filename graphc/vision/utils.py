@@ -11,8 +11,15 @@ import graphc as G
 from graphc._tensor import Tensor
 
 
-def make_grid(tensor, nrow: int = 8, padding: int = 2, normalize: bool = False,
-              value_range=None, scale_each: bool = False, pad_value: float = 0.0) -> Tensor:
+def make_grid(
+    tensor,
+    nrow: int = 8,
+    padding: int = 2,
+    normalize: bool = False,
+    value_range=None,
+    scale_each: bool = False,
+    pad_value: float = 0.0,
+) -> Tensor:
     """Tile a batch (B, C, H, W) (or a list of CHW tensors) into one CHW image, `nrow` per
     row, with `padding` pixels of `pad_value` around each."""
     if isinstance(tensor, (list, tuple)):
@@ -27,24 +34,25 @@ def make_grid(tensor, nrow: int = 8, padding: int = 2, normalize: bool = False,
         tensor = G.cat([tensor] * 3, 1)
     arr = tensor.detach().cpu().numpy().astype(np.float32, copy=True)
     if normalize:
+
         def norm(a, lo_hi):
             lo, hi = lo_hi if lo_hi is not None else (a.min(), a.max())
             a = np.clip(a, lo, hi)
             return (a - lo) / max(hi - lo, 1e-5)
-        arr = np.stack([norm(a, value_range) for a in arr]) if scale_each else norm(arr,
-                                                                                   value_range)
+
+        arr = np.stack([norm(a, value_range) for a in arr]) if scale_each else norm(arr, value_range)
     if arr.shape[0] == 1:
         return G.from_numpy(arr[0])
     count, channels, h, w = arr.shape
     cols = min(nrow, count)
     rows = int(math.ceil(count / cols))
     height, width = h + padding, w + padding
-    grid = np.full((channels, rows * height + padding, cols * width + padding), pad_value,
-                   dtype=np.float32)
+    grid = np.full((channels, rows * height + padding, cols * width + padding), pad_value, dtype=np.float32)
     for k in range(count):
         y, x = divmod(k, cols)
-        grid[:, y * height + padding:y * height + padding + h,
-             x * width + padding:x * width + padding + w] = arr[k]
+        grid[
+            :, y * height + padding : y * height + padding + h, x * width + padding : x * width + padding + w
+        ] = arr[k]
     return G.from_numpy(grid)
 
 

@@ -31,8 +31,8 @@ def _columns(xp, x, kh, kw, sh, sw, dh, dw, oh, ow):
     n, c = x.shape[:2]
     s_n, s_c, s_h, s_w = x.strides
     win = xp.lib.stride_tricks.as_strided(
-        x, shape=(n, c, kh, kw, oh, ow),
-        strides=(s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
+        x, shape=(n, c, kh, kw, oh, ow), strides=(s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw)
+    )
     return xp.ascontiguousarray(win).reshape(n, c * kh * kw, oh * ow)
 
 
@@ -42,8 +42,8 @@ def _windows(xp, x, kh, kw, sh, sw, dh, dw, oh, ow):
     n, c = x.shape[:2]
     s_n, s_c, s_h, s_w = x.strides
     return xp.lib.stride_tricks.as_strided(
-        x, shape=(n, c, oh, ow, kh, kw),
-        strides=(s_n, s_c, s_h * sh, s_w * sw, s_h * dh, s_w * dw))
+        x, shape=(n, c, oh, ow, kh, kw), strides=(s_n, s_c, s_h * sh, s_w * sw, s_h * dh, s_w * dw)
+    )
 
 
 def _conv_geometry(name, x, w_shape, stride, padding, dilation, groups):
@@ -58,8 +58,10 @@ def _conv_geometry(name, x, w_shape, stride, padding, dilation, groups):
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(wd, kw, sw, pw, dw)
     if oh <= 0 or ow <= 0:
-        raise ShapeError(f"{name}: input of spatial size ({h}, {wd}) with padding {padding} is "
-                         f"smaller than the dilated kernel ({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1})")
+        raise ShapeError(
+            f"{name}: input of spatial size ({h}, {wd}) with padding {padding} is "
+            f"smaller than the dilated kernel ({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1})"
+        )
     return oh, ow
 
 
@@ -91,69 +93,77 @@ def _conv2d(xp, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), gr
     if groups == 1:
         out = xp.matmul(w2, cols)  # (N, O, OH*OW): one GEMM per sample
     else:
-        out = xp.concatenate([xp.matmul(w2[g * og:(g + 1) * og], cols[:, g * k:(g + 1) * k])
-                              for g in range(groups)], axis=1)
+        out = xp.concatenate(
+            [xp.matmul(w2[g * og : (g + 1) * og], cols[:, g * k : (g + 1) * k]) for g in range(groups)],
+            axis=1,
+        )
     if b is not None:
         out += b.reshape(1, o, 1)
     return out.reshape(n, o, oh, ow)
 
 
 @register("conv2d_weight_grad", promote=Promote.COMMON)
-def _conv2d_weight_grad(xp, x, g, weight_shape, stride=(1, 1), padding=(0, 0),
-                        dilation=(1, 1), groups=1):
+def _conv2d_weight_grad(xp, x, g, weight_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
     """The gradient of conv2d with respect to its weight, given the output gradient `g`:
     sum over the batch of g @ im2col(x)^T, shaped like the weight."""
     _check4("conv2d_weight_grad", x, g)
-    oh, ow = _conv_geometry("conv2d_weight_grad", x, weight_shape, stride, padding, dilation,
-                            groups)
+    oh, ow = _conv_geometry("conv2d_weight_grad", x, weight_shape, stride, padding, dilation, groups)
     o, cg, kh, kw = weight_shape
     if tuple(g.shape[-2:]) != (oh, ow) or g.shape[1] != o:
-        raise ShapeError(f"conv2d_weight_grad: output gradient of shape {tuple(g.shape)} does "
-                         f"not fit output ({x.shape[0]}, {o}, {oh}, {ow})")
+        raise ShapeError(
+            f"conv2d_weight_grad: output gradient of shape {tuple(g.shape)} does "
+            f"not fit output ({x.shape[0]}, {o}, {oh}, {ow})"
+        )
     cols = _padded_columns(xp, x, (kh, kw), stride, padding, dilation, oh, ow)
     g2 = g.reshape(g.shape[0], o, oh * ow)
     og, k = o // groups, cg * kh * kw
     # per sample g @ cols^T with BLAS reading the transposed columns in place, then summed
-    parts = [xp.matmul(g2[:, i * og:(i + 1) * og],
-                       cols[:, i * k:(i + 1) * k].transpose(0, 2, 1)).sum(0)
-             for i in range(groups)]
+    parts = [
+        xp.matmul(g2[:, i * og : (i + 1) * og], cols[:, i * k : (i + 1) * k].transpose(0, 2, 1)).sum(0)
+        for i in range(groups)
+    ]
     out = parts[0] if groups == 1 else xp.concatenate(parts, axis=0)
     return out.reshape(weight_shape).astype(np.result_type(x.dtype, g.dtype), copy=False)
 
 
 @register("conv_transpose2d", promote=Promote.COMMON)
-def _conv_transpose2d(xp, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
-                      dilation=(1, 1), groups=1):
+def _conv_transpose2d(
+    xp, x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1), groups=1
+):
     """Transposed convolution (the adjoint of conv2d): x (N, Cin, H, W) with w
     (Cin, Cout / groups, KH, KW) -> (N, Cout, (H-1)*s - 2p + d*(k-1) + output_padding + 1, ...)."""
     _check4("conv_transpose2d", x, w)
     n, c, h, wd = x.shape
     ci, cog, kh, kw = w.shape
     if c != ci or c % groups:
-        raise ShapeError(f"conv_transpose2d: input with {c} channels needs a weight with {c} "
-                         f"input channels divisible by groups={groups}; got {tuple(w.shape)}")
+        raise ShapeError(
+            f"conv_transpose2d: input with {c} channels needs a weight with {c} "
+            f"input channels divisible by groups={groups}; got {tuple(w.shape)}"
+        )
     (sh, sw), (ph, pw), (oph, opw), (dh, dw) = stride, padding, output_padding, dilation
     full_h = (h - 1) * sh + dh * (kh - 1) + 1 + oph
     full_w = (wd - 1) * sw + dw * (kw - 1) + 1 + opw
     out_h, out_w = full_h - 2 * ph, full_w - 2 * pw
     if out_h <= 0 or out_w <= 0:
-        raise ShapeError(f"conv_transpose2d: padding {padding} leaves no output for input "
-                         f"size ({h}, {wd})")
+        raise ShapeError(f"conv_transpose2d: padding {padding} leaves no output for input size ({h}, {wd})")
     dtype = np.result_type(x.dtype, w.dtype)
     out = xp.zeros((n, cog * groups, full_h, full_w), dtype=dtype)
     cg = c // groups
     for g in range(groups):
         # (N, Cout_g * KH * KW, H * W): every input pixel's contribution to every kernel
         # position (col2im's input), then scattered with one strided add per kernel position
-        w_g = w[g * cg:(g + 1) * cg].reshape(cg, cog * kh * kw)
-        cols = xp.matmul(w_g.T, x[:, g * cg:(g + 1) * cg].reshape(n, cg, h * wd))
+        w_g = w[g * cg : (g + 1) * cg].reshape(cg, cog * kh * kw)
+        cols = xp.matmul(w_g.T, x[:, g * cg : (g + 1) * cg].reshape(n, cg, h * wd))
         cols = cols.reshape(n, cog, kh, kw, h, wd)
         for i in range(kh):
             for j in range(kw):
-                out[:, g * cog:(g + 1) * cog,
-                    i * dh:i * dh + (h - 1) * sh + 1:sh,
-                    j * dw:j * dw + (wd - 1) * sw + 1:sw] += cols[:, :, i, j]
-    return xp.ascontiguousarray(out[:, :, ph:ph + out_h, pw:pw + out_w])
+                out[
+                    :,
+                    g * cog : (g + 1) * cog,
+                    i * dh : i * dh + (h - 1) * sh + 1 : sh,
+                    j * dw : j * dw + (wd - 1) * sw + 1 : sw,
+                ] += cols[:, :, i, j]
+    return xp.ascontiguousarray(out[:, :, ph : ph + out_h, pw : pw + out_w])
 
 
 @register("max_pool2d", num_outputs=2)
@@ -164,15 +174,17 @@ def _max_pool2d(xp, x, kernel_size, stride, padding=(0, 0), dilation=(1, 1), cei
     n, c, h, wd = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     if ph * 2 > kh or pw * 2 > kw:
-        raise ShapeError(f"max_pool2d: padding {padding} should be at most half of the kernel "
-                         f"size {kernel_size}")
+        raise ShapeError(
+            f"max_pool2d: padding {padding} should be at most half of the kernel size {kernel_size}"
+        )
     oh = _out_size(h, kh, sh, ph, dh, ceil_mode)
     ow = _out_size(wd, kw, sw, pw, dw, ceil_mode)
     if oh <= 0 or ow <= 0:
-        raise ShapeError(f"max_pool2d: input of spatial size ({h}, {wd}) is too small for "
-                         f"kernel {kernel_size} with padding {padding}")
-    if (kh, kw) == (sh, sw) and padding == (0, 0) and dilation == (1, 1) \
-            and h == oh * kh and wd == ow * kw:
+        raise ShapeError(
+            f"max_pool2d: input of spatial size ({h}, {wd}) is too small for "
+            f"kernel {kernel_size} with padding {padding}"
+        )
+    if (kh, kw) == (sh, sw) and padding == (0, 0) and dilation == (1, 1) and h == oh * kh and wd == ow * kw:
         return _max_pool_tiles(xp, x, kh, kw, oh, ow)
     need_h = (oh - 1) * sh + dh * (kh - 1) + 1
     need_w = (ow - 1) * sw + dw * (kw - 1) + 1
@@ -227,8 +239,7 @@ def _max_pool2d_backward(xp, g, indices, height, width, overlapping=True):
         xp.put_along_axis(out, flat_idx, flat_g, axis=2)
     elif xp is np:
         rows = (np.arange(n * c).reshape(n, c, 1) * (height * width) + flat_idx).ravel()
-        out = np.bincount(rows, weights=flat_g.ravel(), minlength=out.size).astype(
-            g.dtype).reshape(out.shape)
+        out = np.bincount(rows, weights=flat_g.ravel(), minlength=out.size).astype(g.dtype).reshape(out.shape)
     else:
         grids = list(xp.indices(flat_idx.shape, sparse=True))
         grids[2] = flat_idx

@@ -41,6 +41,7 @@ def _binary(name, fn, promote=Promote.COMMON, quiet=False, differentiable=True, 
             except ValueError:
                 raise _broadcast_error(name, a, b) from None
     else:
+
         def impl(xp, a, b):
             try:
                 return fn(xp, a, b)

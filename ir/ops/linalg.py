@@ -17,8 +17,7 @@ def _matmul(xp, a, b):
     kb = b.shape[-2] if b.ndim > 1 else b.shape[0]
     if ka != kb:
         raise ShapeError(
-            f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
-            f"({ka} != {kb})"
+            f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied ({ka} != {kb})"
         )
     try:
         return xp.matmul(a, b)
@@ -64,8 +63,7 @@ def _cross(xp, a, b, dim):
     """Cross product of 3-vectors along `dim` (broadcasting the other dims)."""
     if a.shape[dim] != 3 or b.shape[dim] != 3:
         raise ShapeError(
-            f"cross: dim {dim} must have size 3 in both inputs; got {tuple(a.shape)} and "
-            f"{tuple(b.shape)}"
+            f"cross: dim {dim} must have size 3 in both inputs; got {tuple(a.shape)} and {tuple(b.shape)}"
         )
     return xp.cross(a, b, axis=dim)
 

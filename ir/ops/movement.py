@@ -131,14 +131,11 @@ def _index_put(xp, x, values, *indices, positions, accumulate=False):
 def _gather(xp, x, index, dim):
     """out[i][j][k] = x[index[i][j][k]][j][k] for dim 0 (and so on): PyTorch's gather."""
     if index.ndim != x.ndim:
-        raise ShapeError(
-            f"gather: index has {index.ndim} dims but input has {x.ndim}; they must be equal"
-        )
+        raise ShapeError(f"gather: index has {index.ndim} dims but input has {x.ndim}; they must be equal")
     for d in range(x.ndim):
         if d != dim and index.shape[d] > x.shape[d]:
             raise ShapeError(
-                f"gather: index shape {tuple(index.shape)} exceeds input shape "
-                f"{tuple(x.shape)} at dim {d}"
+                f"gather: index shape {tuple(index.shape)} exceeds input shape {tuple(x.shape)} at dim {d}"
             )
     sub = x[tuple(slice(0, index.shape[d]) if d != dim else slice(None) for d in range(x.ndim))]
     return xp.take_along_axis(sub, index, axis=dim)

@@ -18,8 +18,10 @@ from ir.ops.registry import Promote, register
 def _linear(xp, x, w, b=None):
     """x @ w.T (+ b) for x (..., in), w (out, in), b (out)."""
     if w.ndim != 2 or x.shape[-1] != w.shape[1]:
-        raise ShapeError(f"linear: input of shape {tuple(x.shape)} does not fit weight of "
-                         f"shape {tuple(w.shape)} (in_features {w.shape[-1]})")
+        raise ShapeError(
+            f"linear: input of shape {tuple(x.shape)} does not fit weight of "
+            f"shape {tuple(w.shape)} (in_features {w.shape[-1]})"
+        )
     out = xp.matmul(x, w.T)
     if b is not None:
         out += b
@@ -42,14 +44,14 @@ def _nll_loss(xp, logp, target, weight=None, ignore_index=-100, reduction="mean"
     if target.dtype.kind not in "iu":
         raise TypeError(f"nll_loss expects integer class targets, got {target.dtype}")
     if tuple(target.shape) != (logp.shape[0],) + tuple(logp.shape[2:]):
-        raise ShapeError(f"nll_loss: expected target of shape "
-                         f"{[logp.shape[0], *logp.shape[2:]]}, got {list(target.shape)}")
+        raise ShapeError(
+            f"nll_loss: expected target of shape {[logp.shape[0], *logp.shape[2:]]}, got {list(target.shape)}"
+        )
     valid = target != ignore_index
     safe = xp.where(valid, target, 0)
     classes = logp.shape[1]
     if safe.size and (safe.min() < 0 or safe.max() >= classes):
-        raise IndexError(f"nll_loss: target {int(safe.max())} is out of bounds for "
-                         f"{classes} classes")
+        raise IndexError(f"nll_loss: target {int(safe.max())} is out of bounds for {classes} classes")
     picked = xp.take_along_axis(logp, xp.expand_dims(safe, 1), axis=1)[:, 0]
     w = valid.astype(logp.dtype)
     if weight is not None:
@@ -76,8 +78,7 @@ def _nll_weights(xp, target, weight, ignore_index, reduction, dtype):
 
 
 @register("nll_loss_backward", promote=Promote.NONE, promoted=(0, 2))
-def _nll_loss_backward(xp, g, target, weight=None, shape=(), ignore_index=-100,
-                       reduction="mean"):
+def _nll_loss_backward(xp, g, target, weight=None, shape=(), ignore_index=-100, reduction="mean"):
     """The gradient of nll_loss for its log-probabilities of `shape`, given the loss's
     gradient `g`: -g * weight at each sample's target class, zero elsewhere."""
     safe, w = _nll_weights(xp, target, weight, ignore_index, reduction, g.dtype)

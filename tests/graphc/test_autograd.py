@@ -119,7 +119,7 @@ def test_retain_grad_and_hooks():
 
 def test_grad_returns_without_accumulating_and_supports_higher_order():
     x = graphc.tensor(3.0, requires_grad=True)
-    y = x ** 3
+    y = x**3
     (g,) = graphc.autograd.grad(y, x, create_graph=True)
     assert g.item() == 27.0 and x.grad is None
     (g2,) = graphc.autograd.grad(g, x)
@@ -233,7 +233,7 @@ def test_functional_jacobian_hessian_vjp_jvp_hvp():
     assert graphc.autograd.functional.jacobian(lambda t: 2 * t.exp(), one).shape == (1, 1)
 
     def cube(t):
-        return (t ** 3).sum()
+        return (t**3).sum()
 
     p = graphc.tensor([1.0, 2.0], dtype=graphc.float64)
     assert graphc.autograd.functional.hessian(cube, p).tolist() == [[6.0, 0.0], [0.0, 12.0]]
@@ -241,9 +241,9 @@ def test_functional_jacobian_hessian_vjp_jvp_hvp():
     out, hv = graphc.autograd.functional.hvp(cube, p, v)
     assert out.item() == 9.0 and hv.tolist() == [6.0, 12.0]
     assert graphc.autograd.functional.vhp(cube, p, v)[1].tolist() == [6.0, 12.0]
-    _, jv = graphc.autograd.functional.jvp(lambda t: t ** 2, p, v)
+    _, jv = graphc.autograd.functional.jvp(lambda t: t**2, p, v)
     assert jv.tolist() == [2.0, 4.0]
-    _, vj = graphc.autograd.functional.vjp(lambda t: t ** 2, p, v)
+    _, vj = graphc.autograd.functional.vjp(lambda t: t**2, p, v)
     assert vj.tolist() == [2.0, 4.0]
 
 
@@ -338,8 +338,9 @@ def test_views_see_inplace_changes_of_their_base_in_their_history():
     assert _grad_of(stale_view) == [2.0, 2.0, 0.0]
     assert _grad_of(sibling_view) == [0.0, 2.0, 1.0]
     x = graphc.tensor([1.0, 2.0, 3.0], requires_grad=True)
-    assert graphc.autograd.gradcheck(lambda x: sibling_view(x) * x[1:], (x.double().detach()
-                                                                         .requires_grad_(),))
+    assert graphc.autograd.gradcheck(
+        lambda x: sibling_view(x) * x[1:], (x.double().detach().requires_grad_(),)
+    )
 
 
 def test_inplace_on_views_of_leaves_and_expanded_tensors_is_refused():

@@ -26,9 +26,7 @@ def test_elementwise_reduction_and_matmul_match_the_cpu():
 def test_autograd_on_cuda():
     x = graphc.rand(8, 8, device="cuda", dtype=graphc.float64, requires_grad=True)
     (x.sin() * x).sum().backward()
-    ref = (np.cos(x.detach().cpu().numpy()) * x.detach().cpu().numpy()
-           + np.sin(x.detach().cpu().numpy()))
+    ref = np.cos(x.detach().cpu().numpy()) * x.detach().cpu().numpy() + np.sin(x.detach().cpu().numpy())
     assert x.grad.is_cuda
     np.testing.assert_allclose(x.grad.cpu().numpy(), ref, rtol=1e-10)
-    assert graphc.autograd.gradcheck(lambda t: (t * t).sum(1), (x[:2, :3].detach().clone()
-                                                                .requires_grad_(),))
+    assert graphc.autograd.gradcheck(lambda t: (t * t).sum(1), (x[:2, :3].detach().clone().requires_grad_(),))

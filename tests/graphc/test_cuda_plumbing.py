@@ -28,8 +28,7 @@ def _fake_cupy():
     module.asarray = lambda a, dtype=None: np.array(a, dtype=dtype).view(FakeDeviceArray)
     module.cuda = types.SimpleNamespace(
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0),
-        Device=lambda index: types.SimpleNamespace(__enter__=lambda s: s,
-                                                   __exit__=lambda s, *a: None),
+        Device=lambda index: types.SimpleNamespace(__enter__=lambda s: s, __exit__=lambda s, *a: None),
     )
 
     class _Device:

@@ -11,16 +11,36 @@ RNG = np.random.default_rng(0)
 SHAPES = [(), (0,), (5,), (3, 4), (2, 3, 4)]
 
 UNARY_FLOAT = {
-    "exp": np.exp, "exp2": np.exp2, "expm1": np.expm1, "sin": np.sin, "cos": np.cos,
-    "tan": np.tan, "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh,
-    "asinh": np.arcsinh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "exp": np.exp,
+    "exp2": np.exp2,
+    "expm1": np.expm1,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "atan": np.arctan,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "tanh": np.tanh,
+    "asinh": np.arcsinh,
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
     "erf": np.vectorize(math.erf, otypes=[np.float64]),
-    "neg": np.negative, "abs": np.abs, "sign": np.sign, "ceil": np.ceil, "floor": np.floor,
-    "trunc": np.trunc, "round": np.round, "relu": lambda x: np.maximum(x, 0),
+    "neg": np.negative,
+    "abs": np.abs,
+    "sign": np.sign,
+    "ceil": np.ceil,
+    "floor": np.floor,
+    "trunc": np.trunc,
+    "round": np.round,
+    "relu": lambda x: np.maximum(x, 0),
 }
 UNARY_POSITIVE = {
-    "log": np.log, "log2": np.log2, "log10": np.log10, "log1p": np.log1p, "sqrt": np.sqrt,
-    "rsqrt": lambda x: 1 / np.sqrt(x), "reciprocal": np.reciprocal,
+    "log": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "log1p": np.log1p,
+    "sqrt": np.sqrt,
+    "rsqrt": lambda x: 1 / np.sqrt(x),
+    "reciprocal": np.reciprocal,
 }
 UNARY_ABOVE_ONE = {"acosh": np.arccosh}
 UNARY_UNIT = {"asin": np.arcsin, "acos": np.arccos, "atanh": np.arctanh}
@@ -31,12 +51,20 @@ def _sample(shape, low=-2.0, high=2.0, dtype=np.float64):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("name", sorted(UNARY_FLOAT) + sorted(UNARY_POSITIVE) + sorted(UNARY_UNIT)
-                         + sorted(UNARY_ABOVE_ONE))
+@pytest.mark.parametrize(
+    "name", sorted(UNARY_FLOAT) + sorted(UNARY_POSITIVE) + sorted(UNARY_UNIT) + sorted(UNARY_ABOVE_ONE)
+)
 def test_unary_matches_numpy(name, shape):
     ref = {**UNARY_FLOAT, **UNARY_POSITIVE, **UNARY_UNIT, **UNARY_ABOVE_ONE}[name]
-    low, high = ((0.1, 3.0) if name in UNARY_POSITIVE else (-0.9, 0.9) if name in UNARY_UNIT
-                 else (1.1, 3.0) if name in UNARY_ABOVE_ONE else (-2, 2))
+    low, high = (
+        (0.1, 3.0)
+        if name in UNARY_POSITIVE
+        else (-0.9, 0.9)
+        if name in UNARY_UNIT
+        else (1.1, 3.0)
+        if name in UNARY_ABOVE_ONE
+        else (-2, 2)
+    )
     x = _sample(shape, low, high)
     out = getattr(graphc, name)(graphc.tensor(x))
     expected = ref(x)
@@ -56,14 +84,22 @@ def test_unary_keeps_floating_dtype(dtype):
 
 
 BINARY = {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
-    "maximum": np.maximum, "minimum": np.minimum, "atan2": np.arctan2,
-    "remainder": np.remainder, "fmod": np.fmod, "floor_divide": np.floor_divide,
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.true_divide,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
+    "atan2": np.arctan2,
+    "remainder": np.remainder,
+    "fmod": np.fmod,
+    "floor_divide": np.floor_divide,
 }
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)),
-                                    ((), (3,)), ((0, 2), (2,)), ((1,), ())])
+@pytest.mark.parametrize(
+    "shapes", [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (3,)), ((0, 2), (2,)), ((1,), ())]
+)
 @pytest.mark.parametrize("name", sorted(BINARY))
 def test_binary_matches_numpy_with_broadcasting(name, shapes):
     a, b = _sample(shapes[0]), _sample(shapes[1], 0.5, 2.0)
@@ -71,9 +107,17 @@ def test_binary_matches_numpy_with_broadcasting(name, shapes):
     np.testing.assert_allclose(out.numpy(), BINARY[name](a, b), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name, ref", [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
-                                       ("le", np.less_equal), ("gt", np.greater),
-                                       ("ge", np.greater_equal)])
+@pytest.mark.parametrize(
+    "name, ref",
+    [
+        ("eq", np.equal),
+        ("ne", np.not_equal),
+        ("lt", np.less),
+        ("le", np.less_equal),
+        ("gt", np.greater),
+        ("ge", np.greater_equal),
+    ],
+)
 def test_comparisons_return_bool(name, ref):
     a = RNG.integers(0, 3, size=(4, 3))
     b = RNG.integers(0, 3, size=(3,)).astype(np.float32)
@@ -110,16 +154,19 @@ def test_logical_ops():
     assert (~a).tolist() == [False, True, False]
 
 
-@pytest.mark.parametrize("lhs, rhs, expected", [
-    (graphc.ones(2, dtype=graphc.int32), 2.5, graphc.float32),
-    (graphc.ones(2, dtype=graphc.int32), 2, graphc.int32),
-    (graphc.ones(2, dtype=graphc.float16), 2.5, graphc.float16),
-    (graphc.ones(2, dtype=graphc.bool), 2, graphc.int64),
-    (graphc.ones(2, dtype=graphc.float32), graphc.tensor(1.0, dtype=graphc.float64), graphc.float32),
-    (graphc.ones(2, dtype=graphc.int32), graphc.tensor(1.0, dtype=graphc.float64), graphc.float64),
-    (graphc.ones(2, dtype=graphc.uint8), graphc.ones(2, dtype=graphc.int8), graphc.int16),
-    (graphc.ones(2, dtype=graphc.float16), graphc.ones(2, dtype=graphc.float64), graphc.float64),
-])
+@pytest.mark.parametrize(
+    "lhs, rhs, expected",
+    [
+        (graphc.ones(2, dtype=graphc.int32), 2.5, graphc.float32),
+        (graphc.ones(2, dtype=graphc.int32), 2, graphc.int32),
+        (graphc.ones(2, dtype=graphc.float16), 2.5, graphc.float16),
+        (graphc.ones(2, dtype=graphc.bool), 2, graphc.int64),
+        (graphc.ones(2, dtype=graphc.float32), graphc.tensor(1.0, dtype=graphc.float64), graphc.float32),
+        (graphc.ones(2, dtype=graphc.int32), graphc.tensor(1.0, dtype=graphc.float64), graphc.float64),
+        (graphc.ones(2, dtype=graphc.uint8), graphc.ones(2, dtype=graphc.int8), graphc.int16),
+        (graphc.ones(2, dtype=graphc.float16), graphc.ones(2, dtype=graphc.float64), graphc.float64),
+    ],
+)
 def test_type_promotion_follows_pytorch(lhs, rhs, expected):
     assert (lhs + rhs).dtype is expected
     assert (lhs * rhs).dtype is expected
@@ -127,7 +174,7 @@ def test_type_promotion_follows_pytorch(lhs, rhs, expected):
 
 def test_pow_and_clamp_and_where():
     x = graphc.tensor([-2.0, 0.5, 3.0])
-    assert (x ** 2).tolist() == [4.0, 0.25, 9.0]
+    assert (x**2).tolist() == [4.0, 0.25, 9.0]
     assert (2 ** graphc.tensor([1, 2, 3])).tolist() == [2, 4, 8]
     assert graphc.clamp(x, -1, 1).tolist() == [-1.0, 0.5, 1.0]
     assert graphc.clamp(x, min=0).tolist() == [0.0, 0.5, 3.0]

@@ -46,8 +46,7 @@ def test_adam_first_steps():
     g = np.array([0.5, -1.0])
     p, _ = _run(optim.Adam, [g], lr=0.1)
     # step 1: m = 0.1 g, v = 0.001 g^2; bias-corrected m/sqrt(v) = sign(g)
-    np.testing.assert_allclose(p, np.array([1.0, -2.0]) - 0.1 * g / (np.abs(g) + 1e-8),
-                               rtol=1e-12)
+    np.testing.assert_allclose(p, np.array([1.0, -2.0]) - 0.1 * g / (np.abs(g) + 1e-8), rtol=1e-12)
     p, _ = _run(optim.AdamW, [g], lr=0.1, weight_decay=0.1)
     decayed = np.array([1.0, -2.0]) * (1 - 0.01)
     np.testing.assert_allclose(p, decayed - 0.1 * g / (np.abs(g) + 1e-8), rtol=1e-12)
@@ -109,14 +108,17 @@ def _lrs(scheduler_cls, epochs=8, lr=1.0, **kw):
 
 def test_closed_form_schedules():
     assert _lrs(lr_scheduler.StepLR, 5, step_size=2, gamma=0.5) == [1, 1, 0.5, 0.5, 0.25, 0.25]
-    assert _lrs(lr_scheduler.MultiStepLR, 4, milestones=[1, 3], gamma=0.1) == \
-        pytest.approx([1, 0.1, 0.1, 0.01, 0.01])
+    assert _lrs(lr_scheduler.MultiStepLR, 4, milestones=[1, 3], gamma=0.1) == pytest.approx(
+        [1, 0.1, 0.1, 0.01, 0.01]
+    )
     assert _lrs(lr_scheduler.ExponentialLR, 3, gamma=0.5) == [1, 0.5, 0.25, 0.125]
-    assert _lrs(lr_scheduler.LambdaLR, 3, lr_lambda=lambda e: 1 / (e + 1)) == \
-        pytest.approx([1, 0.5, 1 / 3, 0.25])
+    assert _lrs(lr_scheduler.LambdaLR, 3, lr_lambda=lambda e: 1 / (e + 1)) == pytest.approx(
+        [1, 0.5, 1 / 3, 0.25]
+    )
     cos = _lrs(lr_scheduler.CosineAnnealingLR, 4, T_max=4, eta_min=0.0)
-    assert cos == pytest.approx([1, (1 + math.cos(math.pi / 4)) / 2, 0.5,
-                                 (1 + math.cos(3 * math.pi / 4)) / 2, 0.0])
+    assert cos == pytest.approx(
+        [1, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2, 0.0]
+    )
 
 
 def test_one_cycle_and_plateau():

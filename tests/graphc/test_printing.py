@@ -11,7 +11,8 @@ def test_float_int_bool_and_suffixes():
     assert repr(graphc.tensor([[True, False]])) == "tensor([[ True, False]])"
     assert repr(graphc.tensor([2, 3, 5, 7, 11])) == "tensor([ 2,  3,  5,  7, 11])"
     assert repr(graphc.tensor([[3.1415926, 2.71828], [1.61803, 0.0072897]])) == (
-        "tensor([[3.1416, 2.7183],\n        [1.6180, 0.0073]])")
+        "tensor([[3.1416, 2.7183],\n        [1.6180, 0.0073]])"
+    )
     assert repr(graphc.tensor(4.0)) == "tensor(4.)" and repr(graphc.tensor(2.5)) == "tensor(2.5000)"
     assert repr(graphc.tensor([-0.0, 1.0])) == "tensor([-0., 1.])"
     assert repr(graphc.ones(2, dtype=graphc.float64)) == "tensor([1., 1.], dtype=graphc.float64)"
@@ -52,4 +53,5 @@ def test_return_types_print_like_pytorch():
     svd = graphc.svd(graphc.eye(2))
     assert repr(svd).startswith("graphc.return_types.svd(\nU=tensor(")
     assert repr(graphc.std_mean(graphc.tensor([1.0, 3.0]))) == (
-        "graphc.return_types.std_mean(\nstd=tensor(1.4142),\nmean=tensor(2.))")
+        "graphc.return_types.std_mean(\nstd=tensor(1.4142),\nmean=tensor(2.))"
+    )

@@ -10,13 +10,20 @@ import graphc
 from graphc.autograd import gradcheck
 
 BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "maximum": np.maximum}
-UNARY = {"tanh": np.tanh, "sin": np.sin, "exp": lambda x: np.exp(np.clip(x, -5, 5)),
-         "sigmoid": lambda x: 1 / (1 + np.exp(-x))}
+UNARY = {
+    "tanh": np.tanh,
+    "sin": np.sin,
+    "exp": lambda x: np.exp(np.clip(x, -5, 5)),
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+}
 
 
 @settings(max_examples=60, deadline=None)
-@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4, max_side=4),
-       op=st.sampled_from(sorted(BINARY)), seed=st.integers(0, 2**16))
+@given(
+    shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4, max_side=4),
+    op=st.sampled_from(sorted(BINARY)),
+    seed=st.integers(0, 2**16),
+)
 def test_broadcasting_binary_ops_match_numpy(shapes, op, seed):
     rng = np.random.default_rng(seed)
     a, b = (rng.normal(size=s) for s in shapes.input_shapes)
@@ -26,11 +33,16 @@ def test_broadcasting_binary_ops_match_numpy(shapes, op, seed):
 
 
 @settings(max_examples=40, deadline=None)
-@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3, max_side=3),
-       chain=st.lists(st.tuples(st.sampled_from(sorted(BINARY)), st.sampled_from(["tanh", "sin",
-                                                                                   "sigmoid"])),
-                      min_size=1, max_size=4),
-       reduce_dim=st.booleans(), seed=st.integers(0, 2**16))
+@given(
+    shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3, max_side=3),
+    chain=st.lists(
+        st.tuples(st.sampled_from(sorted(BINARY)), st.sampled_from(["tanh", "sin", "sigmoid"])),
+        min_size=1,
+        max_size=4,
+    ),
+    reduce_dim=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_random_chains_have_correct_gradients(shapes, chain, reduce_dim, seed):
     rng = np.random.default_rng(seed)
     a, b = (graphc.tensor(rng.normal(size=s), requires_grad=True) for s in shapes.input_shapes)
@@ -46,9 +58,13 @@ def test_random_chains_have_correct_gradients(shapes, chain, reduce_dim, seed):
 
 
 @settings(max_examples=40, deadline=None)
-@given(data=hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
-                       elements=st.floats(-100, 100)),
-       keepdim=st.booleans(), st_dim=st.integers(0, 2))
+@given(
+    data=hnp.arrays(
+        np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5), elements=st.floats(-100, 100)
+    ),
+    keepdim=st.booleans(),
+    st_dim=st.integers(0, 2),
+)
 def test_reductions_match_numpy_on_random_arrays(data, keepdim, st_dim):
     dim = st_dim % data.ndim
     t = graphc.tensor(data)

@@ -14,8 +14,9 @@ def t(a):
 
 @pytest.mark.parametrize("dim", [None, 0, 1, -1, (0, 2), (-1, -2)])
 @pytest.mark.parametrize("keepdim", [False, True])
-@pytest.mark.parametrize("name, ref", [("sum", np.sum), ("mean", np.mean), ("prod", np.prod),
-                                       ("amax", np.max), ("amin", np.min)])
+@pytest.mark.parametrize(
+    "name, ref", [("sum", np.sum), ("mean", np.mean), ("prod", np.prod), ("amax", np.max), ("amin", np.min)]
+)
 def test_reductions_match_numpy(name, ref, dim, keepdim):
     x = RNG.normal(size=(2, 3, 4))
     axis = dim
@@ -29,10 +30,10 @@ def test_reductions_match_numpy(name, ref, dim, keepdim):
 @pytest.mark.parametrize("correction", [0, 1, 2])
 def test_var_and_std_with_correction(correction):
     x = RNG.normal(size=(5, 6))
-    np.testing.assert_allclose(graphc.var(t(x), 1, correction=correction).numpy(),
-                               np.var(x, axis=1, ddof=correction))
-    np.testing.assert_allclose(graphc.std(t(x), correction=correction).numpy(),
-                               np.std(x, ddof=correction))
+    np.testing.assert_allclose(
+        graphc.var(t(x), 1, correction=correction).numpy(), np.var(x, axis=1, ddof=correction)
+    )
+    np.testing.assert_allclose(graphc.std(t(x), correction=correction).numpy(), np.std(x, ddof=correction))
     np.testing.assert_allclose(graphc.std(t(x), unbiased=False).numpy(), np.std(x))
     s, m = graphc.std_mean(t(x), dim=0)
     np.testing.assert_allclose(s.numpy(), np.std(x, 0, ddof=1))
@@ -135,9 +136,19 @@ def test_gather_index_select_masked_fill():
     assert z.tolist() == [[2, 0, 1], [0, 3, 0]]
 
 
-@pytest.mark.parametrize("sa, sb", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)),
-                                    ((5, 2, 3), (3, 4)), ((5, 2, 3), (5, 3, 4)),
-                                    ((1, 2, 3), (6, 3, 4)), ((2, 1, 2, 3), (4, 3, 2))])
+@pytest.mark.parametrize(
+    "sa, sb",
+    [
+        ((3,), (3,)),
+        ((2, 3), (3,)),
+        ((3,), (3, 4)),
+        ((2, 3), (3, 4)),
+        ((5, 2, 3), (3, 4)),
+        ((5, 2, 3), (5, 3, 4)),
+        ((1, 2, 3), (6, 3, 4)),
+        ((2, 1, 2, 3), (4, 3, 2)),
+    ],
+)
 def test_matmul_all_broadcasting_cases(sa, sb):
     a, b = RNG.normal(size=sa), RNG.normal(size=sb)
     np.testing.assert_allclose((t(a) @ t(b)).numpy(), a @ b, rtol=1e-12)
@@ -195,6 +206,5 @@ def test_linalg_namespace():
     np.testing.assert_allclose(graphc.linalg.det(t(sq)).numpy(), np.linalg.det(sq))
     np.testing.assert_allclose(graphc.linalg.norm(t(m)).numpy(), np.linalg.norm(m))
     np.testing.assert_allclose(graphc.linalg.norm(t(m), "nuc").numpy(), np.linalg.norm(m, "nuc"))
-    np.testing.assert_allclose(graphc.linalg.vector_norm(t(m), 1, dim=1).numpy(),
-                               np.abs(m).sum(1))
+    np.testing.assert_allclose(graphc.linalg.vector_norm(t(m), 1, dim=1).numpy(), np.abs(m).sum(1))
     assert graphc.linalg.cross(t([[1.0, 0, 0]]), t([[0, 1.0, 0]])).tolist() == [[0, 0, 1.0]]

@@ -17,8 +17,8 @@ def test_seed001_tensor_math_prints():
     ones = torch.zeros(2, 2) + 1
     twos = torch.ones(2, 2) * 2
     threes = (torch.ones(2, 2) * 7 - 1) / 2
-    fours = twos ** 2
-    sqrt2s = twos ** 0.5
+    fours = twos**2
+    sqrt2s = twos**0.5
     assert show(ones) == "tensor([[1., 1.],\n        [1., 1.]])"
     assert show(threes) == "tensor([[3., 3.],\n        [3., 3.]])"
     assert show(sqrt2s) == "tensor([[1.4142, 1.4142],\n        [1.4142, 1.4142]])"
@@ -32,8 +32,7 @@ def test_seed001_common_functions():
     assert show(angles) == "tensor([0.0000, 0.7854, 1.5708, 2.3562])"
     assert show(sines) == "tensor([0.0000, 0.7071, 1.0000, 0.7071])"
     assert show(torch.asin(sines)) == "tensor([0.0000, 0.7854, 1.5708, 0.7854])"
-    assert show(torch.bitwise_xor(torch.tensor([1, 5, 11]), torch.tensor([2, 7, 10]))) == \
-        "tensor([3, 2, 1])"
+    assert show(torch.bitwise_xor(torch.tensor([1, 5, 11]), torch.tensor([2, 7, 10]))) == "tensor([3, 2, 1])"
     d = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     assert show(torch.eq(d, torch.ones(1, 2))) == "tensor([[ True, False],\n        [False, False]])"
     assert show(torch.max(d)) == "tensor(4.)" and torch.max(d).item() == 4.0
@@ -53,9 +52,11 @@ def test_seed001_copies_and_numpy_bridge():
     pytorch_tensor = torch.from_numpy(numpy_array)
     numpy_array[1, 1] = 23
     assert show(pytorch_tensor) == (
-        "tensor([[ 1.,  1.,  1.],\n        [ 1., 23.,  1.]], dtype=graphc.float64)")
+        "tensor([[ 1.,  1.,  1.],\n        [ 1., 23.,  1.]], dtype=graphc.float64)"
+    )
     assert show(torch.ones((2, 3), dtype=torch.int16)) == (
-        "tensor([[1, 1, 1],\n        [1, 1, 1]], dtype=graphc.int16)")
+        "tensor([[1, 1, 1],\n        [1, 1, 1]], dtype=graphc.int16)"
+    )
 
 
 def test_seed001_autograd_walkthrough():
@@ -108,8 +109,9 @@ def test_seed001_exp_adder_jacobian_and_vjp():
             y = y * 2
         return y
 
-    _, grads = torch.autograd.functional.vjp(do_some_doubling, torch.randn(3),
-                                             v=torch.tensor([0.1, 1.0, 0.0001]))
+    _, grads = torch.autograd.functional.vjp(
+        do_some_doubling, torch.randn(3), v=torch.tensor([0.1, 1.0, 0.0001])
+    )
     assert show(grads / grads[1] * 1024) == "tensor([1.0240e+02, 1.0240e+03, 1.0240e-01])"
 
 
@@ -125,7 +127,7 @@ def test_seed003_cheat_sheet_snippets(tmp_path):
     pred = torch.randn(n, c).sigmoid()
     target = F.one_hot(torch.randint(0, c + 1, (n,)), num_classes=c + 1)[:, :c].type_as(pred)
     loss1 = torch.nn.BCELoss()(pred, target)
-    loss2 = (- target * torch.log(pred) - (1 - target) * torch.log(1 - pred)).mean()
+    loss2 = (-target * torch.log(pred) - (1 - target) * torch.log(1 - pred)).mean()
     assert torch.allclose(loss1, loss2)
     pred = torch.randn(n, c)
     pred_l = torch.log(F.softmax(pred, dim=1))
@@ -135,8 +137,9 @@ def test_seed003_cheat_sheet_snippets(tmp_path):
     loss3 = torch.mean(torch.Tensor([-pred_l[b, target[b]] for b in range(n)]))
     assert torch.allclose(loss1, loss2) and torch.allclose(loss1, loss3)
 
-    model = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 2, 3)), ("bn", nn.BatchNorm2d(2)),
-                                       ("fc", nn.Flatten())]))
+    model = nn.Sequential(
+        OrderedDict([("conv", nn.Conv2d(1, 2, 3)), ("bn", nn.BatchNorm2d(2)), ("fc", nn.Flatten())])
+    )
     for name, param in model.named_parameters():
         if "conv" in name:
             param.requires_grad = False
@@ -156,8 +159,7 @@ def test_seed003_cheat_sheet_snippets(tmp_path):
     path = tmp_path / "checkpoint.pkl"
     torch.save(model.state_dict(), path)
     model.load_state_dict(torch.load(path))
-    torch.save({"epoch": 3, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict()},
-               path)
+    torch.save({"epoch": 3, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
     checkpoint = torch.load(path)
     model.load_state_dict(checkpoint["state_dict"])
     optimizer.load_state_dict(checkpoint["optimizer"])

@@ -19,9 +19,19 @@ def test_state_dict_and_checkpoint_round_trip(tmp_path):
     model(graphc.ones(2, 3)).sum().backward()
     opt.step()
     path = tmp_path / "ckpt.pt"
-    graphc.save({"epoch": 7, "loss": 0.25, "state_dict": model.state_dict(),
-                 "optimizer": opt.state_dict(), "note": "hi", "none": None,
-                 "shape": (2, 3), "nan": math.nan}, path)
+    graphc.save(
+        {
+            "epoch": 7,
+            "loss": 0.25,
+            "state_dict": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "note": "hi",
+            "none": None,
+            "shape": (2, 3),
+            "nan": math.nan,
+        },
+        path,
+    )
     ckpt = graphc.load(path)
     assert ckpt["epoch"] == 7 and ckpt["loss"] == 0.25 and ckpt["note"] == "hi"
     assert ckpt["none"] is None and ckpt["shape"] == (2, 3) and math.isnan(ckpt["nan"])
@@ -37,8 +47,16 @@ def test_state_dict_and_checkpoint_round_trip(tmp_path):
 
 def test_dtypes_sharing_parameters_and_numpy(tmp_path):
     shared = graphc.arange(6, dtype=graphc.int16).view(2, 3)
-    obj = [shared, shared, graphc.tensor([True, False]), graphc.ones(2, dtype=graphc.float16),
-           nn.Parameter(graphc.zeros(2)), np.arange(3), np.float32(1.5), graphc.float64]
+    obj = [
+        shared,
+        shared,
+        graphc.tensor([True, False]),
+        graphc.ones(2, dtype=graphc.float16),
+        nn.Parameter(graphc.zeros(2)),
+        np.arange(3),
+        np.float32(1.5),
+        graphc.float64,
+    ]
     path = tmp_path / "x.pt"
     graphc.save(obj, path)
     out = graphc.load(path)

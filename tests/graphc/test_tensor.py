@@ -101,8 +101,16 @@ def test_basic_indexing_returns_views():
 def test_advanced_indexing_matches_numpy():
     n = np.arange(24).reshape(2, 3, 4)
     x = graphc.tensor(n)
-    for key in [([1, 0],), (graphc.tensor([1, 1]),), (slice(None), [0, 2], 1), (0, slice(None), [1, 2]),
-                ([0, 1], slice(None), [1, 2]), (x > 10,), (x[:, :, 0] > 5,), (Ellipsis, [3, 0])]:
+    for key in [
+        ([1, 0],),
+        (graphc.tensor([1, 1]),),
+        (slice(None), [0, 2], 1),
+        (0, slice(None), [1, 2]),
+        ([0, 1], slice(None), [1, 2]),
+        (x > 10,),
+        (x[:, :, 0] > 5,),
+        (Ellipsis, [3, 0]),
+    ]:
         np_key = tuple(k.numpy() if isinstance(k, graphc.Tensor) else k for k in key)
         assert x[key].tolist() == n[np_key].tolist(), key
 

@@ -5,16 +5,19 @@ import pytest
 from ir import dtypes as d
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    (d.int32, d.float16, d.float16),
-    (d.uint8, d.int8, d.int16),
-    (d.uint8, d.int64, d.int64),
-    (d.bool_, d.uint8, d.uint8),
-    (d.int16, d.int32, d.int32),
-    (d.float32, d.float64, d.float64),
-    (d.bool_, d.bool_, d.bool_),
-    (d.uint8, d.int32, d.int32),
-])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        (d.int32, d.float16, d.float16),
+        (d.uint8, d.int8, d.int16),
+        (d.uint8, d.int64, d.int64),
+        (d.bool_, d.uint8, d.uint8),
+        (d.int16, d.int32, d.int32),
+        (d.float32, d.float64, d.float64),
+        (d.bool_, d.bool_, d.bool_),
+        (d.uint8, d.int32, d.int32),
+    ],
+)
 def test_promote_types_matches_pytorch_table(a, b, expected):
     assert d.promote_types(a, b) is expected
     assert d.promote_types(b, a) is expected

@@ -49,8 +49,9 @@ def test_matmul_names_both_shapes_on_mismatch():
 
 
 def test_index_put_accumulates_repeated_indices():
-    out = OPS["index_put"].impl(np, np.zeros(3), np.ones(3), np.array([0, 0, 2]),
-                                positions=(True,), accumulate=True)
+    out = OPS["index_put"].impl(
+        np, np.zeros(3), np.ones(3), np.array([0, 0, 2]), positions=(True,), accumulate=True
+    )
     assert list(out) == [2, 0, 1]
 
 

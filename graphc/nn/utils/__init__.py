@@ -13,8 +13,9 @@ def _params(parameters) -> list[Tensor]:
     return [parameters] if isinstance(parameters, Tensor) else list(parameters)
 
 
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False, foreach=None) -> Tensor:
+def clip_grad_norm_(
+    parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False, foreach=None
+) -> Tensor:
     """Scale all gradients together so their joint `norm_type`-norm is at most `max_norm`;
     return the norm before clipping."""
     import graphc as G
@@ -30,8 +31,10 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
             total = G.stack([G.norm(g.detach().to(G.float64), norm_type) for g in grads])
             total = G.norm(total, norm_type).to(grads[0].dtype)
         if error_if_nonfinite and not bool(G.isfinite(total)):
-            raise RuntimeError(f"The total norm of order {norm_type} for gradients from "
-                               "`parameters` is non-finite, so it cannot be clipped.")
+            raise RuntimeError(
+                f"The total norm of order {norm_type} for gradients from "
+                "`parameters` is non-finite, so it cannot be clipped."
+            )
         coef = float(max_norm) / (float(total) + 1e-6)
         if coef < 1:
             for g in grads:
@@ -62,7 +65,7 @@ def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
     with no_grad():
         for p in parameters:
             n = p.numel()
-            p.copy_(vec[start:start + n].view_as(p))
+            p.copy_(vec[start : start + n].view_as(p))
             start += n
     if start != vec.numel():
         raise ValueError(f"vector has {vec.numel()} elements but the parameters have {start}")

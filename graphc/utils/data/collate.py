@@ -42,13 +42,16 @@ def default_collate(batch: list):
     if isinstance(elem, Tensor):
         shapes = {tuple(t.shape) for t in batch}
         if len(shapes) > 1:
-            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
-                               f"{sorted(shapes)} in one batch")
+            raise RuntimeError(
+                f"stack expects each tensor to be equal size, but got {sorted(shapes)} in one batch"
+            )
         return _movement.stack([t.detach() for t in batch], 0)
     if isinstance(elem, np.ndarray):
         if elem.dtype.kind not in "biuf":
-            raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, "
-                            f"numbers, dicts or lists; found numpy array of dtype {elem.dtype}")
+            raise TypeError(
+                f"default_collate: batch must contain tensors, numpy arrays, "
+                f"numbers, dicts or lists; found numpy array of dtype {elem.dtype}"
+            )
         return from_numpy(np.stack(batch))
     if isinstance(elem, np.generic):
         return from_numpy(np.asarray(batch))
@@ -69,8 +72,10 @@ def default_collate(batch: list):
             raise RuntimeError("each element in list of batch should be of equal size")
         # a list for tuples too, as PyTorch returns
         return [default_collate(list(samples)) for samples in zip(*batch, strict=True)]
-    raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, numbers, "
-                    f"dicts or lists; found {type(elem)}")
+    raise TypeError(
+        f"default_collate: batch must contain tensors, numpy arrays, numbers, "
+        f"dicts or lists; found {type(elem)}"
+    )
 
 
 def _float64():

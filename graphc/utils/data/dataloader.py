@@ -47,27 +47,44 @@ class _InfiniteConstantSampler(Sampler):
 class DataLoader:
     """Iterate over `dataset` in batches.
 
-        >>> loader = DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2)
-        >>> for inputs, labels in loader:
-        ...     ...
+    >>> loader = DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2)
+    >>> for inputs, labels in loader:
+    ...     ...
     """
 
-    def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool | None = None,
-                 sampler=None, batch_sampler=None, num_workers: int = 0, collate_fn=None,
-                 pin_memory: bool = False, drop_last: bool = False, timeout: float = 0,
-                 worker_init_fn=None, multiprocessing_context=None, generator=None, *,
-                 prefetch_factor: int | None = None, persistent_workers: bool = False,
-                 pin_memory_device: str = "") -> None:
+    def __init__(
+        self,
+        dataset,
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
+        sampler=None,
+        batch_sampler=None,
+        num_workers: int = 0,
+        collate_fn=None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        timeout: float = 0,
+        worker_init_fn=None,
+        multiprocessing_context=None,
+        generator=None,
+        *,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        pin_memory_device: str = "",
+    ) -> None:
         self._workers: _WorkerPool | None = None
         if num_workers < 0:
-            raise ValueError("num_workers option should be non-negative; use num_workers=0 to "
-                             "disable multiprocessing.")
+            raise ValueError(
+                "num_workers option should be non-negative; use num_workers=0 to disable multiprocessing."
+            )
         if timeout < 0:
             raise ValueError("timeout option should be non-negative")
         if num_workers == 0 and prefetch_factor is not None:
-            raise ValueError("prefetch_factor option could only be specified in "
-                             "multiprocessing.let num_workers > 0 to enable multiprocessing, "
-                             "otherwise set prefetch_factor to None.")
+            raise ValueError(
+                "prefetch_factor option could only be specified in "
+                "multiprocessing.let num_workers > 0 to enable multiprocessing, "
+                "otherwise set prefetch_factor to None."
+            )
         if num_workers > 0 and prefetch_factor is None:
             prefetch_factor = 2
         if prefetch_factor is not None and prefetch_factor < 0:
@@ -76,22 +93,26 @@ class DataLoader:
             raise ValueError("persistent_workers option needs num_workers > 0")
         self._iterable = isinstance(dataset, IterableDataset)
         if self._iterable:
-            for name, value in (("shuffle", shuffle), ("sampler", sampler),
-                                ("batch_sampler", batch_sampler)):
+            for name, value in (("shuffle", shuffle), ("sampler", sampler), ("batch_sampler", batch_sampler)):
                 if value is not None and value is not False:
-                    raise ValueError(f"DataLoader with IterableDataset: expected unspecified "
-                                     f"{name} option, but got {name}={value}")
+                    raise ValueError(
+                        f"DataLoader with IterableDataset: expected unspecified "
+                        f"{name} option, but got {name}={value}"
+                    )
         shuffle = bool(shuffle)
         if sampler is not None and shuffle:
             raise ValueError("sampler option is mutually exclusive with shuffle")
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
-                raise ValueError("batch_sampler option is mutually exclusive with batch_size, "
-                                 "shuffle, sampler, and drop_last")
+                raise ValueError(
+                    "batch_sampler option is mutually exclusive with batch_size, "
+                    "shuffle, sampler, and drop_last"
+                )
             batch_size, drop_last = None, False
         elif batch_size is None and drop_last:
-            raise ValueError("batch_size=None option disables auto-batching and is mutually "
-                             "exclusive with drop_last")
+            raise ValueError(
+                "batch_size=None option disables auto-batching and is mutually exclusive with drop_last"
+            )
         if sampler is None:
             if self._iterable:
                 sampler = _InfiniteConstantSampler()
@@ -108,8 +129,11 @@ class DataLoader:
         self.worker_init_fn, self.generator = worker_init_fn, generator
         self.persistent_workers = persistent_workers
         self.multiprocessing_context = multiprocessing_context
-        self.collate_fn = collate_fn if collate_fn is not None else (
-            default_collate if batch_sampler is not None else default_convert)
+        self.collate_fn = (
+            collate_fn
+            if collate_fn is not None
+            else (default_collate if batch_sampler is not None else default_convert)
+        )
 
     @property
     def _auto_collation(self) -> bool:
@@ -133,8 +157,14 @@ class DataLoader:
         return _LoaderIterator(pool.epoch(self._index_batches()), self.__len__)
 
     def _single_process(self):
-        fetch = _Fetcher(self.dataset, self._auto_collation, self.collate_fn, self.drop_last,
-                         self.batch_size, self._iterable)
+        fetch = _Fetcher(
+            self.dataset,
+            self._auto_collation,
+            self.collate_fn,
+            self.drop_last,
+            self.batch_size,
+            self._iterable,
+        )
         if self._iterable:
             yield from fetch.iterate()
             return
@@ -211,8 +241,10 @@ class _RemoteError:
 
     def __init__(self, worker_id: int, exc: BaseException) -> None:
         self.exc_type = type(exc)
-        self.message = (f"Caught {type(exc).__name__} in DataLoader worker process {worker_id}.\n"
-                        f"Original {''.join(traceback.format_exception(exc))}")
+        self.message = (
+            f"Caught {type(exc).__name__} in DataLoader worker process {worker_id}.\n"
+            f"Original {''.join(traceback.format_exception(exc))}"
+        )
 
     def reraise(self):
         try:
@@ -229,8 +261,7 @@ def _worker_loop(worker_id, loader_args, index_queue, result_queue, seed):
     global _worker_info
     # results nobody reads any more (after an error, at shutdown) must not keep us from exiting
     result_queue.cancel_join_thread()
-    dataset, auto_collation, collate_fn, drop_last, batch_size, iterable, num_workers, \
-        init_fn = loader_args
+    dataset, auto_collation, collate_fn, drop_last, batch_size, iterable, num_workers, init_fn = loader_args
     from graphc._creation import manual_seed
 
     manual_seed(seed)
@@ -282,13 +313,22 @@ class _WorkerPool:
         self.workers = []
         gen = loader.generator or default_generator
         base_seed = gen.next_seed() % (1 << 63)
-        args = (loader.dataset, loader._auto_collation, loader.collate_fn, loader.drop_last,
-                loader.batch_size, loader._iterable, loader.num_workers, loader.worker_init_fn)
+        args = (
+            loader.dataset,
+            loader._auto_collation,
+            loader.collate_fn,
+            loader.drop_last,
+            loader.batch_size,
+            loader._iterable,
+            loader.num_workers,
+            loader.worker_init_fn,
+        )
         for i in range(loader.num_workers):
             q = ctx.Queue()
             q.cancel_join_thread()
-            w = ctx.Process(target=_worker_loop, args=(i, args, q, self.result_queue,
-                                                       base_seed + i), daemon=True)
+            w = ctx.Process(
+                target=_worker_loop, args=(i, args, q, self.result_queue, base_seed + i), daemon=True
+            )
             w.start()
             self.index_queues.append(q)
             self.workers.append(w)
@@ -308,8 +348,9 @@ class _WorkerPool:
                     self.shutdown()
                     pids = ", ".join(str(w.pid) for w in dead)
                     codes = ", ".join(str(w.exitcode) for w in dead)
-                    raise RuntimeError(f"DataLoader worker (pid(s) {pids}) exited unexpectedly "
-                                       f"with exit code(s) {codes}") from None
+                    raise RuntimeError(
+                        f"DataLoader worker (pid(s) {pids}) exited unexpectedly with exit code(s) {codes}"
+                    ) from None
 
     def epoch(self, index_batches):
         self.epoch_id += 1

@@ -104,6 +104,6 @@ def random_split(dataset: Dataset, lengths: Sequence, generator=None) -> list[Su
     order = randperm(n, generator=generator).tolist()
     out, start = [], 0
     for length in lengths:
-        out.append(Subset(dataset, order[start:start + length]))
+        out.append(Subset(dataset, order[start : start + length]))
         start += length
     return out

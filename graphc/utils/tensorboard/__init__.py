@@ -27,11 +27,23 @@ class SummaryWriter:
     """Writes scalars, images, histograms, text and graphs for TensorBoard under `log_dir`
     (default runs/<date>_<host>)."""
 
-    def __init__(self, log_dir: str | None = None, comment: str = "", purge_step=None,
-                 max_queue: int = 10, flush_secs: int = 120, filename_suffix: str = "") -> None:
-        self._writer = _Writer(logdir=log_dir, comment=comment, purge_step=purge_step,
-                               max_queue=max_queue, flush_secs=flush_secs,
-                               filename_suffix=filename_suffix)
+    def __init__(
+        self,
+        log_dir: str | None = None,
+        comment: str = "",
+        purge_step=None,
+        max_queue: int = 10,
+        flush_secs: int = 120,
+        filename_suffix: str = "",
+    ) -> None:
+        self._writer = _Writer(
+            logdir=log_dir,
+            comment=comment,
+            purge_step=purge_step,
+            max_queue=max_queue,
+            flush_secs=flush_secs,
+            filename_suffix=filename_suffix,
+        )
 
     @property
     def log_dir(self) -> str:
@@ -44,23 +56,26 @@ class SummaryWriter:
         value = _numpy(scalar_value)
         self._writer.add_scalar(tag, float(np.asarray(value).reshape(())), global_step, walltime)
 
-    def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step=None,
-                    walltime=None) -> None:
+    def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step=None, walltime=None) -> None:
         values = {k: float(np.asarray(_numpy(v)).reshape(())) for k, v in tag_scalar_dict.items()}
         self._writer.add_scalars(main_tag, values, global_step, walltime)
 
-    def add_image(self, tag: str, img_tensor, global_step=None, walltime=None,
-                  dataformats: str = "CHW") -> None:
+    def add_image(
+        self, tag: str, img_tensor, global_step=None, walltime=None, dataformats: str = "CHW"
+    ) -> None:
         self._writer.add_image(tag, _numpy(img_tensor), global_step, walltime, dataformats)
 
-    def add_images(self, tag: str, img_tensor, global_step=None, walltime=None,
-                   dataformats: str = "NCHW") -> None:
+    def add_images(
+        self, tag: str, img_tensor, global_step=None, walltime=None, dataformats: str = "NCHW"
+    ) -> None:
         self._writer.add_images(tag, _numpy(img_tensor), global_step, walltime, dataformats)
 
-    def add_histogram(self, tag: str, values, global_step=None, bins="tensorflow",
-                      walltime=None, max_bins=None) -> None:
-        self._writer.add_histogram(tag, np.asarray(_numpy(values), dtype=np.float64),
-                                   global_step, bins, walltime, max_bins)
+    def add_histogram(
+        self, tag: str, values, global_step=None, bins="tensorflow", walltime=None, max_bins=None
+    ) -> None:
+        self._writer.add_histogram(
+            tag, np.asarray(_numpy(values), dtype=np.float64), global_step, bins, walltime, max_bins
+        )
 
     def add_text(self, tag: str, text_string: str, global_step=None, walltime=None) -> None:
         self._writer.add_text(tag, text_string, global_step, walltime)
@@ -68,8 +83,7 @@ class SummaryWriter:
     def add_graph(self, model, input_to_model=None, verbose: bool = False) -> None:
         """Record the operations `model` runs on `input_to_model` (a tensor or a tuple)."""
         if input_to_model is None:
-            raise ValueError("add_graph needs an example input (input_to_model) to run the "
-                             "model on")
+            raise ValueError("add_graph needs an example input (input_to_model) to run the model on")
         graph = model_graph(model, input_to_model)
         if verbose:
             print(graph)
@@ -95,8 +109,9 @@ def model_graph(model, inputs) -> graph_pb2.GraphDef:
     from graphc.autograd.grad_mode import enable_grad
 
     inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-    inputs = tuple(x.detach().requires_grad_(x.dtype.is_floating_point) if isinstance(x, Tensor)
-                   else x for x in inputs)
+    inputs = tuple(
+        x.detach().requires_grad_(x.dtype.is_floating_point) if isinstance(x, Tensor) else x for x in inputs
+    )
     param_names = {id(p): name for name, p in model.named_parameters()}
     for i, x in enumerate(inputs):
         if isinstance(x, Tensor):
@@ -108,6 +123,7 @@ def model_graph(model, inputs) -> graph_pb2.GraphDef:
             for t in out if isinstance(out, (tuple, list)) else (out,):
                 if isinstance(t, Tensor) and t.grad_fn is not None:
                     scopes.setdefault(id(t.grad_fn), name)
+
         return hook
 
     handles = [m.register_forward_hook(mark(name)) for name, m in model.named_modules() if name]
@@ -140,15 +156,20 @@ def model_graph(model, inputs) -> graph_pb2.GraphDef:
     for node in reversed(order):
         if isinstance(node, AccumulateGrad):
             var = node.variable
-            op, shape = ("Parameter" if not names[id(node)].startswith("input") else "Input",
-                         list(var.shape) if var is not None else [])
+            op, shape = (
+                "Parameter" if not names[id(node)].startswith("input") else "Input",
+                list(var.shape) if var is not None else [],
+            )
             inputs_ = []
         else:
             op = node.name().removesuffix("Backward0").removesuffix("Backward1")
             shape = list(node._out_meta[0][0]) if node._out_meta else []
             inputs_ = [names[id(n)] for n, _ in node.next_functions if n is not None]
         dims = [TensorShapeProto.Dim(size=int(s)) for s in shape]
-        attr = {"_output_shapes": attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(
-            shape=[TensorShapeProto(dim=dims)]))}
+        attr = {
+            "_output_shapes": attr_value_pb2.AttrValue(
+                list=attr_value_pb2.AttrValue.ListValue(shape=[TensorShapeProto(dim=dims)])
+            )
+        }
         nodes.append(node_def_pb2.NodeDef(name=names[id(node)], op=op, input=inputs_, attr=attr))
     return graph_pb2.GraphDef(node=nodes, versions=versions_pb2.VersionDef(producer=22))

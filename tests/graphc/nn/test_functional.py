@@ -31,25 +31,33 @@ def conv_reference(x, w, stride, padding, dilation, groups):
             g = oc // og
             for i in range(oh):
                 for j in range(ow):
-                    patch = xp[b, g * cg:(g + 1) * cg, i * sh:i * sh + dh * (kh - 1) + 1:dh,
-                               j * sw:j * sw + dw * (kw - 1) + 1:dw]
+                    patch = xp[
+                        b,
+                        g * cg : (g + 1) * cg,
+                        i * sh : i * sh + dh * (kh - 1) + 1 : dh,
+                        j * sw : j * sw + dw * (kw - 1) + 1 : dw,
+                    ]
                     out[b, oc, i, j] = (patch * w[oc]).sum()
     return out
 
 
-CONV_CASES = [((1, 1), (0, 0), (1, 1), 1), ((2, 1), (1, 2), (1, 1), 1),
-              ((1, 2), (2, 1), (2, 1), 2), ((2, 2), (1, 1), (1, 2), 4)]
+CONV_CASES = [
+    ((1, 1), (0, 0), (1, 1), 1),
+    ((2, 1), (1, 2), (1, 1), 1),
+    ((1, 2), (2, 1), (2, 1), 2),
+    ((2, 2), (1, 1), (1, 2), 4),
+]
 
 
 @pytest.mark.parametrize("stride, padding, dilation, groups", CONV_CASES)
 def test_conv2d_matches_naive_loops_and_gradchecks(stride, padding, dilation, groups):
     x, w, b = leaf(2, 4, 7, 8), leaf(4, 4 // groups, 3, 2), leaf(4)
     out = F.conv2d(x, w, b, stride, padding, dilation, groups)
-    ref = conv_reference(x.detach().numpy(), w.detach().numpy(), stride, padding, dilation,
-                         groups) + b.detach().numpy().reshape(1, -1, 1, 1)
+    ref = conv_reference(
+        x.detach().numpy(), w.detach().numpy(), stride, padding, dilation, groups
+    ) + b.detach().numpy().reshape(1, -1, 1, 1)
     np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-10, atol=1e-12)
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups),
-                     (x, w, b))
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), (x, w, b))
 
 
 def test_conv2d_second_derivatives_and_same_padding():
@@ -61,8 +69,9 @@ def test_conv2d_second_derivatives_and_same_padding():
         F.conv2d(x, leaf(2, 3, 3, 3))
 
 
-@pytest.mark.parametrize("stride, padding, out_pad, dilation, groups",
-                         [(1, 0, 0, 1, 1), (2, 1, 1, 1, 2), (3, 2, 1, 2, 1)])
+@pytest.mark.parametrize(
+    "stride, padding, out_pad, dilation, groups", [(1, 0, 0, 1, 1), (2, 1, 1, 1, 2), (3, 2, 1, 2, 1)]
+)
 def test_conv_transpose2d_is_the_adjoint_of_conv2d(stride, padding, out_pad, dilation, groups):
     x, w = leaf(2, 4, 5, 4), leaf(4, 6 // groups, 3, 3)
     y = F.conv_transpose2d(x, w, None, stride, padding, out_pad, groups, dilation)
@@ -70,8 +79,9 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(stride, padding, out_pad, dil
     z = RNG.normal(size=y.shape)
     conv = F.conv2d(graphc.tensor(z), w.detach(), None, stride, padding, dilation, groups)
     assert np.isclose((y.detach().numpy() * z).sum(), (x.detach().numpy() * conv.numpy()).sum())
-    assert gradcheck(lambda x, w: F.conv_transpose2d(x, w, None, stride, padding, out_pad,
-                                                     groups, dilation), (x, w))
+    assert gradcheck(
+        lambda x, w: F.conv_transpose2d(x, w, None, stride, padding, out_pad, groups, dilation), (x, w)
+    )
 
 
 def pool_reference(x, k, s, p, d, ceil):
@@ -87,21 +97,21 @@ def pool_reference(x, k, s, p, d, ceil):
 
     oh, ow = size(h), size(w)
     xp = np.full((n, c, h + 2 * p + s, w + 2 * p + s), -np.inf)
-    xp[:, :, p:p + h, p:p + w] = x
+    xp[:, :, p : p + h, p : p + w] = x
     out = np.zeros((n, c, oh, ow))
     for i in range(oh):
         for j in range(ow):
-            out[:, :, i, j] = xp[:, :, i * s:i * s + span:d, j * s:j * s + span:d].max((-2, -1))
+            out[:, :, i, j] = xp[:, :, i * s : i * s + span : d, j * s : j * s + span : d].max((-2, -1))
     return out
 
 
-@pytest.mark.parametrize("k, s, p, d, ceil", [(2, 2, 0, 1, False), (3, 2, 1, 1, True),
-                                              (3, 1, 1, 2, False), (2, 3, 1, 1, True)])
+@pytest.mark.parametrize(
+    "k, s, p, d, ceil", [(2, 2, 0, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False), (2, 3, 1, 1, True)]
+)
 def test_max_pool2d_matches_naive_loops_and_gradchecks(k, s, p, d, ceil):
     x = leaf(2, 3, 9, 8)
     out = F.max_pool2d(x, k, s, p, d, ceil)
-    np.testing.assert_allclose(out.detach().numpy(),
-                               pool_reference(x.detach().numpy(), k, s, p, d, ceil))
+    np.testing.assert_allclose(out.detach().numpy(), pool_reference(x.detach().numpy(), k, s, p, d, ceil))
     assert gradcheck(lambda x: F.max_pool2d(x, k, s, p, d, ceil), (x,))
     values, idx = F.max_pool2d(x, k, s, p, d, ceil, return_indices=True)
     flat = x.detach().reshape(2, 3, -1)
@@ -124,8 +134,9 @@ def test_avg_and_adaptive_pooling():
 
 def test_linear_and_bilinear():
     x, w, b = leaf(4, 3), leaf(5, 3), leaf(5)
-    np.testing.assert_allclose(F.linear(x, w, b).detach().numpy(),
-                               x.detach().numpy() @ w.detach().numpy().T + b.detach().numpy())
+    np.testing.assert_allclose(
+        F.linear(x, w, b).detach().numpy(), x.detach().numpy() @ w.detach().numpy().T + b.detach().numpy()
+    )
     assert F.linear(x, w, b).grad_fn.name() == "AddmmBackward0"
     assert gradcheck(F.linear, (leaf(2, 4, 3), w, b)) and gradcheck(F.linear, (x, w))
     x1, x2, wb = leaf(4, 3), leaf(4, 2), leaf(5, 3, 2)
@@ -139,14 +150,15 @@ ACTIVATIONS = {
     "leaky_relu": (F.leaky_relu, lambda a: np.where(a > 0, a, 0.01 * a)),
     "elu": (F.elu, lambda a: np.where(a > 0, a, np.expm1(a))),
     "gelu": (F.gelu, lambda a: 0.5 * a * (1 + np.vectorize(math.erf)(a / math.sqrt(2)))),
-    "gelu_tanh": (lambda t: F.gelu(t, approximate="tanh"),
-                  lambda a: 0.5 * a * (1 + np.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * a ** 3)))),
+    "gelu_tanh": (
+        lambda t: F.gelu(t, approximate="tanh"),
+        lambda a: 0.5 * a * (1 + np.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * a**3))),
+    ),
     "silu": (F.silu, lambda a: a / (1 + np.exp(-a))),
     "softplus": (F.softplus, lambda a: np.log1p(np.exp(a))),
     "hardtanh": (F.hardtanh, lambda a: np.clip(a, -1, 1)),
     "softmax": (lambda t: F.softmax(t, 1), lambda a: np.exp(a) / np.exp(a).sum(1, keepdims=True)),
-    "log_softmax": (lambda t: F.log_softmax(t, 1),
-                    lambda a: a - np.log(np.exp(a).sum(1, keepdims=True))),
+    "log_softmax": (lambda t: F.log_softmax(t, 1), lambda a: a - np.log(np.exp(a).sum(1, keepdims=True))),
 }
 
 
@@ -156,8 +168,7 @@ def test_activations(name):
     x = leaf(4, 5)
     with graphc.no_grad():
         x += graphc.sign(x) * 0.05  # away from kinks
-    np.testing.assert_allclose(fn(x).detach().numpy(), ref(x.detach().numpy()), rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(fn(x).detach().numpy(), ref(x.detach().numpy()), rtol=1e-10, atol=1e-12)
     assert gradcheck(fn, (x,))
 
 
@@ -184,18 +195,20 @@ def _ce_reference(logits, target, weight=None, ignore=-100, smoothing=0.0):
     return (1 - smoothing) * nll.sum() / denom + smoothing / c * smooth.sum() / denom
 
 
-@pytest.mark.parametrize("weighted, smoothing", [(False, 0.0), (True, 0.0), (False, 0.2),
-                                                 (True, 0.1)])
+@pytest.mark.parametrize("weighted, smoothing", [(False, 0.0), (True, 0.0), (False, 0.2), (True, 0.1)])
 def test_cross_entropy_with_class_indices(weighted, smoothing):
     logits = leaf(6, 4)
     target = graphc.tensor([0, 3, -100, 2, 1, 3])
     weight = graphc.tensor([1.0, 2.0, 0.5, 1.5], dtype=graphc.float64) if weighted else None
     out = F.cross_entropy(logits, target, weight, label_smoothing=smoothing)
-    ref = _ce_reference(logits.detach().numpy(), target.numpy(),
-                        None if weight is None else weight.numpy(), smoothing=smoothing)
+    ref = _ce_reference(
+        logits.detach().numpy(),
+        target.numpy(),
+        None if weight is None else weight.numpy(),
+        smoothing=smoothing,
+    )
     assert np.isclose(out.item(), ref)
-    assert gradcheck(lambda z: F.cross_entropy(z, target, weight, label_smoothing=smoothing),
-                     (logits,))
+    assert gradcheck(lambda z: F.cross_entropy(z, target, weight, label_smoothing=smoothing), (logits,))
     per = F.cross_entropy(logits, target, reduction="none")
     assert per.shape == (6,) and per[2].item() == 0.0
 
@@ -203,8 +216,14 @@ def test_cross_entropy_with_class_indices(weighted, smoothing):
 def test_cross_entropy_with_probabilities_and_spatial_targets():
     logits = leaf(3, 4)
     probs = F.softmax(graphc.tensor(RNG.normal(size=(3, 4))), 1)
-    ref = -(probs.numpy() * (logits.detach().numpy() - np.log(np.exp(
-        logits.detach().numpy()).sum(1, keepdims=True)))).sum(1).mean()
+    ref = (
+        -(
+            probs.numpy()
+            * (logits.detach().numpy() - np.log(np.exp(logits.detach().numpy()).sum(1, keepdims=True)))
+        )
+        .sum(1)
+        .mean()
+    )
     assert np.isclose(F.cross_entropy(logits, probs).item(), ref)
     assert gradcheck(lambda z: F.cross_entropy(z, probs), (logits,))
     img = leaf(2, 3, 4, 4)
@@ -223,15 +242,20 @@ def test_regression_and_binary_losses():
     p = graphc.tensor(RNG.uniform(0.1, 0.9, 5), requires_grad=True)
     t = graphc.tensor([0.0, 1.0, 1.0, 0.0, 0.5], dtype=graphc.float64)
     pn, tn = p.detach().numpy(), t.numpy()
-    assert np.isclose(F.binary_cross_entropy(p, t).item(),
-                      -(tn * np.log(pn) + (1 - tn) * np.log(1 - pn)).mean())
+    assert np.isclose(
+        F.binary_cross_entropy(p, t).item(), -(tn * np.log(pn) + (1 - tn) * np.log(1 - pn)).mean()
+    )
     sig = 1 / (1 + np.exp(-an))
-    assert np.isclose(F.binary_cross_entropy_with_logits(a, t).item(),
-                      -(tn * np.log(sig) + (1 - tn) * np.log(1 - sig)).mean())
+    assert np.isclose(
+        F.binary_cross_entropy_with_logits(a, t).item(),
+        -(tn * np.log(sig) + (1 - tn) * np.log(1 - sig)).mean(),
+    )
     lp = F.log_softmax(leaf(2, 3), 1)
     q = F.softmax(graphc.tensor(RNG.normal(size=(2, 3))), 1)
-    assert np.isclose(F.kl_div(lp, q, reduction="batchmean").item(),
-                      (q.numpy() * (np.log(q.numpy()) - lp.detach().numpy())).sum() / 2)
+    assert np.isclose(
+        F.kl_div(lp, q, reduction="batchmean").item(),
+        (q.numpy() * (np.log(q.numpy()) - lp.detach().numpy())).sum() / 2,
+    )
     for fn in (F.mse_loss, F.l1_loss, F.smooth_l1_loss):
         assert gradcheck(fn, (a, b))
     assert gradcheck(lambda p: F.binary_cross_entropy(p, t), (p,))
@@ -249,8 +273,9 @@ def test_one_hot_and_pad():
     assert gradcheck(lambda x: F.pad(x, (1, -1, 2, 0), value=3.0), (x,))
 
 
-@pytest.mark.parametrize("mode, np_mode", [("reflect", "reflect"), ("replicate", "edge"),
-                                           ("circular", "wrap")])
+@pytest.mark.parametrize(
+    "mode, np_mode", [("reflect", "reflect"), ("replicate", "edge"), ("circular", "wrap")]
+)
 def test_pad_modes_match_numpy_and_conv_padding_modes(mode, np_mode):
     x = leaf(2, 3, 4, 5)
     out = F.pad(x, (1, 2, 2, 1), mode=mode)

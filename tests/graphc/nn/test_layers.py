@@ -21,21 +21,23 @@ def test_batch_norm_training_eval_and_running_stats():
     bn = nn.BatchNorm2d(3).double()
     y = bn(graphc.tensor(x)).detach().numpy()
     mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3))
-    np.testing.assert_allclose(y, (x - mean.reshape(1, 3, 1, 1)) / np.sqrt(
-        var.reshape(1, 3, 1, 1) + 1e-5), atol=1e-12)
+    np.testing.assert_allclose(
+        y, (x - mean.reshape(1, 3, 1, 1)) / np.sqrt(var.reshape(1, 3, 1, 1) + 1e-5), atol=1e-12
+    )
     n = 8 * 16
     np.testing.assert_allclose(bn.running_mean.numpy(), 0.1 * mean)
     np.testing.assert_allclose(bn.running_var.numpy(), 0.9 + 0.1 * var * n / (n - 1))
     assert bn.num_batches_tracked.item() == 1
     bn.eval()
     y_eval = bn(graphc.tensor(x)).detach().numpy()
-    np.testing.assert_allclose(y_eval, (x - bn.running_mean.numpy().reshape(1, 3, 1, 1)) /
-                               np.sqrt(bn.running_var.numpy().reshape(1, 3, 1, 1) + 1e-5))
-    assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var",
-                                     "num_batches_tracked"]
+    np.testing.assert_allclose(
+        y_eval,
+        (x - bn.running_mean.numpy().reshape(1, 3, 1, 1))
+        / np.sqrt(bn.running_var.numpy().reshape(1, 3, 1, 1) + 1e-5),
+    )
+    assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
     w, b = leaf(3), leaf(3)
-    assert gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, True), (leaf(4, 3, 2, 2),
-                                                                               w, b))
+    assert gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, True), (leaf(4, 3, 2, 2), w, b))
     with pytest.raises(ValueError, match="expected 4D input"):
         bn(graphc.ones(2, 3))
     with pytest.raises(ValueError, match="more than 1 value per channel"):
@@ -69,14 +71,12 @@ def test_embedding_and_padding_idx():
     assert not frozen.weight.requires_grad
 
 
-@pytest.mark.parametrize("mode, align", [("nearest", None), ("bilinear", False),
-                                         ("bilinear", True)])
+@pytest.mark.parametrize("mode, align", [("nearest", None), ("bilinear", False), ("bilinear", True)])
 def test_interpolate_gradients_and_shapes(mode, align):
     x = leaf(1, 2, 3, 4)
     out = F.interpolate(x, size=(5, 7), mode=mode, align_corners=align)
     assert out.shape == (1, 2, 5, 7)
-    assert gradcheck(lambda x: F.interpolate(x, scale_factor=2.0, mode=mode,
-                                             align_corners=align), (x,))
+    assert gradcheck(lambda x: F.interpolate(x, scale_factor=2.0, mode=mode, align_corners=align), (x,))
 
 
 def test_interpolate_bilinear_values():
@@ -108,8 +108,15 @@ def test_lstm_matches_a_numpy_reference_and_gradchecks():
     x = RNG.normal(size=(5, 2, 3))
     out, (h, c) = lstm(graphc.tensor(x))
     p = {k: v.detach().numpy() for k, v in lstm.named_parameters()}
-    ro, rh, rc = _lstm_reference(x, np.zeros((2, 4)), np.zeros((2, 4)), p["weight_ih_l0"],
-                                 p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])
+    ro, rh, rc = _lstm_reference(
+        x,
+        np.zeros((2, 4)),
+        np.zeros((2, 4)),
+        p["weight_ih_l0"],
+        p["weight_hh_l0"],
+        p["bias_ih_l0"],
+        p["bias_hh_l0"],
+    )
     np.testing.assert_allclose(out.detach().numpy(), ro, atol=1e-12)
     np.testing.assert_allclose(h[0].detach().numpy(), rh, atol=1e-12)
     np.testing.assert_allclose(c[0].detach().numpy(), rc, atol=1e-12)
@@ -164,9 +171,10 @@ def test_conv1d_and_max_pool1d_match_their_2d_forms():
     assert graphc.allclose(out, ref) and out.shape == (2, 4, 5)
     assert gradcheck(lambda x, w: F.conv1d(x, w, None, 1, 1, 2), (x, w))
     pooled = nn.MaxPool1d(3, 2)(x)
-    np.testing.assert_allclose(pooled.detach().numpy(),
-                               np.stack([x.detach().numpy()[..., i:i + 3].max(-1)
-                                         for i in range(0, 7, 2)], -1))
+    np.testing.assert_allclose(
+        pooled.detach().numpy(),
+        np.stack([x.detach().numpy()[..., i : i + 3].max(-1) for i in range(0, 7, 2)], -1),
+    )
     assert gradcheck(lambda x: F.max_pool1d(x, 2), (x,))
     assert repr(nn.Conv1d(3, 4, 3)) == "Conv1d(3, 4, kernel_size=(3,), stride=(1,))"
 

@@ -36,7 +36,8 @@ def test_lenet_prints_and_counts_like_the_tutorial():
         "  (fc1): Linear(in_features=400, out_features=120, bias=True)\n"
         "  (fc2): Linear(in_features=120, out_features=84, bias=True)\n"
         "  (fc3): Linear(in_features=84, out_features=10, bias=True)\n"
-        ")")
+        ")"
+    )
     params = list(net.parameters())
     assert len(params) == 10 and params[0].size() == graphc.Size([6, 1, 5, 5])
     assert [p.shape for p in params][4:6] == [graphc.Size([120, 400]), graphc.Size([120])]
@@ -49,7 +50,7 @@ def test_lenet_prints_and_counts_like_the_tutorial():
 
 def test_default_initialisation_bounds():
     layer = nn.Linear(400, 120)
-    bound = 1 / 400 ** 0.5
+    bound = 1 / 400**0.5
     assert layer.weight.abs().max().item() <= bound and layer.bias.abs().max().item() <= bound
     conv = nn.Conv2d(6, 16, 5)
     assert conv.weight.abs().max().item() <= 1 / (6 * 25) ** 0.5
@@ -67,12 +68,18 @@ def test_registration_and_traversal():
 
     model = nn.Sequential(OrderedDict([("a", Block()), ("act", nn.ReLU()), ("b", Block())]))
     names = [n for n, _ in model.named_parameters()]
-    assert names == ["a.scale", "a.lin.weight", "a.lin.bias", "b.scale", "b.lin.weight",
-                     "b.lin.bias"]
-    assert [n for n, _ in model.named_buffers()] == ["a.running", "a.scratch", "b.running",
-                                                     "b.scratch"]
-    assert list(model.state_dict()) == ["a.scale", "a.running", "a.lin.weight", "a.lin.bias",
-                                        "b.scale", "b.running", "b.lin.weight", "b.lin.bias"]
+    assert names == ["a.scale", "a.lin.weight", "a.lin.bias", "b.scale", "b.lin.weight", "b.lin.bias"]
+    assert [n for n, _ in model.named_buffers()] == ["a.running", "a.scratch", "b.running", "b.scratch"]
+    assert list(model.state_dict()) == [
+        "a.scale",
+        "a.running",
+        "a.lin.weight",
+        "a.lin.bias",
+        "b.scale",
+        "b.running",
+        "b.lin.weight",
+        "b.lin.bias",
+    ]
     assert [n for n, _ in model.named_children()] == ["a", "act", "b"]
     assert len(list(model.modules())) == 6 and model[1].__class__ is nn.ReLU
     assert model.get_submodule("a.lin") is model.a.lin
@@ -161,16 +168,20 @@ def test_containers():
     seq = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
     assert seq(graphc.ones(3, 2)).shape == (3, 1) and len(seq[:2]) == 2
     assert repr(nn.Sequential(nn.ReLU(), nn.Flatten())) == (
-        "Sequential(\n  (0): ReLU()\n  (1): Flatten(start_dim=1, end_dim=-1)\n)")
+        "Sequential(\n  (0): ReLU()\n  (1): Flatten(start_dim=1, end_dim=-1)\n)"
+    )
 
 
 def test_layer_reprs():
-    assert repr(nn.MaxPool2d(2, 2)) == \
-        "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
-    assert repr(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)) == \
-        "Conv2d(3, 8, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False)"
+    assert (
+        repr(nn.MaxPool2d(2, 2))
+        == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
+    )
+    assert (
+        repr(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False))
+        == "Conv2d(3, 8, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False)"
+    )
     assert repr(nn.CrossEntropyLoss()) == "CrossEntropyLoss()"
     assert repr(nn.Dropout(0.25)) == "Dropout(p=0.25, inplace=False)"
     assert repr(nn.Softmax(dim=1)) == "Softmax(dim=1)"
-    assert repr(nn.Parameter(graphc.ones(1))) == \
-        "Parameter containing:\ntensor([1.], requires_grad=True)"
+    assert repr(nn.Parameter(graphc.ones(1))) == "Parameter containing:\ntensor([1.], requires_grad=True)"

@@ -98,11 +98,9 @@ def test_loader_order_batches_and_drop_last(workers):
     dropped = DataLoader(ds, batch_size=4, drop_last=True, num_workers=workers)
     assert [y.tolist() for _, y in dropped] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     graphc.manual_seed(5)
-    shuffled = [y.tolist() for _, y in DataLoader(ds, batch_size=5, shuffle=True,
-                                                    num_workers=workers)]
+    shuffled = [y.tolist() for _, y in DataLoader(ds, batch_size=5, shuffle=True, num_workers=workers)]
     graphc.manual_seed(5)
-    again = [y.tolist() for _, y in DataLoader(ds, batch_size=5, shuffle=True,
-                                                 num_workers=workers)]
+    again = [y.tolist() for _, y in DataLoader(ds, batch_size=5, shuffle=True, num_workers=workers)]
     assert shuffled == again and sorted(sum(shuffled, [])) == list(range(10))
     unbatched = list(DataLoader(ds, batch_size=None, num_workers=workers))
     assert len(unbatched) == 10 and unbatched[3][1].item() == 3
@@ -119,8 +117,7 @@ def test_worker_errors_are_reraised_with_their_traceback():
 
 
 def test_iterable_datasets_with_and_without_workers():
-    assert [b.tolist() for b in DataLoader(Range(7), batch_size=3)] == [[0, 1, 2], [3, 4, 5],
-                                                                        [6]]
+    assert [b.tolist() for b in DataLoader(Range(7), batch_size=3)] == [[0, 1, 2], [3, 4, 5], [6]]
     out = [b.tolist() for b in DataLoader(Range(8), batch_size=2, num_workers=2)]
     assert sorted(sum(out, [])) == list(range(8)) and out[0] == [0, 2] and out[1] == [1, 3]
 
@@ -134,8 +131,9 @@ def test_worker_init_fn_and_worker_info_and_persistent_workers():
             info = get_worker_info()
             return (info.id, info.num_workers, info.seed)
 
-    loader = DataLoader(Info(), batch_size=1, num_workers=2, persistent_workers=True,
-                        worker_init_fn=lambda wid: None)
+    loader = DataLoader(
+        Info(), batch_size=1, num_workers=2, persistent_workers=True, worker_init_fn=lambda wid: None
+    )
     first = [tuple(int(v) for v in b) for b in [tuple(t.item() for t in x) for x in loader]]
     assert {f[0] for f in first} == {0, 1} and all(f[1] == 2 for f in first)
     second = [tuple(t.item() for t in x) for x in loader]  # the same workers serve epoch 2

@@ -17,9 +17,9 @@ def read_events(log_dir: Path) -> list:
         data = path.read_bytes()
         pos = 0
         while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
             pos += 12  # length and its CRC
-            events.append(event_pb2.Event.FromString(data[pos:pos + length]))
+            events.append(event_pb2.Event.FromString(data[pos : pos + length]))
             pos += length + 4  # payload and its CRC
     return events
 
@@ -36,8 +36,7 @@ def test_scalars_images_histograms_text_and_graph(tmp_path):
         writer.add_text("note", "hello graphc", 0)
         writer.add_graph(net, graphc.randn(1, 1, 4, 4))
     events = read_events(tmp_path)
-    scalars = [(e.step, v.simple_value) for e in events for v in e.summary.value
-               if v.tag == "loss/train"]
+    scalars = [(e.step, v.simple_value) for e in events for v in e.summary.value if v.tag == "loss/train"]
     assert [s for s, _ in scalars] == [0, 1, 2]
     assert [v for _, v in scalars] == pytest.approx([1.0, 0.5, 1.0 / 3])  # float32 in the file
     tags = {v.tag for e in events for v in e.summary.value}

@@ -18,15 +18,32 @@ def write_cifar10(root, n_train=12, n_test=5, seed=0):
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
-    for i, name in enumerate(["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
-                              "data_batch_5", "test_batch"]):
+    for i, name in enumerate(
+        ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
+    ):
         n = n_test if name == "test_batch" else n_train
-        batch = {"batch_label": name, "labels": [int(v) for v in rng.integers(0, 10, n)],
-                 "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 "filenames": [f"img{i}_{k}.png" for k in range(n)]}
+        batch = {
+            "batch_label": name,
+            "labels": [int(v) for v in rng.integers(0, 10, n)],
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "filenames": [f"img{i}_{k}.png" for k in range(n)],
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                            "horse", "ship", "truck"], "num_vis": 3072}
+    meta = {
+        "label_names": [
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ],
+        "num_vis": 3072,
+    }
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
 
 
@@ -136,8 +153,7 @@ def test_transforms():
     assert transforms.CenterCrop(4)(img).size == (4, 4)
     assert graphc.equal(transforms.CenterCrop((2, 2))(t), t[:, 2:4, 3:5])
     graphc.manual_seed(0)
-    crops = {tuple(np.array(transforms.RandomCrop(4, padding=2)(img)).ravel()[:3])
-             for _ in range(10)}
+    crops = {tuple(np.array(transforms.RandomCrop(4, padding=2)(img)).ravel()[:3]) for _ in range(10)}
     assert len(crops) > 1
     flip = transforms.RandomHorizontalFlip(p=1.0)
     assert np.array_equal(np.array(flip(img)), np.array(img)[:, ::-1])
@@ -163,8 +179,7 @@ def test_download_checks_the_md5_of_what_arrives(tmp_path, monkeypatch):
     import io
     import urllib.request
 
-    monkeypatch.setattr(urllib.request, "urlopen",
-                        lambda *a, **k: io.BytesIO(b"not the real archive"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: io.BytesIO(b"not the real archive"))
     with pytest.raises(DatasetError, match="checksum mismatch.*c58f30108f718f92721af3b95e74349a"):
         datasets.CIFAR10(tmp_path, download=True)
     assert not any(p.suffix == ".part" for p in tmp_path.iterdir())
