@@ -117,16 +117,42 @@ def model_graph(model, inputs) -> graph_pb2.GraphDef:
         if isinstance(x, Tensor):
             param_names[id(x)] = f"input/{i}"
     scopes: dict[int, str] = {}
+    frontiers: dict[int, list] = {}
 
-    def mark(name):
-        def hook(module, args, out):
-            for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, Tensor) and t.grad_fn is not None:
-                    scopes.setdefault(id(t.grad_fn), name)
+    def tensors(values):
+        return [
+            t for t in (values if isinstance(values, (tuple, list)) else (values,)) if isinstance(t, Tensor)
+        ]
+
+    def before(key):
+        def hook(module, args):
+            # the graph nodes that existed when the module was entered are not its own
+            frontiers.setdefault(key, []).append(
+                {id(t.grad_fn) for t in tensors(args) if t.grad_fn is not None}
+            )
 
         return hook
 
-    handles = [m.register_forward_hook(mark(name)) for name, m in model.named_modules() if name]
+    def after(key, scope):
+        def hook(module, args, out):
+            stop = frontiers[key].pop()
+            stack = [t.grad_fn for t in tensors(out) if t.grad_fn is not None]
+            seen = set()
+            while stack:  # every node between the module's inputs and outputs is in it
+                node = stack.pop()
+                if id(node) in stop or id(node) in seen or isinstance(node, AccumulateGrad):
+                    continue
+                seen.add(id(node))
+                scopes.setdefault(id(node), scope)  # inner modules ran (and claimed) first
+                stack.extend(n for n, _ in node.next_functions if n is not None)
+
+        return hook
+
+    handles = []
+    for name, m in model.named_modules():
+        if name:
+            handles.append(m.register_forward_pre_hook(before(id(m))))
+            handles.append(m.register_forward_hook(after(id(m), name.replace(".", "/"))))
     try:
         with enable_grad():
             out = model(*inputs)

@@ -48,3 +48,21 @@ def test_scalars_images_histograms_text_and_graph(tmp_path):
     assert "0.weight" in nodes and "3.bias" in nodes and "input/0" in nodes
     addmm = next(n for n in nodes.values() if n.op == "Addmm")
     assert addmm.name.startswith("3/") and "3.weight" in addmm.input
+
+
+def test_graph_nodes_are_scoped_by_the_innermost_module():
+    from graphc.utils.tensorboard import model_graph
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.conv(x)) * 2
+
+    net = nn.Sequential(Block(), nn.Flatten(), nn.Linear(8, 3))
+    ops = {n.op: n.name for n in model_graph(net, graphc.randn(1, 1, 4, 4)).node}
+    assert ops["Convolution"].startswith("0/conv/") and ops["Relu"].startswith("0/act/")
+    assert ops["Mul"].startswith("0/Mul") and ops["Addmm"].startswith("2/")
