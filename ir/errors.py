@@ -18,3 +18,11 @@ class UnknownOpError(IRError, KeyError):
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0])
+
+
+class VerifyError(IRError):
+    """A graph that breaks an invariant: names the node and what is wrong."""
+
+
+class InputError(IRError, ValueError):
+    """Inputs that do not fit a graph's signature: names the input, expected and given."""

@@ -1,0 +1,382 @@
+"""Shape and dtype inference for graph nodes, with symbolic dims.
+
+`infer(op, input_types, attrs)` gives the output types of one node. Inputs of a recorded node
+already carry the dtypes the op computes in (the tracer inserts casts), so elementwise ops keep
+their inputs' common dtype and comparisons give bool. A shape that depends on a symbol in a way
+these rules cannot express (a reshape that does not divide evenly, broadcasting a symbol against
+a size other than 1) raises `ShapeError`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from ir import dtypes
+from ir.errors import ShapeError, UnknownOpError
+from ir.types import Dim, TensorType
+
+INFER: dict[str, Callable] = {}
+
+BOOL_OUT = {
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "logical_not",
+    "isnan",
+    "isinf",
+    "isfinite",
+}
+ELEMENTWISE = {
+    "neg",
+    "abs",
+    "sign",
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log2",
+    "log10",
+    "log1p",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "sqrt",
+    "rsqrt",
+    "reciprocal",
+    "sigmoid",
+    "erf",
+    "relu",
+    "ceil",
+    "floor",
+    "trunc",
+    "round",
+    "bitwise_not",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "floor_divide",
+    "remainder",
+    "fmod",
+    "pow",
+    "maximum",
+    "minimum",
+    "atan2",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_xor",
+    "left_shift",
+    "right_shift",
+    "where",
+    "clamp",
+    "threshold_backward",
+    *BOOL_OUT,
+}
+
+
+def infer(op: str, inputs: list[TensorType | None], attrs: dict) -> list[TensorType]:
+    """Output types of `op` applied to inputs of these types."""
+    if op in ELEMENTWISE:
+        return [_elementwise(op, inputs)]
+    fn = INFER.get(op)
+    if fn is None:
+        raise UnknownOpError(f"no shape inference for op {op!r}")
+    out = fn(inputs, **attrs)
+    return out if isinstance(out, list) else [out]
+
+
+def rule(*ops: str):
+    def wrap(fn):
+        for op in ops:
+            INFER[op] = fn
+        return fn
+
+    return wrap
+
+
+def broadcast(op: str, *shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    """numpy's broadcasting with symbols: a dim of 1 stretches, equal dims match."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        dims = {s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            raise ShapeError(
+                f"{op}: shapes {[list(s) for s in shapes]} do not broadcast "
+                f"(dim {i} is one of {sorted(map(str, dims))})"
+            )
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def _elementwise(op: str, inputs: list[TensorType | None]) -> TensorType:
+    tensors = [t for t in inputs if t is not None]
+    if op == "where":
+        tensors = [t for t in inputs[1:] if t is not None]
+    shape = broadcast(op, *[t.shape for t in inputs if t is not None])
+    if op in BOOL_OUT:
+        return TensorType(dtypes.bool_, shape)
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = dtypes.promote_types(dtype, t.dtype)
+    return TensorType(dtype, shape)
+
+
+def _norm_dims(dims, rank: int) -> tuple[int, ...]:
+    return tuple(range(rank)) if dims is None else tuple(d % max(rank, 1) for d in dims)
+
+
+@rule("cast")
+def _cast(inputs, dtype):
+    return TensorType(dtypes.from_name(dtype), inputs[0].shape)
+
+
+def _reduced(t: TensorType, dims, keepdim: bool) -> tuple[Dim, ...]:
+    axes = _norm_dims(dims, t.rank)
+    return tuple(1 if i in axes else d for i, d in enumerate(t.shape) if keepdim or i not in axes)
+
+
+@rule("sum", "prod")
+def _sum(inputs, dims=None, keepdim=False):
+    t = inputs[0]
+    dtype = t.dtype if t.dtype.is_floating_point else dtypes.int64  # ints accumulate in int64
+    return TensorType(dtype, _reduced(t, dims, keepdim))
+
+
+@rule("mean", "amax", "amin", "var")
+def _reduce_same(inputs, dims=None, keepdim=False, correction=None):
+    t = inputs[0]
+    return TensorType(t.dtype, _reduced(t, dims, keepdim))
+
+
+@rule("any", "all")
+def _reduce_bool(inputs, dims=None, keepdim=False):
+    return TensorType(dtypes.bool_, _reduced(inputs[0], dims, keepdim))
+
+
+@rule("argmax", "argmin")
+def _arg(inputs, dim=None, keepdim=False):
+    t = inputs[0]
+    if dim is None:
+        return TensorType(dtypes.int64, ())
+    d = dim % t.rank
+    shape = tuple(1 if i == d else s for i, s in enumerate(t.shape) if keepdim or i != d)
+    return TensorType(dtypes.int64, shape)
+
+
+@rule("max_dim", "min_dim")
+def _extreme(inputs, dim, keepdim=False):
+    t = inputs[0]
+    shape = tuple(1 if i == dim else s for i, s in enumerate(t.shape) if keepdim or i != dim)
+    return [TensorType(t.dtype, shape), TensorType(dtypes.int64, shape)]
+
+
+@rule("cumsum", "cumprod")
+def _cumulative(inputs, dim):
+    t = inputs[0]
+    dtype = t.dtype if t.dtype.is_floating_point else dtypes.int64
+    return TensorType(dtype, t.shape)
+
+
+@rule("reshape")
+def _reshape(inputs, shape):
+    t = inputs[0]
+    return TensorType(t.dtype, resolve_reshape(t.shape, tuple(shape)))
+
+
+def resolve_reshape(old: tuple[Dim, ...], new: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    """The target shape with its -1 resolved: symbols must cancel, ints must divide."""
+    old_syms, old_n = Counter(d for d in old if isinstance(d, str)), _product(old)
+    new_syms = Counter(d for d in new if isinstance(d, str))
+    known = _product(d for d in new if d != -1)
+    if new.count(-1) > 1:
+        raise ShapeError(f"reshape: only one dimension can be inferred; got {list(new)}")
+    if -1 not in new:
+        if old_syms != new_syms or old_n != known:
+            raise ShapeError(f"reshape: shape {list(new)} is invalid for input of shape {list(old)}")
+        return new
+    rest = old_syms - new_syms
+    if new_syms - old_syms or (known and old_n % known):
+        raise ShapeError(f"reshape: shape {list(new)} is invalid for input of shape {list(old)}")
+    factor = old_n // known if known else 0
+    if len(rest) > 1 or sum(rest.values()) > 1 or (rest and factor != 1):
+        raise ShapeError(
+            f"reshape: the inferred dim of {list(new)} for input {list(old)} "
+            "would be a product of symbols; give it explicitly"
+        )
+    fill: Dim = next(iter(rest)) if rest else factor
+    return tuple(fill if d == -1 else d for d in new)
+
+
+def _product(dims) -> int:
+    n = 1
+    for d in dims:
+        if isinstance(d, int):
+            n *= d
+    return n
+
+
+@rule("permute")
+def _permute(inputs, dims):
+    t = inputs[0]
+    return TensorType(t.dtype, tuple(t.shape[d] for d in dims))
+
+
+@rule("expand")
+def _expand(inputs, shape):
+    t = inputs[0]
+    lead = len(shape) - t.rank
+    for i, d in enumerate(t.shape):
+        if d != 1 and d != shape[lead + i]:
+            raise ShapeError(f"expand: {list(t.shape)} cannot be expanded to {list(shape)}")
+    return TensorType(t.dtype, tuple(shape))
+
+
+@rule("squeeze")
+def _squeeze(inputs, dims):
+    t = inputs[0]
+    return TensorType(t.dtype, tuple(d for i, d in enumerate(t.shape) if i not in dims))
+
+
+@rule("unsqueeze")
+def _unsqueeze(inputs, dim):
+    t = inputs[0]
+    return TensorType(t.dtype, t.shape[:dim] + (1,) + t.shape[dim:])
+
+
+@rule("slice")
+def _slice(inputs, dim, start, stop, step):
+    t = inputs[0]
+    size = t.shape[dim]
+    if isinstance(size, str):
+        raise ShapeError(f"slice: slicing the symbolic dim {size!r} needs concrete bounds")
+    n = max(0, -(-(min(stop, size) - start) // step))
+    return TensorType(t.dtype, t.shape[:dim] + (n,) + t.shape[dim + 1 :])
+
+
+@rule("select")
+def _select(inputs, dim, index):
+    t = inputs[0]
+    return TensorType(t.dtype, t.shape[:dim] + t.shape[dim + 1 :])
+
+
+@rule("flip", "copy", "contiguous")
+def _same(inputs, **attrs):
+    return inputs[0]
+
+
+@rule("concat")
+def _concat(inputs, dim):
+    first = inputs[0]
+    total: Dim = 0
+    for t in inputs:
+        if t.rank != first.rank or any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, first.shape, strict=True)) if i != dim
+        ):
+            raise ShapeError(f"concat: shapes {[list(x.shape) for x in inputs]} differ outside dim {dim}")
+        d = t.shape[dim]
+        if isinstance(d, str) or isinstance(total, str):
+            raise ShapeError("concat along a symbolic dim is not supported")
+        total += d
+    dtype = first.dtype
+    for t in inputs[1:]:
+        dtype = dtypes.promote_types(dtype, t.dtype)
+    return TensorType(dtype, first.shape[:dim] + (total,) + first.shape[dim + 1 :])
+
+
+@rule("matmul")
+def _matmul(inputs):
+    a, b = inputs
+    if a.rank == 0 or b.rank == 0:
+        raise ShapeError("matmul: 0-d operands")
+    ka = a.shape[-1]
+    kb = b.shape[-2] if b.rank > 1 else b.shape[0]
+    if ka != kb:
+        raise ShapeError(f"matmul: {list(a.shape)} @ {list(b.shape)} ({ka} != {kb})")
+    batch = (
+        broadcast("matmul", a.shape[:-2], b.shape[:-2])
+        if a.rank > 1 and b.rank > 1
+        else (a.shape[:-2] if b.rank == 1 else b.shape[:-2])
+    )
+    rows = (a.shape[-2],) if a.rank > 1 else ()
+    cols = (b.shape[-1],) if b.rank > 1 else ()
+    return TensorType(dtypes.promote_types(a.dtype, b.dtype), batch + rows + cols)
+
+
+@rule("linear")
+def _linear(inputs):
+    x, w = inputs[0], inputs[1]
+    if x.shape[-1] != w.shape[1]:
+        raise ShapeError(f"linear: input {list(x.shape)} does not fit weight {list(w.shape)}")
+    return TensorType(x.dtype, x.shape[:-1] + (w.shape[0],))
+
+
+def _conv_size(size: Dim, k: int, s: int, p: int, d: int, ceil: bool = False) -> Dim:
+    if isinstance(size, str):
+        raise ShapeError(f"spatial dim {size!r} must be concrete for convolution and pooling")
+    top = size + 2 * p - (d * (k - 1) + 1)
+    if ceil:
+        out = -(-top // s) + 1
+        return out - 1 if (out - 1) * s >= size + p else out
+    return top // s + 1
+
+
+@rule("conv2d")
+def _conv2d(inputs, stride, padding, dilation, groups):
+    x, w = inputs[0], inputs[1]
+    if x.rank != 4 or w.rank != 4 or x.shape[1] != w.shape[1] * groups:
+        raise ShapeError(
+            f"conv2d: input {list(x.shape)} does not fit weight {list(w.shape)} with groups={groups}"
+        )
+    oh = _conv_size(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0])
+    ow = _conv_size(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1])
+    return TensorType(x.dtype, (x.shape[0], w.shape[0], oh, ow))
+
+
+@rule("max_pool2d")
+def _max_pool2d(inputs, kernel_size, stride, padding, dilation, ceil_mode):
+    x = inputs[0]
+    oh = _conv_size(x.shape[2], kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
+    ow = _conv_size(x.shape[3], kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
+    shape = (x.shape[0], x.shape[1], oh, ow)
+    return [TensorType(x.dtype, shape), TensorType(dtypes.int64, shape)]
+
+
+@rule("log_softmax")
+def _log_softmax(inputs, dim):
+    return inputs[0]
+
+
+@rule("nll_loss")
+def _nll_loss(inputs, ignore_index=-100, reduction="mean"):
+    logp, target = inputs[0], inputs[1]
+    return TensorType(logp.dtype, target.shape if reduction == "none" else ())
+
+
+@rule("mse_loss")
+def _mse_loss(inputs, reduction="mean"):
+    a, b = inputs
+    shape = broadcast("mse_loss", a.shape, b.shape)
+    return TensorType(a.dtype, shape if reduction == "none" else ())
+
+
+@rule("full")
+def _full(inputs, shape, value, dtype):
+    return TensorType(dtypes.from_name(dtype), tuple(shape))

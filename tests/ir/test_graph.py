@@ -1,0 +1,134 @@
+"""The graph IR: types, inference with symbolic dims, the text form, the verifier and the
+reference interpreter."""
+
+import numpy as np
+import pytest
+
+from ir import dtypes
+from ir.errors import InputError, IRError, ShapeError, VerifyError
+from ir.graph import Graph
+from ir.infer import infer, resolve_reshape
+from ir.interpreter import run
+from ir.parser import parse_graph
+from ir.types import TensorType, parse_type
+from ir.verify import verify
+
+F32 = dtypes.float32
+
+LENET = """
+graph lenet(%x: f32[batch,1,32,32]) weights(%c1.w: f32[6,1,5,5], %c1.b: f32[6], %fc.w: f32[10,1176], %fc.b: f32[10]) {
+  %0: f32[batch,6,28,28] = conv2d[dilation=(1, 1), groups=1, padding=(0, 0), stride=(1, 1)](%x, %c1.w, %c1.b)  # conv1
+  %1: f32[batch,6,28,28] = relu(%0)
+  %2: f32[batch,6,14,14], %3: i64[batch,6,14,14] = max_pool2d[ceil_mode=False, dilation=(1, 1), kernel_size=(2, 2), padding=(0, 0), stride=(2, 2)](%1)
+  %4: f32[batch,1176] = reshape[shape=(-1, 1176)](%2)
+  %5: f32[batch,10] = linear(%4, %fc.w, %fc.b)  # fc
+  return %5
+}
+""".strip()
+
+
+def test_types_print_and_parse():
+    t = TensorType(F32, ("batch", 3, 32, 32))
+    assert str(t) == "f32[batch,3,32,32]" and parse_type("f32[batch,3,32,32]") == t
+    assert parse_type("i64[]").shape == () and parse_type("bool[2]").dtype is dtypes.bool_
+    with pytest.raises(IRError, match="bad tensor type"):
+        parse_type("float[2]")
+    with pytest.raises(IRError, match="invalid dim"):
+        TensorType(F32, (-1,))
+
+
+def test_text_form_round_trips_exactly():
+    g = parse_graph(LENET)
+    verify(g)
+    assert str(g) == LENET
+    assert str(parse_graph(str(g))) == LENET
+    assert g.symbols() == {"batch"} and g.nodes[0].scope == "conv1"
+
+
+def test_inference_with_symbolic_dims():
+    x = TensorType(F32, ("batch", 16, 5, 5))
+    assert infer("reshape", [x], {"shape": (-1, 400)})[0].shape == ("batch", 400)
+    assert infer("reshape", [x], {"shape": ("batch", -1)})[0].shape == ("batch", 400)
+    assert resolve_reshape(("n", 4), (2, "n", -1)) == (2, "n", 2)
+    with pytest.raises(ShapeError, match="invalid for input"):
+        resolve_reshape(("batch", 400), (-1, 7))
+    with pytest.raises(ShapeError, match="product of symbols"):
+        resolve_reshape(("a", "b"), (-1,))
+    assert infer("add", [TensorType(F32, ("batch", 1)), TensorType(F32, (10,))], {})[0].shape == ("batch", 10)
+    with pytest.raises(ShapeError, match="do not broadcast"):
+        infer("add", [TensorType(F32, ("batch", 3)), TensorType(F32, (4, 3))], {})
+    assert infer("lt", [x, x], {})[0].dtype is dtypes.bool_
+    assert infer("sum", [TensorType(dtypes.int32, ("b", 3))], {"dims": (1,)})[0] == TensorType(
+        dtypes.int64, ("b",)
+    )
+    mm = infer("matmul", [TensorType(F32, ("b", 2, 3)), TensorType(F32, (3, 4))], {})[0]
+    assert mm.shape == ("b", 2, 4)
+    with pytest.raises(ShapeError, match="must be concrete"):
+        infer(
+            "conv2d",
+            [TensorType(F32, ("b", 1, "h", 8)), TensorType(F32, (2, 1, 3, 3)), None],
+            {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1},
+        )
+
+
+def test_interpreter_runs_lenet_for_any_batch():
+    rng = np.random.default_rng(0)
+    weights = {
+        "c1.w": rng.normal(size=(6, 1, 5, 5)).astype(np.float32),
+        "c1.b": rng.normal(size=6).astype(np.float32),
+        "fc.w": rng.normal(size=(10, 1176)).astype(np.float32) * 0.03,
+        "fc.b": np.zeros(10, np.float32),
+    }
+    g = parse_graph(LENET, weights)
+    for batch in (1, 3):
+        (out,) = run(g, [rng.normal(size=(batch, 1, 32, 32)).astype(np.float32)])
+        assert out.shape == (batch, 10)
+    # values: the same graph built by hand with numpy
+    x = rng.normal(size=(2, 1, 32, 32)).astype(np.float32)
+    win = np.lib.stride_tricks.sliding_window_view(x, (5, 5), axis=(2, 3))  # (2,1,28,28,5,5)
+    c = np.einsum("nchwij,ocij->nohw", win, weights["c1.w"]) + weights["c1.b"][None, :, None, None]
+    r = np.maximum(c, 0)
+    p = r.reshape(2, 6, 14, 2, 14, 2).max((3, 5))
+    ref = p.reshape(2, -1) @ weights["fc.w"].T + weights["fc.b"]
+    np.testing.assert_allclose(run(g, {"x": x})[0], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_inputs_are_checked():
+    g = parse_graph(LENET)
+    with pytest.raises(InputError, match="expected dtype float32"):
+        run(g, [np.zeros((1, 1, 32, 32), np.float64)])
+    with pytest.raises(InputError, match=r"expected shape \['batch', 1, 32, 32\], got \[1, 1, 28, 28\]"):
+        run(g, [np.zeros((1, 1, 28, 28), np.float32)])
+    with pytest.raises(InputError, match="takes 1 inputs"):
+        run(g, [])
+    two = parse_graph("graph g(%a: f32[n], %b: f32[n]) {\n  %c: f32[n] = add(%a, %b)\n  return %c\n}")
+    with pytest.raises(InputError, match="dim 'n' is 3 here but 2"):
+        run(two, [np.zeros(2, np.float32), np.zeros(3, np.float32)])
+
+
+def test_verifier_reports_broken_graphs():
+    g = parse_graph(LENET)
+    g.nodes[1].outputs[0].type = TensorType(F32, ("batch", 6, 27, 28))
+    with pytest.raises(VerifyError, match="node 1 \\(relu\\): outputs typed"):
+        verify(g)
+    g = parse_graph(LENET)
+    g.nodes[0], g.nodes[1] = g.nodes[1], g.nodes[0]
+    with pytest.raises(VerifyError, match="not defined before use"):
+        verify(g)
+    g = parse_graph(LENET)
+    g.nodes[3].attrs["bogus"] = 1
+    with pytest.raises(VerifyError, match="unknown attributes \\['bogus'\\]"):
+        verify(g)
+
+
+def test_parser_errors_name_the_line():
+    with pytest.raises(IRError, match="line 2: %y is declared f32\\[3\\] but relu gives f32\\[2\\]"):
+        parse_graph("graph g(%x: f32[2]) {\n  %y: f32[3] = relu(%x)\n  return %y\n}")
+    with pytest.raises(IRError, match="line 2: '%z' is not a defined value"):
+        parse_graph("graph g(%x: f32[2]) {\n  %y: f32[2] = relu(%z)\n  return %y\n}")
+    with pytest.raises(IRError, match="unknown op 'frobnicate'"):
+        parse_graph("graph g(%x: f32[2]) {\n  %y: f32[2] = frobnicate(%x)\n  return %y\n}")
+    with pytest.raises(IRError, match="defined twice"):
+        g = Graph()
+        g.add_input("x", TensorType(F32, (1,)))
+        g.add_input("x", TensorType(F32, (1,)))
