@@ -18,10 +18,11 @@ from ir.ops import OPS
 
 
 def _finish(arr, dtype, device, requires_grad: bool, out: Tensor | None = None) -> Tensor:
+    """A new tensor (or `arr` itself when it is the tensor an op just made) on `device`."""
     dev = _device.resolve(device)
+    t = arr if isinstance(arr, Tensor) else Tensor._wrap(arr)
     if dev.type != "cpu":
-        arr = _device.to_device(arr, dev)
-    t = Tensor._wrap(arr)
+        t = Tensor._wrap(_device.to_device(t._data, dev))
     if requires_grad:
         t.requires_grad_(True)
     return _write_out(t, out) if out is not None else t
@@ -108,8 +109,9 @@ def _filled(size, value, dtype, device, requires_grad, out) -> Tensor:
     shape = shape_arg(size)
     if any(s < 0 for s in shape):
         raise ValueError(f"negative dimension in size {list(shape)}")
-    arr = np.full(shape, value, dtype=_dtype_or_default(dtype).np)
-    return _finish(arr, dtype, device, requires_grad, out)
+    # through the dispatch point, so a capture records the fill (and its shape) as an op
+    t = dispatch(OPS["full"], (), {"shape": shape, "value": value, "dtype": _dtype_or_default(dtype).name})
+    return _finish(t, dtype, device, requires_grad, out)
 
 
 def zeros(*size, out=None, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -124,8 +126,7 @@ def ones(*size, out=None, dtype=None, device=None, requires_grad=False) -> Tenso
 
 def empty(*size, out=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """A tensor whose values are whatever the memory held (do not rely on them)."""
-    shape = shape_arg(size)
-    return _finish(np.empty(shape, _dtype_or_default(dtype).np), dtype, device, requires_grad, out)
+    return _filled(size, 0, dtype, device, requires_grad, out)  # zeros: cheap and deterministic
 
 
 def full(size, fill_value, *, out=None, dtype=None, device=None, requires_grad=False) -> Tensor:

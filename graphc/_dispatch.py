@@ -24,6 +24,7 @@ _NONE, _FLOAT, _INTEGRAL = Promote.NONE, Promote.FLOAT, Promote.INTEGRAL
 _CATEGORY = {d.np: d.category for d in dtypes.ALL}
 _EMPTY: dict = {}
 observer = None  # a profiler's record(name, input_shapes, seconds), when one is running
+tracer = None  # the graph capture in progress (graphc.capture.Tracer), if any
 _new = object.__new__
 _BINARY_FAST: dict = {}  # op -> True when its binary calls may skip promotion checks
 _FAST_TYPES = {Tensor}  # tensor classes the fast path takes (nn.Parameter adds itself)
@@ -54,6 +55,8 @@ def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = No
     """
     if observer is not None:
         return _observed(op, args, attrs, name)
+    if tracer is not None:
+        return _traced(op, args, attrs, name)
     if len(args) == 2 and not attrs and _binary_fast(op):
         # fast path: a CPU float tensor with a tensor of the same dtype or a Python number,
         # where numpy's own promotion already gives PyTorch's answer
@@ -124,6 +127,21 @@ def _observed(op: OpDef, args: tuple, attrs: dict, name: str | None):
         shapes = tuple(tuple(a._data.shape) for a in args if isinstance(a, Tensor))
         record(op.name, shapes, time.perf_counter() - start)
         observer = record
+
+
+def _traced(op: OpDef, args: tuple, attrs: dict, name: str | None):
+    """Run the op and record it, with the dtypes it computed in, in the graph being captured."""
+    global tracer
+    capture, tracer = tracer, None  # dispatches made while running this one are not recorded
+    try:
+        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
+        if op.promote is not _NONE:
+            _promote(op, args, arrays)
+        result = dispatch(op, args, attrs, name)
+    finally:
+        tracer = capture
+    capture.record(op, args, arrays, attrs, result)
+    return result
 
 
 def _common_module(op: OpDef, args: tuple):

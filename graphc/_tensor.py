@@ -104,6 +104,7 @@ class Tensor:
         """This tensor's values without history (shares memory; changes are not tracked)."""
         out = Tensor._wrap(self._data)
         out._vc = self._version_counter()
+        _same_value(out, self)
         return out
 
     @data.setter
@@ -237,6 +238,7 @@ class Tensor:
         """A tensor sharing this one's memory (and version counter) with no history."""
         out = Tensor._wrap(self._data)
         out._vc = self._version_counter()
+        _same_value(out, self)
         return out
 
     def detach_(self) -> Tensor:
@@ -258,6 +260,7 @@ class Tensor:
     # --- conversion ---
     def numpy(self, *, force: bool = False) -> np.ndarray:
         """The numpy array behind this CPU tensor (memory is shared both ways)."""
+        _no_concrete_values(self, "numpy()")
         if self._rg and not force:
             raise AutogradError(
                 "can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()"
@@ -272,11 +275,13 @@ class Tensor:
         return self._data
 
     def __array__(self, dtype=None, copy=None):
+        _no_concrete_values(self, "conversion to a numpy array")
         arr = self._data if type(self._data) is np.ndarray else self._data.get()
         return arr if dtype is None else arr.astype(dtype)
 
     def item(self):
         """The value of a one-element tensor as a Python number."""
+        _no_concrete_values(self, "item()")
         if self._data.size != 1:
             raise ValueError(
                 f"a Tensor with {self._data.size} elements cannot be converted to a Python scalar"
@@ -285,6 +290,7 @@ class Tensor:
 
     def tolist(self):
         """The values as nested Python lists (a number for a 0-d tensor)."""
+        _no_concrete_values(self, "tolist()")
         return self._data.tolist()
 
     def __int__(self) -> int:
@@ -299,6 +305,7 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self) -> bool:
+        _no_concrete_values(self, "bool()")
         if self._data.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is ambiguous")
         return bool(self.item())
@@ -366,3 +373,22 @@ def reset_grads(tensors, set_to_none: bool = True) -> None:
         else:
             t.grad = t.grad.detach()
             t.grad.zero_()
+
+
+def _no_concrete_values(t: Tensor, what: str) -> None:
+    """Inside a graph capture a tensor's values are not known; taking them would bake one
+    example's data into the graph."""
+    from graphc import _dispatch
+
+    capture = _dispatch.tracer
+    if capture is not None and capture.tracks(t):
+        capture.concretization_error(what)
+
+
+def _same_value(alias: Tensor, source: Tensor) -> None:
+    """A capture sees `alias` (a detached copy) as the same graph value as `source`."""
+    from graphc import _dispatch
+
+    capture = _dispatch.tracer
+    if capture is not None and capture.tracks(source):
+        capture.alias(alias, source)

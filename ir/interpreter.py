@@ -58,21 +58,33 @@ def bind_inputs(graph, arrays) -> dict[str, int]:
 
 def run(graph, arrays, xp=np, weights: dict | None = None) -> list:
     """Outputs of `graph` for input `arrays` (a list in input order, or a dict by name)."""
+    bindings = bind_inputs(graph, arrays)
     if isinstance(arrays, dict):
-        bind_inputs(graph, arrays)
         arrays = [arrays[v.name] for v in graph.inputs]
-    else:
-        bind_inputs(graph, arrays)
     env = {v.name: a for v, a in zip(graph.inputs, arrays, strict=True)}
     data = graph.weight_data if weights is None else weights
     env.update({name: data[name] for name in graph.weights})
     for node in graph.nodes:
         args = [None if v is None else env[v.name] for v in node.inputs]
-        out = OPS[node.op].impl(xp, *args, **node.attrs)
+        attrs = bind_attrs(node.attrs, bindings) if bindings else node.attrs
+        out = OPS[node.op].impl(xp, *args, **attrs)
         outs = out if len(node.outputs) > 1 else (out,)
         for value, result in zip(node.outputs, outs, strict=True):
             env[value.name] = xp.asarray(result)
     return [env[v.name] for v in graph.outputs]
+
+
+def bind_attrs(attrs: dict, bindings: dict[str, int]) -> dict:
+    """Attributes with symbolic sizes (reshape to ('batch', 400)) replaced by bound ones."""
+
+    def bind(value):
+        if isinstance(value, str):
+            return bindings.get(value, value)
+        if isinstance(value, (tuple, list)):
+            return type(value)(bind(v) for v in value)
+        return value
+
+    return {k: bind(v) for k, v in attrs.items()}
 
 
 def output_shapes(graph, bindings: dict[str, int]) -> list[tuple[int, ...]]:

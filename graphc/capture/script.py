@@ -1,0 +1,243 @@
+"""`graphc.script` / `graphc.trace`: capture a model or function as a graph with symbolic dims.
+
+    >>> scripted = graphc.script(net, (graphc.randn(4, 1, 32, 32),))
+    >>> print(scripted.graph)          # batch is symbolic: one graph for every batch size
+    >>> scripted(graphc.randn(64, 1, 32, 32))
+
+The function runs twice on the example inputs, the second time with every symbolic dim one
+larger. Attributes that follow the symbolic sizes (x.view(x.size(0), -1), ...) become symbols;
+any other difference between the two recordings means a Python branch depends on a shape, and
+is reported instead of being baked in.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from graphc._creation import from_numpy
+from graphc._tensor import Tensor
+from graphc.capture.tracer import TracingError, input_names, record
+from ir.errors import IRError
+from ir.graph import Graph
+from ir.interpreter import run
+from ir.types import TensorType, concrete_shape
+from ir.verify import verify
+
+
+def _grow(arr: np.ndarray, dims: dict[int, str]) -> np.ndarray:
+    """The array with each symbolic dim one larger (its first slice repeated at the end)."""
+    for d in dims:
+        first = np.take(arr, [0], axis=d)
+        arr = np.concatenate([arr, first], axis=d)
+    return arr
+
+
+def _symbolize(a1, a2, b1: dict, b2: dict, where: str):
+    """One attribute value from two recordings: equal stays, sizes that follow a symbol become
+    that symbol."""
+    if isinstance(a1, (tuple, list)) and isinstance(a2, (tuple, list)) and len(a1) == len(a2):
+        return type(a1)(_symbolize(x, y, b1, b2, where) for x, y in zip(a1, a2, strict=True))
+    if a1 == a2 and type(a1) is type(a2):
+        return a1
+    if isinstance(a1, int) and isinstance(a2, int):
+        for sym, size in b1.items():
+            if a1 == size and a2 == b2[sym]:
+                return sym
+        raise TracingError(
+            f"{where}: a size that changes with the input shape ({a1} -> {a2}) "
+            f"is not one of the symbolic dims {b1}; products of symbols are not "
+            "supported yet"
+        )
+    raise TracingError(f"{where}: an attribute differs between input shapes ({a1!r} -> {a2!r})")
+
+
+def _replay(g1: Graph, g2: Graph, symbolic_inputs: list[TensorType], b1: dict, b2: dict, name: str) -> Graph:
+    """The graph g1 with symbolic inputs and attributes, checked against g2."""
+    if len(g1.nodes) != len(g2.nodes) or [n.op for n in g1.nodes] != [n.op for n in g2.nodes]:
+        first = next(
+            (i for i, (x, y) in enumerate(zip(g1.nodes, g2.nodes, strict=False)) if x.op != y.op),
+            min(len(g1.nodes), len(g2.nodes)),
+        )
+        ops1 = g1.nodes[first].op if first < len(g1.nodes) else "end"
+        ops2 = g2.nodes[first].op if first < len(g2.nodes) else "end"
+        raise TracingError(
+            f"graphc.script: the model ran different operations for input sizes {b1} and {b2} "
+            f"(operation {first}: {ops1} vs {ops2}); a Python branch or loop depends on a "
+            "tensor's shape. Make it shape-independent, or keep the dim static "
+            "(dynamic={input name: {}})."
+        )
+    out = Graph(name)
+    env = {}
+    for value, t in zip(g1.inputs, symbolic_inputs, strict=True):
+        env[value.name] = out.add_input(value.name, t)
+    for wname, value in g1.weights.items():
+        other = g2.weights.get(wname)
+        if other is None or other.type != value.type:
+            raise TracingError(
+                f"graphc.script: the tensor {wname} has a shape that changes with the input "
+                f"shape ({value.type} vs {other.type if other else 'absent'}): it is created "
+                "from sizes in Python (e.g. graphc.zeros(x.size(0), ...)). Create it from the "
+                "input instead (graphc.zeros_like, x.new_zeros(...))."
+            )
+        env[wname] = out.add_weight(wname, g1.weight_data[wname])
+    for i, (n1, n2) in enumerate(zip(g1.nodes, g2.nodes, strict=True)):
+        where = f"operation {i} ({n1.op}{' in ' + n1.scope if n1.scope else ''})"
+        if [v and v.name for v in n1.inputs] != [v and v.name for v in n2.inputs]:
+            raise TracingError(
+                f"{where}: its inputs differ between input sizes; a Python branch depends on a tensor's shape"
+            )
+        attrs = {k: _symbolize(v, n2.attrs[k], b1, b2, where) for k, v in n1.attrs.items()}
+        try:
+            values = out.add_node(
+                n1.op,
+                [env[v.name] if v is not None else None for v in n1.inputs],
+                attrs,
+                names=[v.name for v in n1.outputs],
+                scope=n1.scope,
+            )
+        except IRError as e:
+            raise TracingError(f"{where}: {e}") from None
+        for v, c1, c2 in zip(values, n1.outputs, n2.outputs, strict=True):
+            if (
+                concrete_shape(v.type.shape, b1) != c1.type.shape
+                or concrete_shape(v.type.shape, b2) != c2.type.shape
+            ):
+                raise TracingError(
+                    f"{where}: the symbolic shape {v.type} does not match the "
+                    f"recorded shapes {c1.type} and {c2.type}"
+                )
+            env[v.name] = v
+    out.set_outputs([env[v.name] for v in g1.outputs])
+    verify(out)
+    return out
+
+
+def capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward") -> Graph:
+    """The graph of `fn` on inputs like `example_inputs`, with symbolic dims per `dynamic`
+    ({input name: {dim: symbol}}; by default dim 0 of every input is 'batch')."""
+    examples = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    arrays = []
+    for x in examples:
+        if isinstance(x, Tensor):
+            arrays.append(x.detach().numpy(force=True))
+        elif isinstance(x, np.ndarray):
+            arrays.append(x)
+        else:
+            raise TracingError(f"example inputs must be tensors or numpy arrays, got {type(x).__name__}")
+    names = input_names(fn, len(arrays))
+    if dynamic is None:
+        dynamic = {n: ({0: "batch"} if a.ndim else {}) for n, a in zip(names, arrays, strict=True)}
+    unknown = sorted(set(dynamic) - set(names))
+    if unknown:
+        raise TracingError(f"dynamic names inputs {unknown}, but the inputs are {names}")
+    b1: dict[str, int] = {}
+    for n, a in zip(names, arrays, strict=True):
+        for d, sym in dynamic.get(n, {}).items():
+            if b1.setdefault(sym, a.shape[d]) != a.shape[d]:
+                raise TracingError(
+                    f"symbol {sym!r} has sizes {b1[sym]} and {a.shape[d]} in the example inputs"
+                )
+    b2 = {s: v + 1 for s, v in b1.items()}
+    weight_names = {}
+    if model is not None:
+        weight_names = {id(t): n for n, t in list(model.named_parameters()) + list(model.named_buffers())}
+    grown = [_grow(a, dynamic.get(n, {})) for n, a in zip(names, arrays, strict=True)]
+    g1 = record(
+        fn,
+        {n: from_numpy(np.array(a)) for n, a in zip(names, arrays, strict=True)},
+        weight_names,
+        name,
+        model,
+    )
+    g2 = record(fn, {n: from_numpy(a) for n, a in zip(names, grown, strict=True)}, weight_names, name, model)
+    symbolic = []
+    for n, v in zip(names, g1.inputs, strict=True):
+        dims = dynamic.get(n, {})
+        shape = tuple(dims.get(i, s) for i, s in enumerate(v.type.shape))
+        symbolic.append(TensorType(v.type.dtype, shape))
+    return _replay(g1, g2, symbolic, b1, b2, name)
+
+
+class ScriptModule:
+    """A captured model: call it like the original; `.graph` is the IR it runs (here on the
+    reference interpreter; compiled code arrives with the compiler)."""
+
+    def __init__(self, graphs: dict[str, Graph]) -> None:
+        self._graphs = dict(graphs)
+
+    @property
+    def graph(self) -> Graph:
+        return self._graphs["forward"]
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self._graphs)
+
+    def _run(self, method: str, *inputs):
+        arrays = [x.detach().numpy(force=True) if isinstance(x, Tensor) else np.asarray(x) for x in inputs]
+        outs = [from_numpy(np.asarray(o)) for o in run(self._graphs[method], arrays)]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def __call__(self, *inputs):
+        return self._run("forward", *inputs)
+
+    def __getattr__(self, name: str):
+        graphs = self.__dict__.get("_graphs", {})
+        if name in graphs:
+            return lambda *inputs: self._run(name, *inputs)
+        raise AttributeError(f"ScriptModule has no method {name!r}; it has {list(graphs)}")
+
+    def __repr__(self) -> str:
+        return f"ScriptModule(methods={self.methods})"
+
+
+def script(model_or_fn, example_inputs, dynamic=None, methods: dict | None = None):
+    """Capture `model_or_fn` (an nn.Module or a function of tensors) on `example_inputs`.
+
+    `methods` maps method names to callables (default: {'forward': the model}); a module is
+    captured in eval mode (a warning says so when it was training).
+    """
+    from graphc.nn.module import Module
+
+    model = model_or_fn if isinstance(model_or_fn, Module) else None
+    was_training = model is not None and model.training
+    if was_training:
+        warnings.warn(
+            "graphc.script captures modules in eval mode (dropout off, batch norm "
+            "using running statistics); the module was in training mode and is "
+            "restored afterwards",
+            stacklevel=2,
+        )
+        model.eval()
+    try:
+        targets = methods or {"forward": model_or_fn}
+        graphs = {}
+        for method, fn in targets.items():
+            examples = example_inputs[method] if isinstance(example_inputs, dict) else example_inputs
+            fn_for_names = fn.forward if isinstance(fn, Module) else fn
+            call = fn if not isinstance(fn, Module) else fn.__call__
+            graphs[method] = capture(_named(call, fn_for_names), examples, dynamic, model, method)
+        return ScriptModule(graphs)
+    finally:
+        if was_training:
+            model.train()
+
+
+def _named(call, named):
+    """`call` with the parameter names of `named` (for input names in the graph)."""
+
+    def wrapper(*args):
+        return call(*args)
+
+    try:
+        import inspect
+
+        wrapper.__signature__ = inspect.signature(named)
+    except (TypeError, ValueError):
+        pass
+    return wrapper
+
+
+trace = script

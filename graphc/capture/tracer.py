@@ -1,0 +1,198 @@
+"""Recording eager ops into a graph at the dispatch point.
+
+A `Tracer` is installed as `graphc._dispatch.tracer` while a function runs on example inputs:
+every op that runs is appended to a concrete graph (inputs with their example shapes, casts made
+explicit, Python scalars as constants, parameters and buffers as named weights, other outside
+tensors as constants). `capture` runs this twice, with the symbolic dims one larger the second
+time; attributes that follow the symbolic sizes become symbols, and if the two recordings differ
+in any other way the function took a shape-dependent path, which is reported.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+
+import numpy as np
+
+from graphc import _dispatch
+from graphc._tensor import Tensor
+from graphc.errors import GraphcError
+from ir import dtypes
+from ir.errors import IRError
+from ir.graph import Graph
+from ir.types import TensorType
+
+
+class TracingError(GraphcError, RuntimeError):
+    """A function cannot be captured as written; says where and what to do instead."""
+
+
+def _user_frame() -> str:
+    """file:line of the innermost frame outside graphc (the user's code)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not path.startswith(here):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+class Tracer:
+    """Builds one concrete graph from the ops that run while it is installed."""
+
+    def __init__(self, name: str, weight_names: dict[int, str]) -> None:
+        self.graph = Graph(name)
+        self._values: dict[int, tuple] = {}  # id(tensor) -> (Value, tensor kept alive)
+        self._weight_names = weight_names
+        self._constants = 0
+        self.scope: list[str] = []
+
+    # --- values ---
+    def tracks(self, t: Tensor) -> bool:
+        return id(t) in self._values
+
+    def alias(self, alias: Tensor, source: Tensor) -> None:
+        """Record that `alias` holds the same values as `source` (detach, .data)."""
+        self._values[id(alias)] = (self._values[id(source)][0], alias)
+
+    def add_input(self, name: str, t: Tensor) -> None:
+        arr = t._data
+        value = self.graph.add_input(name, TensorType(dtypes.from_numpy(arr.dtype), arr.shape))
+        self._values[id(t)] = (value, t)
+
+    def value_of(self, t: Tensor):
+        known = self._values.get(id(t))
+        if known is not None:
+            return known[0]
+        name = self._weight_names.get(id(t))
+        if name is None:
+            name = f"const{self._constants}"
+            self._constants += 1
+        data = np.array(t.detach().numpy(force=True), copy=True)
+        value = self.graph.add_weight(name, data)
+        self._values[id(t)] = (value, t)
+        return value
+
+    def _constant(self, value, dtype: dtypes.DType):
+        name = f"const{self._constants}"
+        self._constants += 1
+        return self.graph.add_weight(name, np.asarray(value, dtype=dtype.np))
+
+    # --- recording ---
+    def record(self, op, args: tuple, arrays: list, attrs: dict, result) -> None:
+        """Append one op call (with the arrays it computed on, after promotion)."""
+        compute = next((a.dtype for a in arrays if hasattr(a, "dtype")), None)
+        inputs = []
+        for a, arr in zip(args, arrays, strict=True):
+            if isinstance(a, Tensor):
+                value = self.value_of(a)
+                if arr.dtype != a._data.dtype:
+                    (value,) = self.graph.add_node(
+                        "cast", [value], {"dtype": dtypes.from_numpy(arr.dtype).name}, scope=self._scope()
+                    )
+                inputs.append(value)
+            elif a is None:
+                inputs.append(None)
+            elif isinstance(a, (bool, int, float)):
+                dtype = (
+                    dtypes.from_numpy(compute)
+                    if compute is not None
+                    else (dtypes.int64 if isinstance(a, int) else dtypes.float32)
+                )
+                inputs.append(self._constant(a, dtype))
+            else:
+                raise TracingError(
+                    f"{op.name}: cannot record an argument of type {type(a).__name__} (at {_user_frame()})"
+                )
+        outs = result if isinstance(result, tuple) else (result,)
+        try:
+            values = self.graph.add_node(op.name, inputs, attrs, scope=self._scope())
+        except IRError as e:
+            raise TracingError(f"{op.name} cannot be captured yet: {e} (at {_user_frame()})") from None
+        for value, out in zip(values, outs, strict=True):
+            if value.type.shape != tuple(out._data.shape):
+                raise TracingError(
+                    f"internal: {op.name} inferred {value.type} but produced "
+                    f"{list(out._data.shape)} (at {_user_frame()})"
+                )
+            self._values[id(out)] = (value, out)
+
+    def _scope(self) -> str:
+        return "/".join(self.scope)
+
+    def set_outputs(self, outputs) -> None:
+        values = []
+        for t in outputs:
+            if not isinstance(t, Tensor):
+                raise TracingError(
+                    f"the captured function must return tensors (or a tuple of them), got {type(t).__name__}"
+                )
+            values.append(self.value_of(t))
+        self.graph.set_outputs(values)
+
+    def concretization_error(self, what: str):
+        raise TracingError(
+            f"{what} of a traced tensor at {_user_frame()}: while capturing, tensor values are "
+            "not known (they differ for every input), so Python cannot branch on them or "
+            "convert them. Use graphc.where for data-dependent choices, or compute the value "
+            "outside the captured function and pass it in as a static argument."
+        )
+
+
+def _module_scopes(model, tracer: Tracer) -> list:
+    """Hooks that keep `tracer.scope` at the path of the module running now."""
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+        part = name.rsplit(".", 1)[-1]
+
+        def enter(mod, args, part=part):
+            tracer.scope.append(part)
+
+        def leave(mod, args, out):
+            tracer.scope.pop()
+
+        handles.append(module.register_forward_pre_hook(enter))
+        handles.append(module.register_forward_hook(leave))
+    return handles
+
+
+def record(fn, inputs: dict[str, Tensor], weight_names: dict[int, str], name: str, model=None) -> Graph:
+    """Run `fn(*inputs)` once under a tracer; the concrete graph it recorded."""
+    if _dispatch.tracer is not None:
+        raise TracingError("graphc.script cannot be called while another capture is running")
+    tracer = Tracer(name, weight_names)
+    for arg_name, t in inputs.items():
+        tracer.add_input(arg_name, t)
+    handles = _module_scopes(model, tracer) if model is not None else []
+    _dispatch.tracer = tracer
+    try:
+        from graphc.autograd.grad_mode import no_grad
+
+        with no_grad():
+            out = fn(*inputs.values())
+    finally:
+        _dispatch.tracer = None
+        for h in handles:
+            h.remove()
+    tracer.set_outputs(out if isinstance(out, (tuple, list)) else (out,))
+    return tracer.graph
+
+
+def input_names(fn, count: int) -> list[str]:
+    """Names of a function's first `count` positional parameters (x, input, ...)."""
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    names = params[:count]
+    return names + [f"input{i}" for i in range(len(names), count)]

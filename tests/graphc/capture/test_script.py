@@ -1,0 +1,152 @@
+"""graphc.script: graphs with a symbolic batch that match eager at every batch size; errors for
+what cannot be captured."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn as nn
+import graphc.nn.functional as F
+from ir.verify import verify
+
+
+class LeNet(nn.Module):
+    def __init__(self, flatten: str = "view"):
+        super().__init__()
+        self.flatten = flatten
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        if self.flatten == "view":
+            x = x.view(-1, 400)
+        elif self.flatten == "size":
+            x = x.view(x.size(0), -1)
+        else:
+            x = x.flatten(1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+@pytest.mark.parametrize("flatten", ["view", "size", "flatten"])
+def test_lenet_graph_serves_every_batch_size(flatten):
+    net = LeNet(flatten).eval()
+    scripted = graphc.script(net, (graphc.randn(4, 1, 32, 32),))
+    verify(scripted.graph)
+    text = str(scripted.graph)
+    assert text.startswith("graph forward(%x: f32[batch,1,32,32]) weights(%conv1.weight: f32[6,1,5,5]")
+    assert "f32[batch,400] = reshape[shape=('batch', 400)]" in text
+    assert "# conv1" in text and "# fc3" in text
+    for batch in (1, 7, 64):
+        x = graphc.randn(batch, 1, 32, 32)
+        np.testing.assert_allclose(scripted(x).numpy(), net(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_modules_are_captured_in_eval_mode():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2))
+    model(graphc.randn(16, 4))  # some running statistics
+    with pytest.warns(UserWarning, match="eval mode"):
+        scripted = graphc.script(model, (graphc.randn(3, 4),))
+    assert model.training  # restored
+    model.eval()
+    x = graphc.randn(5, 4)
+    np.testing.assert_allclose(scripted(x).numpy(), model(x).detach().numpy(), rtol=1e-5)
+
+
+def test_functions_several_inputs_and_numpy_inputs():
+    def f(a, b):
+        return (a * 2 + b).sum(1), F.softmax(a, 1)
+
+    scripted = graphc.script(f, (graphc.randn(2, 3), graphc.randn(2, 3)))
+    assert [v.name for v in scripted.graph.inputs] == ["a", "b"]
+    a, b = np.ones((5, 3), np.float32), np.zeros((5, 3), np.float32)
+    s, p = scripted(a, b)
+    assert s.tolist() == [6.0] * 5 and p.shape == (5, 3)
+
+
+def test_static_dims_and_tensor_creation_from_input_shapes():
+    def f(x):
+        return x + graphc.zeros(x.size(0), 3) + graphc.ones_like(x)
+
+    scripted = graphc.script(f, (graphc.randn(4, 3),))
+    assert "full[dtype='float32', shape=('batch', 3), value=0]" in str(scripted.graph)
+    assert scripted(graphc.zeros(6, 3)).tolist() == [[1.0] * 3] * 6
+    static = graphc.script(f, (graphc.randn(4, 3),), dynamic={"x": {}})
+    assert "f32[4,3]" in str(static.graph)
+
+
+def test_shape_dependent_branches_are_reported():
+    def f(x):
+        if x.shape[0] > 4:
+            return x * 2
+        return x + 1
+
+    with pytest.raises(graphc.TracingError, match="different operations for input sizes"):
+        graphc.script(f, (graphc.randn(4, 3),))
+
+
+def test_concretization_is_an_error_naming_the_line():
+    def f(x):
+        if x.sum() > 0:  # a data-dependent Python branch
+            return x
+        return -x
+
+    with pytest.raises(graphc.TracingError, match=r"bool\(\) of a traced tensor at .*test_script.py:\d+"):
+        graphc.script(f, (graphc.randn(4, 3),))
+    for convert in (
+        lambda x: x.sum().item(),
+        lambda x: x.tolist(),
+        lambda x: float(x.sum()),
+        lambda x: x.numpy(),
+    ):
+        with pytest.raises(graphc.TracingError, match="traced tensor"):
+            graphc.script(convert, (graphc.randn(2, 2),))
+
+
+def test_tensors_with_batch_dependent_shapes_from_outside_are_reported():
+    def f(x):
+        return x + graphc.from_numpy(np.zeros((x.shape[0], 3), np.float32))
+
+    with pytest.raises(graphc.TracingError, match="has a shape that changes with the input shape"):
+        graphc.script(f, (graphc.randn(4, 3),))
+
+
+def test_two_methods():
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed_layer = nn.Linear(4, 2)
+            self.head = nn.Linear(2, 1)
+
+        def embed(self, x):
+            return self.embed_layer(x)
+
+        def forward(self, x):
+            return self.head(self.embed(x))
+
+    model = Model().eval()
+    scripted = graphc.script(model, (graphc.randn(3, 4),), methods={"forward": model, "embed": model.embed})
+    assert scripted.methods == ["forward", "embed"]
+    x = graphc.randn(5, 4)
+    np.testing.assert_allclose(scripted.embed(x).numpy(), model.embed(x).detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(scripted(x).numpy(), model(x).detach().numpy(), rtol=1e-6)
+    with pytest.raises(AttributeError, match="has no method 'decode'"):
+        scripted.decode
+
+
+def test_capture_does_not_disturb_eager_or_autograd():
+    net = LeNet().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graphc.script(net, (graphc.randn(2, 1, 32, 32),))
+    x = graphc.randn(2, 1, 32, 32, requires_grad=True)
+    net(x).sum().backward()
+    assert x.grad is not None and net.conv1.weight.grad is not None
