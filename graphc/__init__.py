@@ -15,6 +15,7 @@ from graphc import (  # noqa: E402
     autograd,
     backends,
     cuda,
+    jit,
     linalg,
     nn,
     optim,

@@ -26,3 +26,7 @@ class VerifyError(IRError):
 
 class InputError(IRError, ValueError):
     """Inputs that do not fit a graph's signature: names the input, expected and given."""
+
+
+class ModuleFormatError(IRError, ValueError):
+    """A .gcm file that is not valid: names the file, the field and the offset at fault."""

@@ -183,6 +183,14 @@ class ScriptModule:
     def __call__(self, *inputs):
         return self._run("forward", *inputs)
 
+    def save(self, path, metadata: dict[str, str] | None = None) -> None:
+        """Write all methods, their weights and `metadata` to a .gcm module file (atomically);
+        the standalone `runtime` package loads it."""
+        from graphc import __version__
+        from ir.module_file import write_module
+
+        write_module(path, self._graphs, producer=f"graphc {__version__}", metadata=metadata)
+
     def __getattr__(self, name: str):
         graphs = self.__dict__.get("_graphs", {})
         if name in graphs:
@@ -193,10 +201,11 @@ class ScriptModule:
         return f"ScriptModule(methods={self.methods})"
 
 
-def script(model_or_fn, example_inputs, dynamic=None, methods: dict | None = None):
+def script(model_or_fn, example_inputs, dynamic=None, methods: dict | list | None = None):
     """Capture `model_or_fn` (an nn.Module or a function of tensors) on `example_inputs`.
 
-    `methods` maps method names to callables (default: {'forward': the model}); a module is
+    `methods` maps method names to callables, or lists method names of the module (default:
+    {'forward': the model}); a module is
     captured in eval mode (a warning says so when it was training).
     """
     from graphc.nn.module import Module
@@ -212,7 +221,7 @@ def script(model_or_fn, example_inputs, dynamic=None, methods: dict | None = Non
         )
         model.eval()
     try:
-        targets = methods or {"forward": model_or_fn}
+        targets = _method_targets(model_or_fn, model, methods)
         graphs = {}
         for method, fn in targets.items():
             examples = example_inputs[method] if isinstance(example_inputs, dict) else example_inputs
@@ -240,4 +249,32 @@ def _named(call, named):
     return wrapper
 
 
+def _method_targets(model_or_fn, model, methods) -> dict:
+    if methods is None:
+        return {"forward": model_or_fn}
+    if isinstance(methods, dict):
+        return dict(methods)
+    if isinstance(methods, (list, tuple)) and all(isinstance(m, str) for m in methods):
+        if model is None:
+            raise TypeError("graphc.script: method names need an nn.Module; pass a dict of callables")
+        targets = {}
+        for name in methods:
+            fn = model if name == "forward" else getattr(model, name, None)
+            if not callable(fn):
+                raise AttributeError(f"graphc.script: {type(model).__name__} has no method {name!r}")
+            targets[name] = fn
+        return targets
+    raise TypeError(
+        "graphc.script: methods must be a dict of name -> callable or a list of method names, "
+        f"got {type(methods).__name__}"
+    )
+
+
 trace = script
+
+
+def load(path) -> ScriptModule:
+    """A ScriptModule from a .gcm file written by `ScriptModule.save`."""
+    from ir.module_file import read_module
+
+    return ScriptModule(read_module(path).methods)

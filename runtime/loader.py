@@ -1,0 +1,112 @@
+"""Loading a module file and binding it to a device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ir.errors import IRError
+from ir.interpreter import run
+from ir.module_file import ModuleFile, read_module
+
+
+class DeviceError(IRError, RuntimeError):
+    """A device that cannot be used here (no cupy, driver or GPU for 'cuda')."""
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One input or output of a method: name, dtype name and shape (ints or symbols)."""
+
+    name: str
+    dtype: str
+    shape: tuple
+
+
+def _array_module(device: str):
+    if device == "cpu":
+        return np
+    if device.split(":")[0] != "cuda":
+        raise DeviceError(f"unknown device {device!r}; expected 'cpu' or 'cuda[:index]'")
+    try:
+        import cupy
+    except ImportError:
+        raise DeviceError("device 'cuda' needs cupy (pip install cupy-cuda12x) and an NVIDIA GPU") from None
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise DeviceError("device 'cuda' was requested but no GPU is present")
+    except cupy.cuda.runtime.CUDARuntimeError as e:
+        raise DeviceError(f"device 'cuda' is not usable here: {e}") from None
+    return cupy
+
+
+class LoadedModule:
+    """A module file bound to a device. Calling it runs the 'forward' method; `run` takes a
+    dict of named inputs. Stateless per call, so several threads may call it at once."""
+
+    def __init__(self, module: ModuleFile, device: str) -> None:
+        self._module = module
+        self.device = device
+        self._xp = _array_module(device)
+        if self._xp is np:
+            self._weights = module.weights
+        else:
+            self._weights = {k: self._xp.asarray(v) for k, v in module.weights.items()}
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self._module.methods)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self._module.metadata)
+
+    @property
+    def producer(self) -> str:
+        return self._module.producer
+
+    def signature(self, method: str = "forward") -> tuple[list[Signature], list[Signature]]:
+        graph = self._graph(method)
+        sig = lambda v: Signature(v.name, v.type.dtype.name, v.type.shape)  # noqa: E731
+        return [sig(v) for v in graph.inputs], [sig(v) for v in graph.outputs]
+
+    @property
+    def inputs(self) -> list[Signature]:
+        return self.signature()[0]
+
+    @property
+    def outputs(self) -> list[Signature]:
+        return self.signature()[1]
+
+    def _graph(self, method: str):
+        graph = self._module.methods.get(method)
+        if graph is None:
+            raise KeyError(f"the module has no method {method!r}; it has {self.methods}")
+        return graph
+
+    def __call__(self, *arrays, method: str = "forward") -> list:
+        return self.run_method(method, list(arrays))
+
+    def run(self, inputs: dict, method: str = "forward") -> dict:
+        """Outputs by name for inputs given by name."""
+        graph = self._graph(method)
+        outs = self.run_method(method, inputs)
+        return {v.name: o for v, o in zip(graph.outputs, outs, strict=True)}
+
+    def run_method(self, method: str, inputs) -> list:
+        graph = self._graph(method)
+        xp = self._xp
+        if isinstance(inputs, dict):
+            inputs = {k: xp.asarray(v) for k, v in inputs.items()}
+        else:
+            inputs = [xp.asarray(v) for v in inputs]
+        return run(graph, inputs, xp=xp, weights=self._weights)
+
+    def __repr__(self) -> str:
+        return f"LoadedModule(methods={self.methods}, device={self.device!r})"
+
+
+def load(path, device: str = "cpu") -> LoadedModule:
+    """Read, validate and bind a .gcm module file."""
+    return LoadedModule(read_module(path), device)
