@@ -117,6 +117,19 @@ class Graph:
     def set_outputs(self, outputs: list[Value]) -> None:
         self.outputs = list(outputs)
 
+    def defines(self, name: str) -> bool:
+        """Whether some value of this graph is called `name`."""
+        return name in self._names
+
+    def rename(self, value: Value, name: str) -> None:
+        """Give a node's output a new (unused) name, e.g. 'output' for what a model returns."""
+        if value.producer is None:
+            raise IRError(f"%{value.name} is a graph input or weight; its name is part of the signature")
+        if name != value.name:
+            self._fresh(name)
+            self._names.discard(value.name)
+            value.name = name
+
     def values(self) -> list[Value]:
         """Every value, in definition order."""
         out = list(self.inputs) + list(self.weights.values())

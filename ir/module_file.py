@@ -43,6 +43,18 @@ ALIGN = 64
 MAX_METADATA = 1 << 30  # a metadata message larger than this is not a module we wrote
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """A compiled artifact's table entry (the bytes stay in the file until a backend asks)."""
+
+    target: str
+    kind: str
+    offset: int
+    length: int
+    sha256: str
+    properties: dict[str, str]
+
+
 @dataclass
 class ModuleFile:
     """What a .gcm file holds: graphs by method name, weight arrays, producer and metadata."""
@@ -51,6 +63,7 @@ class ModuleFile:
     weights: dict[str, np.ndarray]
     producer: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
     opset_version: int = OPSET_VERSION
 
@@ -271,11 +284,13 @@ def read_module(path) -> ModuleFile:
             raise _fail(path, f"{where}: checksum mismatch at offset {w.offset}; the file is damaged")
         arr = np.frombuffer(view, dtype=t.dtype.np.newbyteorder("<"), count=count)
         weights[w.name] = arr.reshape(t.shape)
+    artifacts = []
     for a in module.artifacts:
-        if a.offset + a.length > meta_off:
+        if a.offset < HEADER.size or a.offset + a.length > meta_off:
             raise _fail(
                 path, f"artifact for {a.target!r}: bytes at offset {a.offset} lie outside the payload"
             )
+        artifacts.append(Artifact(a.target, a.kind, a.offset, a.length, a.sha256, dict(a.properties)))
     methods = {}
     for g in module.methods:
         if g.name in methods:
@@ -283,4 +298,4 @@ def read_module(path) -> ModuleFile:
         methods[g.name] = _graph_from(g, weights, path)
     if not methods:
         raise _fail(path, "the file holds no method")
-    return ModuleFile(methods, weights, module.producer, dict(module.metadata), fmt, opset)
+    return ModuleFile(methods, weights, module.producer, dict(module.metadata), artifacts, fmt, opset)

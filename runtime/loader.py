@@ -66,6 +66,11 @@ class LoadedModule:
     def producer(self) -> str:
         return self._module.producer
 
+    @property
+    def module_file(self) -> ModuleFile:
+        """What the file holds: graphs, read-only weights, artifacts table, versions."""
+        return self._module
+
     def signature(self, method: str = "forward") -> tuple[list[Signature], list[Signature]]:
         graph = self._graph(method)
         sig = lambda v: Signature(v.name, v.type.dtype.name, v.type.shape)  # noqa: E731

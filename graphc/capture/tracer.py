@@ -133,6 +133,13 @@ class Tracer:
                 )
             values.append(self.value_of(t))
         self.graph.set_outputs(values)
+        # Name what the model returns, for signatures: 'output' (or output0, output1, ...).
+        names = ["output"] if len(values) == 1 else [f"output{i}" for i in range(len(values))]
+        renamed = set()
+        for value, name in zip(values, names, strict=True):
+            if value.producer is not None and id(value) not in renamed and not self.graph.defines(name):
+                self.graph.rename(value, name)
+                renamed.add(id(value))
 
     def concretization_error(self, what: str):
         raise TracingError(

@@ -1,0 +1,188 @@
+"""`graphc-runtime`: inspect, run and time a .gcm module file from the shell.
+
+    graphc-runtime info lenet.gcm
+    graphc-runtime run lenet.gcm --input x=images.npy --output logits.npy
+    graphc-runtime bench lenet.gcm --batch 64
+
+Inputs are read with `numpy.load(allow_pickle=False)`: neither the module nor the inputs can run code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ir.errors import IRError
+from runtime.loader import LoadedModule, Signature, load
+
+
+class UsageError(Exception):
+    """A command line that names something the module does not have."""
+
+
+def _shape(sig: Signature) -> str:
+    return "[" + ", ".join(str(d) for d in sig.shape) + "]"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def info(model: LoadedModule, path: str, out) -> None:
+    mf = model.module_file
+    print(f"{path}: module format {mf.format_version}, op set {mf.opset_version}", file=out)
+    print(f"producer: {mf.producer or '(unknown)'}", file=out)
+    for key, value in sorted(mf.metadata.items()):
+        print(f"metadata: {key} = {value}", file=out)
+    for method in model.methods:
+        inputs, outputs = model.signature(method)
+        graph = mf.methods[method]
+        print(f"\nmethod {method}", file=out)
+        for sig in inputs:
+            print(f"  input  {sig.name}: {sig.dtype}{_shape(sig)}", file=out)
+        for sig in outputs:
+            print(f"  output {sig.name}: {sig.dtype}{_shape(sig)}", file=out)
+        ops = Counter(node.op for node in graph.nodes)
+        listed = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(ops.items()))
+        print(f"  ops ({len(graph.nodes)} nodes): {listed}", file=out)
+    total = sum(w.nbytes for w in mf.weights.values())
+    print(f"\nweights: {len(mf.weights)} tensors, {_bytes(total)}", file=out)
+    for name, w in mf.weights.items():
+        print(f"  {name}: {w.dtype}{list(w.shape)}", file=out)
+    print(f"artifacts: {len(mf.artifacts) or 'none (graphs run on the reference interpreter)'}", file=out)
+    for a in mf.artifacts:
+        print(f"  {a.target} {a.kind}: {_bytes(a.length)}", file=out)
+
+
+def _read_inputs(specs: list[str], inputs: list[Signature]) -> dict[str, np.ndarray]:
+    if len(specs) == 1 and "=" not in specs[0] and len(inputs) == 1:
+        specs = [f"{inputs[0].name}={specs[0]}"]
+    names = {sig.name for sig in inputs}
+    arrays = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep:
+            raise UsageError(
+                f"--input {spec!r}: name the input as NAME=FILE.npy; the inputs are {sorted(names)}"
+            )
+        if name not in names:
+            raise UsageError(f"--input {spec!r}: the method has no input {name!r}; it has {sorted(names)}")
+        try:
+            arrays[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--input {spec!r}: cannot read {file} as a .npy array ({e})") from None
+    missing = sorted(names - set(arrays))
+    if missing:
+        raise UsageError(f"missing --input for {missing}")
+    return arrays
+
+
+def run_command(model: LoadedModule, args, out) -> None:
+    inputs, outputs = model.signature(args.method)
+    arrays = _read_inputs(args.input, inputs)
+    results = model.run(arrays, method=args.method)
+    results = {k: np.asarray(v.get() if hasattr(v, "get") else v) for k, v in results.items()}
+    if args.output is None:
+        for name, value in results.items():
+            print(f"{name}: {value.dtype}{list(value.shape)}", file=out)
+            print(np.array2string(value, threshold=50, edgeitems=3), file=out)
+        return
+    target = Path(args.output)
+    if target.suffix == ".npz":
+        np.savez(target, **results)
+    elif len(results) == 1:
+        np.save(target, next(iter(results.values())))
+    else:
+        raise UsageError(f"--output {args.output}: the method has {len(results)} outputs; use a .npz file")
+    print(f"wrote {', '.join(results)} to {target}", file=out)
+
+
+def bench(model: LoadedModule, args, out) -> None:
+    inputs, _ = model.signature(args.method)
+    dims = dict(d.split("=", 1) for d in args.dim)
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for sig in inputs:
+        shape = []
+        for d in sig.shape:
+            if isinstance(d, int):
+                shape.append(d)
+            else:
+                shape.append(int(dims.get(d, args.batch)))
+        dtype = np.dtype(sig.dtype) if sig.dtype != "bool" else np.bool_
+        if np.issubdtype(dtype, np.floating):
+            arrays[sig.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            arrays[sig.name] = rng.integers(0, 2, size=shape).astype(dtype)
+    for _ in range(args.warmup):
+        model.run(arrays, method=args.method)
+    times = []
+    deadline = time.perf_counter() + args.max_seconds
+    for _ in range(args.iters):
+        start = time.perf_counter()
+        model.run(arrays, method=args.method)
+        times.append(time.perf_counter() - start)
+        if time.perf_counter() > deadline:
+            break
+    ms = np.array(times) * 1e3
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in arrays.items())
+    print(f"{args.model} {args.method}({shapes}) on {model.device}, {len(times)} runs", file=out)
+    print(f"latency ms: p50 {p50:.3f}  p90 {p90:.3f}  p99 {p99:.3f}  min {ms.min():.3f}", file=out)
+    print(f"throughput: {args.batch * 1e3 / p50:.1f} samples/s at batch {args.batch}", file=out)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphc-runtime", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("info", help="signature, ops, weights and artifacts")
+    p.add_argument("model")
+    p = sub.add_parser("run", help="run a method on .npy inputs")
+    p.add_argument("model")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", required=True)
+    p.add_argument("--output", metavar="FILE.npy|FILE.npz")
+    p.add_argument("--method", default="forward")
+    p.add_argument("--device", default="cpu")
+    p = sub.add_parser("bench", help="latency percentiles and throughput on random inputs")
+    p.add_argument("model")
+    p.add_argument("--batch", type=int, default=1, help="size of every symbolic dim (default 1)")
+    p.add_argument("--dim", action="append", default=[], metavar="SYMBOL=SIZE", help="size of one symbol")
+    p.add_argument("--iters", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--max-seconds", type=float, default=10.0)
+    p.add_argument("--method", default="forward")
+    p.add_argument("--device", default="cpu")
+    return parser
+
+
+def main(argv: list[str] | None = None, out=None) -> int:
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    try:
+        model = load(args.model, device=getattr(args, "device", "cpu"))
+        if args.command == "info":
+            info(model, args.model, out)
+        elif args.command == "run":
+            run_command(model, args, out)
+        else:
+            if args.batch < 1 or args.iters < 1:
+                raise UsageError("--batch and --iters must be at least 1")
+            bench(model, args, out)
+    except (IRError, UsageError, KeyError, OSError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"graphc-runtime: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

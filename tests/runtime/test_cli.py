@@ -1,0 +1,126 @@
+"""graphc-runtime info / run / bench on a saved module, and its errors (exit status 2, a message
+on stderr, no traceback)."""
+
+import io
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn as nn
+import runtime
+from runtime.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class TwoOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y, y.relu()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    graphc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).eval()
+    path = tmp_path_factory.mktemp("cli") / "mlp.gcm"
+    graphc.script(model, (graphc.randn(4, 6),)).save(path, metadata={"task": "cli"})
+    return path
+
+
+def _main(*argv):
+    out = io.StringIO()
+    code = main([str(a) for a in argv], out=out)
+    return code, out.getvalue()
+
+
+def test_info_lists_signature_ops_weights_artifacts(model_file):
+    code, text = _main("info", model_file)
+    assert code == 0
+    assert "module format 1, op set 1" in text
+    assert "metadata: task = cli" in text
+    assert "input  input: float32[batch, 6]" in text
+    assert "output output: float32[batch, 3]" in text
+    assert "ops (3 nodes): linear x2, relu" in text
+    assert "weights: 4 tensors, 212 B" in text and "0.weight: float32[5, 6]" in text
+    assert "artifacts: none" in text
+
+
+def test_run_writes_what_the_runtime_computes(model_file, tmp_path):
+    x = np.random.default_rng(0).standard_normal((7, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, text = _main("run", model_file, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert code == 0 and "wrote output" in text
+    (expected,) = runtime.load(model_file)(x)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+    code, text = _main("run", model_file, "--input", f"input={tmp_path / 'x.npy'}")
+    assert code == 0 and text.startswith("output: float32[7, 3]")
+
+
+def test_run_with_several_outputs_needs_npz(tmp_path):
+    graphc.manual_seed(1)
+    model = TwoOut().eval()
+    graphc.script(model, (graphc.randn(2, 4),)).save(tmp_path / "two.gcm")
+    np.save(tmp_path / "x.npy", np.ones((3, 4), np.float32))
+    args = ("run", tmp_path / "two.gcm", "--input", tmp_path / "x.npy", "--output")
+    code, _ = _main(*args, tmp_path / "y.npy")
+    assert code == 2
+    code, _ = _main(*args, tmp_path / "y.npz")
+    assert code == 0
+    with np.load(tmp_path / "y.npz") as z:
+        assert sorted(z.files) == ["output0", "output1"]
+        np.testing.assert_array_equal(z["output1"], np.maximum(z["output0"], 0))
+
+
+def test_bench_reports_percentiles_and_throughput(model_file):
+    code, text = _main("bench", model_file, "--batch", 8, "--iters", 20, "--warmup", 1)
+    assert code == 0
+    assert "forward(input[8, 6])" in text and "20 runs" in text
+    assert "p50" in text and "p99" in text and "samples/s at batch 8" in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("run", "{model}", "--input", "y={x}"), "no input 'y'"),
+        (("run", "{model}", "--input", "{tmp}/missing.npy"), "cannot read"),
+        (("run", "{model}", "--input", "{x}", "--method", "embed"), "no method 'embed'"),
+        (("run", "{model}", "--input", "{bad_x}"), "expected shape"),
+        (("info", "{tmp}/junk.gcm"), "not a graphc module file"),
+        (("info", "{tmp}/absent.gcm"), "No such file"),
+        (("bench", "{model}", "--batch", "0"), "at least 1"),
+    ],
+)
+def test_errors_exit_2_with_a_message(model_file, tmp_path, capsys, argv, message):
+    np.save(tmp_path / "x.npy", np.ones((2, 6), np.float32))
+    np.save(tmp_path / "bad_x.npy", np.ones((2, 5), np.float32))
+    (tmp_path / "junk.gcm").write_bytes(b"PK\x03\x04" + b"\0" * 60)
+    fill = {"model": model_file, "x": tmp_path / "x.npy", "bad_x": tmp_path / "bad_x.npy", "tmp": tmp_path}
+    code, _ = _main(*(a.format(**fill) for a in argv))
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_pickled_inputs_are_refused(model_file, tmp_path, capsys):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    code, _ = _main("run", model_file, "--input", tmp_path / "obj.npy")
+    assert code == 2 and "allow_pickle" in capsys.readouterr().err
+
+
+def test_console_script_and_module_entry_point(model_file):
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "graphc-runtime"]
+    assert ep.value == "runtime.cli:main"
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime", "info", str(model_file)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "method forward" in proc.stdout
