@@ -1,0 +1,284 @@
+"""The graph passes: dead-code elimination, common-subexpression elimination, constant folding,
+algebraic simplification and decomposition of composite ops.
+
+All of them rebuild the graph node by node through `_rebuild`: a rule sees a node with its inputs
+already mapped into the new graph and either returns replacement values or None to copy the node.
+Node outputs are renumbered in the new graph; inputs, weights and graph outputs keep their names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ir import dtypes
+from ir.graph import Graph, Node, Value
+from ir.ops import OPS
+
+Rule = Callable[[Graph, Node, list], "list[Value] | None"]
+
+# Folding never creates a constant larger than this many elements, unless it replaces inputs at
+# least as large (a transposed weight is folded; a 1e9-element `full` is not).
+FOLD_LIMIT = 1 << 16
+# Weights with at most this many elements and equal data are merged by CSE.
+CSE_WEIGHT_LIMIT = 64
+
+
+def _rebuild(graph: Graph, rule: Rule | None = None, weights: dict[str, np.ndarray] | None = None) -> Graph:
+    """A copy of `graph` with every node passed through `rule`."""
+    new = Graph(graph.name)
+    env: dict[int, Value] = {}
+    for v in graph.inputs:
+        env[id(v)] = new.add_input(v.name, v.type)
+    data = graph.weight_data if weights is None else weights
+    for name, v in graph.weights.items():
+        env[id(v)] = new.add_weight(name, data[name])
+    for node in graph.nodes:
+        inputs = [None if v is None else env[id(v)] for v in node.inputs]
+        replaced = rule(new, node, inputs) if rule is not None else None
+        if replaced is None:
+            replaced = new.add_node(node.op, inputs, dict(node.attrs), scope=node.scope)
+        for old, value in zip(node.outputs, replaced, strict=True):
+            env[id(old)] = value
+    outputs = [env[id(v)] for v in graph.outputs]
+    new.set_outputs(outputs)
+    _keep_output_names(graph, new)
+    return new
+
+
+def _prune(graph: Graph) -> Graph:
+    """`graph` without nodes and weights that no output depends on."""
+    live: set[int] = {id(v) for v in graph.outputs}
+    keep = []
+    for node in reversed(graph.nodes):
+        if any(id(v) in live for v in node.outputs):
+            keep.append(node)
+            live.update(id(v) for v in node.inputs if v is not None)
+    kept = set(map(id, keep))
+    new = Graph(graph.name)
+    env: dict[int, Value] = {}
+    for v in graph.inputs:
+        env[id(v)] = new.add_input(v.name, v.type)
+    for name, v in graph.weights.items():
+        if id(v) in live:
+            env[id(v)] = new.add_weight(name, graph.weight_data[name])
+    for node in graph.nodes:
+        if id(node) in kept:
+            inputs = [None if v is None else env[id(v)] for v in node.inputs]
+            outs = new.add_node(node.op, inputs, dict(node.attrs), scope=node.scope)
+            env.update({id(o): n for o, n in zip(node.outputs, outs, strict=True)})
+    new.set_outputs([env[id(v)] for v in graph.outputs])
+    _keep_output_names(graph, new)
+    return new
+
+
+def _keep_output_names(old: Graph, new: Graph) -> None:
+    """Give the new graph's outputs the old outputs' chosen names ('output'); numbered names are
+    renumbered with the rest of the nodes."""
+    for before, value in zip(old.outputs, new.outputs, strict=True):
+        name = before.name
+        if value.producer is not None and not name.isdigit() and value.name != name and not new.defines(name):
+            new.rename(value, name)
+
+
+def dce(graph: Graph) -> Graph:
+    """Dead-code elimination: drop nodes and weights no output depends on (every op is pure:
+    random ops are functions of their seed attribute)."""
+    return _prune(graph)
+
+
+def _freeze(value):
+    if isinstance(value, list):
+        return ("list", tuple(_freeze(v) for v in value))
+    if isinstance(value, tuple):
+        return ("tuple", tuple(_freeze(v) for v in value))
+    return (type(value).__name__, value)
+
+
+def cse(graph: Graph) -> Graph:
+    """Common-subexpression elimination: one node for each (op, inputs, attributes), and one
+    weight for small weights with equal dtype, shape and data."""
+    canonical: dict[str, str] = {}
+    seen_weights: dict[tuple, str] = {}
+    for name, data in graph.weight_data.items():
+        if name in graph.weights and data.size <= CSE_WEIGHT_LIMIT:
+            key = (data.dtype.str, data.shape, data.tobytes())
+            canonical[name] = seen_weights.setdefault(key, name)
+    seen: dict[tuple, list[Value]] = {}
+
+    def rule(new: Graph, node: Node, inputs: list) -> list[Value] | None:
+        inputs = [
+            new.weights[canonical[v.name]]
+            if v is not None and v.name in canonical and v.producer is None and v.name in new.weights
+            else v
+            for v in inputs
+        ]
+        attrs = tuple((k, _freeze(node.attrs[k])) for k in sorted(node.attrs))
+        key = (node.op, tuple(id(v) for v in inputs), attrs)
+        found = seen.get(key)
+        if found is None:
+            found = seen[key] = new.add_node(node.op, inputs, dict(node.attrs), scope=node.scope)
+        return found
+
+    return _prune(_rebuild(graph, rule))
+
+
+def _constant(new: Graph, prefix: str, data: np.ndarray) -> Value:
+    i = 0
+    while new.defines(f"{prefix}{i}"):
+        i += 1
+    return new.add_weight(f"{prefix}{i}", np.array(data, order="C"))  # (ascontiguousarray makes 0-d 1-d)
+
+
+def fold_constants(graph: Graph) -> Graph:
+    """Constant folding: a node whose inputs are all weights (or that has none) and whose output
+    shapes are concrete is computed now and becomes a weight (`folded<N>`), within FOLD_LIMIT."""
+
+    def rule(new: Graph, node: Node, inputs: list) -> list[Value] | None:
+        if any(v is not None and v.producer is not None for v in inputs):
+            return None
+        if any(v is not None and v.name not in new.weights for v in inputs):
+            return None  # a graph input
+        if any(o.type.symbols for o in node.outputs):
+            return None
+        size = sum(int(np.prod(o.type.shape, dtype=np.int64)) for o in node.outputs)
+        given = sum(new.weight_data[v.name].size for v in inputs if v is not None)
+        if size > max(FOLD_LIMIT, given):
+            return None
+        args = [None if v is None else new.weight_data[v.name] for v in inputs]
+        out = OPS[node.op].impl(np, *args, **node.attrs)
+        outs = out if len(node.outputs) > 1 else (out,)
+        values = []
+        for o, result in zip(node.outputs, outs, strict=True):
+            arr = np.asarray(result).astype(o.type.dtype.np, copy=False).reshape(o.type.shape)
+            values.append(_constant(new, "folded", arr))
+        return values
+
+    return _prune(_rebuild(graph, rule))
+
+
+def _weight_data(new: Graph, v: Value | None) -> np.ndarray | None:
+    if v is None or v.producer is not None or v.name not in new.weights:
+        return None
+    return new.weight_data[v.name]
+
+
+def _is_fill(new: Graph, v: Value | None, fill: float) -> bool:
+    data = _weight_data(new, v)
+    return data is not None and data.size > 0 and bool(np.all(data == fill))
+
+
+def _lossless(src: dtypes.DType, mid: dtypes.DType) -> bool:
+    return bool(np.can_cast(src.np, mid.np, casting="safe"))
+
+
+def simplify(graph: Graph) -> Graph:
+    """Algebraic simplification: x*1, 1*x, x/1, x+0, 0+x, x-0, neg(neg(x)), permute by the
+    identity, permute of permute, reshape to the same shape, reshape of reshape, cast to the own
+    dtype and cast chains whose first cast loses nothing. A rewrite applies only where the
+    result's type equals the node's type (a broadcasting `x*1` that changes the shape stays)."""
+
+    def same(node: Node, v: Value) -> list[Value] | None:
+        return [v] if v.type == node.outputs[0].type else None
+
+    def rule(new: Graph, node: Node, inputs: list) -> list[Value] | None:
+        op, a = node.op, node.attrs
+        x = inputs[0] if inputs else None
+        if op == "mul":
+            if _is_fill(new, inputs[1], 1):
+                return same(node, x)
+            if _is_fill(new, x, 1):
+                return same(node, inputs[1])
+        if op == "div" and _is_fill(new, inputs[1], 1):
+            return same(node, x)
+        if op == "add":
+            if _is_fill(new, inputs[1], 0):
+                return same(node, x)
+            if _is_fill(new, x, 0):
+                return same(node, inputs[1])
+        if op == "sub" and _is_fill(new, inputs[1], 0):
+            return same(node, x)
+        if op == "neg" and x.producer is not None and x.producer.op == "neg":
+            return same(node, x.producer.inputs[0])
+        if op == "permute":
+            dims = tuple(a["dims"])
+            if dims == tuple(range(len(dims))):
+                return same(node, x)
+            if x.producer is not None and x.producer.op == "permute":
+                inner = tuple(x.producer.attrs["dims"])
+                composed = tuple(inner[d] for d in dims)
+                source = x.producer.inputs[0]
+                if composed == tuple(range(len(composed))):
+                    return same(node, source)
+                return new.add_node("permute", [source], {"dims": composed}, scope=node.scope)
+        if op == "reshape":
+            if x.type == node.outputs[0].type:
+                return [x]
+            if x.producer is not None and x.producer.op == "reshape":
+                return new.add_node("reshape", [x.producer.inputs[0]], dict(a), scope=node.scope)
+        if op == "cast":
+            if x.type == node.outputs[0].type:
+                return [x]
+            if x.producer is not None and x.producer.op == "cast":
+                source = x.producer.inputs[0]
+                if _lossless(source.type.dtype, x.type.dtype):
+                    if source.type == node.outputs[0].type:
+                        return [source]
+                    return new.add_node("cast", [source], dict(a), scope=node.scope)
+        return None
+
+    return _prune(_rebuild(graph, rule))
+
+
+# --- decomposition of composite ops into core ops ---
+
+
+def _linear(new: Graph, node: Node, inputs: list) -> list[Value]:
+    x, w, b = (inputs + [None])[:3]
+    (wt,) = new.add_node("permute", [w], {"dims": (1, 0)}, scope=node.scope)
+    (y,) = new.add_node("matmul", [x, wt], {}, scope=node.scope)
+    if b is not None:
+        (y,) = new.add_node("add", [y, b], {}, scope=node.scope)
+    return [y]
+
+
+def _log_softmax(new: Graph, node: Node, inputs: list) -> list[Value]:
+    (x,) = inputs
+    s = node.scope
+    dim = node.attrs["dim"]
+    (m,) = new.add_node("amax", [x], {"dims": (dim,), "keepdim": True}, scope=s)
+    (finite,) = new.add_node("isfinite", [m], {}, scope=s)
+    zero = _constant(new, "zero", np.zeros((), x.type.dtype.np))
+    (m,) = new.add_node("where", [finite, m, zero], {}, scope=s)
+    (shifted,) = new.add_node("sub", [x, m], {}, scope=s)
+    (e,) = new.add_node("exp", [shifted], {}, scope=s)
+    (total,) = new.add_node("sum", [e], {"dims": (dim,), "keepdim": True}, scope=s)
+    (lse,) = new.add_node("log", [total], {}, scope=s)
+    return new.add_node("sub", [shifted, lse], {}, scope=s)
+
+
+# Composite op -> its decomposition into core ops (a backend may keep some whole).
+COMPOSITES: dict[str, Callable[[Graph, Node, list], list[Value]]] = {
+    "linear": _linear,
+    "log_softmax": _log_softmax,
+}
+
+
+def decompose(graph: Graph, keep: frozenset[str] = frozenset()) -> Graph:
+    """Decomposition: each composite op (COMPOSITES) not in `keep` becomes its core ops.
+    Precondition: the inputs of a composite have the dtypes its inference gave (the capture
+    inserts casts), so the core ops compute in the same dtype."""
+
+    def rule(new: Graph, node: Node, inputs: list) -> list[Value] | None:
+        fn = COMPOSITES.get(node.op)
+        if fn is None or node.op in keep:
+            return None
+        if not all(v is None or v.type.dtype == node.outputs[0].type.dtype for v in inputs):
+            return None  # mixed dtypes: keep it whole rather than guess a promotion
+        values = fn(new, node, inputs)
+        if [v.type for v in values] != [o.type for o in node.outputs]:
+            raise AssertionError(f"decomposition of {node.op} changed its type")
+        return values
+
+    return _prune(_rebuild(graph, rule))

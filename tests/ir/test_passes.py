@@ -1,0 +1,378 @@
+"""Graph passes: each on small text-form graphs with the expected printed result; the pipeline
+keeps interpreter results on captured models and on random graphs (hypothesis); GRAPHC_DUMP."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ir import dtypes
+from ir.graph import Graph
+from ir.interpreter import run
+from ir.parser import parse_graph
+from ir.passes import PIPELINE, cse, dce, decompose, fold_constants, optimize, simplify
+from ir.printer import format_graph
+from ir.types import TensorType
+from ir.verify import verify
+
+
+def _graph(text, **weights):
+    return parse_graph(text, weights={k: np.asarray(v) for k, v in weights.items()})
+
+
+def _check(pass_, before, after, **weights):
+    g = _graph(before, **weights)
+    out = pass_(g)
+    verify(out)
+    assert format_graph(out) == after.strip()
+    return g, out
+
+
+def _same_results(g1, g2, batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for v in g1.inputs:
+        shape = tuple(batch if isinstance(d, str) else d for d in v.type.shape)
+        inputs.append(rng.standard_normal(shape).astype(v.type.dtype.np))
+    for a, b in zip(run(g1, inputs), run(g2, inputs), strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_dce_drops_dead_nodes_and_weights():
+    _check(
+        dce,
+        """
+graph g(%x: f32[2]) weights(%w: f32[2], %unused: f32[2]) {
+  %0: f32[2] = exp(%x)
+  %1: f32[2] = add(%x, %w)
+  %2: f32[2] = mul(%unused, %x)
+  return %1
+}""",
+        """
+graph g(%x: f32[2]) weights(%w: f32[2]) {
+  %0: f32[2] = add(%x, %w)
+  return %0
+}""",
+    )
+
+
+def test_cse_merges_equal_nodes_and_equal_small_constants():
+    _check(
+        cse,
+        """
+graph g(%x: f32[2]) weights(%c1: f32[], %c2: f32[]) {
+  %0: f32[2] = mul(%x, %c1)
+  %1: f32[2] = mul(%x, %c2)
+  %2: f32[2] = sum[dims=(0,), keepdim=True](%x)
+  %3: f32[2] = sum[dims=(0,), keepdim=False](%x)
+  %4: f32[2] = add(%0, %1)
+  return %4
+}""".replace(
+            "%2: f32[2] = sum[dims=(0,), keepdim=True](%x)\n  %3: f32[2] = sum[dims=(0,), keepdim=False](%x)\n",
+            "",
+        ),
+        """
+graph g(%x: f32[2]) weights(%c1: f32[]) {
+  %0: f32[2] = mul(%x, %c1)
+  %1: f32[2] = add(%0, %0)
+  return %1
+}""",
+        c1=np.float32(2),
+        c2=np.float32(2),
+    )
+
+
+def test_cse_keeps_nodes_whose_attributes_differ():
+    g, out = _check(
+        cse,
+        """
+graph g(%x: f32[2,3]) {
+  %0: f32[2,1] = sum[dims=(1,), keepdim=True](%x)
+  %1: f32[2] = sum[dims=(1,), keepdim=False](%x)
+  %2: f32[2] = sum[dims=(1,), keepdim=False](%x)
+  return %0, %1, %2
+}""",
+        """
+graph g(%x: f32[2,3]) {
+  %0: f32[2,1] = sum[dims=(1,), keepdim=True](%x)
+  %1: f32[2] = sum[dims=(1,), keepdim=False](%x)
+  return %0, %1, %1
+}""",
+    )
+    _same_results(g, out)
+
+
+def test_fold_constants_computes_weight_only_nodes():
+    g, out = _check(
+        fold_constants,
+        """
+graph g(%x: f32[batch,3]) weights(%w: f32[2,3], %b: f32[2]) {
+  %0: f32[3,2] = permute[dims=(1, 0)](%w)
+  %1: f32[2] = mul(%b, %b)
+  %2: f32[batch,2] = matmul(%x, %0)
+  %3: f32[batch,2] = add(%2, %1)
+  return %3
+}""",
+        """
+graph g(%x: f32[batch,3]) weights(%folded0: f32[3,2], %folded1: f32[2]) {
+  %0: f32[batch,2] = matmul(%x, %folded0)
+  %1: f32[batch,2] = add(%0, %folded1)
+  return %1
+}""",
+        w=np.arange(6, dtype=np.float32).reshape(2, 3),
+        b=np.array([2, 3], np.float32),
+    )
+    np.testing.assert_array_equal(out.weight_data["folded0"], np.arange(6).reshape(2, 3).T)
+    np.testing.assert_array_equal(out.weight_data["folded1"], [4, 9])
+    _same_results(g, out)
+
+
+def test_fold_constants_does_not_materialize_huge_constants():
+    text = """
+graph g(%x: f32[4]) {
+  %0: f32[1000,1000] = full[dtype="float32", shape=(1000, 1000), value=1.0]()
+  %1: f32[] = sum(%0)
+  %2: f32[4] = add(%x, %1)
+  return %2
+}"""
+    g = _graph(text)
+    out = fold_constants(g)
+    assert [n.op for n in out.nodes] == ["full", "sum", "add"]
+    _same_results(g, out)
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("%0: f32[b,4] = mul(%x, %one)", "return %x"),
+        ("%0: f32[b,4] = mul(%one, %x)", "return %x"),
+        ("%0: f32[b,4] = div(%x, %one)", "return %x"),
+        ("%0: f32[b,4] = add(%x, %zeros)", "return %x"),
+        ("%0: f32[b,4] = add(%zeros, %x)", "return %x"),
+        ("%0: f32[b,4] = sub(%x, %zeros)", "return %x"),
+        ("%0: f32[b,4] = neg(%x)\n  %1: f32[b,4] = neg(%0)", "return %x"),
+        ("%0: f32[b,4] = permute[dims=(0, 1)](%x)", "return %x"),
+        ("%0: f32[4,b] = permute[dims=(1, 0)](%x)\n  %1: f32[b,4] = permute[dims=(1, 0)](%0)", "return %x"),
+        ("%0: f32[b,4] = reshape[shape=(-1, 4)](%x)", "return %x"),
+        ('%0: f32[b,4] = cast[dtype="float32"](%x)', "return %x"),
+        ('%0: f64[b,4] = cast[dtype="float64"](%x)\n  %1: f32[b,4] = cast[dtype="float32"](%0)', "return %x"),
+    ],
+)
+def test_simplify_removes_identities(body, expected):
+    text = f"""
+graph g(%x: f32[b,4]) weights(%one: f32[], %zeros: f32[4]) {{
+  {body}
+  return %{body.splitlines()[-1].split(":")[0].strip()[1:]}
+}}"""
+    g = _graph(text, one=np.float32(1), zeros=np.zeros(4, np.float32))
+    out = simplify(g)
+    assert format_graph(out) == f"graph g(%x: f32[b,4]) {{\n  {expected}\n}}"
+    _same_results(g, out)
+
+
+def test_simplify_composes_chains():
+    g, out = _check(
+        simplify,
+        """
+graph g(%x: f32[2,3,4]) {
+  %0: f32[3,4,2] = permute[dims=(1, 2, 0)](%x)
+  %1: f32[4,3,2] = permute[dims=(1, 0, 2)](%0)
+  %2: f32[24] = reshape[shape=(24,)](%1)
+  %3: f32[6,4] = reshape[shape=(6, 4)](%2)
+  %4: f64[6,4] = cast[dtype="float64"](%3)
+  %5: i32[6,4] = cast[dtype="int32"](%4)
+  return %5
+}""",
+        """
+graph g(%x: f32[2,3,4]) {
+  %0: f32[4,3,2] = permute[dims=(2, 1, 0)](%x)
+  %1: f32[6,4] = reshape[shape=(6, 4)](%0)
+  %2: i32[6,4] = cast[dtype='int32'](%1)
+  return %2
+}""",
+    )
+    _same_results(g, out)
+
+
+def test_simplify_keeps_what_is_not_an_identity():
+    text = """
+graph g(%x: f32[4]) weights(%ones: f32[3,4], %two: f32[]) {
+  %0: f32[3,4] = mul(%x, %ones)
+  %1: f32[4] = mul(%x, %two)
+  %2: i32[4] = cast[dtype="int32"](%x)
+  %3: f32[4] = cast[dtype="float32"](%2)
+  return %0, %1, %3
+}"""
+    g = _graph(text, ones=np.ones((3, 4), np.float32), two=np.float32(2))
+    out = simplify(g)
+    assert format_graph(out) == format_graph(g)  # broadcasting x*1, x*2 and a lossy cast chain stay
+    _same_results(g, out)
+
+
+def test_decompose_linear_and_log_softmax_into_core_ops():
+    text = """
+graph g(%x: f32[batch,4]) weights(%w: f32[3,4], %b: f32[3]) {
+  %0: f32[batch,3] = linear(%x, %w, %b)
+  %1: f32[batch,3] = log_softmax[dim=1](%0)
+  return %1
+}"""
+    rng = np.random.default_rng(0)
+    g = _graph(text, w=rng.standard_normal((3, 4)).astype(np.float32), b=np.ones(3, np.float32))
+    out = decompose(g)
+    verify(out)
+    assert {n.op for n in out.nodes} == {
+        "permute",
+        "matmul",
+        "add",
+        "amax",
+        "isfinite",
+        "where",
+        "sub",
+        "exp",
+        "sum",
+        "log",
+    }
+    _same_results(g, out, batch=5)
+    assert [n.op for n in decompose(g, keep=frozenset({"linear", "log_softmax"})).nodes] == [
+        "linear",
+        "log_softmax",
+    ]
+
+
+def test_log_softmax_decomposition_matches_on_infinities():
+    g = _graph("""
+graph g(%x: f32[3,2]) {
+  %0: f32[3,2] = log_softmax[dim=1](%x)
+  return %0
+}""")
+    x = np.array([[-np.inf, -np.inf], [np.inf, 0], [1, -np.inf]], np.float32)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(run(decompose(g), [x])[0], run(g, [x])[0])
+
+
+def test_passes_keep_chosen_output_names():
+    g = Graph("g")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 4)))
+    (y,) = g.add_node("exp", [x])
+    (z,) = g.add_node("neg", [y])
+    (z,) = g.add_node("neg", [z], names=["output"])
+    g.set_outputs([z])
+    out = optimize(g)
+    assert [v.name for v in out.outputs] == ["output"] and [n.op for n in out.nodes] == ["exp"]
+
+
+def test_graphc_dump_writes_every_stage(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_DUMP", str(tmp_path))
+    g = _graph("""
+graph g(%x: f32[batch,4]) weights(%w: f32[3,4]) {
+  %0: f32[batch,3] = linear(%x, %w)
+  return %0
+}""")
+    out = optimize(g)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["g.00.input.txt"] + [f"g.{i:02d}.{p.name}.txt" for i, p in enumerate(PIPELINE, 1)]
+    final = (tmp_path / names[-1]).read_text()
+    assert final.strip() == format_graph(out)
+    assert format_graph(parse_graph(final)) == final.strip()  # dumps parse back
+
+
+def test_captured_lenet_is_unchanged_in_meaning():
+    import graphc
+    import graphc.nn as nn
+    import graphc.nn.functional as F
+
+    class LeNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5)
+            self.fc1, self.fc2, self.fc3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+            x = F.max_pool2d(F.relu(self.conv2(x)), 2).view(x.size(0), -1)
+            x = F.relu(self.fc2(F.relu(self.fc1(x))))
+            return F.log_softmax(self.fc3(x), dim=1)
+
+    graphc.manual_seed(0)
+    graph = graphc.script(LeNet().eval(), (graphc.randn(2, 1, 32, 32),)).graph
+    out = optimize(graph)
+    assert "linear" not in {n.op for n in out.nodes}
+    for batch in (1, 7):
+        _same_results(graph, out, batch=batch, seed=batch)
+
+
+# --- random graphs: the pipeline never changes what a graph computes ---
+
+UNARY = ["exp", "neg", "relu", "tanh", "abs", "sigmoid"]
+BINARY = ["add", "sub", "mul", "maximum"]
+
+
+@st.composite
+def random_graphs(draw):
+    g = Graph("random")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 3, 4)))
+    consts = {
+        "one": np.float32(1),
+        "zero": np.zeros(4, np.float32),
+        "c": np.float32(draw(st.floats(-2, 2, width=32))),
+        "w": np.random.default_rng(draw(st.integers(0, 99))).standard_normal((5, 4)).astype(np.float32),
+    }
+    weights = {k: g.add_weight(k, v) for k, v in consts.items()}
+    values = [x]
+    for _ in range(draw(st.integers(1, 12))):
+        kind = draw(
+            st.sampled_from(["unary", "binary", "const", "permute2", "reshape2", "cast2", "linear", "dup"])
+        )
+        a = draw(st.sampled_from(values))
+        if kind == "unary":
+            (v,) = g.add_node(draw(st.sampled_from(UNARY)), [a])
+        elif kind == "binary":
+            b = draw(st.sampled_from([v for v in values if v.type.shape == a.type.shape]))
+            (v,) = g.add_node(draw(st.sampled_from(BINARY)), [a, b])
+        elif kind == "const":
+            w = weights[draw(st.sampled_from(["one", "zero", "c"]))]
+            op = draw(st.sampled_from(["add", "mul", "sub", "div"]))
+            (v,) = g.add_node(op, [a, w] if draw(st.booleans()) or op in ("sub", "div") else [w, a])
+        elif kind == "permute2":
+            p = draw(st.permutations([0, 1, 2]))
+            q = draw(st.permutations([0, 1, 2]))
+            (t,) = g.add_node("permute", [a], {"dims": tuple(p)})
+            (t,) = g.add_node("permute", [t], {"dims": tuple(q)})
+            pq = [p[i] for i in q]  # where each output dim of the two permutes comes from
+            (v,) = g.add_node("permute", [t], {"dims": tuple(int(np.argsort(pq)[i]) for i in range(3))})
+        elif kind == "reshape2":
+            (t,) = g.add_node("reshape", [a], {"shape": (-1, 12)})
+            (v,) = g.add_node("reshape", [t], {"shape": (-1, 3, 4)})
+        elif kind == "cast2":
+            (t,) = g.add_node(
+                "cast", [a], {"dtype": draw(st.sampled_from(["float64", "float32", "float16"]))}
+            )
+            (v,) = g.add_node("cast", [t], {"dtype": "float32"})
+        elif kind == "linear":
+            (t,) = g.add_node("linear", [a, weights["w"], None])
+            (v,) = g.add_node("log_softmax", [t], {"dim": 2})
+            (v,) = g.add_node("sum", [v], {"dims": (2,), "keepdim": True})
+            (v,) = g.add_node("add", [a, v])
+        else:  # the same expression twice
+            op = draw(st.sampled_from(UNARY))
+            (p,) = g.add_node(op, [a])
+            (q,) = g.add_node(op, [a])
+            (v,) = g.add_node("add", [p, q])
+        values.append(v)
+    outs = draw(st.lists(st.sampled_from(values[1:]), min_size=1, max_size=3))
+    g.set_outputs(outs)
+    verify(g)
+    return g
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_graphs(), st.integers(1, 5))
+def test_pipeline_preserves_random_graphs(graph, batch):
+    x = np.random.default_rng(batch).uniform(-2, 2, (batch, 3, 4)).astype(np.float32)
+    with np.errstate(all="ignore"):
+        before = run(graph, [x])
+        after = run(optimize(graph), [x])
+    for a, b in zip(before, after, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5, equal_nan=True)
