@@ -41,6 +41,7 @@ OPSET_VERSION = 1
 HEADER = struct.Struct("<8sIIQQII")
 ALIGN = 64
 MAX_METADATA = 1 << 30  # a metadata message larger than this is not a module we wrote
+MAX_ELEMENTS = 1 << 40  # no value of a graph we load may have more elements (its sizes are known)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,12 @@ def _graph_from(proto, weights: dict[str, np.ndarray], path) -> Graph:
                     path,
                     f"{node_where}: declared output types {declared} differ from {[v.type for v in values]}",
                 )
+            for v in values:
+                count = 1
+                for d in v.type.shape:
+                    count *= d if isinstance(d, int) else 1
+                if count > MAX_ELEMENTS:
+                    raise _fail(path, f"{node_where}: value %{v.name} of type {v.type} has {count} elements")
             env.update({v.name: v for v in values})
         missing = [name for name in proto.outputs if name not in env]
         if missing:

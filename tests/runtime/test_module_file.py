@@ -121,24 +121,90 @@ def test_cuda_without_cupy_is_a_device_error(mlp_file):
         pytest.skip("cupy is installed; the GPU path is tested in tests/graphc/test_cuda.py")
 
 
-def test_runtime_runs_in_a_process_that_cannot_import_graphc(tmp_path, mlp_file):
-    model, path = mlp_file
-    x = np.random.default_rng(3).standard_normal((9, 6)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
+class ConvBNDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+        self.bn1 = nn.BatchNorm1d(5)
+
+    def forward(self, x):
+        x = self.drop(F.relu(self.bn(self.conv(x))))
+        return self.bn1(self.fc(x.flatten(1)))
+
+
+class TwoMethods(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(6, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.embed(x).relu())
+
+    def embed(self, x):
+        return self.body(x)
+
+
+def _trained_bn_model():
+    graphc.manual_seed(5)
+    model = ConvBNDropout()
+    opt = graphc.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):  # running statistics and weights move away from their initial values
+        opt.zero_grad()
+        model(graphc.randn(8, 3, 8, 8)).sum().backward()
+        opt.step()
+    return model.eval()
+
+
+MODELS = {
+    "mlp": (_mlp, (6,), ["forward"]),
+    "lenet": (lambda: LeNet().eval(), (1, 32, 32), ["forward"]),
+    "bn-dropout": (_trained_bn_model, (3, 8, 8), ["forward"]),
+    "two-methods": (lambda: TwoMethods().eval(), (6,), ["forward", "embed"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_runtime_runs_in_a_process_that_cannot_import_graphc(tmp_path, name):
+    """script -> save -> load in a fresh process where `import graphc` fails -> the outputs equal
+    eager graphc at batch sizes 1, 7 and 64, all from one file."""
+    make, shape, methods = MODELS[name]
+    graphc.manual_seed(0)
+    model = make()
+    path = tmp_path / f"{name}.gcm"
+    graphc.script(model, (graphc.randn(2, *shape),), methods=methods).save(path)
+    rng = np.random.default_rng(3)
+    inputs = {f"b{b}": rng.standard_normal((b, *shape)).astype(np.float32) for b in (1, 7, 64)}
+    np.savez(tmp_path / "in.npz", **inputs)
     script = textwrap.dedent(
         f"""
         import sys
         sys.modules["graphc"] = None  # any `import graphc` now raises ImportError
         import numpy as np
         import runtime
-        (out,) = runtime.load({str(path)!r})(np.load({str(tmp_path / "x.npy")!r}))
-        np.save({str(tmp_path / "out.npy")!r}, out)
-        assert not any(m == "graphc" or m.startswith("graphc.") for m in sys.modules if sys.modules[m])
+        m = runtime.load({str(path)!r})
+        outs = {{}}
+        with np.load({str(tmp_path / "in.npz")!r}) as z:
+            for key in z.files:
+                for method in m.methods:
+                    (outs[method + "-" + key],) = m(z[key], method=method)
+        np.savez({str(tmp_path / "out.npz")!r}, **outs)
+        assert not any(k == "graphc" or k.startswith("graphc.") for k, v in sys.modules.items() if v)
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), _eager(model, x), rtol=1e-6, atol=1e-6)
+    with np.load(tmp_path / "out.npz") as outs:
+        assert len(outs.files) == 3 * len(methods)
+        for key, x in inputs.items():
+            for method in methods:
+                fn = model if method == "forward" else getattr(model, method)
+                with graphc.no_grad():
+                    expected = fn(graphc.tensor(x)).numpy()
+                np.testing.assert_allclose(outs[f"{method}-{key}"], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_concurrent_calls_agree(mlp_file):
@@ -242,6 +308,10 @@ def _patched(src, dst, offset, new: bytes):
     return dst
 
 
+def _first_output_dim(module):
+    return module.methods[0].nodes[0].outputs[0].type.shape[0]
+
+
 def test_wrong_magic(tmp_path, mlp_file):
     bad = _patched(mlp_file[1], tmp_path / "bad.gcm", 0, b"PK\x03\x04")
     with pytest.raises(ModuleFormatError, match="not a graphc module file"):
@@ -309,6 +379,8 @@ def test_every_single_byte_flip_is_caught_or_harmless(tmp_path, mlp_file):
         (lambda m: setattr(m.weights[0], "offset", 1 << 62), "outside the weights"),
         (lambda m: setattr(m.weights[0], "length", m.weights[0].length + 4), "bytes stored"),
         (lambda m: m.weights[0].type.shape[0].__setattr__("size", 1 << 40), "bytes stored"),
+        (lambda m: m.weights[0].type.shape[0].__setattr__("size", 1 << 60), "bytes stored"),
+        (lambda m: _first_output_dim(m).__setattr__("size", 1 << 60), "differ|elements"),
         (lambda m: m.weights[0].type.shape[0].__setattr__("size", -3), "bad type|bytes stored"),
         (lambda m: setattr(m.weights[0].type, "dtype", "float128x"), "bad type"),
         (lambda m: m.weights[0].type.shape[0].__setattr__("symbol", "n"), "concrete shapes"),
@@ -327,6 +399,8 @@ def test_every_single_byte_flip_is_caught_or_harmless(tmp_path, mlp_file):
         "offset-past-end",
         "length-mismatch",
         "absurd-shape",
+        "2^60-element-weight",
+        "2^60-element-value",
         "negative-dim",
         "bad-dtype",
         "symbolic-weight",
@@ -372,3 +446,16 @@ def test_script_methods_must_name_real_methods():
         graphc.script(model, (graphc.randn(2, 6),), methods=["forward", "predict"])
     with pytest.raises(TypeError, match="list of method names"):
         graphc.script(model, (graphc.randn(2, 6),), methods=3)
+
+
+def test_a_graph_that_would_allocate_2_to_the_60_elements_is_refused(tmp_path):
+    from ir.graph import Graph
+    from ir.module_file import write_module
+
+    g = Graph("forward")
+    (huge,) = g.add_node("full", [], {"shape": (1 << 30, 1 << 30), "value": 0.0, "dtype": "float32"})
+    (total,) = g.add_node("sum", [huge], {})
+    g.set_outputs([total])
+    write_module(tmp_path / "huge.gcm", {"forward": g})
+    with pytest.raises(ModuleFormatError, match="1152921504606846976 elements"):
+        runtime.load(tmp_path / "huge.gcm")
