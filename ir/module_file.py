@@ -22,7 +22,6 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 
@@ -144,6 +143,8 @@ def write_module(
     payload += b"\0" * pad
     meta_offset = offset + len(payload)
     header = HEADER.pack(MAGIC, FORMAT_VERSION, OPSET_VERSION, meta_offset, len(meta), zlib.crc32(meta), 0)
+    import tempfile  # only writers need it; keeps the runtime's import lean
+
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(prefix=".gcm-", dir=os.path.dirname(os.path.abspath(path)))
     try:
