@@ -380,3 +380,21 @@ def _mse_loss(inputs, reduction="mean"):
 @rule("full")
 def _full(inputs, shape, value, dtype):
     return TensorType(dtypes.from_name(dtype), tuple(shape))
+
+
+@rule("cond")
+def _cond(inputs, then_branch, else_branch):
+    pred, operands = inputs[0], inputs[1:]
+    if pred is None or pred.dtype is not dtypes.bool_ or any(d != 1 for d in pred.shape):
+        raise ShapeError(f"cond: the predicate must be a one-element bool tensor, got {pred}")
+    for label, branch in (("then_branch", then_branch), ("else_branch", else_branch)):
+        if not hasattr(branch, "nodes"):
+            raise ShapeError(f"cond: {label} must be a graph, got {type(branch).__name__}")
+        expected = [v.type for v in branch.inputs]
+        if expected != list(operands):
+            raise ShapeError(f"cond: {label} takes {expected}, but the operands are {list(operands)}")
+    then_out = [v.type for v in then_branch.outputs]
+    else_out = [v.type for v in else_branch.outputs]
+    if then_out != else_out:
+        raise ShapeError(f"cond: the branches return different types: {then_out} and {else_out}")
+    return then_out

@@ -67,7 +67,12 @@ def run(graph, arrays, xp=np, weights: dict | None = None) -> list:
     for node in graph.nodes:
         args = [None if v is None else env[v.name] for v in node.inputs]
         attrs = bind_attrs(node.attrs, bindings) if bindings else node.attrs
-        out = OPS[node.op].impl(xp, *args, **attrs)
+        if node.op == "cond" and weights is not None:  # branches read weights from the same table
+            branch = attrs["then_branch"] if bool(args[0].reshape(())) else attrs["else_branch"]
+            outs = run(branch, args[1:], xp=xp, weights=weights)
+            out = tuple(outs) if len(outs) != 1 else outs[0]
+        else:
+            out = OPS[node.op].impl(xp, *args, **attrs)
         outs = out if len(node.outputs) > 1 else (out,)
         for value, result in zip(node.outputs, outs, strict=True):
             env[value.name] = xp.asarray(result)

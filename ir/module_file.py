@@ -89,6 +89,8 @@ def _attr_proto(value) -> gcm_pb2.AttrValue:
         return gcm_pb2.AttrValue(f=value)
     if isinstance(value, str):
         return gcm_pb2.AttrValue(s=value)
+    if isinstance(value, Graph):
+        return gcm_pb2.AttrValue(graph=_graph_proto(value))
     if isinstance(value, (tuple, list)):
         items = gcm_pb2.AttrList(items=[_attr_proto(v) for v in value])
         return gcm_pb2.AttrValue(**({"tuple": items} if isinstance(value, tuple) else {"list": items}))
@@ -117,12 +119,21 @@ def write_module(
 ) -> None:
     """Write graphs (sharing weights by name) to `path`, atomically."""
     weights: dict[str, np.ndarray] = {}
+
+    def collect(graph: Graph) -> None:  # a method's weights and those of its subgraphs
+        for name in graph.weights:
+            data = graph.weight_data[name]
+            if name in weights and not np.array_equal(weights[name], data):
+                raise IRError(f"weight {name!r} differs between graphs of the module")
+            weights[name] = data
+        for node in graph.nodes:
+            for value in node.attrs.values():
+                if isinstance(value, Graph):
+                    collect(value)
+
     for graph in methods.values():
         verify(graph)
-        for name, data in graph.weight_data.items():
-            if name in weights and not np.array_equal(weights[name], data):
-                raise IRError(f"weight {name!r} differs between methods")
-            weights[name] = data
+        collect(graph)
     module = gcm_pb2.Module(opset_version=OPSET_VERSION, producer=producer, metadata=dict(metadata or {}))
     payload = bytearray()
     offset = HEADER.size
@@ -177,12 +188,14 @@ def _type_from(proto, path, where: str) -> TensorType:
         raise _fail(path, f"{where}: bad type ({e})") from None
 
 
-def _attr_from(proto):
+def _attr_from(proto, weights: dict[str, np.ndarray], path):
     kind = proto.WhichOneof("kind")
     if kind in (None, "none"):
         return None
+    if kind == "graph":
+        return _graph_from(proto.graph, weights, path)
     if kind in ("list", "tuple"):
-        items = [_attr_from(v) for v in getattr(proto, kind).items]
+        items = [_attr_from(v, weights, path) for v in getattr(proto, kind).items]
         return tuple(items) if kind == "tuple" else items
     return getattr(proto, kind)
 
@@ -205,7 +218,7 @@ def _graph_from(proto, weights: dict[str, np.ndarray], path) -> Graph:
                 if name and name not in env:
                     raise _fail(path, f"{node_where}: input {name!r} is not defined before use")
                 args.append(env[name] if name else None)
-            attrs = {a.name: _attr_from(a.value) for a in n.attrs}
+            attrs = {a.name: _attr_from(a.value, weights, path) for a in n.attrs}
             declared = [_type_from(o.type, path, node_where) for o in n.outputs]
             values = graph.add_node(n.op, args, attrs, names=[o.name for o in n.outputs], scope=n.scope)
             if [v.type for v in values] != declared:

@@ -92,6 +92,11 @@ def parse_graph(text: str, weights: dict[str, np.ndarray] | None = None) -> Grap
                 raise IRError(f"{where}: return of undefined %{missing[0]}")
             graph.set_outputs([env[n] for n in names])
             continue
+        if re.search(r"=graph \w", line):
+            raise IRError(
+                f"{where}: subgraph attributes (cond's branches) cannot be read from text yet; "
+                "build such graphs with Graph.add_node"
+            )
         m = _EQUATION.match(line)
         if not m:
             raise IRError(f"{where}: expected '%out: type = op[attrs](%in, ...)', got {line!r}")

@@ -6,13 +6,16 @@
       return %1
     }
 
-Attribute values are Python literals; an absent optional input prints as `_`.
+Attribute values are Python literals, or indented graphs for subgraphs (cond's branches); an
+absent optional input prints as `_`.
 """
 
 from __future__ import annotations
 
 
 def _attr(value) -> str:
+    if hasattr(value, "nodes"):  # a subgraph (cond's branches), printed as an indented block
+        return format_graph(value).replace("\n", "\n    ")
     return repr(value)
 
 

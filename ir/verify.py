@@ -56,6 +56,12 @@ def verify(graph) -> None:
                 problems.append(f"{where}: outputs typed {got}, inference gives {expected}")
         except (IRError, TypeError, KeyError, IndexError) as e:
             problems.append(f"{where}: {e}")
+        for key, value in sorted(node.attrs.items()):
+            if hasattr(value, "nodes"):  # a subgraph: verified on its own
+                try:
+                    verify(value)
+                except VerifyError as e:
+                    problems.append(f"{where}, {key}: {e}")
         for v in node.outputs:
             if v.name in defined:
                 problems.append(f"{where}: %{v.name} is defined twice")

@@ -1,6 +1,7 @@
-"""Capturing eager code as graphs: `graphc.script`, `graphc.trace`, the tracer."""
+"""Capturing eager code as graphs: `graphc.script`, `graphc.trace`, `graphc.cond`, the tracer."""
 
+from graphc.capture.control import cond
 from graphc.capture.script import ScriptModule, capture, load, script, trace
 from graphc.capture.tracer import TracingError
 
-__all__ = ["ScriptModule", "TracingError", "capture", "load", "script", "trace"]
+__all__ = ["ScriptModule", "TracingError", "capture", "cond", "load", "script", "trace"]

@@ -88,7 +88,13 @@ def _replay(g1: Graph, g2: Graph, symbolic_inputs: list[TensorType], b1: dict, b
             raise TracingError(
                 f"{where}: its inputs differ between input sizes; a Python branch depends on a tensor's shape"
             )
-        attrs = {k: _symbolize(v, n2.attrs[k], b1, b2, where) for k, v in n1.attrs.items()}
+        attrs = {}
+        for k, v in n1.attrs.items():
+            if isinstance(v, Graph):  # a cond branch: replayed with the operands' symbolic types
+                operand_types = [env[x.name].type for x in n1.inputs[1:]]
+                attrs[k] = _replay(v, n2.attrs[k], operand_types, b1, b2, v.name)
+            else:
+                attrs[k] = _symbolize(v, n2.attrs[k], b1, b2, where)
         try:
             values = out.add_node(
                 n1.op,

@@ -44,12 +44,14 @@ def _user_frame() -> str:
 class Tracer:
     """Builds one concrete graph from the ops that run while it is installed."""
 
-    def __init__(self, name: str, weight_names: dict[int, str]) -> None:
+    def __init__(self, name: str, weight_names: dict[int, str], parent: Tracer | None = None) -> None:
         self.graph = Graph(name)
         self._values: dict[int, tuple] = {}  # id(tensor) -> (Value, tensor kept alive)
         self._weight_names = weight_names
+        self._parent = parent  # the tracer of the enclosing graph, for a cond branch
+        self._root = parent._root if parent is not None else self  # owns the constant counter
         self._constants = 0
-        self.scope: list[str] = []
+        self.scope: list[str] = parent.scope if parent is not None else []
 
     # --- values ---
     def tracks(self, t: Tensor) -> bool:
@@ -70,17 +72,72 @@ class Tracer:
             return known[0]
         name = self._weight_names.get(id(t))
         if name is None:
-            name = f"const{self._constants}"
-            self._constants += 1
+            outer = self._parent
+            while outer is not None:
+                if outer.tracks(t):
+                    raise TracingError(
+                        f"a graphc.cond branch uses a tensor computed outside it (at {_user_frame()}); "
+                        "pass it to the branch in `operands`"
+                    )
+                outer = outer._parent
+            name = self._fresh_constant()
         data = np.array(t.detach().numpy(force=True), copy=True)
         value = self.graph.add_weight(name, data)
         self._values[id(t)] = (value, t)
         return value
 
+    def _fresh_constant(self) -> str:
+        root = self._root
+        name = f"const{root._constants}"
+        root._constants += 1
+        return name
+
     def _constant(self, value, dtype: dtypes.DType):
-        name = f"const{self._constants}"
-        self._constants += 1
-        return self.graph.add_weight(name, np.asarray(value, dtype=dtype.np))
+        return self.graph.add_weight(self._fresh_constant(), np.asarray(value, dtype=dtype.np))
+
+    # --- structured control flow ---
+    def cond(self, pred: Tensor, true_fn, false_fn, operands: tuple):
+        """Record `graphc.cond`: both branches become subgraphs of one `cond` node; the branch
+        that `pred` selects for the example inputs provides the values the trace goes on with."""
+        from graphc.autograd.grad_mode import no_grad
+
+        if pred.dtype is not dtypes.bool_ or pred.numel() != 1:
+            raise TracingError(
+                f"graphc.cond: the predicate must be a one-element bool tensor, got {pred.dtype} of "
+                f"shape {list(pred.shape)} (at {_user_frame()}); compare it, e.g. x.sum() > 0"
+            )
+        graphs, results, single = [], [], []
+        for label, fn in (("then_branch", true_fn), ("else_branch", false_fn)):
+            sub = Tracer(label, self._weight_names, parent=self)
+            proxies = [Tensor._wrap(o._data) for o in operands]
+            for i, p in enumerate(proxies):
+                sub.add_input(f"x{i}", p)
+            _dispatch.tracer = sub
+            try:
+                with no_grad():
+                    out = fn(*proxies)
+            finally:
+                _dispatch.tracer = self
+            outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+            sub.set_outputs(outs)
+            graphs.append(sub.graph)
+            results.append(outs)
+            single.append(not isinstance(out, (tuple, list)))
+        then_types = [v.type for v in graphs[0].outputs]
+        else_types = [v.type for v in graphs[1].outputs]
+        if then_types != else_types or single[0] != single[1]:
+            raise TracingError(
+                f"graphc.cond: the branches must return the same number of tensors with equal dtypes "
+                f"and shapes; true_fn returns {then_types}, false_fn {else_types} (at {_user_frame()})"
+            )
+        inputs = [self.value_of(pred)] + [self.value_of(o) for o in operands]
+        values = self.graph.add_node(
+            "cond", inputs, {"then_branch": graphs[0], "else_branch": graphs[1]}, scope=self._scope()
+        )
+        taken = results[0] if bool(pred._data.reshape(())) else results[1]
+        for value, t in zip(values, taken, strict=True):
+            self._values[id(t)] = (value, t)
+        return taken[0] if single[0] else tuple(taken)
 
     # --- recording ---
     def record(self, op, args: tuple, arrays: list, attrs: dict, result) -> None:
@@ -145,7 +202,8 @@ class Tracer:
         raise TracingError(
             f"{what} of a traced tensor at {_user_frame()}: while capturing, tensor values are "
             "not known (they differ for every input), so Python cannot branch on them or "
-            "convert them. Use graphc.where for data-dependent choices, or compute the value "
+            "convert them. Use graphc.where for data-dependent choices, graphc.cond(pred, "
+            "true_fn, false_fn, operands) for data-dependent branches, or compute the value "
             "outside the captured function and pass it in as a static argument."
         )
 

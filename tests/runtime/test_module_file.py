@@ -148,6 +148,19 @@ class TwoMethods(nn.Module):
         return self.body(x)
 
 
+class Gated(nn.Module):
+    """Takes a different branch for different inputs (graphc.cond)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+        self.up = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return graphc.cond(h.mean() > 0, lambda h: self.up(h).tanh(), lambda h: h * h, (h,))
+
+
 def _trained_bn_model():
     graphc.manual_seed(5)
     model = ConvBNDropout()
@@ -164,6 +177,7 @@ MODELS = {
     "lenet": (lambda: LeNet().eval(), (1, 32, 32), ["forward"]),
     "bn-dropout": (_trained_bn_model, (3, 8, 8), ["forward"]),
     "two-methods": (lambda: TwoMethods().eval(), (6,), ["forward", "embed"]),
+    "cond": (lambda: Gated().eval(), (6,), ["forward"]),
 }
 
 
