@@ -17,7 +17,7 @@ from ir.types import TensorType, parse_type
 
 _NAME = r"%([A-Za-z0-9_.]+)"
 _HEADER = re.compile(r"^graph\s+([A-Za-z0-9_.]+)\((.*?)\)(?:\s+weights\((.*)\))?\s*\{$")
-_EQUATION = re.compile(r"^(.+?)\s=\s([A-Za-z0-9_]+)(\[.*\])?\((.*)\)\s*(?:#\s*(.*))?$")
+_EQUATION = re.compile(r"^(.+?)\s=\s([A-Za-z0-9_]+)(\[.*\])?\((.*)\)\s*(?:#\s*([^\n]*))?$", re.DOTALL)
 
 
 def _split_top(text: str) -> list[str]:
@@ -45,7 +45,7 @@ def _typed(decl: str, where: str) -> tuple[str, TensorType]:
     return m.group(1), parse_type(m.group(2))
 
 
-def _attrs(text: str | None, where: str) -> dict:
+def _attrs(text: str | None, where: str, weights: dict | None) -> dict:
     if not text:
         return {}
     attrs = {}
@@ -53,6 +53,9 @@ def _attrs(text: str | None, where: str) -> dict:
         key, eq, value = part.partition("=")
         if not eq:
             raise IRError(f"{where}: attribute {part!r} is not key=value")
+        if value.lstrip().startswith("graph "):  # a subgraph (cond's branches)
+            attrs[key.strip()] = parse_graph(value, weights)
+            continue
         try:
             attrs[key.strip()] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
@@ -81,8 +84,17 @@ def parse_graph(text: str, weights: dict[str, np.ndarray] | None = None) -> Grap
         if tuple(data.shape) != t.shape:
             raise IRError(f"weight %{name}: data of shape {data.shape} for declared type {t}")
         env[name] = graph.add_weight(name, data.astype(t.dtype.np, copy=False))
-    for number, line in enumerate(lines[1:], start=2):
+    number = 1
+    while number < len(lines):
+        line = lines[number]
+        number += 1
         where = f"line {number}"
+        if line.count("{") > line.count("}"):  # an equation with subgraphs continues to its close
+            depth = line.count("{") - line.count("}")
+            while depth > 0 and number < len(lines):
+                depth += lines[number].count("{") - lines[number].count("}")
+                line += "\n" + lines[number]
+                number += 1
         if line == "}":
             break
         if line.startswith("return"):
@@ -92,11 +104,6 @@ def parse_graph(text: str, weights: dict[str, np.ndarray] | None = None) -> Grap
                 raise IRError(f"{where}: return of undefined %{missing[0]}")
             graph.set_outputs([env[n] for n in names])
             continue
-        if re.search(r"=graph \w", line):
-            raise IRError(
-                f"{where}: subgraph attributes (cond's branches) cannot be read from text yet; "
-                "build such graphs with Graph.add_node"
-            )
         m = _EQUATION.match(line)
         if not m:
             raise IRError(f"{where}: expected '%out: type = op[attrs](%in, ...)', got {line!r}")
@@ -114,7 +121,7 @@ def parse_graph(text: str, weights: dict[str, np.ndarray] | None = None) -> Grap
             values = graph.add_node(
                 m.group(2),
                 args,
-                _attrs(m.group(3), where),
+                _attrs(m.group(3), where, weights),
                 names=[n for n, _ in outs],
                 scope=m.group(5) or "",
             )

@@ -6,7 +6,8 @@
       return %1
     }
 
-Attribute values are Python literals, or indented graphs for subgraphs (cond's branches); an
+Attribute values are Python literals, or indented graphs for subgraphs (cond's branches, which
+the parser reads back too); an
 absent optional input prints as `_`.
 """
 

@@ -9,7 +9,7 @@ import graphc.nn as nn
 import runtime
 from graphc.capture import TracingError
 from ir import dtypes
-from ir.errors import IRError, ShapeError, VerifyError
+from ir.errors import ShapeError, VerifyError
 from ir.graph import Graph
 from ir.interpreter import run
 from ir.parser import parse_graph
@@ -172,13 +172,24 @@ def test_verifier_checks_subgraphs():
         verify(g)
 
 
-def test_cond_prints_its_branches_and_the_parser_says_it_cannot_read_them():
+def test_cond_prints_its_branches_and_parses_back():
     g = Graph("g")
     x = g.add_input("x", TensorType(F32, ("batch", 4)))
     p = g.add_input("p", TensorType(dtypes.bool_, ()))
     (y,) = g.add_node("cond", [p, x], {"then_branch": _branch("exp"), "else_branch": _branch("neg")})
-    g.set_outputs([y])
+    (z,) = g.add_node("relu", [y], scope="act")
+    g.set_outputs([z])
     text = str(g)
     assert "then_branch=graph exp(%x: f32[batch,4]) {\n      %0: f32[batch,4] = exp(%x)" in text
-    with pytest.raises(IRError, match="cannot be read from text yet"):
-        parse_graph(text)
+    parsed = parse_graph(text)
+    assert str(parsed) == text
+    xs = np.array([[1.0, -2.0, 3.0, 0.5]], np.float32)
+    for pred in (True, False):
+        np.testing.assert_array_equal(run(parsed, [xs, np.array(pred)])[0], run(g, [xs, np.array(pred)])[0])
+
+
+def test_captured_cond_text_round_trips():
+    graphc.manual_seed(4)
+    graph = graphc.script(Gate().eval(), (graphc.randn(3, 4),)).graph
+    text = str(graph)
+    assert str(parse_graph(text, graph.weight_data)) == text
