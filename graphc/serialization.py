@@ -16,7 +16,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -27,6 +26,7 @@ from graphc import _device
 from graphc._tensor import Tensor
 from graphc.errors import GraphcError
 from ir import dtypes
+from ir.fileio import atomic_write
 
 FORMAT = "graphc.save"
 VERSION = 1
@@ -111,19 +111,7 @@ def save(obj, f, pickle_module=None, pickle_protocol: int = 2) -> None:
     if hasattr(f, "write"):
         f.write(data)
         return
-    path = os.fspath(f)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".graphc-save-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(f, (data,), prefix=".graphc-save-")
 
 
 def _target_device(map_location, saved: str):

@@ -29,6 +29,7 @@ import numpy as np
 
 from ir import dtypes
 from ir.errors import IRError, ModuleFormatError
+from ir.fileio import atomic_write
 from ir.graph import Graph
 from ir.proto import gcm_pb2
 from ir.types import TensorType
@@ -154,22 +155,7 @@ def write_module(
     payload += b"\0" * pad
     meta_offset = offset + len(payload)
     header = HEADER.pack(MAGIC, FORMAT_VERSION, OPSET_VERSION, meta_offset, len(meta), zlib.crc32(meta), 0)
-    import tempfile  # only writers need it; keeps the runtime's import lean
-
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".gcm-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            f.write(payload)
-            f.write(meta)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, (header, payload, meta), prefix=".gcm-")
 
 
 # --- reading ---

@@ -7,8 +7,7 @@
     }
 
 Attribute values are Python literals, or indented graphs for subgraphs (cond's branches, which
-the parser reads back too); an
-absent optional input prints as `_`.
+the parser reads back too); an absent optional input prints as `_`.
 """
 
 from __future__ import annotations
