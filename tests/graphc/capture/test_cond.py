@@ -193,3 +193,21 @@ def test_captured_cond_text_round_trips():
     graph = graphc.script(Gate().eval(), (graphc.randn(3, 4),)).graph
     text = str(graph)
     assert str(parse_graph(text, graph.weight_data)) == text
+
+
+def test_nested_cond_round_trips_through_the_module_file(tmp_path):
+    def f(x):
+        def outer_true(x):
+            return graphc.cond(x.mean() > 1, lambda x: x * 10.0, lambda x: x + 1.0, (x,))
+
+        return graphc.cond(x.sum() > 0, outer_true, lambda x: x.abs().neg(), (x,))
+
+    scripted = graphc.script(f, (graphc.randn(2, 3),))
+    assert str(parse_graph(str(scripted.graph))) == str(scripted.graph)
+    scripted.save(tmp_path / "nested.gcm")
+    loaded = runtime.load(tmp_path / "nested.gcm")
+    cases = (np.full((4, 3), 2.0), np.full((1, 3), 0.5), -np.ones((5, 3)))  # each of the three paths
+    for x in (c.astype(np.float32) for c in cases):
+        expected = f(graphc.tensor(x)).numpy()
+        np.testing.assert_allclose(loaded(x)[0], expected)
+        np.testing.assert_allclose(scripted(x).numpy(), expected)
