@@ -34,10 +34,11 @@ def _array_module(device: str):
     except ImportError:
         raise DeviceError("device 'cuda' needs cupy (pip install cupy-cuda12x) and an NVIDIA GPU") from None
     try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise DeviceError("device 'cuda' was requested but no GPU is present")
-    except cupy.cuda.runtime.CUDARuntimeError as e:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as e:  # no driver, or a broken one
         raise DeviceError(f"device 'cuda' is not usable here: {e}") from None
+    if count < 1:
+        raise DeviceError("device 'cuda' was requested but no GPU is present")
     return cupy
 
 

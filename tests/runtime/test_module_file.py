@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import types
 import zlib
 from pathlib import Path
 
@@ -473,3 +474,41 @@ def test_a_graph_that_would_allocate_2_to_the_60_elements_is_refused(tmp_path):
     write_module(tmp_path / "huge.gcm", {"forward": g})
     with pytest.raises(ModuleFormatError, match="1152921504606846976 elements"):
         runtime.load(tmp_path / "huge.gcm")
+
+
+def test_cuda_binding_without_a_gpu(mlp_file, monkeypatch):
+    """device='cuda' puts weights and inputs on the device through cupy's API (here a numpy-backed
+    stand-in); real GPUs run the `cuda`-marked tests."""
+
+    class DeviceArray(np.ndarray):
+        def get(self):
+            return np.asarray(self).copy()
+
+    fake = types.ModuleType("cupy")
+    fake.__getattr__ = lambda name: getattr(np, name)
+    fake.asarray = lambda a, dtype=None: np.array(a, dtype=dtype).view(DeviceArray)
+
+    class CUDARuntimeError(RuntimeError):
+        pass
+
+    fake.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, CUDARuntimeError=CUDARuntimeError)
+    )
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    model, path = mlp_file
+    loaded = runtime.load(path, device="cuda")
+    assert all(type(w) is DeviceArray for w in loaded._weights.values())
+    x = np.random.default_rng(5).standard_normal((4, 6)).astype(np.float32)
+    (out,) = loaded(x)
+    assert type(out) is DeviceArray
+    np.testing.assert_allclose(out.get(), runtime.load(path)(x)[0], rtol=1e-6)
+    fake.cuda.runtime.getDeviceCount = lambda: 0
+    with pytest.raises(runtime.DeviceError, match="no GPU"):
+        runtime.load(path, device="cuda")
+
+    def no_driver():
+        raise CUDARuntimeError("cudaErrorInsufficientDriver")
+
+    fake.cuda.runtime.getDeviceCount = no_driver
+    with pytest.raises(runtime.DeviceError, match="not usable here: cudaErrorInsufficientDriver"):
+        runtime.load(path, device="cuda")
