@@ -1,13 +1,15 @@
 """`graphc.utils.tensorboard.SummaryWriter`: TensorBoard event files, written by tensorboardX.
 
-Values are converted from graphc tensors to numpy; `add_graph` records the model's autograd
-graph for one input (nodes named by the modules that produced them, parameters by their names).
+Values are converted from graphc tensors to numpy; `add_graph` draws the graph `graphc.script`
+captures (nodes named by the modules that produced them, weights by their names).
 
     >>> writer = SummaryWriter("runs/exp1")
     >>> writer.add_scalar("loss/train", loss.item(), step)
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from tensorboardX import SummaryWriter as _Writer
@@ -103,99 +105,48 @@ class SummaryWriter:
         self.close()
 
 
+def _shape_attr(types) -> dict:
+    shapes = [
+        TensorShapeProto(dim=[TensorShapeProto.Dim(size=d if isinstance(d, int) else -1) for d in t.shape])
+        for t in types
+    ]
+    return {
+        "_output_shapes": attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(shape=shapes)),
+        "dtype": attr_value_pb2.AttrValue(s=",".join(t.dtype.name for t in types).encode()),
+    }
+
+
 def model_graph(model, inputs) -> graph_pb2.GraphDef:
-    """A TensorBoard GraphDef of the autograd graph of `model(*inputs)`."""
-    from graphc.autograd.engine import AccumulateGrad
-    from graphc.autograd.grad_mode import enable_grad
+    """A TensorBoard GraphDef of the graph `graphc.script` captures for `model(*inputs)`: the
+    graph a saved module runs, nodes named `<module path>/<op>_<n>`, weights by their names,
+    symbolic sizes shown as -1."""
+    from graphc.capture import script
 
-    inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-    inputs = tuple(
-        x.detach().requires_grad_(x.dtype.is_floating_point) if isinstance(x, Tensor) else x for x in inputs
-    )
-    param_names = {id(p): name for name, p in model.named_parameters()}
-    for i, x in enumerate(inputs):
-        if isinstance(x, Tensor):
-            param_names[id(x)] = f"input/{i}"
-    scopes: dict[int, str] = {}
-    frontiers: dict[int, list] = {}
-
-    def tensors(values):
-        return [
-            t for t in (values if isinstance(values, (tuple, list)) else (values,)) if isinstance(t, Tensor)
-        ]
-
-    def before(key):
-        def hook(module, args):
-            # the graph nodes that existed when the module was entered are not its own
-            frontiers.setdefault(key, []).append(
-                {id(t.grad_fn) for t in tensors(args) if t.grad_fn is not None}
-            )
-
-        return hook
-
-    def after(key, scope):
-        def hook(module, args, out):
-            stop = frontiers[key].pop()
-            stack = [t.grad_fn for t in tensors(out) if t.grad_fn is not None]
-            seen = set()
-            while stack:  # every node between the module's inputs and outputs is in it
-                node = stack.pop()
-                if id(node) in stop or id(node) in seen or isinstance(node, AccumulateGrad):
-                    continue
-                seen.add(id(node))
-                scopes.setdefault(id(node), scope)  # inner modules ran (and claimed) first
-                stack.extend(n for n, _ in node.next_functions if n is not None)
-
-        return hook
-
-    handles = []
-    for name, m in model.named_modules():
-        if name:
-            handles.append(m.register_forward_pre_hook(before(id(m))))
-            handles.append(m.register_forward_hook(after(id(m), name.replace(".", "/"))))
-    try:
-        with enable_grad():
-            out = model(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    outputs = out if isinstance(out, (tuple, list)) else (out,)
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the eval-mode notice; add_graph only draws the graph
+        graph = script(model, inputs).graph
     names: dict[int, str] = {}
     nodes = []
-    counter = 0
-    stack = [t.grad_fn for t in outputs if isinstance(t, Tensor) and t.grad_fn is not None]
-    order = []
-    while stack:
-        node = stack.pop()
-        if id(node) in names:
-            continue
-        if isinstance(node, AccumulateGrad):
-            var = node.variable
-            names[id(node)] = param_names.get(id(var), f"leaf/{len(names)}")
-        else:
-            op = node.name().removesuffix("Backward0").removesuffix("Backward1")
-            scope = scopes.get(id(node), "")
-            names[id(node)] = f"{scope}/{op}_{counter}" if scope else f"{op}_{counter}"
-            counter += 1
-        order.append(node)
-        stack.extend(n for n, _ in node.next_functions if n is not None)
-    for node in reversed(order):
-        if isinstance(node, AccumulateGrad):
-            var = node.variable
-            op, shape = (
-                "Parameter" if not names[id(node)].startswith("input") else "Input",
-                list(var.shape) if var is not None else [],
+    for v in graph.inputs:
+        names[id(v)] = f"input/{v.name}"
+        nodes.append(node_def_pb2.NodeDef(name=names[id(v)], op="IO Node", attr=_shape_attr([v.type])))
+    parameters = {name for name, _ in list(model.named_parameters()) + list(model.named_buffers())}
+    for name, v in graph.weights.items():
+        names[id(v)] = name
+        op = "Parameter" if name in parameters else "Constant"
+        nodes.append(node_def_pb2.NodeDef(name=name, op=op, attr=_shape_attr([v.type])))
+    for i, node in enumerate(graph.nodes):
+        label = f"{node.scope}/{node.op}_{i}" if node.scope else f"{node.op}_{i}"
+        for v in node.outputs:
+            names[id(v)] = label
+        args = [names[id(v)] for v in node.inputs if v is not None]
+        attr = _shape_attr([v.type for v in node.outputs])
+        nodes.append(node_def_pb2.NodeDef(name=label, op=node.op, input=args, attr=attr))
+    for v in graph.outputs:
+        nodes.append(
+            node_def_pb2.NodeDef(
+                name=f"output/{v.name}", op="IO Node", input=[names[id(v)]], attr=_shape_attr([v.type])
             )
-            inputs_ = []
-        else:
-            op = node.name().removesuffix("Backward0").removesuffix("Backward1")
-            shape = list(node._out_meta[0][0]) if node._out_meta else []
-            inputs_ = [names[id(n)] for n, _ in node.next_functions if n is not None]
-        dims = [TensorShapeProto.Dim(size=int(s)) for s in shape]
-        attr = {
-            "_output_shapes": attr_value_pb2.AttrValue(
-                list=attr_value_pb2.AttrValue.ListValue(shape=[TensorShapeProto(dim=dims)])
-            )
-        }
-        nodes.append(node_def_pb2.NodeDef(name=names[id(node)], op=op, input=inputs_, attr=attr))
+        )
     return graph_pb2.GraphDef(node=nodes, versions=versions_pb2.VersionDef(producer=22))
