@@ -16,6 +16,7 @@ from ir.passes.rewrite import (
     decompose,
     fold_constants,
     simplify,
+    specialize,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "fold_constants",
     "optimize",
     "simplify",
+    "specialize",
 ]

@@ -1,5 +1,5 @@
 """The graph passes: dead-code elimination, common-subexpression elimination, constant folding,
-algebraic simplification and decomposition of composite ops.
+algebraic simplification, decomposition of composite ops and shape specialisation.
 
 All of them rebuild the graph node by node through `_rebuild`: a rule sees a node with its inputs
 already mapped into the new graph and either returns replacement values or None to copy the node.
@@ -13,8 +13,10 @@ from collections.abc import Callable
 import numpy as np
 
 from ir import dtypes
+from ir.errors import IRError
 from ir.graph import Graph, Node, Value
 from ir.ops import OPS
+from ir.types import TensorType
 
 Rule = Callable[[Graph, Node, list], "list[Value] | None"]
 
@@ -282,3 +284,41 @@ def decompose(graph: Graph, keep: frozenset[str] = frozenset()) -> Graph:
         return values
 
     return _prune(_rebuild(graph, rule))
+
+
+def specialize(graph: Graph, bindings: dict[str, int]) -> Graph:
+    """Shape specialisation: the graph for one size of each symbolic dim (every symbol of the
+    inputs must be bound), with concrete types and attributes everywhere, subgraphs included.
+    A backend that compiles per shape starts here; the result refuses other sizes (InputError)."""
+    from ir.interpreter import bind_attrs
+    from ir.types import concrete_shape
+
+    symbols = graph.symbols()
+    unknown = sorted(set(bindings) - symbols)
+    missing = sorted(symbols - set(bindings))
+    if unknown or missing:
+        raise IRError(
+            f"specialize {graph.name}: the graph's symbols are {sorted(symbols)}; "
+            f"unbound {missing}, unknown {unknown}"
+        )
+    for sym, size in bindings.items():
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise IRError(f"specialize {graph.name}: size of {sym!r} must be an int >= 0, got {size!r}")
+    new = Graph(graph.name)
+    env: dict[int, Value] = {}
+    for v in graph.inputs:
+        t = TensorType(v.type.dtype, concrete_shape(v.type.shape, bindings))
+        env[id(v)] = new.add_input(v.name, t)
+    for name, v in graph.weights.items():
+        env[id(v)] = new.add_weight(name, graph.weight_data[name])
+    for node in graph.nodes:
+        attrs = bind_attrs(node.attrs, bindings)
+        for key, value in attrs.items():
+            if isinstance(value, Graph):
+                attrs[key] = specialize(value, {s: bindings[s] for s in value.symbols()})
+        inputs = [None if v is None else env[id(v)] for v in node.inputs]
+        outs = new.add_node(node.op, inputs, attrs, scope=node.scope)
+        env.update({id(o): n for o, n in zip(node.outputs, outs, strict=True)})
+    new.set_outputs([env[id(v)] for v in graph.outputs])
+    _keep_output_names(graph, new)
+    return new

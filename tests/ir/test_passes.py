@@ -376,3 +376,53 @@ def test_pipeline_preserves_random_graphs(graph, batch):
     for a, b in zip(before, after, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5, equal_nan=True)
+
+
+def test_specialize_makes_every_type_and_attribute_concrete():
+    from ir.errors import InputError, IRError
+    from ir.passes import specialize
+
+    text = """
+graph g(%x: f32[batch,2,3]) weights(%w: f32[4,6]) {
+  %0: f32[batch,6] = reshape[shape=('batch', 6)](%x)
+  %1: f32[batch,4] = linear(%0, %w)
+  %2: f32[batch] = sum[dims=(1,), keepdim=False](%1)
+  %3: f32[4,batch] = permute[dims=(1, 0)](%1)
+  return %2, %3
+}"""
+    g = _graph(text, w=np.arange(24, dtype=np.float32).reshape(4, 6) / 10)
+    out = specialize(g, {"batch": 5})
+    verify(out)
+    assert (
+        format_graph(out)
+        == """
+graph g(%x: f32[5,2,3]) weights(%w: f32[4,6]) {
+  %0: f32[5,6] = reshape[shape=(5, 6)](%x)
+  %1: f32[5,4] = linear(%0, %w)
+  %2: f32[5] = sum[dims=(1,), keepdim=False](%1)
+  %3: f32[4,5] = permute[dims=(1, 0)](%1)
+  return %2, %3
+}""".strip()
+    )
+    _same_results(g, out, batch=5)
+    with pytest.raises(InputError, match="expected shape"):
+        run(out, [np.zeros((6, 2, 3), np.float32)])
+    with pytest.raises(IRError, match=r"unbound \['batch'\], unknown \['n'\]"):
+        specialize(g, {"n": 5})
+    with pytest.raises(IRError, match="must be an int"):
+        specialize(g, {"batch": 2.5})
+
+
+def test_specialize_reaches_into_cond_branches():
+    import graphc
+    from ir.passes import specialize
+
+    def f(x):
+        return graphc.cond(x.sum() > 0, lambda x: x.view(x.size(0), -1), lambda x: x.flatten(1) * 2, (x,))
+
+    graph = graphc.script(f, (graphc.randn(2, 3, 2),)).graph
+    out = specialize(graph, {"batch": 4})
+    assert "batch" not in format_graph(out)
+    for sign in (1, -1):
+        x = sign * np.abs(np.random.default_rng(0).standard_normal((4, 3, 2))).astype(np.float32)
+        np.testing.assert_array_equal(run(out, [x])[0], run(graph, [x])[0])
