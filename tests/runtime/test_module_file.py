@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from testmodels import Gated, LeNet, TwoMethods
 
 import graphc
 import graphc.nn as nn
@@ -24,22 +25,6 @@ from ir.module_file import ALIGN, HEADER, MAGIC, read_module
 from ir.proto import gcm_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class LeNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = x.flatten(1)
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
 def _mlp():
@@ -136,32 +121,6 @@ class ConvBNDropout(nn.Module):
         return self.bn1(self.fc(x.flatten(1)))
 
 
-class TwoMethods(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Linear(6, 4)
-        self.head = nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.head(self.embed(x).relu())
-
-    def embed(self, x):
-        return self.body(x)
-
-
-class Gated(nn.Module):
-    """Takes a different branch for different inputs (graphc.cond)."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(6, 4)
-        self.up = nn.Linear(4, 4)
-
-    def forward(self, x):
-        h = self.fc(x)
-        return graphc.cond(h.mean() > 0, lambda h: self.up(h).tanh(), lambda h: h * h, (h,))
-
-
 def _trained_bn_model():
     graphc.manual_seed(5)
     model = ConvBNDropout()
@@ -178,7 +137,7 @@ MODELS = {
     "lenet": (lambda: LeNet().eval(), (1, 32, 32), ["forward"]),
     "bn-dropout": (_trained_bn_model, (3, 8, 8), ["forward"]),
     "two-methods": (lambda: TwoMethods().eval(), (6,), ["forward", "embed"]),
-    "cond": (lambda: Gated().eval(), (6,), ["forward"]),
+    "cond": (lambda: Gated(6).eval(), (6,), ["forward"]),
 }
 
 
@@ -247,18 +206,7 @@ def test_concurrent_calls_agree(mlp_file):
 def test_multiple_methods_share_weights(tmp_path):
     graphc.manual_seed(2)
 
-    class TwoHeads(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Linear(4, 4)
-
-        def forward(self, x):
-            return self.body(x).relu()
-
-        def embed(self, x):
-            return self.body(x)
-
-    model = TwoHeads().eval()
+    model = TwoMethods(4, 4, 2).eval()
     scripted = graphc.script(model, (graphc.randn(3, 4),), methods=["forward", "embed"])
     scripted.save(tmp_path / "two.gcm")
     loaded = runtime.load(tmp_path / "two.gcm")
@@ -267,7 +215,9 @@ def test_multiple_methods_share_weights(tmp_path):
     with graphc.no_grad():
         ref = model.embed(graphc.tensor(x)).numpy()
     np.testing.assert_allclose(loaded(x, method="embed")[0], ref, rtol=1e-6)
-    assert len(gcm_pb2.Module.FromString(_metadata_bytes(tmp_path / "two.gcm")).weights) == 2
+    stored = gcm_pb2.Module.FromString(_metadata_bytes(tmp_path / "two.gcm")).weights
+    # each shared weight is stored once
+    assert sorted(w.name for w in stored) == ["body.bias", "body.weight", "head.bias", "head.weight"]
 
 
 # --- saving is atomic ---

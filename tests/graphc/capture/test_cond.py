@@ -3,9 +3,9 @@ subgraphs, so the captured graph picks per input, through save/load and the pass
 
 import numpy as np
 import pytest
+from testmodels import Gated
 
 import graphc
-import graphc.nn as nn
 import runtime
 from graphc.capture import TracingError
 from ir import dtypes
@@ -16,17 +16,6 @@ from ir.parser import parse_graph
 from ir.passes import optimize
 from ir.types import TensorType
 from ir.verify import verify
-
-
-class Gate(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-        self.up = nn.Linear(4, 4)
-
-    def forward(self, x):
-        h = self.fc(x)
-        return graphc.cond(h.sum() > 0, lambda h: self.up(h).relu(), lambda h: -h * 2.0, (h,))
 
 
 def _inputs(batch):
@@ -57,7 +46,7 @@ def test_eager_cond_rejects_bad_arguments():
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_scripted_cond_takes_the_branch_each_input_needs(batch, tmp_path):
     graphc.manual_seed(0)
-    model = Gate().eval()
+    model = Gated().eval()
     scripted = graphc.script(model, (graphc.randn(3, 4),))
     assert [n.op for n in scripted.graph.nodes][-1] == "cond"
     scripted.save(tmp_path / "gate.gcm")
@@ -122,7 +111,7 @@ def test_python_if_on_a_traced_tensor_points_at_cond():
 
 def test_passes_keep_cond_results():
     graphc.manual_seed(3)
-    model = Gate().eval()
+    model = Gated().eval()
     graph = graphc.script(model, (graphc.randn(3, 4),)).graph
     out = optimize(graph)
     for x in _inputs(4):
@@ -190,7 +179,7 @@ def test_cond_prints_its_branches_and_parses_back():
 
 def test_captured_cond_text_round_trips():
     graphc.manual_seed(4)
-    graph = graphc.script(Gate().eval(), (graphc.randn(3, 4),)).graph
+    graph = graphc.script(Gated().eval(), (graphc.randn(3, 4),)).graph
     text = str(graph)
     assert str(parse_graph(text, graph.weight_data)) == text
 

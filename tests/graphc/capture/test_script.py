@@ -5,35 +5,12 @@ import warnings
 
 import numpy as np
 import pytest
+from testmodels import LeNet, TwoMethods
 
 import graphc
 import graphc.nn as nn
 import graphc.nn.functional as F
 from ir.verify import verify
-
-
-class LeNet(nn.Module):
-    def __init__(self, flatten: str = "view"):
-        super().__init__()
-        self.flatten = flatten
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(400, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        if self.flatten == "view":
-            x = x.view(-1, 400)
-        elif self.flatten == "size":
-            x = x.view(x.size(0), -1)
-        else:
-            x = x.flatten(1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
 
 
 @pytest.mark.parametrize("flatten", ["view", "size", "flatten"])
@@ -120,19 +97,7 @@ def test_tensors_with_batch_dependent_shapes_from_outside_are_reported():
 
 
 def test_two_methods():
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed_layer = nn.Linear(4, 2)
-            self.head = nn.Linear(2, 1)
-
-        def embed(self, x):
-            return self.embed_layer(x)
-
-        def forward(self, x):
-            return self.head(self.embed(x))
-
-    model = Model().eval()
+    model = TwoMethods(4, 2, 1).eval()
     scripted = graphc.script(model, (graphc.randn(3, 4),), methods={"forward": model, "embed": model.embed})
     assert scripted.methods == ["forward", "embed"]
     x = graphc.randn(5, 4)
