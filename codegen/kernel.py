@@ -1,0 +1,106 @@
+"""The kernel IR: loop-level programs that renderers turn into machine code.
+
+An elementwise `Kernel` iterates over the index space of its output (`ranges`, sizes ints or
+symbols that the caller passes at run time) and stores one scalar expression per point. An
+expression reads its inputs through `Load`s whose per-dimension strides (0 where the input is
+broadcast) come from the input's shape, so movement never copies. Renderers consume only this.
+
+    >>> k = Kernel("k0", ranges=("batch", 4), dtype=f32, inputs=(KernelInput(("batch", 4)),),
+    ...            body=Unary("exp", Load(0)))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ir import dtypes
+from ir.types import TensorType
+
+
+@dataclass(frozen=True)
+class Load:
+    """The value of input `index` at the current point (broadcast by its shape)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Const:
+    value: float
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str
+    x: Expr
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str
+    a: Expr
+    b: Expr
+
+
+Expr = Load | Const | Unary | Binary
+
+UNARY_OPS = ("neg", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu")
+BINARY_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
+
+
+@dataclass(frozen=True)
+class KernelInput:
+    """An input buffer: contiguous, of `shape` (broadcast against the kernel's ranges)."""
+
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One compiled loop nest: out[point] = body(inputs at point) over `ranges`."""
+
+    name: str
+    ranges: tuple
+    dtype: dtypes.DType
+    inputs: tuple[KernelInput, ...]
+    body: Expr
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbolic sizes, in the order the compiled function takes them."""
+        seen: list[str] = []
+        for shape in (self.ranges, *(i.shape for i in self.inputs)):
+            for d in shape:
+                if isinstance(d, str) and d not in seen:
+                    seen.append(d)
+        return tuple(seen)
+
+    def strides(self, input_index: int) -> tuple:
+        """Per output dim, the input's stride as a product of its later dims (ints and symbols),
+        or 0 where the input is broadcast."""
+        shape = self.inputs[input_index].shape
+        rank = len(self.ranges)
+        padded = (1,) * (rank - len(shape)) + tuple(shape)
+        out = []
+        for k in range(rank):
+            if padded[k] == 1 and self.ranges[k] != 1:
+                out.append(0)
+            else:
+                out.append(tuple(d for d in padded[k + 1 :] if d != 1))
+        return tuple(out)
+
+
+def format_expr(e: Expr) -> str:
+    if isinstance(e, Load):
+        return f"in{e.index}[i]"
+    if isinstance(e, Const):
+        return repr(e.value)
+    if isinstance(e, Unary):
+        return f"{e.op}({format_expr(e.x)})"
+    return f"{e.op}({format_expr(e.a)}, {format_expr(e.b)})"
+
+
+def format_kernel(k: Kernel) -> str:
+    ranges = ", ".join(str(d) for d in k.ranges)
+    ins = ", ".join(f"in{i}: {TensorType(k.dtype, x.shape)}" for i, x in enumerate(k.inputs))
+    return f"kernel {k.name}({ins}) over [{ranges}]: out[i] = {format_expr(k.body)}"

@@ -1,0 +1,159 @@
+"""Render elementwise kernels as LLVM IR (llvmlite.ir).
+
+A kernel becomes `void name(T* noalias out, T* noalias in0, ..., i64 sym0, ...)`: a loop nest over
+the output's dims (the innermost is contiguous, so LLVM's loop vectorizer widens it), each input
+read at `sum(i_k * stride_k)` with strides computed once from the sizes (0 where broadcast).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from codegen.kernel import Binary, Const, Expr, Kernel, Load, Unary
+from ir import dtypes
+
+I64 = ir.IntType(64)
+
+
+def _float_type(dtype: dtypes.DType):
+    if dtype is dtypes.float32:
+        return ir.FloatType()
+    if dtype is dtypes.float64:
+        return ir.DoubleType()
+    raise NotImplementedError(f"the LLVM renderer handles float32 and float64 kernels, not {dtype}")
+
+
+class _Emitter:
+    def __init__(self, module: ir.Module, kernel: Kernel) -> None:
+        self.module = module
+        self.kernel = kernel
+        self.t = _float_type(kernel.dtype)
+        self.suffix = "f32" if kernel.dtype is dtypes.float32 else "f64"
+        ptr = self.t.as_pointer()
+        args = [ptr] * (1 + len(kernel.inputs)) + [I64] * len(kernel.symbols)
+        self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name=kernel.name)
+        for a in self.fn.args[: 1 + len(kernel.inputs)]:
+            a.add_attribute("noalias")
+        self.out = self.fn.args[0]
+        self.ins = self.fn.args[1 : 1 + len(kernel.inputs)]
+        self.sizes = dict(zip(kernel.symbols, self.fn.args[1 + len(kernel.inputs) :], strict=True))
+
+    def size(self, b: ir.IRBuilder, d):
+        return ir.Constant(I64, d) if isinstance(d, int) else self.sizes[d]
+
+    def product(self, b: ir.IRBuilder, dims) -> ir.Value:
+        value = ir.Constant(I64, 1)
+        for d in dims:
+            value = b.mul(value, self.size(b, d))
+        return value
+
+    def intrinsic(self, name: str, arity: int = 1):
+        full = f"llvm.{name}.{self.suffix}"
+        existing = self.module.globals.get(full)
+        if existing is not None:
+            return existing
+        return ir.Function(self.module, ir.FunctionType(self.t, [self.t] * arity), name=full)
+
+    def libm(self, name: str):
+        symbol = name + ("f" if self.kernel.dtype is dtypes.float32 else "")
+        existing = self.module.globals.get(symbol)
+        if existing is not None:
+            return existing
+        return ir.Function(self.module, ir.FunctionType(self.t, [self.t]), name=symbol)
+
+    def expr(self, b: ir.IRBuilder, e: Expr, offsets: list) -> ir.Value:
+        if isinstance(e, Load):
+            return b.load(b.gep(self.ins[e.index], [offsets[e.index]], inbounds=True))
+        if isinstance(e, Const):
+            return ir.Constant(self.t, e.value)
+        if isinstance(e, Unary):
+            x = self.expr(b, e.x, offsets)
+            return self.unary(b, e.op, x)
+        if isinstance(e, Binary):
+            a = self.expr(b, e.a, offsets)
+            c = self.expr(b, e.b, offsets)
+            return self.binary(b, e.op, a, c)
+        raise TypeError(f"unknown kernel expression {e!r}")
+
+    def unary(self, b: ir.IRBuilder, op: str, x: ir.Value) -> ir.Value:
+        zero, one = ir.Constant(self.t, 0.0), ir.Constant(self.t, 1.0)
+        if op == "neg":
+            return b.fneg(x)
+        if op in ("abs", "exp", "log", "sqrt"):
+            return b.call(self.intrinsic("fabs" if op == "abs" else op), [x])
+        if op == "tanh":
+            return b.call(self.libm("tanh"), [x])
+        if op == "sigmoid":
+            return b.fdiv(one, b.fadd(one, b.call(self.intrinsic("exp"), [b.fneg(x)])))
+        if op == "relu":  # numpy's maximum(x, 0): NaN stays NaN
+            return b.call(self.intrinsic("maximum", 2), [x, zero])
+        raise NotImplementedError(f"unary op {op} in a kernel")
+
+    def binary(self, b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value) -> ir.Value:
+        if op == "add":
+            return b.fadd(x, y)
+        if op == "sub":
+            return b.fsub(x, y)
+        if op == "mul":
+            return b.fmul(x, y)
+        if op == "div":
+            return b.fdiv(x, y)
+        if op in ("maximum", "minimum"):  # NaN-propagating, like numpy
+            return b.call(self.intrinsic(op, 2), [x, y])
+        raise NotImplementedError(f"binary op {op} in a kernel")
+
+    def emit(self) -> None:
+        k = self.kernel
+        entry = self.fn.append_basic_block("entry")
+        b = ir.IRBuilder(entry)
+        rank = len(k.ranges)
+        bounds = [self.size(b, d) for d in k.ranges]
+        strides = []
+        for i in range(len(k.inputs)):
+            strides.append([0 if s == 0 else self.product(b, s) for s in k.strides(i)])
+        out_strides = [self.product(b, k.ranges[j + 1 :]) for j in range(rank)]
+        exit_block = self.fn.append_basic_block("exit")
+        # offsets of the enclosing loops, per buffer (inputs, then the output)
+        base = [ir.Constant(I64, 0)] * (len(k.inputs) + 1)
+        self._nest(b, 0, bounds, strides, out_strides, base, exit_block)
+        b.position_at_end(exit_block)
+        b.ret_void()
+
+    def _nest(self, b, depth, bounds, strides, out_strides, base, exit_block) -> None:
+        k = self.kernel
+        if depth == len(bounds):  # the loop body
+            value = self.expr(b, k.body, base[:-1])
+            b.store(value, b.gep(self.out, [base[-1]], inbounds=True))
+            b.branch(exit_block)
+            return
+        head = self.fn.append_basic_block(f"loop{depth}")
+        body = self.fn.append_basic_block(f"body{depth}")
+        done = self.fn.append_basic_block(f"done{depth}")
+        before = b.block
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name=f"i{depth}")
+        i.add_incoming(ir.Constant(I64, 0), before)
+        b.cbranch(b.icmp_signed("<", i, bounds[depth]), body, done)
+        b.position_at_end(body)
+        offsets = []
+        for j, s in enumerate(strides):
+            step = s[depth]
+            offsets.append(base[j] if step == 0 else b.add(base[j], b.mul(i, step)))
+        offsets.append(b.add(base[-1], b.mul(i, out_strides[depth])))
+        latch = self.fn.append_basic_block(f"latch{depth}")
+        self._nest(b, depth + 1, bounds, strides, out_strides, offsets, latch)
+        b.position_at_end(latch)
+        nxt = b.add(i, ir.Constant(I64, 1))
+        i.add_incoming(nxt, latch)
+        b.branch(head)
+        b.position_at_end(done)
+        b.branch(exit_block)
+
+
+def render(kernels: list[Kernel], name: str = "graphc") -> ir.Module:
+    """An LLVM module with one function per kernel."""
+    module = ir.Module(name=name)
+    for kernel in kernels:
+        _Emitter(module, kernel).emit()
+    return module
