@@ -1,7 +1,10 @@
-"""A graph compiled for the CPU: fused elementwise kernels run as native code, every other node on
-the reference interpreter, in the schedule's order.
+"""Executables: a graph ready to run on a backend.
 
-    >>> exe = compile_graph(graph)
+`executable(graph, "llvm")` is a `CompiledGraph`: fused elementwise kernels run as native code,
+every other node on the reference interpreter, in the schedule's order. `"interpreter"` runs the
+whole graph on the reference interpreter (any array module: numpy, cupy).
+
+    >>> exe = executable(graph, "llvm")
     >>> (y,) = exe.run([x])          # numpy in, numpy out; any size of the symbolic dims
 """
 
@@ -11,11 +14,9 @@ import ctypes
 
 import numpy as np
 
-from codegen.llvm.compiler import compile_ir
-from codegen.llvm.render import render
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
 from ir.graph import Graph
-from ir.interpreter import bind_attrs, bind_inputs
+from ir.interpreter import bind_attrs, bind_inputs, run
 from ir.ops import OPS
 from ir.types import concrete_shape
 
@@ -29,6 +30,9 @@ class CompiledGraph:
         kernels = [s.kernel for s in self.steps if isinstance(s, KernelStep)]
         self._functions = {}
         if kernels:
+            from codegen.llvm.compiler import compile_ir  # llvmlite only when there is code to build
+            from codegen.llvm.render import render
+
             module = render(kernels, name=graph.name)
             compiled = compile_ir(str(module), [k.name for k in kernels])
             self._engine = compiled  # keeps the code alive
@@ -71,3 +75,25 @@ class CompiledGraph:
 def compile_graph(graph: Graph) -> CompiledGraph:
     """Schedule `graph` and compile its kernels for this CPU."""
     return CompiledGraph(graph)
+
+
+class InterpretedGraph:
+    """`graph` on the reference interpreter, with any array module (numpy, cupy)."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+
+    def run(self, arrays, weights: dict | None = None, xp=np) -> list:
+        return run(self.graph, arrays, xp=xp, weights=weights)
+
+
+BACKENDS = ("interpreter", "llvm")
+
+
+def executable(graph: Graph, backend: str = "interpreter") -> CompiledGraph | InterpretedGraph:
+    """`graph` made ready to run on `backend` (one of BACKENDS)."""
+    if backend == "interpreter":
+        return InterpretedGraph(graph)
+    if backend == "llvm":
+        return CompiledGraph(graph)
+    raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")

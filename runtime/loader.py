@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from codegen.executable import BACKENDS, executable
 from ir.errors import IRError
-from ir.interpreter import run
 from ir.module_file import ModuleFile, read_module
 
 
@@ -46,14 +46,22 @@ class LoadedModule:
     """A module file bound to a device. Calling it runs the 'forward' method; `run` takes a
     dict of named inputs. Stateless per call, so several threads may call it at once."""
 
-    def __init__(self, module: ModuleFile, device: str) -> None:
+    def __init__(self, module: ModuleFile, device: str, backend: str = "interpreter") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self._module = module
         self.device = device
+        self.backend = backend
         self._xp = _array_module(device)
         if self._xp is np:
             self._weights = module.weights
         else:
+            if backend != "interpreter":
+                raise DeviceError(
+                    f"backend {backend!r} compiles for the CPU; device {device!r} needs 'interpreter'"
+                )
             self._weights = {k: self._xp.asarray(v) for k, v in module.weights.items()}
+        self._executables = {name: executable(graph, backend) for name, graph in module.methods.items()}
 
     @property
     def methods(self) -> list[str]:
@@ -101,18 +109,21 @@ class LoadedModule:
         return {v.name: o for v, o in zip(graph.outputs, outs, strict=True)}
 
     def run_method(self, method: str, inputs) -> list:
-        graph = self._graph(method)
+        self._graph(method)  # a KeyError naming the methods there are
         xp = self._xp
         if isinstance(inputs, dict):
             inputs = {k: xp.asarray(v) for k, v in inputs.items()}
         else:
             inputs = [xp.asarray(v) for v in inputs]
-        return run(graph, inputs, xp=xp, weights=self._weights)
+        if xp is np:
+            return self._executables[method].run(inputs, weights=self._weights)
+        return self._executables[method].run(inputs, weights=self._weights, xp=xp)
 
     def __repr__(self) -> str:
         return f"LoadedModule(methods={self.methods}, device={self.device!r})"
 
 
-def load(path, device: str = "cpu") -> LoadedModule:
-    """Read, validate and bind a .gcm module file."""
-    return LoadedModule(read_module(path), device)
+def load(path, device: str = "cpu", backend: str = "interpreter") -> LoadedModule:
+    """Read, validate and bind a .gcm module file; `backend='llvm'` compiles its graphs for this
+    CPU (fused elementwise kernels; the rest runs on the interpreter)."""
+    return LoadedModule(read_module(path), device, backend)

@@ -21,7 +21,6 @@ from graphc._tensor import Tensor
 from graphc.capture.tracer import TracingError, input_names, record
 from ir.errors import IRError
 from ir.graph import Graph
-from ir.interpreter import run
 from ir.types import TensorType, concrete_shape
 from ir.verify import verify
 
@@ -167,11 +166,17 @@ def capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward")
 
 
 class ScriptModule:
-    """A captured model: call it like the original; `.graph` is the IR it runs (here on the
-    reference interpreter; compiled code arrives with the compiler)."""
+    """A captured model: call it like the original; `.graph` is the IR it runs, on `backend`
+    ('interpreter', the reference; 'llvm', fused kernels compiled for this CPU)."""
 
-    def __init__(self, graphs: dict[str, Graph]) -> None:
+    def __init__(self, graphs: dict[str, Graph], backend: str = "interpreter") -> None:
+        from codegen.executable import BACKENDS
+
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self._graphs = dict(graphs)
+        self.backend = backend
+        self._executables: dict = {}
 
     @property
     def graph(self) -> Graph:
@@ -183,7 +188,12 @@ class ScriptModule:
 
     def _run(self, method: str, *inputs):
         arrays = [x.detach().numpy(force=True) if isinstance(x, Tensor) else np.asarray(x) for x in inputs]
-        outs = [from_numpy(np.asarray(o)) for o in run(self._graphs[method], arrays)]
+        exe = self._executables.get(method)
+        if exe is None:  # compiled on first use, once per method
+            from codegen.executable import executable
+
+            exe = self._executables.setdefault(method, executable(self._graphs[method], self.backend))
+        outs = [from_numpy(np.asarray(o)) for o in exe.run(arrays)]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def __call__(self, *inputs):
@@ -207,12 +217,19 @@ class ScriptModule:
         return f"ScriptModule(methods={self.methods})"
 
 
-def script(model_or_fn, example_inputs, dynamic=None, methods: dict | list | None = None):
+def script(
+    model_or_fn,
+    example_inputs,
+    dynamic=None,
+    methods: dict | list | None = None,
+    backend: str = "interpreter",
+):
     """Capture `model_or_fn` (an nn.Module or a function of tensors) on `example_inputs`.
 
     `methods` maps method names to callables, or lists method names of the module (default:
-    {'forward': the model}); a module is
-    captured in eval mode (a warning says so when it was training).
+    {'forward': the model}); a module is captured in eval mode (a warning says so when it was
+    training). `backend` runs the graph on the reference 'interpreter' (the default for now) or
+    compiles it with 'llvm' for this CPU on first call.
     """
     from graphc.nn.module import Module
 
@@ -234,7 +251,7 @@ def script(model_or_fn, example_inputs, dynamic=None, methods: dict | list | Non
             fn_for_names = fn.forward if isinstance(fn, Module) else fn
             call = fn if not isinstance(fn, Module) else fn.__call__
             graphs[method] = capture(_named(call, fn_for_names), examples, dynamic, model, method)
-        return ScriptModule(graphs)
+        return ScriptModule(graphs, backend)
     finally:
         if was_training:
             model.train()
@@ -279,8 +296,8 @@ def _method_targets(model_or_fn, model, methods) -> dict:
 trace = script
 
 
-def load(path) -> ScriptModule:
+def load(path, backend: str = "interpreter") -> ScriptModule:
     """A ScriptModule from a .gcm file written by `ScriptModule.save`."""
     from ir.module_file import read_module
 
-    return ScriptModule(read_module(path).methods)
+    return ScriptModule(read_module(path).methods, backend)

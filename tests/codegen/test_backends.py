@@ -1,0 +1,69 @@
+"""backend='llvm' in graphc.script, graphc.jit.load and runtime.load gives what eager and the
+interpreter give; the interpreter path never imports llvmlite."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from testmodels import Gated, LeNet, TwoMethods
+
+import graphc
+import runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_scripted_lenet_on_llvm_matches_eager(batch):
+    graphc.manual_seed(0)
+    net = LeNet("flatten").eval()
+    scripted = graphc.script(net, (graphc.randn(2, 1, 32, 32),), backend="llvm")
+    x = graphc.randn(batch, 1, 32, 32)
+    with graphc.no_grad():
+        expected = net(x).numpy()
+    np.testing.assert_allclose(scripted(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_saved_modules_run_on_llvm_in_runtime_and_jit_load(tmp_path):
+    graphc.manual_seed(1)
+    gated = Gated(6).eval()
+    two = TwoMethods().eval()
+    graphc.script(gated, (graphc.randn(3, 6),)).save(tmp_path / "gated.gcm")
+    graphc.script(two, (graphc.randn(3, 6),), methods=["forward", "embed"]).save(tmp_path / "two.gcm")
+    rng = np.random.default_rng(0)
+    for name in ("gated", "two"):
+        reference = runtime.load(tmp_path / f"{name}.gcm")
+        compiled = runtime.load(tmp_path / f"{name}.gcm", backend="llvm")
+        scripted = graphc.jit.load(tmp_path / f"{name}.gcm", backend="llvm")
+        assert compiled.backend == "llvm" and scripted.backend == "llvm"
+        for _ in range(6):
+            x = (rng.standard_normal((5, 6)) * 5).astype(np.float32)
+            for method in reference.methods:
+                (want,) = reference(x, method=method)
+                np.testing.assert_allclose(compiled(x, method=method)[0], want, rtol=1e-6, atol=1e-6)
+                got = getattr(scripted, method)(x) if method != "forward" else scripted(x)
+                np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-6)
+
+
+def test_unknown_backends_and_llvm_on_cuda_are_refused(tmp_path):
+    graphc.script(TwoMethods().eval(), (graphc.randn(2, 6),)).save(tmp_path / "m.gcm")
+    with pytest.raises(ValueError, match="unknown backend 'tvm'"):
+        runtime.load(tmp_path / "m.gcm", backend="tvm")
+    with pytest.raises(ValueError, match="unknown backend 'tvm'"):
+        graphc.script(TwoMethods().eval(), (graphc.randn(2, 6),), backend="tvm")
+    with pytest.raises(runtime.DeviceError):
+        runtime.load(tmp_path / "m.gcm", device="cuda", backend="llvm")
+
+
+def test_interpreter_runtime_does_not_import_llvmlite(tmp_path):
+    graphc.script(TwoMethods().eval(), (graphc.randn(2, 6),)).save(tmp_path / "m.gcm")
+    code = (
+        "import sys, numpy as np, runtime\n"
+        f"m = runtime.load({str(tmp_path / 'm.gcm')!r})\n"
+        "m(np.ones((2, 6), np.float32))\n"
+        "assert 'llvmlite' not in sys.modules, 'llvmlite was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
