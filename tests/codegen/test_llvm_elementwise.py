@@ -171,3 +171,35 @@ def test_random_elementwise_graphs_match_the_interpreter(graph, batch):
         got = compile_graph(graph).run(arrays)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "op, low, high, reference, max_ulp",
+    [
+        ("exp", -103.0, 88.7, np.exp, 2.0),
+        ("tanh", -12.0, 12.0, np.tanh, 2.0),
+        ("sigmoid", -80.0, 80.0, lambda x: 1.0 / (1.0 + np.exp(-x)), 3.0),  # exp, then add and divide
+    ],
+)
+def test_fast_float32_math_is_within_a_few_ulp(op, low, high, reference, max_ulp):
+    """exp and tanh are polynomial approximations in float32 (they vectorize); measured against
+    float64 references over a dense grid, plus the special values."""
+    g = parse_graph(f"""
+graph g(%x: f32[n]) {{
+  %0: f32[n] = {op}(%x)
+  return %0
+}}""")
+    x = np.concatenate(
+        [np.linspace(low, high, 400_001, dtype=np.float32), np.float32([0.0, -0.0, 1e-30, -1e-30])]
+    )
+    got = compile_graph(g).run([x])[0]
+    want = reference(x.astype(np.float64))
+    normal = np.abs(want) >= np.finfo(np.float32).tiny
+    ulps = np.abs(got[normal] - want[normal]) / np.spacing(np.abs(want[normal]).astype(np.float32))
+    assert ulps.max() <= max_ulp, f"{op}: {ulps.max():.2f} ulp at x={x[normal][ulps.argmax()]}"
+    assert np.all(np.abs(got[~normal] - want[~normal]) <= np.finfo(np.float32).tiny)
+    specials = np.float32([np.nan, np.inf, -np.inf, 200.0, -200.0])
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(
+            compile_graph(g).run([specials])[0], reference(specials).astype(np.float32)
+        )
