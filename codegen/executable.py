@@ -15,6 +15,7 @@ import ctypes
 import numpy as np
 
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
+from ir.errors import ShapeError
 from ir.graph import Graph
 from ir.interpreter import bind_attrs, bind_inputs, run
 from ir.ops import OPS
@@ -63,10 +64,15 @@ class CompiledGraph:
                     env[value.name] = np.asarray(result)
                 continue
             k = step.kernel
-            out = np.empty(concrete_shape(k.ranges, bindings), dtype=k.dtype.np)
+            if k.reduce is not None and k.reduce.op != "sum" and 0 in concrete_shape(k.ranges, bindings):
+                raise ShapeError(
+                    f"{'amax' if k.reduce.op == 'max' else 'amin'}(): cannot reduce an empty tensor of shape "
+                    f"{concrete_shape(k.ranges, bindings)} over dims {k.reduce.axes} (no identity element)"
+                )
+            out = np.empty(concrete_shape(k.out_shape, bindings), dtype=k.dtype.np)
             ins = [np.ascontiguousarray(env[name], dtype=k.dtype.np) for name in step.inputs]
             sizes = [bindings[s] for s in k.symbols]
-            if out.size:
+            if out.size or k.reduce is not None:
                 self._functions[k.name](out.ctypes.data, *(a.ctypes.data for a in ins), *sizes)
             env[step.output] = out
         return [env[v.name] for v in graph.outputs]

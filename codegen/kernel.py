@@ -1,7 +1,8 @@
 """The kernel IR: loop-level programs that renderers turn into machine code.
 
-An elementwise `Kernel` iterates over the index space of its output (`ranges`, sizes ints or
-symbols that the caller passes at run time) and stores one scalar expression per point. An
+A `Kernel` iterates over an index space (`ranges`, sizes ints or symbols that the caller passes
+at run time) and stores one scalar expression per point, or with a `Reduction` combines the
+expression over some axes. An
 expression reads its inputs through `Load`s whose per-dimension strides (0 where the input is
 broadcast) come from the input's shape, so movement never copies. Renderers consume only this.
 
@@ -56,14 +57,48 @@ class KernelInput:
 
 
 @dataclass(frozen=True)
+class Reduction:
+    """Combine the body's values over `axes` of the ranges with `op` ('sum', 'max', 'min');
+    `mean` divides the sums by the number of values combined."""
+
+    op: str
+    axes: tuple[int, ...]
+    keepdim: bool = False
+    mean: bool = False
+
+
+@dataclass(frozen=True)
 class Kernel:
-    """One compiled loop nest: out[point] = body(inputs at point) over `ranges`."""
+    """One compiled loop nest over `ranges`: out[point] = body(inputs at point), or with a
+    `reduce`, out[point without the reduced axes] = combination of body over those axes."""
 
     name: str
     ranges: tuple
     dtype: dtypes.DType
     inputs: tuple[KernelInput, ...]
     body: Expr
+    reduce: Reduction | None = None
+
+    @property
+    def out_shape(self) -> tuple:
+        if self.reduce is None:
+            return tuple(self.ranges)
+        axes = self.reduce.axes
+        if self.reduce.keepdim:
+            return tuple(1 if k in axes else d for k, d in enumerate(self.ranges))
+        return tuple(d for k, d in enumerate(self.ranges) if k not in axes)
+
+    def out_strides(self) -> tuple:
+        """Per dim of the ranges, the output's stride (a product of later kept dims), 0 on a
+        reduced axis."""
+        axes = self.reduce.axes if self.reduce is not None else ()
+        out = []
+        for k in range(len(self.ranges)):
+            if k in axes:
+                out.append(0)
+            else:
+                out.append(tuple(d for j, d in enumerate(self.ranges) if j > k and j not in axes and d != 1))
+        return tuple(out)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -103,4 +138,8 @@ def format_expr(e: Expr) -> str:
 def format_kernel(k: Kernel) -> str:
     ranges = ", ".join(str(d) for d in k.ranges)
     ins = ", ".join(f"in{i}: {TensorType(k.dtype, x.shape)}" for i, x in enumerate(k.inputs))
-    return f"kernel {k.name}({ins}) over [{ranges}]: out[i] = {format_expr(k.body)}"
+    if k.reduce is None:
+        return f"kernel {k.name}({ins}) over [{ranges}]: out[i] = {format_expr(k.body)}"
+    r = k.reduce
+    op = "mean" if r.mean else r.op
+    return f"kernel {k.name}({ins}) over [{ranges}]: out = {op}[axes={r.axes}]({format_expr(k.body)})"

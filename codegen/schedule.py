@@ -3,16 +3,27 @@ interpreter.
 
 Chains of elementwise ops in one float dtype fuse into a single `Kernel`: a node whose only
 consumer is a fusable node of the same shape is folded into that consumer's expression, so the
-intermediate never exists in memory. Everything else (matmul, conv, reductions, movement for now)
-is a `NodeStep` the executable runs through the interpreter. `format_schedule` prints which nodes
-went into which kernel.
+intermediate never exists in memory. Reductions (sum, mean, amax, amin) become kernels too, with
+their input's elementwise producers folded in as a prologue. Everything else (matmul, conv,
+movement for now) is a `NodeStep` the executable runs through the interpreter.
+`format_schedule` prints which nodes went into which kernel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codegen.kernel import BINARY_OPS, UNARY_OPS, Binary, Kernel, KernelInput, Load, Unary, format_kernel
+from codegen.kernel import (
+    BINARY_OPS,
+    UNARY_OPS,
+    Binary,
+    Kernel,
+    KernelInput,
+    Load,
+    Reduction,
+    Unary,
+    format_kernel,
+)
 from ir import dtypes
 from ir.graph import Graph, Node, Value
 
@@ -50,6 +61,17 @@ def fusable(node: Node) -> bool:
     return out.dtype in FLOATS and all(v is not None and v.type.dtype == out.dtype for v in node.inputs)
 
 
+REDUCTIONS = {"sum": "sum", "mean": "sum", "amax": "max", "amin": "min"}
+
+
+def reducible(node: Node) -> bool:
+    """Whether `node` is a reduction a kernel computes (float in, same float out)."""
+    if node.op not in REDUCTIONS or len(node.outputs) != 1 or node.inputs[0] is None:
+        return False
+    out = node.outputs[0].type
+    return out.dtype in FLOATS and node.inputs[0].type.dtype == out.dtype
+
+
 def schedule(graph: Graph) -> list[Step]:
     """The steps that compute `graph`, in an order that respects its dependencies."""
     users: dict[int, list[Node]] = {}
@@ -60,60 +82,85 @@ def schedule(graph: Graph) -> list[Step]:
     outputs = {id(v) for v in graph.outputs}
     position = {id(n): i for i, n in enumerate(graph.nodes)}
 
-    def folded(v: Value, consumer: Node) -> bool:
-        """`v` is computed inside `consumer`'s kernel rather than stored."""
+    def folded(v: Value, space: tuple) -> bool:
+        """`v` is computed inside the kernel that iterates over `space` rather than stored."""
         p = v.producer
         return (
             p is not None
             and fusable(p)
             and id(v) not in outputs
             and len(users.get(id(v), [])) == 1
-            and p.outputs[0].type.shape == consumer.outputs[0].type.shape
+            and tuple(v.type.shape) == tuple(space)
         )
 
     steps: list[Step] = []
     count = 0
     for node in graph.nodes:
-        if not fusable(node):
+        if reducible(node):
+            source = node.inputs[0]
+            space = tuple(source.type.shape)
+            body, inputs, members = _expression(source, space, folded, position)
+            members.append(position[id(node)])
+            rank = len(space)
+            dims = node.attrs.get("dims")
+            axes = tuple(range(rank)) if dims is None else tuple(sorted({d % rank for d in dims}))
+            reduce = Reduction(REDUCTIONS[node.op], axes, bool(node.attrs.get("keepdim")), node.op == "mean")
+        elif fusable(node):
+            out = node.outputs[0]
+            if len(users.get(id(out), [])) == 1 and id(out) not in outputs:
+                consumer = users[id(out)][0]
+                if fusable(consumer) and folded(out, consumer.outputs[0].type.shape):
+                    continue  # computed inside its consumer's kernel
+                if reducible(consumer) and consumer.inputs[0] is out and folded(out, out.type.shape):
+                    continue  # the prologue of its consumer's reduction
+            space = tuple(out.type.shape)
+            body, inputs, members = _fuse(node, space, folded, position)
+            reduce = None
+        else:
             steps.append(NodeStep(node, position[id(node)]))
             continue
         out = node.outputs[0]
-        if len(users.get(id(out), [])) == 1 and id(out) not in outputs:
-            consumer = users[id(out)][0]
-            if fusable(consumer) and folded(out, consumer):
-                continue  # computed inside its consumer's kernel
-        body, inputs, members = _fuse(node, folded, position)
         kernel = Kernel(
             f"kernel{count}",
-            ranges=tuple(out.type.shape),
+            ranges=space,
             dtype=out.type.dtype,
             inputs=tuple(KernelInput(tuple(v.type.shape)) for v in inputs),
             body=body,
+            reduce=reduce,
         )
         count += 1
         steps.append(KernelStep(kernel, tuple(v.name for v in inputs), out.name, tuple(sorted(members))))
     return steps
 
 
-def _fuse(root: Node, folded, position: dict[int, int]):
-    """The expression of `root` with every producer that `folded` allows inlined; the values it
-    loads and the positions of the nodes it covers."""
+def _fuse(root: Node, space: tuple, folded, position: dict[int, int]):
+    """The expression of `root` (an elementwise node over `space`) with every producer that
+    `folded` allows inlined; the values it loads and the positions of the nodes it covers."""
     inputs: list[Value] = []
-    members: list[int] = [position[id(root)]]
+    members: list[int] = []
+    return _build(root, space, folded, position, inputs, members), inputs, members
 
-    def expr(v: Value, consumer: Node):
-        if folded(v, consumer):
-            members.append(position[id(v.producer)])
-            return build(v.producer)
-        if v not in inputs:  # identity: Values compare by identity
-            inputs.append(v)
-        return Load(inputs.index(v))
 
-    def build(n: Node):
-        args = [expr(v, n) for v in n.inputs]
-        return Unary(n.op, args[0]) if n.op in UNARY_OPS else Binary(n.op, args[0], args[1])
+def _expression(value: Value, space: tuple, folded, position: dict[int, int]):
+    """The expression for `value` at each point of `space`: its producer inlined where `folded`
+    allows, else a load."""
+    inputs: list[Value] = []
+    members: list[int] = []
+    return _operand(value, space, folded, position, inputs, members), inputs, members
 
-    return build(root), inputs, members
+
+def _operand(v: Value, space, folded, position, inputs: list, members: list):
+    if folded(v, space):
+        return _build(v.producer, space, folded, position, inputs, members)
+    if v not in inputs:  # identity: Values compare by identity
+        inputs.append(v)
+    return Load(inputs.index(v))
+
+
+def _build(n: Node, space, folded, position, inputs: list, members: list):
+    members.append(position[id(n)])
+    args = [_operand(v, space, folded, position, inputs, members) for v in n.inputs]
+    return Unary(n.op, args[0]) if n.op in UNARY_OPS else Binary(n.op, args[0], args[1])
 
 
 def format_schedule(steps: list[Step]) -> str:

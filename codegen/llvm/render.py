@@ -156,6 +156,15 @@ class _Emitter:
         small = b.fadd(b.fmul(b.fmul(p, s), x), x)
         return b.select(b.fcmp_ordered(">", z, self.const(0.625)), large, small)
 
+    def combine(self, b: ir.IRBuilder, op: str, acc: ir.Value, value: ir.Value) -> ir.Value:
+        """One step of a reduction. Sums may be reassociated (so they vectorize: the order of
+        additions differs from numpy's pairwise sum by rounding); max and min propagate NaN."""
+        if op == "sum":
+            total = b.fadd(acc, value)
+            total.flags.append("reassoc")
+            return total
+        return b.call(self.intrinsic("maximum" if op == "max" else "minimum", 2), [acc, value])
+
     def binary(self, b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value) -> ir.Value:
         if op == "add":
             return b.fadd(x, y)
@@ -173,24 +182,58 @@ class _Emitter:
         k = self.kernel
         entry = self.fn.append_basic_block("entry")
         b = ir.IRBuilder(entry)
-        rank = len(k.ranges)
         bounds = [self.size(b, d) for d in k.ranges]
         strides = []
         for i in range(len(k.inputs)):
             strides.append([0 if s == 0 else self.product(b, s) for s in k.strides(i)])
-        out_strides = [self.product(b, k.ranges[j + 1 :]) for j in range(rank)]
+        out_strides = [0 if s == 0 else self.product(b, s) for s in k.out_strides()]
+        if k.reduce is not None:  # start every output at the combination's identity
+            identity = {"sum": 0.0, "max": float("-inf"), "min": float("inf")}[k.reduce.op]
+            count = self.product(b, k.out_shape)
+            self._flat_loop(
+                b, count, "init", lambda b, i: b.store(self.const(identity), b.gep(self.out, [i]))
+            )
         exit_block = self.fn.append_basic_block("exit")
         # offsets of the enclosing loops, per buffer (inputs, then the output)
         base = [ir.Constant(I64, 0)] * (len(k.inputs) + 1)
         self._nest(b, 0, bounds, strides, out_strides, base, exit_block)
         b.position_at_end(exit_block)
+        if k.reduce is not None and k.reduce.mean:
+            combined = self.product(b, [k.ranges[a] for a in k.reduce.axes])
+            scale = b.fdiv(self.const(1.0), b.sitofp(combined, self.t))  # 0 values: inf, and 0 * inf is NaN
+
+            def divide(b, i):
+                slot = b.gep(self.out, [i])
+                b.store(b.fmul(b.load(slot), scale), slot)
+
+            self._flat_loop(b, self.product(b, k.out_shape), "mean", divide)
         b.ret_void()
+
+    def _flat_loop(self, b: ir.IRBuilder, count: ir.Value, label: str, body) -> None:
+        """for i in range(count): body(b, i); leaves `b` after the loop."""
+        head = self.fn.append_basic_block(f"{label}_loop")
+        inner = self.fn.append_basic_block(f"{label}_body")
+        done = self.fn.append_basic_block(f"{label}_done")
+        before = b.block
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name=f"{label}_i")
+        i.add_incoming(ir.Constant(I64, 0), before)
+        b.cbranch(b.icmp_signed("<", i, count), inner, done)
+        b.position_at_end(inner)
+        body(b, i)
+        i.add_incoming(b.add(i, ir.Constant(I64, 1)), b.block)
+        b.branch(head)
+        b.position_at_end(done)
 
     def _nest(self, b, depth, bounds, strides, out_strides, base, exit_block) -> None:
         k = self.kernel
         if depth == len(bounds):  # the loop body
             value = self.expr(b, k.body, base[:-1])
-            b.store(value, b.gep(self.out, [base[-1]], inbounds=True))
+            slot = b.gep(self.out, [base[-1]], inbounds=True)
+            if k.reduce is not None:
+                value = self.combine(b, k.reduce.op, b.load(slot), value)
+            b.store(value, slot)
             b.branch(exit_block)
             return
         head = self.fn.append_basic_block(f"loop{depth}")
@@ -207,7 +250,8 @@ class _Emitter:
         for j, s in enumerate(strides):
             step = s[depth]
             offsets.append(base[j] if step == 0 else b.add(base[j], b.mul(i, step)))
-        offsets.append(b.add(base[-1], b.mul(i, out_strides[depth])))
+        step = out_strides[depth]
+        offsets.append(base[-1] if step == 0 else b.add(base[-1], b.mul(i, step)))
         latch = self.fn.append_basic_block(f"latch{depth}")
         self._nest(b, depth + 1, bounds, strides, out_strides, offsets, latch)
         b.position_at_end(latch)

@@ -99,12 +99,13 @@ graph g(%x: f32[batch,8], %w: f32[8,8]) {
     assert "exp(neg(in0[i]))" in str(exe) and "interpreter: node 2 matmul" in str(exe)
 
 
-def test_integer_and_attribute_nodes_stay_on_the_interpreter():
+def test_integer_and_other_nodes_stay_on_the_interpreter():
     g = parse_graph("""
 graph g(%x: i64[batch,3], %y: f32[batch,3]) {
   %0: i64[batch,3] = add(%x, %x)
-  %1: f32[batch] = sum[dims=(1,), keepdim=False](%y)
-  return %0, %1
+  %1: i64[batch] = sum[dims=(1,), keepdim=False](%x)
+  %2: f32[batch,3] = cumsum[dim=1](%y)
+  return %0, %1, %2
 }""")
     assert all(isinstance(s, NodeStep) for s in schedule(g))
     _check(g, lambda b: [np.arange(b * 3).reshape(b, 3), _rand((b, 3), "float32")])
