@@ -11,6 +11,10 @@ whole graph on the reference interpreter (any array module: numpy, cupy).
 from __future__ import annotations
 
 import ctypes
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -38,7 +42,7 @@ class CompiledGraph:
             compiled = compile_ir(str(module), [k.name for k in kernels])
             self._engine = compiled  # keeps the code alive
             for k in kernels:
-                argtypes = [ctypes.c_void_p] * (1 + len(k.inputs)) + [ctypes.c_int64] * len(k.symbols)
+                argtypes = [ctypes.c_void_p] * (1 + len(k.inputs)) + [ctypes.c_int64] * (len(k.symbols) + 2)
                 self._functions[k.name] = ctypes.CFUNCTYPE(None, *argtypes)(compiled.addresses[k.name])
 
     def __str__(self) -> str:
@@ -73,9 +77,41 @@ class CompiledGraph:
             ins = [np.ascontiguousarray(env[name], dtype=k.dtype.np) for name in step.inputs]
             sizes = [bindings[s] for s in k.symbols]
             if out.size or k.reduce is not None:
-                self._functions[k.name](out.ctypes.data, *(a.ctypes.data for a in ins), *sizes)
+                args = (out.ctypes.data, *(a.ctypes.data for a in ins), *sizes)
+                _launch(self._functions[k.name], k, args, concrete_shape(k.ranges, bindings))
             env[step.output] = out
         return [env[v.name] for v in graph.outputs]
+
+
+# A kernel covering at least this many points is split over the cores (ctypes releases the GIL
+# during the call); below it, a thread hand-off costs more than it saves.
+PARALLEL_MIN_POINTS = 1 << 17
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _workers() -> int:
+    return max(
+        1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 16)
+    )
+
+
+def _launch(function, kernel, args: tuple, ranges: tuple) -> None:
+    """Call a compiled kernel on all of `ranges`, in parts on several threads when it is large."""
+    rows = ranges[0] if ranges else 1
+    points = int(np.prod(ranges, dtype=np.int64)) if ranges else 1
+    parts = min(_workers(), rows) if kernel.splittable and points >= PARALLEL_MIN_POINTS else 1
+    if parts <= 1:
+        function(*args, 0, rows)
+        return
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="graphc-kernel")
+    bounds = np.linspace(0, rows, parts + 1).astype(np.int64)
+    futures = [_pool.submit(function, *args, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
+    for f in futures:
+        f.result()
 
 
 def compile_graph(graph: Graph) -> CompiledGraph:

@@ -80,6 +80,12 @@ class Kernel:
     reduce: Reduction | None = None
 
     @property
+    def splittable(self) -> bool:
+        """Whether calls on disjoint parts of the outermost range write disjoint outputs (they
+        do unless that axis is reduced), so the parts can run on different threads."""
+        return len(self.ranges) > 0 and (self.reduce is None or 0 not in self.reduce.axes)
+
+    @property
     def out_shape(self) -> tuple:
         if self.reduce is None:
             return tuple(self.ranges)

@@ -1,8 +1,10 @@
-"""Render elementwise kernels as LLVM IR (llvmlite.ir).
+"""Render kernels as LLVM IR (llvmlite.ir).
 
-A kernel becomes `void name(T* noalias out, T* noalias in0, ..., i64 sym0, ...)`: a loop nest over
-the output's dims (the innermost is contiguous, so LLVM's loop vectorizer widens it), each input
-read at `sum(i_k * stride_k)` with strides computed once from the sizes (0 where broadcast).
+A kernel becomes `void name(T* noalias out, T* noalias in0, ..., i64 sym0, ..., i64 lo, i64 hi)`:
+a loop nest over its ranges, the outermost from lo to hi where the kernel is splittable (the
+innermost is contiguous, so LLVM's loop vectorizer widens it); each input is read at
+`sum(i_k * stride_k)` with strides computed once from the sizes (0 where broadcast); reductions
+combine into outputs that start at the identity.
 """
 
 from __future__ import annotations
@@ -30,13 +32,16 @@ class _Emitter:
         self.t = _float_type(kernel.dtype)
         self.suffix = "f32" if kernel.dtype is dtypes.float32 else "f64"
         ptr = self.t.as_pointer()
-        args = [ptr] * (1 + len(kernel.inputs)) + [I64] * len(kernel.symbols)
+        # then `lo, hi`: the part of the outermost range this call covers (calls on disjoint parts
+        # may run on different threads)
+        args = [ptr] * (1 + len(kernel.inputs)) + [I64] * (len(kernel.symbols) + 2)
         self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name=kernel.name)
         for a in self.fn.args[: 1 + len(kernel.inputs)]:
             a.add_attribute("noalias")
         self.out = self.fn.args[0]
         self.ins = self.fn.args[1 : 1 + len(kernel.inputs)]
-        self.sizes = dict(zip(kernel.symbols, self.fn.args[1 + len(kernel.inputs) :], strict=True))
+        self.sizes = dict(zip(kernel.symbols, self.fn.args[1 + len(kernel.inputs) : -2], strict=True))
+        self.lo, self.hi = self.fn.args[-2:]
 
     def size(self, b: ir.IRBuilder, d):
         return ir.Constant(I64, d) if isinstance(d, int) else self.sizes[d]
@@ -187,11 +192,14 @@ class _Emitter:
         for i in range(len(k.inputs)):
             strides.append([0 if s == 0 else self.product(b, s) for s in k.strides(i)])
         out_strides = [0 if s == 0 else self.product(b, s) for s in k.out_strides()]
+        if k.splittable:  # this call's outputs: the rows lo..hi of the outermost range
+            first, last = b.mul(self.lo, out_strides[0]), b.mul(self.hi, out_strides[0])
+        else:
+            first, last = ir.Constant(I64, 0), self.product(b, k.out_shape)
         if k.reduce is not None:  # start every output at the combination's identity
             identity = {"sum": 0.0, "max": float("-inf"), "min": float("inf")}[k.reduce.op]
-            count = self.product(b, k.out_shape)
             self._flat_loop(
-                b, count, "init", lambda b, i: b.store(self.const(identity), b.gep(self.out, [i]))
+                b, first, last, "init", lambda b, i: b.store(self.const(identity), b.gep(self.out, [i]))
             )
         exit_block = self.fn.append_basic_block("exit")
         # offsets of the enclosing loops, per buffer (inputs, then the output)
@@ -206,11 +214,11 @@ class _Emitter:
                 slot = b.gep(self.out, [i])
                 b.store(b.fmul(b.load(slot), scale), slot)
 
-            self._flat_loop(b, self.product(b, k.out_shape), "mean", divide)
+            self._flat_loop(b, first, last, "mean", divide)
         b.ret_void()
 
-    def _flat_loop(self, b: ir.IRBuilder, count: ir.Value, label: str, body) -> None:
-        """for i in range(count): body(b, i); leaves `b` after the loop."""
+    def _flat_loop(self, b: ir.IRBuilder, start: ir.Value, stop: ir.Value, label: str, body) -> None:
+        """for i in range(start, stop): body(b, i); leaves `b` after the loop."""
         head = self.fn.append_basic_block(f"{label}_loop")
         inner = self.fn.append_basic_block(f"{label}_body")
         done = self.fn.append_basic_block(f"{label}_done")
@@ -218,8 +226,8 @@ class _Emitter:
         b.branch(head)
         b.position_at_end(head)
         i = b.phi(I64, name=f"{label}_i")
-        i.add_incoming(ir.Constant(I64, 0), before)
-        b.cbranch(b.icmp_signed("<", i, count), inner, done)
+        i.add_incoming(start, before)
+        b.cbranch(b.icmp_signed("<", i, stop), inner, done)
         b.position_at_end(inner)
         body(b, i)
         i.add_incoming(b.add(i, ir.Constant(I64, 1)), b.block)
@@ -242,9 +250,10 @@ class _Emitter:
         before = b.block
         b.branch(head)
         b.position_at_end(head)
+        outer = depth == 0 and self.kernel.splittable
         i = b.phi(I64, name=f"i{depth}")
-        i.add_incoming(ir.Constant(I64, 0), before)
-        b.cbranch(b.icmp_signed("<", i, bounds[depth]), body, done)
+        i.add_incoming(self.lo if outer else ir.Constant(I64, 0), before)
+        b.cbranch(b.icmp_signed("<", i, self.hi if outer else bounds[depth]), body, done)
         b.position_at_end(body)
         offsets = []
         for j, s in enumerate(strides):

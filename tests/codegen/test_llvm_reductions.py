@@ -135,3 +135,38 @@ def test_random_reduction_graphs_match_the_interpreter(graph, batch):
     rng = np.random.default_rng(batch)
     inputs = [rng.uniform(-2, 2, (batch, 4, 5)).astype(np.float32), rng.uniform(-2, 2, 5).astype(np.float32)]
     _compare(graph, inputs, 1e-4)
+
+
+@pytest.mark.parametrize("dims", [None, (0,), (1,), (2,), (1, 2)])
+def test_kernels_split_over_threads_give_the_same_results(dims, monkeypatch):
+    """Every kernel run in parts on the worker threads (forced here for small sizes): a reduction
+    over the outermost axis is not split, the others write disjoint rows."""
+    import codegen.executable as executable
+
+    monkeypatch.setattr(executable, "PARALLEL_MIN_POINTS", 1)
+    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    g = parse_graph(
+        f"""
+graph g(%x: f32[batch,5,6], %w: f32[6]) {{
+  %0: f32[batch,5,6] = mul(%x, %w)
+  %1: f32[batch,5,6] = tanh(%0)
+  %2: f32 = mean[dims={dims}, keepdim=True](%1)
+  %3: f32[batch,5,6] = sub(%1, %2)
+  return %3, %2
+}}""".replace("f32 = mean", "f32[" + _kept(dims) + "] = mean")
+    )
+    for batch in (1, 2, 7, 50):
+        rng = np.random.default_rng(batch)
+        _compare(
+            g,
+            [
+                rng.standard_normal((batch, 5, 6)).astype(np.float32),
+                rng.standard_normal(6).astype(np.float32),
+            ],
+            1e-5,
+        )
+
+
+def _kept(dims):
+    shape = ["batch", "5", "6"]
+    return ",".join("1" if dims is None or k in dims else d for k, d in enumerate(shape))
