@@ -1,8 +1,11 @@
 """Compile rendered LLVM IR to native code for this CPU and hand out callable kernels.
 
 The target machine is the host's (CPU name and features, so AVX-512 where present); the module
-is optimized with LLVM's O3 pipeline and loaded with MCJIT. Compiled modules are cached in memory
-by the hash of their IR text (the on-disk cache and embedded artifacts come next).
+is optimized with LLVM's O3 pipeline, emitted as object code and loaded with MCJIT. Object code
+is cached in memory and on disk (`GRAPHC_CACHE_DIR`, default `~/.cache/graphc`; empty disables),
+keyed by the IR text, target triple, CPU name and features, llvmlite's version and
+COMPILER_VERSION; a cached file carries the SHA-256 of its bytes and is recompiled if it does not
+match, so a damaged cache never reaches the loader.
 """
 
 from __future__ import annotations
@@ -10,14 +13,23 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import llvmlite
 import llvmlite.binding as llvm
+
+from ir.fileio import atomic_write
+
+COMPILER_VERSION = "1"  # bump when the code generated for the same IR text changes
+_MAGIC = b"GCOBJ1\n"
 
 _lock = threading.Lock()
 _target_machine = None
 _cache: dict[str, CompiledModule] = {}
+stats = {"compiled": 0, "disk_hits": 0}  # for tests and benchmarks
 
 
 @dataclass
@@ -25,11 +37,63 @@ class CompiledModule:
     """Native code for one LLVM module; `engine` keeps it alive."""
 
     engine: object
-    addresses: dict[str, int]
+    addresses: dict[str, int] = field(default_factory=dict)
+
+
+def cache_dir() -> Path | None:
+    """Where object code is cached (None: disk caching is off)."""
+    configured = os.environ.get("GRAPHC_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "graphc" / "kernels"
+
+
+def cache_key(text: str) -> str:
+    """The cache key of LLVM IR `text` for this host and compiler."""
+    host = (llvm.get_process_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten())
+    parts = [COMPILER_VERSION, llvmlite.__version__, *host, text]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _read_cached(path: Path) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    head = len(_MAGIC) + 32
+    if data[: len(_MAGIC)] != _MAGIC or hashlib.sha256(data[head:]).digest() != data[len(_MAGIC) : head]:
+        return None  # damaged or foreign: recompile and overwrite
+    return data[head:]
+
+
+def _optimized_object(text: str) -> bytes:
+    tm = target_machine()
+    module = llvm.parse_assembly(text)
+    module.triple = tm.triple
+    module.data_layout = str(tm.target_data)
+    module.verify()
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(module, pb)
+    stats["compiled"] += 1
+    return tm.emit_object(module)
+
+
+def _new_target_machine():
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(),
+        features=llvm.get_host_cpu_features().flatten(),
+        opt=3,
+        reloc="pic",
+        codemodel="jitdefault",
+    )
 
 
 def target_machine():
-    """The host's target machine (created once)."""
+    """The host's target machine for compiling (created once). An execution engine takes
+    ownership of the machine it is given, so each engine gets its own (`_new_target_machine`)."""
     global _target_machine
     if _target_machine is None:
         llvm.initialize_all_targets()
@@ -39,33 +103,34 @@ def target_machine():
         libm = ctypes.util.find_library("m")
         if libm:  # tanhf and friends for the JIT's symbol lookup
             llvm.load_library_permanently(libm)
-        target = llvm.Target.from_triple(llvm.get_process_triple())
-        _target_machine = target.create_target_machine(
-            cpu=llvm.get_host_cpu_name(),
-            features=llvm.get_host_cpu_features().flatten(),
-            opt=3,
-            reloc="pic",
-            codemodel="jitdefault",
-        )
+        _target_machine = _new_target_machine()
     return _target_machine
 
 
 def compile_ir(text: str, functions: list[str]) -> CompiledModule:
-    """Optimize and load LLVM IR `text`; the addresses of `functions`."""
-    key = hashlib.sha256(text.encode()).hexdigest()
+    """Native code for LLVM IR `text` (from the caches when they have it); the addresses of
+    `functions`."""
+    key = cache_key(text)
     with _lock:
         cached = _cache.get(key)
         if cached is not None:
             return cached
-        tm = target_machine()
-        module = llvm.parse_assembly(text)
-        module.triple = tm.triple
-        module.data_layout = str(tm.target_data)
-        module.verify()
-        pto = llvm.create_pipeline_tuning_options(speed_level=3)
-        pb = llvm.create_pass_builder(tm, pto)
-        pb.getModulePassManager().run(module, pb)
-        engine = llvm.create_mcjit_compiler(module, tm)
+        directory = cache_dir()
+        path = directory / f"{key}.o" if directory is not None else None
+        obj = _read_cached(path) if path is not None else None
+        if obj is not None:
+            stats["disk_hits"] += 1
+        else:
+            obj = _optimized_object(text)
+            if path is not None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write(path, (_MAGIC, hashlib.sha256(obj).digest(), obj), prefix=".kernel-")
+                except OSError:
+                    pass  # a read-only or full cache only costs the next process a compile
+        target_machine()  # initialized LLVM
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
         compiled = CompiledModule(engine, {f: engine.get_function_address(f) for f in functions})
         _cache[key] = compiled
