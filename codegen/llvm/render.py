@@ -201,11 +201,8 @@ class _Emitter:
             self._flat_loop(
                 b, first, last, "init", lambda b, i: b.store(self.const(identity), b.gep(self.out, [i]))
             )
-        exit_block = self.fn.append_basic_block("exit")
-        # offsets of the enclosing loops, per buffer (inputs, then the output)
         base = [ir.Constant(I64, 0)] * (len(k.inputs) + 1)
-        self._nest(b, 0, bounds, strides, out_strides, base, exit_block)
-        b.position_at_end(exit_block)
+        self._nest(b, 0, bounds, strides, out_strides, base)
         if k.reduce is not None and k.reduce.mean:
             combined = self.product(b, [k.ranges[a] for a in k.reduce.axes])
             scale = b.fdiv(self.const(1.0), b.sitofp(combined, self.t))  # 0 values: inf, and 0 * inf is NaN
@@ -234,7 +231,9 @@ class _Emitter:
         b.branch(head)
         b.position_at_end(done)
 
-    def _nest(self, b, depth, bounds, strides, out_strides, base, exit_block) -> None:
+    def _nest(self, b, depth, bounds, strides, out_strides, base) -> None:
+        """The loops from `depth` inwards; `base` holds the offsets of the enclosing loops per
+        buffer (inputs, then the output). Leaves `b` after the loops."""
         k = self.kernel
         if depth == len(bounds):  # the loop body
             value = self.expr(b, k.body, base[:-1])
@@ -242,33 +241,18 @@ class _Emitter:
             if k.reduce is not None:
                 value = self.combine(b, k.reduce.op, b.load(slot), value)
             b.store(value, slot)
-            b.branch(exit_block)
             return
-        head = self.fn.append_basic_block(f"loop{depth}")
-        body = self.fn.append_basic_block(f"body{depth}")
-        done = self.fn.append_basic_block(f"done{depth}")
-        before = b.block
-        b.branch(head)
-        b.position_at_end(head)
-        outer = depth == 0 and self.kernel.splittable
-        i = b.phi(I64, name=f"i{depth}")
-        i.add_incoming(self.lo if outer else ir.Constant(I64, 0), before)
-        b.cbranch(b.icmp_signed("<", i, self.hi if outer else bounds[depth]), body, done)
-        b.position_at_end(body)
-        offsets = []
-        for j, s in enumerate(strides):
-            step = s[depth]
-            offsets.append(base[j] if step == 0 else b.add(base[j], b.mul(i, step)))
-        step = out_strides[depth]
-        offsets.append(base[-1] if step == 0 else b.add(base[-1], b.mul(i, step)))
-        latch = self.fn.append_basic_block(f"latch{depth}")
-        self._nest(b, depth + 1, bounds, strides, out_strides, offsets, latch)
-        b.position_at_end(latch)
-        nxt = b.add(i, ir.Constant(I64, 1))
-        i.add_incoming(nxt, latch)
-        b.branch(head)
-        b.position_at_end(done)
-        b.branch(exit_block)
+        outer = depth == 0 and k.splittable
+
+        def body(b, i):
+            offsets = []
+            for s, start in zip([*strides, out_strides], base, strict=True):
+                step = s[depth]
+                offsets.append(start if step == 0 else b.add(start, b.mul(i, step)))
+            self._nest(b, depth + 1, bounds, strides, out_strides, offsets)
+
+        start = self.lo if outer else ir.Constant(I64, 0)
+        self._flat_loop(b, start, self.hi if outer else bounds[depth], f"loop{depth}", body)
 
 
 def render(kernels: list[Kernel], name: str = "graphc") -> ir.Module:
