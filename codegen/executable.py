@@ -21,8 +21,7 @@ import numpy as np
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
 from ir.errors import ShapeError
 from ir.graph import Graph
-from ir.interpreter import bind_attrs, bind_inputs, run
-from ir.ops import OPS
+from ir.interpreter import run, run_node, start
 from ir.types import concrete_shape
 
 
@@ -50,37 +49,26 @@ class CompiledGraph:
 
     def run(self, arrays, weights: dict | None = None) -> list[np.ndarray]:
         """The graph's outputs for `arrays` (a list in input order or a dict by name)."""
-        graph = self.graph
-        bindings = bind_inputs(graph, arrays)
-        if isinstance(arrays, dict):
-            arrays = [arrays[v.name] for v in graph.inputs]
-        env = {v.name: np.asarray(a) for v, a in zip(graph.inputs, arrays, strict=True)}
-        data = graph.weight_data if weights is None else weights
-        env.update({name: data[name] for name in graph.weights})
+        env, bindings = start(self.graph, arrays, weights)
         for step in self.steps:
             if isinstance(step, NodeStep):
-                node = step.node
-                args = [None if v is None else env[v.name] for v in node.inputs]
-                attrs = bind_attrs(node.attrs, bindings) if bindings else node.attrs
-                out = OPS[node.op].impl(np, *args, **attrs)
-                outs = out if len(node.outputs) > 1 else (out,)
-                for value, result in zip(node.outputs, outs, strict=True):
-                    env[value.name] = np.asarray(result)
+                run_node(step.node, env, bindings, np, weights)
                 continue
             k = step.kernel
-            if k.reduce is not None and k.reduce.op != "sum" and 0 in concrete_shape(k.ranges, bindings):
+            ranges = concrete_shape(k.ranges, bindings)
+            if k.reduce is not None and k.reduce.op != "sum" and 0 in ranges:
                 raise ShapeError(
                     f"{'amax' if k.reduce.op == 'max' else 'amin'}(): cannot reduce an empty tensor of shape "
-                    f"{concrete_shape(k.ranges, bindings)} over dims {k.reduce.axes} (no identity element)"
+                    f"{ranges} over dims {k.reduce.axes} (no identity element)"
                 )
             out = np.empty(concrete_shape(k.out_shape, bindings), dtype=k.dtype.np)
             ins = [np.ascontiguousarray(env[name], dtype=k.dtype.np) for name in step.inputs]
             sizes = [bindings[s] for s in k.symbols]
             if out.size or k.reduce is not None:
                 args = (out.ctypes.data, *(a.ctypes.data for a in ins), *sizes)
-                _launch(self._functions[k.name], k, args, concrete_shape(k.ranges, bindings))
+                _launch(self._functions[k.name], k, args, ranges)
             env[step.output] = out
-        return [env[v.name] for v in graph.outputs]
+        return [env[v.name] for v in self.graph.outputs]
 
 
 # A kernel covering at least this many points is split over the cores (ctypes releases the GIL

@@ -19,6 +19,7 @@ from graphc.autograd import grad_mode
 from graphc.errors import AutogradError, ShapeError
 from ir import dtypes
 from ir.ops import OPS
+from ir.ops.elementwise import BINARY, UNARY
 
 # --- results with named fields, printed like PyTorch's torch.return_types ---
 
@@ -72,44 +73,7 @@ def _op(name: str):
 
 # --- elementwise ---
 
-_UNARY = [
-    "neg",
-    "abs",
-    "sign",
-    "exp",
-    "exp2",
-    "expm1",
-    "log",
-    "log2",
-    "log10",
-    "log1p",
-    "sin",
-    "cos",
-    "tan",
-    "asin",
-    "acos",
-    "atan",
-    "sinh",
-    "cosh",
-    "tanh",
-    "asinh",
-    "acosh",
-    "atanh",
-    "sqrt",
-    "rsqrt",
-    "reciprocal",
-    "sigmoid",
-    "erf",
-    "relu",
-    "ceil",
-    "floor",
-    "trunc",
-    "isnan",
-    "isinf",
-    "isfinite",
-    "logical_not",
-    "bitwise_not",
-]
+_UNARY = list(UNARY)
 
 
 def _make_unary(name: str):
@@ -162,29 +126,8 @@ bitwise_not = _make_unary("bitwise_not")
 negative, absolute, arcsin, arccos, arctan = neg, abs, asin, acos, atan
 arcsinh, arccosh, arctanh, fix = asinh, acosh, atanh, trunc
 
-_BINARY = [
-    "sub",
-    "mul",
-    "floor_divide",
-    "remainder",
-    "fmod",
-    "pow",
-    "maximum",
-    "minimum",
-    "atan2",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "logical_and",
-    "logical_or",
-    "logical_xor",
-    "bitwise_and",
-    "bitwise_or",
-    "bitwise_xor",
-]
+# add, div and the shifts have signatures of their own below
+_BINARY = [n for n in BINARY if n not in ("add", "div", "left_shift", "right_shift")]
 
 
 def _make_binary(name: str):

@@ -339,6 +339,19 @@ AUGMENTED = {
     "__ixor__": "bitwise_xor_",
 }
 
+# numpy-style names PyTorch also offers (each also in place, as multiply_ ...)
+ALIASES = [
+    "multiply",
+    "subtract",
+    "divide",
+    "true_divide",
+    "negative",
+    "absolute",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "arctan2",
+]
 # functions that are also methods (x.sum(), x.reshape(2, 3), ...)
 METHODS = [
     *F._UNARY,
@@ -392,16 +405,7 @@ METHODS = [
     "isclose",
     "equal",
     "where",
-    "multiply",
-    "subtract",
-    "divide",
-    "true_divide",
-    "negative",
-    "absolute",
-    "arcsin",
-    "arccos",
-    "arctan",
-    "arctan2",
+    *ALIASES,
     "greater",
     "greater_equal",
     "less",
@@ -460,16 +464,7 @@ INPLACE = [
     "lerp",
     "masked_fill",
     "fix",
-    "multiply",
-    "subtract",
-    "divide",
-    "true_divide",
-    "negative",
-    "absolute",
-    "arcsin",
-    "arccos",
-    "arctan",
-    "arctan2",
+    *ALIASES,
 ]
 CONVERSIONS = {
     "float": dtypes.float32,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ir import dtypes
 from ir.errors import ShapeError, UnknownOpError
+from ir.ops.elementwise import BINARY, UNARY
 from ir.types import Dim, TensorType
 
 INFER: dict[str, Callable] = {}
@@ -33,61 +34,7 @@ BOOL_OUT = {
     "isinf",
     "isfinite",
 }
-ELEMENTWISE = {
-    "neg",
-    "abs",
-    "sign",
-    "exp",
-    "exp2",
-    "expm1",
-    "log",
-    "log2",
-    "log10",
-    "log1p",
-    "sin",
-    "cos",
-    "tan",
-    "asin",
-    "acos",
-    "atan",
-    "sinh",
-    "cosh",
-    "tanh",
-    "asinh",
-    "acosh",
-    "atanh",
-    "sqrt",
-    "rsqrt",
-    "reciprocal",
-    "sigmoid",
-    "erf",
-    "relu",
-    "ceil",
-    "floor",
-    "trunc",
-    "round",
-    "bitwise_not",
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "floor_divide",
-    "remainder",
-    "fmod",
-    "pow",
-    "maximum",
-    "minimum",
-    "atan2",
-    "bitwise_and",
-    "bitwise_or",
-    "bitwise_xor",
-    "left_shift",
-    "right_shift",
-    "where",
-    "clamp",
-    "threshold_backward",
-    *BOOL_OUT,
-}
+ELEMENTWISE = {*UNARY, *BINARY, "round", "where", "clamp", "threshold_backward"}
 
 
 def infer(op: str, inputs: list[TensorType | None], attrs: dict) -> list[TensorType]:

@@ -58,25 +58,37 @@ def bind_inputs(graph, arrays) -> dict[str, int]:
 
 def run(graph, arrays, xp=np, weights: dict | None = None) -> list:
     """Outputs of `graph` for input `arrays` (a list in input order, or a dict by name)."""
+    env, bindings = start(graph, arrays, weights)
+    for node in graph.nodes:
+        run_node(node, env, bindings, xp, weights)
+    return [env[v.name] for v in graph.outputs]
+
+
+def start(graph, arrays, weights: dict | None = None) -> tuple[dict, dict[str, int]]:
+    """The values a run of `graph` starts from (inputs and weights by name), and the sizes of
+    its symbols, after checking the inputs against the graph's signature."""
     bindings = bind_inputs(graph, arrays)
     if isinstance(arrays, dict):
         arrays = [arrays[v.name] for v in graph.inputs]
     env = {v.name: a for v, a in zip(graph.inputs, arrays, strict=True)}
     data = graph.weight_data if weights is None else weights
     env.update({name: data[name] for name in graph.weights})
-    for node in graph.nodes:
-        args = [None if v is None else env[v.name] for v in node.inputs]
-        attrs = bind_attrs(node.attrs, bindings) if bindings else node.attrs
-        if node.op == "cond" and weights is not None:  # branches read weights from the same table
-            branch = attrs["then_branch"] if bool(args[0].reshape(())) else attrs["else_branch"]
-            outs = run(branch, args[1:], xp=xp, weights=weights)
-            out = tuple(outs) if len(outs) != 1 else outs[0]
-        else:
-            out = OPS[node.op].impl(xp, *args, **attrs)
-        outs = out if len(node.outputs) > 1 else (out,)
-        for value, result in zip(node.outputs, outs, strict=True):
-            env[value.name] = xp.asarray(result)
-    return [env[v.name] for v in graph.outputs]
+    return env, bindings
+
+
+def run_node(node, env: dict, bindings: dict[str, int], xp=np, weights: dict | None = None) -> None:
+    """Compute one node from the values in `env` and add its outputs there."""
+    args = [None if v is None else env[v.name] for v in node.inputs]
+    attrs = bind_attrs(node.attrs, bindings) if bindings else node.attrs
+    if node.op == "cond" and weights is not None:  # branches read weights from the same table
+        branch = attrs["then_branch"] if bool(args[0].reshape(())) else attrs["else_branch"]
+        outs = run(branch, args[1:], xp=xp, weights=weights)
+        out = tuple(outs) if len(outs) != 1 else outs[0]
+    else:
+        out = OPS[node.op].impl(xp, *args, **attrs)
+    outs = out if len(node.outputs) > 1 else (out,)
+    for value, result in zip(node.outputs, outs, strict=True):
+        env[value.name] = xp.asarray(result)
 
 
 def bind_attrs(attrs: dict, bindings: dict[str, int]) -> dict:

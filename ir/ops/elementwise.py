@@ -25,13 +25,19 @@ def _quiet(fn):
     return run
 
 
+UNARY: list[str] = []  # the plain one-input elementwise ops, as defined below
+BINARY: list[str] = []  # the plain broadcasting two-input ones (comparisons and logic included)
+
+
 def _unary(name, fn, promote=Promote.COMMON, quiet=False, differentiable=True):
+    UNARY.append(name)
     impl = (lambda xp, x: fn(xp, x)) if not quiet else _quiet(lambda xp, x: fn(xp, x))
     impl.__doc__ = f"Elementwise {name}."
     register(name, promote=promote, differentiable=differentiable)(impl)
 
 
 def _binary(name, fn, promote=Promote.COMMON, quiet=False, differentiable=True, ufunc=None):
+    BINARY.append(name)
     if ufunc is not None:  # one frame less on the eager hot path
         np_ufunc = getattr(np, ufunc)
 
