@@ -31,6 +31,11 @@ class Const:
 
 
 @dataclass(frozen=True)
+class Acc:
+    """In a matmul's epilogue: the product's value at the current point."""
+
+
+@dataclass(frozen=True)
 class Unary:
     op: str
     x: Expr
@@ -43,7 +48,7 @@ class Binary:
     b: Expr
 
 
-Expr = Load | Const | Unary | Binary
+Expr = Load | Const | Acc | Unary | Binary
 
 UNARY_OPS = ("neg", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu")
 BINARY_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
@@ -131,7 +136,53 @@ class Kernel:
         return tuple(out)
 
 
+@dataclass(frozen=True)
+class Matmul:
+    """out = epilogue(a @ b) for `a` of shape (..., M, K) (leading dims are rows too) or (K,),
+    and `b` of shape (K, N). The epilogue is an expression of `Acc()` (the product at a point)
+    and `Load`s of `extras`, inputs broadcast against `out_shape` that vary along the rows, the
+    columns, both or neither (`extra_strides`); bias, activation and residual adds live there.
+    Sizes M, N and K are passed at run time; calls on disjoint row ranges may run in parallel."""
+
+    name: str
+    dtype: dtypes.DType
+    a: KernelInput
+    b: KernelInput
+    out_shape: tuple
+    epilogue: Expr = Acc()
+    extras: tuple[KernelInput, ...] = ()
+
+    splittable = True
+
+    def extra_strides(self, index: int) -> tuple:
+        """(row stride, column stride) of extra `index`: row stride 0, 1 or 'n' (the number of
+        columns), column stride 0 or 1."""
+        strides = matmul_extra_strides(self.extras[index].shape, self.out_shape)
+        if strides is None:
+            raise ValueError(f"extra input of shape {self.extras[index].shape} does not fit {self.out_shape}")
+        return strides
+
+
+def matmul_extra_strides(shape: tuple, out_shape: tuple) -> tuple | None:
+    """How an input of `shape`, broadcast against a matmul's `out_shape`, is indexed by (row,
+    column) of the product; None where it varies along only part of the leading dims."""
+    if not out_shape or len(shape) > len(out_shape):
+        return None
+    padded = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    if padded[-1] not in (1, out_shape[-1]):
+        return None
+    columns = 1 if padded[-1] != 1 else 0
+    lead, out_lead = padded[:-1], tuple(out_shape[:-1])
+    if all(d == 1 for d in lead):
+        return (0, columns)
+    if lead == out_lead:
+        return ("n" if columns else 1, columns)
+    return None
+
+
 def format_expr(e: Expr) -> str:
+    if isinstance(e, Acc):
+        return "acc"
     if isinstance(e, Load):
         return f"in{e.index}[i]"
     if isinstance(e, Const):
@@ -141,7 +192,14 @@ def format_expr(e: Expr) -> str:
     return f"{e.op}({format_expr(e.a)}, {format_expr(e.b)})"
 
 
-def format_kernel(k: Kernel) -> str:
+def format_kernel(k: Kernel | Matmul) -> str:
+    if isinstance(k, Matmul):
+        ins = ", ".join(
+            f"{n}: {TensorType(k.dtype, x.shape)}"
+            for n, x in [("a", k.a), ("b", k.b), *((f"in{i}", x) for i, x in enumerate(k.extras))]
+        )
+        out = TensorType(k.dtype, k.out_shape)
+        return f"kernel {k.name}({ins}) matmul -> {out}: out = {format_expr(k.epilogue)}, acc = a @ b"
     ranges = ", ".join(str(d) for d in k.ranges)
     ins = ", ".join(f"in{i}: {TensorType(k.dtype, x.shape)}" for i, x in enumerate(k.inputs))
     if k.reduce is None:

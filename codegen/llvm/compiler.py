@@ -91,6 +91,16 @@ def _new_target_machine():
     )
 
 
+def host_vector_bits() -> int:
+    """The widest float vectors this CPU has: 512 (AVX-512F), 256 (AVX) or 128 bits."""
+    features = llvm.get_host_cpu_features()
+    if features.get("avx512f"):
+        return 512
+    if features.get("avx"):
+        return 256
+    return 128
+
+
 def target_machine():
     """The host's target machine for compiling (created once). An execution engine takes
     ownership of the machine it is given, so each engine gets its own (`_new_target_machine`)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from codegen.kernel import Binary, Const, Expr, Kernel, Load, Unary
+from codegen.kernel import Acc, Binary, Const, Expr, Kernel, Load, Matmul, Unary
 from ir import dtypes
 
 I64 = ir.IntType(64)
@@ -25,23 +25,16 @@ def _float_type(dtype: dtypes.DType):
     raise NotImplementedError(f"the LLVM renderer handles float32 and float64 kernels, not {dtype}")
 
 
-class _Emitter:
-    def __init__(self, module: ir.Module, kernel: Kernel) -> None:
+class _Code:
+    """What every kernel's code needs: its function, scalar arithmetic in the kernel's dtype
+    (with fast exp/tanh), expressions, and loops."""
+
+    def __init__(self, module: ir.Module, name: str, dtype: dtypes.DType, args: list) -> None:
         self.module = module
-        self.kernel = kernel
-        self.t = _float_type(kernel.dtype)
-        self.suffix = "f32" if kernel.dtype is dtypes.float32 else "f64"
-        ptr = self.t.as_pointer()
-        # then `lo, hi`: the part of the outermost range this call covers (calls on disjoint parts
-        # may run on different threads)
-        args = [ptr] * (1 + len(kernel.inputs)) + [I64] * (len(kernel.symbols) + 2)
-        self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name=kernel.name)
-        for a in self.fn.args[: 1 + len(kernel.inputs)]:
-            a.add_attribute("noalias")
-        self.out = self.fn.args[0]
-        self.ins = self.fn.args[1 : 1 + len(kernel.inputs)]
-        self.sizes = dict(zip(kernel.symbols, self.fn.args[1 + len(kernel.inputs) : -2], strict=True))
-        self.lo, self.hi = self.fn.args[-2:]
+        self.dtype = dtype
+        self.t = _float_type(dtype)
+        self.suffix = "f32" if dtype is dtypes.float32 else "f64"
+        self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name=name)
 
     def size(self, b: ir.IRBuilder, d):
         return ir.Constant(I64, d) if isinstance(d, int) else self.sizes[d]
@@ -52,31 +45,39 @@ class _Emitter:
             value = b.mul(value, self.size(b, d))
         return value
 
-    def intrinsic(self, name: str, arity: int = 1):
-        full = f"llvm.{name}.{self.suffix}"
+    def intrinsic(self, name: str, arity: int = 1, t=None):
+        t = t or self.t
+        suffix = f"v{t.count}{self.suffix}" if isinstance(t, ir.VectorType) else self.suffix
+        full = f"llvm.{name}.{suffix}"
         existing = self.module.globals.get(full)
         if existing is not None:
             return existing
-        return ir.Function(self.module, ir.FunctionType(self.t, [self.t] * arity), name=full)
+        return ir.Function(self.module, ir.FunctionType(t, [t] * arity), name=full)
 
     def libm(self, name: str):
-        symbol = name + ("f" if self.kernel.dtype is dtypes.float32 else "")
+        symbol = name + ("f" if self.dtype is dtypes.float32 else "")
         existing = self.module.globals.get(symbol)
         if existing is not None:
             return existing
         return ir.Function(self.module, ir.FunctionType(self.t, [self.t]), name=symbol)
 
-    def expr(self, b: ir.IRBuilder, e: Expr, offsets: list) -> ir.Value:
+    def expr(self, b: ir.IRBuilder, e: Expr, load, acc: ir.Value | None = None) -> ir.Value:
+        """The value of `e` at the current point; `load(i)` reads input i there, `acc` is the
+        value of Acc()."""
         if isinstance(e, Load):
-            return b.load(b.gep(self.ins[e.index], [offsets[e.index]], inbounds=True))
+            return load(e.index)
         if isinstance(e, Const):
             return ir.Constant(self.t, e.value)
+        if isinstance(e, Acc):
+            if acc is None:
+                raise TypeError("Acc() outside a matmul epilogue")
+            return acc
         if isinstance(e, Unary):
-            x = self.expr(b, e.x, offsets)
+            x = self.expr(b, e.x, load, acc)
             return self.unary(b, e.op, x)
         if isinstance(e, Binary):
-            a = self.expr(b, e.a, offsets)
-            c = self.expr(b, e.b, offsets)
+            a = self.expr(b, e.a, load, acc)
+            c = self.expr(b, e.b, load, acc)
             return self.binary(b, e.op, a, c)
         raise TypeError(f"unknown kernel expression {e!r}")
 
@@ -110,7 +111,7 @@ class _Emitter:
         """float32: Cephes' expf in straight-line arithmetic (range reduction by ln 2, a degree-5
         polynomial, scaling by 2^n through the exponent bits), so the loop vectorizes instead of
         calling libm per element; about 1 ulp. float64 keeps LLVM's exp."""
-        if self.kernel.dtype is not dtypes.float32:
+        if self.dtype is not dtypes.float32:
             return b.call(self.intrinsic("exp"), [x])
         i32 = ir.IntType(32)
         clamped = b.call(
@@ -146,7 +147,7 @@ class _Emitter:
     def tanh(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         """float32: Cephes' tanhf (an odd polynomial below 0.625, 1 - 2/(e^2|x| + 1) above), both
         computed and selected so the loop vectorizes. float64 calls libm's tanh."""
-        if self.kernel.dtype is not dtypes.float32:
+        if self.dtype is not dtypes.float32:
             return b.call(self.libm("tanh"), [x])
         z = b.call(self.intrinsic("fabs"), [x])
         two = self.const(2.0)
@@ -183,6 +184,41 @@ class _Emitter:
             return b.call(self.intrinsic(op, 2), [x, y])
         raise NotImplementedError(f"binary op {op} in a kernel")
 
+    def _flat_loop(self, b: ir.IRBuilder, start, stop, label: str, body, step=1) -> None:
+        """for i in range(start, stop, step): body(b, i); leaves `b` after the loop."""
+        head = self.fn.append_basic_block(f"{label}_loop")
+        inner = self.fn.append_basic_block(f"{label}_body")
+        done = self.fn.append_basic_block(f"{label}_done")
+        before = b.block
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name=f"{label}_i")
+        i.add_incoming(start, before)
+        b.cbranch(b.icmp_signed("<", i, stop), inner, done)
+        b.position_at_end(inner)
+        body(b, i)
+        i.add_incoming(b.add(i, step if isinstance(step, ir.Value) else ir.Constant(I64, step)), b.block)
+        b.branch(head)
+        b.position_at_end(done)
+
+
+class _Emitter(_Code):
+    """An elementwise or reduction `Kernel`."""
+
+    def __init__(self, module: ir.Module, kernel: Kernel) -> None:
+        t = _float_type(kernel.dtype)
+        # then `lo, hi`: the part of the outermost range this call covers (calls on disjoint parts
+        # may run on different threads)
+        args = [t.as_pointer()] * (1 + len(kernel.inputs)) + [I64] * (len(kernel.symbols) + 2)
+        super().__init__(module, kernel.name, kernel.dtype, args)
+        self.kernel = kernel
+        for a in self.fn.args[: 1 + len(kernel.inputs)]:
+            a.add_attribute("noalias")
+        self.out = self.fn.args[0]
+        self.ins = self.fn.args[1 : 1 + len(kernel.inputs)]
+        self.sizes = dict(zip(kernel.symbols, self.fn.args[1 + len(kernel.inputs) : -2], strict=True))
+        self.lo, self.hi = self.fn.args[-2:]
+
     def emit(self) -> None:
         k = self.kernel
         entry = self.fn.append_basic_block("entry")
@@ -214,29 +250,13 @@ class _Emitter:
             self._flat_loop(b, first, last, "mean", divide)
         b.ret_void()
 
-    def _flat_loop(self, b: ir.IRBuilder, start: ir.Value, stop: ir.Value, label: str, body) -> None:
-        """for i in range(start, stop): body(b, i); leaves `b` after the loop."""
-        head = self.fn.append_basic_block(f"{label}_loop")
-        inner = self.fn.append_basic_block(f"{label}_body")
-        done = self.fn.append_basic_block(f"{label}_done")
-        before = b.block
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(I64, name=f"{label}_i")
-        i.add_incoming(start, before)
-        b.cbranch(b.icmp_signed("<", i, stop), inner, done)
-        b.position_at_end(inner)
-        body(b, i)
-        i.add_incoming(b.add(i, ir.Constant(I64, 1)), b.block)
-        b.branch(head)
-        b.position_at_end(done)
-
     def _nest(self, b, depth, bounds, strides, out_strides, base) -> None:
         """The loops from `depth` inwards; `base` holds the offsets of the enclosing loops per
         buffer (inputs, then the output). Leaves `b` after the loops."""
         k = self.kernel
         if depth == len(bounds):  # the loop body
-            value = self.expr(b, k.body, base[:-1])
+            offsets = base[:-1]
+            value = self.expr(b, k.body, lambda i: b.load(b.gep(self.ins[i], [offsets[i]], inbounds=True)))
             slot = b.gep(self.out, [base[-1]], inbounds=True)
             if k.reduce is not None:
                 value = self.combine(b, k.reduce.op, b.load(slot), value)
@@ -255,9 +275,188 @@ class _Emitter:
         self._flat_loop(b, start, self.hi if outer else bounds[depth], f"loop{depth}", body)
 
 
-def render(kernels: list[Kernel], name: str = "graphc") -> ir.Module:
-    """An LLVM module with one function per kernel."""
+# Cache blocking of the matmul: KC values of the reduced dim per pass (a B panel, KC x NR, stays
+# in L2), MC rows per block (the A rows a panel is reused for).
+MATMUL_KC = 256
+MATMUL_MC = 120
+
+
+def matmul_tile(dtype: dtypes.DType, vector_bits: int) -> tuple[int, int, int]:
+    """The matmul's register block for `vector_bits`-wide vectors: (rows MR, lanes per vector,
+    vectors per row); its columns NR = lanes * vectors. AVX-512's 32 registers hold a 6 x 4
+    block of accumulators, AVX2's 16 a 6 x 2 block."""
+    lanes = max(1, vector_bits // (32 if dtype is dtypes.float32 else 64))
+    return 6, lanes, 4 if vector_bits >= 512 else 2
+
+
+class _MatmulEmitter(_Code):
+    """`void name(T* out, T* a, T* b_packed, T* extras..., i64 M, i64 N, i64 K, i64 lo, i64 hi)`:
+    rows lo..hi of epilogue(a @ b), a read in place (rows of K values), b packed by the caller
+    into panels of NR columns ([ceil(N / NR)][K][NR], zero-padded: `pack_matmul_b`).
+
+    Loops: KC-slices of K, MC-blocks of rows, NR-panels of columns, MR-blocks of rows; the
+    micro-kernel keeps an MR x NR block of accumulators in vector registers (one broadcast of
+    `a` and NR/lanes vector loads of `b` per MR*NR/lanes fused multiply-adds), writes it to a
+    tile on the stack, and a merge loop adds it to `out` — through the epilogue after the last
+    slice. Rows past M are read as row M-1 and never stored, so no block needs a special case."""
+
+    def __init__(self, module: ir.Module, kernel: Matmul, vector_bits: int) -> None:
+        t = _float_type(kernel.dtype)
+        args = [t.as_pointer()] * (3 + len(kernel.extras)) + [I64] * 5
+        super().__init__(module, kernel.name, kernel.dtype, args)
+        self.kernel = kernel
+        for a in self.fn.args[: 3 + len(kernel.extras)]:
+            a.add_attribute("noalias")
+        self.c, self.a, self.bp = self.fn.args[:3]
+        self.extras = self.fn.args[3 : 3 + len(kernel.extras)]
+        self.m, self.n, self.k, self.lo, self.hi = self.fn.args[-5:]
+        self.mr, self.lanes, self.nv = matmul_tile(kernel.dtype, vector_bits)
+        self.nr = self.lanes * self.nv
+        self.vec = ir.VectorType(self.t, self.lanes)
+        self.item = 4 if kernel.dtype is dtypes.float32 else 8
+
+    def emit(self) -> None:
+        b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        tile = b.alloca(ir.ArrayType(self.t, self.mr * self.nr), name="tile")
+        tile.align = 64
+        self.tile = b.gep(tile, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 0)])
+
+        def smaller(x, y):
+            return b.select(b.icmp_signed("<", x, y), x, y)
+
+        def slice_(b, pc):
+            kc = smaller(c64(MATMUL_KC), b.sub(self.k, pc))
+            first = b.icmp_signed("==", pc, c64(0))
+            last = b.icmp_signed("==", b.add(pc, kc), self.k)
+
+            def block(b, ic):
+                end = smaller(b.add(ic, mc), self.hi)
+
+                def panel(b, jr):
+                    bp = b.gep(self.bp, [b.add(b.mul(jr, self.k), b.mul(pc, c64(self.nr)))], inbounds=True)
+                    cols = smaller(c64(self.nr), b.sub(self.n, jr))
+
+                    def rows_(b, ir_):
+                        rows = smaller(c64(self.mr), b.sub(end, ir_))
+                        self.micro(b, ir_, pc, kc, bp)
+                        self.merge(b, ir_, rows, jr, cols, first, last)
+
+                    self._flat_loop(b, ic, end, "ir", rows_, step=self.mr)
+
+                self._flat_loop(b, c64(0), self.n, "jr", panel, step=self.nr)
+
+            self._flat_loop(b, self.lo, self.hi, "ic", block, step=mc)
+
+        # row blocks of at most MC rows, as even as multiples of MR allow: ceil(rows / blocks)
+        # rounded up to MR, for blocks = ceil(rows / MC)
+        count = b.sub(self.hi, self.lo)
+        blocks = b.sdiv(b.add(count, c64(MATMUL_MC - 1)), c64(MATMUL_MC))
+        blocks = b.select(b.icmp_signed(">", blocks, c64(0)), blocks, c64(1))
+        mc = b.sdiv(b.add(count, b.sub(blocks, c64(1))), blocks)
+        mc = b.mul(b.sdiv(b.add(mc, c64(self.mr - 1)), c64(self.mr)), c64(self.mr))
+        mc = b.select(b.icmp_signed(">", mc, c64(0)), mc, c64(self.mr))
+        # K = 0 still makes one pass: the product is zeros, and the epilogue runs
+        stop = b.select(b.icmp_signed(">", self.k, c64(0)), self.k, c64(1))
+        self._flat_loop(b, c64(0), stop, "pc", slice_, step=MATMUL_KC)
+        b.ret_void()
+
+    def micro(self, b: ir.IRBuilder, row0, pc, kc, bp) -> None:
+        """The MR x NR block at rows row0.., summed over kc values from pc, into the tile."""
+        last_row = b.sub(self.m, ir.Constant(I64, 1))
+        rows = []
+        for i in range(self.mr):
+            r = b.add(row0, ir.Constant(I64, i))
+            r = b.select(b.icmp_signed("<", r, last_row), r, last_row)
+            rows.append(b.gep(self.a, [b.add(b.mul(r, self.k), pc)], inbounds=True))
+        fma = self.intrinsic("fma", 3, self.vec)
+        zero = ir.Constant(self.vec, [0.0] * self.lanes)
+        vptr = self.vec.as_pointer()
+        before = b.block
+        head = self.fn.append_basic_block("k_loop")
+        body = self.fn.append_basic_block("k_body")
+        done = self.fn.append_basic_block("k_done")
+        b.branch(head)
+        b.position_at_end(head)
+        kk = b.phi(I64, name="k")
+        kk.add_incoming(ir.Constant(I64, 0), before)
+        accs = []
+        for _ in range(self.mr * self.nv):
+            acc = b.phi(self.vec)
+            acc.add_incoming(zero, before)
+            accs.append(acc)
+        b.cbranch(b.icmp_signed("<", kk, kc), body, done)
+        b.position_at_end(body)
+        at = b.mul(kk, ir.Constant(I64, self.nr))
+        bvecs = []
+        for v in range(self.nv):
+            slot = b.gep(bp, [b.add(at, ir.Constant(I64, v * self.lanes))], inbounds=True)
+            bvecs.append(b.load(b.bitcast(slot, vptr), align=self.item))
+        updated = []
+        undef = ir.Constant(self.vec, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), self.lanes), [0] * self.lanes)
+        for i in range(self.mr):
+            a = b.load(b.gep(rows[i], [kk], inbounds=True))
+            lane0 = b.insert_element(undef, a, ir.Constant(ir.IntType(32), 0))
+            broadcast = b.shuffle_vector(lane0, undef, splat)
+            for v in range(self.nv):
+                updated.append(b.call(fma, [broadcast, bvecs[v], accs[i * self.nv + v]]))
+        kk.add_incoming(b.add(kk, ir.Constant(I64, 1)), b.block)
+        for acc, new in zip(accs, updated, strict=True):
+            acc.add_incoming(new, b.block)
+        b.branch(head)
+        b.position_at_end(done)
+        for i in range(self.mr):
+            for v in range(self.nv):
+                slot = b.gep(self.tile, [ir.Constant(I64, i * self.nr + v * self.lanes)], inbounds=True)
+                b.store(accs[i * self.nv + v], b.bitcast(slot, vptr), align=64)
+
+    def merge(self, b: ir.IRBuilder, row0, rows, col0, cols, first, last) -> None:
+        """out[rows, cols] = tile (first slice) or out + tile, through the epilogue after the last."""
+        final = self.fn.append_basic_block("final")
+        partial = self.fn.append_basic_block("partial")
+        joined = self.fn.append_basic_block("merged")
+        b.cbranch(last, final, partial)
+        for block, epilogue in ((final, True), (partial, False)):
+            b.position_at_end(block)
+
+            def row(b, i, epilogue=epilogue):
+                r = b.add(row0, i)
+                out = b.gep(self.c, [b.add(b.mul(r, self.n), col0)], inbounds=True)
+                tile = b.gep(self.tile, [b.mul(i, ir.Constant(I64, self.nr))], inbounds=True)
+
+                def column(b, j):
+                    slot = b.gep(out, [j], inbounds=True)
+                    value = b.load(b.gep(tile, [j], inbounds=True))
+                    value = b.select(first, value, b.fadd(value, b.load(slot)))
+                    if epilogue:
+                        col = b.add(col0, j)
+                        value = self.expr(b, self.kernel.epilogue, lambda x: self.extra(b, x, r, col), value)
+                    b.store(value, slot)
+
+                self._flat_loop(b, ir.Constant(I64, 0), cols, "j", column)
+
+            self._flat_loop(b, ir.Constant(I64, 0), rows, "i", row)
+            b.branch(joined)
+        b.position_at_end(joined)
+
+    def extra(self, b: ir.IRBuilder, index: int, row, col) -> ir.Value:
+        rs, cs = self.kernel.extra_strides(index)
+        offset = ir.Constant(I64, 0)
+        if rs:
+            offset = b.add(offset, b.mul(row, self.n if rs == "n" else ir.Constant(I64, 1)))
+        if cs:
+            offset = b.add(offset, col)
+        return b.load(b.gep(self.extras[index], [offset], inbounds=True))
+
+
+def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Module:
+    """An LLVM module with one function per kernel (`Kernel` or `Matmul`); matmuls are blocked
+    for `vector_bits`-wide vector registers."""
     module = ir.Module(name=name)
     for kernel in kernels:
-        _Emitter(module, kernel).emit()
+        if isinstance(kernel, Matmul):
+            _MatmulEmitter(module, kernel, vector_bits).emit()
+        else:
+            _Emitter(module, kernel).emit()
     return module

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codegen.executable import compile_graph
-from codegen.kernel import BINARY_OPS, UNARY_OPS, Kernel, KernelInput, Load
+from codegen.kernel import BINARY_OPS, UNARY_OPS, Kernel, KernelInput, Load, format_expr
 from codegen.schedule import KernelStep, NodeStep, schedule
 from ir import dtypes
 from ir.graph import Graph
@@ -90,13 +90,14 @@ graph g(%x: f32[batch,8], %w: f32[8,8]) {
   return %5
 }""")
     steps = schedule(g)
-    assert [type(s).__name__ for s in steps] == ["KernelStep", "NodeStep", "KernelStep", "KernelStep"]
-    assert steps[0].nodes == (0, 1) and steps[2].nodes == (3,) and steps[3].nodes == (4, 5)
+    assert [type(s).__name__ for s in steps] == ["KernelStep"] * 4
+    # the product is used twice: stored by the matmul kernel, not an epilogue of it
+    assert [s.nodes for s in steps] == [(0, 1), (2,), (3,), (4, 5)]
     # exp differs from numpy's by an ulp at most; the matmul and the cancellation in %5 amplify it
     exe = _check(
         g, lambda b: [_rand((b, 8), "float32"), _rand((8, 8), "float32", seed=2)], rtol=1e-5, atol=1e-5
     )
-    assert "exp(neg(in0[i]))" in str(exe) and "interpreter: node 2 matmul" in str(exe)
+    assert "exp(neg(in0[i]))" in str(exe) and "matmul -> f32[batch,8]: out = acc," in str(exe)
 
 
 def test_integer_and_other_nodes_stay_on_the_interpreter():
@@ -134,7 +135,12 @@ def test_lenet_with_compiled_activations_matches_the_interpreter():
     graphc.manual_seed(0)
     graph = graphc.script(LeNet("size").eval(), (graphc.randn(2, 1, 32, 32),)).graph
     exe = compile_graph(graph)
-    assert sum(isinstance(s, KernelStep) for s in exe.steps) == 4  # the relus
+    # the conv relus, and the three linears as matmuls with bias (+ relu) epilogues
+    kernels = [s.kernel for s in exe.steps if isinstance(s, KernelStep)]
+    assert [type(k).__name__ for k in kernels] == ["Kernel", "Kernel", "Matmul", "Matmul", "Matmul"]
+    assert [format_expr(k.epilogue) for k in kernels[2:]] == ["relu(add(acc, in0[i]))"] * 2 + [
+        "add(acc, in0[i])"
+    ]
     for batch in (1, 7):
         x = _rand((batch, 1, 32, 32), "float32", seed=batch)
         np.testing.assert_allclose(exe.run([x])[0], run(graph, [x])[0], rtol=1e-5, atol=1e-6)

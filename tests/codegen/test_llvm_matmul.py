@@ -1,0 +1,230 @@
+"""Matmul kernels (register-blocked, cache-tiled, b packed in panels) and their fused epilogues,
+against the reference interpreter: edge sizes around the register block and the cache blocks,
+both float dtypes, 1-D and batched left operands, symbolic batch sizes from one compilation,
+every broadcast pattern of an epilogue operand, the parallel split, random epilogue chains."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import codegen.executable as executable
+from codegen.executable import compile_graph, pack_matmul_b
+from codegen.kernel import Matmul, format_expr, matmul_extra_strides
+from codegen.schedule import KernelStep, NodeStep
+from ir import dtypes
+from ir.graph import Graph
+from ir.interpreter import run
+from ir.parser import parse_graph
+from ir.types import TensorType
+
+
+def _matmul_graph(a_shape, b_shape, dtype="float32", weight=None):
+    g = Graph("mm")
+    t = dtypes.from_name(dtype)
+    a = g.add_input("a", TensorType(t, a_shape))
+    b = g.add_weight("b", weight) if weight is not None else g.add_input("b", TensorType(t, b_shape))
+    (y,) = g.add_node("matmul", [a, b])
+    g.set_outputs([y])
+    return g
+
+
+def _close(got, want, depth, dtype):
+    # the sum of `depth` products in another order: rounding grows with sqrt(depth) typically
+    eps = np.finfo(dtype).eps
+    tolerance = 8 * eps * max(depth, 1) ** 0.5 * max(1.0, float(np.abs(want).max(initial=0)))
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "m, k, n",
+    [
+        (1, 1, 1),
+        (1, 784, 512),  # a vector times a matrix
+        (5, 7, 3),  # smaller than one register block
+        (6, 16, 64),  # exactly one block (float32, AVX-512)
+        (7, 17, 65),  # one past a block each way
+        (13, 300, 130),  # K over two cache slices
+        (130, 513, 33),  # rows over two cache blocks, K over three slices
+        (4, 0, 5),  # nothing to sum: zeros
+    ],
+)
+def test_matmul_matches_the_interpreter(m, k, n, dtype):
+    rng = np.random.default_rng(m * 1000 + k + n)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    g = _matmul_graph((m, k), (k, n), dtype)
+    exe = compile_graph(g)
+    assert isinstance(exe.steps[0].kernel, Matmul)
+    _close(exe.run([a, b])[0], run(g, [a, b])[0], k, dtype)
+
+
+def test_one_artifact_serves_every_batch_size_and_packs_a_weight_once():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((40, 70)).astype(np.float32)
+    g = _matmul_graph(("batch", 40), (40, 70), weight=w)
+    exe = compile_graph(g)
+    for batch in (1, 3, 64, 1000):
+        x = rng.standard_normal((batch, 40)).astype(np.float32)
+        _close(exe.run([x])[0], x @ w, 40, "float32")
+    assert len(exe._packed) == 1  # packed on the first call, reused after
+
+
+def test_left_operands_of_any_rank():
+    rng = np.random.default_rng(1)
+    b = rng.standard_normal((9, 11)).astype(np.float32)
+    for shape in [(9,), (2, 3, 9), ("batch", 4, 9)]:
+        g = _matmul_graph(shape, (9, 11))
+        exe = compile_graph(g)
+        concrete = tuple(5 if d == "batch" else d for d in shape)
+        a = rng.standard_normal(concrete).astype(np.float32)
+        _close(exe.run([a, b])[0], run(g, [a, b])[0], 9, "float32")
+
+
+def test_batched_right_operands_stay_on_the_interpreter():
+    g = _matmul_graph((2, 3, 4), (2, 4, 5))
+    exe = compile_graph(g)
+    assert isinstance(exe.steps[0], NodeStep)
+    a, b = np.ones((2, 3, 4), np.float32), np.ones((2, 4, 5), np.float32)
+    np.testing.assert_array_equal(exe.run([a, b])[0], run(g, [a, b])[0])
+
+
+def test_packing_layout():
+    b = np.arange(12, dtype=np.float32).reshape(3, 4)  # K=3, N=4
+    packed = pack_matmul_b(b, 3)  # panels of 3 columns: [2][3][3], zero-padded
+    assert packed.shape == (2, 3, 3)
+    np.testing.assert_array_equal(packed[0], b[:, :3])
+    np.testing.assert_array_equal(packed[1], np.stack([b[:, 3], np.zeros(3), np.zeros(3)], axis=1))
+
+
+def test_extra_strides_cover_the_broadcast_patterns():
+    out = ("batch", 4, 8)
+    assert matmul_extra_strides((8,), out) == (0, 1)  # a bias
+    assert matmul_extra_strides((1, 1, 8), out) == (0, 1)
+    assert matmul_extra_strides((), out) == (0, 0)  # a scalar
+    assert matmul_extra_strides(("batch", 4, 8), out) == ("n", 1)  # a residual
+    assert matmul_extra_strides(("batch", 4, 1), out) == (1, 0)  # one value a row
+    assert matmul_extra_strides((4, 8), out) is None  # varies along some leading dims only
+    assert matmul_extra_strides(("batch", 1, 8), out) is None
+
+
+EPILOGUE = (
+    "graph g(%x: f32[batch,6,12], %w: f32[12,20], %bias: f32[20], %res: f32[batch,6,20], "
+    "%row: f32[batch,6,1], %s: f32[], %part: f32[6,20]) {"
+    + """
+  %0: f32[batch,6,20] = matmul(%x, %w)
+  %1: f32[batch,6,20] = add(%0, %bias)
+  %2: f32[batch,6,20] = mul(%1, %s)
+  %3: f32[batch,6,20] = tanh(%2)
+  %4: f32[batch,6,20] = add(%3, %res)
+  %5: f32[batch,6,20] = mul(%row, %4)
+  %6: f32[batch,6,20] = sub(%5, %part)
+  return %6
+}"""
+)
+
+
+def test_epilogues_take_every_supported_operand_and_stop_at_others():
+    g = parse_graph(EPILOGUE)
+    exe = compile_graph(g)
+    (mm, rest) = [s for s in exe.steps if isinstance(s, KernelStep)]
+    assert format_expr(mm.kernel.epilogue) == "mul(in3[i], add(tanh(mul(add(acc, in0[i]), in1[i])), in2[i]))"
+    assert mm.nodes == (0, 1, 2, 3, 4, 5) and rest.nodes == (6,)  # %part broadcasts along dim 0 only
+    rng = np.random.default_rng(2)
+    for batch in (1, 3):
+        shapes = [(batch, 6, 12), (12, 20), (20,), (batch, 6, 20), (batch, 6, 1), (), (6, 20)]
+        inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        _close(exe.run(inputs)[0], run(g, inputs)[0], 12, "float32")
+
+
+def test_chains_stop_where_a_value_is_used_twice_or_returned():
+    g = parse_graph("""
+graph g(%x: f32[batch,8], %w: f32[8,8]) {
+  %0: f32[batch,8] = matmul(%x, %w)
+  %1: f32[batch,8] = relu(%0)
+  %2: f32[batch,8] = exp(%1)
+  %3: f32[batch,8] = add(%2, %1)
+  return %3, %2
+}""")
+    exe = compile_graph(g)
+    kernels = [s for s in exe.steps if isinstance(s, KernelStep)]
+    assert kernels[0].nodes == (0, 1) and format_expr(kernels[0].kernel.epilogue) == "relu(acc)"
+    rng = np.random.default_rng(3)
+    inputs = [rng.standard_normal((5, 8)).astype(np.float32), rng.standard_normal((8, 8)).astype(np.float32)]
+    for got, want in zip(exe.run(inputs), run(g, inputs), strict=True):
+        _close(got, want, 8, "float32")
+
+
+def test_parallel_split_over_rows(monkeypatch):
+    monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    rng = np.random.default_rng(4)
+    g = _matmul_graph(("batch", 33), (33, 70))
+    exe = compile_graph(g)
+    for batch in (1, 2, 5, 100):
+        a = rng.standard_normal((batch, 33)).astype(np.float32)
+        b = rng.standard_normal((33, 70)).astype(np.float32)
+        _close(exe.run([a, b])[0], a @ b, 33, "float32")
+
+
+def test_mlp_compiles_to_three_matmul_kernels_and_matches_eager():
+    import graphc
+    import graphc.nn as nn
+
+    graphc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    scripted = graphc.script(model.eval(), (graphc.randn(2, 784),), backend="llvm")
+    for batch in (1, 3, 64):
+        x = graphc.randn(batch, 784)
+        with graphc.no_grad():
+            want = model(x).numpy()
+        np.testing.assert_allclose(scripted(x).numpy(), want, rtol=1e-4, atol=1e-5)
+    steps = scripted._executables["forward"].steps
+    assert [type(s.kernel).__name__ for s in steps] == ["Matmul"] * 3
+
+
+UNARY = ["relu", "tanh", "exp", "neg", "sigmoid", "abs"]
+BINARY = ["add", "sub", "mul", "maximum", "minimum"]
+
+
+@st.composite
+def epilogue_graphs(draw):
+    """A matmul of random sizes followed by a random chain of elementwise ops, whose other
+    operands are biases, residuals, row values or scalars."""
+    m, k, n = draw(st.integers(1, 20)), draw(st.integers(0, 40)), draw(st.integers(1, 70))
+    dtype = draw(st.sampled_from(["f32", "f64"]))
+    t = dtypes.from_name({"f32": "float32", "f64": "float64"}[dtype])
+    g = Graph("g")
+    x = g.add_input("x", TensorType(t, ("batch", k)))
+    w = g.add_input("w", TensorType(t, (k, n)))
+    (y,) = g.add_node("matmul", [x, w])
+    shapes = {"bias": (n,), "residual": ("batch", n), "row": ("batch", 1), "scalar": ()}
+    for i in range(draw(st.integers(0, 4))):
+        if draw(st.booleans()):
+            (y,) = g.add_node(draw(st.sampled_from(UNARY)), [y])
+        else:
+            kind = draw(st.sampled_from(sorted(shapes)))
+            other = g.add_input(f"in{i}", TensorType(t, shapes[kind]))
+            pair = [y, other] if draw(st.booleans()) else [other, y]
+            (y,) = g.add_node(draw(st.sampled_from(BINARY)), pair)
+    g.set_outputs([y])
+    return g, m, k
+
+
+@settings(max_examples=40, deadline=None)
+@given(epilogue_graphs())
+def test_random_matmul_epilogues_match_the_interpreter(case):
+    g, m, k = case
+    exe = compile_graph(g)
+    rng = np.random.default_rng(m + k)
+    inputs = []
+    for v in g.inputs:
+        shape = tuple(m if d == "batch" else d for d in v.type.shape)
+        inputs.append(rng.standard_normal(shape).astype(v.type.dtype.np))
+    with np.errstate(all="ignore"):
+        got, want = exe.run(inputs)[0], run(g, inputs)[0]
+    eps = np.finfo(got.dtype).eps
+    tolerance = 64 * eps * max(k, 1) ** 0.5 * max(1.0, float(np.nanmax(np.abs(want), initial=0)))
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance, equal_nan=True)
