@@ -38,7 +38,10 @@ class CompiledGraph:
         self.steps = schedule(self.graph)
         kernels = [s.kernel for s in self.steps if isinstance(s, KernelStep)]
         self._functions = {}
-        self._packed: dict[tuple, tuple] = {}  # (weight name, panel) -> (weight, packed)
+        self._packed: dict[tuple, np.ndarray] = {}  # (weight name, panel) -> packed
+        self._keep: list[
+            np.ndarray
+        ] = []  # weights converted for kernels, alive while their addresses are used
         self._panels: dict[str, int] = {}  # matmul kernel -> columns per packed panel of b
         if kernels:
             # llvmlite only when there is code to build
@@ -59,59 +62,109 @@ class CompiledGraph:
                 argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * sizes
                 self._functions[k.name] = ctypes.CFUNCTYPE(None, *argtypes)(compiled.addresses[k.name])
 
+        self._plan = [self._runner(step) for step in self.steps]
+
     def __str__(self) -> str:
         return format_schedule(self.steps)
 
     def run(self, arrays, weights: dict | None = None) -> list[np.ndarray]:
         """The graph's outputs for `arrays` (a list in input order or a dict by name)."""
         env, bindings = start(self.graph, arrays)
-        for step in self.steps:
-            if isinstance(step, NodeStep):
-                run_node(step.node, env, bindings, np, weights)  # a cond's branches read `weights`
-                continue
-            k = step.kernel
-            if isinstance(k, Matmul):
-                env[step.output] = self._matmul(step, env, bindings)
-                continue
-            ranges = concrete_shape(k.ranges, bindings)
-            if k.reduce is not None and k.reduce.op != "sum" and 0 in ranges:
-                raise ShapeError(
-                    f"{'amax' if k.reduce.op == 'max' else 'amin'}(): cannot reduce an empty tensor of shape "
-                    f"{ranges} over dims {k.reduce.axes} (no identity element)"
-                )
-            out = np.empty(concrete_shape(k.out_shape, bindings), dtype=k.dtype.np)
-            ins = [np.ascontiguousarray(env[name], dtype=k.dtype.np) for name in step.inputs]
-            sizes = [bindings[s] for s in k.symbols]
-            if out.size or k.reduce is not None:
-                args = (out.ctypes.data, *(a.ctypes.data for a in ins), *sizes)
-                _launch(self._functions[k.name], k, args, ranges)
-            env[step.output] = out
+        for step in self._plan:
+            step(env, bindings, weights)
         return [env[v.name] for v in self.graph.outputs]
 
-    def _matmul(self, step: KernelStep, env: dict, bindings: dict) -> np.ndarray:
-        k = step.kernel
+    def _runner(self, step):
+        """A function (env, bindings, weights) that runs `step`, with what does not change
+        between calls (weights' packing and addresses, static shapes) worked out now."""
+        if isinstance(step, NodeStep):
+            node = step.node
+            # a cond's branches read `weights`
+            return lambda env, bindings, weights: run_node(node, env, bindings, np, weights)
+        if isinstance(step.kernel, Matmul):
+            return self._matmul_runner(step)
+        k, function, output = step.kernel, self._functions[step.kernel.name], step.output
         t = k.dtype.np
-        a = np.ascontiguousarray(env[step.inputs[0]], dtype=t)
-        depth, n = concrete_shape(k.b.shape, bindings)
-        rows = a.size // depth if depth else int(np.prod(a.shape[:-1], dtype=np.int64))
-        packed = self._packed_b(step.inputs[1], env[step.inputs[1]], self._panels[k.name], t)
-        extras = [np.ascontiguousarray(env[name], dtype=t) for name in step.inputs[2:]]
-        out = np.empty(concrete_shape(k.out_shape, bindings), dtype=t)
-        if out.size:
-            args = (out.ctypes.data, a.ctypes.data, packed.ctypes.data, *(x.ctypes.data for x in extras))
-            parallel = rows * n * depth >= MATMUL_PARALLEL_MIN_MACS
-            _launch(self._functions[k.name], k, (*args, rows, n, depth), (rows,), parallel)
-        return out
+        loads = [self._operand(name, t) for name in step.inputs]
+        symbols = k.symbols
+        if k.reduce is not None and k.reduce.op != "sum":
+            op = "amax" if k.reduce.op == "max" else "amin"
+        else:
+            op = None
 
-    def _packed_b(self, name: str, b: np.ndarray, panel: int, dtype) -> np.ndarray:
-        """`b` (K, N) in the matmul kernel's layout, packed once for a weight."""
-        cached = self._packed.get((name, panel))
-        if cached is not None and cached[0] is b:
-            return cached[1]
-        packed = pack_matmul_b(b, panel, dtype)
+        def kernel(env, bindings, weights):
+            ranges = concrete_shape(k.ranges, bindings)
+            if op is not None and 0 in ranges:
+                raise ShapeError(
+                    f"{op}(): cannot reduce an empty tensor of shape {ranges} over dims {k.reduce.axes} "
+                    "(no identity element)"
+                )
+            out = np.empty(concrete_shape(k.out_shape, bindings), dtype=t)
+            if out.size or k.reduce is not None:
+                args = (_address(out), *(load(env) for load in loads), *(bindings[s] for s in symbols))
+                _launch(function, k, args, ranges)
+            env[output] = out
+
+        return kernel
+
+    def _operand(self, name: str, dtype):
+        """A function of env giving the address of value `name` as a contiguous `dtype` array
+        (kept alive by env); a weight's is fixed now."""
         if name in self.graph.weights:
-            self._packed[(name, panel)] = (b, packed)
-        return packed
+            array = np.ascontiguousarray(self.graph.weight_data[name], dtype=dtype)
+            self._keep.append(array)
+            address = _address(array)
+            return lambda env: address
+
+        def load(env):
+            value = env[name]
+            if value.dtype != dtype or not value.flags.c_contiguous:
+                value = env[name] = np.ascontiguousarray(value, dtype=dtype)
+            return _address(value)
+
+        return load
+
+    def _matmul_runner(self, step: KernelStep):
+        k, function, output = step.kernel, self._functions[step.kernel.name], step.output
+        t = k.dtype.np
+        a_name, b_name = step.inputs[:2]
+        extras = [self._operand(name, t) for name in step.inputs[2:]]
+        panel = self._panels[k.name]
+        if b_name in self.graph.weights:  # packed once, now
+            packed = pack_matmul_b(self.graph.weight_data[b_name], panel, t)
+            self._packed[(b_name, panel)] = packed
+            address = _address(packed)
+            packed_b = lambda env: address  # noqa: E731
+        else:
+
+            def packed_b(env):
+                packed = env[f"{b_name}/packed{panel}"] = pack_matmul_b(env[b_name], panel, t)
+                return _address(packed)
+
+        static_b = not any(isinstance(d, str) for d in k.b.shape)
+
+        def matmul(env, bindings, weights):
+            a = env[a_name]
+            if a.dtype != t or not a.flags.c_contiguous:
+                a = np.ascontiguousarray(a, dtype=t)
+            kk, nn = k.b.shape if static_b else env[b_name].shape
+            out = np.empty((*a.shape[:-1], nn), dtype=t)
+            env[output] = out
+            if not out.size:
+                return
+            rows = a.size // kk if kk else out.size // nn
+            args = (_address(out), _address(a), packed_b(env), *(load(env) for load in extras), rows, nn, kk)
+            _launch(function, k, args, (rows,), rows * nn * kk >= MATMUL_PARALLEL_MIN_MACS)
+
+        return matmul
+
+
+def _address(array: np.ndarray) -> int:
+    """The address of `array`'s data (faster than .ctypes.data where the array is writable)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    except (TypeError, ValueError):  # read-only or empty
+        return array.ctypes.data
 
 
 def pack_matmul_b(b: np.ndarray, panel: int, dtype=None) -> np.ndarray:

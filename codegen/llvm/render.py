@@ -289,99 +289,122 @@ def matmul_tile(dtype: dtypes.DType, vector_bits: int) -> tuple[int, int, int]:
     return 6, lanes, 4 if vector_bits >= 512 else 2
 
 
-class _MatmulEmitter(_Code):
-    """`void name(T* out, T* a, T* b_packed, T* extras..., i64 M, i64 N, i64 K, i64 lo, i64 hi)`:
-    rows lo..hi of epilogue(a @ b), a read in place (rows of K values), b packed by the caller
-    into panels of NR columns ([ceil(N / NR)][K][NR], zero-padded: `pack_matmul_b`).
+class _Gemm(_Code):
+    """Blocked matrix products: `gemm` emits C = epilogue(A @ B) for row-major A (rows of `lda`
+    values), B packed in panels of NR columns ([panels][K][NR], zero-padded) and C with rows
+    of `ldc` values.
 
     Loops: KC-slices of K, MC-blocks of rows, NR-panels of columns, MR-blocks of rows; the
     micro-kernel keeps an MR x NR block of accumulators in vector registers (one broadcast of
-    `a` and NR/lanes vector loads of `b` per MR*NR/lanes fused multiply-adds), writes it to a
-    tile on the stack, and a merge loop adds it to `out` — through the epilogue after the last
-    slice. Rows past M are read as row M-1 and never stored, so no block needs a special case."""
+    `a` and NR/lanes vector loads of `b` per MR*NR/lanes fused multiply-adds; a variant for
+    each row count below MR, so a single row costs one row), writes it to a tile on the stack,
+    and a merge loop adds it to C — through the epilogue after the last slice."""
 
-    def __init__(self, module: ir.Module, kernel: Matmul, vector_bits: int) -> None:
-        t = _float_type(kernel.dtype)
-        args = [t.as_pointer()] * (3 + len(kernel.extras)) + [I64] * 5
-        super().__init__(module, kernel.name, kernel.dtype, args)
-        self.kernel = kernel
-        for a in self.fn.args[: 3 + len(kernel.extras)]:
-            a.add_attribute("noalias")
-        self.c, self.a, self.bp = self.fn.args[:3]
-        self.extras = self.fn.args[3 : 3 + len(kernel.extras)]
-        self.m, self.n, self.k, self.lo, self.hi = self.fn.args[-5:]
-        self.mr, self.lanes, self.nv = matmul_tile(kernel.dtype, vector_bits)
+    def setup(self, vector_bits: int) -> None:
+        self.mr, self.lanes, self.nv = matmul_tile(self.dtype, vector_bits)
         self.nr = self.lanes * self.nv
         self.vec = ir.VectorType(self.t, self.lanes)
-        self.item = 4 if kernel.dtype is dtypes.float32 else 8
+        self.item = 4 if self.dtype is dtypes.float32 else 8
 
-    def emit(self) -> None:
+    def entry(self) -> ir.IRBuilder:
         b = ir.IRBuilder(self.fn.append_basic_block("entry"))
-        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         tile = b.alloca(ir.ArrayType(self.t, self.mr * self.nr), name="tile")
         tile.align = 64
-        self.tile = b.gep(tile, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 0)])
+        i32 = ir.IntType(32)
+        self.tile = b.gep(tile, [ir.Constant(i32, 0), ir.Constant(i32, 0)])
+        return b
 
-        def smaller(x, y):
+    def gemm(self, b: ir.IRBuilder, *, a, lda, lo, hi, bp, n, k, c, ldc, epilogue, extra) -> None:
+        """Rows lo..hi of C (n columns) = epilogue(A @ B) over k; `extra(b, i, row, col)` reads
+        epilogue operand i at a point of C."""
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+
+        def smaller(b, x, y):
             return b.select(b.icmp_signed("<", x, y), x, y)
 
-        def slice_(b, pc):
-            kc = smaller(c64(MATMUL_KC), b.sub(self.k, pc))
-            first = b.icmp_signed("==", pc, c64(0))
-            last = b.icmp_signed("==", b.add(pc, kc), self.k)
-
-            def block(b, ic):
-                end = smaller(b.add(ic, mc), self.hi)
-
-                def panel(b, jr):
-                    bp = b.gep(self.bp, [b.add(b.mul(jr, self.k), b.mul(pc, c64(self.nr)))], inbounds=True)
-                    cols = smaller(c64(self.nr), b.sub(self.n, jr))
-
-                    def rows_(b, ir_):
-                        rows = smaller(c64(self.mr), b.sub(end, ir_))
-                        self.micro(b, ir_, pc, kc, bp)
-                        self.merge(b, ir_, rows, jr, cols, first, last)
-
-                    self._flat_loop(b, ic, end, "ir", rows_, step=self.mr)
-
-                self._flat_loop(b, c64(0), self.n, "jr", panel, step=self.nr)
-
-            self._flat_loop(b, self.lo, self.hi, "ic", block, step=mc)
-
-        # row blocks of at most MC rows, as even as multiples of MR allow: ceil(rows / blocks)
-        # rounded up to MR, for blocks = ceil(rows / MC)
-        count = b.sub(self.hi, self.lo)
+        # row blocks of at most MC rows, as even as multiples of MR allow
+        count = b.sub(hi, lo)
         blocks = b.sdiv(b.add(count, c64(MATMUL_MC - 1)), c64(MATMUL_MC))
         blocks = b.select(b.icmp_signed(">", blocks, c64(0)), blocks, c64(1))
         mc = b.sdiv(b.add(count, b.sub(blocks, c64(1))), blocks)
         mc = b.mul(b.sdiv(b.add(mc, c64(self.mr - 1)), c64(self.mr)), c64(self.mr))
         mc = b.select(b.icmp_signed(">", mc, c64(0)), mc, c64(self.mr))
-        # K = 0 still makes one pass: the product is zeros, and the epilogue runs
-        stop = b.select(b.icmp_signed(">", self.k, c64(0)), self.k, c64(1))
-        self._flat_loop(b, c64(0), stop, "pc", slice_, step=MATMUL_KC)
-        b.ret_void()
 
-    def micro(self, b: ir.IRBuilder, row0, pc, kc, bp) -> None:
-        """The MR x NR block at rows row0.., summed over kc values from pc, into the tile."""
-        last_row = b.sub(self.m, ir.Constant(I64, 1))
+        def slice_(b, pc):
+            kc = smaller(b, c64(MATMUL_KC), b.sub(k, pc))
+            first = b.icmp_signed("==", pc, c64(0))
+            last = b.icmp_signed("==", b.add(pc, kc), k)
+
+            def block(b, ic):
+                end = smaller(b, b.add(ic, mc), hi)
+
+                def panel(b, jr):
+                    panel_b = b.gep(bp, [b.add(b.mul(jr, k), b.mul(pc, c64(self.nr)))], inbounds=True)
+                    cols = smaller(b, c64(self.nr), b.sub(n, jr))
+
+                    def rows_(b, row0):
+                        rows = smaller(b, c64(self.mr), b.sub(end, row0))
+                        self.micro(b, a, lda, row0, rows, pc, kc, panel_b)
+                        self.merge(b, c, ldc, row0, rows, jr, cols, first, last, epilogue, extra)
+
+                    self._flat_loop(b, ic, end, "ir", rows_, step=self.mr)
+
+                self._flat_loop(b, c64(0), n, "jr", panel, step=self.nr)
+
+            self._flat_loop(b, lo, hi, "ic", block, step=mc)
+
+        # K = 0 still makes one pass: the product is zeros, and the epilogue runs
+        stop = b.select(b.icmp_signed(">", k, c64(0)), k, c64(1))
+        self._flat_loop(b, c64(0), stop, "pc", slice_, step=MATMUL_KC)
+
+    def micro(self, b: ir.IRBuilder, a, lda, row0, rows, pc, kc, bp) -> None:
+        """Rows row0..row0+rows (at most MR) x NR columns, summed over kc values from pc, into
+        the tile: one variant per row count, picked by a switch."""
+        after = self.fn.append_basic_block("micro_done")
+        variants = [self.fn.append_basic_block(f"micro{r}") for r in range(1, self.mr + 1)]
+        switch = b.switch(rows, variants[-1])
+        for r, block in enumerate(variants[:-1], start=1):
+            switch.add_case(ir.Constant(I64, r), block)
+        for r, block in enumerate(variants, start=1):
+            b.position_at_end(block)
+            b.call(self.micro_function(r), [a, lda, row0, pc, kc, bp, self.tile])
+            b.branch(after)
+        b.position_at_end(after)
+
+    def micro_function(self, count: int) -> ir.Function:
+        """The micro-kernel for `count` rows, shared by every kernel of the module (and kept out
+        of line, so it is optimized once): (a, lda, row0, pc, kc, b panel, tile)."""
+        name = f"graphc.micro.{self.suffix}.{self.lanes}x{self.nv}.r{count}"
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
+        ptr = self.t.as_pointer()
+        fn = ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [ptr, I64, I64, I64, I64, ptr, ptr]), name=name
+        )
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        for i in (0, 5, 6):
+            fn.args[i].add_attribute("noalias")
+        a, lda, row0, pc, kc, bp, tile = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
         rows = []
-        for i in range(self.mr):
+        for i in range(count):
             r = b.add(row0, ir.Constant(I64, i))
-            r = b.select(b.icmp_signed("<", r, last_row), r, last_row)
-            rows.append(b.gep(self.a, [b.add(b.mul(r, self.k), pc)], inbounds=True))
+            rows.append(b.gep(a, [b.add(b.mul(r, lda), pc)], inbounds=True))
         fma = self.intrinsic("fma", 3, self.vec)
         zero = ir.Constant(self.vec, [0.0] * self.lanes)
         vptr = self.vec.as_pointer()
         before = b.block
-        head = self.fn.append_basic_block("k_loop")
-        body = self.fn.append_basic_block("k_body")
-        done = self.fn.append_basic_block("k_done")
+        head = fn.append_basic_block("k_loop")
+        body = fn.append_basic_block("k_body")
+        done = fn.append_basic_block("k_done")
         b.branch(head)
         b.position_at_end(head)
         kk = b.phi(I64, name="k")
         kk.add_incoming(ir.Constant(I64, 0), before)
         accs = []
-        for _ in range(self.mr * self.nv):
+        for _ in range(count * self.nv):
             acc = b.phi(self.vec)
             acc.add_incoming(zero, before)
             accs.append(acc)
@@ -395,9 +418,9 @@ class _MatmulEmitter(_Code):
         updated = []
         undef = ir.Constant(self.vec, ir.Undefined)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), self.lanes), [0] * self.lanes)
-        for i in range(self.mr):
-            a = b.load(b.gep(rows[i], [kk], inbounds=True))
-            lane0 = b.insert_element(undef, a, ir.Constant(ir.IntType(32), 0))
+        for i in range(count):
+            value = b.load(b.gep(rows[i], [kk], inbounds=True))
+            lane0 = b.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
             broadcast = b.shuffle_vector(lane0, undef, splat)
             for v in range(self.nv):
                 updated.append(b.call(fma, [broadcast, bvecs[v], accs[i * self.nv + v]]))
@@ -406,32 +429,34 @@ class _MatmulEmitter(_Code):
             acc.add_incoming(new, b.block)
         b.branch(head)
         b.position_at_end(done)
-        for i in range(self.mr):
+        for i in range(count):
             for v in range(self.nv):
-                slot = b.gep(self.tile, [ir.Constant(I64, i * self.nr + v * self.lanes)], inbounds=True)
+                slot = b.gep(tile, [ir.Constant(I64, i * self.nr + v * self.lanes)], inbounds=True)
                 b.store(accs[i * self.nv + v], b.bitcast(slot, vptr), align=64)
+        b.ret_void()
+        return fn
 
-    def merge(self, b: ir.IRBuilder, row0, rows, col0, cols, first, last) -> None:
-        """out[rows, cols] = tile (first slice) or out + tile, through the epilogue after the last."""
+    def merge(self, b: ir.IRBuilder, c, ldc, row0, rows, col0, cols, first, last, epilogue, extra) -> None:
+        """C[rows, cols] = tile (first slice) or C + tile, through the epilogue after the last."""
         final = self.fn.append_basic_block("final")
         partial = self.fn.append_basic_block("partial")
         joined = self.fn.append_basic_block("merged")
         b.cbranch(last, final, partial)
-        for block, epilogue in ((final, True), (partial, False)):
+        for block, apply in ((final, True), (partial, False)):
             b.position_at_end(block)
 
-            def row(b, i, epilogue=epilogue):
+            def row(b, i, apply=apply):
                 r = b.add(row0, i)
-                out = b.gep(self.c, [b.add(b.mul(r, self.n), col0)], inbounds=True)
+                out = b.gep(c, [b.add(b.mul(r, ldc), col0)], inbounds=True)
                 tile = b.gep(self.tile, [b.mul(i, ir.Constant(I64, self.nr))], inbounds=True)
 
                 def column(b, j):
                     slot = b.gep(out, [j], inbounds=True)
                     value = b.load(b.gep(tile, [j], inbounds=True))
                     value = b.select(first, value, b.fadd(value, b.load(slot)))
-                    if epilogue:
+                    if apply:
                         col = b.add(col0, j)
-                        value = self.expr(b, self.kernel.epilogue, lambda x: self.extra(b, x, r, col), value)
+                        value = self.expr(b, epilogue, lambda x: extra(b, x, r, col), value)
                     b.store(value, slot)
 
                 self._flat_loop(b, ir.Constant(I64, 0), cols, "j", column)
@@ -440,14 +465,51 @@ class _MatmulEmitter(_Code):
             b.branch(joined)
         b.position_at_end(joined)
 
-    def extra(self, b: ir.IRBuilder, index: int, row, col) -> ir.Value:
-        rs, cs = self.kernel.extra_strides(index)
-        offset = ir.Constant(I64, 0)
-        if rs:
-            offset = b.add(offset, b.mul(row, self.n if rs == "n" else ir.Constant(I64, 1)))
-        if cs:
-            offset = b.add(offset, col)
-        return b.load(b.gep(self.extras[index], [offset], inbounds=True))
+
+class _MatmulEmitter(_Gemm):
+    """`void name(T* out, T* a, T* b_packed, T* extras..., i64 M, i64 N, i64 K, i64 lo, i64 hi)`:
+    rows lo..hi of epilogue(a @ b), a read in place (rows of K values), b packed by the caller
+    (`pack_matmul_b`)."""
+
+    def __init__(self, module: ir.Module, kernel: Matmul, vector_bits: int) -> None:
+        t = _float_type(kernel.dtype)
+        args = [t.as_pointer()] * (3 + len(kernel.extras)) + [I64] * 5
+        super().__init__(module, kernel.name, kernel.dtype, args)
+        self.kernel = kernel
+        for a in self.fn.args[: 3 + len(kernel.extras)]:
+            a.add_attribute("noalias")
+        self.setup(vector_bits)
+
+    def emit(self) -> None:
+        b = self.entry()
+        c, a, bp = self.fn.args[:3]
+        extras = self.fn.args[3 : 3 + len(self.kernel.extras)]
+        _, n, k, lo, hi = self.fn.args[-5:]
+
+        def extra(b, index, row, col):
+            rs, cs = self.kernel.extra_strides(index)
+            offset = ir.Constant(I64, 0)
+            if rs:
+                offset = b.add(offset, b.mul(row, n if rs == "n" else ir.Constant(I64, 1)))
+            if cs:
+                offset = b.add(offset, col)
+            return b.load(b.gep(extras[index], [offset], inbounds=True))
+
+        self.gemm(
+            b,
+            a=a,
+            lda=k,
+            lo=lo,
+            hi=hi,
+            bp=bp,
+            n=n,
+            k=k,
+            c=c,
+            ldc=n,
+            epilogue=self.kernel.epilogue,
+            extra=extra,
+        )
+        b.ret_void()
 
 
 def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Module:

@@ -1,0 +1,124 @@
+"""Inference latency of a deployed model: graphc's runtime (the .gcm file compiled for this CPU,
+backend 'llvm') against ONNX Runtime, TorchScript and torch.compile on the same weights, in the
+same run: the MLP 784-512-512-10 and the tutorial LeNet at batch 1 and 256.
+
+Run: python benchmarks/infer.py [--repeat N] [--no-compile]
+     (needs torch, onnxruntime, onnx, onnxscript; --no-compile skips torch.compile, which
+     takes seconds to compile each model)
+
+Every runtime uses 2 threads. Each cell is the median over N rounds of the mean time of a
+batch of calls sized to take about 20 ms; outputs are checked against PyTorch eager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from startup import models as small_models  # noqa: E402  (the LeNet definition)
+
+THREADS = 2
+
+
+def models(nn, F):
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.fc3 = nn.Linear(784, 512), nn.Linear(512, 512), nn.Linear(512, 10)
+
+        def forward(self, x):
+            return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+    return {"MLP 784-512-512-10": (MLP(), (784,)), "LeNet": small_models(nn, F)["lenet"]}
+
+
+def per_call_ms(fn, repeat: int) -> float:
+    fn()
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-6)
+    calls = max(1, int(0.02 / once))
+    rounds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        rounds.append((time.perf_counter() - start) / calls)
+    return float(np.median(rounds)) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+    import torch
+
+    import graphc
+    import runtime
+
+    torch.set_num_threads(THREADS)
+    print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, ", end="")
+    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {THREADS} threads")
+    graphc.manual_seed(0)
+    ours = models(graphc.nn, graphc.nn.functional)
+    theirs = models(torch.nn, torch.nn.functional)
+    print("| model | batch | graphc runtime | ONNX Runtime | TorchScript | torch.compile |")
+    print("|---|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (model, shape) in ours.items():
+            tmodel = theirs[name][0]
+            state = {k: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()}
+            tmodel.load_state_dict(state)
+            model.eval(), tmodel.eval()
+            example = torch.randn(2, *shape)
+            path = Path(tmp) / "model"
+            graphc.script(model, (graphc.tensor(example.numpy()),)).save(f"{path}.gcm")
+            loaded = runtime.load(f"{path}.gcm", backend="llvm")
+            torch.onnx.export(
+                tmodel,
+                (example,),
+                f"{path}.onnx",
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+                dynamo=True,
+            )
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = THREADS
+            session = ort.InferenceSession(f"{path}.onnx", options, providers=["CPUExecutionProvider"])
+            with torch.no_grad():
+                scripted = torch.jit.freeze(torch.jit.trace(tmodel, example))
+                compiled = None if args.no_compile else torch.compile(tmodel, dynamic=False)
+            for batch in (1, 256):
+                x = np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
+                tx = torch.from_numpy(x)
+                with torch.no_grad():
+                    expected = tmodel(tx).numpy()
+                runners = {
+                    "graphc": lambda x=x, m=loaded: m(x)[0],
+                    "ort": lambda x=x, s=session: s.run(None, {"x": x})[0],
+                    "torchscript": lambda tx=tx, m=scripted: m(tx).numpy(),
+                }
+                if compiled is not None:
+                    runners["torch.compile"] = lambda tx=tx, m=compiled: m(tx).numpy()
+                cells = []
+                for key, fn in runners.items():
+                    with torch.no_grad():
+                        np.testing.assert_allclose(fn(), expected, rtol=1e-4, atol=1e-4, err_msg=key)
+                        cells.append(f"{per_call_ms(fn, args.repeat):.3f} ms")
+                cells += ["-"] * (4 - len(cells))
+                print(f"| {name} | {batch} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
