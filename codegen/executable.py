@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from codegen.kernel import Matmul
+from codegen.kernel import Conv2d, Matmul, Pool2d
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
 from ir.errors import ShapeError
 from ir.graph import Graph
@@ -57,6 +57,10 @@ class CompiledGraph:
                     _, lanes, vectors = matmul_tile(k.dtype, bits)
                     self._panels[k.name] = lanes * vectors
                     pointers, sizes = 3 + len(k.extras), 5
+                elif isinstance(k, Conv2d):
+                    pointers, sizes = 3 + len(k.extras), 2
+                elif isinstance(k, Pool2d):
+                    pointers, sizes = 2, 2
                 else:
                     pointers, sizes = 1 + len(k.inputs), len(k.symbols) + 2
                 argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * sizes
@@ -83,6 +87,10 @@ class CompiledGraph:
             return lambda env, bindings, weights: run_node(node, env, bindings, np, weights)
         if isinstance(step.kernel, Matmul):
             return self._matmul_runner(step)
+        if isinstance(step.kernel, Conv2d):
+            return self._conv_runner(step)
+        if isinstance(step.kernel, Pool2d):
+            return self._pool_runner(step)
         k, function, output = step.kernel, self._functions[step.kernel.name], step.output
         t = k.dtype.np
         loads = [self._operand(name, t) for name in step.inputs]
@@ -157,6 +165,48 @@ class CompiledGraph:
             _launch(function, k, args, (rows,), rows * nn * kk >= MATMUL_PARALLEL_MIN_MACS)
 
         return matmul
+
+    def _conv_runner(self, step: KernelStep):
+        k, function, output = step.kernel, self._functions[step.kernel.name], step.output
+        t = k.dtype.np
+        x_name = step.inputs[0]
+        operands = [self._operand(name, t) for name in step.inputs[1:]]  # the weight, the extras
+        co, cg, kh, kw = k.w.shape
+        per_image = co * cg * kh * kw * int(np.prod(k.out_shape[2:]))
+        tail = tuple(k.out_shape[1:])
+
+        def conv(env, bindings, weights):
+            x = env[x_name]
+            if x.dtype != t or not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x, dtype=t)
+            out = np.empty((x.shape[0], *tail), dtype=t)
+            env[output] = out
+            if out.size:
+                images = x.shape[0]
+                args = (_address(out), _address(x), *(load(env) for load in operands))
+                _launch(function, k, args, (images,), images * per_image >= MATMUL_PARALLEL_MIN_MACS)
+
+        return conv
+
+    def _pool_runner(self, step: KernelStep):
+        k, function, output = step.kernel, self._functions[step.kernel.name], step.output
+        t = k.dtype.np
+        x_name = step.inputs[0]
+        tail = tuple(k.out_shape[1:])
+        per_image = int(np.prod(k.x.shape[1:]))
+
+        def pool(env, bindings, weights):
+            x = env[x_name]
+            if x.dtype != t or not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x, dtype=t)
+            out = np.empty((x.shape[0], *tail), dtype=t)
+            env[output] = out
+            if out.size:
+                images = x.shape[0]
+                parallel = images * per_image >= PARALLEL_MIN_POINTS
+                _launch(function, k, (_address(out), _address(x)), (images,), parallel)
+
+        return pool
 
 
 def _address(array: np.ndarray) -> int:

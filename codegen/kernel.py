@@ -180,6 +180,69 @@ def matmul_extra_strides(shape: tuple, out_shape: tuple) -> tuple | None:
     return None
 
 
+@dataclass(frozen=True)
+class Conv2d:
+    """out = epilogue(conv2d(x, w)) in NCHW: x (N, C, H, W), w (CO, C / groups, KH, KW), out
+    (N, CO, OH, OW); only N may be a symbol. Per image and group a matrix product of the weight
+    (CO / groups rows of K = C / groups * KH * KW values) with the image's columns (im2col,
+    packed by the kernel as it goes). `extra_strides[i]` gives epilogue operand i's strides
+    along (image, output channel, output pixel): a per-channel bias is (0, 1, 0). Calls on
+    disjoint ranges of images may run in parallel."""
+
+    name: str
+    dtype: dtypes.DType
+    x: KernelInput
+    w: KernelInput
+    out_shape: tuple
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    epilogue: Expr = Acc()
+    extras: tuple[KernelInput, ...] = ()
+    extra_strides: tuple[tuple[int, int, int], ...] = ()
+
+    splittable = True
+
+
+@dataclass(frozen=True)
+class Pool2d:
+    """out = the maximum of each pooling window of x (N, C, H, W) -> (N, C, OH, OW), windows
+    clipped to the input (padding never wins); only N may be a symbol. Calls on disjoint ranges
+    of images may run in parallel."""
+
+    name: str
+    dtype: dtypes.DType
+    x: KernelInput
+    out_shape: tuple
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    splittable = True
+
+
+def conv_extra_strides(shape: tuple, out_shape: tuple) -> tuple[int, int, int] | None:
+    """How an input of `shape`, broadcast against a convolution's `out_shape` (N, CO, OH, OW),
+    is indexed by (image, channel, pixel); None where it varies along only one of OH, OW."""
+    if len(shape) > 4:
+        return None
+    n, co, oh, ow = out_shape
+    pn, pc, ph, pw = (1,) * (4 - len(shape)) + tuple(shape)
+    if (ph, pw) == (oh, ow) and oh * ow != 1:
+        pixel, pixels = 1, oh * ow
+    elif (ph, pw) == (1, 1):
+        pixel, pixels = 0, 1
+    else:
+        return None
+    if pc not in (1, co) or pn not in (1, n):
+        return None
+    channel = pixels if pc == co and co != 1 else 0
+    image = (pc if pc == co else 1) * pixels if pn == n and n != 1 else 0
+    return image, channel, pixel
+
+
 def format_expr(e: Expr) -> str:
     if isinstance(e, Acc):
         return "acc"
@@ -192,7 +255,21 @@ def format_expr(e: Expr) -> str:
     return f"{e.op}({format_expr(e.a)}, {format_expr(e.b)})"
 
 
-def format_kernel(k: Kernel | Matmul) -> str:
+def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d) -> str:
+    if isinstance(k, Pool2d):
+        geometry = (
+            f"kernel_size={k.kernel_size}, stride={k.stride}, padding={k.padding}, dilation={k.dilation}"
+        )
+        x, out = TensorType(k.dtype, k.x.shape), TensorType(k.dtype, k.out_shape)
+        return f"kernel {k.name}(x: {x}) max_pool2d[{geometry}] -> {out}"
+    if isinstance(k, Conv2d):
+        ins = ", ".join(
+            f"{n}: {TensorType(k.dtype, x.shape)}"
+            for n, x in [("x", k.x), ("w", k.w), *((f"in{i}", x) for i, x in enumerate(k.extras))]
+        )
+        geometry = f"stride={k.stride}, padding={k.padding}, dilation={k.dilation}, groups={k.groups}"
+        out = TensorType(k.dtype, k.out_shape)
+        return f"kernel {k.name}({ins}) conv2d[{geometry}] -> {out}: out = {format_expr(k.epilogue)}"
     if isinstance(k, Matmul):
         ins = ", ".join(
             f"{n}: {TensorType(k.dtype, x.shape)}"

@@ -20,12 +20,15 @@ from codegen.kernel import (
     UNARY_OPS,
     Acc,
     Binary,
+    Conv2d,
     Kernel,
     KernelInput,
     Load,
     Matmul,
+    Pool2d,
     Reduction,
     Unary,
+    conv_extra_strides,
     format_kernel,
     matmul_extra_strides,
 )
@@ -111,11 +114,13 @@ def schedule(graph: Graph) -> list[Step]:
             and tuple(v.type.shape) == tuple(space)
         )
 
-    matmuls: dict[int, KernelStep] = {}  # by the last node of each matmul kernel
+    cx = _Context(graph.nodes, users, outputs, taken, folded, position)
+    matmuls: dict[int, KernelStep] = {}  # by the last node of each matmul or convolution kernel
     count = 0
     for node in graph.nodes:
-        if multipliable(node):
-            last, step = _matmul(node, f"kernel{count}", graph.nodes, users, outputs, taken, folded, position)
+        build = _matmul if multipliable(node) else _conv if convolvable(node) else None
+        if build is not None:
+            last, step = build(node, f"kernel{count}", cx)
             matmuls[id(last)] = step
             count += 1
 
@@ -124,7 +129,23 @@ def schedule(graph: Graph) -> list[Step]:
         if id(node) in matmuls:  # where its last epilogue node was: every input is ready
             steps.append(matmuls[id(node)])
             continue
-        if id(node) in taken or multipliable(node):
+        if id(node) in taken:
+            continue
+        if poolable(node, users, outputs):
+            a = node.attrs
+            x, out = node.inputs[0], node.outputs[0]
+            kernel = Pool2d(
+                f"kernel{count}",
+                out.type.dtype,
+                KernelInput(tuple(x.type.shape)),
+                tuple(out.type.shape),
+                tuple(a["kernel_size"]),
+                tuple(a["stride"]),
+                tuple(a.get("padding", (0, 0))),
+                tuple(a.get("dilation", (1, 1))),
+            )
+            count += 1
+            steps.append(KernelStep(kernel, (x.name,), out.name, (position[id(node)],)))
             continue
         if reducible(node):
             source = node.inputs[0]
@@ -163,36 +184,56 @@ def schedule(graph: Graph) -> list[Step]:
     return steps
 
 
-def _matmul(
-    node: Node, name: str, nodes: list, users: dict, outputs: set, taken: set, folded, position: dict
-):
-    """The kernel of matmul `node` with the longest chain of elementwise consumers that can be
-    its epilogue, and the last node of that chain (the kernel runs in its place). Adds the
-    chain's nodes to `taken`."""
-    a, b = node.inputs
-    out = node.outputs[0]
-    space = tuple(out.type.shape)
-    epilogue, extras, members, tail = Acc(), [], [position[id(node)]], node
+@dataclass(frozen=True)
+class _Context:
+    """What building a kernel needs to know about the graph."""
+
+    nodes: list
+    users: dict
+    outputs: set
+    taken: set  # nodes inside matmul and convolution kernels
+    folded: object  # (value, space) -> whether the value is computed inside a kernel over space
+    position: dict
+
+
+def _epilogue(node: Node, epilogue, extras: list, cx: _Context, fits):
+    """The longest chain of elementwise consumers of `node`'s output that can be the epilogue
+    of its kernel, starting from `epilogue` over `extras` (Values, or placeholders the caller
+    maps): the epilogue, its operands, the positions of the nodes it covers, and the last node
+    of the chain (the kernel runs in its place). `fits(shape)` says whether an operand of that
+    shape can be read by the kernel."""
+    space = tuple(node.outputs[0].type.shape)
+    members, tail = [cx.position[id(node)]], node
     while True:
         value = tail.outputs[0]
-        consumers = users.get(id(value), [])
-        if len(consumers) != 1 or id(value) in outputs:
+        consumers = cx.users.get(id(value), [])
+        if len(consumers) != 1 or id(value) in cx.outputs:
             break
         c = consumers[0]
-        if id(c) in taken or not fusable(c) or tuple(c.outputs[0].type.shape) != space:
+        if id(c) in cx.taken or not fusable(c) or tuple(c.outputs[0].type.shape) != space:
             break
         trial, covered, args = list(extras), [], []
         for v in c.inputs:
             if v is value:
                 args.append(epilogue)
             else:
-                args.append(_operand(v, space, folded, position, trial, covered))
-        if any(matmul_extra_strides(tuple(v.type.shape), space) is None for v in trial):
-            break  # an operand broadcast along only some leading dims: not an epilogue
+                args.append(_operand(v, space, cx.folded, cx.position, trial, covered))
+        if any(fits(tuple(v.type.shape)) is None for v in trial[len(extras) :]):
+            break  # e.g. an operand broadcast along only some leading dims
         epilogue = Unary(c.op, args[0]) if c.op in UNARY_OPS else Binary(c.op, args[0], args[1])
         extras, tail = trial, c
-        members += [*covered, position[id(c)]]
-    taken.update(id(nodes[i]) for i in members)
+        members += [*covered, cx.position[id(c)]]
+    cx.taken.update(id(cx.nodes[i]) for i in members)
+    return epilogue, extras, members, tail
+
+
+def _matmul(node: Node, name: str, cx: _Context):
+    """The kernel of matmul `node` with its epilogue, and the node it runs in place of."""
+    a, b = node.inputs
+    out = node.outputs[0]
+    space = tuple(out.type.shape)
+    fits = lambda shape: matmul_extra_strides(shape, space)  # noqa: E731
+    epilogue, extras, members, tail = _epilogue(node, Acc(), [], cx, fits)
     kernel = Matmul(
         name,
         out.type.dtype,
@@ -203,6 +244,71 @@ def _matmul(
         tuple(KernelInput(tuple(v.type.shape)) for v in extras),
     )
     names = (a.name, b.name, *(v.name for v in extras))
+    return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(members)))
+
+
+def convolvable(node: Node) -> bool:
+    """Whether `node` is a 2-D convolution a kernel computes: float operands of one dtype, every
+    size but the batch known."""
+    if node.op != "conv2d" or any(v is None for v in node.inputs[:2]):
+        return False
+    out = node.outputs[0].type
+    types = [v.type for v in node.inputs if v is not None]
+    if out.dtype not in FLOATS or any(t.dtype != out.dtype for t in types):
+        return False
+    x, w = types[:2]
+    static = lambda shape: all(isinstance(d, int) for d in shape)  # noqa: E731
+    return len(x.shape) == 4 and static(x.shape[1:]) and static(w.shape) and static(out.shape[1:])
+
+
+def poolable(node: Node, users: dict, outputs: set) -> bool:
+    """Whether `node` is a max_pool2d a kernel computes: float, every size but the batch known,
+    its indices unused, a window of at most 64 elements."""
+    if node.op != "max_pool2d" or node.inputs[0] is None:
+        return False
+    values, indices = node.outputs
+    if users.get(id(indices)) or id(indices) in outputs:
+        return False
+    x = node.inputs[0].type
+    static = all(isinstance(d, int) for d in (*x.shape[1:], *values.type.shape[1:]))
+    kh, kw = node.attrs["kernel_size"]
+    return (
+        x.dtype in FLOATS and values.type.dtype == x.dtype and len(x.shape) == 4 and static and kh * kw <= 64
+    )
+
+
+class _Bias:
+    """The placeholder of a convolution's bias among its epilogue operands (read per channel,
+    unlike a graph value of its shape)."""
+
+
+def _conv(node: Node, name: str, cx: _Context):
+    """The kernel of conv2d `node` with its bias and epilogue, and the node it runs in place of."""
+    x, w = node.inputs[:2]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    out = node.outputs[0]
+    space = tuple(out.type.shape)
+    fits = lambda shape: conv_extra_strides(shape, space)  # noqa: E731
+    start, seeded = (Acc(), []) if bias is None else (Binary("add", Acc(), Load(0)), [_Bias()])
+    epilogue, extras, members, tail = _epilogue(node, start, seeded, cx, fits)
+    values = [bias if isinstance(v, _Bias) else v for v in extras]
+    strides = [(0, 1, 0) if isinstance(v, _Bias) else fits(tuple(v.type.shape)) for v in extras]
+    a = node.attrs
+    kernel = Conv2d(
+        name,
+        out.type.dtype,
+        KernelInput(tuple(x.type.shape)),
+        KernelInput(tuple(w.type.shape)),
+        space,
+        tuple(a.get("stride", (1, 1))),
+        tuple(a.get("padding", (0, 0))),
+        tuple(a.get("dilation", (1, 1))),
+        int(a.get("groups", 1)),
+        epilogue,
+        tuple(KernelInput(tuple(v.type.shape)) for v in values),
+        tuple(strides),
+    )
+    names = (x.name, w.name, *(v.name for v in values))
     return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(members)))
 
 

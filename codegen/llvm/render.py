@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from codegen.kernel import Acc, Binary, Const, Expr, Kernel, Load, Matmul, Unary
+from codegen.kernel import Acc, Binary, Const, Conv2d, Expr, Kernel, Load, Matmul, Pool2d, Unary
 from ir import dtypes
 
 I64 = ir.IntType(64)
@@ -512,6 +512,207 @@ class _MatmulEmitter(_Gemm):
         b.ret_void()
 
 
+# Columns of the image matrix (output pixels) packed per pass: NR-wide panels, this many.
+CONV_PANELS = 4
+
+
+class _ConvEmitter(_Gemm):
+    """`void name(T* out, T* x, T* w, T* extras..., i64 lo, i64 hi)`: images lo..hi of
+    epilogue(conv2d(x, w)). Per image, group and chunk of CONV_PANELS * NR output pixels, the
+    image's columns (im2col) are packed straight into the panel layout the matrix product reads
+    (zeros where the window leaves the padded image), in a buffer from malloc; then the weight
+    rows times the panels, through the epilogue, into the output in place."""
+
+    def __init__(self, module: ir.Module, kernel: Conv2d, vector_bits: int) -> None:
+        t = _float_type(kernel.dtype)
+        args = [t.as_pointer()] * (3 + len(kernel.extras)) + [I64] * 2
+        super().__init__(module, kernel.name, kernel.dtype, args)
+        self.kernel = kernel
+        for a in self.fn.args[: 3 + len(kernel.extras)]:
+            a.add_attribute("noalias")
+        self.setup(vector_bits)
+
+    def _libc(self, name: str, ret, args) -> ir.Function:
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
+        return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
+
+    def emit(self) -> None:
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        _, channels, height, width = k.x.shape
+        co, cg, kh, kw = k.w.shape
+        _, _, oh, ow = k.out_shape
+        pixels, depth, cog = oh * ow, cg * kh * kw, co // k.groups
+        chunk = CONV_PANELS * self.nr
+        b = self.entry()
+        out, x, w = self.fn.args[:3]
+        extras = self.fn.args[3 : 3 + len(k.extras)]
+        lo, hi = self.fn.args[-2:]
+        bytes_ = ir.IntType(8).as_pointer()
+        raw = b.call(self._libc("malloc", bytes_, [I64]), [c64(max(depth, 1) * chunk * self.item)])
+        packed = b.bitcast(raw, self.t.as_pointer())
+        rows_h = b.alloca(ir.ArrayType(I64, self.nr), name="window_row")
+        cols_w = b.alloca(ir.ArrayType(I64, self.nr), name="window_col")
+        i32 = ir.IntType(32)
+        rows_h = b.gep(rows_h, [ir.Constant(i32, 0), ir.Constant(i32, 0)])
+        cols_w = b.gep(cols_w, [ir.Constant(i32, 0), ir.Constant(i32, 0)])
+        (sh, sw), (ph, pw), (dh, dw) = k.stride, k.padding, k.dilation
+
+        def image(b, img):
+            def group(b, g):
+                source = b.gep(
+                    x, [b.mul(b.add(b.mul(img, c64(channels)), b.mul(g, c64(cg))), c64(height * width))]
+                )
+
+                def chunk_(b, c0):
+                    count = b.sub(c64(pixels), c0)
+                    count = b.select(b.icmp_signed("<", count, c64(chunk)), count, c64(chunk))
+
+                    def panel(b, p):
+                        # where each of the panel's pixels starts its window (-2^40: past the chunk)
+                        def start(b, j):
+                            col = b.add(b.add(c0, b.mul(p, c64(self.nr))), j)
+                            inside = b.icmp_signed("<", col, b.add(c0, count))
+                            top = b.sub(b.mul(b.sdiv(col, c64(ow)), c64(sh)), c64(ph))
+                            left = b.sub(b.mul(b.srem(col, c64(ow)), c64(sw)), c64(pw))
+                            b.store(b.select(inside, top, c64(-(1 << 40))), b.gep(rows_h, [j]))
+                            b.store(left, b.gep(cols_w, [j]))
+
+                        self._flat_loop(b, c64(0), c64(self.nr), "window", start)
+                        panel_base = b.mul(p, c64(depth * self.nr))
+
+                        def tap(b, kk):  # kk = (ci * KH + kh) * KW + kw
+                            ci = b.sdiv(kk, c64(kh * kw))
+                            r = b.srem(kk, c64(kh * kw))
+                            dy = b.mul(b.sdiv(r, c64(kw)), c64(dh))
+                            dx = b.mul(b.srem(r, c64(kw)), c64(dw))
+                            plane = b.gep(source, [b.mul(ci, c64(height * width))])
+                            dest = b.gep(packed, [b.add(panel_base, b.mul(kk, c64(self.nr)))])
+
+                            def copy(b, j):
+                                y = b.add(b.load(b.gep(rows_h, [j])), dy)
+                                xx = b.add(b.load(b.gep(cols_w, [j])), dx)
+                                inside = b.and_(
+                                    b.icmp_unsigned("<", y, c64(height)), b.icmp_unsigned("<", xx, c64(width))
+                                )
+                                at = b.select(inside, b.add(b.mul(y, c64(width)), xx), c64(0))
+                                value = b.load(b.gep(plane, [at], inbounds=True))
+                                b.store(b.select(inside, value, ir.Constant(self.t, 0.0)), b.gep(dest, [j]))
+
+                            self._flat_loop(b, c64(0), c64(self.nr), "copy", copy)
+
+                        self._flat_loop(b, c64(0), c64(depth), "tap", tap)
+
+                    panels = b.sdiv(b.add(count, c64(self.nr - 1)), c64(self.nr))
+                    self._flat_loop(b, c64(0), panels, "panel", panel)
+                    first_channel = b.mul(g, c64(cog))
+                    c = b.gep(out, [b.add(b.mul(b.add(b.mul(img, c64(co)), first_channel), c64(pixels)), c0)])
+
+                    def extra(b, index, row, col):
+                        si, sc, sp = k.extra_strides[index]
+                        offset = b.add(
+                            b.add(b.mul(img, c64(si)), b.mul(b.add(first_channel, row), c64(sc))),
+                            b.mul(b.add(c0, col), c64(sp)),
+                        )
+                        return b.load(b.gep(extras[index], [offset], inbounds=True))
+
+                    self.gemm(
+                        b,
+                        a=b.gep(w, [b.mul(first_channel, c64(depth))]),
+                        lda=c64(depth),
+                        lo=c64(0),
+                        hi=c64(cog),
+                        bp=packed,
+                        n=count,
+                        k=c64(depth),
+                        c=c,
+                        ldc=c64(pixels),
+                        epilogue=k.epilogue,
+                        extra=extra,
+                    )
+
+                self._flat_loop(b, c64(0), c64(pixels), "chunk", chunk_, step=chunk)
+
+            self._flat_loop(b, c64(0), c64(k.groups), "group", group)
+
+        self._flat_loop(b, lo, hi, "image", image)
+        b.call(self._libc("free", ir.VoidType(), [bytes_]), [raw])
+        b.ret_void()
+
+
+class _PoolEmitter(_Code):
+    """`void name(T* out, T* x, i64 lo, i64 hi)`: images lo..hi of max_pool2d(x). Per output
+    row, first the maximum down the window's input rows into a row buffer (contiguous: it
+    vectorizes), then across each window's columns. Taps outside the input count as -inf
+    (rows by a check per row; columns read a valid address and select)."""
+
+    def __init__(self, module: ir.Module, kernel: Pool2d) -> None:
+        t = _float_type(kernel.dtype)
+        super().__init__(module, kernel.name, kernel.dtype, [t.as_pointer()] * 2 + [I64] * 2)
+        self.kernel = kernel
+        for a in self.fn.args[:2]:
+            a.add_attribute("noalias")
+
+    def emit(self) -> None:
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        _, channels, height, width = k.x.shape
+        _, _, oh, ow = k.out_shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k.kernel_size, k.stride, k.padding, k.dilation
+        b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        out, x, lo, hi = self.fn.args
+        low = ir.Constant(self.t, float("-inf"))
+        buffer = b.alloca(ir.ArrayType(self.t, width), name="column_max")
+        i32 = ir.IntType(32)
+        buffer = b.gep(buffer, [ir.Constant(i32, 0), ir.Constant(i32, 0)])
+        maximum = self.intrinsic("maximum", 2)
+        columns_inside = pw == 0 and (ow - 1) * sw + (kw - 1) * dw < width
+        rows_inside = ph == 0 and (oh - 1) * sh + (kh - 1) * dh < height
+
+        def plane(b, p):  # p = image * C + channel
+            source = b.gep(x, [b.mul(p, c64(height * width))])
+            target = b.gep(out, [b.mul(p, c64(oh * ow))])
+
+            def row(b, r):
+                tops = [b.add(b.mul(r, c64(sh)), c64(i * dh - ph)) for i in range(kh)]
+
+                def down(b, col):  # the maximum down the window rows, per input column
+                    value = low
+                    for y in tops:
+                        if rows_inside:
+                            tap = b.load(b.gep(source, [b.add(b.mul(y, c64(width)), col)], inbounds=True))
+                        else:
+                            inside = b.icmp_unsigned("<", y, c64(height))
+                            at = b.select(inside, b.add(b.mul(y, c64(width)), col), col)
+                            tap = b.select(inside, b.load(b.gep(source, [at], inbounds=True)), low)
+                        value = b.call(maximum, [value, tap])
+                    b.store(value, b.gep(buffer, [col], inbounds=True))
+
+                self._flat_loop(b, c64(0), c64(width), "down", down)
+
+                def across(b, c):
+                    value = low
+                    for j in range(kw):
+                        xx = b.add(b.mul(c, c64(sw)), c64(j * dw - pw))
+                        if columns_inside:
+                            tap = b.load(b.gep(buffer, [xx], inbounds=True))
+                        else:
+                            inside = b.icmp_unsigned("<", xx, c64(width))
+                            at = b.select(inside, xx, c64(0))
+                            tap = b.select(inside, b.load(b.gep(buffer, [at], inbounds=True)), low)
+                        value = b.call(maximum, [value, tap])
+                    b.store(value, b.gep(target, [b.add(b.mul(r, c64(ow)), c)], inbounds=True))
+
+                self._flat_loop(b, c64(0), c64(ow), "across", across)
+
+            self._flat_loop(b, c64(0), c64(oh), "row", row)
+
+        self._flat_loop(b, b.mul(lo, c64(channels)), b.mul(hi, c64(channels)), "plane", plane)
+        b.ret_void()
+
+
 def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Module:
     """An LLVM module with one function per kernel (`Kernel` or `Matmul`); matmuls are blocked
     for `vector_bits`-wide vector registers."""
@@ -519,6 +720,10 @@ def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Mo
     for kernel in kernels:
         if isinstance(kernel, Matmul):
             _MatmulEmitter(module, kernel, vector_bits).emit()
+        elif isinstance(kernel, Conv2d):
+            _ConvEmitter(module, kernel, vector_bits).emit()
+        elif isinstance(kernel, Pool2d):
+            _PoolEmitter(module, kernel).emit()
         else:
             _Emitter(module, kernel).emit()
     return module

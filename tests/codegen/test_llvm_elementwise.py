@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codegen.executable import compile_graph
-from codegen.kernel import BINARY_OPS, UNARY_OPS, Kernel, KernelInput, Load, format_expr
+from codegen.kernel import BINARY_OPS, UNARY_OPS, Kernel, KernelInput, Load, Pool2d, format_expr
 from codegen.schedule import KernelStep, NodeStep, schedule
 from ir import dtypes
 from ir.graph import Graph
@@ -135,12 +135,12 @@ def test_lenet_with_compiled_activations_matches_the_interpreter():
     graphc.manual_seed(0)
     graph = graphc.script(LeNet("size").eval(), (graphc.randn(2, 1, 32, 32),)).graph
     exe = compile_graph(graph)
-    # the conv relus, and the three linears as matmuls with bias (+ relu) epilogues
+    # convolutions and linears with their bias (+ relu) as epilogues, and the pools
     kernels = [s.kernel for s in exe.steps if isinstance(s, KernelStep)]
-    assert [type(k).__name__ for k in kernels] == ["Kernel", "Kernel", "Matmul", "Matmul", "Matmul"]
-    assert [format_expr(k.epilogue) for k in kernels[2:]] == ["relu(add(acc, in0[i]))"] * 2 + [
-        "add(acc, in0[i])"
-    ]
+    kinds = ["Conv2d", "Pool2d", "Conv2d", "Pool2d", "Matmul", "Matmul", "Matmul"]
+    assert [type(k).__name__ for k in kernels] == kinds
+    epilogues = [format_expr(k.epilogue) for k in kernels if not isinstance(k, Pool2d)]
+    assert epilogues == ["relu(add(acc, in0[i]))"] * 4 + ["add(acc, in0[i])"]
     for batch in (1, 7):
         x = _rand((batch, 1, 32, 32), "float32", seed=batch)
         np.testing.assert_allclose(exe.run([x])[0], run(graph, [x])[0], rtol=1e-5, atol=1e-6)
