@@ -1,0 +1,169 @@
+"""Convolution and max-pool kernels against the reference interpreter: strides, padding,
+dilation, groups (depthwise too), sizes past the register block, the reduction slices and the
+pixel chunks, both float dtypes, symbolic batch sizes from one compilation, epilogues (bias,
+activation, residual, per-channel and scalar operands), and pooling windows that leave the
+input (padding, ceil mode), with NaN."""
+
+import numpy as np
+import pytest
+
+import codegen.executable as executable
+from codegen.executable import compile_graph
+from codegen.kernel import Conv2d, Pool2d, conv_extra_strides, format_expr
+from codegen.schedule import KernelStep, NodeStep
+from ir import dtypes
+from ir.graph import Graph
+from ir.interpreter import run
+from ir.types import TensorType
+
+
+def _close(got, want, depth, dtype):
+    eps = np.finfo(dtype).eps
+    tolerance = 8 * eps * max(depth, 1) ** 0.5 * max(1.0, float(np.abs(want).max(initial=0)))
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+def _conv_graph(c, h, w, co, kernel, stride, padding, dilation, groups, bias, dtype, after=()):
+    """conv2d of x (batch, c, h, w) by a weight, then `after`: (op, operand shape or None)."""
+    t = dtypes.from_name(dtype)
+    rng = np.random.default_rng(c * 100 + co)
+    g = Graph("conv")
+    x = g.add_input("x", TensorType(t, ("batch", c, h, w)))
+    weight = g.add_weight("w", rng.standard_normal((co, c // groups, *kernel)).astype(dtype))
+    ins = [x, weight] + ([g.add_weight("bias", rng.standard_normal(co).astype(dtype))] if bias else [])
+    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    (y,) = g.add_node("conv2d", ins, attrs)
+    for i, (op, shape) in enumerate(after):
+        if shape is None:
+            (y,) = g.add_node(op, [y])
+        else:
+            other = g.add_input(f"in{i}", TensorType(t, shape))
+            (y,) = g.add_node(op, [y, other])
+    g.set_outputs([y])
+    return g
+
+
+def _inputs(g, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    return [
+        rng.standard_normal(tuple(batch if d == "batch" else d for d in v.type.shape)).astype(v.type.dtype.np)
+        for v in g.inputs
+    ]
+
+
+CONVS = [
+    # c, h, w, co, kernel, stride, padding, dilation, groups, bias
+    (1, 5, 5, 2, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),
+    (3, 8, 8, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, False),
+    (2, 9, 7, 6, (3, 2), (2, 1), (1, 0), (1, 1), 1, True),
+    (2, 11, 10, 3, (3, 3), (1, 2), (2, 1), (2, 2), 1, True),
+    (4, 6, 6, 6, (3, 3), (1, 1), (1, 1), (1, 1), 2, True),
+    (3, 7, 7, 3, (3, 3), (2, 2), (1, 1), (1, 1), 3, False),  # depthwise
+    (20, 5, 5, 130, (1, 1), (1, 1), (0, 0), (1, 1), 1, True),  # rows past one cache block
+    (30, 6, 6, 8, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),  # K = 270: two reduction slices
+    (2, 20, 20, 3, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),  # 400 pixels: two chunks
+    (1, 32, 32, 6, (5, 5), (1, 1), (0, 0), (1, 1), 1, True),  # the LeNet's first layer
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: "c{}h{}w{}co{}k{}s{}p{}d{}g{}".format(*c[:9]))
+def test_conv2d_matches_the_interpreter(case, dtype):
+    c, h, w, co, kernel, stride, padding, dilation, groups, bias = case
+    g = _conv_graph(*case, dtype)
+    exe = compile_graph(g)
+    assert isinstance(exe.steps[0].kernel, Conv2d)
+    depth = c // groups * kernel[0] * kernel[1]
+    for batch in (1, 3):
+        inputs = _inputs(g, batch, seed=batch)
+        _close(exe.run(inputs)[0], run(g, inputs)[0], depth, dtype)
+
+
+def test_conv_extra_strides():
+    out = ("batch", 4, 5, 6)
+    assert conv_extra_strides((4, 1, 1), out) == (0, 1, 0)  # per channel
+    assert conv_extra_strides((1, 4, 1, 1), out) == (0, 1, 0)
+    assert conv_extra_strides((), out) == (0, 0, 0)
+    assert conv_extra_strides(("batch", 4, 5, 6), out) == (120, 30, 1)  # a residual
+    assert conv_extra_strides((5, 6), out) == (0, 0, 1)  # one value per pixel
+    assert conv_extra_strides(("batch", 1, 1, 1), out) == (1, 0, 0)
+    assert conv_extra_strides((5, 1), out) is None  # varies along rows only
+    assert conv_extra_strides((1, 6), out) is None
+
+
+def test_conv_epilogues_and_where_they_stop():
+    after = [
+        ("relu", None),
+        ("add", ("batch", 6, 8, 8)),  # residual
+        ("mul", (1, 6, 1, 1)),  # per-channel scale
+        ("sub", ()),  # scalar
+        ("add", (8, 1)),  # varies along rows only: a kernel of its own
+    ]
+    g = _conv_graph(3, 8, 8, 6, (3, 3), (1, 1), (1, 1), (1, 1), 1, True, "float32", after)
+    exe = compile_graph(g)
+    conv, rest = [s for s in exe.steps if isinstance(s, KernelStep)]
+    text = "sub(mul(add(relu(add(acc, in0[i])), in1[i]), in2[i]), in3[i])"
+    assert format_expr(conv.kernel.epilogue) == text
+    assert conv.kernel.extra_strides == ((0, 1, 0), (384, 64, 1), (0, 1, 0), (0, 0, 0))
+    assert conv.nodes == (0, 1, 2, 3, 4) and rest.nodes == (5,)
+    for batch in (1, 2):
+        inputs = _inputs(g, batch, seed=7)
+        _close(exe.run(inputs)[0], run(g, inputs)[0], 27, "float32")
+
+
+def test_conv_split_over_images(monkeypatch):
+    monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    g = _conv_graph(3, 9, 9, 5, (3, 3), (1, 1), (1, 1), (1, 1), 1, True, "float32", [("relu", None)])
+    exe = compile_graph(g)
+    for batch in (1, 2, 7):
+        inputs = _inputs(g, batch, seed=batch)
+        _close(exe.run(inputs)[0], run(g, inputs)[0], 27, "float32")
+
+
+def _pool_graph(c, h, w, kernel, stride, padding, dilation, ceil_mode, dtype, return_indices=False):
+    g = Graph("pool")
+    x = g.add_input("x", TensorType(dtypes.from_name(dtype), ("batch", c, h, w)))
+    attrs = {
+        "kernel_size": kernel,
+        "stride": stride,
+        "padding": padding,
+        "dilation": dilation,
+        "ceil_mode": ceil_mode,
+    }
+    values, indices = g.add_node("max_pool2d", [x], attrs)
+    g.set_outputs([values, indices] if return_indices else [values])
+    return g
+
+
+POOLS = [
+    # c, h, w, kernel, stride, padding, dilation, ceil_mode
+    (6, 28, 28, (2, 2), (2, 2), (0, 0), (1, 1), False),
+    (3, 9, 7, (3, 3), (2, 2), (1, 1), (1, 1), False),
+    (2, 10, 11, (3, 2), (1, 2), (1, 0), (2, 1), False),
+    (2, 7, 7, (2, 2), (2, 2), (0, 0), (1, 1), True),  # the last window hangs over the edge
+    (1, 8, 9, (3, 3), (3, 3), (1, 1), (1, 1), True),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", POOLS, ids=lambda c: "c{}h{}w{}k{}s{}p{}d{}ceil{}".format(*c))
+def test_max_pool_matches_the_interpreter(case, dtype):
+    g = _pool_graph(*case, dtype)
+    exe = compile_graph(g)
+    assert isinstance(exe.steps[0].kernel, Pool2d)
+    for batch in (1, 3):
+        inputs = _inputs(g, batch, seed=batch)
+        inputs[0].flat[:: 7 + batch] = np.nan  # NaN wins its windows, as in PyTorch
+        got, want = exe.run(inputs)[0], run(g, inputs)[0]
+        np.testing.assert_array_equal(got, want)
+
+
+def test_max_pool_with_used_indices_stays_on_the_interpreter():
+    g = _pool_graph(2, 6, 6, (2, 2), (2, 2), (0, 0), (1, 1), False, "float32", return_indices=True)
+    exe = compile_graph(g)
+    assert isinstance(exe.steps[0], NodeStep)
+    inputs = _inputs(g, 2)
+    for got, want in zip(exe.run(inputs), run(g, inputs), strict=True):
+        np.testing.assert_array_equal(got, want)
