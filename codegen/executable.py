@@ -184,7 +184,7 @@ class CompiledGraph:
             if out.size:
                 images = x.shape[0]
                 args = (_address(out), _address(x), *(load(env) for load in operands))
-                _launch(function, k, args, (images,), images * per_image >= MATMUL_PARALLEL_MIN_MACS)
+                _launch(function, k, args, (images,), images * per_image >= CONV_PARALLEL_MIN_MACS)
 
         return conv
 
@@ -231,6 +231,7 @@ def pack_matmul_b(b: np.ndarray, panel: int, dtype=None) -> np.ndarray:
 # during the call); below it, a thread hand-off costs more than it saves.
 PARALLEL_MIN_POINTS = 1 << 17
 MATMUL_PARALLEL_MIN_MACS = 1 << 25
+CONV_PARALLEL_MIN_MACS = 1 << 23  # packing the image columns adds to the arithmetic
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 

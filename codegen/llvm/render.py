@@ -512,8 +512,11 @@ class _MatmulEmitter(_Gemm):
         b.ret_void()
 
 
-# Columns of the image matrix (output pixels) packed per pass: NR-wide panels, this many.
-CONV_PANELS = 4
+# Columns of the image matrix (output pixels) packed per pass: NR-wide panels, this many. One
+# keeps the buffer (K x NR values) in L1/L2 and, for K up to ~500, under glibc's mmap threshold:
+# a larger buffer was mmapped and page-faulted on every call, and two threads doing that at once
+# ran 60% slower than one.
+CONV_PANELS = 1
 
 
 class _ConvEmitter(_Gemm):
@@ -538,6 +541,71 @@ class _ConvEmitter(_Gemm):
             return existing
         return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
 
+    def _pack_runs(self, b: ir.IRBuilder, plane, dest, valid, start_row, start_col, dy, dx) -> None:
+        """One row of a panel: dest[j] = the input at tap (dy, dx) of the window of output pixel
+        first + j, for j < valid (from output row start_row, column start_col); zeros where the
+        tap falls in the padding and past `valid`. Walks runs of pixels along one output row:
+        their taps lie along one input row (contiguous for stride 1), so each run is a zero
+        fill, a copy and a zero fill, loops LLVM vectorizes."""
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        _, _, height, width = k.x.shape
+        _, _, _, ow = k.out_shape
+        (sh, sw), (ph, pw) = k.stride, k.padding
+        zero = ir.Constant(self.t, 0.0)
+
+        def smaller(x, y):
+            return b.select(b.icmp_signed("<", x, y), x, y)
+
+        def larger(x, y):
+            return b.select(b.icmp_signed(">", x, y), x, y)
+
+        def fill(b, start, stop):
+            self._flat_loop(
+                b, start, stop, "zero", lambda b, j: b.store(zero, b.gep(dest, [j], inbounds=True))
+            )
+
+        before = b.block
+        head = self.fn.append_basic_block("run")
+        body = self.fn.append_basic_block("run_body")
+        done = self.fn.append_basic_block("run_done")
+        b.branch(head)
+        b.position_at_end(head)
+        j = b.phi(I64, name="run_j")
+        row = b.phi(I64, name="run_row")
+        col = b.phi(I64, name="run_col")
+        j.add_incoming(c64(0), before)
+        row.add_incoming(start_row, before)
+        col.add_incoming(start_col, before)
+        b.cbranch(b.icmp_signed("<", j, valid), body, done)
+        b.position_at_end(body)
+        length = smaller(b.sub(c64(ow), col), b.sub(valid, j))
+        y = b.add(b.sub(b.mul(row, c64(sh)), c64(ph)), dy)
+        left = b.add(b.sub(b.mul(col, c64(sw)), c64(pw)), dx)  # the input column at t = 0
+        # taps t in [lo, hi) lie inside the input: 0 <= left + t * sw < width
+        lo = larger(c64(0), b.sdiv(b.add(b.sub(c64(0), left), c64(sw - 1)), c64(sw)))
+        room = b.sub(c64(width), left)
+        hi = b.select(b.icmp_signed(">", room, c64(0)), b.sdiv(b.add(room, c64(sw - 1)), c64(sw)), c64(0))
+        hi = smaller(hi, length)
+        row_inside = b.icmp_unsigned("<", y, c64(height))
+        hi = b.select(row_inside, hi, c64(0))
+        lo = smaller(lo, hi)
+        fill(b, j, b.add(j, lo))
+        source = b.gep(plane, [b.add(b.mul(b.select(row_inside, y, c64(0)), c64(width)), left)])
+
+        def copy(b, t):
+            value = b.load(b.gep(source, [b.mul(t, c64(sw))]))
+            b.store(value, b.gep(dest, [b.add(j, t)], inbounds=True))
+
+        self._flat_loop(b, lo, hi, "copy", copy)
+        fill(b, b.add(j, hi), b.add(j, length))
+        j.add_incoming(b.add(j, length), b.block)
+        row.add_incoming(b.add(row, c64(1)), b.block)
+        col.add_incoming(c64(0), b.block)
+        b.branch(head)
+        b.position_at_end(done)
+        fill(b, valid, c64(self.nr))
+
     def emit(self) -> None:
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
@@ -553,12 +621,7 @@ class _ConvEmitter(_Gemm):
         bytes_ = ir.IntType(8).as_pointer()
         raw = b.call(self._libc("malloc", bytes_, [I64]), [c64(max(depth, 1) * chunk * self.item)])
         packed = b.bitcast(raw, self.t.as_pointer())
-        rows_h = b.alloca(ir.ArrayType(I64, self.nr), name="window_row")
-        cols_w = b.alloca(ir.ArrayType(I64, self.nr), name="window_col")
-        i32 = ir.IntType(32)
-        rows_h = b.gep(rows_h, [ir.Constant(i32, 0), ir.Constant(i32, 0)])
-        cols_w = b.gep(cols_w, [ir.Constant(i32, 0), ir.Constant(i32, 0)])
-        (sh, sw), (ph, pw), (dh, dw) = k.stride, k.padding, k.dilation
+        dh, dw = k.dilation
 
         def image(b, img):
             def group(b, g):
@@ -571,16 +634,10 @@ class _ConvEmitter(_Gemm):
                     count = b.select(b.icmp_signed("<", count, c64(chunk)), count, c64(chunk))
 
                     def panel(b, p):
-                        # where each of the panel's pixels starts its window (-2^40: past the chunk)
-                        def start(b, j):
-                            col = b.add(b.add(c0, b.mul(p, c64(self.nr))), j)
-                            inside = b.icmp_signed("<", col, b.add(c0, count))
-                            top = b.sub(b.mul(b.sdiv(col, c64(ow)), c64(sh)), c64(ph))
-                            left = b.sub(b.mul(b.srem(col, c64(ow)), c64(sw)), c64(pw))
-                            b.store(b.select(inside, top, c64(-(1 << 40))), b.gep(rows_h, [j]))
-                            b.store(left, b.gep(cols_w, [j]))
-
-                        self._flat_loop(b, c64(0), c64(self.nr), "window", start)
+                        first_col = b.add(c0, b.mul(p, c64(self.nr)))
+                        valid = b.sub(b.add(c0, count), first_col)
+                        valid = b.select(b.icmp_signed("<", valid, c64(self.nr)), valid, c64(self.nr))
+                        start_row, start_col = b.sdiv(first_col, c64(ow)), b.srem(first_col, c64(ow))
                         panel_base = b.mul(p, c64(depth * self.nr))
 
                         def tap(b, kk):  # kk = (ci * KH + kh) * KW + kw
@@ -590,18 +647,7 @@ class _ConvEmitter(_Gemm):
                             dx = b.mul(b.srem(r, c64(kw)), c64(dw))
                             plane = b.gep(source, [b.mul(ci, c64(height * width))])
                             dest = b.gep(packed, [b.add(panel_base, b.mul(kk, c64(self.nr)))])
-
-                            def copy(b, j):
-                                y = b.add(b.load(b.gep(rows_h, [j])), dy)
-                                xx = b.add(b.load(b.gep(cols_w, [j])), dx)
-                                inside = b.and_(
-                                    b.icmp_unsigned("<", y, c64(height)), b.icmp_unsigned("<", xx, c64(width))
-                                )
-                                at = b.select(inside, b.add(b.mul(y, c64(width)), xx), c64(0))
-                                value = b.load(b.gep(plane, [at], inbounds=True))
-                                b.store(b.select(inside, value, ir.Constant(self.t, 0.0)), b.gep(dest, [j]))
-
-                            self._flat_loop(b, c64(0), c64(self.nr), "copy", copy)
+                            self._pack_runs(b, plane, dest, valid, start_row, start_col, dy, dx)
 
                         self._flat_loop(b, c64(0), c64(depth), "tap", tap)
 

@@ -113,7 +113,7 @@ def test_conv_epilogues_and_where_they_stop():
 
 
 def test_conv_split_over_images(monkeypatch):
-    monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(executable, "CONV_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(executable, "_workers", lambda: 3)
     g = _conv_graph(3, 9, 9, 5, (3, 3), (1, 1), (1, 1), (1, 1), 1, True, "float32", [("relu", None)])
     exe = compile_graph(g)
