@@ -40,6 +40,9 @@ def models(nn, F):
 
 
 def per_call_ms(fn, repeat: int) -> float:
+    # every runtime's thread pool spins for a while after a call and would take the cores from
+    # whoever runs next: let them go to sleep first
+    time.sleep(0.3)
     fn()
     start = time.perf_counter()
     fn()

@@ -13,10 +13,8 @@ whole graph on the reference interpreter (any array module: numpy, cupy).
 from __future__ import annotations
 
 import ctypes
-import itertools
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,7 +48,7 @@ class CompiledGraph:
 
             bits = host_vector_bits()
             module = render(kernels, name=graph.name, vector_bits=bits)
-            compiled = compile_ir(str(module), [k.name for k in kernels])
+            compiled = compile_ir(str(module), [n for k in kernels for n in (k.name, f"{k.name}.packed")])
             self._engine = compiled  # keeps the code alive
             for k in kernels:
                 if isinstance(k, Matmul):
@@ -64,7 +62,8 @@ class CompiledGraph:
                 else:
                     pointers, sizes = 1 + len(k.inputs), len(k.symbols) + 2
                 argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * sizes
-                self._functions[k.name] = ctypes.CFUNCTYPE(None, *argtypes)(compiled.addresses[k.name])
+                call = ctypes.CFUNCTYPE(None, *argtypes)(compiled.addresses[k.name])
+                self._functions[k.name] = _Entry(call, compiled.addresses[f"{k.name}.packed"])
 
         self._plan = [self._runner(step) for step in self.steps]
 
@@ -227,13 +226,22 @@ def pack_matmul_b(b: np.ndarray, panel: int, dtype=None) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(depth, panels, panel).transpose(1, 0, 2))
 
 
-# A kernel covering at least this many points is split over the cores (ctypes releases the GIL
-# during the call); below it, a thread hand-off costs more than it saves.
-PARALLEL_MIN_POINTS = 1 << 17
-MATMUL_PARALLEL_MIN_MACS = 1 << 25
-CONV_PARALLEL_MIN_MACS = 1 << 23  # packing the image columns adds to the arithmetic
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+# A kernel covering at least this much work is split over the cores. The native pool's workers
+# spin for a while after each job, so a hand-off costs a few microseconds (a Python thread pool
+# cost 70-125 us here); a sleeping worker takes longer to wake, but the caller runs parts too,
+# so a split never costs much more than running alone.
+PARALLEL_MIN_POINTS = 1 << 15
+MATMUL_PARALLEL_MIN_MACS = 1 << 20
+CONV_PARALLEL_MIN_MACS = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A compiled kernel: `call(*args, lo, hi)` through ctypes, and the address of its
+    `.packed` entry (arguments in an array) for the worker pool."""
+
+    call: object
+    packed: int
 
 
 def _workers() -> int:
@@ -242,24 +250,19 @@ def _workers() -> int:
     )
 
 
-def _launch(function, kernel, args: tuple, ranges: tuple, parallel: bool | None = None) -> None:
-    """Call a compiled kernel on all of `ranges`, in parts on several threads when `parallel`
-    (default: when it covers PARALLEL_MIN_POINTS or more)."""
+def _launch(entry: _Entry, kernel, args: tuple, ranges: tuple, parallel: bool | None = None) -> None:
+    """Call a compiled kernel on all of `ranges`, in parts on every core when `parallel`
+    (default: when it covers PARALLEL_MIN_POINTS or more) and its outer range can be split."""
     rows = ranges[0] if ranges else 1
     if parallel is None:
         parallel = (int(np.prod(ranges, dtype=np.int64)) if ranges else 1) >= PARALLEL_MIN_POINTS
     parts = min(_workers(), rows) if kernel.splittable and parallel else 1
     if parts <= 1:
-        function(*args, 0, rows)
+        entry.call(*args, 0, rows)
         return
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="graphc-kernel")
-    bounds = np.linspace(0, rows, parts + 1).astype(np.int64)
-    futures = [_pool.submit(function, *args, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
-    for f in futures:
-        f.result()
+    from codegen.llvm.pool import pool
+
+    pool(_workers() - 1).run(entry.packed, args, rows, parts)
 
 
 def compile_graph(graph: Graph) -> CompiledGraph:

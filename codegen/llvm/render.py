@@ -759,9 +759,25 @@ class _PoolEmitter(_Code):
         b.ret_void()
 
 
+def _packed_entry(module: ir.Module, fn: ir.Function) -> None:
+    """`void <name>.packed(i64* args, i64 lo, i64 hi)`: `fn` with its arguments (all but lo, hi)
+    read from an array, the one signature the worker pool calls."""
+    ptr = I64.as_pointer()
+    entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, I64, I64]), name=f"{fn.name}.packed")
+    args, lo, hi = entry.args
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    values = []
+    for i, a in enumerate(fn.args[:-2]):
+        value = b.load(b.gep(args, [ir.Constant(I64, i)], inbounds=True))
+        values.append(b.inttoptr(value, a.type) if isinstance(a.type, ir.PointerType) else value)
+    b.call(fn, [*values, lo, hi])
+    b.ret_void()
+
+
 def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Module:
-    """An LLVM module with one function per kernel (`Kernel` or `Matmul`); matmuls are blocked
-    for `vector_bits`-wide vector registers."""
+    """An LLVM module with one function per kernel (`Kernel`, `Matmul`, `Conv2d`, `Pool2d`),
+    each also as `<name>.packed` (arguments in an array, for the worker pool); matmuls and
+    convolutions are blocked for `vector_bits`-wide vector registers."""
     module = ir.Module(name=name)
     for kernel in kernels:
         if isinstance(kernel, Matmul):
@@ -772,4 +788,5 @@ def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Mo
             _PoolEmitter(module, kernel).emit()
         else:
             _Emitter(module, kernel).emit()
+        _packed_entry(module, module.globals[kernel.name])
     return module

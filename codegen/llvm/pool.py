@@ -1,0 +1,252 @@
+"""A native worker pool: kernels split over the cores without a Python thread hand-off.
+
+Handing a part of a kernel to a Python thread pool costs 70-125 us on the machines we measured
+(waking an idle vCPU); most kernels of a small model take less than that. Here the workers are
+threads that live inside a native loop (`graphc_worker`, generated below and called once
+through ctypes, which releases the GIL): they spin on the job's generation for a while after
+each job, then sleep on a futex. `graphc_dispatch` publishes a job (a kernel's `.packed`
+entry, its argument array, a row count and a number of parts) and runs parts itself too, so a
+job finishes even when no worker is awake (or none exists: after fork, in a child process).
+
+A part is claimed with a compare-and-swap on one word holding (generation << 32 | next part),
+so a late worker can never run a part of a newer job with the arguments of an older one.
+
+    state word   contents
+    0            generation (the low 32 bits are the futex word)
+    1..4         the job: entry address, argument array address, rows, parts
+    8            ticket: generation << 32 | next part to claim
+    16           parts finished
+    24           shutdown flag
+    32           sleeping workers
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import platform
+import sys
+import threading
+
+import numpy as np
+from llvmlite import ir
+
+I32, I64 = ir.IntType(32), ir.IntType(64)
+SPINS = 200_000  # pause instructions (~1-2 ms) before a worker sleeps
+GENERATION, ENTRY, ARGS, ROWS, PARTS, TICKET, DONE, SHUTDOWN, SLEEPERS = 0, 1, 2, 3, 4, 8, 16, 24, 32
+STATE_WORDS = 40
+_FUTEX = {"x86_64": 202, "AMD64": 202, "aarch64": 98, "arm64": 98}.get(platform.machine())
+
+
+def _module() -> ir.Module:
+    module = ir.Module(name="graphc_pool")
+    ptr = I64.as_pointer()
+    part_type = ir.FunctionType(ir.VoidType(), [ptr, I64, I64]).as_pointer()
+    x86 = platform.machine() in ("x86_64", "AMD64")
+    pause = ir.Function(module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause") if x86 else None
+    syscall = ir.Function(module, ir.FunctionType(I64, [I64], var_arg=True), "syscall")
+    usleep = ir.Function(module, ir.FunctionType(I32, [I32]), "usleep")
+
+    def word(b, state, index):
+        return b.gep(state, [ir.Constant(I64, index)], inbounds=True)
+
+    def relax(b):
+        if pause is not None:
+            b.call(pause, [])
+
+    def run_parts(b, fn, state, generation):
+        """Claim and run parts of job `generation` until none is left; leaves b after."""
+        entry = b.inttoptr(b.load_atomic(word(b, state, ENTRY), "acquire", 8), part_type)
+        args = b.inttoptr(b.load_atomic(word(b, state, ARGS), "acquire", 8), ptr)
+        rows = b.load_atomic(word(b, state, ROWS), "acquire", 8)
+        parts = b.load_atomic(word(b, state, PARTS), "acquire", 8)
+        head = fn.append_basic_block("claim")
+        run = fn.append_basic_block("run")
+        done = fn.append_basic_block("claimed_all")
+        b.branch(head)
+        b.position_at_end(head)
+        ticket = b.load_atomic(word(b, state, TICKET), "acquire", 8)
+        part = b.and_(ticket, ir.Constant(I64, 0xFFFFFFFF))
+        mine = b.icmp_unsigned("==", b.lshr(ticket, ir.Constant(I64, 32)), generation)
+        more = b.and_(mine, b.icmp_signed("<", part, parts))
+        swap = fn.append_basic_block("swap")
+        b.cbranch(more, swap, done)
+        b.position_at_end(swap)
+        result = b.cmpxchg(
+            word(b, state, TICKET), ticket, b.add(ticket, ir.Constant(I64, 1)), "acq_rel", "acquire"
+        )
+        b.cbranch(b.extract_value(result, 1), run, head)
+        b.position_at_end(run)
+        lo = b.sdiv(b.mul(rows, part), parts)
+        hi = b.sdiv(b.mul(rows, b.add(part, ir.Constant(I64, 1))), parts)
+        b.call(entry, [args, lo, hi])
+        b.atomic_rmw("add", word(b, state, DONE), ir.Constant(I64, 1), "acq_rel")
+        b.branch(head)
+        b.position_at_end(done)
+
+    # void graphc_worker(i64* state): until shutdown, wait for a new generation and help run it
+    worker = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr]), "graphc_worker")
+    (state,) = worker.args
+    b = ir.IRBuilder(worker.append_basic_block("entry"))
+    first = b.load_atomic(word(b, state, GENERATION), "acquire", 8)
+    wait = worker.append_basic_block("wait")
+    check = worker.append_basic_block("check")
+    spin = worker.append_basic_block("spin")
+    sleep = worker.append_basic_block("sleep")
+    work = worker.append_basic_block("work")
+    leave = worker.append_basic_block("leave")
+    start = b.block
+    b.branch(wait)
+    b.position_at_end(wait)
+    seen = b.phi(I64, "seen")
+    seen.add_incoming(first, start)
+    spins = b.phi(I64, "spins")
+    spins.add_incoming(ir.Constant(I64, 0), start)
+    b.branch(check)
+    b.position_at_end(check)
+    now = b.load_atomic(word(b, state, GENERATION), "acquire", 8)
+    b.cbranch(b.icmp_unsigned("!=", now, seen), work, spin)
+    b.position_at_end(spin)
+    stop = b.load_atomic(word(b, state, SHUTDOWN), "acquire", 8)
+    stopping = b.icmp_unsigned("!=", stop, ir.Constant(I64, 0))
+    keep_spinning = worker.append_basic_block("keep_spinning")
+    b.cbranch(stopping, leave, keep_spinning)
+    b.position_at_end(keep_spinning)
+    relax(b)
+    more = b.add(spins, ir.Constant(I64, 1))
+    back = b.block
+    b.cbranch(b.icmp_signed("<", more, ir.Constant(I64, SPINS)), wait, sleep)
+    seen.add_incoming(seen, back)
+    spins.add_incoming(more, back)
+    b.position_at_end(sleep)
+    b.atomic_rmw("add", word(b, state, SLEEPERS), ir.Constant(I64, 1), "acq_rel")
+    if _FUTEX is not None and sys.platform.startswith("linux"):
+        # futex(&generation, FUTEX_WAIT_PRIVATE, seen, 10 ms): returns at once if it changed
+        timeout = b.alloca(ir.ArrayType(I64, 2))
+        b.store(ir.Constant(ir.ArrayType(I64, 2), [0, 10_000_000]), timeout)
+        futex_word = b.bitcast(word(b, state, GENERATION), I32.as_pointer())
+        b.call(
+            syscall,
+            [ir.Constant(I64, _FUTEX), futex_word, ir.Constant(I32, 128), b.trunc(seen, I32), timeout],
+        )
+    else:
+        b.call(usleep, [ir.Constant(I32, 200)])
+    b.atomic_rmw("sub", word(b, state, SLEEPERS), ir.Constant(I64, 1), "acq_rel")
+    back = b.block
+    b.branch(wait)
+    seen.add_incoming(seen, back)
+    spins.add_incoming(ir.Constant(I64, SPINS // 2), back)  # spin a little again after a wake
+    b.position_at_end(work)
+    run_parts(b, worker, state, now)
+    back = b.block
+    b.branch(wait)
+    seen.add_incoming(now, back)
+    spins.add_incoming(ir.Constant(I64, 0), back)
+    b.position_at_end(leave)
+    b.ret_void()
+
+    # void graphc_dispatch(i64* state, i64 entry, i64* args, i64 rows, i64 parts)
+    dispatch = ir.Function(
+        module, ir.FunctionType(ir.VoidType(), [ptr, I64, ptr, I64, I64]), "graphc_dispatch"
+    )
+    state, entry, args, rows, parts = dispatch.args
+    b = ir.IRBuilder(dispatch.append_basic_block("entry"))
+    generation = b.add(b.load_atomic(word(b, state, GENERATION), "acquire", 8), ir.Constant(I64, 1))
+    generation = b.and_(generation, ir.Constant(I64, 0xFFFFFFFF))
+    b.store_atomic(entry, word(b, state, ENTRY), "release", 8)
+    b.store_atomic(b.ptrtoint(args, I64), word(b, state, ARGS), "release", 8)
+    b.store_atomic(rows, word(b, state, ROWS), "release", 8)
+    b.store_atomic(parts, word(b, state, PARTS), "release", 8)
+    b.store_atomic(ir.Constant(I64, 0), word(b, state, DONE), "release", 8)
+    b.store_atomic(b.shl(generation, ir.Constant(I64, 32)), word(b, state, TICKET), "release", 8)
+    b.store_atomic(generation, word(b, state, GENERATION), "seq_cst", 8)
+    sleepers = b.load_atomic(word(b, state, SLEEPERS), "seq_cst", 8)
+    wake = dispatch.append_basic_block("wake")
+    own = dispatch.append_basic_block("own")
+    b.cbranch(b.icmp_signed(">", sleepers, ir.Constant(I64, 0)), wake, own)
+    b.position_at_end(wake)
+    if _FUTEX is not None and sys.platform.startswith("linux"):
+        futex_word = b.bitcast(word(b, state, GENERATION), I32.as_pointer())
+        b.call(
+            syscall, [ir.Constant(I64, _FUTEX), futex_word, ir.Constant(I32, 129), ir.Constant(I32, 1 << 30)]
+        )
+    b.branch(own)
+    b.position_at_end(own)
+    run_parts(b, dispatch, state, generation)
+    wait = dispatch.append_basic_block("wait_done")
+    pause_block = dispatch.append_basic_block("wait_pause")
+    finished = dispatch.append_basic_block("finished")
+    b.branch(wait)
+    b.position_at_end(wait)
+    done = b.load_atomic(word(b, state, DONE), "acquire", 8)
+    b.cbranch(b.icmp_signed(">=", done, parts), finished, pause_block)
+    b.position_at_end(pause_block)
+    relax(b)
+    b.branch(wait)
+    b.position_at_end(finished)
+    b.ret_void()
+    return module
+
+
+class Pool:
+    """`workers` native worker threads and the state they share; `run` splits one kernel call."""
+
+    def __init__(self, workers: int) -> None:
+        from codegen.llvm.compiler import compile_ir
+
+        self._code = compile_ir(str(_module()), ["graphc_worker", "graphc_dispatch"])
+        self._state = np.zeros(STATE_WORDS, dtype=np.int64)
+        address = self._state.ctypes.data
+        signature = ctypes.CFUNCTYPE(
+            None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64
+        )
+        self._dispatch = signature(self._code.addresses["graphc_dispatch"])
+        worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._code.addresses["graphc_worker"])
+        self._address = address
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=worker, args=(address,), name=f"graphc-worker-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+        self.workers = workers
+
+    def run(self, entry: int, args: tuple, rows: int, parts: int) -> None:
+        """Call `entry(args, lo, hi)` over rows 0..rows in `parts` parts, on this thread and the
+        workers; returns when all are done. One job at a time (calls from several threads
+        queue on a lock)."""
+        array = (ctypes.c_int64 * len(args))(*args)
+        with self._lock:
+            self._dispatch(self._address, entry, array, rows, parts)
+
+    def close(self) -> None:
+        """Stop the workers (they finish any part they run) and wait for them."""
+        self._state[SHUTDOWN] = 1  # sleeping workers see it within their 10 ms futex timeout
+        for t in self._threads:
+            t.join()
+        self._threads = []
+
+
+_pool: Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def pool(workers: int) -> Pool:
+    """The process's pool (created on first use with `workers` threads besides the caller)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = Pool(workers)
+            atexit.register(_pool.close)  # before the native code goes away
+        return _pool
+
+
+def _forget_in_child() -> None:  # a forked child has none of the parent's threads
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
