@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from codegen.kernel import Conv2d, Matmul, Pool2d
+from codegen.plan import Buffer, Call, NativeRun, _address
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
 from ir.errors import ShapeError
 from ir.graph import Graph
-from ir.interpreter import run, run_node, start
+from ir.interpreter import bind_inputs, run, run_node, start
 from ir.passes import optimize
 from ir.types import concrete_shape
 
@@ -41,19 +42,32 @@ class CompiledGraph:
             np.ndarray
         ] = []  # weights converted for kernels, alive while their addresses are used
         self._panels: dict[str, int] = {}  # matmul kernel -> columns per packed panel of b
+        self.native: NativeRun | None = None  # the whole graph in one native call, where it can be
         if kernels:
             # llvmlite only when there is code to build
             from codegen.llvm.compiler import compile_ir, host_vector_bits
-            from codegen.llvm.render import matmul_tile, render
+            from codegen.llvm.render import matmul_tile, render, render_entry
 
             bits = host_vector_bits()
-            module = render(kernels, name=graph.name, vector_bits=bits)
-            compiled = compile_ir(str(module), [n for k in kernels for n in (k.name, f"{k.name}.packed")])
-            self._engine = compiled  # keeps the code alive
             for k in kernels:
                 if isinstance(k, Matmul):
                     _, lanes, vectors = matmul_tile(k.dtype, bits)
                     self._panels[k.name] = lanes * vectors
+            module = render(kernels, name=graph.name, vector_bits=bits)
+            native = self._native_calls()
+            names = [n for k in kernels for n in (k.name, f"{k.name}.packed")]
+            if native is not None:
+                render_entry(module, [len(c.args) for c in native[0]])
+                names += ["graph_entry", *native[3]]
+            compiled = compile_ir(str(module), sorted(set(names)))
+            self._engine = compiled  # keeps the code alive
+            if native is not None:
+                entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(
+                    compiled.addresses["graph_entry"]
+                )
+                self.native = NativeRun(self.graph, *native[:3], entry, compiled.addresses, _workers())
+            for k in kernels:
+                if isinstance(k, Matmul):
                     pointers, sizes = 3 + len(k.extras), 5
                 elif isinstance(k, Conv2d):
                     pointers, sizes = 3 + len(k.extras), 2
@@ -72,10 +86,116 @@ class CompiledGraph:
 
     def run(self, arrays, weights: dict | None = None) -> list[np.ndarray]:
         """The graph's outputs for `arrays` (a list in input order or a dict by name)."""
+        if self.native is not None:
+            bindings = bind_inputs(self.graph, arrays)
+            if isinstance(arrays, dict):
+                arrays = [arrays[v.name] for v in self.graph.inputs]
+            arrays = [np.ascontiguousarray(a) for a in arrays]
+            outs = self.native.run(arrays, bindings, _pool_addresses)
+            if outs is not None:
+                shapes = self.native.output_shapes(bindings)
+                return [outs[i].reshape(shape) for i, shape in shapes]
         env, bindings = start(self.graph, arrays)
         for step in self._plan:
             step(env, bindings, weights)
         return [env[v.name] for v in self.graph.outputs]
+
+    def _native_calls(self):
+        """The kernel calls and buffers of the graph's native entry, or None where some step
+        needs Python between kernels (an interpreter node other than a reshape, a matmul by a
+        non-constant matrix) or an output is an input or a weight."""
+        g = self.graph
+        buffers = [Buffer("input", v.name, index=i) for i, v in enumerate(g.inputs)]
+        value_buffer = {v.name: i for i, v in enumerate(g.inputs)}
+        calls: list[Call] = []
+        names: list[str] = []  # the entries the calls may use
+
+        def operand(name, dtype):
+            if name in g.weights:
+                return ("address", self._constant(name, dtype))
+            buffers[value_buffer[name]].readers.append(len(calls))
+            return ("buffer", value_buffer[name])
+
+        for step in self.steps:
+            if isinstance(step, NodeStep):
+                node = step.node
+                if node.op != "reshape" or node.inputs[0].name not in value_buffer:
+                    return None
+                value_buffer[node.outputs[0].name] = value_buffer[node.inputs[0].name]  # a view
+                continue
+            k = step.kernel
+            t = k.dtype.np
+            if isinstance(k, Matmul) and step.inputs[1] not in g.weights:
+                return None
+            args = [operand(name, t) for name in step.inputs]
+            out = len(buffers)
+            buffers.append(Buffer("arena", step.output, writer=len(calls)))
+            value_buffer[step.output] = out
+            first = step.inputs[0]
+            if isinstance(k, Matmul):
+                depth, n = k.b.shape
+                panel = self._panels[k.name]
+                args[1] = ("address", self._packed_weight(step.inputs[1], panel, t))
+
+                def rows(shapes, bindings, a=first):
+                    return int(np.prod(shapes[a][:-1], dtype=np.int64)) if len(shapes[a]) > 1 else 1
+
+                def how(shapes, bindings, workers, k=k, rows=rows, n=n, depth=depth, panel=panel):
+                    m = rows(shapes, bindings)
+                    panels = -(-n // panel)
+                    if workers > 1 and m * n * depth >= MATMUL_PARALLEL_MIN_MACS and m >= 2 * workers:
+                        return f"{k.name}.packed", m, min(workers, m)
+                    if workers > 1 and m * n * depth >= MATVEC_PARALLEL_MIN_MACS and panels > 1:
+                        return f"{k.name}.cols.packed", panels, min(workers, panels)  # few rows
+                    return f"{k.name}.packed", m, 1
+
+                sizes = [("size", rows), ("size", lambda s, b, n=n: n), ("size", lambda s, b, d=depth: d)]
+                calls.append(Call([("buffer", out), *args, *sizes], how))
+                names.append(f"{k.name}.cols.packed")
+            elif isinstance(k, (Conv2d, Pool2d)):
+                if isinstance(k, Conv2d):
+                    work = int(np.prod(k.w.shape)) * int(np.prod(k.out_shape[2:])), CONV_PARALLEL_MIN_MACS
+                else:
+                    work = int(np.prod(k.x.shape[1:])), PARALLEL_MIN_POINTS
+
+                def how(shapes, bindings, workers, x=first, work=work, name=f"{k.name}.packed"):
+                    images = shapes[x][0]
+                    split = workers > 1 and images > 1 and images * work[0] >= work[1]
+                    return name, images, min(workers, images) if split else 1
+
+                calls.append(Call([("buffer", out), *args], how))
+            else:
+                sizes = [("size", lambda s, b, name=name: b[name]) for name in k.symbols]
+
+                def how(shapes, bindings, workers, k=k):
+                    ranges = concrete_shape(k.ranges, bindings)
+                    if not ranges or not k.splittable:
+                        return f"{k.name}.packed", 1, 1  # one call over everything
+                    points = int(np.prod(ranges, dtype=np.int64))
+                    split = workers > 1 and ranges[0] > 1 and points >= PARALLEL_MIN_POINTS
+                    return f"{k.name}.packed", ranges[0], min(workers, ranges[0]) if split else 1
+
+                calls.append(Call([("buffer", out), *args, *sizes], how))
+            names.append(f"{k.name}.packed")
+        for v in g.outputs:
+            b = value_buffer.get(v.name)
+            if b is None or buffers[b].kind == "input":
+                return None
+            buffers[b].kind = "output"
+        return calls, buffers, value_buffer, names
+
+    def _constant(self, name: str, dtype) -> int:
+        """The address of weight `name` as a contiguous `dtype` array (kept alive)."""
+        array = np.ascontiguousarray(self.graph.weight_data[name], dtype=dtype)
+        self._keep.append(array)
+        return _address(array)
+
+    def _packed_weight(self, name: str, panel: int, dtype) -> int:
+        """The address of weight `name` packed for the matmul kernel (packed once)."""
+        packed = self._packed.get((name, panel))
+        if packed is None:
+            packed = self._packed[(name, panel)] = pack_matmul_b(self.graph.weight_data[name], panel, dtype)
+        return _address(packed)
 
     def _runner(self, step):
         """A function (env, bindings, weights) that runs `step`, with what does not change
@@ -118,9 +238,7 @@ class CompiledGraph:
         """A function of env giving the address of value `name` as a contiguous `dtype` array
         (kept alive by env); a weight's is fixed now."""
         if name in self.graph.weights:
-            array = np.ascontiguousarray(self.graph.weight_data[name], dtype=dtype)
-            self._keep.append(array)
-            address = _address(array)
+            address = self._constant(name, dtype)
             return lambda env: address
 
         def load(env):
@@ -138,9 +256,7 @@ class CompiledGraph:
         extras = [self._operand(name, t) for name in step.inputs[2:]]
         panel = self._panels[k.name]
         if b_name in self.graph.weights:  # packed once, now
-            packed = pack_matmul_b(self.graph.weight_data[b_name], panel, t)
-            self._packed[(b_name, panel)] = packed
-            address = _address(packed)
+            address = self._packed_weight(b_name, panel, t)
             packed_b = lambda env: address  # noqa: E731
         else:
 
@@ -208,14 +324,6 @@ class CompiledGraph:
         return pool
 
 
-def _address(array: np.ndarray) -> int:
-    """The address of `array`'s data (faster than .ctypes.data where the array is writable)."""
-    try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(array))
-    except (TypeError, ValueError):  # read-only or empty
-        return array.ctypes.data
-
-
 def pack_matmul_b(b: np.ndarray, panel: int, dtype=None) -> np.ndarray:
     """A (K, N) matrix as the matmul kernel reads it: panels of `panel` columns, each K rows of
     `panel` contiguous values, the last panel zero-padded ([ceil(N / panel)][K][panel])."""
@@ -232,6 +340,7 @@ def pack_matmul_b(b: np.ndarray, panel: int, dtype=None) -> np.ndarray:
 # so a split never costs much more than running alone.
 PARALLEL_MIN_POINTS = 1 << 15
 MATMUL_PARALLEL_MIN_MACS = 1 << 20
+MATVEC_PARALLEL_MIN_MACS = 1 << 17  # few rows: memory-bound, slower per MAC, split by columns
 CONV_PARALLEL_MIN_MACS = 1 << 20
 
 
@@ -263,6 +372,20 @@ def _launch(entry: _Entry, kernel, args: tuple, ranges: tuple, parallel: bool | 
     from codegen.llvm.pool import pool
 
     pool(_workers() - 1).run(entry.packed, args, rows, parts)
+
+
+_pool_cache: list = []  # [(pid, (state, dispatch, lock))]
+
+
+def _pool_addresses() -> tuple[int, int, object]:
+    """(state, graphc_dispatch, lock) of the process's worker pool, for native entries."""
+    if _pool_cache and _pool_cache[0][0] == os.getpid():
+        return _pool_cache[0][1]
+    from codegen.llvm.pool import pool
+
+    p = pool(_workers() - 1)
+    _pool_cache[:] = [(os.getpid(), (p.state_address, p.dispatch_address, p.lock))]
+    return _pool_cache[0][1]
 
 
 def compile_graph(graph: Graph) -> CompiledGraph:

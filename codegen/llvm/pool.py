@@ -202,9 +202,11 @@ class Pool:
             None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64
         )
         self._dispatch = signature(self._code.addresses["graphc_dispatch"])
+        self.dispatch_address = self._code.addresses["graphc_dispatch"]
+        self.state_address = address
         worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._code.addresses["graphc_worker"])
         self._address = address
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # one job at a time
         self._threads = [
             threading.Thread(target=worker, args=(address,), name=f"graphc-worker-{i}", daemon=True)
             for i in range(workers)
@@ -218,7 +220,7 @@ class Pool:
         workers; returns when all are done. One job at a time (calls from several threads
         queue on a lock)."""
         array = (ctypes.c_int64 * len(args))(*args)
-        with self._lock:
+        with self.lock:
             self._dispatch(self._address, entry, array, rows, parts)
 
     def close(self) -> None:

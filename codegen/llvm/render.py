@@ -481,10 +481,29 @@ class _MatmulEmitter(_Gemm):
         self.setup(vector_bits)
 
     def emit(self) -> None:
+        self._emit(by_columns=False)
+        # `<name>.cols`: the same arguments, but lo..hi are panels of NR columns and every row
+        # is computed: the split for few rows (a batch of one is a matrix-vector product)
+        self.fn = ir.Function(self.module, self.fn.function_type, name=f"{self.kernel.name}.cols")
+        for a in self.fn.args[: 3 + len(self.kernel.extras)]:
+            a.add_attribute("noalias")
+        self._emit(by_columns=True)
+
+    def _emit(self, by_columns: bool) -> None:
         b = self.entry()
         c, a, bp = self.fn.args[:3]
         extras = self.fn.args[3 : 3 + len(self.kernel.extras)]
-        _, n, k, lo, hi = self.fn.args[-5:]
+        m, n, k, lo, hi = self.fn.args[-5:]
+        first_col = ir.Constant(I64, 0)
+        if by_columns:
+            first_col = b.mul(lo, ir.Constant(I64, self.nr))
+            last_col = b.mul(hi, ir.Constant(I64, self.nr))
+            last_col = b.select(b.icmp_signed("<", last_col, n), last_col, n)
+            bp = b.gep(bp, [b.mul(first_col, k)], inbounds=True)
+            c = b.gep(c, [first_col], inbounds=True)
+            cols, lo, hi = b.sub(last_col, first_col), ir.Constant(I64, 0), m
+        else:
+            cols = n
 
         def extra(b, index, row, col):
             rs, cs = self.kernel.extra_strides(index)
@@ -492,23 +511,11 @@ class _MatmulEmitter(_Gemm):
             if rs:
                 offset = b.add(offset, b.mul(row, n if rs == "n" else ir.Constant(I64, 1)))
             if cs:
-                offset = b.add(offset, col)
+                offset = b.add(offset, b.add(col, first_col))
             return b.load(b.gep(extras[index], [offset], inbounds=True))
 
-        self.gemm(
-            b,
-            a=a,
-            lda=k,
-            lo=lo,
-            hi=hi,
-            bp=bp,
-            n=n,
-            k=k,
-            c=c,
-            ldc=n,
-            epilogue=self.kernel.epilogue,
-            extra=extra,
-        )
+        epilogue = self.kernel.epilogue
+        self.gemm(b, a=a, lda=k, lo=lo, hi=hi, bp=bp, n=cols, k=k, c=c, ldc=n, epilogue=epilogue, extra=extra)
         b.ret_void()
 
 
@@ -774,6 +781,39 @@ def _packed_entry(module: ir.Module, fn: ir.Function) -> None:
     b.ret_void()
 
 
+def render_entry(module: ir.Module, counts: list[int], name: str = "graph_entry") -> None:
+    """`void graph_entry(i64* table, i64 pool_state, i64 dispatch)`: kernel calls in order, call
+    i reading `counts[i]` arguments, then the address of the `.packed` entry to run them with,
+    its range and its number of parts, from consecutive words of `table`. A call of more than
+    one part goes to the worker pool through `dispatch` (graphc_dispatch's address); the others
+    run directly over their whole range. The whole graph in one call from Python."""
+    ptr = I64.as_pointer()
+    entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, I64, I64]), name=name)
+    table, state, dispatch = entry.args
+    dispatch_type = ir.FunctionType(ir.VoidType(), [ptr, I64, ptr, I64, I64]).as_pointer()
+    packed_type = ir.FunctionType(ir.VoidType(), [ptr, I64, I64]).as_pointer()
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    at = 0
+    for i, count in enumerate(counts):
+        words = b.gep(table, [ir.Constant(I64, at)], inbounds=True)
+        target = b.load(b.gep(table, [ir.Constant(I64, at + count)], inbounds=True))
+        extent = b.load(b.gep(table, [ir.Constant(I64, at + count + 1)], inbounds=True))
+        parts = b.load(b.gep(table, [ir.Constant(I64, at + count + 2)], inbounds=True))
+        split = entry.append_basic_block(f"split{i}")
+        direct = entry.append_basic_block(f"direct{i}")
+        after = entry.append_basic_block(f"after{i}")
+        b.cbranch(b.icmp_signed(">", parts, ir.Constant(I64, 1)), split, direct)
+        b.position_at_end(split)
+        b.call(b.inttoptr(dispatch, dispatch_type), [b.inttoptr(state, ptr), target, words, extent, parts])
+        b.branch(after)
+        b.position_at_end(direct)
+        b.call(b.inttoptr(target, packed_type), [words, ir.Constant(I64, 0), extent])
+        b.branch(after)
+        b.position_at_end(after)
+        at += count + 3
+    b.ret_void()
+
+
 def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Module:
     """An LLVM module with one function per kernel (`Kernel`, `Matmul`, `Conv2d`, `Pool2d`),
     each also as `<name>.packed` (arguments in an array, for the worker pool); matmuls and
@@ -789,4 +829,6 @@ def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Mo
         else:
             _Emitter(module, kernel).emit()
         _packed_entry(module, module.globals[kernel.name])
+        if isinstance(kernel, Matmul):
+            _packed_entry(module, module.globals[f"{kernel.name}.cols"])
     return module

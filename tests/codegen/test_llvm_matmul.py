@@ -213,7 +213,7 @@ def epilogue_graphs(draw):
     return g, m, k
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(epilogue_graphs())
 def test_random_matmul_epilogues_match_the_interpreter(case):
     g, m, k = case

@@ -1,0 +1,233 @@
+"""Whole-graph execution: one native call runs every kernel of a graph over one arena.
+
+`plan_memory` places intermediate buffers in an arena so that buffers whose lifetimes do not
+overlap share memory (greedy best fit, largest first). `NativeRun` holds, per set of symbol
+sizes (the batch), the arena plan and a table of every kernel's arguments; a call fills in the
+addresses of the inputs and of fresh output arrays and hands the table to the graph's native
+entry (`render_entry`), which calls the kernels in order and sends large ones to the worker
+pool. Graphs that need anything else between kernels (an interpreter node other than a
+reshape, a matmul by a non-constant matrix) run step by step instead (`CompiledGraph`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ALIGN = 64
+
+
+def _address(array: np.ndarray) -> int:
+    """The address of `array`'s data (faster than .ctypes.data where the array is writable)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    except (TypeError, ValueError):  # read-only or empty
+        return array.ctypes.data
+
+
+def plan_memory(sizes: list[int], lifetimes: list[tuple[int, int]]) -> tuple[list[int], int]:
+    """Offsets (multiples of ALIGN) for buffers of `sizes` bytes live over the inclusive step
+    ranges `lifetimes`, such that buffers live at the same step never overlap; and the arena
+    size. Buffers are placed largest first, each at the lowest offset that fits."""
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], lifetimes[i][0]))
+    placed: list[tuple[int, int, int, int]] = []  # (offset, end, first, last)
+    offsets = [0] * len(sizes)
+    arena = 0
+    for i in order:
+        size = -(-sizes[i] // ALIGN) * ALIGN
+        first, last = lifetimes[i]
+        busy = sorted((o, e) for o, e, f, l in placed if f <= last and first <= l)
+        offset = 0
+        for o, e in busy:
+            if offset + size <= o:
+                break
+            offset = max(offset, e)
+        offsets[i] = offset
+        placed.append((offset, offset + size, first, last))
+        arena = max(arena, offset + size)
+    return offsets, arena
+
+
+@dataclass
+class Call:
+    """One kernel call of the native entry: `args` are ('buffer', id), ('address', int) or
+    ('size', fn(shapes, bindings)); `how(shapes, bindings, workers)` gives the `.packed` entry
+    to run it with (a function name), the range that entry's lo..hi cover, and the number of
+    parts to split that range into."""
+
+    args: list
+    how: object
+
+
+@dataclass
+class Buffer:
+    """A value's storage: 'input' (a graph input, by index), 'output' (a fresh array returned
+    to the caller, by output index), or 'arena' (an intermediate)."""
+
+    kind: str
+    value: str  # the value whose shape and dtype it has
+    index: int = -1
+    writer: int = -1  # the call that writes it
+    readers: list = field(default_factory=list)
+
+
+@dataclass
+class _Bound:
+    """The plan for one set of symbol sizes."""
+
+    table: np.ndarray  # arguments with arena offsets (not addresses) for intermediates
+    arena_slots: np.ndarray  # table positions holding arena offsets
+    inputs: list  # per graph input: table positions
+    outputs: list  # per output buffer: (table positions, shape, dtype)
+    arena: int
+    intermediates: int  # bytes of all intermediates, for the report
+    parallel: bool
+    runnable: bool  # False for empty tensors: the step-by-step path handles (and reports) them
+    output_shapes: list | None = None
+
+
+class NativeRun:
+    """The native entry of a graph with its calls and buffers; `run` is thread-safe (each
+    thread has its own arena per set of sizes)."""
+
+    def __init__(
+        self, graph, calls: list[Call], buffers: list[Buffer], value_buffer: dict, entry, addresses, workers
+    ):
+        self.graph = graph
+        self.addresses = addresses  # function name -> address
+        self.calls = calls
+        self.buffers = buffers
+        self.value_buffer = value_buffer  # value name -> buffer id
+        self.entry = entry  # ctypes function (table, pool state, dispatch)
+        self.workers = workers
+        self._bound: dict[tuple, _Bound] = {}
+        self._local = threading.local()
+        self._types = {v.name: v.type for v in graph.inputs}
+        self._types.update({name: v.type for name, v in graph.weights.items()})
+        for node in graph.nodes:
+            self._types.update({v.name: v.type for v in node.outputs})
+        self._symbols = sorted(graph.symbols())
+        outputs = [i for i, b in enumerate(buffers) if b.kind == "output"]
+        # per graph output, its array among run()'s results
+        self.output_of = [outputs.index(value_buffer[v.name]) for v in graph.outputs]
+
+    def bound(self, bindings: dict) -> _Bound:
+        key = tuple(bindings[s] for s in self._symbols)
+        plan = self._bound.get(key)
+        if plan is None:
+            plan = self._bound.setdefault(key, self._bind(bindings))
+        return plan
+
+    def _bind(self, bindings: dict) -> _Bound:
+        from ir.types import concrete_shape
+
+        shapes = {name: concrete_shape(t.shape, bindings) for name, t in self._types.items()}
+        nbytes = [
+            int(np.prod(shapes[b.value], dtype=np.int64)) * self._types[b.value].dtype.np.itemsize
+            for b in self.buffers
+        ]
+        arena_ids = [i for i, b in enumerate(self.buffers) if b.kind == "arena"]
+        lifetimes = [
+            (self.buffers[i].writer, max([self.buffers[i].writer, *self.buffers[i].readers]))
+            for i in arena_ids
+        ]
+        offsets, arena = plan_memory([nbytes[i] for i in arena_ids], lifetimes)
+        offset_of = dict(zip(arena_ids, offsets, strict=True))
+        words, arena_slots, positions = [], [], {i: [] for i in range(len(self.buffers))}
+        parallel, runnable = False, all(n > 0 for n in nbytes)
+        for call in self.calls:
+            for kind, what in call.args:
+                if kind == "buffer":
+                    positions[what].append(len(words))
+                    if what in offset_of:
+                        arena_slots.append(len(words))
+                        words.append(offset_of[what])
+                    else:
+                        words.append(0)
+                elif kind == "address":
+                    words.append(what)
+                else:
+                    words.append(int(what(shapes, bindings)))
+            function, extent, parts = call.how(shapes, bindings, self.workers)
+            parallel |= parts > 1
+            runnable &= extent > 0
+            words += [self.addresses[function], int(extent), int(parts)]
+        inputs = [() for _ in self.graph.inputs]
+        outputs = []
+        for i, b in enumerate(self.buffers):
+            if b.kind == "input":
+                inputs[b.index] = tuple(positions[i])
+            elif b.kind == "output":
+                outputs.append((tuple(positions[i]), shapes[b.value], self._types[b.value].dtype.np))
+        return _Bound(
+            np.array(words, dtype=np.int64),
+            np.array(arena_slots, dtype=np.int64),
+            inputs,
+            outputs,
+            arena,
+            sum(nbytes[i] for i in arena_ids),
+            parallel,
+            runnable,
+        )
+
+    def _state(self, key, plan: _Bound):
+        """This thread's arena and argument table for `plan` (made once)."""
+        states = getattr(self._local, "states", None)
+        if states is None:
+            states = self._local.states = {}
+        state = states.get(key)
+        if state is None:
+            arena = np.empty(plan.arena + ALIGN, dtype=np.uint8)
+            base = -arena.ctypes.data % ALIGN + arena.ctypes.data
+            table = plan.table.copy()
+            table[plan.arena_slots] += base
+            state = states[key] = (arena, table)
+        return state
+
+    def run(self, arrays: list[np.ndarray], bindings: dict, pool) -> list[np.ndarray] | None:
+        """The output buffers for `arrays` (contiguous, of the inputs' dtypes), or None where
+        this set of sizes has an empty tensor; `pool()` gives the worker pool's (state address,
+        dispatch address, lock)."""
+        plan = self.bound(bindings)
+        if not plan.runnable:
+            return None
+        key = tuple(bindings[s] for s in self._symbols)
+        _, table = self._state(key, plan)
+        for positions, array in zip(plan.inputs, arrays, strict=True):
+            address = _address(array)
+            for i in positions:
+                table[i] = address
+        outs = []
+        for positions, shape, dtype in plan.outputs:
+            out = np.empty(shape, dtype=dtype)
+            address = _address(out)
+            for i in positions:
+                table[i] = address
+            outs.append(out)
+        if plan.parallel:
+            state, dispatch, lock = pool()
+            with lock:  # the pool runs one job at a time
+                self.entry(table.ctypes.data, state, dispatch)
+        else:
+            self.entry(table.ctypes.data, 0, 0)
+        return outs
+
+    def output_shapes(self, bindings: dict) -> list[tuple[int, tuple]]:
+        """Per graph output: its array among run()'s results and its shape."""
+        plan = self.bound(bindings)
+        if plan.output_shapes is None:
+            from ir.types import concrete_shape
+
+            plan.output_shapes = [
+                (i, concrete_shape(v.type.shape, bindings))
+                for i, v in zip(self.output_of, self.graph.outputs, strict=True)
+            ]
+        return plan.output_shapes
+
+    def memory(self, bindings: dict) -> tuple[int, int]:
+        """(arena bytes, bytes of all intermediates) for these symbol sizes."""
+        plan = self.bound(bindings)
+        return plan.arena, plan.intermediates
