@@ -1,0 +1,119 @@
+"""The whole-graph native entry and its memory plan: buffers whose lifetimes overlap never share
+memory, the arena is smaller than the sum of intermediates where lifetimes allow, outputs are
+fresh arrays, aliases (reshape) and every split path give the interpreter's results, and graphs
+that need Python between kernels keep the step-by-step path."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import codegen.executable as executable
+from codegen.executable import compile_graph
+from codegen.plan import ALIGN, plan_memory
+from ir import dtypes
+from ir.graph import Graph
+from ir.interpreter import run
+from ir.parser import parse_graph
+from ir.types import TensorType
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 5000), st.integers(0, 20), st.integers(0, 6)),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_live_buffers_never_overlap(buffers):
+    sizes = [s for s, _, _ in buffers]
+    lifetimes = [(first, first + length) for _, first, length in buffers]
+    offsets, arena = plan_memory(sizes, lifetimes)
+    assert all(o % ALIGN == 0 for o in offsets)
+    assert all(o + s <= arena for o, s in zip(offsets, sizes, strict=True))
+    for i in range(len(sizes)):
+        for j in range(i):
+            live_together = lifetimes[i][0] <= lifetimes[j][1] and lifetimes[j][0] <= lifetimes[i][1]
+            apart = offsets[i] + sizes[i] <= offsets[j] or offsets[j] + sizes[j] <= offsets[i]
+            assert apart or not live_together
+
+
+def test_a_chain_reuses_memory():
+    # five buffers of 1000 bytes, each read only by the next step: two slots suffice
+    offsets, arena = plan_memory([1000] * 5, [(i, i + 1) for i in range(5)])
+    assert arena == 2 * 1024 and len(set(offsets)) == 2
+
+
+def _graph_with_weights() -> Graph:
+    """Two matmuls by weights, elementwise and a reduction between them, a reshape (a view of
+    a kernel's output) and two outputs."""
+    rng = np.random.default_rng(0)
+    g = Graph("g")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 300)))
+    w1 = g.add_weight("w1", rng.standard_normal((300, 200)).astype(np.float32) * 0.05)
+    w2 = g.add_weight("w2", rng.standard_normal((200, 100)).astype(np.float32) * 0.05)
+    (a,) = g.add_node("matmul", [x, w1])
+    (e,) = g.add_node("exp", [a])
+    (s,) = g.add_node("add", [e, a])
+    (r,) = g.add_node("reshape", [s], {"shape": ("batch", 20, 10)})
+    (total,) = g.add_node("sum", [r], {"dims": (2,), "keepdim": False})
+    (t,) = g.add_node("tanh", [s])
+    (y,) = g.add_node("matmul", [t, w2])
+    g.set_outputs([y, total])
+    return g
+
+
+def test_whole_graph_runs_natively_and_matches_the_interpreter():
+    g = _graph_with_weights()
+    exe = compile_graph(g)
+    assert exe.native is not None
+    for batch in (1, 3, 64, 1000):
+        x = np.random.default_rng(batch).standard_normal((batch, 300)).astype(np.float32)
+        got, want = exe.run([x]), run(g, [x])
+        for a, b in zip(got, want, strict=True):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+    arena, total = exe.native.memory({"batch": 64})
+    assert 0 < arena < total  # the product is dead once the sum kernel has read it
+
+
+def test_outputs_are_fresh_arrays_and_the_arena_is_per_thread():
+    g = _graph_with_weights()
+    exe = compile_graph(g)
+    x = np.ones((4, 300), np.float32)
+    first = exe.run([x])
+    second = exe.run([x * 2])
+    assert not np.shares_memory(first[0], second[0])
+    assert not np.allclose(first[0], second[0])
+
+
+def test_every_split_matches(monkeypatch):
+    g = _graph_with_weights()
+    for name in ("PARALLEL_MIN_POINTS", "MATMUL_PARALLEL_MIN_MACS", "MATVEC_PARALLEL_MIN_MACS"):
+        monkeypatch.setattr(executable, name, 0)
+    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    exe = compile_graph(g)
+    for batch in (1, 2, 5, 100):  # one row splits by columns, more by rows
+        x = np.random.default_rng(batch).standard_normal((batch, 300)).astype(np.float32)
+        for a, b in zip(exe.run([x]), run(g, [x]), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+def test_graphs_needing_python_between_kernels_run_step_by_step():
+    g = parse_graph("""
+graph g(%x: f32[batch,8], %y: f32[8,4]) {
+  %0: f32[batch,8] = exp(%x)
+  %1: f32[batch,4] = matmul(%0, %y)
+  return %1
+}""")  # a matmul by an input: packed on every call, in Python
+    exe = compile_graph(g)
+    assert exe.native is None
+    x, y = np.ones((3, 8), np.float32), np.ones((8, 4), np.float32)
+    np.testing.assert_allclose(exe.run([x, y])[0], run(g, [x, y])[0], rtol=1e-6)
+
+
+def test_empty_batches_fall_back_and_report_like_the_interpreter():
+    g = _graph_with_weights()
+    exe = compile_graph(g)
+    got = exe.run([np.ones((0, 300), np.float32)])
+    assert [a.shape for a in got] == [(0, 100), (0, 20)]
