@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from codegen import library
+from codegen.host import matmul_tile, vector_bits
 from codegen.kernel import Conv2d, Matmul, Pool2d
 from codegen.plan import Buffer, Call, NativeRun, _address
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
@@ -25,47 +27,45 @@ from ir.errors import ShapeError
 from ir.graph import Graph
 from ir.interpreter import bind_inputs, run, run_node, start
 from ir.passes import optimize
+from ir.printer import format_graph
 from ir.types import concrete_shape
 
 
 class CompiledGraph:
     """`graph` with its kernels compiled; `run` is safe to call from several threads."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, embedded: dict[str, bytes] | None = None) -> None:
+        """`embedded`: shared libraries by cache key (from a module file the user trusts), used
+        when one is this graph's for this CPU."""
         self.source = graph
         self.graph = optimize(graph)
         self.steps = schedule(self.graph)
         kernels = [s.kernel for s in self.steps if isinstance(s, KernelStep)]
         self._functions = {}
         self._packed: dict[tuple, np.ndarray] = {}  # (weight name, panel) -> packed
-        self._keep: list[
-            np.ndarray
-        ] = []  # weights converted for kernels, alive while their addresses are used
+        self._keep: list[np.ndarray] = []  # converted weights, alive while kernels use their addresses
         self._panels: dict[str, int] = {}  # matmul kernel -> columns per packed panel of b
         self.native: NativeRun | None = None  # the whole graph in one native call, where it can be
+        self.library_key: str | None = None  # the shared library in the cache, where there is one
         if kernels:
-            # llvmlite only when there is code to build
-            from codegen.llvm.compiler import compile_ir, host_vector_bits
-            from codegen.llvm.render import matmul_tile, render, render_entry
-
-            bits = host_vector_bits()
+            bits = vector_bits()
             for k in kernels:
                 if isinstance(k, Matmul):
                     _, lanes, vectors = matmul_tile(k.dtype, bits)
                     self._panels[k.name] = lanes * vectors
-            module = render(kernels, name=graph.name, vector_bits=bits)
             native = self._native_calls()
             names = [n for k in kernels for n in (k.name, f"{k.name}.packed")]
             if native is not None:
-                render_entry(module, [len(c.args) for c in native[0]])
                 names += ["graph_entry", *native[3]]
-            compiled = compile_ir(str(module), sorted(set(names)))
-            self._engine = compiled  # keeps the code alive
+            names = sorted(set(names))
+            addresses = self._load(bits, names, native is not None, embedded or {})
+            if addresses is None:
+                addresses = self._compile(kernels, native, bits, names)
             if native is not None:
                 entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(
-                    compiled.addresses["graph_entry"]
+                    addresses["graph_entry"]
                 )
-                self.native = NativeRun(self.graph, *native[:3], entry, compiled.addresses, _workers())
+                self.native = NativeRun(self.graph, *native[:3], entry, addresses, _workers())
             for k in kernels:
                 if isinstance(k, Matmul):
                     pointers, sizes = 3 + len(k.extras), 5
@@ -76,10 +76,41 @@ class CompiledGraph:
                 else:
                     pointers, sizes = 1 + len(k.inputs), len(k.symbols) + 2
                 argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * sizes
-                call = ctypes.CFUNCTYPE(None, *argtypes)(compiled.addresses[k.name])
-                self._functions[k.name] = _Entry(call, compiled.addresses[f"{k.name}.packed"])
-
+                call = ctypes.CFUNCTYPE(None, *argtypes)(addresses[k.name])
+                self._functions[k.name] = _Entry(call, addresses[f"{k.name}.packed"])
         self._plan = [self._runner(step) for step in self.steps]
+
+    def _load(self, bits: int, names: list[str], native: bool, embedded: dict) -> dict | None:
+        """The code from the cache (or a trusted embedded library, which joins the cache),
+        without LLVM; None where neither has it."""
+        text = f"{format_graph(self.graph)}\nvector_bits={bits}\nnative={native}"
+        self.library_key = key = library.library_key(text)
+        addresses = library.load(key, names)
+        if addresses is None and key in embedded and library.store(key, embedded[key]):
+            addresses = library.load(key, names)
+        return addresses
+
+    def _compile(self, kernels, native, bits: int, names: list[str]) -> dict:
+        """Render and compile the kernels (and the native entry): linked into a shared library
+        in the cache where a C compiler driver and a cache directory exist, else in memory."""
+        from codegen.llvm.compiler import build_library, compile_ir
+        from codegen.llvm.render import render, render_entry
+
+        module = render(kernels, name=self.graph.name, vector_bits=bits)
+        if native is not None:
+            render_entry(module, [len(c.args) for c in native[0]])
+        text = str(module)
+        addresses = build_library(text, self.library_key, names)
+        if addresses is None:
+            self.library_key = None
+            compiled = compile_ir(text, names)
+            self._engine = compiled  # keeps the code alive
+            addresses = compiled.addresses
+        return addresses
+
+    def library_bytes(self) -> bytes | None:
+        """The shared library of this graph's code (to embed in a module file), if there is one."""
+        return library.read(self.library_key) if self.library_key else None
 
     def __str__(self) -> str:
         return format_schedule(self.steps)

@@ -21,9 +21,9 @@ from pathlib import Path
 import llvmlite
 import llvmlite.binding as llvm
 
+from codegen.host import COMPILER_VERSION  # noqa: E402  (bumped when generated code changes)
 from ir.fileio import atomic_write
 
-COMPILER_VERSION = "1"  # bump when the code generated for the same IR text changes
 _MAGIC = b"GCOBJ1\n"
 
 _lock = threading.Lock()
@@ -121,6 +121,47 @@ def target_machine():
             llvm.load_library_permanently(libm)
         _target_machine = _new_target_machine()
     return _target_machine
+
+
+def link_shared(obj: bytes) -> bytes | None:
+    """Object code linked into a shared library by the system's C compiler driver (cc, gcc or
+    clang; $CC first), or None where there is none or it fails."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    candidates = [os.environ.get("CC"), "cc", "gcc", "clang"]
+    driver = next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
+    if driver is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="graphc-link-") as tmp:
+        source, target = os.path.join(tmp, "kernels.o"), os.path.join(tmp, "kernels.so")
+        with open(source, "wb") as f:
+            f.write(obj)
+        try:
+            done = subprocess.run(
+                [driver, "-shared", "-o", target, source, "-lm"], capture_output=True, timeout=60
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if done.returncode != 0:
+            return None
+        with open(target, "rb") as f:
+            return f.read()
+
+
+def build_library(text: str, key: str, functions: list[str]) -> dict[str, int] | None:
+    """Compile LLVM IR `text` into the shared library `key` in the cache and load it: the
+    addresses of `functions`, or None where linking or caching is not possible here."""
+    from codegen import library
+
+    if library.cache_dir() is None:
+        return None
+    with _lock:
+        so = link_shared(_optimized_object(text))
+    if so is None or not library.store(key, so):
+        return None
+    return library.load(key, functions)
 
 
 def compile_ir(text: str, functions: list[str]) -> CompiledModule:

@@ -30,16 +30,19 @@ import sys
 import threading
 
 import numpy as np
-from llvmlite import ir
 
-I32, I64 = ir.IntType(32), ir.IntType(64)
+POOL_VERSION = "1"  # bump when the generated pool code changes
 SPINS = 200_000  # pause instructions (~1-2 ms) before a worker sleeps
 GENERATION, ENTRY, ARGS, ROWS, PARTS, TICKET, DONE, SHUTDOWN, SLEEPERS = 0, 1, 2, 3, 4, 8, 16, 24, 32
 STATE_WORDS = 40
 _FUTEX = {"x86_64": 202, "AMD64": 202, "aarch64": 98, "arm64": 98}.get(platform.machine())
 
 
-def _module() -> ir.Module:
+def _module():
+    """The pool's LLVM module (llvmlite.ir)."""
+    from llvmlite import ir
+
+    I32, I64 = ir.IntType(32), ir.IntType(64)  # noqa: N806
     module = ir.Module(name="graphc_pool")
     ptr = I64.as_pointer()
     part_type = ir.FunctionType(ir.VoidType(), [ptr, I64, I64]).as_pointer()
@@ -193,18 +196,28 @@ class Pool:
     """`workers` native worker threads and the state they share; `run` splits one kernel call."""
 
     def __init__(self, workers: int) -> None:
-        from codegen.llvm.compiler import compile_ir
+        from codegen import library
 
-        self._code = compile_ir(str(_module()), ["graphc_worker", "graphc_dispatch"])
+        names = ["graphc_worker", "graphc_dispatch"]
+        key = library.library_key(f"graphc worker pool {POOL_VERSION}")
+        addresses = library.load(key, names)  # no LLVM where the cache has it
+        if addresses is None:
+            from codegen.llvm.compiler import build_library, compile_ir
+
+            text = str(_module())
+            addresses = build_library(text, key, names)
+            if addresses is None:
+                self._code = compile_ir(text, names)  # keeps the code alive
+                addresses = self._code.addresses
         self._state = np.zeros(STATE_WORDS, dtype=np.int64)
         address = self._state.ctypes.data
         signature = ctypes.CFUNCTYPE(
             None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64
         )
-        self._dispatch = signature(self._code.addresses["graphc_dispatch"])
-        self.dispatch_address = self._code.addresses["graphc_dispatch"]
+        self._dispatch = signature(addresses["graphc_dispatch"])
+        self.dispatch_address = addresses["graphc_dispatch"]
         self.state_address = address
-        worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._code.addresses["graphc_worker"])
+        worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addresses["graphc_worker"])
         self._address = address
         self.lock = threading.Lock()  # one job at a time
         self._threads = [

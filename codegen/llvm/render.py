@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from codegen.host import matmul_tile
 from codegen.kernel import Acc, Binary, Const, Conv2d, Expr, Kernel, Load, Matmul, Pool2d, Unary
 from ir import dtypes
 
@@ -279,14 +280,6 @@ class _Emitter(_Code):
 # in L2), MC rows per block (the A rows a panel is reused for).
 MATMUL_KC = 256
 MATMUL_MC = 120
-
-
-def matmul_tile(dtype: dtypes.DType, vector_bits: int) -> tuple[int, int, int]:
-    """The matmul's register block for `vector_bits`-wide vectors: (rows MR, lanes per vector,
-    vectors per row); its columns NR = lanes * vectors. AVX-512's 32 registers hold a 6 x 4
-    block of accumulators, AVX2's 16 a 6 x 2 block."""
-    lanes = max(1, vector_bits // (32 if dtype is dtypes.float32 else 64))
-    return 6, lanes, 4 if vector_bits >= 512 else 2
 
 
 class _Gemm(_Code):

@@ -1,6 +1,7 @@
-"""The compile cache: object code is reused from memory and from disk (also by a fresh
-process), a damaged file is recompiled rather than loaded, and an empty GRAPHC_CACHE_DIR turns
-the disk cache off."""
+"""The compile cache: a graph's code is linked into a shared library in the cache and reused by
+this process and by fresh ones (which then never load LLVM); a damaged library is rebuilt
+rather than loaded; without a linker or a cache directory the code is compiled in memory
+(object code cached separately, checksummed too); keys follow the host and the graph."""
 
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codegen import library
 from codegen.executable import compile_graph
 from codegen.llvm import compiler
 from ir.interpreter import run
@@ -25,13 +27,13 @@ graph g(%x: f32[batch,4]) {{
 }}"""
 
 
+def _text(salt: int) -> str:
+    # a different shape of the same computation per test, so kernels are new to the caches
+    return TEXT.format().replace("f32[batch,4]", f"f32[batch,{salt}]")
+
+
 def _graph(salt: int):
-    # a different reshape of the same computation per test, so kernels are new to the caches
-    return parse_graph(
-        TEXT.format()
-        .replace("%x: f32[batch,4]", f"%x: f32[batch,{salt}]")
-        .replace("f32[batch,4]", f"f32[batch,{salt}]")
-    )
+    return parse_graph(_text(salt))
 
 
 def _check(exe, graph):
@@ -39,60 +41,104 @@ def _check(exe, graph):
     np.testing.assert_allclose(exe.run([x])[0], run(graph, [x])[0], rtol=1e-5, atol=1e-6)
 
 
-def test_memory_then_disk_then_recompile_when_damaged(tmp_path, monkeypatch):
+FRESH = (
+    "import sys, numpy as np\n"
+    "from codegen.executable import compile_graph\n"
+    "from ir.parser import parse_graph\n"
+    "g = parse_graph({text!r})\n"
+    "exe = compile_graph(g)\n"
+    "exe.run([np.ones((3, {salt}), np.float32)])\n"
+    "compiler = sys.modules.get('codegen.llvm.compiler')\n"
+    "compiled = compiler.stats['compiled'] if compiler else 0\n"
+    "print(compiled, 'llvmlite.binding' in sys.modules, exe.library_key is not None)\n"
+)
+
+
+def _fresh(tmp_path, salt):
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH.format(salt=salt, text=_text(salt))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_a_fresh_process_loads_the_library_without_llvm(tmp_path):
+    assert _fresh(tmp_path, 13) == ["1", "True", "True"]  # compiled and linked
+    assert len(list(tmp_path.glob("*.so"))) == 1
+    assert _fresh(tmp_path, 13) == ["0", "False", "True"]  # loaded with ctypes alone
+
+
+def test_a_damaged_library_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    _fresh(tmp_path, 14)
+    (so,) = tmp_path.glob("*.so")
+    data = bytearray(so.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    so.write_bytes(bytes(data))
+    assert _fresh(tmp_path, 14) == ["1", "True", "True"]
+    assert library.read(so.stem) is not None  # replaced by an intact one
+
+
+def test_the_same_graph_is_compiled_once_per_process(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     graph = _graph(11)
-    before = dict(compiler.stats)
-    _check(compile_graph(graph), graph)
-    assert compiler.stats["compiled"] == before["compiled"] + 1
-    files = list(tmp_path.glob("*.o"))
-    assert len(files) == 1
-    _check(compile_graph(graph), graph)  # memory
-    assert compiler.stats == {**before, "compiled": before["compiled"] + 1}
+    before = compiler.stats["compiled"]
+    first = compile_graph(graph)
+    second = compile_graph(graph)
+    assert compiler.stats["compiled"] == before + 1
+    assert first.library_key == second.library_key and first.library_bytes() is not None
+    _check(second, graph)
+
+
+def test_without_a_linker_code_is_compiled_in_memory(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(compiler, "link_shared", lambda obj: None)
+    graph = _graph(15)
+    exe = compile_graph(graph)
+    assert exe.library_key is None and exe.library_bytes() is None
+    _check(exe, graph)
+    assert not list(tmp_path.glob("*.so")) and len(list(tmp_path.glob("*.o"))) == 1
+
+
+def test_damaged_object_code_is_recompiled(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    text = "define i64 @answer() {\n  ret i64 42\n}\n"
+    compiler.compile_ir(text, ["answer"])
+    (obj,) = tmp_path.glob("*.o")
     compiler._cache.clear()
-    _check(compile_graph(graph), graph)  # disk
+    before = dict(compiler.stats)
+    compiler.compile_ir(text, ["answer"])
     assert compiler.stats["disk_hits"] == before["disk_hits"] + 1
     compiler._cache.clear()
-    data = bytearray(files[0].read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    files[0].write_bytes(bytes(data))
-    _check(compile_graph(graph), graph)  # damaged: compiled again, file replaced
-    assert compiler.stats["compiled"] == before["compiled"] + 2
-    assert compiler._read_cached(files[0]) is not None
-
-
-def test_a_fresh_process_loads_from_disk(tmp_path):
-    code = (
-        "import numpy as np\n"
-        "from codegen.executable import compile_graph\n"
-        "from codegen.llvm import compiler\n"
-        "import sys; sys.path.insert(0, 'tests/codegen')\n"
-        "from test_compile_cache import _graph\n"
-        "g = _graph(13)\n"
-        "exe = compile_graph(g)\n"
-        "print(compiler.stats['compiled'], compiler.stats['disk_hits'])\n"
-    )
-    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path)}
-    first = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
-    second = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    assert first.stdout.split() == ["1", "0"] and second.stdout.split() == ["0", "1"]
+    data = bytearray(obj.read_bytes())
+    data[-1] ^= 0xFF
+    obj.write_bytes(bytes(data))
+    compiler.compile_ir(text, ["answer"])
+    assert compiler.stats["compiled"] == before["compiled"] + 1
+    assert compiler._read_cached(obj) is not None
 
 
 def test_empty_cache_dir_turns_the_disk_cache_off(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", "")
-    assert compiler.cache_dir() is None
+    assert library.cache_dir() is None and compiler.cache_dir() is None
     graph = _graph(17)
-    _check(compile_graph(graph), graph)
+    exe = compile_graph(graph)
+    assert exe.library_key is None
+    _check(exe, graph)
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
-    assert compiler.cache_dir() == tmp_path
+    assert library.cache_dir() == tmp_path
 
 
-@pytest.mark.parametrize("part", ["triple", "text"])
-def test_keys_change_with_host_and_code(part, monkeypatch):
-    key = compiler.cache_key("define void @f() { ret void }")
-    if part == "text":
-        assert compiler.cache_key("define void @g() { ret void }") != key
+@pytest.mark.parametrize("part", ["host", "graph"])
+def test_library_keys_change_with_host_and_graph(part, monkeypatch):
+    key = library.library_key("graph one")
+    if part == "graph":
+        assert library.library_key("graph two") != key
     else:
-        monkeypatch.setattr(compiler.llvm, "get_process_triple", lambda: "aarch64-unknown-linux-gnu")
-        assert compiler.cache_key("define void @f() { ret void }") != key
+        monkeypatch.setattr(library, "fingerprint", lambda: "another cpu")
+        assert library.library_key("graph one") != key

@@ -1,0 +1,92 @@
+"""Compiled graphs as shared libraries in the on-disk cache, loaded without LLVM.
+
+A graph's kernels, their `.packed` entries and its native entry are linked (by the system's C
+compiler driver) into one shared library, stored as `<key>.so` beside `<key>.sha256` in the
+cache directory (`GRAPHC_CACHE_DIR`, default ~/.cache/graphc/kernels; empty disables). The key
+hashes the host fingerprint (CPU and compiler versions) and the graph, so a library is only
+ever loaded on a CPU like the one it was compiled for. A library whose bytes do not match
+their checksum is ignored (and rebuilt by the caller). Loading one uses ctypes alone: a process
+that finds its graphs in the cache never imports llvmlite's LLVM library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+from pathlib import Path
+
+from codegen.host import fingerprint
+from ir.fileio import atomic_write
+
+_loaded: dict[str, ctypes.CDLL] = {}
+
+
+def cache_dir() -> Path | None:
+    """Where compiled code is cached (None: disk caching is off)."""
+    configured = os.environ.get("GRAPHC_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "graphc" / "kernels"
+
+
+def library_key(text: str) -> str:
+    """The cache key of code for `text` (a graph, or the worker pool's source) on this host."""
+    return hashlib.sha256(f"{fingerprint()}\n{text}".encode()).hexdigest()
+
+
+def load(key: str, names: list[str]) -> dict[str, int] | None:
+    """The addresses of `names` in the cached library `key`, or None when it is not cached,
+    is damaged or lacks one of them."""
+    lib = _loaded.get(key)
+    if lib is None:
+        directory = cache_dir()
+        if directory is None:
+            return None
+        path = directory / f"{key}.so"
+        try:
+            data = path.read_bytes()
+            digest = (directory / f"{key}.sha256").read_text().strip()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != digest:
+            return None
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:
+            return None
+        _loaded[key] = lib
+    try:
+        return {name: ctypes.cast(lib[name], ctypes.c_void_p).value for name in names}
+    except AttributeError:
+        return None
+
+
+def store(key: str, data: bytes) -> bool:
+    """Put library bytes in the cache (atomically); False when there is no usable cache."""
+    directory = cache_dir()
+    if directory is None:
+        return False
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(directory / f"{key}.so", (data,), prefix=".lib-")
+        atomic_write(
+            directory / f"{key}.sha256", (hashlib.sha256(data).hexdigest().encode(),), prefix=".lib-"
+        )
+    except OSError:
+        return False
+    return True
+
+
+def read(key: str) -> bytes | None:
+    """The cached library's bytes (to embed in a module file), if cached and intact."""
+    directory = cache_dir()
+    if directory is None:
+        return None
+    try:
+        data = (directory / f"{key}.so").read_bytes()
+        digest = (directory / f"{key}.sha256").read_text().strip()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == digest else None
