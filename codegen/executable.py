@@ -85,10 +85,8 @@ class CompiledGraph:
         without LLVM; None where neither has it."""
         text = f"{format_graph(self.graph)}\nvector_bits={bits}\nnative={native}"
         self.library_key = key = library.library_key(text)
-        addresses = library.load(key, names)
-        if addresses is None and key in embedded and library.store(key, embedded[key]):
-            addresses = library.load(key, names)
-        return addresses
+        library.offer(embedded)
+        return library.load(key, names)
 
     def _compile(self, kernels, native, bits: int, names: list[str]) -> dict:
         """Render and compile the kernels (and the native entry): linked into a shared library
@@ -437,10 +435,45 @@ class InterpretedGraph:
 BACKENDS = ("interpreter", "llvm")
 
 
-def executable(graph: Graph, backend: str = "interpreter") -> CompiledGraph | InterpretedGraph:
-    """`graph` made ready to run on `backend` (one of BACKENDS)."""
+def executable(
+    graph: Graph, backend: str = "interpreter", embedded: dict[str, bytes] | None = None
+) -> CompiledGraph | InterpretedGraph:
+    """`graph` made ready to run on `backend` (one of BACKENDS); `embedded`: compiled code by
+    cache key from a module file the user trusts (see CompiledGraph)."""
     if backend == "interpreter":
         return InterpretedGraph(graph)
     if backend == "llvm":
-        return CompiledGraph(graph)
+        return CompiledGraph(graph, embedded)
     raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+
+def library_artifacts(executables: dict[str, CompiledGraph]) -> list[tuple[str, str, dict, bytes]]:
+    """Module-file artifacts (target, kind, properties, bytes) holding the compiled code of
+    `executables` by method name: the shared libraries, for CPUs like this one."""
+    import platform
+
+    from codegen.host import COMPILER_VERSION, fingerprint
+    from codegen.llvm.pool import pool_key, pool_library
+
+    target = f"{platform.machine()}/{fingerprint()}"
+    out = []
+    for method, exe in executables.items():
+        data = exe.library_bytes() if isinstance(exe, CompiledGraph) else None
+        if data is None:
+            continue
+        properties = {"key": exe.library_key, "method": method, "compiler": COMPILER_VERSION}
+        out.append((target, "shared-library", properties, data))
+    if out:  # the worker pool the graphs' parallel kernels use
+        data = pool_library()
+        if data is not None:
+            out.append((target, "shared-library", {"key": pool_key(), "compiler": COMPILER_VERSION}, data))
+    return out
+
+
+def embedded_libraries(module_file) -> dict[str, bytes]:
+    """The shared libraries a module file holds, by cache key (their checksums checked)."""
+    return {
+        a.properties["key"]: module_file.artifact_bytes(a)
+        for a in module_file.artifacts
+        if a.kind == "shared-library" and "key" in a.properties
+    }

@@ -20,6 +20,13 @@ from codegen.host import fingerprint
 from ir.fileio import atomic_write
 
 _loaded: dict[str, ctypes.CDLL] = {}
+_offered: dict[str, bytes] = {}  # trusted libraries from module files, by key
+
+
+def offer(libraries: dict[str, bytes]) -> None:
+    """Make trusted libraries (from a module file the user trusts) available to `load`: one
+    that is asked for and not cached joins the cache."""
+    _offered.update(libraries)
 
 
 def cache_dir() -> Path | None:
@@ -37,9 +44,11 @@ def library_key(text: str) -> str:
 
 
 def load(key: str, names: list[str]) -> dict[str, int] | None:
-    """The addresses of `names` in the cached library `key`, or None when it is not cached,
-    is damaged or lacks one of them."""
+    """The addresses of `names` in the cached (or offered) library `key`, or None when it is
+    not there, is damaged or lacks one of them."""
     lib = _loaded.get(key)
+    if lib is None and key in _offered and read(key) is None:
+        store(key, _offered[key])
     if lib is None:
         directory = cache_dir()
         if directory is None:

@@ -19,6 +19,7 @@ verifier. Nothing is unpickled.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import struct
@@ -67,6 +68,17 @@ class ModuleFile:
     artifacts: list[Artifact] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
     opset_version: int = OPSET_VERSION
+    path: str = ""
+    buffer: object = field(default=None, repr=False, compare=False)  # the file's memory map
+
+    def artifact_bytes(self, artifact: Artifact) -> bytes:
+        """An artifact's bytes, checked against its SHA-256 (ModuleFormatError if they differ)."""
+        data = bytes(self.buffer[artifact.offset : artifact.offset + artifact.length])
+        if hashlib.sha256(data).hexdigest() != artifact.sha256:
+            raise _fail(
+                self.path, f"artifact for {artifact.target!r}: checksum mismatch at offset {artifact.offset}"
+            )
+        return data
 
 
 # --- writing ---
@@ -116,9 +128,14 @@ def _graph_proto(graph: Graph) -> gcm_pb2.Graph:
 
 
 def write_module(
-    path, methods: dict[str, Graph], producer: str = "", metadata: dict[str, str] | None = None
+    path,
+    methods: dict[str, Graph],
+    producer: str = "",
+    metadata: dict[str, str] | None = None,
+    artifacts: list[tuple[str, str, dict[str, str], bytes]] = (),
 ) -> None:
-    """Write graphs (sharing weights by name) to `path`, atomically."""
+    """Write graphs (sharing weights by name) and `artifacts` ((target, kind, properties,
+    bytes): compiled code) to `path`, atomically."""
     weights: dict[str, np.ndarray] = {}
 
     def collect(graph: Graph) -> None:  # a method's weights and those of its subgraphs
@@ -148,6 +165,19 @@ def write_module(
             name=name, type=_type_proto(t), offset=start, length=len(raw), crc32=zlib.crc32(raw)
         )
         payload += raw
+    for target, kind, properties, data in artifacts:
+        pad = (-(offset + len(payload))) % ALIGN
+        payload += b"\0" * pad
+        start = offset + len(payload)
+        module.artifacts.add(
+            target=target,
+            kind=kind,
+            offset=start,
+            length=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            properties=dict(properties),
+        )
+        payload += data
     for graph in methods.values():
         module.methods.append(_graph_proto(graph))
     meta = module.SerializeToString()
@@ -305,4 +335,6 @@ def read_module(path) -> ModuleFile:
         methods[g.name] = _graph_from(g, weights, path)
     if not methods:
         raise _fail(path, "the file holds no method")
-    return ModuleFile(methods, weights, module.producer, dict(module.metadata), artifacts, fmt, opset)
+    return ModuleFile(
+        methods, weights, module.producer, dict(module.metadata), artifacts, fmt, opset, path, buf
+    )

@@ -46,7 +46,9 @@ class LoadedModule:
     """A module file bound to a device. Calling it runs the 'forward' method; `run` takes a
     dict of named inputs. Stateless per call, so several threads may call it at once."""
 
-    def __init__(self, module: ModuleFile, device: str, backend: str = "interpreter") -> None:
+    def __init__(
+        self, module: ModuleFile, device: str, backend: str = "interpreter", trust_embedded_code: bool = False
+    ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self._module = module
@@ -61,7 +63,14 @@ class LoadedModule:
                     f"backend {backend!r} compiles for the CPU; device {device!r} needs 'interpreter'"
                 )
             self._weights = {k: self._xp.asarray(v) for k, v in module.weights.items()}
-        self._executables = {name: executable(graph, backend) for name, graph in module.methods.items()}
+        embedded = {}
+        if trust_embedded_code and backend == "llvm":
+            from codegen.executable import embedded_libraries
+
+            embedded = embedded_libraries(module)
+        self._executables = {
+            name: executable(graph, backend, embedded) for name, graph in module.methods.items()
+        }
 
     @property
     def methods(self) -> list[str]:
@@ -123,7 +132,11 @@ class LoadedModule:
         return f"LoadedModule(methods={self.methods}, device={self.device!r})"
 
 
-def load(path, device: str = "cpu", backend: str = "interpreter") -> LoadedModule:
-    """Read, validate and bind a .gcm module file; `backend='llvm'` compiles its graphs for this
-    CPU (fused elementwise kernels; the rest runs on the interpreter)."""
-    return LoadedModule(read_module(path), device, backend)
+def load(
+    path, device: str = "cpu", backend: str = "interpreter", trust_embedded_code: bool = False
+) -> LoadedModule:
+    """Read, validate and bind a .gcm module file; `backend='llvm'` runs its graphs as native
+    code for this CPU: from the local cache, else from the file's embedded code for this CPU if
+    `trust_embedded_code=True` (it is native code: only for files you trust), else compiled
+    here (needs llvmlite)."""
+    return LoadedModule(read_module(path), device, backend, trust_embedded_code)

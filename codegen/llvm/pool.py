@@ -192,23 +192,48 @@ def _module():
     return module
 
 
+_compiled = []  # the pool's in-memory code where there was no library (kept alive)
+
+
+def _code() -> dict[str, int]:
+    """The addresses of graphc_worker and graphc_dispatch: from the cache (no LLVM), else
+    compiled into it, else compiled in memory."""
+    from codegen import library
+
+    names = ["graphc_worker", "graphc_dispatch"]
+    key = pool_key()
+    addresses = library.load(key, names)
+    if addresses is None:
+        from codegen.llvm.compiler import build_library, compile_ir
+
+        text = str(_module())
+        addresses = build_library(text, key, names)
+        if addresses is None:
+            _compiled.append(compile_ir(text, names))
+            addresses = _compiled[-1].addresses
+    return addresses
+
+
+def pool_library() -> bytes | None:
+    """The pool's shared library (to embed in a module file beside the graphs using it)."""
+    from codegen import library
+
+    _code()
+    return library.read(pool_key())
+
+
+def pool_key() -> str:
+    """The pool's library in the cache."""
+    from codegen import library
+
+    return library.library_key(f"graphc worker pool {POOL_VERSION}")
+
+
 class Pool:
     """`workers` native worker threads and the state they share; `run` splits one kernel call."""
 
     def __init__(self, workers: int) -> None:
-        from codegen import library
-
-        names = ["graphc_worker", "graphc_dispatch"]
-        key = library.library_key(f"graphc worker pool {POOL_VERSION}")
-        addresses = library.load(key, names)  # no LLVM where the cache has it
-        if addresses is None:
-            from codegen.llvm.compiler import build_library, compile_ir
-
-            text = str(_module())
-            addresses = build_library(text, key, names)
-            if addresses is None:
-                self._code = compile_ir(text, names)  # keeps the code alive
-                addresses = self._code.addresses
+        addresses = _code()
         self._state = np.zeros(STATE_WORDS, dtype=np.int64)
         address = self._state.ctypes.data
         signature = ctypes.CFUNCTYPE(

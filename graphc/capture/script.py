@@ -169,14 +169,26 @@ class ScriptModule:
     """A captured model: call it like the original; `.graph` is the IR it runs, on `backend`
     ('interpreter', the reference; 'llvm', fused kernels compiled for this CPU)."""
 
-    def __init__(self, graphs: dict[str, Graph], backend: str = "interpreter") -> None:
+    def __init__(
+        self, graphs: dict[str, Graph], backend: str = "interpreter", embedded: dict | None = None
+    ) -> None:
         from codegen.executable import BACKENDS
 
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self._graphs = dict(graphs)
         self.backend = backend
+        self._embedded = embedded or {}  # trusted compiled code from a module file, by cache key
         self._executables: dict = {}
+
+    def _executable(self, method: str):
+        exe = self._executables.get(method)
+        if exe is None:  # compiled on first use, once per method
+            from codegen.executable import executable
+
+            exe = executable(self._graphs[method], self.backend, self._embedded)
+            exe = self._executables.setdefault(method, exe)
+        return exe
 
     @property
     def graph(self) -> Graph:
@@ -188,12 +200,7 @@ class ScriptModule:
 
     def _run(self, method: str, *inputs):
         arrays = [x.detach().numpy(force=True) if isinstance(x, Tensor) else np.asarray(x) for x in inputs]
-        exe = self._executables.get(method)
-        if exe is None:  # compiled on first use, once per method
-            from codegen.executable import executable
-
-            exe = self._executables.setdefault(method, executable(self._graphs[method], self.backend))
-        outs = [from_numpy(np.asarray(o)) for o in exe.run(arrays)]
+        outs = [from_numpy(np.asarray(o)) for o in self._executable(method).run(arrays)]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def __call__(self, *inputs):
@@ -201,11 +208,20 @@ class ScriptModule:
 
     def save(self, path, metadata: dict[str, str] | None = None) -> None:
         """Write all methods, their weights and `metadata` to a .gcm module file (atomically);
-        the standalone `runtime` package loads it."""
+        the standalone `runtime` package loads it. With backend 'llvm' the file also carries
+        the methods' compiled code for CPUs like this one (compiled now if need be), which a
+        loader uses only when asked to trust it."""
         from graphc import __version__
         from ir.module_file import write_module
 
-        write_module(path, self._graphs, producer=f"graphc {__version__}", metadata=metadata)
+        artifacts = []
+        if self.backend == "llvm":
+            from codegen.executable import library_artifacts
+
+            artifacts = library_artifacts({m: self._executable(m) for m in self._graphs})
+        write_module(
+            path, self._graphs, producer=f"graphc {__version__}", metadata=metadata, artifacts=artifacts
+        )
 
     def __getattr__(self, name: str):
         graphs = self.__dict__.get("_graphs", {})
@@ -296,8 +312,16 @@ def _method_targets(model_or_fn, model, methods) -> dict:
 trace = script
 
 
-def load(path, backend: str = "interpreter") -> ScriptModule:
-    """A ScriptModule from a .gcm file written by `ScriptModule.save`."""
+def load(path, backend: str = "interpreter", trust_embedded_code: bool = False) -> ScriptModule:
+    """A ScriptModule from a .gcm file written by `ScriptModule.save`. With backend 'llvm' and
+    `trust_embedded_code=True`, compiled code the file carries for this CPU is used instead of
+    compiling (it is native code: trust the file's author); otherwise it is ignored."""
     from ir.module_file import read_module
 
-    return ScriptModule(read_module(path).methods, backend)
+    module = read_module(path)
+    embedded = {}
+    if trust_embedded_code and backend == "llvm":
+        from codegen.executable import embedded_libraries
+
+        embedded = embedded_libraries(module)
+    return ScriptModule(module.methods, backend, embedded)

@@ -1,0 +1,103 @@
+"""Compiled code in module files: a module saved from backend 'llvm' carries each method's
+shared library for this CPU; a loader on a machine without it in the cache (a fresh cache
+directory) uses it only when told to trust the file, and then needs neither a compile nor
+LLVM; code for another CPU is ignored; damaged bytes are refused."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from testmodels import LeNet, TwoMethods
+
+import graphc
+import runtime
+from codegen import library
+from ir.errors import ModuleFormatError
+from ir.module_file import read_module
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _save(path, model, example, **kwargs):
+    scripted = graphc.script(model, (example,), backend="llvm", **kwargs)
+    scripted.save(path)
+    return scripted
+
+
+def test_llvm_modules_carry_a_library_per_method(tmp_path):
+    graphc.manual_seed(0)
+    _save(tmp_path / "two.gcm", TwoMethods().eval(), graphc.randn(3, 6), methods=["forward", "embed"])
+    module = read_module(tmp_path / "two.gcm")
+    # one library per method, and the worker pool's
+    assert sorted(a.properties.get("method", "") for a in module.artifacts) == ["", "embed", "forward"]
+    for a in module.artifacts:
+        assert a.kind == "shared-library" and a.offset % 64 == 0
+        assert module.artifact_bytes(a)[:4] == b"\x7fELF" or sys.platform != "linux"
+    graphc.script(TwoMethods().eval(), (graphc.randn(3, 6),)).save(tmp_path / "plain.gcm")
+    assert read_module(tmp_path / "plain.gcm").artifacts == []  # the interpreter has no code
+
+
+LOAD = (
+    "import sys, numpy as np, runtime\n"
+    "m = runtime.load({path!r}, backend='llvm', trust_embedded_code={trust})\n"
+    "y = m(np.load({x!r}))[0]\n"
+    "np.save({y!r}, y)\n"
+    "compiler = sys.modules.get('codegen.llvm.compiler')\n"
+    "print(compiler.stats['compiled'] if compiler else 0, 'llvmlite.binding' in sys.modules)\n"
+)
+
+
+def _load_elsewhere(tmp_path, path, trust, cache):
+    """Load in a fresh process with an empty cache, as on another machine with this CPU."""
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(x, np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32))
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(cache)}
+    code = LOAD.format(path=str(path), trust=trust, x=str(x), y=str(y))
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split(), np.load(y), np.load(x)
+
+
+@pytest.mark.parametrize("trust", [True, False])
+def test_trusted_code_runs_without_compiling_untrusted_is_ignored(tmp_path, trust):
+    graphc.manual_seed(1)
+    net = LeNet("flatten").eval()
+    _save(tmp_path / "lenet.gcm", net, graphc.randn(2, 1, 32, 32))
+    cache = tmp_path / f"cache-{trust}"
+    (compiled, llvm_loaded), y, x = _load_elsewhere(tmp_path, tmp_path / "lenet.gcm", trust, cache)
+    if trust:
+        assert (compiled, llvm_loaded) == ("0", "False")
+    else:
+        assert compiled != "0" and llvm_loaded == "True"
+    with graphc.no_grad():
+        np.testing.assert_allclose(y, net(graphc.tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_code_for_another_cpu_is_ignored(tmp_path, monkeypatch):
+    graphc.manual_seed(2)
+    _save(tmp_path / "two.gcm", TwoMethods().eval(), graphc.randn(3, 6))
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(library, "fingerprint", lambda: "a CPU without AVX-512")
+    loaded = runtime.load(tmp_path / "two.gcm", backend="llvm", trust_embedded_code=True)
+    x = np.ones((2, 6), np.float32)
+    reference = runtime.load(tmp_path / "two.gcm")
+    np.testing.assert_allclose(loaded(x)[0], reference(x)[0], rtol=1e-6)
+    key = loaded._executables["forward"].library_key
+    embedded = {a.properties["key"] for a in read_module(tmp_path / "two.gcm").artifacts}
+    assert key not in embedded  # compiled here, under this CPU's key
+
+
+def test_damaged_code_is_refused(tmp_path):
+    graphc.manual_seed(3)
+    _save(tmp_path / "two.gcm", TwoMethods().eval(), graphc.randn(3, 6))
+    module = read_module(tmp_path / "two.gcm")
+    artifact = next(a for a in module.artifacts if a.properties.get("method") == "forward")
+    data = bytearray((tmp_path / "two.gcm").read_bytes())
+    data[artifact.offset + artifact.length // 2] ^= 0xFF
+    (tmp_path / "bad.gcm").write_bytes(bytes(data))
+    with pytest.raises(ModuleFormatError, match="checksum mismatch"):
+        runtime.load(tmp_path / "bad.gcm", backend="llvm", trust_embedded_code=True)
+    runtime.load(tmp_path / "bad.gcm", backend="llvm")  # untrusted: the bytes are never read
