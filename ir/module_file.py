@@ -327,7 +327,13 @@ def read_module(path) -> ModuleFile:
             raise _fail(
                 path, f"artifact for {a.target!r}: bytes at offset {a.offset} lie outside the payload"
             )
-        artifacts.append(Artifact(a.target, a.kind, a.offset, a.length, a.sha256, dict(a.properties)))
+        artifact = Artifact(a.target, a.kind, a.offset, a.length, a.sha256, dict(a.properties))
+        if hashlib.sha256(buf[a.offset : a.offset + a.length]).hexdigest() != a.sha256:
+            raise _fail(
+                path,
+                f"artifact for {a.target!r}: checksum mismatch at offset {a.offset}; the file is damaged",
+            )
+        artifacts.append(artifact)
     methods = {}
     for g in module.methods:
         if g.name in methods:

@@ -58,9 +58,13 @@ def info(model: LoadedModule, path: str, out) -> None:
     print(f"\nweights: {len(mf.weights)} tensors, {_bytes(total)}", file=out)
     for name, w in mf.weights.items():
         print(f"  {name}: {w.dtype}{list(w.shape)}", file=out)
-    print(f"artifacts: {len(mf.artifacts) or 'none (graphs run on the reference interpreter)'}", file=out)
+    print(
+        f"artifacts: {len(mf.artifacts) or 'none (the llvm backend compiles the graphs on load)'}", file=out
+    )
     for a in mf.artifacts:
-        print(f"  {a.target} {a.kind}: {_bytes(a.length)}", file=out)
+        method = a.properties.get("method")
+        what = f"method {method}" if method else "worker pool"
+        print(f"  {a.target} {a.kind} ({what}): {_bytes(a.length)}", file=out)
 
 
 def _read_inputs(specs: list[str], inputs: list[Signature]) -> dict[str, np.ndarray]:
@@ -152,6 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE.npy|FILE.npz")
     p.add_argument("--method", default="forward")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=["llvm", "interpreter"], help="default: llvm on the CPU")
+    p.add_argument("--trust-embedded-code", action="store_true", help="use the file's compiled code")
     p = sub.add_parser("bench", help="latency percentiles and throughput on random inputs")
     p.add_argument("model")
     p.add_argument("--batch", type=int, default=1, help="size of every symbolic dim (default 1)")
@@ -161,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=10.0)
     p.add_argument("--method", default="forward")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=["llvm", "interpreter"], help="default: llvm on the CPU")
+    p.add_argument("--trust-embedded-code", action="store_true", help="use the file's compiled code")
     return parser
 
 
@@ -168,7 +176,13 @@ def main(argv: list[str] | None = None, out=None) -> int:
     out = out or sys.stdout
     args = _parser().parse_args(argv)
     try:
-        model = load(args.model, device=getattr(args, "device", "cpu"))
+        model = load(
+            args.model,
+            device=getattr(args, "device", "cpu"),
+            # `info` reads the file only: nothing to compile
+            backend="interpreter" if args.command == "info" else args.backend,
+            trust_embedded_code=getattr(args, "trust_embedded_code", False),
+        )
         if args.command == "info":
             info(model, args.model, out)
         elif args.command == "run":

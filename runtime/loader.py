@@ -132,11 +132,22 @@ class LoadedModule:
         return f"LoadedModule(methods={self.methods}, device={self.device!r})"
 
 
+def _llvmlite_available() -> bool:
+    try:
+        import llvmlite  # noqa: F401  (the package only: cheap)
+    except ImportError:
+        return False
+    return True
+
+
 def load(
-    path, device: str = "cpu", backend: str = "interpreter", trust_embedded_code: bool = False
+    path, device: str = "cpu", backend: str | None = None, trust_embedded_code: bool = False
 ) -> LoadedModule:
-    """Read, validate and bind a .gcm module file; `backend='llvm'` runs its graphs as native
-    code for this CPU: from the local cache, else from the file's embedded code for this CPU if
-    `trust_embedded_code=True` (it is native code: only for files you trust), else compiled
-    here (needs llvmlite)."""
+    """Read, validate and bind a .gcm module file. `backend` 'llvm' (the default on the CPU)
+    runs its graphs as native code for this CPU: from the local cache, else from the file's
+    embedded code for this CPU if `trust_embedded_code=True` (it is native code: only for
+    files you trust), else compiled here. 'interpreter' (the default on CUDA, and where
+    llvmlite is not installed) runs the reference interpreter on numpy or cupy."""
+    if backend is None:
+        backend = "llvm" if device == "cpu" and _llvmlite_available() else "interpreter"
     return LoadedModule(read_module(path), device, backend, trust_embedded_code)

@@ -169,9 +169,7 @@ class ScriptModule:
     """A captured model: call it like the original; `.graph` is the IR it runs, on `backend`
     ('interpreter', the reference; 'llvm', fused kernels compiled for this CPU)."""
 
-    def __init__(
-        self, graphs: dict[str, Graph], backend: str = "interpreter", embedded: dict | None = None
-    ) -> None:
+    def __init__(self, graphs: dict[str, Graph], backend: str = "llvm", embedded: dict | None = None) -> None:
         from codegen.executable import BACKENDS
 
         if backend not in BACKENDS:
@@ -238,14 +236,14 @@ def script(
     example_inputs,
     dynamic=None,
     methods: dict | list | None = None,
-    backend: str = "interpreter",
+    backend: str = "llvm",
 ):
     """Capture `model_or_fn` (an nn.Module or a function of tensors) on `example_inputs`.
 
     `methods` maps method names to callables, or lists method names of the module (default:
     {'forward': the model}); a module is captured in eval mode (a warning says so when it was
-    training). `backend` runs the graph on the reference 'interpreter' (the default for now) or
-    compiles it with 'llvm' for this CPU on first call.
+    training). `backend` 'llvm' (the default) compiles each method for this CPU on first call;
+    'interpreter' runs the graph on the reference interpreter.
     """
     from graphc.nn.module import Module
 
@@ -312,7 +310,7 @@ def _method_targets(model_or_fn, model, methods) -> dict:
 trace = script
 
 
-def load(path, backend: str = "interpreter", trust_embedded_code: bool = False) -> ScriptModule:
+def load(path, backend: str = "llvm", trust_embedded_code: bool = False) -> ScriptModule:
     """A ScriptModule from a .gcm file written by `ScriptModule.save`. With backend 'llvm' and
     `trust_embedded_code=True`, compiled code the file carries for this CPU is used instead of
     compiling (it is native code: trust the file's author); otherwise it is ignored."""

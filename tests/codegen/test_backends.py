@@ -61,7 +61,7 @@ def test_interpreter_runtime_does_not_import_llvmlite(tmp_path):
     graphc.script(TwoMethods().eval(), (graphc.randn(2, 6),)).save(tmp_path / "m.gcm")
     code = (
         "import sys, numpy as np, runtime\n"
-        f"m = runtime.load({str(tmp_path / 'm.gcm')!r})\n"
+        f"m = runtime.load({str(tmp_path / 'm.gcm')!r}, backend='interpreter')\n"
         "m(np.ones((2, 6), np.float32))\n"
         "assert 'llvmlite' not in sys.modules, 'llvmlite was imported'\n"
     )

@@ -52,7 +52,8 @@ def test_info_lists_signature_ops_weights_artifacts(model_file):
     assert "output output: float32[batch, 3]" in text
     assert "ops (3 nodes): linear x2, relu" in text
     assert "weights: 4 tensors, 212 B" in text and "0.weight: float32[5, 6]" in text
-    assert "artifacts: none" in text
+    assert "artifacts: 2" in text and "shared-library (method forward)" in text
+    assert "shared-library (worker pool)" in text
 
 
 def test_run_writes_what_the_runtime_computes(model_file, tmp_path):
