@@ -6,6 +6,7 @@ with inference. Run after every pass in tests.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 from ir.errors import IRError, VerifyError
@@ -13,6 +14,7 @@ from ir.infer import infer
 from ir.ops import OPS
 
 
+@functools.cache
 def _attr_names(op) -> set[str] | None:
     """The keyword attributes an op's implementation accepts (None: any)."""
     params = list(inspect.signature(op.impl).parameters.values())
