@@ -12,7 +12,7 @@ import functools
 import hashlib
 import platform
 
-COMPILER_VERSION = "2"  # bump when the code generated for the same graph changes
+COMPILER_VERSION = "3"  # bump when the code generated for the same graph changes
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """Compile rendered LLVM IR to native code for this CPU and hand out callable kernels.
 
 The target machine is the host's (CPU name and features, so AVX-512 where present); the module
-is optimized with LLVM's O3 pipeline, emitted as object code and loaded with MCJIT. Object code
+is optimized with LLVM's O2 pipeline, emitted as object code and loaded with MCJIT. Object code
 is cached in memory and on disk (`GRAPHC_CACHE_DIR`, default `~/.cache/graphc`; empty disables),
 keyed by the IR text, target triple, CPU name and features, llvmlite's version and
 COMPILER_VERSION; a cached file carries the SHA-256 of its bytes and is recompiled if it does not
@@ -68,13 +68,19 @@ def _read_cached(path: Path) -> bytes | None:
     return data[head:]
 
 
+# LLVM's O2 pipeline: the kernels ran as fast as with O3 (GELU chain, matmul from n = 64 to 2048,
+# the LeNet's convolutions and pools; measured 2026-11-23) and the LeNet compiled in 0.53 s
+# instead of 1.18 s, the object code half the size (O3 unrolled the vectorized loops further).
+SPEED_LEVEL = 2
+
+
 def _optimized_object(text: str) -> bytes:
     tm = target_machine()
     module = llvm.parse_assembly(text)
     module.triple = tm.triple
     module.data_layout = str(tm.target_data)
     module.verify()
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(module, pb)
     stats["compiled"] += 1
