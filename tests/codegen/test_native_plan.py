@@ -117,3 +117,25 @@ def test_empty_batches_fall_back_and_report_like_the_interpreter():
     exe = compile_graph(g)
     got = exe.run([np.ones((0, 300), np.float32)])
     assert [a.shape for a in got] == [(0, 100), (0, 20)]
+
+
+def test_a_value_kept_alive_across_kernels_keeps_its_memory():
+    """h1 is read again two kernels later: the arena must not give its memory to h2."""
+    rng = np.random.default_rng(5)
+    g = Graph("skip")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 130)))
+    ws = [g.add_weight(f"w{i}", rng.standard_normal((130, 130)).astype(np.float32) * 0.1) for i in range(3)]
+    (h1,) = g.add_node("matmul", [x, ws[0]])
+    (h1,) = g.add_node("tanh", [h1])
+    (h2,) = g.add_node("matmul", [h1, ws[1]])
+    (h2,) = g.add_node("relu", [h2])
+    (y,) = g.add_node("matmul", [h2, ws[2]])
+    (y,) = g.add_node("add", [y, h1])
+    g.set_outputs([y])
+    exe = compile_graph(g)
+    assert exe.native is not None
+    arena, total = exe.native.memory({"batch": 8})
+    assert arena == total  # h1 and h2 are live together
+    for batch in (1, 8):
+        x = rng.standard_normal((batch, 130)).astype(np.float32)
+        np.testing.assert_allclose(exe.run([x])[0], run(g, [x])[0], rtol=2e-5, atol=2e-5)

@@ -1,0 +1,105 @@
+"""Random models through the whole compiler: convolutions, pools, reshapes, matmuls by
+weights, elementwise chains and reductions in random order and sizes, each graph compiled once
+and run at several batch sizes (one artifact, the native entry and its arena plan, forced
+parallel splits) against the reference interpreter."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import codegen.executable as executable
+from codegen.executable import compile_graph
+from ir import dtypes
+from ir.graph import Graph
+from ir.interpreter import run
+from ir.types import TensorType
+
+UNARY = ["relu", "tanh", "sigmoid", "neg", "abs"]
+BINARY = ["add", "mul", "maximum", "sub"]
+
+
+@st.composite
+def models(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    g = Graph("model")
+    c, h = draw(st.integers(1, 4)), draw(st.integers(6, 12))
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", c, h, h)))
+    image = x
+    for i in range(draw(st.integers(0, 2))):  # convolution blocks
+        co, k = draw(st.integers(1, 8)), draw(st.sampled_from([1, 3]))
+        pad = draw(st.integers(0, k // 2))
+        w = g.add_weight(f"conv{i}.w", rng.standard_normal((co, c, k, k)).astype(np.float32) * 0.3)
+        inputs = [image, w]
+        if draw(st.booleans()):
+            inputs.append(g.add_weight(f"conv{i}.b", rng.standard_normal(co).astype(np.float32)))
+        (image,) = g.add_node(
+            "conv2d", inputs, {"stride": (1, 1), "padding": (pad, pad), "dilation": (1, 1), "groups": 1}
+        )
+        h = h + 2 * pad - k + 1
+        c = co
+        (image,) = g.add_node(draw(st.sampled_from(UNARY)), [image])
+        if h >= 4 and draw(st.booleans()):
+            attrs = {
+                "kernel_size": (2, 2),
+                "stride": (2, 2),
+                "padding": (0, 0),
+                "dilation": (1, 1),
+                "ceil_mode": False,
+            }
+            image, _ = g.add_node("max_pool2d", [image], attrs)
+            h //= 2
+    features = c * h * h
+    (flat,) = g.add_node("reshape", [image], {"shape": ("batch", features)})
+    hidden = flat
+    for i in range(draw(st.integers(1, 3))):  # dense layers, some with a skip connection
+        n = draw(st.sampled_from([features, 1, 7, 40, 70, 130]))
+        scale = 1 / np.sqrt(features)
+        w = g.add_weight(f"fc{i}.w", rng.standard_normal((features, n)).astype(np.float32) * scale)
+        previous = hidden
+        (hidden,) = g.add_node("matmul", [hidden, w])
+        if draw(st.booleans()):
+            b = g.add_weight(f"fc{i}.b", rng.standard_normal(n).astype(np.float32))
+            (hidden,) = g.add_node(draw(st.sampled_from(BINARY)), [hidden, b])
+        if draw(st.booleans()):
+            (hidden,) = g.add_node(draw(st.sampled_from(UNARY)), [hidden])
+        if n == features and draw(st.booleans()):
+            (hidden,) = g.add_node("add", [hidden, previous])  # keeps the layer's input alive
+        features = n
+    outputs = [hidden]
+    if draw(st.booleans()):
+        op = draw(st.sampled_from(["sum", "mean", "amax"]))
+        (total,) = g.add_node(op, [hidden], {"dims": (1,), "keepdim": True})
+        (centered,) = g.add_node("sub", [hidden, total])
+        outputs = [centered, total] if draw(st.booleans()) else [centered]
+    if draw(st.booleans()):
+        outputs.append(flat)  # a view of an intermediate as an output
+    g.set_outputs(outputs)
+    return g
+
+
+@settings(max_examples=30, deadline=None)
+@given(models(), st.booleans())
+def test_random_models_match_the_interpreter(graph, split):
+    saved = (executable.PARALLEL_MIN_POINTS, executable.MATMUL_PARALLEL_MIN_MACS)
+    saved += (executable.MATVEC_PARALLEL_MIN_MACS, executable.CONV_PARALLEL_MIN_MACS, executable._workers)
+    try:
+        if split:  # every kernel that can be split is
+            executable.PARALLEL_MIN_POINTS = executable.MATMUL_PARALLEL_MIN_MACS = 0
+            executable.MATVEC_PARALLEL_MIN_MACS = executable.CONV_PARALLEL_MIN_MACS = 0
+            executable._workers = lambda: 3
+        exe = compile_graph(graph)
+        for batch in (1, 3, 8):
+            x = np.random.default_rng(batch).standard_normal((batch, *graph.inputs[0].type.shape[1:]))
+            x = x.astype(np.float32)
+            got, want = exe.run([x]), run(graph, [x])
+            for a, b in zip(got, want, strict=True):
+                assert a.shape == b.shape and a.dtype == b.dtype
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    finally:
+        (
+            executable.PARALLEL_MIN_POINTS,
+            executable.MATMUL_PARALLEL_MIN_MACS,
+            executable.MATVEC_PARALLEL_MIN_MACS,
+            executable.CONV_PARALLEL_MIN_MACS,
+            executable._workers,
+        ) = saved
