@@ -541,29 +541,61 @@ class _ConvEmitter(_Gemm):
             return existing
         return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
 
-    def _pack_runs(self, b: ir.IRBuilder, plane, dest, valid, start_row, start_col, dy, dx) -> None:
+    def _masked_copy(self, b: ir.IRBuilder, dest, source, count) -> None:
+        """dest[0:count] = source[0:count] (zeros where source is None), a vector of lanes at a
+        time with masked loads and stores for the last: no libc memcpy/memset call per run."""
+        vec = ir.VectorType(self.t, self.lanes)
+        mask_type = ir.VectorType(ir.IntType(1), self.lanes)
+        i32 = ir.IntType(32)
+        load = self.module.globals.get(f"llvm.masked.load.v{self.lanes}{self.suffix}.p0")
+        if load is None:
+            load = ir.Function(
+                self.module,
+                ir.FunctionType(vec, [vec.as_pointer(), i32, mask_type, vec]),
+                name=f"llvm.masked.load.v{self.lanes}{self.suffix}.p0",
+            )
+        store = self.module.globals.get(f"llvm.masked.store.v{self.lanes}{self.suffix}.p0")
+        if store is None:
+            store = ir.Function(
+                self.module,
+                ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), i32, mask_type]),
+                name=f"llvm.masked.store.v{self.lanes}{self.suffix}.p0",
+            )
+        iota = ir.Constant(ir.VectorType(I64, self.lanes), list(range(self.lanes)))
+        zero = ir.Constant(vec, [0.0] * self.lanes)
+        align = ir.Constant(i32, self.item)
+        undef = ir.Constant(ir.VectorType(I64, self.lanes), ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes)
+
+        def chunk(b, t):
+            left = b.insert_element(undef, b.sub(count, t), ir.Constant(i32, 0))
+            mask = b.icmp_signed("<", iota, b.shuffle_vector(left, undef, splat))
+            to = b.bitcast(b.gep(dest, [t], inbounds=True), vec.as_pointer())
+            value = zero
+            if source is not None:
+                value = b.call(load, [b.bitcast(b.gep(source, [t]), vec.as_pointer()), align, mask, zero])
+            b.call(store, [value, to, align, mask])
+
+        self._flat_loop(b, ir.Constant(I64, 0), count, "chunk", chunk, step=self.lanes)
+
+    def _pack_runs(self, b: ir.IRBuilder, plane, dest, valid, start_row, start_col, dy, taps) -> None:
         """One row of a panel: dest[j] = the input at tap (dy, dx) of the window of output pixel
         first + j, for j < valid (from output row start_row, column start_col); zeros where the
         tap falls in the padding and past `valid`. Walks runs of pixels along one output row:
         their taps lie along one input row (contiguous for stride 1), so each run is a zero
-        fill, a copy and a zero fill, loops LLVM vectorizes."""
+        fill, a copy and a zero fill. `taps`: (dx, row) pairs sharing dy, written to the panel
+        rows dest + row * NR in one walk over the runs (a window row's taps at once)."""
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         _, _, height, width = k.x.shape
         _, _, _, ow = k.out_shape
         (sh, sw), (ph, pw) = k.stride, k.padding
-        zero = ir.Constant(self.t, 0.0)
 
         def smaller(x, y):
             return b.select(b.icmp_signed("<", x, y), x, y)
 
         def larger(x, y):
             return b.select(b.icmp_signed(">", x, y), x, y)
-
-        def fill(b, start, stop):
-            self._flat_loop(
-                b, start, stop, "zero", lambda b, j: b.store(zero, b.gep(dest, [j], inbounds=True))
-            )
 
         before = b.block
         head = self.fn.append_basic_block("run")
@@ -581,30 +613,39 @@ class _ConvEmitter(_Gemm):
         b.position_at_end(body)
         length = smaller(b.sub(c64(ow), col), b.sub(valid, j))
         y = b.add(b.sub(b.mul(row, c64(sh)), c64(ph)), dy)
-        left = b.add(b.sub(b.mul(col, c64(sw)), c64(pw)), dx)  # the input column at t = 0
-        # taps t in [lo, hi) lie inside the input: 0 <= left + t * sw < width
-        lo = larger(c64(0), b.sdiv(b.add(b.sub(c64(0), left), c64(sw - 1)), c64(sw)))
-        room = b.sub(c64(width), left)
-        hi = b.select(b.icmp_signed(">", room, c64(0)), b.sdiv(b.add(room, c64(sw - 1)), c64(sw)), c64(0))
-        hi = smaller(hi, length)
         row_inside = b.icmp_unsigned("<", y, c64(height))
-        hi = b.select(row_inside, hi, c64(0))
-        lo = smaller(lo, hi)
-        fill(b, j, b.add(j, lo))
-        source = b.gep(plane, [b.add(b.mul(b.select(row_inside, y, c64(0)), c64(width)), left)])
+        line = b.gep(plane, [b.mul(b.select(row_inside, y, c64(0)), c64(width))])
+        for dx, at in taps:
+            target = b.gep(dest, [c64(at * self.nr)], inbounds=True)
+            left = b.add(b.sub(b.mul(col, c64(sw)), c64(pw)), dx)  # the input column at t = 0
+            # taps t in [lo, hi) lie inside the input: 0 <= left + t * sw < width
+            lo = larger(c64(0), b.sdiv(b.add(b.sub(c64(0), left), c64(sw - 1)), c64(sw)))
+            room = b.sub(c64(width), left)
+            hi = b.select(b.icmp_signed(">", room, c64(0)), b.sdiv(b.add(room, c64(sw - 1)), c64(sw)), c64(0))
+            hi = smaller(hi, length)
+            hi = b.select(row_inside, hi, c64(0))
+            lo = smaller(lo, hi)
+            self._masked_copy(b, b.gep(target, [j], inbounds=True), None, lo)
+            source = b.gep(line, [left])
+            if sw == 1:  # contiguous: vector copies (a copy loop would become a memcpy call per run)
+                start = b.gep(target, [b.add(j, lo)], inbounds=True)
+                self._masked_copy(b, start, b.gep(source, [lo]), b.sub(hi, lo))
+            else:
 
-        def copy(b, t):
-            value = b.load(b.gep(source, [b.mul(t, c64(sw))]))
-            b.store(value, b.gep(dest, [b.add(j, t)], inbounds=True))
+                def copy(b, t, source=source, target=target):
+                    value = b.load(b.gep(source, [b.mul(t, c64(sw))]))
+                    b.store(value, b.gep(target, [b.add(j, t)], inbounds=True))
 
-        self._flat_loop(b, lo, hi, "copy", copy)
-        fill(b, b.add(j, hi), b.add(j, length))
+                self._flat_loop(b, lo, hi, "copy", copy)
+            self._masked_copy(b, b.gep(target, [b.add(j, hi)], inbounds=True), None, b.sub(length, hi))
         j.add_incoming(b.add(j, length), b.block)
         row.add_incoming(b.add(row, c64(1)), b.block)
         col.add_incoming(c64(0), b.block)
         b.branch(head)
         b.position_at_end(done)
-        fill(b, valid, c64(self.nr))
+        for _, at in taps:
+            target = b.gep(dest, [c64(at * self.nr)], inbounds=True)
+            self._masked_copy(b, b.gep(target, [valid], inbounds=True), None, b.sub(c64(self.nr), valid))
 
     def emit(self) -> None:
         k = self.kernel
@@ -640,16 +681,15 @@ class _ConvEmitter(_Gemm):
                         start_row, start_col = b.sdiv(first_col, c64(ow)), b.srem(first_col, c64(ow))
                         panel_base = b.mul(p, c64(depth * self.nr))
 
-                        def tap(b, kk):  # kk = (ci * KH + kh) * KW + kw
-                            ci = b.sdiv(kk, c64(kh * kw))
-                            r = b.srem(kk, c64(kh * kw))
-                            dy = b.mul(b.sdiv(r, c64(kw)), c64(dh))
-                            dx = b.mul(b.srem(r, c64(kw)), c64(dw))
+                        def window_row(b, kr):  # kr = ci * KH + kh: the KW taps of one window row
+                            ci = b.sdiv(kr, c64(kh))
+                            dy = b.mul(b.srem(kr, c64(kh)), c64(dh))
                             plane = b.gep(source, [b.mul(ci, c64(height * width))])
-                            dest = b.gep(packed, [b.add(panel_base, b.mul(kk, c64(self.nr)))])
-                            self._pack_runs(b, plane, dest, valid, start_row, start_col, dy, dx)
+                            dest = b.gep(packed, [b.add(panel_base, b.mul(kr, c64(kw * self.nr)))])
+                            taps = [(c64(x * dw), x) for x in range(kw)]
+                            self._pack_runs(b, plane, dest, valid, start_row, start_col, dy, taps)
 
-                        self._flat_loop(b, c64(0), c64(depth), "tap", tap)
+                        self._flat_loop(b, c64(0), c64(cg * kh), "window_row", window_row)
 
                     panels = b.sdiv(b.add(count, c64(self.nr - 1)), c64(self.nr))
                     self._flat_loop(b, c64(0), panels, "panel", panel)
