@@ -24,6 +24,10 @@ def gelu(lib, x):
 
 
 def best_ms(fn, repeat: int) -> float:
+    """The best of `repeat` calls, in ms, after a warm-up call. The peers' thread pools spin
+    for a while after each call and would take the cores from whoever runs next: they are
+    given time to go to sleep first."""
+    time.sleep(0.3)
     fn()
     times = []
     for _ in range(repeat):

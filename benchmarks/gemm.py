@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import numpy as np
+from elementwise import best_ms
 
 from codegen.executable import compile_graph
 from ir import dtypes
@@ -23,19 +23,6 @@ from ir.graph import Graph
 from ir.types import TensorType
 
 SIZES = (64, 256, 1024, 2048)
-
-
-def best_s(fn, repeat: int) -> float:
-    # the peers' thread pools spin for a while after each call and would take the cores from
-    # whoever runs next: let them go to sleep first
-    time.sleep(0.3)
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def graph(n: int, weight: np.ndarray | None) -> Graph:
@@ -111,7 +98,7 @@ def main() -> None:
                 cells.append("-")
                 continue
             np.testing.assert_allclose(fn(), want, rtol=1e-3, atol=1e-3 * np.sqrt(n), err_msg=name)
-            seconds = best_s(fn, repeat)
+            seconds = best_ms(fn, repeat) / 1e3
             cells.append(f"{2 * n**3 / seconds / 1e9:.1f}")
         print(f"| {n} | " + " | ".join(cells) + " |", flush=True)
 

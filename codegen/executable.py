@@ -311,46 +311,35 @@ class CompiledGraph:
         return matmul
 
     def _conv_runner(self, step: KernelStep):
-        k, function, output = step.kernel, self._functions[step.kernel.name], step.output
-        t = k.dtype.np
-        x_name = step.inputs[0]
-        operands = [self._operand(name, t) for name in step.inputs[1:]]  # the weight, the extras
-        co, cg, kh, kw = k.w.shape
-        per_image = co * cg * kh * kw * int(np.prod(k.out_shape[2:]))
-        tail = tuple(k.out_shape[1:])
-
-        def conv(env, bindings, weights):
-            x = env[x_name]
-            if x.dtype != t or not x.flags.c_contiguous:
-                x = np.ascontiguousarray(x, dtype=t)
-            out = np.empty((x.shape[0], *tail), dtype=t)
-            env[output] = out
-            if out.size:
-                images = x.shape[0]
-                args = (_address(out), _address(x), *(load(env) for load in operands))
-                _launch(function, k, args, (images,), images * per_image >= CONV_PARALLEL_MIN_MACS)
-
-        return conv
+        co, cg, kh, kw = step.kernel.w.shape
+        per_image = co * cg * kh * kw * int(np.prod(step.kernel.out_shape[2:]))
+        return self._image_runner(step, per_image, lambda: CONV_PARALLEL_MIN_MACS)
 
     def _pool_runner(self, step: KernelStep):
+        return self._image_runner(step, int(np.prod(step.kernel.x.shape[1:])), lambda: PARALLEL_MIN_POINTS)
+
+    def _image_runner(self, step: KernelStep, per_image: int, threshold):
+        """A kernel over the images of its first input (convolution, pooling): (out, x, the
+        other operands), split over the images when `per_image` times their number reaches
+        `threshold()`."""
         k, function, output = step.kernel, self._functions[step.kernel.name], step.output
         t = k.dtype.np
         x_name = step.inputs[0]
+        operands = [self._operand(name, t) for name in step.inputs[1:]]  # a weight, extras
         tail = tuple(k.out_shape[1:])
-        per_image = int(np.prod(k.x.shape[1:]))
 
-        def pool(env, bindings, weights):
+        def images(env, bindings, weights):
             x = env[x_name]
             if x.dtype != t or not x.flags.c_contiguous:
                 x = np.ascontiguousarray(x, dtype=t)
             out = np.empty((x.shape[0], *tail), dtype=t)
             env[output] = out
             if out.size:
-                images = x.shape[0]
-                parallel = images * per_image >= PARALLEL_MIN_POINTS
-                _launch(function, k, (_address(out), _address(x)), (images,), parallel)
+                count = x.shape[0]
+                args = (_address(out), _address(x), *(load(env) for load in operands))
+                _launch(function, k, args, (count,), count * per_image >= threshold())
 
-        return pool
+        return images
 
 
 def pack_matmul_b(b: np.ndarray, panel: int, dtype=None) -> np.ndarray:

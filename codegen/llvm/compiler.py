@@ -21,7 +21,8 @@ from pathlib import Path
 import llvmlite
 import llvmlite.binding as llvm
 
-from codegen.host import COMPILER_VERSION  # noqa: E402  (bumped when generated code changes)
+from codegen.host import COMPILER_VERSION  # bumped when generated code changes
+from codegen.library import cache_dir
 from ir.fileio import atomic_write
 
 _MAGIC = b"GCOBJ1\n"
@@ -38,15 +39,6 @@ class CompiledModule:
 
     engine: object
     addresses: dict[str, int] = field(default_factory=dict)
-
-
-def cache_dir() -> Path | None:
-    """Where object code is cached (None: disk caching is off)."""
-    configured = os.environ.get("GRAPHC_CACHE_DIR")
-    if configured is not None:
-        return Path(configured) if configured else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "graphc" / "kernels"
 
 
 def cache_key(text: str) -> str:
