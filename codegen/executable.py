@@ -20,7 +20,7 @@ import numpy as np
 
 from codegen import library
 from codegen.host import matmul_tile, vector_bits
-from codegen.kernel import Conv2d, Matmul, Pool2d
+from codegen.kernel import Conv2d, Kernel, Matmul, Pool2d
 from codegen.plan import Buffer, Call, NativeRun, _address
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
 from ir.errors import ShapeError
@@ -156,7 +156,8 @@ class CompiledGraph:
             t = k.dtype.np
             if isinstance(k, Matmul) and step.inputs[1] not in g.weights:
                 return None
-            args = [operand(name, t) for name in step.inputs]
+            kinds = [(x.dtype or k.dtype).np for x in k.inputs] if isinstance(k, Kernel) else None
+            args = [operand(name, kinds[i] if kinds else t) for i, name in enumerate(step.inputs)]
             out = len(buffers)
             buffers.append(Buffer("arena", step.output, writer=len(calls)))
             value_buffer[step.output] = out
@@ -241,7 +242,10 @@ class CompiledGraph:
             return self._pool_runner(step)
         k, function, output = step.kernel, self._functions[step.kernel.name], step.output
         t = k.dtype.np
-        loads = [self._operand(name, t) for name in step.inputs]
+        loads = [
+            self._operand(name, (x.dtype or k.dtype).np)
+            for name, x in zip(step.inputs, k.inputs, strict=True)
+        ]
         symbols = k.symbols
         if k.reduce is not None and k.reduce.op != "sum":
             op = "amax" if k.reduce.op == "max" else "amin"

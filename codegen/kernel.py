@@ -48,17 +48,55 @@ class Binary:
     b: Expr
 
 
-Expr = Load | Const | Acc | Unary | Binary
+@dataclass(frozen=True)
+class Cast:
+    """x converted to `dtype` (numpy's astype)."""
+
+    dtype: dtypes.DType
+    x: Expr
+
+
+@dataclass(frozen=True)
+class Where:
+    """a where cond holds, else b."""
+
+    cond: Expr
+    a: Expr
+    b: Expr
+
+
+Expr = Load | Const | Acc | Unary | Binary | Cast | Where
 
 UNARY_OPS = ("neg", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu")
 BINARY_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
+COMPARE_OPS = ("eq", "ne", "lt", "le", "gt", "ge")
+LOGIC_OPS = ("logical_and", "logical_or", "logical_not")
+PREDICATES = ("isfinite", "isnan")
+
+
+def expr_dtype(e: Expr, inputs, default: dtypes.DType) -> dtypes.DType:
+    """The dtype of `e`'s values; `inputs` are the kernel's inputs, `default` the dtype of
+    constants and of Acc()."""
+    if isinstance(e, Load):
+        return inputs[e.index].dtype or default
+    if isinstance(e, (Const, Acc)):
+        return default
+    if isinstance(e, Cast):
+        return e.dtype
+    if isinstance(e, Where):
+        return expr_dtype(e.a, inputs, default)
+    if e.op in COMPARE_OPS or e.op in LOGIC_OPS or e.op in PREDICATES:
+        return dtypes.bool_
+    return expr_dtype(e.x if isinstance(e, Unary) else e.a, inputs, default)
 
 
 @dataclass(frozen=True)
 class KernelInput:
-    """An input buffer: contiguous, of `shape` (broadcast against the kernel's ranges)."""
+    """An input buffer: contiguous, of `shape` (broadcast against the kernel's ranges) and
+    `dtype` (None: the kernel's)."""
 
     shape: tuple
+    dtype: dtypes.DType | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +290,10 @@ def format_expr(e: Expr) -> str:
         return repr(e.value)
     if isinstance(e, Unary):
         return f"{e.op}({format_expr(e.x)})"
+    if isinstance(e, Cast):
+        return f"cast[{e.dtype.name}]({format_expr(e.x)})"
+    if isinstance(e, Where):
+        return f"where({format_expr(e.cond)}, {format_expr(e.a)}, {format_expr(e.b)})"
     return f"{e.op}({format_expr(e.a)}, {format_expr(e.b)})"
 
 
@@ -278,7 +320,7 @@ def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d) -> str:
         out = TensorType(k.dtype, k.out_shape)
         return f"kernel {k.name}({ins}) matmul -> {out}: out = {format_expr(k.epilogue)}, acc = a @ b"
     ranges = ", ".join(str(d) for d in k.ranges)
-    ins = ", ".join(f"in{i}: {TensorType(k.dtype, x.shape)}" for i, x in enumerate(k.inputs))
+    ins = ", ".join(f"in{i}: {TensorType(x.dtype or k.dtype, x.shape)}" for i, x in enumerate(k.inputs))
     if k.reduce is None:
         return f"kernel {k.name}({ins}) over [{ranges}]: out[i] = {format_expr(k.body)}"
     r = k.reduce

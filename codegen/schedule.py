@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 from codegen.kernel import (
     BINARY_OPS,
+    COMPARE_OPS,
+    LOGIC_OPS,
     UNARY_OPS,
     Acc,
     Binary,
+    Cast,
     Conv2d,
     Kernel,
     KernelInput,
@@ -28,6 +31,7 @@ from codegen.kernel import (
     Pool2d,
     Reduction,
     Unary,
+    Where,
     conv_extra_strides,
     format_kernel,
     matmul_extra_strides,
@@ -59,14 +63,52 @@ class NodeStep:
 Step = KernelStep | NodeStep
 
 
-def fusable(node: Node) -> bool:
-    """Whether `node` can be part of an elementwise kernel."""
+INTS = (dtypes.int32, dtypes.int64)
+INTEGER_OPS = ("add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu")
+# casts a kernel does (numpy's semantics): from integers and bools to anything, floats to bool
+# and to the other float; float to integer (undefined out of range in LLVM) stays on the
+# interpreter
+CASTS = (
+    {(a, b) for a in (*INTS, dtypes.bool_) for b in (*FLOATS, *INTS, dtypes.bool_) if a is not b}
+    | {(f, dtypes.bool_) for f in FLOATS}
+    | {(dtypes.float32, dtypes.float64), (dtypes.float64, dtypes.float32)}
+)
+
+
+def float_only(node: Node) -> bool:
+    """An arithmetic node whose operands and result are all one float dtype (what matmul and
+    convolution epilogues and the float math helpers take)."""
     if node.op not in UNARY_OPS and node.op not in BINARY_OPS:
         return False
     if len(node.outputs) != 1 or node.attrs:
         return False
     out = node.outputs[0].type
     return out.dtype in FLOATS and all(v is not None and v.type.dtype == out.dtype for v in node.inputs)
+
+
+def fusable(node: Node) -> bool:
+    """Whether `node` can be part of an elementwise kernel: float arithmetic, integer
+    arithmetic, comparisons, logic, isfinite/isnan, where and the casts in CASTS."""
+    if len(node.outputs) != 1 or any(v is None for v in node.inputs):
+        return False
+    op, out = node.op, node.outputs[0].type.dtype
+    ins = [v.type.dtype for v in node.inputs]
+    if node.attrs and op != "cast":
+        return False
+    if op in UNARY_OPS or op in BINARY_OPS:
+        same = all(d is out for d in ins)
+        return same and (out in FLOATS or (out in INTS and op in INTEGER_OPS))
+    if op in COMPARE_OPS:
+        return out is dtypes.bool_ and ins[0] is ins[1] and ins[0] in (*FLOATS, *INTS, dtypes.bool_)
+    if op in LOGIC_OPS:
+        return out is dtypes.bool_ and all(d is dtypes.bool_ for d in ins)
+    if op in ("isfinite", "isnan"):
+        return out is dtypes.bool_ and ins[0] in FLOATS
+    if op == "where":
+        return ins[0] is dtypes.bool_ and ins[1] is ins[2] is out and out in (*FLOATS, *INTS, dtypes.bool_)
+    if op == "cast":
+        return (ins[0], out) in CASTS
+    return False
 
 
 REDUCTIONS = {"sum": "sum", "mean": "sum", "amax": "max", "amin": "min"}
@@ -102,8 +144,8 @@ def schedule(graph: Graph) -> list[Step]:
 
     taken: set[int] = set()  # nodes inside a matmul kernel (its epilogue)
 
-    def folded(v: Value, space: tuple) -> bool:
-        """`v` is computed inside the kernel that iterates over `space` rather than stored."""
+    def folded(v: Value, space: tuple, consumer: Node) -> bool:
+        """`v` is computed inside `consumer`'s kernel (iterating over `space`) rather than stored."""
         p = v.producer
         return (
             p is not None
@@ -150,7 +192,7 @@ def schedule(graph: Graph) -> list[Step]:
         if reducible(node):
             source = node.inputs[0]
             space = tuple(source.type.shape)
-            body, inputs, members = _expression(source, space, folded, position)
+            body, inputs, members = _expression(source, space, folded, position, node)
             members.append(position[id(node)])
             rank = len(space)
             dims = node.attrs.get("dims")
@@ -160,9 +202,13 @@ def schedule(graph: Graph) -> list[Step]:
             out = node.outputs[0]
             if len(users.get(id(out), [])) == 1 and id(out) not in outputs:
                 consumer = users[id(out)][0]
-                if fusable(consumer) and folded(out, consumer.outputs[0].type.shape):
+                if fusable(consumer) and folded(out, consumer.outputs[0].type.shape, consumer):
                     continue  # computed inside its consumer's kernel
-                if reducible(consumer) and consumer.inputs[0] is out and folded(out, out.type.shape):
+                if (
+                    reducible(consumer)
+                    and consumer.inputs[0] is out
+                    and folded(out, out.type.shape, consumer)
+                ):
                     continue  # the prologue of its consumer's reduction
             space = tuple(out.type.shape)
             body, inputs, members = _fuse(node, space, folded, position)
@@ -175,7 +221,7 @@ def schedule(graph: Graph) -> list[Step]:
             f"kernel{count}",
             ranges=space,
             dtype=out.type.dtype,
-            inputs=tuple(KernelInput(tuple(v.type.shape)) for v in inputs),
+            inputs=tuple(KernelInput(tuple(v.type.shape), v.type.dtype) for v in inputs),
             body=body,
             reduce=reduce,
         )
@@ -210,14 +256,17 @@ def _epilogue(node: Node, epilogue, extras: list, cx: _Context, fits):
         if len(consumers) != 1 or id(value) in cx.outputs:
             break
         c = consumers[0]
-        if id(c) in cx.taken or not fusable(c) or tuple(c.outputs[0].type.shape) != space:
+        if id(c) in cx.taken or not float_only(c) or tuple(c.outputs[0].type.shape) != space:
+            break
+        if c.outputs[0].type.dtype != node.outputs[0].type.dtype:
             break
         trial, covered, args = list(extras), [], []
+        folded = lambda v, space, consumer: cx.folded(v, space, consumer) and float_only(v.producer)  # noqa: E731
         for v in c.inputs:
             if v is value:
                 args.append(epilogue)
             else:
-                args.append(_operand(v, space, cx.folded, cx.position, trial, covered))
+                args.append(_operand(v, space, folded, cx.position, trial, covered, c))
         if any(fits(tuple(v.type.shape)) is None for v in trial[len(extras) :]):
             break  # e.g. an operand broadcast along only some leading dims
         epilogue = Unary(c.op, args[0]) if c.op in UNARY_OPS else Binary(c.op, args[0], args[1])
@@ -320,16 +369,16 @@ def _fuse(root: Node, space: tuple, folded, position: dict[int, int]):
     return _build(root, space, folded, position, inputs, members), inputs, members
 
 
-def _expression(value: Value, space: tuple, folded, position: dict[int, int]):
-    """The expression for `value` at each point of `space`: its producer inlined where `folded`
-    allows, else a load."""
+def _expression(value: Value, space: tuple, folded, position: dict[int, int], consumer: Node):
+    """The expression for `value` (an operand of `consumer`) at each point of `space`: its
+    producer inlined where `folded` allows, else a load."""
     inputs: list[Value] = []
     members: list[int] = []
-    return _operand(value, space, folded, position, inputs, members), inputs, members
+    return _operand(value, space, folded, position, inputs, members, consumer), inputs, members
 
 
-def _operand(v: Value, space, folded, position, inputs: list, members: list):
-    if folded(v, space):
+def _operand(v: Value, space, folded, position, inputs: list, members: list, consumer: Node):
+    if folded(v, space, consumer):
         return _build(v.producer, space, folded, position, inputs, members)
     if v not in inputs:  # identity: Values compare by identity
         inputs.append(v)
@@ -338,8 +387,12 @@ def _operand(v: Value, space, folded, position, inputs: list, members: list):
 
 def _build(n: Node, space, folded, position, inputs: list, members: list):
     members.append(position[id(n)])
-    args = [_operand(v, space, folded, position, inputs, members) for v in n.inputs]
-    return Unary(n.op, args[0]) if n.op in UNARY_OPS else Binary(n.op, args[0], args[1])
+    args = [_operand(v, space, folded, position, inputs, members, n) for v in n.inputs]
+    if n.op == "cast":
+        return Cast(n.outputs[0].type.dtype, args[0])
+    if n.op == "where":
+        return Where(*args)
+    return Unary(n.op, args[0]) if len(args) == 1 else Binary(n.op, args[0], args[1])
 
 
 def format_schedule(steps: list[Step]) -> str:

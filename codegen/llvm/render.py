@@ -12,10 +12,39 @@ from __future__ import annotations
 from llvmlite import ir
 
 from codegen.host import matmul_tile
-from codegen.kernel import Acc, Binary, Const, Conv2d, Expr, Kernel, Load, Matmul, Pool2d, Unary
+from codegen.kernel import (
+    COMPARE_OPS,
+    LOGIC_OPS,
+    PREDICATES,
+    Acc,
+    Binary,
+    Cast,
+    Const,
+    Conv2d,
+    Expr,
+    Kernel,
+    Load,
+    Matmul,
+    Pool2d,
+    Unary,
+    Where,
+    expr_dtype,
+)
 from ir import dtypes
 
 I64 = ir.IntType(64)
+_FLOATS = (dtypes.float32, dtypes.float64)
+
+
+def _memory_type(dtype: dtypes.DType):
+    """How values of `dtype` are stored: floats as themselves, integers as iN, bools as i8."""
+    if dtype in (dtypes.float32, dtypes.float64):
+        return _float_type(dtype)
+    if dtype is dtypes.bool_:
+        return ir.IntType(8)
+    if dtype in (dtypes.int32, dtypes.int64):
+        return ir.IntType(dtype.itemsize * 8)
+    raise NotImplementedError(f"the LLVM renderer has no kernels for {dtype}")
 
 
 def _float_type(dtype: dtypes.DType):
@@ -36,6 +65,10 @@ class _Code:
         self.t = _float_type(dtype)
         self.suffix = "f32" if dtype is dtypes.float32 else "f64"
         self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name=name)
+        self.expr_inputs, self.expr_default = (), dtype  # for expr_dtype: Loads' and constants' dtypes
+
+    def dtype_of(self, e: Expr) -> dtypes.DType:
+        return expr_dtype(e, self.expr_inputs, self.expr_default)
 
     def size(self, b: ir.IRBuilder, d):
         return ir.Constant(I64, d) if isinstance(d, int) else self.sizes[d]
@@ -48,19 +81,21 @@ class _Code:
 
     def intrinsic(self, name: str, arity: int = 1, t=None):
         t = t or self.t
-        suffix = f"v{t.count}{self.suffix}" if isinstance(t, ir.VectorType) else self.suffix
+        scalar = t.element if isinstance(t, ir.VectorType) else t
+        kind = "f32" if isinstance(scalar, ir.FloatType) else "f64"
+        suffix = f"v{t.count}{kind}" if isinstance(t, ir.VectorType) else kind
         full = f"llvm.{name}.{suffix}"
         existing = self.module.globals.get(full)
         if existing is not None:
             return existing
         return ir.Function(self.module, ir.FunctionType(t, [t] * arity), name=full)
 
-    def libm(self, name: str):
-        symbol = name + ("f" if self.dtype is dtypes.float32 else "")
+    def libm(self, name: str, t):
+        symbol = name + ("f" if isinstance(t, ir.FloatType) else "")
         existing = self.module.globals.get(symbol)
         if existing is not None:
             return existing
-        return ir.Function(self.module, ir.FunctionType(self.t, [self.t]), name=symbol)
+        return ir.Function(self.module, ir.FunctionType(t, [t]), name=symbol)
 
     def expr(self, b: ir.IRBuilder, e: Expr, load, acc: ir.Value | None = None) -> ir.Value:
         """The value of `e` at the current point; `load(i)` reads input i there, `acc` is the
@@ -73,57 +108,129 @@ class _Code:
             if acc is None:
                 raise TypeError("Acc() outside a matmul epilogue")
             return acc
+        if isinstance(e, Cast):
+            return self.cast(b, self.expr(b, e.x, load, acc), self.dtype_of(e.x), e.dtype)
+        if isinstance(e, Where):
+            cond = self.expr(b, e.cond, load, acc)
+            return b.select(cond, self.expr(b, e.a, load, acc), self.expr(b, e.b, load, acc))
         if isinstance(e, Unary):
             x = self.expr(b, e.x, load, acc)
-            return self.unary(b, e.op, x)
+            kind = self.dtype_of(e.x)
+            if kind in _FLOATS:
+                return self.predicate(b, e.op, x) if e.op in PREDICATES else self.unary(b, e.op, x)
+            return self.integer_unary(b, e.op, x)
         if isinstance(e, Binary):
             a = self.expr(b, e.a, load, acc)
             c = self.expr(b, e.b, load, acc)
-            return self.binary(b, e.op, a, c)
+            kind = self.dtype_of(e.a)
+            if e.op in COMPARE_OPS:
+                return self.compare(b, e.op, a, c, kind)
+            if e.op in LOGIC_OPS:
+                return b.and_(a, c) if e.op == "logical_and" else b.or_(a, c)
+            if kind in _FLOATS:
+                return self.binary(b, e.op, a, c)
+            return self.integer_binary(b, e.op, a, c)
         raise TypeError(f"unknown kernel expression {e!r}")
 
+    def cast(self, b: ir.IRBuilder, x: ir.Value, source: dtypes.DType, target: dtypes.DType) -> ir.Value:
+        """numpy's astype for the pairs the scheduler allows (not float to integer)."""
+        if source is target:
+            return x
+        if target is dtypes.bool_:  # nonzero; NaN is True, as in numpy
+            if source in _FLOATS:
+                return b.fcmp_unordered("!=", x, ir.Constant(x.type, 0.0))
+            return b.icmp_unsigned("!=", x, ir.Constant(x.type, 0))
+        t = _memory_type(target)
+        if target in _FLOATS and source in _FLOATS:
+            return b.fpext(x, t) if target is dtypes.float64 else b.fptrunc(x, t)
+        if target in _FLOATS:
+            return b.uitofp(x, t) if source is dtypes.bool_ else b.sitofp(x, t)
+        if source is dtypes.bool_:
+            return b.zext(x, t)
+        return b.sext(x, t) if t.width > x.type.width else b.trunc(x, t)
+
+    def predicate(self, b: ir.IRBuilder, op: str, x: ir.Value) -> ir.Value:
+        if op == "isnan":
+            return b.fcmp_unordered("uno", x, x)
+        # isfinite: |x| < inf, false for NaN (an ordered comparison)
+        return b.fcmp_ordered(
+            "<", b.call(self.intrinsic("fabs", 1, x.type), [x]), ir.Constant(x.type, float("inf"))
+        )
+
+    def compare(self, b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value, kind: dtypes.DType) -> ir.Value:
+        symbol = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
+        if kind in _FLOATS:  # NaN compares unequal to everything, as in numpy
+            return b.fcmp_unordered(symbol, x, y) if op == "ne" else b.fcmp_ordered(symbol, x, y)
+        if kind is dtypes.bool_:
+            return b.icmp_unsigned(symbol, x, y)
+        return b.icmp_signed(symbol, x, y)
+
+    def integer_unary(self, b: ir.IRBuilder, op: str, x: ir.Value) -> ir.Value:
+        zero = ir.Constant(x.type, 0)
+        if op == "logical_not":
+            return b.not_(x)
+        if op == "neg":
+            return b.sub(zero, x)
+        if op == "abs":
+            return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
+        if op == "relu":
+            return b.select(b.icmp_signed(">", x, zero), x, zero)
+        raise NotImplementedError(f"integer op {op} in a kernel")
+
+    def integer_binary(self, b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value) -> ir.Value:
+        if op in ("add", "sub", "mul"):
+            return getattr(b, op)(x, y)
+        if op in ("maximum", "minimum"):
+            return b.select(b.icmp_signed(">" if op == "maximum" else "<", x, y), x, y)
+        raise NotImplementedError(f"integer op {op} in a kernel")
+
     def unary(self, b: ir.IRBuilder, op: str, x: ir.Value) -> ir.Value:
-        zero, one = ir.Constant(self.t, 0.0), ir.Constant(self.t, 1.0)
+        """A float op on x (float or double: the helpers follow their operand's type)."""
+        t = x.type
+        zero, one = ir.Constant(t, 0.0), ir.Constant(t, 1.0)
         if op == "neg":
             return b.fneg(x)
         if op == "exp":
             return self.exp(b, x)
         if op in ("abs", "log", "sqrt"):
-            return b.call(self.intrinsic("fabs" if op == "abs" else op), [x])
+            return b.call(self.intrinsic("fabs" if op == "abs" else op, 1, t), [x])
         if op == "tanh":
             return self.tanh(b, x)
         if op == "sigmoid":
             return b.fdiv(one, b.fadd(one, self.exp(b, b.fneg(x))))
         if op == "relu":  # numpy's maximum(x, 0): NaN stays NaN
-            return b.call(self.intrinsic("maximum", 2), [x, zero])
+            return b.call(self.intrinsic("maximum", 2, t), [x, zero])
         raise NotImplementedError(f"unary op {op} in a kernel")
 
-    def const(self, value: float) -> ir.Constant:
-        return ir.Constant(self.t, value)
+    def const(self, value: float, t=None) -> ir.Constant:
+        return ir.Constant(t or self.t, value)
 
     def poly(self, b: ir.IRBuilder, x: ir.Value, coefficients: tuple[float, ...]) -> ir.Value:
         """Horner's rule, highest power first."""
-        acc = self.const(coefficients[0])
+        acc = self.const(coefficients[0], x.type)
         for c in coefficients[1:]:
-            acc = b.fadd(b.fmul(acc, x), self.const(c))
+            acc = b.fadd(b.fmul(acc, x), self.const(c, x.type))
         return acc
 
     def exp(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         """float32: Cephes' expf in straight-line arithmetic (range reduction by ln 2, a degree-5
         polynomial, scaling by 2^n through the exponent bits), so the loop vectorizes instead of
         calling libm per element; about 1 ulp. float64 keeps LLVM's exp."""
-        if self.dtype is not dtypes.float32:
-            return b.call(self.intrinsic("exp"), [x])
+        t = x.type
+        if not isinstance(t, ir.FloatType):
+            return b.call(self.intrinsic("exp", 1, t), [x])
         i32 = ir.IntType(32)
         clamped = b.call(
-            self.intrinsic("minnum", 2),
-            [b.call(self.intrinsic("maxnum", 2), [x, self.const(-104.0)]), self.const(89.0)],
+            self.intrinsic("minnum", 2, t),
+            [b.call(self.intrinsic("maxnum", 2, t), [x, self.const(-104.0, t)]), self.const(89.0, t)],
         )
         n = b.call(
-            self.intrinsic("floor"),
-            [b.fadd(b.fmul(clamped, self.const(1.44269504088896341)), self.const(0.5))],
+            self.intrinsic("floor", 1, t),
+            [b.fadd(b.fmul(clamped, self.const(1.44269504088896341, t)), self.const(0.5, t))],
         )
-        r = b.fsub(b.fsub(clamped, b.fmul(n, self.const(0.693359375))), b.fmul(n, self.const(-2.12194440e-4)))
+        r = b.fsub(
+            b.fsub(clamped, b.fmul(n, self.const(0.693359375, t))), b.fmul(n, self.const(-2.12194440e-4, t))
+        )
         p = self.poly(
             b,
             r,
@@ -136,24 +243,27 @@ class _Code:
                 5.0000001201e-1,
             ),
         )
-        y = b.fadd(b.fadd(b.fmul(p, b.fmul(r, r)), r), self.const(1.0))
+        y = b.fadd(b.fadd(b.fmul(p, b.fmul(r, r)), r), self.const(1.0, t))
         k = b.fptosi(n, i32)  # in [-150, 128]: scale in two halves so neither leaves float range
         k1 = b.ashr(k, ir.Constant(i32, 1))
         k2 = b.sub(k, k1)
         for part in (k1, k2):
             bits = b.shl(b.add(part, ir.Constant(i32, 127)), ir.Constant(i32, 23))
-            y = b.fmul(y, b.bitcast(bits, self.t))
+            y = b.fmul(y, b.bitcast(bits, t))
         return b.select(b.fcmp_unordered("uno", x, x), x, y)
 
     def tanh(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         """float32: Cephes' tanhf (an odd polynomial below 0.625, 1 - 2/(e^2|x| + 1) above), both
         computed and selected so the loop vectorizes. float64 calls libm's tanh."""
-        if self.dtype is not dtypes.float32:
-            return b.call(self.libm("tanh"), [x])
-        z = b.call(self.intrinsic("fabs"), [x])
-        two = self.const(2.0)
-        large = b.fsub(self.const(1.0), b.fdiv(two, b.fadd(self.exp(b, b.fmul(two, z)), self.const(1.0))))
-        large = b.call(self.intrinsic("copysign", 2), [large, x])
+        t = x.type
+        if not isinstance(t, ir.FloatType):
+            return b.call(self.libm("tanh", t), [x])
+        z = b.call(self.intrinsic("fabs", 1, t), [x])
+        two = self.const(2.0, t)
+        large = b.fsub(
+            self.const(1.0, t), b.fdiv(two, b.fadd(self.exp(b, b.fmul(two, z)), self.const(1.0, t)))
+        )
+        large = b.call(self.intrinsic("copysign", 2, t), [large, x])
         s = b.fmul(x, x)
         p = self.poly(
             b,
@@ -161,7 +271,7 @@ class _Code:
             (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1),
         )
         small = b.fadd(b.fmul(b.fmul(p, s), x), x)
-        return b.select(b.fcmp_ordered(">", z, self.const(0.625)), large, small)
+        return b.select(b.fcmp_ordered(">", z, self.const(0.625, t)), large, small)
 
     def combine(self, b: ir.IRBuilder, op: str, acc: ir.Value, value: ir.Value) -> ir.Value:
         """One step of a reduction. Sums may be reassociated (so they vectorize: the order of
@@ -170,7 +280,7 @@ class _Code:
             total = b.fadd(acc, value)
             total.flags.append("reassoc")
             return total
-        return b.call(self.intrinsic("maximum" if op == "max" else "minimum", 2), [acc, value])
+        return b.call(self.intrinsic("maximum" if op == "max" else "minimum", 2, acc.type), [acc, value])
 
     def binary(self, b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value) -> ir.Value:
         if op == "add":
@@ -182,7 +292,7 @@ class _Code:
         if op == "div":
             return b.fdiv(x, y)
         if op in ("maximum", "minimum"):  # NaN-propagating, like numpy
-            return b.call(self.intrinsic(op, 2), [x, y])
+            return b.call(self.intrinsic(op, 2, x.type), [x, y])
         raise NotImplementedError(f"binary op {op} in a kernel")
 
     def _flat_loop(self, b: ir.IRBuilder, start, stop, label: str, body, step=1) -> None:
@@ -207,12 +317,16 @@ class _Emitter(_Code):
     """An elementwise or reduction `Kernel`."""
 
     def __init__(self, module: ir.Module, kernel: Kernel) -> None:
-        t = _float_type(kernel.dtype)
+        # the one float dtype the kernel computes in (the scheduler allows one), float32 if none
+        floats = [d for d in (kernel.dtype, *(x.dtype for x in kernel.inputs)) if d in _FLOATS]
+        compute = floats[0] if floats else dtypes.float32
+        stored = [kernel.dtype, *(x.dtype or kernel.dtype for x in kernel.inputs)]
         # then `lo, hi`: the part of the outermost range this call covers (calls on disjoint parts
         # may run on different threads)
-        args = [t.as_pointer()] * (1 + len(kernel.inputs)) + [I64] * (len(kernel.symbols) + 2)
-        super().__init__(module, kernel.name, kernel.dtype, args)
+        args = [_memory_type(d).as_pointer() for d in stored] + [I64] * (len(kernel.symbols) + 2)
+        super().__init__(module, kernel.name, compute, args)
         self.kernel = kernel
+        self.expr_inputs, self.expr_default = kernel.inputs, kernel.dtype
         for a in self.fn.args[: 1 + len(kernel.inputs)]:
             a.add_attribute("noalias")
         self.out = self.fn.args[0]
@@ -257,10 +371,19 @@ class _Emitter(_Code):
         k = self.kernel
         if depth == len(bounds):  # the loop body
             offsets = base[:-1]
-            value = self.expr(b, k.body, lambda i: b.load(b.gep(self.ins[i], [offsets[i]], inbounds=True)))
+
+            def load(i):
+                value = b.load(b.gep(self.ins[i], [offsets[i]], inbounds=True))
+                if (k.inputs[i].dtype or k.dtype) is dtypes.bool_:  # i8 in memory, i1 in registers
+                    value = b.icmp_unsigned("!=", value, ir.Constant(ir.IntType(8), 0))
+                return value
+
+            value = self.expr(b, k.body, load)
             slot = b.gep(self.out, [base[-1]], inbounds=True)
             if k.reduce is not None:
                 value = self.combine(b, k.reduce.op, b.load(slot), value)
+            if k.dtype is dtypes.bool_:
+                value = b.zext(value, ir.IntType(8))
             b.store(value, slot)
             return
         outer = depth == 0 and k.splittable
@@ -469,6 +592,7 @@ class _MatmulEmitter(_Gemm):
         args = [t.as_pointer()] * (3 + len(kernel.extras)) + [I64] * 5
         super().__init__(module, kernel.name, kernel.dtype, args)
         self.kernel = kernel
+        self.expr_inputs = kernel.extras  # the epilogue's operands
         for a in self.fn.args[: 3 + len(kernel.extras)]:
             a.add_attribute("noalias")
         self.setup(vector_bits)
@@ -531,6 +655,7 @@ class _ConvEmitter(_Gemm):
         args = [t.as_pointer()] * (3 + len(kernel.extras)) + [I64] * 2
         super().__init__(module, kernel.name, kernel.dtype, args)
         self.kernel = kernel
+        self.expr_inputs = kernel.extras  # the epilogue's operands
         for a in self.fn.args[: 3 + len(kernel.extras)]:
             a.add_attribute("noalias")
         self.setup(vector_bits)
