@@ -115,11 +115,16 @@ REDUCTIONS = {"sum": "sum", "mean": "sum", "amax": "max", "amin": "min"}
 
 
 def reducible(node: Node) -> bool:
-    """Whether `node` is a reduction a kernel computes (float in, same float out)."""
+    """Whether `node` is a reduction a kernel computes: of floats into the same float; amax and
+    amin of integers; sums of integers into int64 (as PyTorch sums them)."""
     if node.op not in REDUCTIONS or len(node.outputs) != 1 or node.inputs[0] is None:
         return False
-    out = node.outputs[0].type
-    return out.dtype in FLOATS and node.inputs[0].type.dtype == out.dtype
+    out, source = node.outputs[0].type.dtype, node.inputs[0].type.dtype
+    if out in FLOATS:
+        return source is out
+    if source in INTS and node.op in ("amax", "amin"):
+        return out is source
+    return source in INTS and node.op == "sum" and out is dtypes.int64
 
 
 def multipliable(node: Node) -> bool:

@@ -276,6 +276,10 @@ class _Code:
     def combine(self, b: ir.IRBuilder, op: str, acc: ir.Value, value: ir.Value) -> ir.Value:
         """One step of a reduction. Sums may be reassociated (so they vectorize: the order of
         additions differs from numpy's pairwise sum by rounding); max and min propagate NaN."""
+        if isinstance(acc.type, ir.IntType):
+            if op == "sum":
+                return b.add(acc, value)
+            return b.select(b.icmp_signed(">" if op == "max" else "<", acc, value), acc, value)
         if op == "sum":
             total = b.fadd(acc, value)
             total.flags.append("reassoc")
@@ -348,10 +352,13 @@ class _Emitter(_Code):
         else:
             first, last = ir.Constant(I64, 0), self.product(b, k.out_shape)
         if k.reduce is not None:  # start every output at the combination's identity
-            identity = {"sum": 0.0, "max": float("-inf"), "min": float("inf")}[k.reduce.op]
-            self._flat_loop(
-                b, first, last, "init", lambda b, i: b.store(self.const(identity), b.gep(self.out, [i]))
-            )
+            if k.dtype in _FLOATS:
+                identity = self.const({"sum": 0.0, "max": float("-inf"), "min": float("inf")}[k.reduce.op])
+            else:
+                bits = k.dtype.itemsize * 8
+                low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+                identity = ir.Constant(ir.IntType(bits), {"sum": 0, "max": low, "min": high}[k.reduce.op])
+            self._flat_loop(b, first, last, "init", lambda b, i: b.store(identity, b.gep(self.out, [i])))
         base = [ir.Constant(I64, 0)] * (len(k.inputs) + 1)
         self._nest(b, 0, bounds, strides, out_strides, base)
         if k.reduce is not None and k.reduce.mean:
@@ -381,6 +388,7 @@ class _Emitter(_Code):
             value = self.expr(b, k.body, load)
             slot = b.gep(self.out, [base[-1]], inbounds=True)
             if k.reduce is not None:
+                value = self.cast(b, value, self.dtype_of(k.body), k.dtype)  # int32 sums into int64
                 value = self.combine(b, k.reduce.op, b.load(slot), value)
             if k.dtype is dtypes.bool_:
                 value = b.zext(value, ir.IntType(8))

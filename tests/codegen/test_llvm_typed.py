@@ -164,3 +164,20 @@ def test_log_softmax_compiles_without_interpreter_nodes():
         x = np.random.default_rng(batch).standard_normal((batch, 10)).astype(np.float32) * 10
         x[0, 3] = -np.inf
         np.testing.assert_allclose(exe.run([x])[0], run(graph, [x])[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("t", ["i32", "i64"])
+@pytest.mark.parametrize("op", ["sum", "amax", "amin"])
+@pytest.mark.parametrize("dims", ["(1,)", "(0, 2)", "None"])
+def test_integer_reductions(t, op, dims):
+    out = "i64" if op == "sum" else t
+    kept = {"(1,)": "[batch,1,6]", "(0, 2)": "[1,3,1]", "None": "[1,1,1]"}[dims]
+    _check(
+        f"""
+graph g(%x: {t}[batch,3,6]) {{
+  %0: {t}[batch,3,6] = abs(%x)
+  %1: {out}{kept} = {op}[dims={dims}, keepdim=True](%0)
+  return %1
+}}""",
+        ["KernelStep"],
+    )
