@@ -424,6 +424,18 @@ class _Gemm(_Code):
     each row count below MR, so a single row costs one row), writes it to a tile on the stack,
     and a merge loop adds it to C — through the epilogue after the last slice."""
 
+    SIZES = 0  # the i64 arguments after the pointers (out, two operands, the epilogue's extras)
+
+    def __init__(self, module: ir.Module, kernel, vector_bits: int) -> None:
+        t = _float_type(kernel.dtype)
+        args = [t.as_pointer()] * (3 + len(kernel.extras)) + [I64] * self.SIZES
+        super().__init__(module, kernel.name, kernel.dtype, args)
+        self.kernel = kernel
+        self.expr_inputs = kernel.extras  # the epilogue's operands
+        for a in self.fn.args[: 3 + len(kernel.extras)]:
+            a.add_attribute("noalias")
+        self.setup(vector_bits)
+
     def setup(self, vector_bits: int) -> None:
         self.mr, self.lanes, self.nv = matmul_tile(self.dtype, vector_bits)
         self.nr = self.lanes * self.nv
@@ -595,15 +607,7 @@ class _MatmulEmitter(_Gemm):
     rows lo..hi of epilogue(a @ b), a read in place (rows of K values), b packed by the caller
     (`pack_matmul_b`)."""
 
-    def __init__(self, module: ir.Module, kernel: Matmul, vector_bits: int) -> None:
-        t = _float_type(kernel.dtype)
-        args = [t.as_pointer()] * (3 + len(kernel.extras)) + [I64] * 5
-        super().__init__(module, kernel.name, kernel.dtype, args)
-        self.kernel = kernel
-        self.expr_inputs = kernel.extras  # the epilogue's operands
-        for a in self.fn.args[: 3 + len(kernel.extras)]:
-            a.add_attribute("noalias")
-        self.setup(vector_bits)
+    SIZES = 5  # M, N, K, lo, hi
 
     def emit(self) -> None:
         self._emit(by_columns=False)
@@ -658,15 +662,7 @@ class _ConvEmitter(_Gemm):
     (zeros where the window leaves the padded image), in a buffer from malloc; then the weight
     rows times the panels, through the epilogue, into the output in place."""
 
-    def __init__(self, module: ir.Module, kernel: Conv2d, vector_bits: int) -> None:
-        t = _float_type(kernel.dtype)
-        args = [t.as_pointer()] * (3 + len(kernel.extras)) + [I64] * 2
-        super().__init__(module, kernel.name, kernel.dtype, args)
-        self.kernel = kernel
-        self.expr_inputs = kernel.extras  # the epilogue's operands
-        for a in self.fn.args[: 3 + len(kernel.extras)]:
-            a.add_attribute("noalias")
-        self.setup(vector_bits)
+    SIZES = 2  # lo, hi
 
     def _libc(self, name: str, ret, args) -> ir.Function:
         existing = self.module.globals.get(name)
