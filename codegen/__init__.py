@@ -1,9 +1,11 @@
 """graphc's code generators: graph IR -> kernels -> native code.
 
-So far: `schedule` fuses chains of float elementwise ops into `Kernel`s (the loop-level kernel IR
-in `kernel`), `llvm.render` turns them into LLVM IR, `llvm.compiler` compiles that for this CPU,
-and `executable.CompiledGraph` runs the kernels natively and every other node on the reference
-interpreter. Imports `ir` only, never `graphc` or `runtime`.
+`schedule` partitions a graph into kernels of the kernel IR (`kernel`: elementwise expressions
+with reductions, matmuls and convolutions with epilogues, max pooling); `llvm.render` turns them
+into LLVM IR, `llvm.compiler` compiles that for this CPU (`host` says what the code depends on,
+`library` caches it as shared libraries), `plan` runs a whole graph in one native call over a
+planned arena, `llvm.pool` splits large kernels over the cores, and `executable.CompiledGraph`
+ties it together (interpreter nodes included). Imports `ir` only, never `graphc` or `runtime`.
 
     >>> from codegen.executable import compile_graph
     >>> exe = compile_graph(graph)

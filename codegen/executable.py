@@ -1,10 +1,11 @@
 """Executables: a graph ready to run on a backend.
 
-`executable(graph, "llvm")` is a `CompiledGraph`: the graph optimized (ir.passes.optimize), its
-fused elementwise, reduction and matmul kernels run as native code, every other node on the
-reference interpreter, in the schedule's order. Weights are constants of the compiled graph
-(folded, and matmul operands packed once). `"interpreter"` runs the
-whole graph on the reference interpreter (any array module: numpy, cupy).
+`executable(graph, "llvm")` is a `CompiledGraph`: the graph optimized (ir.passes.optimize) and
+scheduled into kernels (elementwise, reductions, matmul, conv, max pool) that run as native
+code — the whole graph in one native call (`codegen.plan`) where no interpreter node sits
+between kernels, else step by step with the other nodes on the reference interpreter. Weights
+are constants of the compiled graph (folded, and matmul operands packed once). `"interpreter"`
+runs the whole graph on the reference interpreter (any array module: numpy, cupy).
 
     >>> exe = executable(graph, "llvm")
     >>> (y,) = exe.run([x])          # numpy in, numpy out; any size of the symbolic dims

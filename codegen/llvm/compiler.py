@@ -1,11 +1,12 @@
 """Compile rendered LLVM IR to native code for this CPU and hand out callable kernels.
 
 The target machine is the host's (CPU name and features, so AVX-512 where present); the module
-is optimized with LLVM's O2 pipeline, emitted as object code and loaded with MCJIT. Object code
-is cached in memory and on disk (`GRAPHC_CACHE_DIR`, default `~/.cache/graphc`; empty disables),
-keyed by the IR text, target triple, CPU name and features, llvmlite's version and
-COMPILER_VERSION; a cached file carries the SHA-256 of its bytes and is recompiled if it does not
-match, so a damaged cache never reaches the loader.
+is optimized with LLVM's O2 pipeline and emitted as object code. `build_library` links that
+into a shared library in the cache (`codegen.library`: later processes load it without LLVM);
+where there is no C compiler driver or no cache, `compile_ir` loads the object code with MCJIT
+instead, caching it in memory and on disk (`GRAPHC_CACHE_DIR`), keyed by the IR text, target
+triple, CPU name and features, llvmlite's version and COMPILER_VERSION; a cached file carries
+the SHA-256 of its bytes and is recompiled if it does not match.
 """
 
 from __future__ import annotations
