@@ -41,6 +41,12 @@ class CompiledGraph:
         self.source = graph
         self.graph = optimize(graph)
         self.steps = schedule(self.graph)
+        dump = os.environ.get("GRAPHC_DUMP")
+        if dump:  # after the passes' dumps (ir.passes.optimize): which nodes went into which kernel
+            from pathlib import Path
+
+            Path(dump).mkdir(parents=True, exist_ok=True)
+            (Path(dump) / f"{self.graph.name}.schedule.txt").write_text(format_schedule(self.steps) + "\n")
         kernels = [s.kernel for s in self.steps if isinstance(s, KernelStep)]
         self._functions = {}
         self._packed: dict[tuple, np.ndarray] = {}  # (weight name, panel) -> packed

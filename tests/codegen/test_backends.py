@@ -67,3 +67,13 @@ def test_interpreter_runtime_does_not_import_llvmlite(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_graphc_dump_writes_the_schedule(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_DUMP", str(tmp_path))
+    graphc.manual_seed(0)
+    scripted = graphc.script(LeNet("flatten").eval(), (graphc.randn(2, 1, 32, 32),))
+    scripted(graphc.randn(1, 1, 32, 32))
+    text = (tmp_path / "forward.schedule.txt").read_text()
+    assert "conv2d[stride=(1, 1)" in text and "max_pool2d[" in text and "matmul ->" in text
+    assert (tmp_path / "forward.00.input.txt").exists()  # the passes' dumps beside it
