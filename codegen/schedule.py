@@ -65,6 +65,9 @@ Step = KernelStep | NodeStep
 
 INTS = (dtypes.int32, dtypes.int64)
 INTEGER_OPS = ("add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu")
+# ops cheap enough to compute again in each kernel that uses their result (no transcendental
+# function, no division)
+CHEAP = frozenset(INTEGER_OPS) | {"cast", "where", "isfinite", "isnan"} | set(COMPARE_OPS) | set(LOGIC_OPS)
 # casts a kernel does (numpy's semantics): from integers and bools to anything, floats to bool
 # and to the other float; float to integer (undefined out of range in LLVM) stays on the
 # interpreter
@@ -149,8 +152,8 @@ def schedule(graph: Graph) -> list[Step]:
 
     taken: set[int] = set()  # nodes inside a matmul kernel (its epilogue)
 
-    def folded(v: Value, space: tuple, consumer: Node) -> bool:
-        """`v` is computed inside `consumer`'s kernel (iterating over `space`) rather than stored."""
+    def inlined(v: Value, space: tuple) -> bool:
+        """`v` has one user, a kernel over `space`, which computes it instead of reading it."""
         p = v.producer
         return (
             p is not None
@@ -160,6 +163,28 @@ def schedule(graph: Graph) -> list[Step]:
             and len(users.get(id(v), [])) == 1
             and tuple(v.type.shape) == tuple(space)
         )
+
+    def recomputed(v: Value) -> bool:
+        """`v` is cheap (one arithmetic op on values that are read, not computed) and every one
+        of its several users is a kernel over its shape: each computes it again rather than
+        have it stored and read back."""
+        p, us = v.producer, users.get(id(v), [])
+        if p is None or id(p) in taken or p.op not in CHEAP or not fusable(p):
+            return False
+        if len(us) < 2 or id(v) in outputs:
+            return False
+        space = tuple(v.type.shape)
+        for u in us:
+            fits = fusable(u) and tuple(u.outputs[0].type.shape) == space
+            if id(u) in taken or not (fits or (reducible(u) and u.inputs[0] is v)):
+                return False
+        return not any(w is not None and inlined(w, space) for w in p.inputs)
+
+    def folded(v: Value, space: tuple, consumer: Node, recompute: bool = True) -> bool:
+        """`v` is computed inside `consumer`'s kernel (iterating over `space`) rather than stored."""
+        if inlined(v, space):
+            return True
+        return recompute and tuple(v.type.shape) == tuple(space) and recomputed(v)
 
     cx = _Context(graph.nodes, users, outputs, taken, folded, position)
     matmuls: dict[int, KernelStep] = {}  # by the last node of each matmul or convolution kernel
@@ -205,6 +230,8 @@ def schedule(graph: Graph) -> list[Step]:
             reduce = Reduction(REDUCTIONS[node.op], axes, bool(node.attrs.get("keepdim")), node.op == "mean")
         elif fusable(node):
             out = node.outputs[0]
+            if recomputed(out):
+                continue  # computed again inside each of its users' kernels
             if len(users.get(id(out), [])) == 1 and id(out) not in outputs:
                 consumer = users[id(out)][0]
                 if fusable(consumer) and folded(out, consumer.outputs[0].type.shape, consumer):
@@ -266,7 +293,8 @@ def _epilogue(node: Node, epilogue, extras: list, cx: _Context, fits):
         if c.outputs[0].type.dtype != node.outputs[0].type.dtype:
             break
         trial, covered, args = list(extras), [], []
-        folded = lambda v, space, consumer: cx.folded(v, space, consumer) and float_only(v.producer)  # noqa: E731
+        # single-use values only: the chain is built before the other kernels decide what they recompute
+        folded = lambda v, space, consumer: cx.folded(v, space, consumer, False) and float_only(v.producer)  # noqa: E731
         for v in c.inputs:
             if v is value:
                 args.append(epilogue)

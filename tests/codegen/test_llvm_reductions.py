@@ -170,3 +170,40 @@ graph g(%x: f32[batch,5,6], %w: f32[6]) {{
 def _kept(dims):
     shape = ["batch", "5", "6"]
     return ",".join("1" if dims is None or k in dims else d for k, d in enumerate(shape))
+
+
+def test_cheap_values_with_several_users_are_recomputed_not_stored():
+    g = parse_graph("""
+graph g(%x: f32[batch,10], %w: f32[10]) {
+  %0: f32[batch,10] = mul(%x, %w)
+  %1: f32[batch,10] = sub(%0, %x)
+  %2: f32[batch,10] = exp(%1)
+  %3: f32[batch,1] = sum[dims=(1,), keepdim=True](%2)
+  %4: f32[batch,10] = tanh(%1)
+  %5: f32[batch,10] = div(%4, %3)
+  return %5
+}""")
+    exe = compile_graph(g)
+    kernels = [s for s in exe.steps if isinstance(s, KernelStep)]
+    # %1 (a subtraction of a product it cannot inline twice) is stored; with %0 stored it would be
+    # recomputed: here %0 is inlined into %1, so %1 is stored once and read by both kernels
+    assert [s.nodes for s in kernels] == [(0, 1), (2, 3), (4, 5)]
+    g2 = parse_graph("""
+graph g(%x: f32[batch,10], %m: f32[batch,1]) {
+  %0: f32[batch,10] = sub(%x, %m)
+  %1: f32[batch,10] = exp(%0)
+  %2: f32[batch,1] = sum[dims=(1,), keepdim=True](%1)
+  %3: f32[batch,10] = mul(%0, %2)
+  return %3
+}""")
+    exe2 = compile_graph(g2)
+    kernels = [s for s in exe2.steps if isinstance(s, KernelStep)]
+    assert [s.nodes for s in kernels] == [(0, 1, 2), (0, 3)]  # %0 computed in both kernels
+    for batch in (1, 6):
+        rng = np.random.default_rng(batch)
+        inputs = [
+            rng.standard_normal((batch, 10)).astype(np.float32),
+            rng.standard_normal((batch, 1)).astype(np.float32),
+        ]
+        _compare(g2, inputs, 1e-5)
+        _compare(g, [inputs[0], rng.standard_normal(10).astype(np.float32)], 1e-5)
