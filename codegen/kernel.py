@@ -67,11 +67,30 @@ class Where:
 
 Expr = Load | Const | Acc | Unary | Binary | Cast | Where
 
-UNARY_OPS = ("neg", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu")
+UNARY_OPS = (
+    "neg",
+    "abs",
+    "exp",
+    "log",
+    "sqrt",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "rsqrt",
+    "reciprocal",
+    "floor",
+    "ceil",
+    "trunc",
+    "exp2",
+    "log2",
+    "log10",
+    "sin",
+    "cos",
+)
 BINARY_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
 COMPARE_OPS = ("eq", "ne", "lt", "le", "gt", "ge")
 LOGIC_OPS = ("logical_and", "logical_or", "logical_not")
-PREDICATES = ("isfinite", "isnan")
+PREDICATES = ("isfinite", "isnan", "isinf")
 
 
 def expr_dtype(e: Expr, inputs, default: dtypes.DType) -> dtypes.DType:

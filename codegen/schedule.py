@@ -19,6 +19,7 @@ from codegen.kernel import (
     BINARY_OPS,
     COMPARE_OPS,
     LOGIC_OPS,
+    PREDICATES,
     UNARY_OPS,
     Acc,
     Binary,
@@ -67,7 +68,7 @@ INTS = (dtypes.int32, dtypes.int64)
 INTEGER_OPS = ("add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu")
 # ops cheap enough to compute again in each kernel that uses their result (no transcendental
 # function, no division)
-CHEAP = frozenset(INTEGER_OPS) | {"cast", "where", "isfinite", "isnan"} | set(COMPARE_OPS) | set(LOGIC_OPS)
+CHEAP = frozenset(INTEGER_OPS) | {"cast", "where", *PREDICATES, *COMPARE_OPS, *LOGIC_OPS}
 # casts a kernel does (numpy's semantics): from integers and bools to anything, floats to bool
 # and to the other float; float to integer (undefined out of range in LLVM) stays on the
 # interpreter
@@ -105,7 +106,7 @@ def fusable(node: Node) -> bool:
         return out is dtypes.bool_ and ins[0] is ins[1] and ins[0] in (*FLOATS, *INTS, dtypes.bool_)
     if op in LOGIC_OPS:
         return out is dtypes.bool_ and all(d is dtypes.bool_ for d in ins)
-    if op in ("isfinite", "isnan"):
+    if op in PREDICATES:
         return out is dtypes.bool_ and ins[0] in FLOATS
     if op == "where":
         return ins[0] is dtypes.bool_ and ins[1] is ins[2] is out and out in (*FLOATS, *INTS, dtypes.bool_)

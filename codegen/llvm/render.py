@@ -152,6 +152,10 @@ class _Code:
     def predicate(self, b: ir.IRBuilder, op: str, x: ir.Value) -> ir.Value:
         if op == "isnan":
             return b.fcmp_unordered("uno", x, x)
+        if op == "isinf":
+            return b.fcmp_ordered(
+                "==", b.call(self.intrinsic("fabs", 1, x.type), [x]), ir.Constant(x.type, float("inf"))
+            )
         # isfinite: |x| < inf, false for NaN (an ordered comparison)
         return b.fcmp_ordered(
             "<", b.call(self.intrinsic("fabs", 1, x.type), [x]), ir.Constant(x.type, float("inf"))
@@ -192,8 +196,13 @@ class _Code:
             return b.fneg(x)
         if op == "exp":
             return self.exp(b, x)
-        if op in ("abs", "log", "sqrt"):
+        if op in ("abs", "log", "sqrt", "floor", "ceil", "trunc", "exp2", "log2", "log10", "sin", "cos"):
+            # exact (floor, ceil, trunc, sqrt) or libm's (the others: scalar calls, not vectorized)
             return b.call(self.intrinsic("fabs" if op == "abs" else op, 1, t), [x])
+        if op == "rsqrt":  # 1 / sqrt(x), rounded twice as numpy computes it
+            return b.fdiv(one, b.call(self.intrinsic("sqrt", 1, t), [x]))
+        if op == "reciprocal":
+            return b.fdiv(one, x)
         if op == "tanh":
             return self.tanh(b, x)
         if op == "sigmoid":

@@ -45,7 +45,8 @@ graph g(%x: {t}[batch,7]) {{
   %0: {t}[batch,7] = {op}(%x)
   return %0
 }}""")
-    low = 0.01 if op in ("log", "sqrt") else -30.0 if op in ("exp", "sigmoid", "tanh") else -3.0
+    positive = ("log", "sqrt", "rsqrt", "log2", "log10")
+    low = 0.01 if op in positive else -30.0 if op in ("exp", "sigmoid", "tanh", "exp2") else -3.0
     exe = _check(g, lambda b: [_rand((b, 7), dtype, low, 30.0 if low == -30.0 else 3.0)])
     assert [type(s) for s in exe.steps] == [KernelStep]
 

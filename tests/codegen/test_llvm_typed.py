@@ -181,3 +181,16 @@ graph g(%x: {t}[batch,3,6]) {{
 }}""",
         ["KernelStep"],
     )
+
+
+@pytest.mark.parametrize("t", ["f32", "f64"])
+@pytest.mark.parametrize("op", ["isfinite", "isnan", "isinf"])
+def test_predicates_on_special_values(op, t):
+    _check(
+        f"""
+graph g(%x: {t}[batch,8]) {{
+  %0: bool[batch,8] = {op}(%x)
+  return %0
+}}""",
+        ["KernelStep"],
+    )
