@@ -259,7 +259,7 @@ def schedule(graph: Graph) -> list[Step]:
             reduce=reduce,
         )
         count += 1
-        steps.append(KernelStep(kernel, tuple(v.name for v in inputs), out.name, tuple(sorted(members))))
+        steps.append(KernelStep(kernel, tuple(v.name for v in inputs), out.name, tuple(sorted(set(members)))))
     return steps
 
 
@@ -327,7 +327,7 @@ def _matmul(node: Node, name: str, cx: _Context):
         tuple(KernelInput(tuple(v.type.shape)) for v in extras),
     )
     names = (a.name, b.name, *(v.name for v in extras))
-    return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(members)))
+    return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(set(members))))
 
 
 def convolvable(node: Node) -> bool:
@@ -392,7 +392,7 @@ def _conv(node: Node, name: str, cx: _Context):
         tuple(strides),
     )
     names = (x.name, w.name, *(v.name for v in values))
-    return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(members)))
+    return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(set(members))))
 
 
 def _fuse(root: Node, space: tuple, folded, position: dict[int, int]):

@@ -260,10 +260,34 @@ def _log_softmax(new: Graph, node: Node, inputs: list) -> list[Value]:
     return new.add_node("sub", [shifted, lse], {}, scope=s)
 
 
-# Composite op -> its decomposition into core ops (a backend may keep some whole).
-COMPOSITES: dict[str, Callable[[Graph, Node, list], list[Value]]] = {
+def _var(new: Graph, node: Node, inputs: list) -> list[Value] | None:
+    """numpy's two-pass variance: sum((x - mean)^2) / (n - correction), over reduced dims of
+    known size with n > correction (else the op stays whole)."""
+    (x,) = inputs
+    a = node.attrs
+    shape = x.type.shape
+    dims = tuple(range(len(shape))) if a.get("dims") is None else tuple(d % len(shape) for d in a["dims"])
+    sizes = [shape[d] for d in dims]
+    if any(isinstance(d, str) for d in sizes):
+        return None
+    n, correction = int(np.prod(sizes, dtype=np.int64)), a.get("correction", 1)
+    if n - correction <= 0:
+        return None
+    s = node.scope
+    (m,) = new.add_node("mean", [x], {"dims": dims, "keepdim": True}, scope=s)
+    (d,) = new.add_node("sub", [x, m], {}, scope=s)
+    (sq,) = new.add_node("mul", [d, d], {}, scope=s)
+    (total,) = new.add_node("sum", [sq], {"dims": dims, "keepdim": bool(a.get("keepdim", False))}, scope=s)
+    count = _constant(new, "count", np.array(n - correction, dtype=x.type.dtype.np))
+    return new.add_node("div", [total, count], {}, scope=s)
+
+
+# Composite op -> its decomposition into core ops, or None where it stays whole (a backend may
+# keep some whole).
+COMPOSITES: dict[str, Callable[[Graph, Node, list], list[Value] | None]] = {
     "linear": _linear,
     "log_softmax": _log_softmax,
+    "var": _var,
 }
 
 
@@ -279,6 +303,8 @@ def decompose(graph: Graph, keep: frozenset[str] = frozenset()) -> Graph:
         if not all(v is None or v.type.dtype == node.outputs[0].type.dtype for v in inputs):
             return None  # mixed dtypes: keep it whole rather than guess a promotion
         values = fn(new, node, inputs)
+        if values is None:
+            return None
         if [v.type for v in values] != [o.type for o in node.outputs]:
             raise AssertionError(f"decomposition of {node.op} changed its type")
         return values

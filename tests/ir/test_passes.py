@@ -416,3 +416,27 @@ def test_specialize_reaches_into_cond_branches():
     for sign in (1, -1):
         x = sign * np.abs(np.random.default_rng(0).standard_normal((4, 3, 2))).astype(np.float32)
         np.testing.assert_array_equal(run(out, [x])[0], run(graph, [x])[0])
+
+
+def test_var_decomposes_into_numpys_two_passes_exactly():
+    import graphc
+    import graphc.nn.functional as F
+    from ir.interpreter import run
+    from ir.passes import optimize
+
+    for fn in (lambda x: x.var(1), lambda x: x.var(1, unbiased=False), lambda x: F.layer_norm(x, (10,))):
+        graph = graphc.script(fn, (graphc.randn(3, 10),), backend="interpreter").graph
+        optimized = optimize(graph)
+        assert "var" not in [n.op for n in optimized.nodes]
+        x = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32) * 3
+        np.testing.assert_array_equal(run(optimized, [x])[0], run(graph, [x])[0])
+
+
+def test_var_over_a_symbolic_dim_or_too_few_values_stays_whole():
+    import graphc
+    from ir.passes import optimize
+
+    over_batch = graphc.script(lambda x: x.var(0), (graphc.randn(3, 10),), backend="interpreter").graph
+    assert "var" in [n.op for n in optimize(over_batch).nodes]  # n is the batch size
+    single = graphc.script(lambda x: x.var(1), (graphc.randn(3, 1),), backend="interpreter").graph
+    assert "var" in [n.op for n in optimize(single).nodes]  # n - correction = 0: NaN, as the op gives
