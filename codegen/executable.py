@@ -90,7 +90,10 @@ class CompiledGraph:
     def _load(self, bits: int, names: list[str], native: bool, embedded: dict) -> dict | None:
         """The code from the cache (or a trusted embedded library, which joins the cache),
         without LLVM; None where neither has it."""
-        text = f"{format_graph(self.graph)}\nvector_bits={bits}\nnative={native}"
+        # the graph and its schedule (the kernels' signatures), for this host and compiler
+        text = (
+            f"{format_graph(self.graph)}\n{format_schedule(self.steps)}\nvector_bits={bits}\nnative={native}"
+        )
         self.library_key = key = library.library_key(text)
         library.offer(embedded)
         return library.load(key, names)

@@ -1,9 +1,10 @@
 """What the compiled code depends on about this machine, found without importing LLVM.
 
 `fingerprint()` names the CPU (architecture, model, feature flags) and the compiler (graphc's
-COMPILER_VERSION, llvmlite's version): native code compiled here may run wherever the
-fingerprint is the same, and nowhere else. On Linux it comes from /proc/cpuinfo, so a process
-that finds its code in the cache never loads LLVM; elsewhere LLVM's host detection is used.
+COMPILER_VERSION, a digest of codegen's sources, llvmlite's version): native code compiled here
+may run wherever the fingerprint is the same, and nowhere else. On Linux the CPU part comes from
+/proc/cpuinfo, so a process that finds its code in the cache never loads LLVM; elsewhere LLVM's
+host detection is used.
 """
 
 from __future__ import annotations
@@ -13,6 +14,19 @@ import hashlib
 import platform
 
 COMPILER_VERSION = "3"  # bump when the code generated for the same graph changes
+
+
+@functools.cache
+def _sources() -> str:
+    """A digest of the compiler's own source files: code cached by another version of them is
+    never taken for this one's (their kernels' signatures may differ), bump or no bump."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("*.py"), *root.glob("llvm/*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 @functools.cache
@@ -47,7 +61,8 @@ def fingerprint() -> str:
         import llvmlite.binding as llvm
 
         cpu = f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}"
-    text = "\n".join([COMPILER_VERSION, llvmlite.__version__, platform.machine(), platform.system(), cpu])
+    parts = [COMPILER_VERSION, _sources(), llvmlite.__version__, platform.machine(), platform.system(), cpu]
+    text = "\n".join(parts)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -154,15 +154,18 @@ def schedule(graph: Graph) -> list[Step]:
     taken: set[int] = set()  # nodes inside a matmul kernel (its epilogue)
 
     def inlined(v: Value, space: tuple) -> bool:
-        """`v` has one user, a kernel over `space`, which computes it instead of reading it."""
+        """`v` has one user, a kernel over `space`, which computes it instead of reading it: a
+        value of the kernel's shape, or a cheap one that broadcasts to it (computed again at
+        every point it is read, e.g. softmax's guarded maximum per row)."""
         p = v.producer
+        shape = tuple(v.type.shape)
         return (
             p is not None
             and id(p) not in taken
             and fusable(p)
             and id(v) not in outputs
             and len(users.get(id(v), [])) == 1
-            and tuple(v.type.shape) == tuple(space)
+            and (shape == tuple(space) or (p.op in CHEAP and _broadcasts(shape, tuple(space))))
         )
 
     def recomputed(v: Value) -> bool:
@@ -427,6 +430,13 @@ def _build(n: Node, space, folded, position, inputs: list, members: list):
     if n.op == "where":
         return Where(*args)
     return Unary(n.op, args[0]) if len(args) == 1 else Binary(n.op, args[0], args[1])
+
+
+def _broadcasts(shape: tuple, space: tuple) -> bool:
+    """Whether `shape` broadcasts to `space` (numpy's rules)."""
+    if len(shape) > len(space):
+        return False
+    return all(d == 1 or d == s for d, s in zip(shape, space[len(space) - len(shape) :], strict=True))
 
 
 def format_schedule(steps: list[Step]) -> str:

@@ -142,3 +142,27 @@ def test_library_keys_change_with_host_and_graph(part, monkeypatch):
     else:
         monkeypatch.setattr(library, "fingerprint", lambda: "another cpu")
         assert library.library_key("graph one") != key
+
+
+def test_a_different_schedule_of_the_same_graph_never_reuses_cached_code(monkeypatch):
+    """The kernels' signatures follow the schedule: code cached for one schedule of a graph
+    must not be called with another's arguments (it crashed once, keyed by the graph alone)."""
+    from codegen import schedule
+
+    g = parse_graph("""
+graph g(%x: f32[batch,10], %m: f32[batch,1], %z: f32[]) {
+  %0: f32[batch,1] = maximum(%m, %z)
+  %1: f32[batch,10] = sub(%x, %0)
+  %2: f32[batch,10] = exp(%1)
+  return %2
+}""")
+    first = compile_graph(g)
+    monkeypatch.setattr(schedule, "CHEAP", frozenset())  # the broadcast maximum is no longer inlined
+    second = compile_graph(g)
+    assert len(second.steps) == len(first.steps) + 1
+    assert first.library_key != second.library_key
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((3, 10)), rng.standard_normal((3, 1)), np.float64(0.5)]
+    inputs = [np.asarray(a, np.float32) for a in inputs]
+    for exe in (first, second):
+        np.testing.assert_allclose(exe.run(inputs)[0], run(g, inputs)[0], rtol=1e-6)
