@@ -41,12 +41,13 @@ class CompiledGraph:
         self.source = graph
         self.graph = optimize(graph)
         self.steps = schedule(self.graph)
+        self.schedule_text = format_schedule(self.steps)  # also part of the code's cache key
         dump = os.environ.get("GRAPHC_DUMP")
         if dump:  # after the passes' dumps (ir.passes.optimize): which nodes went into which kernel
             from pathlib import Path
 
             Path(dump).mkdir(parents=True, exist_ok=True)
-            (Path(dump) / f"{self.graph.name}.schedule.txt").write_text(format_schedule(self.steps) + "\n")
+            (Path(dump) / f"{self.graph.name}.schedule.txt").write_text(self.schedule_text + "\n")
         kernels = [s.kernel for s in self.steps if isinstance(s, KernelStep)]
         self._functions = {}
         self._packed: dict[tuple, np.ndarray] = {}  # (weight name, panel) -> packed
@@ -91,9 +92,7 @@ class CompiledGraph:
         """The code from the cache (or a trusted embedded library, which joins the cache),
         without LLVM; None where neither has it."""
         # the graph and its schedule (the kernels' signatures), for this host and compiler
-        text = (
-            f"{format_graph(self.graph)}\n{format_schedule(self.steps)}\nvector_bits={bits}\nnative={native}"
-        )
+        text = f"{format_graph(self.graph)}\n{self.schedule_text}\nvector_bits={bits}\nnative={native}"
         self.library_key = key = library.library_key(text)
         library.offer(embedded)
         return library.load(key, names)
@@ -121,7 +120,7 @@ class CompiledGraph:
         return library.read(self.library_key) if self.library_key else None
 
     def __str__(self) -> str:
-        return format_schedule(self.steps)
+        return self.schedule_text
 
     def run(self, arrays, weights: dict | None = None) -> list[np.ndarray]:
         """The graph's outputs for `arrays` (a list in input order or a dict by name)."""
@@ -406,18 +405,12 @@ def _launch(entry: _Entry, kernel, args: tuple, ranges: tuple, parallel: bool | 
     pool(_workers() - 1).run(entry.packed, args, rows, parts)
 
 
-_pool_cache: list = []  # [(pid, (state, dispatch, lock))]
-
-
 def _pool_addresses() -> tuple[int, int, object]:
     """(state, graphc_dispatch, lock) of the process's worker pool, for native entries."""
-    if _pool_cache and _pool_cache[0][0] == os.getpid():
-        return _pool_cache[0][1]
-    from codegen.llvm.pool import pool
+    from codegen.llvm import pool
 
-    p = pool(_workers() - 1)
-    _pool_cache[:] = [(os.getpid(), (p.state_address, p.dispatch_address, p.lock))]
-    return _pool_cache[0][1]
+    p = pool._pool or pool.pool(_workers() - 1)  # the pool forgets itself in a forked child
+    return p.state_address, p.dispatch_address, p.lock
 
 
 def compile_graph(graph: Graph) -> CompiledGraph:

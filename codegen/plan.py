@@ -173,11 +173,11 @@ class NativeRun:
             runnable,
         )
 
-    def _state(self, key, plan: _Bound):
-        """This thread's arena and argument table for `plan` (made once)."""
-        states = getattr(self._local, "states", None)
-        if states is None:
-            states = self._local.states = {}
+    def _state(self, plan: _Bound):
+        """This thread's arena and argument table for `plan` (made once; plans live as long
+        as this object, so their ids are stable keys)."""
+        states = self._local.__dict__.setdefault("states", {})
+        key = id(plan)
         state = states.get(key)
         if state is None:
             arena = np.empty(plan.arena + ALIGN, dtype=np.uint8)
@@ -194,8 +194,7 @@ class NativeRun:
         plan = self.bound(bindings)
         if not plan.runnable:
             return None
-        key = tuple(bindings[s] for s in self._symbols)
-        _, table = self._state(key, plan)
+        _, table = self._state(plan)
         for positions, array in zip(plan.inputs, arrays, strict=True):
             address = _address(array)
             for i in positions:
