@@ -256,20 +256,22 @@ class CompiledGraph:
             for name, x in zip(step.inputs, k.inputs, strict=True)
         ]
         symbols = k.symbols
-        if k.reduce is not None and k.reduce.op != "sum":
-            op = "amax" if k.reduce.op == "max" else "amin"
-        else:
-            op = None
+        # a maximum or minimum of nothing has no value (the interpreter's rule: no empty input)
+        combined = [(s.op, k.row_axes) for s in k.stages]
+        if k.reduce is not None:
+            combined.append((k.reduce.op, k.reduce.axes))
+        extremes = [(op, axes) for op, axes in combined if op != "sum"]
 
         def kernel(env, bindings, weights):
             ranges = concrete_shape(k.ranges, bindings)
-            if op is not None and 0 in ranges:
+            if extremes and 0 in ranges:
+                op, axes = extremes[0]
                 raise ShapeError(
-                    f"{op}(): cannot reduce an empty tensor of shape {ranges} over dims {k.reduce.axes} "
+                    f"a{op}(): cannot reduce an empty tensor of shape {ranges} over dims {axes} "
                     "(no identity element)"
                 )
             out = np.empty(concrete_shape(k.out_shape, bindings), dtype=t)
-            if out.size or k.reduce is not None:
+            if out.size or k.reduce is not None:  # (an empty sum is 0)
                 args = (_address(out), *(load(env) for load in loads), *(bindings[s] for s in symbols))
                 _launch(function, k, args, ranges)
             env[output] = out

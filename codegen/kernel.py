@@ -65,7 +65,14 @@ class Where:
     b: Expr
 
 
-Expr = Load | Const | Acc | Unary | Binary | Cast | Where
+@dataclass(frozen=True)
+class Row:
+    """In a kernel with stages: the result of stage `index` for the current row."""
+
+    index: int
+
+
+Expr = Load | Const | Acc | Unary | Binary | Cast | Where | Row
 
 UNARY_OPS = (
     "neg",
@@ -93,9 +100,11 @@ LOGIC_OPS = ("logical_and", "logical_or", "logical_not")
 PREDICATES = ("isfinite", "isnan", "isinf")
 
 
-def expr_dtype(e: Expr, inputs, default: dtypes.DType) -> dtypes.DType:
+def expr_dtype(e: Expr, inputs, default: dtypes.DType, stages=()) -> dtypes.DType:
     """The dtype of `e`'s values; `inputs` are the kernel's inputs, `default` the dtype of
-    constants and of Acc()."""
+    constants and of Acc(), `stages` the kernel's stages."""
+    if isinstance(e, Row):
+        return stages[e.index].dtype
     if isinstance(e, Load):
         return inputs[e.index].dtype or default
     if isinstance(e, (Const, Acc)):
@@ -103,10 +112,10 @@ def expr_dtype(e: Expr, inputs, default: dtypes.DType) -> dtypes.DType:
     if isinstance(e, Cast):
         return e.dtype
     if isinstance(e, Where):
-        return expr_dtype(e.a, inputs, default)
+        return expr_dtype(e.a, inputs, default, stages)
     if e.op in COMPARE_OPS or e.op in LOGIC_OPS or e.op in PREDICATES:
         return dtypes.bool_
-    return expr_dtype(e.x if isinstance(e, Unary) else e.a, inputs, default)
+    return expr_dtype(e.x if isinstance(e, Unary) else e.a, inputs, default, stages)
 
 
 @dataclass(frozen=True)
@@ -130,9 +139,27 @@ class Reduction:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """A reduction a kernel computes for each row (each point of its ranges outside
+    `row_axes`) before its body: `body` combined over the row with `op` ('sum', 'max', 'min'),
+    divided by the row's size where `mean`; later stages and the body read it as `Row(index)`.
+    Of float `dtype`, the body's."""
+
+    op: str
+    body: Expr
+    dtype: dtypes.DType
+    mean: bool = False
+
+
+@dataclass(frozen=True)
 class Kernel:
     """One compiled loop nest over `ranges`: out[point] = body(inputs at point), or with a
-    `reduce`, out[point without the reduced axes] = combination of body over those axes."""
+    `reduce`, out[point without the reduced axes] = combination of body over those axes.
+
+    With `stages` (softmax, layer norm), the kernel works row by row, a row being the points
+    that differ only along `row_axes`: it computes each stage over the row, then the body at
+    every point of the row (or, with a `reduce` over `row_axes`, its combination), reading the
+    stages' results as `Row`s. The intermediates never leave the kernel."""
 
     name: str
     ranges: tuple
@@ -140,12 +167,15 @@ class Kernel:
     inputs: tuple[KernelInput, ...]
     body: Expr
     reduce: Reduction | None = None
+    stages: tuple[Stage, ...] = ()
+    row_axes: tuple[int, ...] = ()
 
     @property
     def splittable(self) -> bool:
         """Whether calls on disjoint parts of the outermost range write disjoint outputs (they
         do unless that axis is reduced), so the parts can run on different threads."""
-        return len(self.ranges) > 0 and (self.reduce is None or 0 not in self.reduce.axes)
+        reduced = (*(self.reduce.axes if self.reduce is not None else ()), *self.row_axes)
+        return len(self.ranges) > 0 and 0 not in reduced
 
     @property
     def out_shape(self) -> tuple:
@@ -301,6 +331,8 @@ def conv_extra_strides(shape: tuple, out_shape: tuple) -> tuple[int, int, int] |
 
 
 def format_expr(e: Expr) -> str:
+    if isinstance(e, Row):
+        return f"row{e.index}"
     if isinstance(e, Acc):
         return "acc"
     if isinstance(e, Load):
@@ -340,8 +372,16 @@ def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d) -> str:
         return f"kernel {k.name}({ins}) matmul -> {out}: out = {format_expr(k.epilogue)}, acc = a @ b"
     ranges = ", ".join(str(d) for d in k.ranges)
     ins = ", ".join(f"in{i}: {TensorType(x.dtype or k.dtype, x.shape)}" for i, x in enumerate(k.inputs))
+    head = f"kernel {k.name}({ins}) over [{ranges}]"
+    if k.stages:
+        stages = "; ".join(
+            f"row{i} = {'mean' if s.mean else s.op}({format_expr(s.body)})" for i, s in enumerate(k.stages)
+        )
+        head += f" by rows[axes={k.row_axes}]: {stages};"
+    else:
+        head += ":"
     if k.reduce is None:
-        return f"kernel {k.name}({ins}) over [{ranges}]: out[i] = {format_expr(k.body)}"
+        return f"{head} out[i] = {format_expr(k.body)}"
     r = k.reduce
     op = "mean" if r.mean else r.op
-    return f"kernel {k.name}({ins}) over [{ranges}]: out = {op}[axes={r.axes}]({format_expr(k.body)})"
+    return f"{head} out = {op}[axes={r.axes}]({format_expr(k.body)})"

@@ -1,19 +1,21 @@
 """Scheduling: partition a graph into kernels and the nodes that still run on the reference
 interpreter.
 
-Chains of elementwise ops in one float dtype fuse into a single `Kernel`: a node whose only
-consumer is a fusable node of the same shape is folded into that consumer's expression, so the
-intermediate never exists in memory. Reductions (sum, mean, amax, amin) become kernels too, with
-their input's elementwise producers folded in as a prologue. A matmul by a 2-D matrix becomes a
-`Matmul` kernel that takes the chain of elementwise consumers of its product (bias add,
-activation, residual add) as its epilogue. Everything else (conv, movement for now) is a
-`NodeStep` the executable runs through the interpreter.
-`format_schedule` prints which nodes went into which kernel.
+Chains of elementwise ops fuse into a single `Kernel`: a node whose only consumer is a fusable
+node of the same shape is folded into that consumer's expression, so the intermediate never
+exists in memory. Reductions (sum, mean, amax, amin) become kernels too, with their input's
+elementwise producers folded in as a prologue. Reductions that read each other's results
+through elementwise ops over one set of axes (softmax, log_softmax, layer norm, variance)
+become one row kernel: per row, each reduction as a stage, then the consumer. A matmul by a
+2-D matrix and a 2-D convolution become `Matmul` and `Conv2d` kernels that take the chain of
+elementwise consumers of their product (bias add, activation, residual add) as their epilogue;
+max pooling a `Pool2d`. Everything else (movement for now) is a `NodeStep` the executable runs
+through the interpreter. `format_schedule` prints which nodes went into which kernel.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from codegen.kernel import (
     BINARY_OPS,
@@ -31,6 +33,8 @@ from codegen.kernel import (
     Matmul,
     Pool2d,
     Reduction,
+    Row,
+    Stage,
     Unary,
     Where,
     conv_extra_strides,
@@ -199,6 +203,13 @@ def schedule(graph: Graph) -> list[Step]:
             last, step = build(node, f"kernel{count}", cx)
             matmuls[id(last)] = step
             count += 1
+    for node in _row_finals(graph.nodes, cx):
+        if id(node) in taken:
+            continue
+        group = _row_group(node, f"kernel{count}", cx)
+        if group is not None:
+            matmuls[id(node)] = group
+            count += 1
 
     steps: list[Step] = []
     for node in graph.nodes:
@@ -238,9 +249,11 @@ def schedule(graph: Graph) -> list[Step]:
                 continue  # computed again inside each of its users' kernels
             if len(users.get(id(out), [])) == 1 and id(out) not in outputs:
                 consumer = users[id(out)][0]
-                if fusable(consumer) and folded(out, consumer.outputs[0].type.shape, consumer):
+                if id(consumer) in taken:
+                    pass  # a matmul's, convolution's or row kernel's operand: stored
+                elif fusable(consumer) and folded(out, consumer.outputs[0].type.shape, consumer):
                     continue  # computed inside its consumer's kernel
-                if (
+                elif (
                     reducible(consumer)
                     and consumer.inputs[0] is out
                     and folded(out, out.type.shape, consumer)
@@ -273,9 +286,10 @@ class _Context:
     nodes: list
     users: dict
     outputs: set
-    taken: set  # nodes inside matmul and convolution kernels
+    taken: set  # nodes inside matmul, convolution and row kernels
     folded: object  # (value, space) -> whether the value is computed inside a kernel over space
     position: dict
+    reaches: set = field(default_factory=set)  # nodes whose value depends on a float reduction
 
 
 def _epilogue(node: Node, epilogue, extras: list, cx: _Context, fits):
@@ -396,6 +410,165 @@ def _conv(node: Node, name: str, cx: _Context):
     )
     names = (x.name, w.name, *(v.name for v in values))
     return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(set(members))))
+
+
+# the most expression nodes (counted as trees: what the renderer emits) a row kernel may have
+MAX_ROW_EXPRESSION = 256
+
+
+def _row_finals(nodes: list, cx: _Context) -> list:
+    """The nodes that may end a row kernel, last first: elementwise nodes and reductions that
+    read, through elementwise nodes, the result of a float reduction."""
+    reaches: set[int] = set()  # nodes whose value depends on a float reduction through fusable ones
+    finals = []
+    for n in nodes:
+        if id(n) in cx.taken:
+            continue
+        if not (fusable(n) or reducible(n)):
+            continue
+        if any(v is not None and v.producer is not None and id(v.producer) in reaches for v in n.inputs):
+            finals.append(n)
+            reaches.add(id(n))
+        if reducible(n) and n.outputs[0].type.dtype in FLOATS:
+            reaches.add(id(n))
+    cx.reaches.update(reaches)
+    return finals[::-1]
+
+
+def _row_group(final: Node, name: str, cx: _Context) -> KernelStep | None:
+    """The kernel ending at `final` that computes, row by row, the reductions it reads
+    (softmax's maximum and sum, layer norm's mean and variance) as stages, with every node
+    between them folded in; None where there is no such kernel. A node whose value is needed
+    outside the kernel is read from memory instead (its own kernel computes it)."""
+    excluded: set[int] = set()
+    while True:
+        built = _build_rows(final, cx, excluded)
+        if built is None:
+            return None
+        kernel_parts, members, inputs = built
+        outside = [
+            n
+            for n in members.values()
+            if n is not final
+            and (
+                id(n.outputs[0]) in cx.outputs
+                or any(id(u) not in members for u in cx.users.get(id(n.outputs[0]), []))
+            )
+        ]
+        if not outside:
+            break
+        excluded.update(id(n) for n in outside)
+    ranges, body, reduce, stages, axes = kernel_parts
+    kernel = Kernel(
+        name,
+        ranges=ranges,
+        dtype=final.outputs[0].type.dtype,
+        inputs=tuple(KernelInput(tuple(v.type.shape), v.type.dtype) for v in inputs),
+        body=body,
+        reduce=reduce,
+        stages=stages,
+        row_axes=axes,
+    )
+    cx.taken.update(members)
+    nodes = tuple(sorted(cx.position[i] for i in members))
+    return KernelStep(kernel, tuple(v.name for v in inputs), final.outputs[0].name, nodes)
+
+
+def _axes(node: Node, rank: int) -> tuple[int, ...]:
+    dims = node.attrs.get("dims")
+    return tuple(range(rank)) if dims is None else tuple(sorted({d % rank for d in dims}))
+
+
+def _build_rows(final: Node, cx: _Context, excluded: set):
+    """The parts of `final`'s row kernel ((ranges, body, reduce, stages, row axes), the member
+    nodes by id, the values it loads), reading the values of `excluded` nodes from memory; None
+    where it has no stage or its expressions grow too large."""
+    if reducible(final):
+        space = tuple(final.inputs[0].type.shape)
+        row_axes = [_axes(final, len(space))]
+    else:
+        space = tuple(final.outputs[0].type.shape)
+        row_axes = [None]
+    rank = len(space)
+    stages: list[Stage] = []
+    stage_of: dict[int, int] = {}
+    members: dict[int, Node] = {}
+    inputs: list[Value] = []
+    memo: dict[int, object] = {}
+
+    def load(v: Value):
+        if v not in inputs:  # identity: Values compare by identity
+            inputs.append(v)
+        return Load(inputs.index(v))
+
+    def node_expr(p: Node):
+        members[id(p)] = p
+        args = [operand(w) for w in p.inputs]
+        if p.op == "cast":
+            return Cast(p.outputs[0].type.dtype, args[0])
+        if p.op == "where":
+            return Where(*args)
+        return Unary(p.op, args[0]) if len(args) == 1 else Binary(p.op, args[0], args[1])
+
+    def stage(p: Node, shape: tuple):
+        """Row(i) for reduction `p` as a stage, or None where it cannot be one."""
+        if p.outputs[0].type.dtype not in FLOATS or tuple(p.inputs[0].type.shape) != space:
+            return None
+        axes = _axes(p, rank)
+        if row_axes[0] is not None and axes != row_axes[0]:
+            return None
+        row_shape = tuple(1 if d in axes else space[d] for d in range(rank))
+        if (1,) * (rank - len(shape)) + shape != row_shape:
+            return None  # its result is not read once per row
+        if id(p) not in stage_of:
+            row_axes[0] = axes
+            body = operand(p.inputs[0])
+            stage_of[id(p)] = len(stages)
+            stages.append(Stage(REDUCTIONS[p.op], body, p.outputs[0].type.dtype, p.op == "mean"))
+            members[id(p)] = p
+        return Row(stage_of[id(p)])
+
+    def operand(v: Value):
+        if id(v) not in memo:
+            memo[id(v)] = _operand_of(v)
+        return memo[id(v)]
+
+    def _operand_of(v: Value):
+        p = v.producer
+        if p is None or id(p) in cx.taken or id(p) in excluded or id(v) in cx.outputs:
+            return load(v)
+        shape = tuple(v.type.shape)
+        if reducible(p):
+            row = stage(p, shape)
+            return load(v) if row is None else row
+        if fusable(p) and _broadcasts(shape, space):
+            # a value of the kernel's shape, or one it broadcasts that is cheap or depends on a
+            # stage (computed once per row: LLVM hoists it out of the loop over the row)
+            if shape == space or p.op in CHEAP or id(p) in cx.reaches:
+                return node_expr(p)
+        return load(v)
+
+    if reducible(final):
+        body = operand(final.inputs[0])
+        members[id(final)] = final
+        r = final.attrs
+        reduce = Reduction(REDUCTIONS[final.op], row_axes[0], bool(r.get("keepdim")), final.op == "mean")
+    else:
+        body = node_expr(final)
+        reduce = None
+    if not stages:
+        return None
+    sizes: dict[int, int] = {}
+
+    def size(e) -> int:
+        if id(e) not in sizes:
+            children = [getattr(e, f) for f in ("x", "a", "b", "cond") if hasattr(e, f)]
+            sizes[id(e)] = 1 + sum(size(c) for c in children)
+        return sizes[id(e)]
+
+    if sum(size(e) for e in (body, *(s.body for s in stages))) > MAX_ROW_EXPRESSION:
+        return None
+    return (space, body, reduce, tuple(stages), row_axes[0]), members, inputs
 
 
 def _fuse(root: Node, space: tuple, folded, position: dict[int, int]):

@@ -26,6 +26,7 @@ from codegen.kernel import (
     Load,
     Matmul,
     Pool2d,
+    Row,
     Unary,
     Where,
     expr_dtype,
@@ -66,9 +67,11 @@ class _Code:
         self.suffix = "f32" if dtype is dtypes.float32 else "f64"
         self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name=name)
         self.expr_inputs, self.expr_default = (), dtype  # for expr_dtype: Loads' and constants' dtypes
+        self.expr_stages = ()
+        self.rows: list[ir.Value] = []  # the values of Row(0), Row(1), ... for the current row
 
     def dtype_of(self, e: Expr) -> dtypes.DType:
-        return expr_dtype(e, self.expr_inputs, self.expr_default)
+        return expr_dtype(e, self.expr_inputs, self.expr_default, self.expr_stages)
 
     def size(self, b: ir.IRBuilder, d):
         return ir.Constant(I64, d) if isinstance(d, int) else self.sizes[d]
@@ -102,6 +105,8 @@ class _Code:
         value of Acc()."""
         if isinstance(e, Load):
             return load(e.index)
+        if isinstance(e, Row):
+            return self.rows[e.index]
         if isinstance(e, Const):
             return ir.Constant(self.t, e.value)
         if isinstance(e, Acc):
@@ -327,7 +332,7 @@ class _Code:
 
 
 class _Emitter(_Code):
-    """An elementwise or reduction `Kernel`."""
+    """An elementwise or reduction `Kernel`, or one that works row by row through stages."""
 
     def __init__(self, module: ir.Module, kernel: Kernel) -> None:
         # the one float dtype the kernel computes in (the scheduler allows one), float32 if none
@@ -339,13 +344,23 @@ class _Emitter(_Code):
         args = [_memory_type(d).as_pointer() for d in stored] + [I64] * (len(kernel.symbols) + 2)
         super().__init__(module, kernel.name, compute, args)
         self.kernel = kernel
-        self.expr_inputs, self.expr_default = kernel.inputs, kernel.dtype
+        self.expr_inputs, self.expr_default, self.expr_stages = kernel.inputs, kernel.dtype, kernel.stages
         for a in self.fn.args[: 1 + len(kernel.inputs)]:
             a.add_attribute("noalias")
         self.out = self.fn.args[0]
         self.ins = self.fn.args[1 : 1 + len(kernel.inputs)]
         self.sizes = dict(zip(kernel.symbols, self.fn.args[1 + len(kernel.inputs) : -2], strict=True))
         self.lo, self.hi = self.fn.args[-2:]
+
+    def identity(self, op: str, dtype: dtypes.DType) -> ir.Constant:
+        """Where a combination with `op` starts."""
+        if dtype in _FLOATS:
+            return ir.Constant(
+                _float_type(dtype), {"sum": 0.0, "max": float("-inf"), "min": float("inf")}[op]
+            )
+        bits = dtype.itemsize * 8
+        low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        return ir.Constant(ir.IntType(bits), {"sum": 0, "max": low, "min": high}[op])
 
     def emit(self) -> None:
         k = self.kernel
@@ -356,20 +371,28 @@ class _Emitter(_Code):
         for i in range(len(k.inputs)):
             strides.append([0 if s == 0 else self.product(b, s) for s in k.strides(i)])
         out_strides = [0 if s == 0 else self.product(b, s) for s in k.out_strides()]
+        strides.append(out_strides)
+        if k.stages:
+            self._rows(b, bounds, strides)
+            b.ret_void()
+            return
         if k.splittable:  # this call's outputs: the rows lo..hi of the outermost range
             first, last = b.mul(self.lo, out_strides[0]), b.mul(self.hi, out_strides[0])
         else:
             first, last = ir.Constant(I64, 0), self.product(b, k.out_shape)
         if k.reduce is not None:  # start every output at the combination's identity
-            if k.dtype in _FLOATS:
-                identity = self.const({"sum": 0.0, "max": float("-inf"), "min": float("inf")}[k.reduce.op])
-            else:
-                bits = k.dtype.itemsize * 8
-                low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-                identity = ir.Constant(ir.IntType(bits), {"sum": 0, "max": low, "min": high}[k.reduce.op])
+            identity = self.identity(k.reduce.op, k.dtype)
             self._flat_loop(b, first, last, "init", lambda b, i: b.store(identity, b.gep(self.out, [i])))
-        base = [ir.Constant(I64, 0)] * (len(k.inputs) + 1)
-        self._nest(b, 0, bounds, strides, out_strides, base)
+
+        def point(b, offsets):
+            value = self.expr(b, k.body, lambda i: self._load(b, i, offsets[i]))
+            slot = b.gep(self.out, [offsets[-1]], inbounds=True)
+            if k.reduce is not None:
+                value = self.cast(b, value, self.dtype_of(k.body), k.dtype)  # int32 sums into int64
+                value = self.combine(b, k.reduce.op, b.load(slot), value)
+            self._store(b, value, slot)
+
+        self._loops(b, list(range(len(bounds))), bounds, strides, point, k.splittable)
         if k.reduce is not None and k.reduce.mean:
             combined = self.product(b, [k.ranges[a] for a in k.reduce.axes])
             scale = b.fdiv(self.const(1.0), b.sitofp(combined, self.t))  # 0 values: inf, and 0 * inf is NaN
@@ -381,39 +404,76 @@ class _Emitter(_Code):
             self._flat_loop(b, first, last, "mean", divide)
         b.ret_void()
 
-    def _nest(self, b, depth, bounds, strides, out_strides, base) -> None:
-        """The loops from `depth` inwards; `base` holds the offsets of the enclosing loops per
-        buffer (inputs, then the output). Leaves `b` after the loops."""
-        k = self.kernel
-        if depth == len(bounds):  # the loop body
-            offsets = base[:-1]
+    def _load(self, b: ir.IRBuilder, i: int, offset) -> ir.Value:
+        """Input i at `offset` (bools: i8 in memory, i1 in registers)."""
+        value = b.load(b.gep(self.ins[i], [offset], inbounds=True))
+        if (self.kernel.inputs[i].dtype or self.kernel.dtype) is dtypes.bool_:
+            value = b.icmp_unsigned("!=", value, ir.Constant(ir.IntType(8), 0))
+        return value
 
-            def load(i):
-                value = b.load(b.gep(self.ins[i], [offsets[i]], inbounds=True))
-                if (k.inputs[i].dtype or k.dtype) is dtypes.bool_:  # i8 in memory, i1 in registers
-                    value = b.icmp_unsigned("!=", value, ir.Constant(ir.IntType(8), 0))
-                return value
+    def _store(self, b: ir.IRBuilder, value: ir.Value, slot) -> None:
+        if self.kernel.dtype is dtypes.bool_:
+            value = b.zext(value, ir.IntType(8))
+        b.store(value, slot)
 
-            value = self.expr(b, k.body, load)
-            slot = b.gep(self.out, [base[-1]], inbounds=True)
-            if k.reduce is not None:
-                value = self.cast(b, value, self.dtype_of(k.body), k.dtype)  # int32 sums into int64
-                value = self.combine(b, k.reduce.op, b.load(slot), value)
-            if k.dtype is dtypes.bool_:
-                value = b.zext(value, ir.IntType(8))
-            b.store(value, slot)
+    def _loops(self, b, dims: list[int], bounds, strides, body, split: bool, base=None) -> None:
+        """Loops over `dims` of the ranges, outermost first (the first from lo to hi where
+        `split`), calling body(b, offsets) with each buffer's offset (inputs, then the output);
+        leaves `b` after the loops."""
+        if base is None:
+            base = [ir.Constant(I64, 0)] * len(strides)
+        if not dims:
+            body(b, base)
             return
-        outer = depth == 0 and k.splittable
+        d = dims[0]
 
-        def body(b, i):
-            offsets = []
-            for s, start in zip([*strides, out_strides], base, strict=True):
-                step = s[depth]
-                offsets.append(start if step == 0 else b.add(start, b.mul(i, step)))
-            self._nest(b, depth + 1, bounds, strides, out_strides, offsets)
+        def step(b, i):
+            pairs = zip(strides, base, strict=True)
+            offsets = [start if s[d] == 0 else b.add(start, b.mul(i, s[d])) for s, start in pairs]
+            self._loops(b, dims[1:], bounds, strides, body, False, offsets)
 
-        start = self.lo if outer else ir.Constant(I64, 0)
-        self._flat_loop(b, start, self.hi if outer else bounds[depth], f"loop{depth}", body)
+        start, stop = (self.lo, self.hi) if split else (ir.Constant(I64, 0), bounds[d])
+        self._flat_loop(b, start, stop, f"dim{d}", step)
+
+    def _rows(self, b: ir.IRBuilder, bounds, strides) -> None:
+        """The loops of a kernel with stages: per row, each stage's combination over the row,
+        then the body over the row (or its combination, stored once per row)."""
+        k = self.kernel
+        axes = list(k.row_axes)
+        outer = [d for d in range(len(k.ranges)) if d not in axes]
+        size = self.product(b, [k.ranges[a] for a in axes])
+        combined = [*((s.op, s.body, s.dtype, s.mean) for s in k.stages)]
+        if k.reduce is not None:
+            combined.append((k.reduce.op, k.body, k.dtype, k.reduce.mean))
+        # accumulators in the entry block, where LLVM turns them into registers
+        slots = [b.alloca(_memory_type(dtype)) for _, _, dtype, _ in combined]
+
+        def row(b, base):
+            self.rows = []
+            for (op, body, dtype, mean), slot in zip(combined, slots, strict=True):
+                b.store(self.identity(op, dtype), slot)
+
+                def point(b, offsets, op=op, body=body, dtype=dtype, slot=slot):
+                    value = self.expr(b, body, lambda i: self._load(b, i, offsets[i]))
+                    value = self.cast(b, value, self.dtype_of(body), dtype)  # int32 sums into int64
+                    b.store(self.combine(b, op, b.load(slot), value), slot)
+
+                self._loops(b, axes, bounds, strides, point, False, base)
+                value = b.load(slot)
+                if mean:
+                    value = b.fdiv(value, b.sitofp(size, value.type))
+                self.rows.append(value)
+            if k.reduce is not None:  # the last combination is the output
+                self._store(b, self.rows.pop(), b.gep(self.out, [base[-1]], inbounds=True))
+                return
+
+            def point(b, offsets):
+                value = self.expr(b, k.body, lambda i: self._load(b, i, offsets[i]))
+                self._store(b, value, b.gep(self.out, [offsets[-1]], inbounds=True))
+
+            self._loops(b, axes, bounds, strides, point, False, base)
+
+        self._loops(b, outer, bounds, strides, row, k.splittable)
 
 
 # Cache blocking of the matmul: KC values of the reduced dim per pass (a B panel, KC x NR, stays
