@@ -13,7 +13,7 @@ import functools
 import hashlib
 import platform
 
-COMPILER_VERSION = "3"  # bump when the code generated for the same graph changes
+COMPILER_VERSION = "4"  # bump when the code generated for the same graph changes
 
 
 @functools.cache

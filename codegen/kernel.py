@@ -119,12 +119,24 @@ def expr_dtype(e: Expr, inputs, default: dtypes.DType, stages=()) -> dtypes.DTyp
 
 
 @dataclass(frozen=True)
+class View:
+    """Where the elements of an input live in its buffer when the input is a view of it
+    (permuted, sliced, expanded...): element (i0, i1, ...) at offset + sum(i_k * strides[k]).
+    Each stride is 0 or a product (a tuple of ints and symbols, ints possibly negative), the
+    offset a sum of such products."""
+
+    strides: tuple
+    offset: tuple = ()
+
+
+@dataclass(frozen=True)
 class KernelInput:
-    """An input buffer: contiguous, of `shape` (broadcast against the kernel's ranges) and
-    `dtype` (None: the kernel's)."""
+    """An input of `shape` (broadcast against the kernel's ranges) and `dtype` (None: the
+    kernel's): a contiguous buffer, or with `view` a view of one."""
 
     shape: tuple
     dtype: dtypes.DType | None = None
+    view: View | None = None
 
 
 @dataclass(frozen=True)
@@ -202,25 +214,35 @@ class Kernel:
     def symbols(self) -> tuple[str, ...]:
         """The symbolic sizes, in the order the compiled function takes them."""
         seen: list[str] = []
-        for shape in (self.ranges, *(i.shape for i in self.inputs)):
+        views = [x.view for x in self.inputs if x.view is not None]
+        products = [p for v in views for p in (*v.strides, *v.offset) if p != 0]
+        for shape in (self.ranges, *(i.shape for i in self.inputs), *products):
             for d in shape:
                 if isinstance(d, str) and d not in seen:
                     seen.append(d)
         return tuple(seen)
 
     def strides(self, input_index: int) -> tuple:
-        """Per output dim, the input's stride as a product of its later dims (ints and symbols),
-        or 0 where the input is broadcast."""
-        shape = self.inputs[input_index].shape
+        """Per dim of the ranges, the input's stride: a product of sizes (ints and symbols), or
+        0 where the input is broadcast."""
+        x = self.inputs[input_index]
         rank = len(self.ranges)
-        padded = (1,) * (rank - len(shape)) + tuple(shape)
+        lead = rank - len(x.shape)
+        padded = (1,) * lead + tuple(x.shape)
         out = []
         for k in range(rank):
-            if padded[k] == 1 and self.ranges[k] != 1:
+            if k < lead or (padded[k] == 1 and self.ranges[k] != 1):
                 out.append(0)
+            elif x.view is not None:
+                out.append(x.view.strides[k - lead])
             else:
                 out.append(tuple(d for d in padded[k + 1 :] if d != 1))
         return tuple(out)
+
+    def offset(self, input_index: int) -> tuple:
+        """Where input `input_index`'s first element is in its buffer: a sum of products."""
+        view = self.inputs[input_index].view
+        return () if view is None else view.offset
 
 
 @dataclass(frozen=True)
@@ -348,6 +370,18 @@ def format_expr(e: Expr) -> str:
     return f"{e.op}({format_expr(e.a)}, {format_expr(e.b)})"
 
 
+def _format_product(p) -> str:
+    return "0" if p == 0 else "*".join(str(d) for d in p) or "1"
+
+
+def _format_view(view: View | None) -> str:
+    if view is None:
+        return ""
+    strides = ", ".join(_format_product(p) for p in view.strides)
+    offset = " + ".join(_format_product(p) for p in view.offset) or "0"
+    return f" view(strides=[{strides}], offset={offset})"
+
+
 def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d) -> str:
     if isinstance(k, Pool2d):
         geometry = (
@@ -371,7 +405,10 @@ def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d) -> str:
         out = TensorType(k.dtype, k.out_shape)
         return f"kernel {k.name}({ins}) matmul -> {out}: out = {format_expr(k.epilogue)}, acc = a @ b"
     ranges = ", ".join(str(d) for d in k.ranges)
-    ins = ", ".join(f"in{i}: {TensorType(x.dtype or k.dtype, x.shape)}" for i, x in enumerate(k.inputs))
+    ins = ", ".join(
+        f"in{i}: {TensorType(x.dtype or k.dtype, x.shape)}{_format_view(x.view)}"
+        for i, x in enumerate(k.inputs)
+    )
     head = f"kernel {k.name}({ins}) over [{ranges}]"
     if k.stages:
         stages = "; ".join(

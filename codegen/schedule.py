@@ -9,8 +9,11 @@ through elementwise ops over one set of axes (softmax, log_softmax, layer norm, 
 become one row kernel: per row, each reduction as a stage, then the consumer. A matmul by a
 2-D matrix and a 2-D convolution become `Matmul` and `Conv2d` kernels that take the chain of
 elementwise consumers of their product (bias add, activation, residual add) as their epilogue;
-max pooling a `Pool2d`. Everything else (movement for now) is a `NodeStep` the executable runs
-through the interpreter. `format_schedule` prints which nodes went into which kernel.
+max pooling a `Pool2d`. Movement ops (permute, slice, select, flip, expand, squeeze,
+unsqueeze, reshape) are index arithmetic: kernels read their root's buffer through a view
+(codegen.views), and a copy kernel stores a view only where a matmul, a convolution, the
+interpreter or the caller needs it in memory. Everything else is a `NodeStep` the executable
+runs through the interpreter. `format_schedule` prints which nodes went into which kernel.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from codegen.kernel import (
     format_kernel,
     matmul_extra_strides,
 )
+from codegen.views import MOVEMENT, view_values
 from ir import dtypes
 from ir.graph import Graph, Node, Value
 
@@ -194,7 +198,7 @@ def schedule(graph: Graph) -> list[Step]:
             return True
         return recompute and tuple(v.type.shape) == tuple(space) and recomputed(v)
 
-    cx = _Context(graph.nodes, users, outputs, taken, folded, position)
+    cx = _Context(graph.nodes, users, outputs, taken, folded, position, view_values(graph))
     matmuls: dict[int, KernelStep] = {}  # by the last node of each matmul or convolution kernel
     count = 0
     for node in graph.nodes:
@@ -203,6 +207,7 @@ def schedule(graph: Graph) -> list[Step]:
             last, step = build(node, f"kernel{count}", cx)
             matmuls[id(last)] = step
             count += 1
+    stored = _stored_views(graph, cx)  # movement outputs that exist in memory; kernels read the rest
     for node in _row_finals(graph.nodes, cx):
         if id(node) in taken:
             continue
@@ -218,6 +223,17 @@ def schedule(graph: Graph) -> list[Step]:
             continue
         if id(node) in taken:
             continue
+        out = node.outputs[0]
+        if id(out) in cx.views:
+            root, view = cx.views[id(out)]
+            if id(out) not in stored:
+                continue  # read through its view by every kernel that needs it
+            if node.op != "reshape" or root is not node.inputs[0]:  # (a reshape of a stored value: an alias)
+                x = KernelInput(tuple(out.type.shape), out.type.dtype, view)
+                kernel = Kernel(f"kernel{count}", tuple(out.type.shape), out.type.dtype, (x,), Load(0))
+                count += 1
+                steps.append(KernelStep(kernel, (root.name,), out.name, (position[id(node)],)))
+                continue
         if poolable(node, users, outputs):
             a = node.attrs
             x, out = node.inputs[0], node.outputs[0]
@@ -266,16 +282,12 @@ def schedule(graph: Graph) -> list[Step]:
             steps.append(NodeStep(node, position[id(node)]))
             continue
         out = node.outputs[0]
+        reads, names = _reads(inputs, cx)
         kernel = Kernel(
-            f"kernel{count}",
-            ranges=space,
-            dtype=out.type.dtype,
-            inputs=tuple(KernelInput(tuple(v.type.shape), v.type.dtype) for v in inputs),
-            body=body,
-            reduce=reduce,
+            f"kernel{count}", ranges=space, dtype=out.type.dtype, inputs=reads, body=body, reduce=reduce
         )
         count += 1
-        steps.append(KernelStep(kernel, tuple(v.name for v in inputs), out.name, tuple(sorted(set(members)))))
+        steps.append(KernelStep(kernel, names, out.name, tuple(sorted(set(members)))))
     return steps
 
 
@@ -289,7 +301,37 @@ class _Context:
     taken: set  # nodes inside matmul, convolution and row kernels
     folded: object  # (value, space) -> whether the value is computed inside a kernel over space
     position: dict
+    views: dict  # id(movement output) -> (root value, View): see codegen.views
     reaches: set = field(default_factory=set)  # nodes whose value depends on a float reduction
+
+
+def _reads(values: list[Value], cx: _Context) -> tuple[tuple[KernelInput, ...], tuple[str, ...]]:
+    """The inputs of an elementwise, reduction or row kernel that loads `values`, and the names
+    of the values it reads: a movement op's output is its root's buffer through a view."""
+    reads, names = [], []
+    for v in values:
+        root, view = cx.views.get(id(v), (v, None))
+        reads.append(KernelInput(tuple(v.type.shape), v.type.dtype, view))
+        names.append(root.name)
+    return tuple(reads), tuple(names)
+
+
+def _stored_views(graph: Graph, cx: _Context) -> set[int]:
+    """The movement outputs (with views) that must exist in memory: graph outputs, roots of
+    other views, and values read by anything but an elementwise, reduction or row kernel or
+    another view (matmuls, convolutions, epilogues, the interpreter)."""
+    stored = {id(root) for root, _ in cx.views.values()}
+    for node in graph.nodes:
+        for v in node.inputs:
+            if v is None or id(v) not in cx.views:
+                continue
+            if node.op in MOVEMENT and id(node.outputs[0]) in cx.views:
+                continue  # a view of a view
+            if (fusable(node) or reducible(node)) and id(node) not in cx.taken:
+                continue  # read through the view (cx.taken: only matmul and convolution kernels yet)
+            stored.add(id(v))
+    stored.update(id(v) for v in graph.outputs)
+    return stored & set(cx.views)
 
 
 def _epilogue(node: Node, epilogue, extras: list, cx: _Context, fits):
@@ -459,19 +501,12 @@ def _row_group(final: Node, name: str, cx: _Context) -> KernelStep | None:
             break
         excluded.update(id(n) for n in outside)
     ranges, body, reduce, stages, axes = kernel_parts
-    kernel = Kernel(
-        name,
-        ranges=ranges,
-        dtype=final.outputs[0].type.dtype,
-        inputs=tuple(KernelInput(tuple(v.type.shape), v.type.dtype) for v in inputs),
-        body=body,
-        reduce=reduce,
-        stages=stages,
-        row_axes=axes,
-    )
+    reads, names = _reads(inputs, cx)
+    dtype = final.outputs[0].type.dtype
+    kernel = Kernel(name, ranges, dtype, reads, body, reduce=reduce, stages=stages, row_axes=axes)
     cx.taken.update(members)
     nodes = tuple(sorted(cx.position[i] for i in members))
-    return KernelStep(kernel, tuple(v.name for v in inputs), final.outputs[0].name, nodes)
+    return KernelStep(kernel, names, final.outputs[0].name, nodes)
 
 
 def _axes(node: Node, rank: int) -> tuple[int, ...]:

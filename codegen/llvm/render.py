@@ -3,8 +3,9 @@
 A kernel becomes `void name(T* noalias out, T* noalias in0, ..., i64 sym0, ..., i64 lo, i64 hi)`:
 a loop nest over its ranges, the outermost from lo to hi where the kernel is splittable (the
 innermost is contiguous, so LLVM's loop vectorizer widens it); each input is read at
-`sum(i_k * stride_k)` with strides computed once from the sizes (0 where broadcast); reductions
-combine into outputs that start at the identity.
+`offset + sum(i_k * stride_k)` with strides computed once from the sizes (0 where broadcast;
+a view's own strides and offset); reductions combine into outputs that start at the identity,
+and kernels with stages work row by row.
 """
 
 from __future__ import annotations
@@ -372,8 +373,15 @@ class _Emitter(_Code):
             strides.append([0 if s == 0 else self.product(b, s) for s in k.strides(i)])
         out_strides = [0 if s == 0 else self.product(b, s) for s in k.out_strides()]
         strides.append(out_strides)
+        base = []  # where each buffer's first element is: views start at their offset
+        for i in range(len(k.inputs)):
+            offset = ir.Constant(I64, 0)
+            for term in k.offset(i):
+                offset = b.add(offset, self.product(b, term))
+            base.append(offset)
+        base.append(ir.Constant(I64, 0))
         if k.stages:
-            self._rows(b, bounds, strides)
+            self._rows(b, bounds, strides, base)
             b.ret_void()
             return
         if k.splittable:  # this call's outputs: the rows lo..hi of the outermost range
@@ -392,7 +400,7 @@ class _Emitter(_Code):
                 value = self.combine(b, k.reduce.op, b.load(slot), value)
             self._store(b, value, slot)
 
-        self._loops(b, list(range(len(bounds))), bounds, strides, point, k.splittable)
+        self._loops(b, list(range(len(bounds))), bounds, strides, point, k.splittable, base)
         if k.reduce is not None and k.reduce.mean:
             combined = self.product(b, [k.ranges[a] for a in k.reduce.axes])
             scale = b.fdiv(self.const(1.0), b.sitofp(combined, self.t))  # 0 values: inf, and 0 * inf is NaN
@@ -416,12 +424,10 @@ class _Emitter(_Code):
             value = b.zext(value, ir.IntType(8))
         b.store(value, slot)
 
-    def _loops(self, b, dims: list[int], bounds, strides, body, split: bool, base=None) -> None:
+    def _loops(self, b, dims: list[int], bounds, strides, body, split: bool, base) -> None:
         """Loops over `dims` of the ranges, outermost first (the first from lo to hi where
-        `split`), calling body(b, offsets) with each buffer's offset (inputs, then the output);
-        leaves `b` after the loops."""
-        if base is None:
-            base = [ir.Constant(I64, 0)] * len(strides)
+        `split`), calling body(b, offsets) with each buffer's offset (inputs, then the output)
+        from `base` on; leaves `b` after the loops."""
         if not dims:
             body(b, base)
             return
@@ -435,7 +441,7 @@ class _Emitter(_Code):
         start, stop = (self.lo, self.hi) if split else (ir.Constant(I64, 0), bounds[d])
         self._flat_loop(b, start, stop, f"dim{d}", step)
 
-    def _rows(self, b: ir.IRBuilder, bounds, strides) -> None:
+    def _rows(self, b: ir.IRBuilder, bounds, strides, base) -> None:
         """The loops of a kernel with stages: per row, each stage's combination over the row,
         then the body over the row (or its combination, stored once per row)."""
         k = self.kernel
@@ -473,7 +479,7 @@ class _Emitter(_Code):
 
             self._loops(b, axes, bounds, strides, point, False, base)
 
-        self._loops(b, outer, bounds, strides, row, k.splittable)
+        self._loops(b, outer, bounds, strides, row, k.splittable, base)
 
 
 # Cache blocking of the matmul: KC values of the reduced dim per pass (a B panel, KC x NR, stays

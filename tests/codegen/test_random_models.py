@@ -1,7 +1,7 @@
-"""Random models through the whole compiler: convolutions, pools, reshapes, matmuls by
-weights, elementwise chains and reductions in random order and sizes, each graph compiled once
-and run at several batch sizes (one artifact, the native entry and its arena plan, forced
-parallel splits) against the reference interpreter."""
+"""Random models through the whole compiler: convolutions, pools, transposes and flips,
+reshapes, matmuls by weights, elementwise chains, reductions and softmax heads in random order
+and sizes, each graph compiled once and run at several batch sizes (one artifact, the native
+entry and its arena plan, forced parallel splits) against the reference interpreter."""
 
 import numpy as np
 from hypothesis import given, settings
@@ -48,6 +48,11 @@ def models(draw):
             }
             image, _ = g.add_node("max_pool2d", [image], attrs)
             h //= 2
+    if draw(st.booleans()):  # a transposed or mirrored image: read in place, stored to flatten
+        move = draw(st.sampled_from([("permute", {"dims": (0, 1, 3, 2)}), ("flip", {"dims": (2, 3)})]))
+        (image,) = g.add_node(move[0], [image], move[1])
+        if draw(st.booleans()):
+            (image,) = g.add_node(draw(st.sampled_from(UNARY)), [image])
     features = c * h * h
     (flat,) = g.add_node("reshape", [image], {"shape": ("batch", features)})
     hidden = flat
@@ -65,6 +70,12 @@ def models(draw):
         if n == features and draw(st.booleans()):
             (hidden,) = g.add_node("add", [hidden, previous])  # keeps the layer's input alive
         features = n
+    if draw(st.booleans()):  # a softmax head: one row kernel
+        (top,) = g.add_node("amax", [hidden], {"dims": (1,), "keepdim": True})
+        (shifted,) = g.add_node("sub", [hidden, top])
+        (e,) = g.add_node("exp", [shifted])
+        (total,) = g.add_node("sum", [e], {"dims": (1,), "keepdim": True})
+        (hidden,) = g.add_node("div", [e, total])
     outputs = [hidden]
     if draw(st.booleans()):
         op = draw(st.sampled_from(["sum", "mean", "amax"]))
