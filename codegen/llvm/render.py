@@ -851,7 +851,214 @@ class _ConvEmitter(_Gemm):
             target = b.gep(dest, [c64(at * self.nr)], inbounds=True)
             self._masked_copy(b, b.gep(target, [valid], inbounds=True), None, b.sub(c64(self.nr), valid))
 
+    def direct_rows(self) -> int:
+        """Output rows per block of the direct path (no im2col: each vector of the product
+        loads its pixels straight from the input row), 0 where it does not apply: it needs
+        stride 1 along the width, no padding, and an output row of at most NR pixels."""
+        k = self.kernel
+        ow = k.out_shape[3]
+        chunks = -(-ow // self.lanes)
+        if k.stride[1] != 1 or k.padding != (0, 0) or chunks > self.nv or ow == 0:
+            return 0
+        return self.nv // chunks
+
     def emit(self) -> None:
+        if self.direct_rows():
+            self._emit_direct()
+        else:
+            self._emit_packed()
+
+    def _emit_direct(self) -> None:
+        """Per image, group, block of MR output channels and block of output rows: the
+        micro-kernel sums weight x input over K = C/groups * KH * KW, its vectors loading
+        input pixels at a tap's offset (from a table) from the rows the block's output rows
+        read; then the epilogue merges the block into the output (the rows' pixels are
+        contiguous there)."""
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        _, channels, height, width = k.x.shape
+        co, cg, kh, kw = k.w.shape
+        _, _, oh, ow = k.out_shape
+        pixels, depth, cog = oh * ow, cg * kh * kw, co // k.groups
+        rows_per_block = self.direct_rows()
+        b = self.entry()
+        out, x, w = self.fn.args[:3]
+        extras = self.fn.args[3 : 3 + len(k.extras)]
+        lo, hi = self.fn.args[-2:]
+        true = ir.Constant(ir.IntType(1), 1)
+
+        def image(b, img):
+            def group(b, g):
+                plane = b.gep(
+                    x, [b.mul(b.add(b.mul(img, c64(channels)), b.mul(g, c64(cg))), c64(height * width))]
+                )
+                first_channel = b.mul(g, c64(cog))
+                weights = b.gep(w, [b.mul(first_channel, c64(depth))])
+                c = b.gep(out, [b.mul(b.add(b.mul(img, c64(co)), first_channel), c64(pixels))])
+
+                def channels_(b, row0):  # a block of at most MR output channels
+                    count = b.sub(c64(cog), row0)
+                    count = b.select(b.icmp_signed("<", count, c64(self.mr)), count, c64(self.mr))
+
+                    def rows_(b, oy):  # a block of output rows
+                        self.direct_micro(b, weights, row0, count, plane, oy)
+                        valid = b.sub(c64(oh), oy)
+                        valid = b.select(
+                            b.icmp_signed("<", valid, c64(rows_per_block)), valid, c64(rows_per_block)
+                        )
+                        col0 = b.mul(oy, c64(ow))
+
+                        def extra(b, index, row, col):
+                            si, sc, sp = k.extra_strides[index]
+                            offset = b.add(
+                                b.add(b.mul(img, c64(si)), b.mul(b.add(first_channel, row), c64(sc))),
+                                b.mul(col, c64(sp)),
+                            )
+                            return b.load(b.gep(extras[index], [offset], inbounds=True))
+
+                        cols = b.mul(valid, c64(ow))
+                        self.merge(b, c, c64(pixels), row0, count, col0, cols, true, true, k.epilogue, extra)
+
+                    self._flat_loop(b, c64(0), c64(oh), "rows", rows_, step=rows_per_block)
+
+                self._flat_loop(b, c64(0), c64(cog), "channels", channels_, step=self.mr)
+
+            self._flat_loop(b, c64(0), c64(k.groups), "group", group)
+
+        self._flat_loop(b, lo, hi, "image", image)
+        b.ret_void()
+
+    def direct_micro(self, b: ir.IRBuilder, weights, row0, rows, plane, oy) -> None:
+        """The direct micro-kernel for `rows` (at most MR) output channels from row0, output
+        rows from oy, into the tile: one variant per channel count, picked by a switch."""
+        after = self.fn.append_basic_block("direct_done")
+        variants = [self.fn.append_basic_block(f"direct{r}") for r in range(1, self.mr + 1)]
+        switch = b.switch(rows, variants[-1])
+        for r, block in enumerate(variants[:-1], start=1):
+            switch.add_case(ir.Constant(I64, r), block)
+        for r, block in enumerate(variants, start=1):
+            b.position_at_end(block)
+            b.call(self.direct_function(r), [weights, row0, plane, oy, self.tile])
+            b.branch(after)
+        b.position_at_end(after)
+
+    def direct_function(self, count: int) -> ir.Function:
+        """(weights, first channel, input plane, first output row, tile): `count` output
+        channels x the block's output rows (each in chunks of lanes pixels, the last masked),
+        summed over K, written to the tile with the block's pixels contiguous in each row."""
+        k = self.kernel
+        name = f"{k.name}.direct.r{count}"
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        i32 = ir.IntType(32)
+        _, _, height, width = k.x.shape
+        _, cg, kh, kw = k.w.shape
+        _, _, oh, ow = k.out_shape
+        sh = k.stride[0]
+        dh, dw = k.dilation
+        depth = cg * kh * kw
+        rows_per_block = self.direct_rows()
+        chunks = -(-ow // self.lanes)
+        # where each of the K taps (channel, window row, window column) sits from a window's corner
+        table = self.module.globals.get(f"{k.name}.taps")
+        if table is None:
+            offsets = [
+                ci * height * width + y * dh * width + xx * dw
+                for ci in range(cg)
+                for y in range(kh)
+                for xx in range(kw)
+            ]
+            table = ir.GlobalVariable(self.module, ir.ArrayType(i32, depth), name=f"{k.name}.taps")
+            table.global_constant = True
+            table.linkage = "internal"
+            table.initializer = ir.Constant(ir.ArrayType(i32, depth), offsets)
+        ptr = self.t.as_pointer()
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [ptr, I64, ptr, I64, ptr]), name=name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        for i in (0, 2, 4):
+            fn.args[i].add_attribute("noalias")
+        weights, row0, plane, oy, tile = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        mask_type = ir.VectorType(ir.IntType(1), self.lanes)
+        load = self.module.globals.get(f"llvm.masked.load.v{self.lanes}{self.suffix}.p0")
+        if load is None:
+            load = ir.Function(
+                self.module,
+                ir.FunctionType(self.vec, [self.vec.as_pointer(), i32, mask_type, self.vec]),
+                name=f"llvm.masked.load.v{self.lanes}{self.suffix}.p0",
+            )
+        store = self.module.globals.get(f"llvm.masked.store.v{self.lanes}{self.suffix}.p0")
+        if store is None:
+            store = ir.Function(
+                self.module,
+                ir.FunctionType(ir.VoidType(), [self.vec, self.vec.as_pointer(), i32, mask_type]),
+                name=f"llvm.masked.store.v{self.lanes}{self.suffix}.p0",
+            )
+        tail = ow - (chunks - 1) * self.lanes  # pixels in a row's last chunk
+        tail_mask = ir.Constant(mask_type, [1 if j < tail else 0 for j in range(self.lanes)])
+        zero = ir.Constant(self.vec, [0.0] * self.lanes)
+        align = ir.Constant(i32, self.item)
+        # the first input of each vector: rows past the output's last read its last row (their
+        # results are not merged), so every load stays inside the image
+        starts = []
+        for r in range(rows_per_block):
+            row = b.add(oy, c64(r))
+            row = b.select(b.icmp_signed("<", row, c64(oh)), row, c64(oh - 1))
+            line = b.gep(plane, [b.mul(row, c64(sh * width))])
+            starts += [(b.gep(line, [c64(ch * self.lanes)]), ch == chunks - 1) for ch in range(chunks)]
+        channel_rows = [b.gep(weights, [b.mul(b.add(row0, c64(i)), c64(depth))]) for i in range(count)]
+        fma = self.intrinsic("fma", 3, self.vec)
+        vptr = self.vec.as_pointer()
+        before = b.block
+        head = fn.append_basic_block("k_loop")
+        body = fn.append_basic_block("k_body")
+        done = fn.append_basic_block("k_done")
+        b.branch(head)
+        b.position_at_end(head)
+        kk = b.phi(I64, name="k")
+        kk.add_incoming(c64(0), before)
+        accs = []
+        for _ in range(count * len(starts)):
+            acc = b.phi(self.vec)
+            acc.add_incoming(zero, before)
+            accs.append(acc)
+        b.cbranch(b.icmp_signed("<", kk, c64(depth)), body, done)
+        b.position_at_end(body)
+        tap = b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), kk], inbounds=True)), I64)
+        vectors = []
+        for start, last in starts:
+            at = b.bitcast(b.gep(start, [tap]), vptr)
+            if last and tail < self.lanes:
+                vectors.append(b.call(load, [at, align, tail_mask, zero]))
+            else:
+                vectors.append(b.load(at, align=self.item))
+        updated = []
+        undef = ir.Constant(self.vec, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes)
+        for i in range(count):
+            value = b.load(b.gep(channel_rows[i], [kk], inbounds=True))
+            broadcast = b.shuffle_vector(b.insert_element(undef, value, ir.Constant(i32, 0)), undef, splat)
+            for v in range(len(starts)):
+                updated.append(b.call(fma, [broadcast, vectors[v], accs[i * len(starts) + v]]))
+        kk.add_incoming(b.add(kk, c64(1)), b.block)
+        for acc, new in zip(accs, updated, strict=True):
+            acc.add_incoming(new, b.block)
+        b.branch(head)
+        b.position_at_end(done)
+        for i in range(count):
+            for v, (_, last) in enumerate(starts):
+                r, ch = divmod(v, chunks)
+                slot = b.bitcast(
+                    b.gep(tile, [c64(i * self.nr + r * ow + ch * self.lanes)], inbounds=True), vptr
+                )
+                if last and tail < self.lanes:  # (the next row's pixels follow the valid ones)
+                    b.call(store, [accs[i * len(starts) + v], slot, align, tail_mask])
+                else:
+                    b.store(accs[i * len(starts) + v], slot, align=self.item)
+        b.ret_void()
+        return fn
+
+    def _emit_packed(self) -> None:
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         _, channels, height, width = k.x.shape

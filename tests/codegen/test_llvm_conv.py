@@ -64,7 +64,25 @@ CONVS = [
     (30, 6, 6, 8, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),  # K = 270: two reduction slices
     (2, 20, 20, 3, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),  # 400 pixels: two chunks
     (1, 32, 32, 6, (5, 5), (1, 1), (0, 0), (1, 1), 1, True),  # the LeNet's first layer
+    # the direct path (stride 1 along the width, no padding, output rows of at most NR pixels)
+    (3, 9, 23, 7, (3, 3), (2, 1), (0, 0), (1, 1), 1, True),  # rows of 16 + 5 pixels, stride 2 down
+    (2, 12, 12, 8, (3, 2), (1, 1), (0, 0), (2, 2), 2, False),  # dilation, groups
+    (5, 6, 20, 13, (1, 5), (1, 1), (0, 0), (1, 1), 1, True),  # one full vector a row; 6 + 6 + 1 channels
+    (2, 10, 10, 6, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),  # 7 output rows: a partial row block
+    (6, 14, 14, 16, (5, 5), (1, 1), (0, 0), (1, 1), 1, True),  # the LeNet's second layer
+    (1, 3, 70, 2, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),  # rows of 68 pixels: packed columns
 ]
+
+
+def _direct(case, dtype) -> bool:
+    """Whether the kernel of `case` takes the direct path (no im2col) on this machine."""
+    from llvmlite import ir
+
+    from codegen.host import vector_bits
+    from codegen.llvm.render import _ConvEmitter
+
+    exe = compile_graph(_conv_graph(*case, dtype))
+    return _ConvEmitter(ir.Module(), exe.steps[0].kernel, vector_bits()).direct_rows() > 0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -78,6 +96,20 @@ def test_conv2d_matches_the_interpreter(case, dtype):
     for batch in (1, 3):
         inputs = _inputs(g, batch, seed=batch)
         _close(exe.run(inputs)[0], run(g, inputs)[0], depth, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_which_convolutions_take_the_direct_path(dtype):
+    from codegen.host import matmul_tile, vector_bits
+
+    _, lanes, vectors = matmul_tile(dtypes.from_name(dtype), vector_bits())
+    for case in CONVS:
+        c, h, w, co, kernel, stride, padding, dilation, groups, bias = case
+        ow = (w - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        expected = stride[1] == 1 and padding == (0, 0) and -(-ow // lanes) <= vectors
+        assert _direct(case, dtype) == expected, case
+    if lanes * vectors >= 64:  # AVX-512: both of the LeNet's layers, and most of the cases above
+        assert sum(_direct(case, dtype) for case in CONVS) >= 6
 
 
 def test_conv_extra_strides():
@@ -110,6 +142,18 @@ def test_conv_epilogues_and_where_they_stop():
     for batch in (1, 2):
         inputs = _inputs(g, batch, seed=7)
         _close(exe.run(inputs)[0], run(g, inputs)[0], 27, "float32")
+
+
+def test_direct_conv_epilogues():
+    after = [("relu", None), ("add", ("batch", 6, 6, 6)), ("mul", (1, 6, 1, 1)), ("sub", ())]
+    case = (3, 8, 8, 6, (3, 3), (1, 1), (0, 0), (1, 1), 1, True)
+    assert _direct(case, "float64")
+    g = _conv_graph(*case, "float64", after)
+    exe = compile_graph(g)
+    assert len(exe.steps) == 1
+    for batch in (1, 4):
+        inputs = _inputs(g, batch, seed=3)
+        _close(exe.run(inputs)[0], run(g, inputs)[0], 27, "float64")
 
 
 def test_conv_split_over_images(monkeypatch):
