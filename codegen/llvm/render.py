@@ -854,13 +854,20 @@ class _ConvEmitter(_Gemm):
     def direct_rows(self) -> int:
         """Output rows per block of the direct path (no im2col: each vector of the product
         loads its pixels straight from the input row), 0 where it does not apply: it needs
-        stride 1 along the width, no padding, and an output row of at most NR pixels."""
+        stride 1 along the width and an output row of at most NR pixels."""
         k = self.kernel
         ow = k.out_shape[3]
         chunks = -(-ow // self.lanes)
-        if k.stride[1] != 1 or k.padding != (0, 0) or chunks > self.nv or ow == 0:
+        if k.stride[1] != 1 or chunks > self.nv or ow == 0:
             return 0
         return self.nv // chunks
+
+    def direct_plane(self) -> tuple[int, int]:
+        """(height, width) of the planes the direct path reads: the input's, or with padding
+        the padded copy it makes of each image."""
+        _, _, height, width = self.kernel.x.shape
+        ph, pw = self.kernel.padding
+        return height + 2 * ph, width + 2 * pw
 
     def emit(self) -> None:
         if self.direct_rows():
@@ -876,22 +883,47 @@ class _ConvEmitter(_Gemm):
         contiguous there)."""
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
-        _, channels, height, width = k.x.shape
+        _, channels, h, w_ = k.x.shape
         co, cg, kh, kw = k.w.shape
         _, _, oh, ow = k.out_shape
         pixels, depth, cog = oh * ow, cg * kh * kw, co // k.groups
         rows_per_block = self.direct_rows()
+        height, width = self.direct_plane()
+        ph, pw = k.padding
         b = self.entry()
         out, x, w = self.fn.args[:3]
         extras = self.fn.args[3 : 3 + len(k.extras)]
         lo, hi = self.fn.args[-2:]
         true = ir.Constant(ir.IntType(1), 1)
+        padded = None
+        if (ph, pw) != (0, 0):  # a zeroed copy of one image with room for the padding
+            bytes_ = ir.IntType(8).as_pointer()
+            calloc = self._libc("calloc", bytes_, [I64, I64])
+            raw = b.call(calloc, [c64(channels * height * width), c64(self.item)])
+            padded = b.bitcast(raw, self.t.as_pointer())
 
         def image(b, img):
+            source = x
+            if padded is not None:  # the image's rows into the middle of the padded planes
+
+                def copy_row(b, r):  # r = channel * H + row
+                    channel, y = b.sdiv(r, c64(h)), b.srem(r, c64(h))
+                    to = b.add(
+                        b.mul(b.add(b.mul(channel, c64(height)), b.add(y, c64(ph))), c64(width)), c64(pw)
+                    )
+                    start = b.mul(b.add(b.mul(img, c64(channels * h)), r), c64(w_))
+                    self._masked_copy(b, b.gep(padded, [to]), b.gep(x, [start]), c64(w_))
+
+                self._flat_loop(b, c64(0), c64(channels * h), "pad_rows", copy_row)
+                source = padded
+
             def group(b, g):
-                plane = b.gep(
-                    x, [b.mul(b.add(b.mul(img, c64(channels)), b.mul(g, c64(cg))), c64(height * width))]
+                first = (
+                    b.mul(g, c64(cg))
+                    if padded is not None
+                    else b.add(b.mul(img, c64(channels)), b.mul(g, c64(cg)))
                 )
+                plane = b.gep(source, [b.mul(first, c64(height * width))])
                 first_channel = b.mul(g, c64(cog))
                 weights = b.gep(w, [b.mul(first_channel, c64(depth))])
                 c = b.gep(out, [b.mul(b.add(b.mul(img, c64(co)), first_channel), c64(pixels))])
@@ -926,6 +958,8 @@ class _ConvEmitter(_Gemm):
             self._flat_loop(b, c64(0), c64(k.groups), "group", group)
 
         self._flat_loop(b, lo, hi, "image", image)
+        if padded is not None:
+            b.call(self._libc("free", ir.VoidType(), [ir.IntType(8).as_pointer()]), [raw])
         b.ret_void()
 
     def direct_micro(self, b: ir.IRBuilder, weights, row0, rows, plane, oy) -> None:
@@ -950,7 +984,7 @@ class _ConvEmitter(_Gemm):
         name = f"{k.name}.direct.r{count}"
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         i32 = ir.IntType(32)
-        _, _, height, width = k.x.shape
+        height, width = self.direct_plane()
         _, cg, kh, kw = k.w.shape
         _, _, oh, ow = k.out_shape
         sh = k.stride[0]

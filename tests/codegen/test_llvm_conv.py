@@ -64,13 +64,14 @@ CONVS = [
     (30, 6, 6, 8, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),  # K = 270: two reduction slices
     (2, 20, 20, 3, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),  # 400 pixels: two chunks
     (1, 32, 32, 6, (5, 5), (1, 1), (0, 0), (1, 1), 1, True),  # the LeNet's first layer
-    # the direct path (stride 1 along the width, no padding, output rows of at most NR pixels)
+    # the direct path (stride 1 along the width, output rows of at most NR pixels)
     (3, 9, 23, 7, (3, 3), (2, 1), (0, 0), (1, 1), 1, True),  # rows of 16 + 5 pixels, stride 2 down
     (2, 12, 12, 8, (3, 2), (1, 1), (0, 0), (2, 2), 2, False),  # dilation, groups
     (5, 6, 20, 13, (1, 5), (1, 1), (0, 0), (1, 1), 1, True),  # one full vector a row; 6 + 6 + 1 channels
     (2, 10, 10, 6, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),  # 7 output rows: a partial row block
     (6, 14, 14, 16, (5, 5), (1, 1), (0, 0), (1, 1), 1, True),  # the LeNet's second layer
     (1, 3, 70, 2, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),  # rows of 68 pixels: packed columns
+    (3, 7, 9, 5, (3, 5), (2, 1), (2, 1), (1, 2), 1, True),  # padding: a padded copy of each image
 ]
 
 
@@ -106,7 +107,7 @@ def test_which_convolutions_take_the_direct_path(dtype):
     for case in CONVS:
         c, h, w, co, kernel, stride, padding, dilation, groups, bias = case
         ow = (w - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
-        expected = stride[1] == 1 and padding == (0, 0) and -(-ow // lanes) <= vectors
+        expected = stride[1] == 1 and -(-ow // lanes) <= vectors
         assert _direct(case, dtype) == expected, case
     if lanes * vectors >= 64:  # AVX-512: both of the LeNet's layers, and most of the cases above
         assert sum(_direct(case, dtype) for case in CONVS) >= 6
