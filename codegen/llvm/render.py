@@ -221,11 +221,20 @@ class _Code:
         return ir.Constant(t or self.t, value)
 
     def poly(self, b: ir.IRBuilder, x: ir.Value, coefficients: tuple[float, ...]) -> ir.Value:
-        """Horner's rule, highest power first."""
+        """Horner's rule, highest power first, each step one fused multiply-add."""
         acc = self.const(coefficients[0], x.type)
         for c in coefficients[1:]:
-            acc = b.fadd(b.fmul(acc, x), self.const(c, x.type))
+            acc = self.muladd(b, acc, x, self.const(c, x.type))
         return acc
+
+    def muladd(self, b: ir.IRBuilder, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
+        """x * y + z, which LLVM may fuse into one FMA (one rounding instead of two): for the
+        math helpers' own arithmetic only, never a graph's mul and add."""
+        product = b.fmul(x, y)
+        product.flags.append("contract")
+        total = b.fadd(product, z)
+        total.flags.append("contract")
+        return total
 
     def exp(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         """float32: Cephes' expf in straight-line arithmetic (range reduction by ln 2, a degree-5
@@ -241,11 +250,11 @@ class _Code:
         )
         n = b.call(
             self.intrinsic("floor", 1, t),
-            [b.fadd(b.fmul(clamped, self.const(1.44269504088896341, t)), self.const(0.5, t))],
+            [self.muladd(b, clamped, self.const(1.44269504088896341, t), self.const(0.5, t))],
         )
-        r = b.fsub(
-            b.fsub(clamped, b.fmul(n, self.const(0.693359375, t))), b.fmul(n, self.const(-2.12194440e-4, t))
-        )
+        # x - n ln 2, with ln 2 in two parts (Cody and Waite): the first n * part is exact
+        r = self.muladd(b, n, self.const(-0.693359375, t), clamped)
+        r = self.muladd(b, n, self.const(2.12194440e-4, t), r)
         p = self.poly(
             b,
             r,
@@ -258,7 +267,7 @@ class _Code:
                 5.0000001201e-1,
             ),
         )
-        y = b.fadd(b.fadd(b.fmul(p, b.fmul(r, r)), r), self.const(1.0, t))
+        y = b.fadd(self.muladd(b, p, b.fmul(r, r), r), self.const(1.0, t))
         k = b.fptosi(n, i32)  # in [-150, 128]: scale in two halves so neither leaves float range
         k1 = b.ashr(k, ir.Constant(i32, 1))
         k2 = b.sub(k, k1)
@@ -285,7 +294,7 @@ class _Code:
             s,
             (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1),
         )
-        small = b.fadd(b.fmul(b.fmul(p, s), x), x)
+        small = self.muladd(b, b.fmul(p, s), x, x)
         return b.select(b.fcmp_ordered(">", z, self.const(0.625, t)), large, small)
 
     def combine(self, b: ir.IRBuilder, op: str, acc: ir.Value, value: ir.Value) -> ir.Value:
