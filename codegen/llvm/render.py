@@ -878,11 +878,96 @@ class _ConvEmitter(_Gemm):
         ph, pw = self.kernel.padding
         return height + 2 * ph, width + 2 * pw
 
+    def channel_block(self) -> tuple[int, int]:
+        """(pixels, vectors of output channels) per block of the channels path, where output
+        channels are the vector lanes and pixels the broadcast rows: as many accumulators as
+        the matmul's micro-kernel."""
+        k = self.kernel
+        vectors = min(-(-(k.w.shape[0] // k.groups) // self.lanes), self.nv)
+        return self.mr * self.nv // vectors, vectors
+
+    def path(self) -> str:
+        """'direct' (output pixels along the vector lanes, read straight from the input rows),
+        'channels' (output channels along the lanes, pixels broadcast from the input) or
+        'packed' (im2col), by the vector fused multiply-adds each issues per image plus its
+        merge (the channels path's transposes one element at a time: about half an FMA's time
+        each, measured against the direct path on LeNet and ResNet layers)."""
+        k = self.kernel
+        co, cg, kh, kw = k.w.shape
+        _, _, oh, ow = k.out_shape
+        cog, depth = co // k.groups, cg * kh * kw
+        costs = {}
+        rows = self.direct_rows()
+        if rows:
+            costs["direct"] = cog * depth * -(-oh // rows) * rows * -(-ow // self.lanes) + 0.1 * oh * ow * cog
+        if cog >= self.lanes:
+            costs["channels"] = oh * ow * (depth * -(-cog // self.lanes) + 0.5 * cog)
+        return min(costs, key=costs.get) if costs else "packed"
+
     def emit(self) -> None:
-        if self.direct_rows():
-            self._emit_direct()
-        else:
-            self._emit_packed()
+        {"direct": self._emit_direct, "channels": self._emit_channels, "packed": self._emit_packed}[
+            self.path()
+        ]()
+
+    def _over_planes(self, b: ir.IRBuilder, body) -> None:
+        """body(b, img, g, plane, first_channel) for each image lo..hi and group, `plane` the
+        group's first input plane: the input's, or with padding a zeroed copy of the image with
+        room for it (made once per call, filled per image)."""
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        _, channels, h, w_ = k.x.shape
+        cg = k.w.shape[1]
+        cog = k.w.shape[0] // k.groups
+        height, width = self.direct_plane()
+        ph, pw = k.padding
+        x = self.fn.args[1]
+        lo, hi = self.fn.args[-2:]
+        padded = None
+        bytes_ = ir.IntType(8).as_pointer()
+        if (ph, pw) != (0, 0):
+            calloc = self._libc("calloc", bytes_, [I64, I64])
+            raw = b.call(calloc, [c64(channels * height * width), c64(self.item)])
+            padded = b.bitcast(raw, self.t.as_pointer())
+
+        def image(b, img):
+            if padded is not None:  # the image's rows into the middle of the padded planes
+
+                def copy_row(b, r):  # r = channel * H + row
+                    channel, y = b.sdiv(r, c64(h)), b.srem(r, c64(h))
+                    row = b.add(b.mul(channel, c64(height)), b.add(y, c64(ph)))
+                    start = b.mul(b.add(b.mul(img, c64(channels * h)), r), c64(w_))
+                    to = b.add(b.mul(row, c64(width)), c64(pw))
+                    self._masked_copy(b, b.gep(padded, [to]), b.gep(x, [start]), c64(w_))
+
+                self._flat_loop(b, c64(0), c64(channels * h), "pad_rows", copy_row)
+
+            def group(b, g):
+                first = b.mul(g, c64(cg))  # the group's first channel among the planes read
+                if padded is None:
+                    first = b.add(b.mul(img, c64(channels)), first)
+                plane = b.gep(x if padded is None else padded, [b.mul(first, c64(height * width))])
+                body(b, img, g, plane, b.mul(g, c64(cog)))
+
+            self._flat_loop(b, c64(0), c64(k.groups), "group", group)
+
+        self._flat_loop(b, lo, hi, "image", image)
+        if padded is not None:
+            b.call(self._libc("free", ir.VoidType(), [bytes_]), [raw])
+
+    def _extra(self, img, first_channel):
+        """extra(b, index, channel within the group, pixel): epilogue operand `index` there."""
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        extras = self.fn.args[3 : 3 + len(k.extras)]
+
+        def extra(b, index, row, col):
+            si, sc, sp = k.extra_strides[index]
+            offset = b.add(
+                b.add(b.mul(img, c64(si)), b.mul(b.add(first_channel, row), c64(sc))), b.mul(col, c64(sp))
+            )
+            return b.load(b.gep(extras[index], [offset], inbounds=True))
+
+        return extra
 
     def _emit_direct(self) -> None:
         """Per image, group, block of MR output channels and block of output rows: the
@@ -892,84 +977,215 @@ class _ConvEmitter(_Gemm):
         contiguous there)."""
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
-        _, channels, h, w_ = k.x.shape
         co, cg, kh, kw = k.w.shape
         _, _, oh, ow = k.out_shape
         pixels, depth, cog = oh * ow, cg * kh * kw, co // k.groups
         rows_per_block = self.direct_rows()
-        height, width = self.direct_plane()
-        ph, pw = k.padding
         b = self.entry()
-        out, x, w = self.fn.args[:3]
-        extras = self.fn.args[3 : 3 + len(k.extras)]
-        lo, hi = self.fn.args[-2:]
+        out, _, w = self.fn.args[:3]
         true = ir.Constant(ir.IntType(1), 1)
-        padded = None
-        if (ph, pw) != (0, 0):  # a zeroed copy of one image with room for the padding
-            bytes_ = ir.IntType(8).as_pointer()
-            calloc = self._libc("calloc", bytes_, [I64, I64])
-            raw = b.call(calloc, [c64(channels * height * width), c64(self.item)])
-            padded = b.bitcast(raw, self.t.as_pointer())
 
-        def image(b, img):
-            source = x
-            if padded is not None:  # the image's rows into the middle of the padded planes
+        def body(b, img, g, plane, first_channel):
+            weights = b.gep(w, [b.mul(first_channel, c64(depth))])
+            c = b.gep(out, [b.mul(b.add(b.mul(img, c64(co)), first_channel), c64(pixels))])
+            extra = self._extra(img, first_channel)
 
-                def copy_row(b, r):  # r = channel * H + row
-                    channel, y = b.sdiv(r, c64(h)), b.srem(r, c64(h))
-                    to = b.add(
-                        b.mul(b.add(b.mul(channel, c64(height)), b.add(y, c64(ph))), c64(width)), c64(pw)
-                    )
-                    start = b.mul(b.add(b.mul(img, c64(channels * h)), r), c64(w_))
-                    self._masked_copy(b, b.gep(padded, [to]), b.gep(x, [start]), c64(w_))
+            def channels_(b, row0):  # a block of at most MR output channels
+                count = b.sub(c64(cog), row0)
+                count = b.select(b.icmp_signed("<", count, c64(self.mr)), count, c64(self.mr))
 
-                self._flat_loop(b, c64(0), c64(channels * h), "pad_rows", copy_row)
-                source = padded
+                def rows_(b, oy):  # a block of output rows
+                    self.direct_micro(b, weights, row0, count, plane, oy)
+                    valid = b.sub(c64(oh), oy)
+                    block = c64(rows_per_block)
+                    valid = b.select(b.icmp_signed("<", valid, block), valid, block)
+                    cols = b.mul(valid, c64(ow))
+                    col0 = b.mul(oy, c64(ow))
+                    self.merge(b, c, c64(pixels), row0, count, col0, cols, true, true, k.epilogue, extra)
 
-            def group(b, g):
-                first = (
-                    b.mul(g, c64(cg))
-                    if padded is not None
-                    else b.add(b.mul(img, c64(channels)), b.mul(g, c64(cg)))
-                )
-                plane = b.gep(source, [b.mul(first, c64(height * width))])
-                first_channel = b.mul(g, c64(cog))
-                weights = b.gep(w, [b.mul(first_channel, c64(depth))])
-                c = b.gep(out, [b.mul(b.add(b.mul(img, c64(co)), first_channel), c64(pixels))])
+                self._flat_loop(b, c64(0), c64(oh), "rows", rows_, step=rows_per_block)
 
-                def channels_(b, row0):  # a block of at most MR output channels
-                    count = b.sub(c64(cog), row0)
-                    count = b.select(b.icmp_signed("<", count, c64(self.mr)), count, c64(self.mr))
+            self._flat_loop(b, c64(0), c64(cog), "channels", channels_, step=self.mr)
 
-                    def rows_(b, oy):  # a block of output rows
-                        self.direct_micro(b, weights, row0, count, plane, oy)
-                        valid = b.sub(c64(oh), oy)
-                        valid = b.select(
-                            b.icmp_signed("<", valid, c64(rows_per_block)), valid, c64(rows_per_block)
-                        )
-                        col0 = b.mul(oy, c64(ow))
-
-                        def extra(b, index, row, col):
-                            si, sc, sp = k.extra_strides[index]
-                            offset = b.add(
-                                b.add(b.mul(img, c64(si)), b.mul(b.add(first_channel, row), c64(sc))),
-                                b.mul(col, c64(sp)),
-                            )
-                            return b.load(b.gep(extras[index], [offset], inbounds=True))
-
-                        cols = b.mul(valid, c64(ow))
-                        self.merge(b, c, c64(pixels), row0, count, col0, cols, true, true, k.epilogue, extra)
-
-                    self._flat_loop(b, c64(0), c64(oh), "rows", rows_, step=rows_per_block)
-
-                self._flat_loop(b, c64(0), c64(cog), "channels", channels_, step=self.mr)
-
-            self._flat_loop(b, c64(0), c64(k.groups), "group", group)
-
-        self._flat_loop(b, lo, hi, "image", image)
-        if padded is not None:
-            b.call(self._libc("free", ir.VoidType(), [ir.IntType(8).as_pointer()]), [raw])
+        self._over_planes(b, body)
         b.ret_void()
+
+    def _emit_channels(self) -> None:
+        """Output channels along the vector lanes: the weight transposed once per call into
+        [group][K][channels, padded to whole vectors]; per image, group, block of channels and
+        block of output pixels, the micro-kernel broadcasts each pixel's input at a tap (the
+        window's corner plus the tap's offset from the table) against a vector of weights;
+        the merge transposes the block into the output through the epilogue."""
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        co, cg, kh, kw = k.w.shape
+        _, _, oh, ow = k.out_shape
+        pixels, depth, cog = oh * ow, cg * kh * kw, co // k.groups
+        block_pixels, vectors = self.channel_block()
+        width = vectors * self.lanes  # channels per block
+        padded_channels = -(-cog // self.lanes) * self.lanes
+        b = self.entry()
+        out, _, w = self.fn.args[:3]
+        bytes_ = ir.IntType(8).as_pointer()
+        size = c64(k.groups * depth * padded_channels)
+        raw = b.call(self._libc("calloc", bytes_, [I64, I64]), [size, c64(self.item)])
+        wt = b.bitcast(raw, self.t.as_pointer())
+
+        def transpose(b, i):  # i = (group * cog + channel) * K + k over w's layout
+            g_c, kk = b.sdiv(i, c64(depth)), b.srem(i, c64(depth))
+            g, channel = b.sdiv(g_c, c64(cog)), b.srem(g_c, c64(cog))
+            at = b.add(b.mul(b.add(b.mul(g, c64(depth)), kk), c64(padded_channels)), channel)
+            b.store(b.load(b.gep(w, [i], inbounds=True)), b.gep(wt, [at], inbounds=True))
+
+        self._flat_loop(b, c64(0), c64(co * depth), "transpose", transpose)
+
+        def body(b, img, g, plane, first_channel):
+            weights = b.gep(wt, [b.mul(g, c64(depth * padded_channels))])
+            extra = self._extra(img, first_channel)
+
+            def channels_(b, c0):
+                def pixels_(b, p0):
+                    block = b.gep(weights, [c0])
+                    b.call(self.channels_function(), [plane, block, p0, self.tile])
+                    self._merge_transposed(b, out, img, first_channel, c0, p0, extra)
+
+                self._flat_loop(b, c64(0), c64(pixels), "pixels", pixels_, step=block_pixels)
+
+            self._flat_loop(b, c64(0), c64(cog), "channel_blocks", channels_, step=width)
+
+        self._over_planes(b, body)
+        b.call(self._libc("free", ir.VoidType(), [bytes_]), [raw])
+        b.ret_void()
+
+    def _merge_transposed(self, b: ir.IRBuilder, out, img, first_channel, c0, p0, extra) -> None:
+        """out[img, group's channel c0 + j, pixel p0 + i] = epilogue(tile[i][j]) for the valid
+        channels and pixels of a block of the channels path."""
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        co = k.w.shape[0]
+        cog = co // k.groups
+        _, _, oh, ow = k.out_shape
+        pixels = oh * ow
+        block_pixels, vectors = self.channel_block()
+        width = vectors * self.lanes
+        count = b.sub(c64(cog), c0)
+        count = b.select(b.icmp_signed("<", count, c64(width)), count, c64(width))
+        valid = b.sub(c64(pixels), p0)
+        valid = b.select(b.icmp_signed("<", valid, c64(block_pixels)), valid, c64(block_pixels))
+
+        def channel(b, j):
+            row = b.add(c0, j)  # the channel within the group
+            plane = b.add(b.mul(img, c64(co)), b.add(first_channel, row))
+            target = b.gep(out, [b.add(b.mul(plane, c64(pixels)), p0)], inbounds=True)
+
+            def pixel(b, i):
+                value = b.load(b.gep(self.tile, [b.add(b.mul(i, c64(width)), j)], inbounds=True))
+                col = b.add(p0, i)
+                value = self.expr(b, k.epilogue, lambda x: extra(b, x, row, col), value)
+                b.store(value, b.gep(target, [i], inbounds=True))
+
+            self._flat_loop(b, c64(0), valid, "pixel", pixel)
+
+        self._flat_loop(b, c64(0), count, "channel", channel)
+
+    def channels_function(self) -> ir.Function:
+        """(first input plane, weights at the block's first channel, first pixel, tile): the
+        block's pixels (past the last: the last again) x its channels, summed over K."""
+        k = self.kernel
+        name = f"{k.name}.channels"
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        i32 = ir.IntType(32)
+        height, width = self.direct_plane()
+        co, cg, kh, kw = k.w.shape
+        _, _, oh, ow = k.out_shape
+        (sh, sw) = k.stride
+        depth, cog = cg * kh * kw, co // k.groups
+        padded_channels = -(-cog // self.lanes) * self.lanes
+        block_pixels, vectors = self.channel_block()
+        table = self.taps_table()
+        ptr = self.t.as_pointer()
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [ptr, ptr, I64, ptr]), name=name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        for i in (0, 1, 3):
+            fn.args[i].add_attribute("noalias")
+        plane, weights, p0, tile = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        corners = []
+        for i in range(block_pixels):
+            p = b.add(p0, c64(i))
+            p = b.select(b.icmp_signed("<", p, c64(oh * ow)), p, c64(oh * ow - 1))
+            oy, ox = b.sdiv(p, c64(ow)), b.srem(p, c64(ow))
+            corners.append(b.gep(plane, [b.add(b.mul(oy, c64(sh * width)), b.mul(ox, c64(sw)))]))
+        fma = self.intrinsic("fma", 3, self.vec)
+        zero = ir.Constant(self.vec, [0.0] * self.lanes)
+        vptr = self.vec.as_pointer()
+        undef = ir.Constant(self.vec, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes)
+        before = b.block
+        head = fn.append_basic_block("k_loop")
+        body = fn.append_basic_block("k_body")
+        done = fn.append_basic_block("k_done")
+        b.branch(head)
+        b.position_at_end(head)
+        kk = b.phi(I64, name="k")
+        kk.add_incoming(c64(0), before)
+        accs = []
+        for _ in range(block_pixels * vectors):
+            acc = b.phi(self.vec)
+            acc.add_incoming(zero, before)
+            accs.append(acc)
+        b.cbranch(b.icmp_signed("<", kk, c64(depth)), body, done)
+        b.position_at_end(body)
+        tap = b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), kk], inbounds=True)), I64)
+        row = b.gep(weights, [b.mul(kk, c64(padded_channels))])
+        wvecs = [
+            b.load(b.bitcast(b.gep(row, [c64(v * self.lanes)]), vptr), align=self.item)
+            for v in range(vectors)
+        ]
+        updated = []
+        for i in range(block_pixels):
+            value = b.load(b.gep(corners[i], [tap]))
+            broadcast = b.shuffle_vector(b.insert_element(undef, value, ir.Constant(i32, 0)), undef, splat)
+            for v in range(vectors):
+                updated.append(b.call(fma, [broadcast, wvecs[v], accs[i * vectors + v]]))
+        kk.add_incoming(b.add(kk, c64(1)), b.block)
+        for acc, new in zip(accs, updated, strict=True):
+            acc.add_incoming(new, b.block)
+        b.branch(head)
+        b.position_at_end(done)
+        for i in range(block_pixels):
+            for v in range(vectors):
+                slot = b.gep(tile, [c64((i * vectors + v) * self.lanes)], inbounds=True)
+                b.store(accs[i * vectors + v], b.bitcast(slot, vptr), align=self.item)
+        b.ret_void()
+        return fn
+
+    def taps_table(self) -> ir.GlobalVariable:
+        """Where each of the K taps (channel, window row, window column) sits from a window's
+        corner in the planes the direct and channels paths read (one i32 table per kernel)."""
+        k = self.kernel
+        table = self.module.globals.get(f"{k.name}.taps")
+        if table is not None:
+            return table
+        height, width = self.direct_plane()
+        _, cg, kh, kw = k.w.shape
+        dh, dw = k.dilation
+        i32 = ir.IntType(32)
+        offsets = [
+            ci * height * width + y * dh * width + xx * dw
+            for ci in range(cg)
+            for y in range(kh)
+            for xx in range(kw)
+        ]
+        table = ir.GlobalVariable(self.module, ir.ArrayType(i32, len(offsets)), name=f"{k.name}.taps")
+        table.global_constant = True
+        table.linkage = "internal"
+        table.initializer = ir.Constant(ir.ArrayType(i32, len(offsets)), offsets)
+        return table
 
     def direct_micro(self, b: ir.IRBuilder, weights, row0, rows, plane, oy) -> None:
         """The direct micro-kernel for `rows` (at most MR) output channels from row0, output
@@ -1002,18 +1218,7 @@ class _ConvEmitter(_Gemm):
         rows_per_block = self.direct_rows()
         chunks = -(-ow // self.lanes)
         # where each of the K taps (channel, window row, window column) sits from a window's corner
-        table = self.module.globals.get(f"{k.name}.taps")
-        if table is None:
-            offsets = [
-                ci * height * width + y * dh * width + xx * dw
-                for ci in range(cg)
-                for y in range(kh)
-                for xx in range(kw)
-            ]
-            table = ir.GlobalVariable(self.module, ir.ArrayType(i32, depth), name=f"{k.name}.taps")
-            table.global_constant = True
-            table.linkage = "internal"
-            table.initializer = ir.Constant(ir.ArrayType(i32, depth), offsets)
+        table = self.taps_table()
         ptr = self.t.as_pointer()
         fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [ptr, I64, ptr, I64, ptr]), name=name)
         fn.linkage = "internal"

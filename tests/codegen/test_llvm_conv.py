@@ -72,18 +72,21 @@ CONVS = [
     (6, 14, 14, 16, (5, 5), (1, 1), (0, 0), (1, 1), 1, True),  # the LeNet's second layer
     (1, 3, 70, 2, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),  # rows of 68 pixels: packed columns
     (3, 7, 9, 5, (3, 5), (2, 1), (2, 1), (1, 2), 1, True),  # padding: a padded copy of each image
+    # output channels along the vector lanes
+    (32, 9, 9, 32, (3, 3), (2, 2), (1, 1), (1, 1), 2, True),  # stride 2, padding, groups of 16
+    (4, 7, 7, 40, (3, 3), (1, 1), (2, 2), (2, 2), 1, True),  # 40 channels: whole and partial vectors
 ]
 
 
-def _direct(case, dtype) -> bool:
-    """Whether the kernel of `case` takes the direct path (no im2col) on this machine."""
+def _path(case, dtype) -> str:
+    """The path the kernel of `case` takes on this machine: direct, channels or packed."""
     from llvmlite import ir
 
     from codegen.host import vector_bits
     from codegen.llvm.render import _ConvEmitter
 
     exe = compile_graph(_conv_graph(*case, dtype))
-    return _ConvEmitter(ir.Module(), exe.steps[0].kernel, vector_bits()).direct_rows() > 0
+    return _ConvEmitter(ir.Module(), exe.steps[0].kernel, vector_bits()).path()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -100,17 +103,25 @@ def test_conv2d_matches_the_interpreter(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_which_convolutions_take_the_direct_path(dtype):
+def test_which_path_each_convolution_takes(dtype):
     from codegen.host import matmul_tile, vector_bits
 
     _, lanes, vectors = matmul_tile(dtypes.from_name(dtype), vector_bits())
+    paths = set()
     for case in CONVS:
         c, h, w, co, kernel, stride, padding, dilation, groups, bias = case
-        ow = (w - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
-        expected = stride[1] == 1 and -(-ow // lanes) <= vectors
-        assert _direct(case, dtype) == expected, case
-    if lanes * vectors >= 64:  # AVX-512: both of the LeNet's layers, and most of the cases above
-        assert sum(_direct(case, dtype) for case in CONVS) >= 6
+        ow = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        possible = {"packed"}
+        if stride[1] == 1 and -(-ow // lanes) <= vectors:
+            possible.add("direct")
+        if co // groups >= lanes:
+            possible.add("channels")
+        path = _path(case, dtype)
+        assert path in possible and (path == "packed") == (possible == {"packed"}), (case, path)
+        paths.add(path)
+    if lanes * vectors >= 64:  # AVX-512: the cases above take every path
+        assert paths == {"direct", "channels", "packed"}
+    assert _path(CONVS[9], dtype) == "direct"  # the LeNet's first layer: 6 channels
 
 
 def test_conv_extra_strides():
@@ -148,13 +159,27 @@ def test_conv_epilogues_and_where_they_stop():
 def test_direct_conv_epilogues():
     after = [("relu", None), ("add", ("batch", 6, 6, 6)), ("mul", (1, 6, 1, 1)), ("sub", ())]
     case = (3, 8, 8, 6, (3, 3), (1, 1), (0, 0), (1, 1), 1, True)
-    assert _direct(case, "float64")
+    assert _path(case, "float64") == "direct"
     g = _conv_graph(*case, "float64", after)
     exe = compile_graph(g)
     assert len(exe.steps) == 1
     for batch in (1, 4):
         inputs = _inputs(g, batch, seed=3)
         _close(exe.run(inputs)[0], run(g, inputs)[0], 27, "float64")
+
+
+def test_channels_conv_epilogues(monkeypatch):
+    monkeypatch.setattr(executable, "CONV_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    after = [("relu", None), ("add", ("batch", 16, 5, 5)), ("mul", (1, 16, 1, 1)), ("sub", (5, 5))]
+    case = (8, 9, 9, 16, (3, 3), (2, 2), (1, 1), (1, 1), 1, True)
+    assert _path(case, "float32") == "channels"
+    g = _conv_graph(*case, "float32", after)
+    exe = compile_graph(g)
+    assert len(exe.steps) == 1
+    for batch in (1, 2, 7):
+        inputs = _inputs(g, batch, seed=batch)
+        _close(exe.run(inputs)[0], run(g, inputs)[0], 72, "float32")
 
 
 def test_conv_split_over_images(monkeypatch):
