@@ -76,7 +76,7 @@ class CompiledGraph:
                 self.native = NativeRun(self.graph, *native[:3], entry, addresses, _workers())
             for k in kernels:
                 if isinstance(k, Matmul):
-                    pointers, sizes = 3 + len(k.extras), 5
+                    pointers, sizes = 3 + len(k.extras), 6
                 elif isinstance(k, Conv2d):
                     pointers, sizes = 3 + len(k.extras), 2
                 elif isinstance(k, Pool2d):
@@ -163,8 +163,6 @@ class CompiledGraph:
                 continue
             k = step.kernel
             t = k.dtype.np
-            if isinstance(k, Matmul) and step.inputs[1] not in g.weights:
-                return None
             kinds = [(x.dtype or k.dtype).np for x in k.inputs] if isinstance(k, Kernel) else None
             args = [operand(name, kinds[i] if kinds else t) for i, name in enumerate(step.inputs)]
             out = len(buffers)
@@ -172,15 +170,26 @@ class CompiledGraph:
             value_buffer[step.output] = out
             first = step.inputs[0]
             if isinstance(k, Matmul):
-                depth, n = k.b.shape
                 panel = self._panels[k.name]
-                args[1] = ("address", self._packed_weight(step.inputs[1], panel, t))
+                b_name = step.inputs[1]
+                if not k.pack_b:
+                    args[1] = ("address", self._packed_weight(b_name, panel, t))
 
                 def rows(shapes, bindings, a=first):
                     return int(np.prod(shapes[a][:-1], dtype=np.int64)) if len(shapes[a]) > 1 else 1
 
-                def how(shapes, bindings, workers, k=k, rows=rows, n=n, depth=depth, panel=panel):
+                def depth(shapes, bindings, b=b_name):
+                    return shapes[b][-2]
+
+                def columns(shapes, bindings, b=b_name):
+                    return shapes[b][-1]
+
+                def per_batch(shapes, bindings, a=first):
+                    return shapes[a][-2] if len(shapes[a]) > 1 else 1
+
+                def how(shapes, bindings, workers, k=k, rows=rows, panel=panel, b=b_name):
                     m = rows(shapes, bindings)
+                    depth, n = shapes[b][-2:]
                     panels = -(-n // panel)
                     if workers > 1 and m * n * depth >= MATMUL_PARALLEL_MIN_MACS and m >= 2 * workers:
                         return f"{k.name}.packed", m, min(workers, m)
@@ -188,7 +197,7 @@ class CompiledGraph:
                         return f"{k.name}.cols.packed", panels, min(workers, panels)  # few rows
                     return f"{k.name}.packed", m, 1
 
-                sizes = [("size", rows), ("size", lambda s, b, n=n: n), ("size", lambda s, b, d=depth: d)]
+                sizes = [("size", rows), ("size", columns), ("size", depth), ("size", per_batch)]
                 calls.append(Call([("buffer", out), *args, *sizes], how))
                 names.append(f"{k.name}.cols.packed")
             elif isinstance(k, (Conv2d, Pool2d)):
@@ -299,28 +308,25 @@ class CompiledGraph:
         a_name, b_name = step.inputs[:2]
         extras = [self._operand(name, t) for name in step.inputs[2:]]
         panel = self._panels[k.name]
-        if b_name in self.graph.weights:  # packed once, now
+        if not k.pack_b:  # a weight, packed once, now
             address = self._packed_weight(b_name, panel, t)
-            packed_b = lambda env: address  # noqa: E731
-        else:
-
-            def packed_b(env):
-                packed = env[f"{b_name}/packed{panel}"] = pack_matmul_b(env[b_name], panel, t)
-                return _address(packed)
-
-        static_b = not any(isinstance(d, str) for d in k.b.shape)
+            b_address = lambda env: address  # noqa: E731
+        else:  # the kernel packs it
+            b_address = self._operand(b_name, t)
 
         def matmul(env, bindings, weights):
             a = env[a_name]
             if a.dtype != t or not a.flags.c_contiguous:
                 a = np.ascontiguousarray(a, dtype=t)
-            kk, nn = k.b.shape if static_b else env[b_name].shape
+            kk, nn = env[b_name].shape[-2:] if b_name in env else self.graph.weight_data[b_name].shape[-2:]
             out = np.empty((*a.shape[:-1], nn), dtype=t)
             env[output] = out
             if not out.size:
                 return
             rows = a.size // kk if kk else out.size // nn
-            args = (_address(out), _address(a), packed_b(env), *(load(env) for load in extras), rows, nn, kk)
+            per_batch = a.shape[-2] if a.ndim > 1 else 1
+            args = (_address(out), _address(a), b_address(env), *(load(env) for load in extras), rows, nn, kk)
+            args += (per_batch,)
             _launch(function, k, args, (rows,), rows * nn * kk >= MATMUL_PARALLEL_MIN_MACS)
 
         return matmul

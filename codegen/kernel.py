@@ -248,10 +248,14 @@ class Kernel:
 @dataclass(frozen=True)
 class Matmul:
     """out = epilogue(a @ b) for `a` of shape (..., M, K) (leading dims are rows too) or (K,),
-    and `b` of shape (K, N). The epilogue is an expression of `Acc()` (the product at a point)
-    and `Load`s of `extras`, inputs broadcast against `out_shape` that vary along the rows, the
-    columns, both or neither (`extra_strides`); bias, activation and residual adds live there.
-    Sizes M, N and K are passed at run time; calls on disjoint row ranges may run in parallel."""
+    and `b` of shape (K, N), or batched: a (..., M, K) and b (..., K, N) with the same leading
+    dims (a product per batch). The epilogue is an expression of `Acc()` (the product at a
+    point) and `Load`s of `extras`, inputs broadcast against `out_shape` that vary along the
+    rows, the columns, both or neither (`extra_strides`); bias, activation and residual adds
+    live there. With `pack_b` the kernel packs b into panels itself on every call (b computed
+    by the graph, or batched); otherwise the caller passes a weight packed once
+    (`pack_matmul_b`). Sizes M (all rows), N, K and the rows per batch are passed at run time;
+    calls on disjoint row ranges may run in parallel."""
 
     name: str
     dtype: dtypes.DType
@@ -260,8 +264,13 @@ class Matmul:
     out_shape: tuple
     epilogue: Expr = Acc()
     extras: tuple[KernelInput, ...] = ()
+    pack_b: bool = False
 
     splittable = True
+
+    @property
+    def batched(self) -> bool:
+        return len(self.b.shape) > 2
 
     def extra_strides(self, index: int) -> tuple:
         """(row stride, column stride) of extra `index`: row stride 0, 1 or 'n' (the number of
@@ -403,7 +412,10 @@ def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d) -> str:
             for n, x in [("a", k.a), ("b", k.b), *((f"in{i}", x) for i, x in enumerate(k.extras))]
         )
         out = TensorType(k.dtype, k.out_shape)
-        return f"kernel {k.name}({ins}) matmul -> {out}: out = {format_expr(k.epilogue)}, acc = a @ b"
+        packing = " (b packed by the kernel)" if k.pack_b else ""
+        return (
+            f"kernel {k.name}({ins}) matmul{packing} -> {out}: out = {format_expr(k.epilogue)}, acc = a @ b"
+        )
     ranges = ", ".join(str(d) for d in k.ranges)
     ins = ", ".join(
         f"in{i}: {TensorType(x.dtype or k.dtype, x.shape)}{_format_view(x.view)}"

@@ -141,12 +141,14 @@ def reducible(node: Node) -> bool:
 
 def multipliable(node: Node) -> bool:
     """Whether `node` is a matmul a kernel computes: float operands of one dtype, the second a
-    matrix."""
+    matrix, or both batches of matrices with the same leading dims."""
     if node.op != "matmul" or len(node.inputs) != 2 or any(v is None for v in node.inputs):
         return False
     a, b = (v.type for v in node.inputs)
     out = node.outputs[0].type
-    return out.dtype in FLOATS and a.dtype == b.dtype == out.dtype and len(b.shape) == 2 and len(a.shape) >= 1
+    if out.dtype not in FLOATS or not a.dtype == b.dtype == out.dtype or len(a.shape) < 1:
+        return False
+    return len(b.shape) == 2 or (len(b.shape) > 2 and tuple(a.shape[:-2]) == tuple(b.shape[:-2]))
 
 
 def schedule(graph: Graph) -> list[Step]:
@@ -196,9 +198,13 @@ def schedule(graph: Graph) -> list[Step]:
         """`v` is computed inside `consumer`'s kernel (iterating over `space`) rather than stored."""
         if inlined(v, space):
             return True
-        return recompute and tuple(v.type.shape) == tuple(space) and recomputed(v)
+        # a recomputed value is stored nowhere: every kernel that reads it computes it, also one
+        # over a larger space that its user was inlined into (broadcast there)
+        return recompute and _broadcasts(tuple(v.type.shape), tuple(space)) and recomputed(v)
 
-    cx = _Context(graph.nodes, users, outputs, taken, folded, position, view_values(graph))
+    cx = _Context(
+        graph.nodes, users, outputs, taken, folded, position, view_values(graph), frozenset(graph.weights)
+    )
     matmuls: dict[int, KernelStep] = {}  # by the last node of each matmul or convolution kernel
     count = 0
     for node in graph.nodes:
@@ -302,6 +308,7 @@ class _Context:
     folded: object  # (value, space) -> whether the value is computed inside a kernel over space
     position: dict
     views: dict  # id(movement output) -> (root value, View): see codegen.views
+    weights: frozenset  # the graph's weight names
     reaches: set = field(default_factory=set)  # nodes whose value depends on a float reduction
 
 
@@ -384,6 +391,7 @@ def _matmul(node: Node, name: str, cx: _Context):
         space,
         epilogue,
         tuple(KernelInput(tuple(v.type.shape)) for v in extras),
+        pack_b=b.name not in cx.weights or len(b.type.shape) > 2,
     )
     names = (a.name, b.name, *(v.name for v in extras))
     return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(set(members))))

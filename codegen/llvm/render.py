@@ -534,6 +534,49 @@ class _Gemm(_Code):
         self.tile = b.gep(tile, [ir.Constant(i32, 0), ir.Constant(i32, 0)])
         return b
 
+    def _libc(self, name: str, ret, args) -> ir.Function:
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
+        return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
+
+    def _masked_copy(self, b: ir.IRBuilder, dest, source, count) -> None:
+        """dest[0:count] = source[0:count] (zeros where source is None), a vector of lanes at a
+        time with masked loads and stores for the last: no libc memcpy/memset call per run."""
+        vec = ir.VectorType(self.t, self.lanes)
+        mask_type = ir.VectorType(ir.IntType(1), self.lanes)
+        i32 = ir.IntType(32)
+        load = self.module.globals.get(f"llvm.masked.load.v{self.lanes}{self.suffix}.p0")
+        if load is None:
+            load = ir.Function(
+                self.module,
+                ir.FunctionType(vec, [vec.as_pointer(), i32, mask_type, vec]),
+                name=f"llvm.masked.load.v{self.lanes}{self.suffix}.p0",
+            )
+        store = self.module.globals.get(f"llvm.masked.store.v{self.lanes}{self.suffix}.p0")
+        if store is None:
+            store = ir.Function(
+                self.module,
+                ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), i32, mask_type]),
+                name=f"llvm.masked.store.v{self.lanes}{self.suffix}.p0",
+            )
+        iota = ir.Constant(ir.VectorType(I64, self.lanes), list(range(self.lanes)))
+        zero = ir.Constant(vec, [0.0] * self.lanes)
+        align = ir.Constant(i32, self.item)
+        undef = ir.Constant(ir.VectorType(I64, self.lanes), ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes)
+
+        def chunk(b, t):
+            left = b.insert_element(undef, b.sub(count, t), ir.Constant(i32, 0))
+            mask = b.icmp_signed("<", iota, b.shuffle_vector(left, undef, splat))
+            to = b.bitcast(b.gep(dest, [t], inbounds=True), vec.as_pointer())
+            value = zero
+            if source is not None:
+                value = b.call(load, [b.bitcast(b.gep(source, [t]), vec.as_pointer()), align, mask, zero])
+            b.call(store, [value, to, align, mask])
+
+        self._flat_loop(b, ir.Constant(I64, 0), count, "chunk", chunk, step=self.lanes)
+
     def gemm(self, b: ir.IRBuilder, *, a, lda, lo, hi, bp, n, k, c, ldc, epilogue, extra) -> None:
         """Rows lo..hi of C (n columns) = epilogue(A @ B) over k; `extra(b, i, row, col)` reads
         epilogue operand i at a point of C."""
@@ -687,11 +730,13 @@ class _Gemm(_Code):
 
 
 class _MatmulEmitter(_Gemm):
-    """`void name(T* out, T* a, T* b_packed, T* extras..., i64 M, i64 N, i64 K, i64 lo, i64 hi)`:
-    rows lo..hi of epilogue(a @ b), a read in place (rows of K values), b packed by the caller
-    (`pack_matmul_b`)."""
+    """`void name(T* out, T* a, T* b, T* extras..., i64 M, i64 N, i64 K, i64 MB, i64 lo, i64 hi)`:
+    rows lo..hi (of all M rows) of epilogue(a @ b), a read in place (rows of K values); b packed
+    by the caller (`pack_matmul_b`), or with `pack_b` read as it is ((..., K, N), a matrix per
+    MB rows when batched) and packed by the kernel into a buffer of its own, per batch, the
+    columns this call computes."""
 
-    SIZES = 5  # M, N, K, lo, hi
+    SIZES = 6  # M, N, K, rows per batch, lo, hi
 
     def emit(self) -> None:
         self._emit(by_columns=False)
@@ -704,31 +749,84 @@ class _MatmulEmitter(_Gemm):
 
     def _emit(self, by_columns: bool) -> None:
         b = self.entry()
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         c, a, bp = self.fn.args[:3]
         extras = self.fn.args[3 : 3 + len(self.kernel.extras)]
-        m, n, k, lo, hi = self.fn.args[-5:]
-        first_col = ir.Constant(I64, 0)
+        m, n, k, per_batch, lo, hi = self.fn.args[-6:]
+        first_col = c64(0)
         if by_columns:
-            first_col = b.mul(lo, ir.Constant(I64, self.nr))
-            last_col = b.mul(hi, ir.Constant(I64, self.nr))
+            first_col = b.mul(lo, c64(self.nr))
+            last_col = b.mul(hi, c64(self.nr))
             last_col = b.select(b.icmp_signed("<", last_col, n), last_col, n)
-            bp = b.gep(bp, [b.mul(first_col, k)], inbounds=True)
+            if not self.kernel.pack_b:
+                bp = b.gep(bp, [b.mul(first_col, k)], inbounds=True)
             c = b.gep(c, [first_col], inbounds=True)
-            cols, lo, hi = b.sub(last_col, first_col), ir.Constant(I64, 0), m
+            cols, lo, hi = b.sub(last_col, first_col), c64(0), m
         else:
             cols = n
 
         def extra(b, index, row, col):
             rs, cs = self.kernel.extra_strides(index)
-            offset = ir.Constant(I64, 0)
+            offset = c64(0)
             if rs:
-                offset = b.add(offset, b.mul(row, n if rs == "n" else ir.Constant(I64, 1)))
+                offset = b.add(offset, b.mul(row, n if rs == "n" else c64(1)))
             if cs:
                 offset = b.add(offset, b.add(col, first_col))
             return b.load(b.gep(extras[index], [offset], inbounds=True))
 
         epilogue = self.kernel.epilogue
-        self.gemm(b, a=a, lda=k, lo=lo, hi=hi, bp=bp, n=cols, k=k, c=c, ldc=n, epilogue=epilogue, extra=extra)
+        operands = {
+            "a": a,
+            "lda": k,
+            "n": cols,
+            "k": k,
+            "c": c,
+            "ldc": n,
+            "epilogue": epilogue,
+            "extra": extra,
+        }
+        if not self.kernel.pack_b:
+            self.gemm(b, lo=lo, hi=hi, bp=bp, **operands)
+            b.ret_void()
+            return
+        # the panels of this call's columns of one b, zero-padded to whole panels
+        bytes_ = ir.IntType(8).as_pointer()
+        panels = b.sdiv(b.add(cols, c64(self.nr - 1)), c64(self.nr))
+        size = b.mul(b.mul(panels, c64(self.nr)), b.select(b.icmp_signed(">", k, c64(0)), k, c64(1)))
+        raw = b.call(self._libc("malloc", bytes_, [I64]), [b.mul(size, c64(self.item))])
+        packed = b.bitcast(raw, self.t.as_pointer())
+        batched = self.kernel.batched
+        if batched:  # the batches rows lo..hi belong to
+            per_batch = b.select(b.icmp_signed(">", per_batch, c64(0)), per_batch, c64(1))
+            first_batch = b.sdiv(lo, per_batch)
+            last_batch = b.sdiv(b.add(hi, b.sub(per_batch, c64(1))), per_batch)
+        else:
+            first_batch, last_batch = c64(0), c64(1)
+
+        def batch(b, index):
+            first = b.add(b.mul(index, b.mul(k, n)), first_col) if batched else first_col
+            source = b.gep(bp, [first])
+
+            def panel_row(b, i):  # i = panel * K + k: NR values of a row of b, zeros past its end
+                p, kk = b.sdiv(i, k), b.srem(i, k)
+                start = b.mul(p, c64(self.nr))
+                count = b.sub(cols, start)
+                count = b.select(b.icmp_signed("<", count, c64(self.nr)), count, c64(self.nr))
+                dest = b.gep(packed, [b.mul(i, c64(self.nr))], inbounds=True)
+                self._masked_copy(b, dest, b.gep(source, [b.add(b.mul(kk, n), start)]), count)
+                self._masked_copy(b, b.gep(dest, [count]), None, b.sub(c64(self.nr), count))
+
+            self._flat_loop(b, c64(0), b.mul(panels, k), "pack", panel_row)
+            start, stop = lo, hi
+            if batched:  # this batch's rows among lo..hi
+                start = b.mul(index, per_batch)
+                stop = b.add(start, per_batch)
+                start = b.select(b.icmp_signed(">", start, lo), start, lo)
+                stop = b.select(b.icmp_signed("<", stop, hi), stop, hi)
+            self.gemm(b, lo=start, hi=stop, bp=packed, **operands)
+
+        self._flat_loop(b, first_batch, last_batch, "batch", batch)
+        b.call(self._libc("free", ir.VoidType(), [bytes_]), [raw])
         b.ret_void()
 
 
@@ -747,49 +845,6 @@ class _ConvEmitter(_Gemm):
     rows times the panels, through the epilogue, into the output in place."""
 
     SIZES = 2  # lo, hi
-
-    def _libc(self, name: str, ret, args) -> ir.Function:
-        existing = self.module.globals.get(name)
-        if existing is not None:
-            return existing
-        return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
-
-    def _masked_copy(self, b: ir.IRBuilder, dest, source, count) -> None:
-        """dest[0:count] = source[0:count] (zeros where source is None), a vector of lanes at a
-        time with masked loads and stores for the last: no libc memcpy/memset call per run."""
-        vec = ir.VectorType(self.t, self.lanes)
-        mask_type = ir.VectorType(ir.IntType(1), self.lanes)
-        i32 = ir.IntType(32)
-        load = self.module.globals.get(f"llvm.masked.load.v{self.lanes}{self.suffix}.p0")
-        if load is None:
-            load = ir.Function(
-                self.module,
-                ir.FunctionType(vec, [vec.as_pointer(), i32, mask_type, vec]),
-                name=f"llvm.masked.load.v{self.lanes}{self.suffix}.p0",
-            )
-        store = self.module.globals.get(f"llvm.masked.store.v{self.lanes}{self.suffix}.p0")
-        if store is None:
-            store = ir.Function(
-                self.module,
-                ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), i32, mask_type]),
-                name=f"llvm.masked.store.v{self.lanes}{self.suffix}.p0",
-            )
-        iota = ir.Constant(ir.VectorType(I64, self.lanes), list(range(self.lanes)))
-        zero = ir.Constant(vec, [0.0] * self.lanes)
-        align = ir.Constant(i32, self.item)
-        undef = ir.Constant(ir.VectorType(I64, self.lanes), ir.Undefined)
-        splat = ir.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes)
-
-        def chunk(b, t):
-            left = b.insert_element(undef, b.sub(count, t), ir.Constant(i32, 0))
-            mask = b.icmp_signed("<", iota, b.shuffle_vector(left, undef, splat))
-            to = b.bitcast(b.gep(dest, [t], inbounds=True), vec.as_pointer())
-            value = zero
-            if source is not None:
-                value = b.call(load, [b.bitcast(b.gep(source, [t]), vec.as_pointer()), align, mask, zero])
-            b.call(store, [value, to, align, mask])
-
-        self._flat_loop(b, ir.Constant(I64, 0), count, "chunk", chunk, step=self.lanes)
 
     def _pack_runs(self, b: ir.IRBuilder, plane, dest, valid, start_row, start_col, dy, taps) -> None:
         """One row of a panel: dest[j] = the input at tap (dy, dx) of the window of output pixel

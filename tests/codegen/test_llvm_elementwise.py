@@ -98,7 +98,8 @@ graph g(%x: f32[batch,8], %w: f32[8,8]) {
     exe = _check(
         g, lambda b: [_rand((b, 8), "float32"), _rand((8, 8), "float32", seed=2)], rtol=1e-5, atol=1e-5
     )
-    assert "exp(neg(in0[i]))" in str(exe) and "matmul -> f32[batch,8]: out = acc," in str(exe)
+    assert "exp(neg(in0[i]))" in str(exe)
+    assert "matmul (b packed by the kernel) -> f32[batch,8]: out = acc," in str(exe)
 
 
 def test_integer_kernels_and_interpreter_nodes_side_by_side():
@@ -237,3 +238,18 @@ graph g(%x: f32[batch,64], %y: f32[64]) {
     text = str(module)
     assert "x float>" in text  # <4|8|16 x float> depending on the CPU
     assert "call float @tanhf" not in text and "call float @expf" not in text
+
+
+def test_a_recomputed_value_read_by_a_broadcast_inlined_user_is_computed():
+    # regression (hypothesis): %0 (cheap, read twice by %1) is recomputed rather than stored;
+    # %1 is inlined into %2's larger space, so %2's kernel must compute %0 too
+    g = parse_graph("""
+graph g(%x0: f32[batch,3,4], %x1: f32[3,4]) {
+  %0: f32[3,4] = neg(%x1)
+  %1: f32[3,4] = add(%0, %0)
+  %2: f32[batch,3,4] = add(%x0, %1)
+  return %2
+}""")
+    exe = _check(g, lambda b: [_rand((b, 3, 4), "float32"), _rand((3, 4), "float32", seed=1)])
+    (step,) = exe.steps
+    assert step.nodes == (0, 1, 2)

@@ -1,6 +1,7 @@
 """Matmul kernels (register-blocked, cache-tiled, b packed in panels) and their fused epilogues,
 against the reference interpreter: edge sizes around the register block and the cache blocks,
-both float dtypes, 1-D and batched left operands, symbolic batch sizes from one compilation,
+both float dtypes, 1-D and batched left operands, batched right operands and computed ones
+(packed by the kernel), symbolic batch sizes from one compilation,
 every broadcast pattern of an epilogue operand, the parallel split, random epilogue chains."""
 
 import numpy as np
@@ -83,11 +84,55 @@ def test_left_operands_of_any_rank():
         _close(exe.run([a, b])[0], run(g, [a, b])[0], 9, "float32")
 
 
-def test_batched_right_operands_stay_on_the_interpreter():
-    g = _matmul_graph((2, 3, 4), (2, 4, 5))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [
+        ((2, 3, 4), (2, 4, 5)),
+        (("batch", 4, 7, 16), ("batch", 4, 16, 7)),  # attention's q @ k^T: batch and heads
+        (("batch", 1, 30), ("batch", 30, 70)),  # a row per batch: split by columns
+        ((3, 13, 300), (3, 300, 130)),  # K over two cache slices, rows over blocks
+        ((2, 5, 0), (2, 0, 6)),  # nothing to sum
+    ],
+)
+@pytest.mark.parametrize("split", [False, True])
+def test_batched_matmuls_pack_b_themselves(a_shape, b_shape, dtype, split, monkeypatch):
+    if split:  # parts that begin and end inside batches
+        monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(executable, "MATVEC_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(executable, "_workers", lambda: 3)
+    g = _matmul_graph(a_shape, b_shape, dtype)
+    exe = compile_graph(g)
+    (step,) = exe.steps
+    assert isinstance(step.kernel, Matmul) and step.kernel.pack_b and exe.native is not None
+    rng = np.random.default_rng(0)
+    for batch in (1, 3):
+        concrete = [tuple(batch if d == "batch" else d for d in shape) for shape in (a_shape, b_shape)]
+        a, b = (rng.standard_normal(shape).astype(dtype) for shape in concrete)
+        _close(exe.run([a, b])[0], run(g, [a, b])[0], a_shape[-1], dtype)
+
+
+def test_matmul_by_a_computed_matrix_stays_native():
+    g = parse_graph("""
+graph g(%x: f32[batch,20], %y: f32[20,30], %z: f32[30]) {
+  %0: f32[20,30] = tanh(%y)
+  %1: f32[batch,30] = matmul(%x, %0)
+  %2: f32[batch,30] = add(%1, %z)
+  return %2
+}""")
+    exe = compile_graph(g)
+    assert exe.native is not None and "(b packed by the kernel)" in str(exe)
+    rng = np.random.default_rng(2)
+    for batch in (1, 7):
+        inputs = [rng.standard_normal(s).astype(np.float32) for s in ((batch, 20), (20, 30), (30,))]
+        _close(exe.run(inputs)[0], run(g, inputs)[0], 20, "float32")
+
+
+def test_broadcast_batches_stay_on_the_interpreter():
+    g = _matmul_graph((2, 3, 4), (1, 4, 5))
     exe = compile_graph(g)
     assert isinstance(exe.steps[0], NodeStep)
-    a, b = np.ones((2, 3, 4), np.float32), np.ones((2, 4, 5), np.float32)
+    a, b = np.ones((2, 3, 4), np.float32), np.ones((1, 4, 5), np.float32)
     np.testing.assert_array_equal(exe.run([a, b])[0], run(g, [a, b])[0])
 
 
