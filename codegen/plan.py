@@ -184,17 +184,19 @@ class NativeRun:
             base = -arena.ctypes.data % ALIGN + arena.ctypes.data
             table = plan.table.copy()
             table[plan.arena_slots] += base
-            state = states[key] = (arena, table)
+            state = states[key] = (arena, table, table.ctypes.data)
         return state
 
     def run(self, arrays: list[np.ndarray], bindings: dict, pool) -> list[np.ndarray] | None:
-        """The output buffers for `arrays` (contiguous, of the inputs' dtypes), or None where
+        """The graph's outputs for `arrays` (contiguous, of the inputs' dtypes), or None where
         this set of sizes has an empty tensor; `pool()` gives the worker pool's (state address,
         dispatch address, lock)."""
         plan = self.bound(bindings)
+        if plan.output_shapes is None:
+            self.output_shapes(bindings)
         if not plan.runnable:
             return None
-        _, table = self._state(plan)
+        _, table, table_address = self._state(plan)
         for positions, array in zip(plan.inputs, arrays, strict=True):
             address = _address(array)
             for i in positions:
@@ -209,13 +211,16 @@ class NativeRun:
         if plan.parallel:
             state, dispatch, lock = pool()
             with lock:  # the pool runs one job at a time
-                self.entry(table.ctypes.data, state, dispatch)
+                self.entry(table_address, state, dispatch)
         else:
-            self.entry(table.ctypes.data, 0, 0)
-        return outs
+            self.entry(table_address, 0, 0)
+        # (a graph output may be another's reshape: one buffer, two shapes)
+        return [
+            outs[i] if outs[i].shape == shape else outs[i].reshape(shape) for i, shape in plan.output_shapes
+        ]
 
     def output_shapes(self, bindings: dict) -> list[tuple[int, tuple]]:
-        """Per graph output: its array among run()'s results and its shape."""
+        """Per graph output: its buffer among the output buffers and its shape."""
         plan = self.bound(bindings)
         if plan.output_shapes is None:
             from ir.types import concrete_shape
