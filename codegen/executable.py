@@ -138,10 +138,12 @@ class CompiledGraph:
                 bindings = bind_inputs(self.graph, arrays)
                 if key is not None:
                     self._last_bindings = (key, bindings)
-            if isinstance(arrays, dict):
-                arrays = [arrays[v.name] for v in self.graph.inputs]
-            arrays = [np.ascontiguousarray(a) for a in arrays]
-            outs = self.native.run(arrays, bindings, _pool_addresses)
+            given = [arrays[v.name] for v in self.graph.inputs] if isinstance(arrays, dict) else arrays
+            contiguous = [  # (not ascontiguousarray, which makes a 0-d array 1-d)
+                a if isinstance(a, np.ndarray) and a.flags.c_contiguous else np.array(a, order="C")
+                for a in given
+            ]
+            outs = self.native.run(contiguous, bindings, _pool_addresses)
             if outs is not None:
                 return outs
         env, bindings = start(self.graph, arrays)
@@ -307,8 +309,8 @@ class CompiledGraph:
 
         def load(env):
             value = env[name]
-            if value.dtype != dtype or not value.flags.c_contiguous:
-                value = env[name] = np.ascontiguousarray(value, dtype=dtype)
+            if not isinstance(value, np.ndarray) or value.dtype != dtype or not value.flags.c_contiguous:
+                value = env[name] = np.array(value, dtype=dtype, order="C")  # (0-d stays 0-d)
             return _address(value)
 
         return load

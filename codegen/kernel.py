@@ -93,6 +93,7 @@ UNARY_OPS = (
     "log10",
     "sin",
     "cos",
+    "erf",
 )
 BINARY_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
 COMPARE_OPS = ("eq", "ne", "lt", "le", "gt", "ge")

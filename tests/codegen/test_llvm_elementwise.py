@@ -13,6 +13,7 @@ from codegen.schedule import KernelStep, schedule
 from ir import dtypes
 from ir.graph import Graph
 from ir.interpreter import run
+from ir.ops.special import erf
 from ir.parser import parse_graph
 from ir.types import TensorType
 
@@ -188,26 +189,34 @@ def test_random_elementwise_graphs_match_the_interpreter(graph, batch):
         ("exp", -103.0, 88.7, np.exp, 2.0),
         ("tanh", -12.0, 12.0, np.tanh, 2.0),
         ("sigmoid", -80.0, 80.0, lambda x: 1.0 / (1.0 + np.exp(-x)), 3.0),  # exp, then add and divide
+        ("erf", -6.0, 6.0, lambda x: erf(np, np.asarray(x, np.float64)), 2.0),
+        ("log", 1e-44, 3e38, np.log, 1.0),  # (a geometric grid: subnormals to the largest floats)
     ],
 )
 def test_fast_float32_math_is_within_a_few_ulp(op, low, high, reference, max_ulp):
-    """exp and tanh are polynomial approximations in float32 (they vectorize); measured against
-    float64 references over a dense grid, plus the special values."""
+    """exp, tanh, erf and log are polynomial approximations in float32 (they vectorize);
+    measured against float64 references over a dense grid, plus the special values."""
     g = parse_graph(f"""
 graph g(%x: f32[n]) {{
   %0: f32[n] = {op}(%x)
   return %0
 }}""")
-    x = np.concatenate(
-        [np.linspace(low, high, 400_001, dtype=np.float32), np.float32([0.0, -0.0, 1e-30, -1e-30])]
-    )
+    grid = np.geomspace(low, high, 400_001) if low > 0 else np.linspace(low, high, 400_001)
+    x = np.concatenate([grid.astype(np.float32), np.float32([0.0, -0.0, 1e-30, -1e-30])])
     got = compile_graph(g).run([x])[0]
-    want = reference(x.astype(np.float64))
-    normal = np.abs(want) >= np.finfo(np.float32).tiny
+    with np.errstate(all="ignore"):
+        want = reference(x.astype(np.float64))
+    defined = ~np.isnan(want)  # (log of negatives: NaN, checked with the special values)
+    assert np.isnan(got[~defined]).all()
+    x, got, want = x[defined], got[defined], want[defined]
+    infinite = np.isinf(want)  # log(0)
+    np.testing.assert_array_equal(got[infinite], want[infinite])
+    normal = ~infinite & (np.abs(want) >= np.finfo(np.float32).tiny)
     ulps = np.abs(got[normal] - want[normal]) / np.spacing(np.abs(want[normal]).astype(np.float32))
     assert ulps.max() <= max_ulp, f"{op}: {ulps.max():.2f} ulp at x={x[normal][ulps.argmax()]}"
-    assert np.all(np.abs(got[~normal] - want[~normal]) <= np.finfo(np.float32).tiny)
-    specials = np.float32([np.nan, np.inf, -np.inf, 200.0, -200.0])
+    tiny = ~infinite & ~normal
+    assert np.all(np.abs(got[tiny] - want[tiny]) <= np.finfo(np.float32).tiny)
+    specials = np.float32([np.nan, np.inf, -np.inf, 200.0, -200.0, 0.0, -0.0])
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(
             compile_graph(g).run([specials])[0], reference(specials).astype(np.float32)
@@ -227,7 +236,9 @@ graph g(%x: f32[batch,64], %y: f32[64]) {
   %0: f32[batch,64] = mul(%x, %y)
   %1: f32[batch,64] = tanh(%0)
   %2: f32[batch,64] = exp(%1)
-  return %2
+  %3: f32[batch,64] = erf(%2)
+  %4: f32[batch,64] = log(%3)
+  return %4
 }""")
     (step,) = schedule(g)
     tm = compiler.target_machine()
@@ -237,7 +248,8 @@ graph g(%x: f32[batch,64], %y: f32[64]) {
     pb.getModulePassManager().run(module, pb)
     text = str(module)
     assert "x float>" in text  # <4|8|16 x float> depending on the CPU
-    assert "call float @tanhf" not in text and "call float @expf" not in text
+    for name in ("tanhf", "expf", "erff", "logf", "llvm.log.f32"):
+        assert f"call float @{name}" not in text, name
 
 
 def test_a_recomputed_value_read_by_a_broadcast_inlined_user_is_computed():

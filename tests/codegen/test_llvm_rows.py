@@ -202,6 +202,7 @@ def row_graphs(draw):
     x = g.add_input("x", TensorType(dtype, shape))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     w = g.add_weight("w", rng.standard_normal(sizes[-1]).astype(dtype.np))
+    one = g.add_weight("one", np.ones((), dtype.np))
     value, outputs = x, []
 
     def maybe_output(v):
@@ -218,6 +219,9 @@ def row_graphs(draw):
         maybe_output(row)
         if draw(st.booleans()):  # an op on the row's result, once per row
             (row,) = g.add_node("mul", [row, row])
+            # (r * r + 1 under the rsqrt: a sum that cancels to rounding noise, e.g. of x - mean,
+            # must not blow up into different infinities for different summation orders)
+            (row,) = g.add_node("add", [row, one])
             (row,) = g.add_node(draw(st.sampled_from(["rsqrt", "tanh", "neg"])), [row])
             maybe_output(row)
         combine = draw(st.sampled_from(["sub", "mul", "add", "maximum"]))

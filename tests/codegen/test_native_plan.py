@@ -140,3 +140,21 @@ def test_a_value_kept_alive_across_kernels_keeps_its_memory():
     for batch in (1, 8):
         x = rng.standard_normal((batch, 130)).astype(np.float32)
         np.testing.assert_allclose(exe.run([x])[0], run(g, [x])[0], rtol=2e-5, atol=2e-5)
+
+
+def test_scalar_inputs_stay_scalars_on_the_fallback_for_empty_tensors():
+    # regression (hypothesis): the native path made a 0-d input 1-d (ascontiguousarray) before
+    # an empty tensor sent the call to the step-by-step path, which then rejected its shape
+    g = parse_graph("""
+graph g(%x: f32[batch,k], %w: f32[k,1], %s: f32[]) {
+  %0: f32[batch,1] = matmul(%x, %w)
+  %1: f32[batch,1] = add(%s, %0)
+  return %1
+}""")
+    exe = compile_graph(g)
+    assert exe.native is not None
+    for k in (0, 3):
+        inputs = [np.ones((2, k), np.float32), np.ones((k, 1), np.float32), np.float32(0.5)]
+        np.testing.assert_allclose(exe.run(inputs)[0], run(g, inputs)[0])
+        inputs[2] = np.array(0.5, np.float32)
+        np.testing.assert_allclose(exe.run(inputs)[0], run(g, inputs)[0])
