@@ -94,6 +94,8 @@ UNARY_OPS = (
     "sin",
     "cos",
     "erf",
+    "expm1",
+    "log1p",
 )
 BINARY_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
 COMPARE_OPS = ("eq", "ne", "lt", "le", "gt", "ge")

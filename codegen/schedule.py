@@ -76,7 +76,7 @@ INTS = (dtypes.int32, dtypes.int64)
 INTEGER_OPS = ("add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu")
 # ops cheap enough to compute again in each kernel that uses their result (no transcendental
 # function, no division)
-CHEAP = frozenset(INTEGER_OPS) | {"cast", "where", *PREDICATES, *COMPARE_OPS, *LOGIC_OPS}
+CHEAP = frozenset(INTEGER_OPS) | {"cast", "where", "clamp", *PREDICATES, *COMPARE_OPS, *LOGIC_OPS}
 # casts a kernel does (numpy's semantics): from integers and bools to anything, floats to bool
 # and to the other float; float to integer (undefined out of range in LLVM) stays on the
 # interpreter
@@ -101,9 +101,14 @@ def float_only(node: Node) -> bool:
 def fusable(node: Node) -> bool:
     """Whether `node` can be part of an elementwise kernel: float arithmetic, integer
     arithmetic, comparisons, logic, isfinite/isnan, where and the casts in CASTS."""
-    if len(node.outputs) != 1 or any(v is None for v in node.inputs):
+    if len(node.outputs) != 1 or not node.inputs or node.inputs[0] is None:
         return False
     op, out = node.op, node.outputs[0].type.dtype
+    if op == "clamp":  # x, then optional lower and upper bounds
+        bounds = [v.type.dtype for v in node.inputs[1:] if v is not None]
+        return out in (*FLOATS, *INTS) and all(d is out for d in (node.inputs[0].type.dtype, *bounds))
+    if any(v is None for v in node.inputs):
+        return False
     ins = [v.type.dtype for v in node.inputs]
     if node.attrs and op != "cast":
         return False
@@ -202,9 +207,29 @@ def schedule(graph: Graph) -> list[Step]:
         # over a larger space that its user was inlined into (broadcast there)
         return recompute and _broadcasts(tuple(v.type.shape), tuple(space)) and recomputed(v)
 
-    cx = _Context(
-        graph.nodes, users, outputs, taken, folded, position, view_values(graph), frozenset(graph.weights)
-    )
+    host: dict[int, tuple] = {}
+
+    def host_space(n: Node) -> tuple:
+        """The space of the kernel that computes fusable node `n`: its own output's, or that of
+        the consumer kernel it is inlined into (up a chain of single consumers, which may
+        broadcast into larger spaces)."""
+        chain, node = [], n
+        while id(node) not in host:
+            v = node.outputs[0]
+            us = users.get(id(v), [])
+            if len(us) == 1 and id(v) not in outputs and id(us[0]) not in taken and fusable(us[0]):
+                chain.append(node)
+                node = us[0]
+                continue
+            host[id(node)] = tuple(v.type.shape)
+        space = host[id(node)]
+        for m in reversed(chain):
+            own = tuple(m.outputs[0].type.shape)
+            space = host[id(m)] = space if inlined(m.outputs[0], space) else own
+        return host[id(n)]
+
+    views, weights = view_values(graph), frozenset(graph.weights)
+    cx = _Context(graph.nodes, users, outputs, taken, folded, position, views, weights)
     matmuls: dict[int, KernelStep] = {}  # by the last node of each matmul or convolution kernel
     count = 0
     for node in graph.nodes:
@@ -273,8 +298,8 @@ def schedule(graph: Graph) -> list[Step]:
                 consumer = users[id(out)][0]
                 if id(consumer) in taken:
                     pass  # a matmul's, convolution's or row kernel's operand: stored
-                elif fusable(consumer) and folded(out, consumer.outputs[0].type.shape, consumer):
-                    continue  # computed inside its consumer's kernel
+                elif fusable(consumer) and folded(out, host_space(consumer), consumer):
+                    continue  # computed inside the kernel that computes its consumer
                 elif (
                     reducible(consumer)
                     and consumer.inputs[0] is out
@@ -546,12 +571,7 @@ def _build_rows(final: Node, cx: _Context, excluded: set):
 
     def node_expr(p: Node):
         members[id(p)] = p
-        args = [operand(w) for w in p.inputs]
-        if p.op == "cast":
-            return Cast(p.outputs[0].type.dtype, args[0])
-        if p.op == "where":
-            return Where(*args)
-        return Unary(p.op, args[0]) if len(args) == 1 else Binary(p.op, args[0], args[1])
+        return _node_expression(p, [None if w is None else operand(w) for w in p.inputs])
 
     def stage(p: Node, shape: tuple):
         """Row(i) for reduction `p` as a stage, or None where it cannot be one."""
@@ -640,11 +660,20 @@ def _operand(v: Value, space, folded, position, inputs: list, members: list, con
 
 def _build(n: Node, space, folded, position, inputs: list, members: list):
     members.append(position[id(n)])
-    args = [_operand(v, space, folded, position, inputs, members, n) for v in n.inputs]
+    args = [None if v is None else _operand(v, space, folded, position, inputs, members, n) for v in n.inputs]
+    return _node_expression(n, args)
+
+
+def _node_expression(n: Node, args: list):
+    """The expression of fusable node `n` over its operands' expressions (None: no operand)."""
     if n.op == "cast":
         return Cast(n.outputs[0].type.dtype, args[0])
     if n.op == "where":
         return Where(*args)
+    if n.op == "clamp":  # numpy's order: the lower bound, then the upper one (NaN stays NaN)
+        x, lo, hi = args
+        x = x if lo is None else Binary("maximum", x, lo)
+        return x if hi is None else Binary("minimum", x, hi)
     return Unary(n.op, args[0]) if len(args) == 1 else Binary(n.op, args[0], args[1])
 
 

@@ -206,6 +206,8 @@ class _Code:
             return self.log(b, x)
         if op == "erf":
             return self.erf(b, x)
+        if op in ("expm1", "log1p"):  # libm's (scalar calls): accurate near 0 where exp, log are not
+            return b.call(self.libm(op, t), [x])
         if op in ("abs", "sqrt", "floor", "ceil", "trunc", "exp2", "log2", "log10", "sin", "cos"):
             # exact (floor, ceil, trunc, sqrt) or libm's (the others: scalar calls, not vectorized)
             return b.call(self.intrinsic("fabs" if op == "abs" else op, 1, t), [x])
