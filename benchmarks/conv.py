@@ -14,7 +14,7 @@ import argparse
 import platform
 
 import numpy as np
-from elementwise import best_ms
+from elementwise import best_ms, ort_inference, torch_or_none
 
 from codegen.executable import compile_graph
 from ir import dtypes
@@ -43,7 +43,7 @@ def graph(c: int, h: int, w: np.ndarray, bias: np.ndarray, padding: int) -> Grap
 
 def ort_session(w: np.ndarray, bias: np.ndarray, padding: int):
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (installed?)
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
@@ -58,21 +58,14 @@ def ort_session(w: np.ndarray, bias: np.ndarray, padding: int):
         helper.make_graph(nodes, "conv", [spec("x")], [spec("y")], initializer=weights),
         opset_imports=[helper.make_opsetid("", 17)],
     )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort_inference(model)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    try:
-        import torch
-
-        torch.set_num_threads(2)
-    except ImportError:
-        torch = None
+    torch = torch_or_none()
     from llvmlite import ir
 
     from codegen.host import vector_bits

@@ -37,9 +37,28 @@ def best_ms(fn, repeat: int) -> float:
     return min(times) * 1e3
 
 
+def torch_or_none():
+    """PyTorch on 2 threads (as every peer here), or None where it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(2)
+    return torch
+
+
+def ort_inference(model):
+    """An ONNX Runtime session of `model` (an onnx ModelProto) on 2 threads, on the CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
 def ort_session():
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (installed?)
         from onnx import TensorProto, helper
     except ImportError:
         return None
@@ -67,10 +86,7 @@ def ort_session():
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort_inference(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
 
 
 def main() -> None:
@@ -91,12 +107,7 @@ def main() -> None:
         times["graphc"][n] = best_ms(lambda x=x: exe.run([x]), args.repeat)
     for n, x in xs.items():
         times["numpy"][n] = best_ms(lambda x=x: gelu(np, x), args.repeat)
-    try:
-        import torch
-
-        torch.set_num_threads(2)
-    except ImportError:
-        torch = None
+    torch = torch_or_none()
     session = ort_session()
     if torch is not None:
         for n, x in xs.items():

@@ -15,7 +15,7 @@ import argparse
 import platform
 
 import numpy as np
-from elementwise import best_ms
+from elementwise import best_ms, ort_inference, torch_or_none
 
 from codegen.executable import compile_graph
 from ir import dtypes
@@ -40,7 +40,7 @@ def graph(n: int, weight: np.ndarray | None) -> Graph:
 
 def ort_session():
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (installed?)
         from onnx import TensorProto, helper
     except ImportError:
         return None
@@ -50,9 +50,7 @@ def ort_session():
         helper.make_graph([node], "gemm", [spec("a"), spec("b")], [spec("y")]),
         opset_imports=[helper.make_opsetid("", 17)],
     )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort_inference(model)
 
 
 def make_runners(n: int, a: np.ndarray, b: np.ndarray, torch, session) -> dict:
@@ -74,12 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    try:
-        import torch
-
-        torch.set_num_threads(2)
-    except ImportError:
-        torch = None
+    torch = torch_or_none()
     session = ort_session()
     print(f"# {platform.processor() or platform.machine()}, numpy {np.__version__}, 2 threads; GFLOP/s")
     print("| n | numpy | graphc (input b) | graphc (weight b) | torch | ONNX Runtime |")

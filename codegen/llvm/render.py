@@ -637,26 +637,63 @@ class _Gemm(_Code):
             return existing
         return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
 
+    def _masked(self) -> tuple[ir.Function, ir.Function]:
+        """LLVM's masked vector load and store for this kernel's vectors (lanes past the mask
+        are neither read nor written: no fault past an array's end)."""
+        vec, i32 = self.vec, ir.IntType(32)
+        mask_type = ir.VectorType(ir.IntType(1), self.lanes)
+        types = {
+            "load": ir.FunctionType(vec, [vec.as_pointer(), i32, mask_type, vec]),
+            "store": ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), i32, mask_type]),
+        }
+        functions = []
+        for kind, function_type in types.items():
+            name = f"llvm.masked.{kind}.v{self.lanes}{self.suffix}.p0"
+            existing = self.module.globals.get(name)
+            functions.append(existing or ir.Function(self.module, function_type, name=name))
+        return functions[0], functions[1]
+
+    def _broadcast(self, b: ir.IRBuilder, value: ir.Value) -> ir.Value:
+        """A vector of `value` in every lane."""
+        i32 = ir.IntType(32)
+        undef = ir.Constant(self.vec, ir.Undefined)
+        lane0 = b.insert_element(undef, value, ir.Constant(i32, 0))
+        return b.shuffle_vector(lane0, undef, ir.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes))
+
+    def _accumulate(self, fn: ir.Function, b: ir.IRBuilder, count: int, depth, step) -> list:
+        """The micro-kernels' loop: k from 0 to `depth` carrying `count` vector accumulators from
+        zero, step(b, k, accumulators) giving their next values; leaves `b` after the loop and
+        returns the accumulators' final values."""
+        zero = ir.Constant(self.vec, [0.0] * self.lanes)
+        before = b.block
+        head = fn.append_basic_block("k_loop")
+        body = fn.append_basic_block("k_body")
+        done = fn.append_basic_block("k_done")
+        b.branch(head)
+        b.position_at_end(head)
+        kk = b.phi(I64, name="k")
+        kk.add_incoming(ir.Constant(I64, 0), before)
+        accs = []
+        for _ in range(count):
+            acc = b.phi(self.vec)
+            acc.add_incoming(zero, before)
+            accs.append(acc)
+        b.cbranch(b.icmp_signed("<", kk, depth), body, done)
+        b.position_at_end(body)
+        updated = step(b, kk, accs)
+        kk.add_incoming(b.add(kk, ir.Constant(I64, 1)), b.block)
+        for acc, new in zip(accs, updated, strict=True):
+            acc.add_incoming(new, b.block)
+        b.branch(head)
+        b.position_at_end(done)
+        return accs
+
     def _masked_copy(self, b: ir.IRBuilder, dest, source, count) -> None:
         """dest[0:count] = source[0:count] (zeros where source is None), a vector of lanes at a
         time with masked loads and stores for the last: no libc memcpy/memset call per run."""
-        vec = ir.VectorType(self.t, self.lanes)
-        mask_type = ir.VectorType(ir.IntType(1), self.lanes)
+        vec = self.vec
         i32 = ir.IntType(32)
-        load = self.module.globals.get(f"llvm.masked.load.v{self.lanes}{self.suffix}.p0")
-        if load is None:
-            load = ir.Function(
-                self.module,
-                ir.FunctionType(vec, [vec.as_pointer(), i32, mask_type, vec]),
-                name=f"llvm.masked.load.v{self.lanes}{self.suffix}.p0",
-            )
-        store = self.module.globals.get(f"llvm.masked.store.v{self.lanes}{self.suffix}.p0")
-        if store is None:
-            store = ir.Function(
-                self.module,
-                ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), i32, mask_type]),
-                name=f"llvm.masked.store.v{self.lanes}{self.suffix}.p0",
-            )
+        load, store = self._masked()
         iota = ir.Constant(ir.VectorType(I64, self.lanes), list(range(self.lanes)))
         zero = ir.Constant(vec, [0.0] * self.lanes)
         align = ir.Constant(i32, self.item)
@@ -753,42 +790,22 @@ class _Gemm(_Code):
             r = b.add(row0, ir.Constant(I64, i))
             rows.append(b.gep(a, [b.add(b.mul(r, lda), pc)], inbounds=True))
         fma = self.intrinsic("fma", 3, self.vec)
-        zero = ir.Constant(self.vec, [0.0] * self.lanes)
         vptr = self.vec.as_pointer()
-        before = b.block
-        head = fn.append_basic_block("k_loop")
-        body = fn.append_basic_block("k_body")
-        done = fn.append_basic_block("k_done")
-        b.branch(head)
-        b.position_at_end(head)
-        kk = b.phi(I64, name="k")
-        kk.add_incoming(ir.Constant(I64, 0), before)
-        accs = []
-        for _ in range(count * self.nv):
-            acc = b.phi(self.vec)
-            acc.add_incoming(zero, before)
-            accs.append(acc)
-        b.cbranch(b.icmp_signed("<", kk, kc), body, done)
-        b.position_at_end(body)
-        at = b.mul(kk, ir.Constant(I64, self.nr))
-        bvecs = []
-        for v in range(self.nv):
-            slot = b.gep(bp, [b.add(at, ir.Constant(I64, v * self.lanes))], inbounds=True)
-            bvecs.append(b.load(b.bitcast(slot, vptr), align=self.item))
-        updated = []
-        undef = ir.Constant(self.vec, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), self.lanes), [0] * self.lanes)
-        for i in range(count):
-            value = b.load(b.gep(rows[i], [kk], inbounds=True))
-            lane0 = b.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
-            broadcast = b.shuffle_vector(lane0, undef, splat)
+
+        def step(b, kk, accs):
+            at = b.mul(kk, ir.Constant(I64, self.nr))
+            bvecs = []
             for v in range(self.nv):
-                updated.append(b.call(fma, [broadcast, bvecs[v], accs[i * self.nv + v]]))
-        kk.add_incoming(b.add(kk, ir.Constant(I64, 1)), b.block)
-        for acc, new in zip(accs, updated, strict=True):
-            acc.add_incoming(new, b.block)
-        b.branch(head)
-        b.position_at_end(done)
+                slot = b.gep(bp, [b.add(at, ir.Constant(I64, v * self.lanes))], inbounds=True)
+                bvecs.append(b.load(b.bitcast(slot, vptr), align=self.item))
+            updated = []
+            for i in range(count):
+                broadcast = self._broadcast(b, b.load(b.gep(rows[i], [kk], inbounds=True)))
+                for v in range(self.nv):
+                    updated.append(b.call(fma, [broadcast, bvecs[v], accs[i * self.nv + v]]))
+            return updated
+
+        accs = self._accumulate(fn, b, count * self.nv, kc, step)
         for i in range(count):
             for v in range(self.nv):
                 slot = b.gep(tile, [ir.Constant(I64, i * self.nr + v * self.lanes)], inbounds=True)
@@ -1273,42 +1290,23 @@ class _ConvEmitter(_Gemm):
             oy, ox = b.sdiv(p, c64(ow)), b.srem(p, c64(ow))
             corners.append(b.gep(plane, [b.add(b.mul(oy, c64(sh * width)), b.mul(ox, c64(sw)))]))
         fma = self.intrinsic("fma", 3, self.vec)
-        zero = ir.Constant(self.vec, [0.0] * self.lanes)
         vptr = self.vec.as_pointer()
-        undef = ir.Constant(self.vec, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes)
-        before = b.block
-        head = fn.append_basic_block("k_loop")
-        body = fn.append_basic_block("k_body")
-        done = fn.append_basic_block("k_done")
-        b.branch(head)
-        b.position_at_end(head)
-        kk = b.phi(I64, name="k")
-        kk.add_incoming(c64(0), before)
-        accs = []
-        for _ in range(block_pixels * vectors):
-            acc = b.phi(self.vec)
-            acc.add_incoming(zero, before)
-            accs.append(acc)
-        b.cbranch(b.icmp_signed("<", kk, c64(depth)), body, done)
-        b.position_at_end(body)
-        tap = b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), kk], inbounds=True)), I64)
-        row = b.gep(weights, [b.mul(kk, c64(padded_channels))])
-        wvecs = [
-            b.load(b.bitcast(b.gep(row, [c64(v * self.lanes)]), vptr), align=self.item)
-            for v in range(vectors)
-        ]
-        updated = []
-        for i in range(block_pixels):
-            value = b.load(b.gep(corners[i], [tap]))
-            broadcast = b.shuffle_vector(b.insert_element(undef, value, ir.Constant(i32, 0)), undef, splat)
-            for v in range(vectors):
-                updated.append(b.call(fma, [broadcast, wvecs[v], accs[i * vectors + v]]))
-        kk.add_incoming(b.add(kk, c64(1)), b.block)
-        for acc, new in zip(accs, updated, strict=True):
-            acc.add_incoming(new, b.block)
-        b.branch(head)
-        b.position_at_end(done)
+
+        def step(b, kk, accs):
+            tap = b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), kk], inbounds=True)), I64)
+            row = b.gep(weights, [b.mul(kk, c64(padded_channels))])
+            wvecs = [
+                b.load(b.bitcast(b.gep(row, [c64(v * self.lanes)]), vptr), align=self.item)
+                for v in range(vectors)
+            ]
+            updated = []
+            for i in range(block_pixels):
+                broadcast = self._broadcast(b, b.load(b.gep(corners[i], [tap])))
+                for v in range(vectors):
+                    updated.append(b.call(fma, [broadcast, wvecs[v], accs[i * vectors + v]]))
+            return updated
+
+        accs = self._accumulate(fn, b, block_pixels * vectors, c64(depth), step)
         for i in range(block_pixels):
             for v in range(vectors):
                 slot = b.gep(tile, [c64((i * vectors + v) * self.lanes)], inbounds=True)
@@ -1380,20 +1378,7 @@ class _ConvEmitter(_Gemm):
         weights, row0, plane, oy, tile = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         mask_type = ir.VectorType(ir.IntType(1), self.lanes)
-        load = self.module.globals.get(f"llvm.masked.load.v{self.lanes}{self.suffix}.p0")
-        if load is None:
-            load = ir.Function(
-                self.module,
-                ir.FunctionType(self.vec, [self.vec.as_pointer(), i32, mask_type, self.vec]),
-                name=f"llvm.masked.load.v{self.lanes}{self.suffix}.p0",
-            )
-        store = self.module.globals.get(f"llvm.masked.store.v{self.lanes}{self.suffix}.p0")
-        if store is None:
-            store = ir.Function(
-                self.module,
-                ir.FunctionType(ir.VoidType(), [self.vec, self.vec.as_pointer(), i32, mask_type]),
-                name=f"llvm.masked.store.v{self.lanes}{self.suffix}.p0",
-            )
+        load, store = self._masked()
         tail = ow - (chunks - 1) * self.lanes  # pixels in a row's last chunk
         tail_mask = ir.Constant(mask_type, [1 if j < tail else 0 for j in range(self.lanes)])
         zero = ir.Constant(self.vec, [0.0] * self.lanes)
@@ -1409,42 +1394,24 @@ class _ConvEmitter(_Gemm):
         channel_rows = [b.gep(weights, [b.mul(b.add(row0, c64(i)), c64(depth))]) for i in range(count)]
         fma = self.intrinsic("fma", 3, self.vec)
         vptr = self.vec.as_pointer()
-        before = b.block
-        head = fn.append_basic_block("k_loop")
-        body = fn.append_basic_block("k_body")
-        done = fn.append_basic_block("k_done")
-        b.branch(head)
-        b.position_at_end(head)
-        kk = b.phi(I64, name="k")
-        kk.add_incoming(c64(0), before)
-        accs = []
-        for _ in range(count * len(starts)):
-            acc = b.phi(self.vec)
-            acc.add_incoming(zero, before)
-            accs.append(acc)
-        b.cbranch(b.icmp_signed("<", kk, c64(depth)), body, done)
-        b.position_at_end(body)
-        tap = b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), kk], inbounds=True)), I64)
-        vectors = []
-        for start, last in starts:
-            at = b.bitcast(b.gep(start, [tap]), vptr)
-            if last and tail < self.lanes:
-                vectors.append(b.call(load, [at, align, tail_mask, zero]))
-            else:
-                vectors.append(b.load(at, align=self.item))
-        updated = []
-        undef = ir.Constant(self.vec, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes)
-        for i in range(count):
-            value = b.load(b.gep(channel_rows[i], [kk], inbounds=True))
-            broadcast = b.shuffle_vector(b.insert_element(undef, value, ir.Constant(i32, 0)), undef, splat)
-            for v in range(len(starts)):
-                updated.append(b.call(fma, [broadcast, vectors[v], accs[i * len(starts) + v]]))
-        kk.add_incoming(b.add(kk, c64(1)), b.block)
-        for acc, new in zip(accs, updated, strict=True):
-            acc.add_incoming(new, b.block)
-        b.branch(head)
-        b.position_at_end(done)
+
+        def step(b, kk, accs):
+            tap = b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), kk], inbounds=True)), I64)
+            vectors = []
+            for start, last in starts:
+                at = b.bitcast(b.gep(start, [tap]), vptr)
+                if last and tail < self.lanes:
+                    vectors.append(b.call(load, [at, align, tail_mask, zero]))
+                else:
+                    vectors.append(b.load(at, align=self.item))
+            updated = []
+            for i in range(count):
+                broadcast = self._broadcast(b, b.load(b.gep(channel_rows[i], [kk], inbounds=True)))
+                for v in range(len(starts)):
+                    updated.append(b.call(fma, [broadcast, vectors[v], accs[i * len(starts) + v]]))
+            return updated
+
+        accs = self._accumulate(fn, b, count * len(starts), c64(depth), step)
         for i in range(count):
             for v, (_, last) in enumerate(starts):
                 r, ch = divmod(v, chunks)
