@@ -1,7 +1,7 @@
 """Convolution layers (conv2d + bias + ReLU, float32, NCHW): graphc's compiled kernel against
 PyTorch eager and ONNX Runtime, in the same run, in GFLOP/s. The layers: the LeNet's two (batch
-256), a 3-channel 3x3 stem, and 3x3 padded layers of 32 and 64 channels (ResNet's 56x56 and 28x28
-stages, batch 8). The `path` column says which of graphc's three convolution kernels the layer
+256), a 3-channel 3x3 stem, and 3x3 padded layers of 32, 64 and 512 channels (ResNet's 56x56,
+28x28 and 7x7 stages, batch 8). The `path` column says which of graphc's three convolution kernels the layer
 got on this machine (direct: output pixels along the vector lanes, read straight from the input
 rows; channels: output channels along the lanes; packed: im2col panels).
 
@@ -28,6 +28,7 @@ LAYERS = (
     ("3x3 stem", 8, 3, 16, 32, 3, 1),
     ("3x3 32ch 56x56", 8, 32, 32, 56, 3, 1),
     ("3x3 64ch 28x28", 8, 64, 64, 28, 3, 1),
+    ("3x3 512ch 7x7", 8, 512, 512, 7, 3, 1),
 )
 
 

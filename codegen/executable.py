@@ -14,6 +14,7 @@ runs the whole graph on the reference interpreter (any array module: numpy, cupy
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from codegen import library
 from codegen.host import matmul_tile, vector_bits
-from codegen.kernel import Conv2d, Kernel, Matmul, Pool2d
+from codegen.kernel import Conv2d, Kernel, Matmul, Pool2d, conv_path
 from codegen.plan import Buffer, Call, NativeRun, _address
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
 from ir.errors import ShapeError
@@ -40,7 +41,7 @@ class CompiledGraph:
         when one is this graph's for this CPU."""
         self.source = graph
         self.graph = optimize(graph)
-        self.steps = schedule(self.graph)
+        self.steps = _pack_conv_weights(schedule(self.graph), self.graph)
         self.schedule_text = format_schedule(self.steps)  # also part of the code's cache key
         dump = os.environ.get("GRAPHC_DUMP")
         if dump:  # after the passes' dumps (ir.passes.optimize): which nodes went into which kernel
@@ -214,6 +215,8 @@ class CompiledGraph:
                 calls.append(Call([("buffer", out), *args, *sizes], how))
                 names.append(f"{k.name}.cols.packed")
             elif isinstance(k, (Conv2d, Pool2d)):
+                if isinstance(k, Conv2d) and k.w_packed:
+                    args[1] = ("address", self._packed_conv_weight(k, step.inputs[1]))
                 if isinstance(k, Conv2d):
                     work = int(np.prod(k.w.shape)) * int(np.prod(k.out_shape[2:])), CONV_PARALLEL_MIN_MACS
                 else:
@@ -250,6 +253,15 @@ class CompiledGraph:
         array = np.ascontiguousarray(self.graph.weight_data[name], dtype=dtype)
         self._keep.append(array)
         return _address(array)
+
+    def _packed_conv_weight(self, k: Conv2d, name: str) -> int:
+        """The address of convolution weight `name` transposed for the channels path (once)."""
+        _, lanes, _ = matmul_tile(k.dtype, vector_bits())
+        packed = self._packed.get((name, "conv"))
+        if packed is None:
+            w = self.graph.weight_data[name]
+            packed = self._packed[(name, "conv")] = pack_conv_weight(w, k.groups, lanes, k.dtype.np)
+        return _address(packed)
 
     def _packed_weight(self, name: str, panel: int, dtype) -> int:
         """The address of weight `name` packed for the matmul kernel (packed once)."""
@@ -360,6 +372,9 @@ class CompiledGraph:
         t = k.dtype.np
         x_name = step.inputs[0]
         operands = [self._operand(name, t) for name in step.inputs[1:]]  # a weight, extras
+        if isinstance(k, Conv2d) and k.w_packed:  # the weight transposed once, now
+            address = self._packed_conv_weight(k, step.inputs[1])
+            operands[0] = lambda env: address
         tail = tuple(k.out_shape[1:])
 
         def images(env, bindings, weights):
@@ -374,6 +389,32 @@ class CompiledGraph:
                 _launch(function, k, args, (count,), count * per_image >= threshold())
 
         return images
+
+
+def _pack_conv_weights(steps: list, graph: Graph) -> list:
+    """The steps with each convolution that takes the channels path by a weight marked
+    `w_packed`: its weight is transposed once (`pack_conv_weight`), not on every call."""
+    out = []
+    for step in steps:
+        k = getattr(step, "kernel", None)
+        if isinstance(k, Conv2d) and step.inputs[1] in graph.weights:
+            rows, lanes, vectors = matmul_tile(k.dtype, vector_bits())
+            if conv_path(k, rows, lanes, vectors) == "channels":
+                step = dataclasses.replace(step, kernel=dataclasses.replace(k, w_packed=True))
+        out.append(step)
+    return out
+
+
+def pack_conv_weight(w: np.ndarray, groups: int, lanes: int, dtype=None) -> np.ndarray:
+    """A convolution weight (CO, C / groups, KH, KW) as the channels path reads it: per group,
+    K = C / groups * KH * KW rows of its output channels, zero-padded to whole vectors of
+    `lanes` ([groups][K][padded channels])."""
+    co = w.shape[0]
+    cog, depth = co // groups, int(np.prod(w.shape[1:]))
+    padded = -(-cog // lanes) * lanes
+    out = np.zeros((groups, depth, padded), dtype=dtype or w.dtype)
+    out[:, :, :cog] = w.reshape(groups, cog, depth).transpose(0, 2, 1)
+    return out
 
 
 def pack_matmul_b(b: np.ndarray, panel: int, dtype=None) -> np.ndarray:

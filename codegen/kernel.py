@@ -322,6 +322,9 @@ class Conv2d:
     epilogue: Expr = Acc()
     extras: tuple[KernelInput, ...] = ()
     extra_strides: tuple[tuple[int, int, int], ...] = ()
+    # w given already transposed for the channels path ([group][K][channels padded to whole
+    # vectors]: `pack_conv_weight`), done once for a weight instead of on every call
+    w_packed: bool = False
 
     splittable = True
 
@@ -342,6 +345,36 @@ class Pool2d:
     dilation: tuple[int, int]
 
     splittable = True
+
+
+def conv_direct_rows(k: Conv2d, lanes: int, vectors: int) -> int:
+    """Output rows per block of the direct convolution path (no im2col: each vector of the
+    product loads its pixels straight from an input row), 0 where it does not apply: it needs
+    stride 1 along the width and an output row of at most lanes * vectors pixels."""
+    ow = k.out_shape[3]
+    chunks = -(-ow // lanes)
+    if k.stride[1] != 1 or chunks > vectors or ow == 0:
+        return 0
+    return vectors // chunks
+
+
+def conv_path(k: Conv2d, rows: int, lanes: int, vectors: int) -> str:
+    """Which convolution kernel `k` gets with a rows x (lanes * vectors) register block:
+    'direct' (output pixels along the vector lanes, read straight from the input rows),
+    'channels' (output channels along the lanes, pixels broadcast from the input) or 'packed'
+    (im2col), by the vector fused multiply-adds each issues per image plus its merge (the
+    channels path's transposes one element at a time: about half an FMA's time each, measured
+    against the direct path on LeNet and ResNet layers)."""
+    co, cg, kh, kw = k.w.shape
+    _, _, oh, ow = k.out_shape
+    cog, depth = co // k.groups, cg * kh * kw
+    costs = {}
+    block = conv_direct_rows(k, lanes, vectors)
+    if block:
+        costs["direct"] = cog * depth * -(-oh // block) * block * -(-ow // lanes) + 0.1 * oh * ow * cog
+    if cog >= lanes:
+        costs["channels"] = oh * ow * (depth * -(-cog // lanes) + 0.5 * cog)
+    return min(costs, key=costs.get) if costs else "packed"
 
 
 def conv_extra_strides(shape: tuple, out_shape: tuple) -> tuple[int, int, int] | None:
@@ -407,6 +440,7 @@ def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d) -> str:
             for n, x in [("x", k.x), ("w", k.w), *((f"in{i}", x) for i, x in enumerate(k.extras))]
         )
         geometry = f"stride={k.stride}, padding={k.padding}, dilation={k.dilation}, groups={k.groups}"
+        geometry += ", w packed" if k.w_packed else ""
         out = TensorType(k.dtype, k.out_shape)
         return f"kernel {k.name}({ins}) conv2d[{geometry}] -> {out}: out = {format_expr(k.epilogue)}"
     if isinstance(k, Matmul):

@@ -30,6 +30,8 @@ from codegen.kernel import (
     Row,
     Unary,
     Where,
+    conv_direct_rows,
+    conv_path,
     expr_dtype,
 )
 from ir import dtypes
@@ -1030,15 +1032,7 @@ class _ConvEmitter(_Gemm):
             self._masked_copy(b, b.gep(target, [valid], inbounds=True), None, b.sub(c64(self.nr), valid))
 
     def direct_rows(self) -> int:
-        """Output rows per block of the direct path (no im2col: each vector of the product
-        loads its pixels straight from the input row), 0 where it does not apply: it needs
-        stride 1 along the width and an output row of at most NR pixels."""
-        k = self.kernel
-        ow = k.out_shape[3]
-        chunks = -(-ow // self.lanes)
-        if k.stride[1] != 1 or chunks > self.nv or ow == 0:
-            return 0
-        return self.nv // chunks
+        return conv_direct_rows(self.kernel, self.lanes, self.nv)
 
     def direct_plane(self) -> tuple[int, int]:
         """(height, width) of the planes the direct path reads: the input's, or with padding
@@ -1056,22 +1050,7 @@ class _ConvEmitter(_Gemm):
         return self.mr * self.nv // vectors, vectors
 
     def path(self) -> str:
-        """'direct' (output pixels along the vector lanes, read straight from the input rows),
-        'channels' (output channels along the lanes, pixels broadcast from the input) or
-        'packed' (im2col), by the vector fused multiply-adds each issues per image plus its
-        merge (the channels path's transposes one element at a time: about half an FMA's time
-        each, measured against the direct path on LeNet and ResNet layers)."""
-        k = self.kernel
-        co, cg, kh, kw = k.w.shape
-        _, _, oh, ow = k.out_shape
-        cog, depth = co // k.groups, cg * kh * kw
-        costs = {}
-        rows = self.direct_rows()
-        if rows:
-            costs["direct"] = cog * depth * -(-oh // rows) * rows * -(-ow // self.lanes) + 0.1 * oh * ow * cog
-        if cog >= self.lanes:
-            costs["channels"] = oh * ow * (depth * -(-cog // self.lanes) + 0.5 * cog)
-        return min(costs, key=costs.get) if costs else "packed"
+        return conv_path(self.kernel, self.mr, self.lanes, self.nv)
 
     def emit(self) -> None:
         {"direct": self._emit_direct, "channels": self._emit_channels, "packed": self._emit_packed}[
@@ -1196,17 +1175,19 @@ class _ConvEmitter(_Gemm):
         b = self.entry()
         out, _, w = self.fn.args[:3]
         bytes_ = ir.IntType(8).as_pointer()
-        size = c64(k.groups * depth * padded_channels)
-        raw = b.call(self._libc("calloc", bytes_, [I64, I64]), [size, c64(self.item)])
-        wt = b.bitcast(raw, self.t.as_pointer())
+        wt = w
+        if not k.w_packed:  # transposed here, on every call (a weight is packed once, outside)
+            size = c64(k.groups * depth * padded_channels)
+            raw = b.call(self._libc("calloc", bytes_, [I64, I64]), [size, c64(self.item)])
+            wt = b.bitcast(raw, self.t.as_pointer())
 
-        def transpose(b, i):  # i = (group * cog + channel) * K + k over w's layout
-            g_c, kk = b.sdiv(i, c64(depth)), b.srem(i, c64(depth))
-            g, channel = b.sdiv(g_c, c64(cog)), b.srem(g_c, c64(cog))
-            at = b.add(b.mul(b.add(b.mul(g, c64(depth)), kk), c64(padded_channels)), channel)
-            b.store(b.load(b.gep(w, [i], inbounds=True)), b.gep(wt, [at], inbounds=True))
+            def transpose(b, i):  # i = (group * cog + channel) * K + k over w's layout
+                g_c, kk = b.sdiv(i, c64(depth)), b.srem(i, c64(depth))
+                g, channel = b.sdiv(g_c, c64(cog)), b.srem(g_c, c64(cog))
+                at = b.add(b.mul(b.add(b.mul(g, c64(depth)), kk), c64(padded_channels)), channel)
+                b.store(b.load(b.gep(w, [i], inbounds=True)), b.gep(wt, [at], inbounds=True))
 
-        self._flat_loop(b, c64(0), c64(co * depth), "transpose", transpose)
+            self._flat_loop(b, c64(0), c64(co * depth), "transpose", transpose)
 
         def body(b, img, g, plane, first_channel):
             weights = b.gep(wt, [b.mul(g, c64(depth * padded_channels))])
@@ -1223,7 +1204,8 @@ class _ConvEmitter(_Gemm):
             self._flat_loop(b, c64(0), c64(cog), "channel_blocks", channels_, step=width)
 
         self._over_planes(b, body)
-        b.call(self._libc("free", ir.VoidType(), [bytes_]), [raw])
+        if not k.w_packed:
+            b.call(self._libc("free", ir.VoidType(), [bytes_]), [raw])
         b.ret_void()
 
     def _merge_transposed(self, b: ir.IRBuilder, out, img, first_channel, c0, p0, extra) -> None:

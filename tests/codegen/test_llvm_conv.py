@@ -237,3 +237,25 @@ def test_max_pool_with_used_indices_stays_on_the_interpreter():
     inputs = _inputs(g, 2)
     for got, want in zip(exe.run(inputs), run(g, inputs), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_channels_path_weights_are_transposed_once_or_per_call():
+    """A weight is transposed for the channels path once, when the graph is compiled; a weight
+    the graph computes (here an input) is transposed by the kernel on every call."""
+    case = (8, 9, 9, 32, (3, 3), (2, 2), (1, 1), (1, 1), 2, True)  # 16 channels a group
+    g = _conv_graph(*case, "float32")
+    exe = compile_graph(g)
+    assert _path(case, "float32") == "channels" and "w packed" in str(exe)
+    h = Graph("conv")
+    x = h.add_input("x", TensorType(dtypes.float32, ("batch", 8, 9, 9)))
+    w = h.add_input("w", TensorType(dtypes.float32, (32, 4, 3, 3)))
+    attrs = {"stride": (2, 2), "padding": (1, 1), "dilation": (1, 1), "groups": 2}
+    (y,) = h.add_node("conv2d", [x, w], attrs)
+    h.set_outputs([y])
+    exe2 = compile_graph(h)
+    assert isinstance(exe2.steps[0].kernel, Conv2d) and "w packed" not in str(exe2)
+    for batch in (1, 3):
+        inputs = _inputs(g, batch, seed=batch)
+        _close(exe.run(inputs)[0], run(g, inputs)[0], 36, "float32")
+        weight = g.weight_data["w"]
+        _close(exe2.run([inputs[0], weight])[0], run(h, [inputs[0], weight])[0], 36, "float32")
