@@ -75,6 +75,7 @@ CONVS = [
     # output channels along the vector lanes
     (32, 9, 9, 32, (3, 3), (2, 2), (1, 1), (1, 1), 2, True),  # stride 2, padding, groups of 16
     (4, 7, 7, 40, (3, 3), (1, 1), (2, 2), (2, 2), 1, True),  # 40 channels: whole and partial vectors
+    (64, 6, 6, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),  # K = 576: two slices of K
 ]
 
 
