@@ -2,9 +2,13 @@
 
 A `Kernel` iterates over an index space (`ranges`, sizes ints or symbols that the caller passes
 at run time) and stores one scalar expression per point, or with a `Reduction` combines the
-expression over some axes. An
-expression reads its inputs through `Load`s whose per-dimension strides (0 where the input is
-broadcast) come from the input's shape, so movement never copies. Renderers consume only this.
+expression over some axes; with `Stage`s it works row by row, reducing each row first and
+reading the results as `Row`s (softmax, layer norm in one kernel). An expression reads its
+inputs through `Load`s whose per-dimension strides (0 where the input is broadcast) come from
+the input's shape, or from a `View` of another buffer (permuted, sliced, flipped...), so
+movement never copies. `Matmul`, `Conv2d` and `Pool2d` are the blocked kernels, with their
+elementwise consumers as an epilogue expression of `Acc()`; `conv_path` says which of the three
+convolution kernels a layer gets. Renderers consume only this.
 
     >>> k = Kernel("k0", ranges=("batch", 4), dtype=f32, inputs=(KernelInput(("batch", 4)),),
     ...            body=Unary("exp", Load(0)))
