@@ -254,8 +254,11 @@ def test_random_row_graphs_match_the_interpreter(graph, split):
             data = np.random.default_rng(batch).standard_normal(shape).astype(x.type.dtype.np)
             with np.errstate(all="ignore"):
                 got, want = exe.run([data]), run(graph, [data])
+            # sums in another order than numpy's: rounding relative to the largest values seen
+            # (a cancelling sum's noise is of their size, not of its result's)
+            scale = max([1.0] + [float(np.abs(b[np.isfinite(b)]).max(initial=0)) for b in want])
             for a, b in zip(got, want, strict=True):
                 assert a.dtype == b.dtype and a.shape == b.shape
-                np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance, equal_nan=True)
+                np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * scale, equal_nan=True)
     finally:
         executable.PARALLEL_MIN_POINTS, executable._workers = saved
