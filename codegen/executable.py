@@ -349,9 +349,9 @@ class CompiledGraph:
             if not out.size:
                 return
             rows = a.size // kk if kk else out.size // nn
-            per_batch = a.shape[-2] if a.ndim > 1 else 1
-            args = (_address(out), _address(a), b_address(env), *(load(env) for load in extras), rows, nn, kk)
-            args += (per_batch,)
+            per_batch = a.shape[-2] if a.ndim > 1 else 1  # rows of a per matrix of b
+            operands = (_address(out), _address(a), b_address(env), *(load(env) for load in extras))
+            args = (*operands, rows, nn, kk, per_batch)
             _launch(function, k, args, (rows,), rows * nn * kk >= MATMUL_PARALLEL_MIN_MACS)
 
         return matmul
