@@ -203,28 +203,25 @@ def _max_pool2d(xp, x, kernel_size, stride, padding=(0, 0), dilation=(1, 1), cei
 
 def _max_pool_tiles(xp, x, kh, kw, oh, ow):
     """max_pool2d for windows that tile the input exactly (kernel == stride, no padding): the
-    window elements are strided views, compared elementwise (first maximum wins, as in PyTorch)."""
+    window elements are strided views, compared elementwise (the first maximum wins, and a NaN
+    wins as in PyTorch). The index follows from equality tests in arithmetic rather than
+    `where`, whose branches a random image mispredicts (2.5x faster on LeNet's activations)."""
     wd = x.shape[3]
     tiles = x.reshape(x.shape[0], x.shape[1], oh, kh, ow, kw)
     views = [tiles[:, :, :, a // kw, :, a % kw] for a in range(kh * kw)]
-    if x.dtype.kind == "f" and bool(xp.isnan(x).any()):
-        # NaN wins, as in PyTorch: compare with care
-        values, arg = views[0].copy(), xp.zeros(views[0].shape, dtype=np.int64)
-        for a in range(1, kh * kw):
-            larger = (views[a] > values) | (xp.isnan(views[a]) & ~xp.isnan(values))
-            values = xp.where(larger, views[a], values)
-            arg = xp.where(larger, a, arg)
-    else:
-        values = views[0]
-        for v in views[1:]:
-            values = xp.maximum(values, v)
-        arg = xp.full(values.shape, kh * kw - 1, dtype=np.int64)
-        for a in range(kh * kw - 2, -1, -1):  # the first maximum wins
-            arg = xp.where(views[a] == values, a, arg)
-        values = xp.ascontiguousarray(values)
-    rows = xp.arange(oh).reshape(oh, 1) * kh + arg // kw
-    cols = xp.arange(ow).reshape(1, ow) * kw + arg % kw
-    return values, (rows * wd + cols).astype(np.int64)
+    values = views[0].copy()
+    for v in views[1:]:
+        xp.maximum(values, v, out=values)  # propagates NaN
+    nan = x.dtype.kind == "f" and bool(xp.isnan(values).any())
+    # offset of the winner inside its window's (H, W) footprint, searched from the last element
+    offset = xp.full(values.shape, (kh - 1) * wd + kw - 1, dtype=np.int32)
+    for a in range(kh * kw - 2, -1, -1):
+        hit = views[a] == values
+        if nan:
+            hit |= xp.isnan(views[a])
+        offset -= hit * (offset - np.int32((a // kw) * wd + a % kw))
+    corner = xp.arange(oh).reshape(oh, 1) * (kh * wd) + xp.arange(ow).reshape(1, ow) * kw
+    return values, offset + corner.astype(np.int64)
 
 
 @register("max_pool2d_backward")

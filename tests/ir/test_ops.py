@@ -33,6 +33,35 @@ def test_linspace_is_exact_at_both_ends():
     assert out[0] == 0 and out[-1] == np.float32(2 * math.pi) and out.dtype == np.float32
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_threshold_backward_zeroes_every_gradient_below_the_threshold(dtype):
+    rng = np.random.default_rng(0)
+    out = rng.normal(size=(5, 7)).astype(dtype)
+    grad = rng.normal(size=(5, 7)).astype(dtype)
+    grad.flat[:6] = [np.nan, np.inf, -np.inf, np.nan, np.inf, -0.0]
+    out.flat[:6] = [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
+    result = OPS["threshold_backward"].impl(np, grad[:, ::2], out[:, ::2], threshold=0.25)
+    expected = np.where(out[:, ::2] > 0.25, grad[:, ::2], 0).astype(dtype)
+    assert result.dtype == dtype
+    np.testing.assert_array_equal(result, expected)
+    assert OPS["threshold_backward"].impl(np, np.float32(2), np.float32(-1)) == 0
+
+
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 2)])
+def test_tiled_max_pool_takes_the_first_maximum_and_a_nan_first(kernel):
+    kh, kw = kernel
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 3, size=(2, 3, 2 * kh, 3 * kw)).astype(np.float32)  # many ties
+    x[1, 2, 0, 1] = x[1, 2, 1, 0] = np.nan
+    values, indices = OPS["max_pool2d"].impl(np, x, kernel_size=kernel, stride=kernel)
+    for n, c, i, j in np.ndindex(values.shape):
+        window = x[n, c, i * kh : (i + 1) * kh, j * kw : (j + 1) * kw].ravel()
+        nans = np.flatnonzero(np.isnan(window))
+        a = nans[0] if nans.size else int(np.argmax(window))
+        assert indices[n, c, i, j] == (i * kh + a // kw) * x.shape[3] + j * kw + a % kw
+        np.testing.assert_array_equal(values[n, c, i, j], window[a])
+
+
 def test_gather_and_scatter_add_are_adjoint():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 4))
