@@ -22,7 +22,7 @@ import numpy as np
 
 from codegen import library
 from codegen.host import matmul_tile, vector_bits
-from codegen.kernel import Conv2d, Kernel, Matmul, Pool2d, conv_path
+from codegen.kernel import Conv2d, ConvWeightGrad, Kernel, Matmul, Pool2d, conv_path
 from codegen.plan import Buffer, Call, NativeRun, _address
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
 from ir.errors import ShapeError
@@ -83,6 +83,8 @@ class CompiledGraph:
                     pointers, sizes = 3 + len(k.extras), 2
                 elif isinstance(k, Pool2d):
                     pointers, sizes = 2, 2
+                elif isinstance(k, ConvWeightGrad):
+                    pointers, sizes = 3, 3
                 else:
                     pointers, sizes = 1 + len(k.inputs), len(k.symbols) + 2
                 argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * sizes
@@ -214,6 +216,16 @@ class CompiledGraph:
                 sizes = [("size", rows), ("size", columns), ("size", depth), ("size", per_batch)]
                 calls.append(Call([("buffer", out), *args, *sizes], how))
                 names.append(f"{k.name}.cols.packed")
+            elif isinstance(k, ConvWeightGrad):
+                work = _weight_grad_work(k)
+
+                def how(shapes, bindings, workers, x=first, k=k, work=work):
+                    co = k.out_shape[0]
+                    split = workers > 1 and co > 1 and shapes[x][0] * work >= CONV_PARALLEL_MIN_MACS
+                    return f"{k.name}.packed", co, min(workers, co) if split else 1
+
+                batch = ("size", lambda shapes, bindings, x=first: shapes[x][0])
+                calls.append(Call([("buffer", out), *args, batch], how))
             elif isinstance(k, (Conv2d, Pool2d)):
                 if isinstance(k, Conv2d) and k.w_packed:
                     args[1] = ("address", self._packed_conv_weight(k, step.inputs[1]))
@@ -283,6 +295,8 @@ class CompiledGraph:
             return self._conv_runner(step)
         if isinstance(step.kernel, Pool2d):
             return self._pool_runner(step)
+        if isinstance(step.kernel, ConvWeightGrad):
+            return self._weight_grad_runner(step)
         k, function, output = step.kernel, self._functions[step.kernel.name], step.output
         t = k.dtype.np
         loads = [
@@ -361,6 +375,22 @@ class CompiledGraph:
         per_image = co * cg * kh * kw * int(np.prod(step.kernel.out_shape[2:]))
         return self._image_runner(step, per_image, lambda: CONV_PARALLEL_MIN_MACS)
 
+    def _weight_grad_runner(self, step: KernelStep):
+        """(out, x, g, batch) over the output channels, split when the work is large."""
+        k, function, output = step.kernel, self._functions[step.kernel.name], step.output
+        t = k.dtype.np
+        x_name, g_name = step.inputs
+        per_image = _weight_grad_work(k)
+
+        def weight_grad(env, bindings, weights):
+            x, g = (np.ascontiguousarray(env[name], dtype=t) for name in (x_name, g_name))
+            out = np.empty(k.out_shape, dtype=t)
+            env[output] = out
+            args = (_address(out), _address(x), _address(g), x.shape[0])
+            _launch(function, k, args, (k.out_shape[0],), x.shape[0] * per_image >= CONV_PARALLEL_MIN_MACS)
+
+        return weight_grad
+
     def _pool_runner(self, step: KernelStep):
         return self._image_runner(step, int(np.prod(step.kernel.x.shape[1:])), lambda: PARALLEL_MIN_POINTS)
 
@@ -389,6 +419,11 @@ class CompiledGraph:
                 _launch(function, k, args, (count,), count * per_image >= threshold())
 
         return images
+
+
+def _weight_grad_work(k: ConvWeightGrad) -> int:
+    """Multiply-adds of a weight-gradient kernel per image."""
+    return int(np.prod(k.out_shape)) * int(np.prod(k.g.shape[2:]))
 
 
 def _pack_conv_weights(steps: list, graph: Graph) -> list:

@@ -351,6 +351,39 @@ class Pool2d:
     splittable = True
 
 
+@dataclass(frozen=True)
+class ConvWeightGrad:
+    """out = conv2d_weight_grad(x, g): the gradient of a stride-1 convolution's weight, the sum
+    over images and output pixels of g[n, o, pixel] * x[n, c, the pixel's window tap] ->
+    (CO, C / groups, KH, KW), from x (N, C, H, W) and the output gradient g (N, CO, OH, OW);
+    only N may be a symbol. Calls on disjoint ranges of output channels may run in parallel."""
+
+    name: str
+    dtype: dtypes.DType
+    x: KernelInput
+    g: KernelInput
+    out_shape: tuple
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    extras = ()  # no epilogue
+    splittable = True
+
+
+def weight_grad_block(k: ConvWeightGrad, vector_bits: int) -> tuple[int, int]:
+    """(output channels, taps) per register block of the weight-gradient kernel: taps divide
+    K = C / groups * KH * KW (at most 6, consecutive taps of a window row share a load's
+    neighbourhood), and channels fill the vector registers left beside the accumulators and
+    the loaded vectors."""
+    co, cg, kh, kw = k.out_shape
+    depth = cg * kh * kw
+    taps = max(t for t in range(1, 7) if depth % t == 0)
+    registers = 30 if vector_bits >= 512 else 14
+    channels = max(1, min(8, (registers - taps) // (taps + 1), co // k.groups))
+    return channels, taps
+
+
 def conv_direct_rows(k: Conv2d, lanes: int, vectors: int) -> int:
     """Output rows per block of the direct convolution path (no im2col: each vector of the
     product loads its pixels straight from an input row), 0 where it does not apply: it needs
@@ -431,7 +464,12 @@ def _format_view(view: View | None) -> str:
     return f" view(strides=[{strides}], offset={offset})"
 
 
-def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d) -> str:
+def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d | ConvWeightGrad) -> str:
+    if isinstance(k, ConvWeightGrad):
+        geometry = f"padding={k.padding}, dilation={k.dilation}, groups={k.groups}"
+        x, g = TensorType(k.dtype, k.x.shape), TensorType(k.dtype, k.g.shape)
+        out = TensorType(k.dtype, k.out_shape)
+        return f"kernel {k.name}(x: {x}, g: {g}) conv2d_weight_grad[{geometry}] -> {out}"
     if isinstance(k, Pool2d):
         geometry = (
             f"kernel_size={k.kernel_size}, stride={k.stride}, padding={k.padding}, dilation={k.dilation}"

@@ -30,6 +30,7 @@ from codegen.kernel import (
     Binary,
     Cast,
     Conv2d,
+    ConvWeightGrad,
     Kernel,
     KernelInput,
     Load,
@@ -281,6 +282,22 @@ def schedule(graph: Graph) -> list[Step]:
             count += 1
             steps.append(KernelStep(kernel, (x.name,), out.name, (position[id(node)],)))
             continue
+        if weight_gradable(node):
+            a = node.attrs
+            x, g, out = node.inputs[0], node.inputs[1], node.outputs[0]
+            kernel = ConvWeightGrad(
+                f"kernel{count}",
+                out.type.dtype,
+                KernelInput(tuple(x.type.shape)),
+                KernelInput(tuple(g.type.shape)),
+                tuple(out.type.shape),
+                tuple(a.get("padding", (0, 0))),
+                tuple(a.get("dilation", (1, 1))),
+                int(a.get("groups", 1)),
+            )
+            count += 1
+            steps.append(KernelStep(kernel, (x.name, g.name), out.name, (position[id(node)],)))
+            continue
         if reducible(node):
             source = node.inputs[0]
             space = tuple(source.type.shape)
@@ -434,6 +451,19 @@ def convolvable(node: Node) -> bool:
     x, w = types[:2]
     static = lambda shape: all(isinstance(d, int) for d in shape)  # noqa: E731
     return len(x.shape) == 4 and static(x.shape[1:]) and static(w.shape) and static(out.shape[1:])
+
+
+def weight_gradable(node: Node) -> bool:
+    """Whether `node` is a conv2d_weight_grad a kernel computes: stride 1, float operands of one
+    dtype, every size but the batch known."""
+    if node.op != "conv2d_weight_grad" or tuple(node.attrs.get("stride", (1, 1))) != (1, 1):
+        return False
+    out = node.outputs[0].type
+    x, g = (v.type for v in node.inputs)
+    if out.dtype not in FLOATS or x.dtype != out.dtype or g.dtype != out.dtype:
+        return False
+    static = lambda shape: all(isinstance(d, int) for d in shape)  # noqa: E731
+    return len(x.shape) == 4 and len(g.shape) == 4 and static((*x.shape[1:], *g.shape[1:], *out.shape))
 
 
 def poolable(node: Node, users: dict, outputs: set) -> bool:

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from graphc import _device
+from graphc import _device, _native
 from graphc._tensor import _DEFAULT, Tensor
 from graphc.autograd import grad_mode
 from graphc.errors import DeviceError
@@ -28,6 +28,9 @@ tracer = None  # the graph capture in progress (graphc.capture.Tracer), if any
 _new = object.__new__
 _BINARY_FAST: dict = {}  # op -> True when its binary calls may skip promotion checks
 _FAST_TYPES = {Tensor}  # tensor classes the fast path takes (nn.Parameter adds itself)
+# op -> compiled implementation for CPU arrays (graphc._native), returning None where the op's
+# reference implementation should run
+_accelerated: dict = _native.ACCELERATED if _native.enabled() else {}
 
 
 def attach(op, args, attrs, outs, name) -> None:
@@ -100,7 +103,11 @@ def dispatch(op: OpDef, args: tuple, attrs: dict = _EMPTY, name: str | None = No
     xp = np if on_cpu else _common_module(op, args)
     if op.promote is not _NONE:
         _promote(op, args, arrays)
-    out = op.impl(xp, *arrays, **attrs)
+    out = None
+    if on_cpu and op in _accelerated:  # a compiled kernel, where it covers this case
+        out = _accelerated[op](*arrays, **attrs)
+    if out is None:
+        out = op.impl(xp, *arrays, **attrs)
 
     if op.num_outputs == 1:
         if type(out) is not _ndarray and on_cpu:

@@ -297,6 +297,25 @@ def _conv2d(inputs, stride, padding, dilation, groups):
     return TensorType(x.dtype, (x.shape[0], w.shape[0], oh, ow))
 
 
+@rule("conv2d_weight_grad")
+def _conv2d_weight_grad(inputs, weight_shape, stride, padding, dilation, groups):
+    x, g = inputs[0], inputs[1]
+    o, cg, kh, kw = weight_shape
+    if x.rank != 4 or g.rank != 4 or x.shape[1] != cg * groups or g.shape[1] != o:
+        raise ShapeError(
+            f"conv2d_weight_grad: input {list(x.shape)} and output gradient {list(g.shape)} do "
+            f"not fit weight shape {list(weight_shape)} with groups={groups}"
+        )
+    for axis, k in ((2, kh), (3, kw)):
+        i = axis - 2
+        if _conv_size(x.shape[axis], k, stride[i], padding[i], dilation[i]) != g.shape[axis]:
+            raise ShapeError(
+                f"conv2d_weight_grad: output gradient {list(g.shape)} is not the size of "
+                f"conv2d's output for input {list(x.shape)} and weight shape {list(weight_shape)}"
+            )
+    return TensorType(x.dtype, tuple(weight_shape))
+
+
 @rule("max_pool2d")
 def _max_pool2d(inputs, kernel_size, stride, padding, dilation, ceil_mode):
     x = inputs[0]

@@ -22,6 +22,7 @@ from codegen.kernel import (
     Cast,
     Const,
     Conv2d,
+    ConvWeightGrad,
     Expr,
     Kernel,
     Load,
@@ -33,6 +34,7 @@ from codegen.kernel import (
     conv_direct_rows,
     conv_path,
     expr_dtype,
+    weight_grad_block,
 )
 from ir import dtypes
 
@@ -713,6 +715,23 @@ class _Gemm(_Code):
 
         self._flat_loop(b, ir.Constant(I64, 0), count, "chunk", chunk, step=self.lanes)
 
+    def _pad_image(self, b: ir.IRBuilder, padded, x, img, image_shape, padding) -> None:
+        """Image `img` of x (N, C, H, W) into the middle of the zeroed planes `padded`
+        (C, H + 2 * ph, W + 2 * pw): their borders stay zero."""
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        channels, h, w = image_shape
+        ph, pw = padding
+        height, width = h + 2 * ph, w + 2 * pw
+
+        def copy_row(b, r):  # r = channel * H + row
+            channel, y = b.sdiv(r, c64(h)), b.srem(r, c64(h))
+            row = b.add(b.mul(channel, c64(height)), b.add(y, c64(ph)))
+            start = b.mul(b.add(b.mul(img, c64(channels * h)), r), c64(w))
+            to = b.add(b.mul(row, c64(width)), c64(pw))
+            self._masked_copy(b, b.gep(padded, [to]), b.gep(x, [start]), c64(w))
+
+        self._flat_loop(b, c64(0), c64(channels * h), "pad_rows", copy_row)
+
     def gemm(self, b: ir.IRBuilder, *, a, lda, lo, hi, bp, n, k, c, ldc, epilogue, extra) -> None:
         """Rows lo..hi of C (n columns) = epilogue(A @ B) over k; `extra(b, i, row, col)` reads
         epilogue operand i at a point of C."""
@@ -953,6 +972,30 @@ class _MatmulEmitter(_Gemm):
 CONV_PANELS = 1
 
 
+def _taps_table(
+    module: ir.Module, name: str, window: tuple, plane: tuple, dilation: tuple
+) -> ir.GlobalVariable:
+    """`<name>.taps`: where each of the K taps of a (channels, KH, KW) window (channel, window
+    row, window column) sits from the window's corner in (height, width) planes: one i32
+    table per kernel."""
+    table = module.globals.get(f"{name}.taps")
+    if table is not None:
+        return table
+    (cg, kh, kw), (height, width), (dh, dw) = window, plane, dilation
+    offsets = [
+        ci * height * width + y * dh * width + xx * dw
+        for ci in range(cg)
+        for y in range(kh)
+        for xx in range(kw)
+    ]
+    i32 = ir.IntType(32)
+    table = ir.GlobalVariable(module, ir.ArrayType(i32, len(offsets)), name=f"{name}.taps")
+    table.global_constant = True
+    table.linkage = "internal"
+    table.initializer = ir.Constant(ir.ArrayType(i32, len(offsets)), offsets)
+    return table
+
+
 class _ConvEmitter(_Gemm):
     """`void name(T* out, T* x, T* w, T* extras..., i64 lo, i64 hi)`: images lo..hi of
     epilogue(conv2d(x, w)). Per image, group and chunk of CONV_PANELS * NR output pixels, the
@@ -1063,7 +1106,7 @@ class _ConvEmitter(_Gemm):
         room for it (made once per call, filled per image)."""
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
-        _, channels, h, w_ = k.x.shape
+        channels = k.x.shape[1]
         cg = k.w.shape[1]
         cog = k.w.shape[0] // k.groups
         height, width = self.direct_plane()
@@ -1078,16 +1121,8 @@ class _ConvEmitter(_Gemm):
             padded = b.bitcast(raw, self.t.as_pointer())
 
         def image(b, img):
-            if padded is not None:  # the image's rows into the middle of the padded planes
-
-                def copy_row(b, r):  # r = channel * H + row
-                    channel, y = b.sdiv(r, c64(h)), b.srem(r, c64(h))
-                    row = b.add(b.mul(channel, c64(height)), b.add(y, c64(ph)))
-                    start = b.mul(b.add(b.mul(img, c64(channels * h)), r), c64(w_))
-                    to = b.add(b.mul(row, c64(width)), c64(pw))
-                    self._masked_copy(b, b.gep(padded, [to]), b.gep(x, [start]), c64(w_))
-
-                self._flat_loop(b, c64(0), c64(channels * h), "pad_rows", copy_row)
+            if padded is not None:
+                self._pad_image(b, padded, x, img, k.x.shape[1:], k.padding)
 
             def group(b, g):
                 first = b.mul(g, c64(cg))  # the group's first channel among the planes read
@@ -1297,27 +1332,12 @@ class _ConvEmitter(_Gemm):
         return fn
 
     def taps_table(self) -> ir.GlobalVariable:
-        """Where each of the K taps (channel, window row, window column) sits from a window's
-        corner in the planes the direct and channels paths read (one i32 table per kernel)."""
-        k = self.kernel
-        table = self.module.globals.get(f"{k.name}.taps")
-        if table is not None:
-            return table
-        height, width = self.direct_plane()
-        _, cg, kh, kw = k.w.shape
-        dh, dw = k.dilation
-        i32 = ir.IntType(32)
-        offsets = [
-            ci * height * width + y * dh * width + xx * dw
-            for ci in range(cg)
-            for y in range(kh)
-            for xx in range(kw)
-        ]
-        table = ir.GlobalVariable(self.module, ir.ArrayType(i32, len(offsets)), name=f"{k.name}.taps")
-        table.global_constant = True
-        table.linkage = "internal"
-        table.initializer = ir.Constant(ir.ArrayType(i32, len(offsets)), offsets)
-        return table
+        """Where each of the K taps sits from a window's corner in the planes the direct and
+        channels paths read."""
+        _, cg, kh, kw = self.kernel.w.shape
+        return _taps_table(
+            self.module, self.kernel.name, (cg, kh, kw), self.direct_plane(), self.kernel.dilation
+        )
 
     def direct_micro(self, b: ir.IRBuilder, weights, row0, rows, plane, oy) -> None:
         """The direct micro-kernel for `rows` (at most MR) output channels from row0, output
@@ -1488,6 +1508,176 @@ class _ConvEmitter(_Gemm):
         b.ret_void()
 
 
+class _WeightGradEmitter(_Gemm):
+    """`void name(T* out, T* x, T* g, i64 batch, i64 lo, i64 hi)`: output channels lo..hi of
+    conv2d_weight_grad(x, g) (stride 1). The reduction runs along the vector lanes: per image,
+    block of output channels and block of taps, each vector holds a chunk of an output row of
+    g and, loaded at the tap's offset (from a table) in the input planes (or a zeroed padded
+    copy of the image), the input pixels it multiplies: no im2col. The accumulators' lanes are
+    added to vector partial sums (from calloc) after each image, and summed across lanes into
+    the output at the end."""
+
+    SIZES = 3  # batch, lo, hi
+
+    def emit(self) -> None:
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        co, cg, kh, kw = k.out_shape
+        channels, h, w = k.x.shape[1:]
+        oh, ow = k.g.shape[2:]
+        ph, pw = k.padding
+        height, width = h + 2 * ph, w + 2 * pw
+        depth, cog = cg * kh * kw, co // k.groups
+        block, taps = weight_grad_block(k, self.lanes * 8 * self.item)
+        out, x, g, batch, lo, hi = self.fn.args
+        b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        bytes_ = ir.IntType(8).as_pointer()
+        calloc = self._libc("calloc", bytes_, [I64, I64])
+        free = self._libc("free", ir.VoidType(), [bytes_])
+        # a vector of partial sums per (output channel lo.., tap)
+        raw_partial = b.call(calloc, [b.mul(b.sub(hi, lo), c64(depth * self.lanes)), c64(self.item)])
+        partial = b.bitcast(raw_partial, self.t.as_pointer())
+        padded = raw_padded = None
+        if (ph, pw) != (0, 0):
+            raw_padded = b.call(calloc, [c64(channels * height * width), c64(self.item)])
+            padded = b.bitcast(raw_padded, self.t.as_pointer())
+
+        def image(b, img):
+            if padded is not None:
+                self._pad_image(b, padded, x, img, (channels, h, w), k.padding)
+
+            def group(b, gi):
+                first = b.mul(gi, c64(cg))  # the group's first input channel
+                if padded is None:
+                    first = b.add(b.mul(img, c64(channels)), first)
+                plane = b.gep(x if padded is None else padded, [b.mul(first, c64(height * width))])
+                start = b.mul(gi, c64(cog))
+                start = b.select(b.icmp_signed(">", lo, start), lo, start)
+                stop = b.mul(b.add(gi, c64(1)), c64(cog))
+                stop = b.select(b.icmp_signed("<", hi, stop), hi, stop)
+
+                def channels_(b, o0):  # a block of at most `block` output channels of the group
+                    count = b.sub(stop, o0)
+                    count = b.select(b.icmp_signed("<", count, c64(block)), count, c64(block))
+                    rows = b.gep(g, [b.mul(b.add(b.mul(img, c64(co)), o0), c64(oh * ow))])
+                    sums = b.gep(partial, [b.mul(b.sub(o0, lo), c64(depth * self.lanes))])
+
+                    def taps_(b, t0):
+                        self._micro(b, count, block, taps, rows, plane, t0, sums)
+
+                    self._flat_loop(b, c64(0), c64(depth), "taps", taps_, step=taps)
+
+                self._flat_loop(b, start, stop, "channels", channels_, step=block)
+
+            self._flat_loop(b, c64(0), c64(k.groups), "group", group)
+
+        self._flat_loop(b, c64(0), batch, "image", image)
+
+        def reduce(b, i):  # i = (o - lo) * K + tap: the partial sum's lanes, in order
+            vector = b.gep(partial, [b.mul(i, c64(self.lanes))])
+            total = ir.Constant(self.t, 0.0)
+            for lane in range(self.lanes):
+                total = b.fadd(total, b.load(b.gep(vector, [c64(lane)], inbounds=True)))
+            b.store(total, b.gep(out, [b.add(b.mul(lo, c64(depth)), i)], inbounds=True))
+
+        self._flat_loop(b, c64(0), b.mul(b.sub(hi, lo), c64(depth)), "reduce", reduce)
+        b.call(free, [raw_partial])
+        if raw_padded is not None:
+            b.call(free, [raw_padded])
+        b.ret_void()
+
+    def _micro(self, b: ir.IRBuilder, count, block: int, taps: int, rows, plane, t0, sums) -> None:
+        """The micro-kernel for `count` (at most `block`) output channels: one variant per
+        count, picked by a switch."""
+        after = self.fn.append_basic_block("micro_done")
+        variants = [self.fn.append_basic_block(f"micro{r}") for r in range(1, block + 1)]
+        switch = b.switch(count, variants[-1])
+        for r, target in enumerate(variants[:-1], start=1):
+            switch.add_case(ir.Constant(I64, r), target)
+        for r, target in enumerate(variants, start=1):
+            b.position_at_end(target)
+            b.call(self._micro_function(r, taps), [rows, plane, t0, sums])
+            b.branch(after)
+        b.position_at_end(after)
+
+    def _micro_function(self, count: int, taps: int) -> ir.Function:
+        """(g rows, input planes, first tap, partial sums): for `count` output channels x
+        `taps` taps from the first, the products of the image's g and input summed over the
+        output rows (each in chunks of lanes pixels, the last masked) in vector accumulators,
+        then added to the partial sums."""
+        k = self.kernel
+        name = f"{k.name}.wgrad.r{count}"
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        i32 = ir.IntType(32)
+        _, cg, kh, kw = k.out_shape
+        oh, ow = k.g.shape[2:]
+        ph, pw = k.padding
+        width = k.x.shape[3] + 2 * pw
+        depth = cg * kh * kw
+        chunks = -(-ow // self.lanes)
+        tail = ow - (chunks - 1) * self.lanes
+        ptr = self.t.as_pointer()
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [ptr, ptr, I64, ptr]), name=name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        for i in (0, 1, 3):
+            fn.args[i].add_attribute("noalias")
+        rows, plane, t0, sums = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        table = _taps_table(self.module, k.name, (cg, kh, kw), (k.x.shape[2] + 2 * ph, width), k.dilation)
+        starts = [
+            b.gep(
+                plane,
+                [b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), b.add(t0, c64(t))], inbounds=True)), I64)],
+            )
+            for t in range(taps)
+        ]
+        grads = [b.gep(rows, [c64(i * oh * ow)]) for i in range(count)]
+        load, _ = self._masked()
+        mask_type = ir.VectorType(ir.IntType(1), self.lanes)
+        tail_mask = ir.Constant(mask_type, [1 if j < tail else 0 for j in range(self.lanes)])
+        zero = ir.Constant(self.vec, [0.0] * self.lanes)
+        align = ir.Constant(i32, self.item)
+        fma = self.intrinsic("fma", 3, self.vec)
+        vptr = self.vec.as_pointer()
+
+        def vector(b, at, last):
+            at = b.bitcast(at, vptr)
+            if last and tail < self.lanes:  # (lanes past the row are zeros, never read)
+                return b.call(load, [at, align, tail_mask, zero])
+            return b.load(at, align=self.item)
+
+        def step(b, y, accs):  # output row y
+            g_row, x_row = b.mul(y, c64(ow)), b.mul(y, c64(width))
+            for ch in range(chunks):
+                last = ch == chunks - 1
+                gv = [
+                    vector(b, b.gep(grads[i], [b.add(g_row, c64(ch * self.lanes))]), last)
+                    for i in range(count)
+                ]
+                xv = [
+                    vector(b, b.gep(starts[t], [b.add(x_row, c64(ch * self.lanes))]), last)
+                    for t in range(taps)
+                ]
+                accs = [
+                    b.call(fma, [gv[i], xv[t], accs[i * taps + t]]) for i in range(count) for t in range(taps)
+                ]
+            return accs
+
+        accs = self._accumulate(fn, b, count * taps, c64(oh), step)
+        for i in range(count):
+            for t in range(taps):
+                slot = b.bitcast(
+                    b.gep(sums, [b.mul(b.add(c64(i * depth), b.add(t0, c64(t))), c64(self.lanes))]), vptr
+                )
+                b.store(b.fadd(b.load(slot, align=self.item), accs[i * taps + t]), slot, align=self.item)
+        b.ret_void()
+        return fn
+
+
 class _PoolEmitter(_Code):
     """`void name(T* out, T* x, i64 lo, i64 hi)`: images lo..hi of max_pool2d(x). Per output
     row, first the maximum down the window's input rows into a row buffer (contiguous: it
@@ -1619,6 +1809,8 @@ def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Mo
             _ConvEmitter(module, kernel, vector_bits).emit()
         elif isinstance(kernel, Pool2d):
             _PoolEmitter(module, kernel).emit()
+        elif isinstance(kernel, ConvWeightGrad):
+            _WeightGradEmitter(module, kernel, vector_bits).emit()
         else:
             _Emitter(module, kernel).emit()
         _packed_entry(module, module.globals[kernel.name])

@@ -9,7 +9,7 @@ import pytest
 
 import codegen.executable as executable
 from codegen.executable import compile_graph
-from codegen.kernel import Conv2d, Pool2d, conv_extra_strides, format_expr
+from codegen.kernel import Conv2d, ConvWeightGrad, Pool2d, conv_extra_strides, format_expr
 from codegen.schedule import KernelStep, NodeStep
 from ir import dtypes
 from ir.graph import Graph
@@ -191,6 +191,75 @@ def test_conv_split_over_images(monkeypatch):
     for batch in (1, 2, 7):
         inputs = _inputs(g, batch, seed=batch)
         _close(exe.run(inputs)[0], run(g, inputs)[0], 27, "float32")
+
+
+def _weight_grad_graph(c, h, w, co, kernel, padding, dilation, groups, dtype, stride=(1, 1)):
+    t = dtypes.from_name(dtype)
+    oh, ow = (
+        (size + 2 * p - d * (k - 1) - 1) // s + 1
+        for size, k, s, p, d in zip((h, w), kernel, stride, padding, dilation, strict=True)
+    )
+    g = Graph("weight_grad")
+    x = g.add_input("x", TensorType(t, ("batch", c, h, w)))
+    grad = g.add_input("g", TensorType(t, ("batch", co, oh, ow)))
+    attrs = {
+        "weight_shape": (co, c // groups, *kernel),
+        "stride": stride,
+        "padding": padding,
+        "dilation": dilation,
+        "groups": groups,
+    }
+    (dw,) = g.add_node("conv2d_weight_grad", [x, grad], attrs)
+    g.set_outputs([dw])
+    return g
+
+
+WEIGHT_GRADS = [
+    # c, h, w, co, kernel, padding, dilation, groups
+    (3, 32, 32, 6, (5, 5), (0, 0), (1, 1), 1),  # the LeNet's layers: rows of 28 pixels (two chunks)
+    (6, 14, 14, 16, (5, 5), (0, 0), (1, 1), 1),  # K = 150: blocks of 6 taps
+    (1, 5, 5, 2, (3, 3), (0, 0), (1, 1), 1),  # K = 9: blocks of 3 taps, one channel block
+    (7, 9, 11, 9, (1, 1), (0, 0), (1, 1), 1),  # K = 7: one tap a block; a partial channel block
+    (4, 8, 40, 6, (3, 2), (1, 2), (2, 1), 2),  # padding, dilation, groups; rows of 40 pixels
+    (3, 6, 6, 3, (3, 3), (1, 1), (1, 1), 3),  # depthwise
+    (2, 7, 7, 5, (7, 7), (3, 3), (1, 1), 1),  # K = 98: a window wider than a chunk's tail
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", WEIGHT_GRADS, ids=lambda c: "c{}h{}w{}co{}k{}p{}d{}g{}".format(*c))
+def test_conv_weight_grad_matches_the_interpreter(case, dtype):
+    c, h, w, co, kernel, padding, dilation, groups = case
+    g = _weight_grad_graph(*case, dtype)
+    exe = compile_graph(g)
+    assert isinstance(exe.steps[0].kernel, ConvWeightGrad) and exe.native is not None
+    for batch in (0, 1, 3):
+        inputs = _inputs(g, batch, seed=batch)
+        depth = batch * int(np.prod(inputs[1].shape[2:]))
+        _close(exe.run(inputs)[0], run(g, inputs)[0], depth, dtype)
+
+
+def test_conv_weight_grad_split_over_output_channels(monkeypatch):
+    monkeypatch.setattr(executable, "CONV_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    g = _weight_grad_graph(4, 9, 9, 10, (3, 3), (1, 1), (1, 1), 2, "float32")
+    exe = compile_graph(g)
+    native = exe.native
+    for batch in (1, 2, 5):
+        inputs = _inputs(g, batch, seed=batch)
+        want = run(g, inputs)[0]
+        exe.native = native
+        _close(exe.run(inputs)[0], want, batch * 81, "float32")  # the whole-graph entry
+        exe.native = None
+        _close(exe.run(inputs)[0], want, batch * 81, "float32")  # the step-by-step runner
+
+
+def test_strided_weight_grad_stays_on_the_interpreter():
+    g = _weight_grad_graph(2, 9, 9, 3, (3, 3), (0, 0), (1, 1), 1, "float32", stride=(2, 2))
+    exe = compile_graph(g)
+    assert not any(isinstance(getattr(s, "kernel", None), ConvWeightGrad) for s in exe.steps)
+    inputs = _inputs(g, 2)
+    _close(exe.run(inputs)[0], run(g, inputs)[0], 32, "float32")
 
 
 def _pool_graph(c, h, w, kernel, stride, padding, dilation, ceil_mode, dtype, return_indices=False):

@@ -1,0 +1,115 @@
+"""Eager convolutions through compiled kernels (graphc._native) against the ops' reference
+implementations: which calls take the compiled path, and that their results and gradients
+match."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphc
+import graphc.nn.functional as F
+from graphc import _native
+from ir.ops.registry import OPS
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _close(got, want, depth):
+    scale = max(1.0, float(np.abs(want).max(initial=0)))
+    tolerance = 8 * np.finfo(np.float32).eps * max(depth, 1) ** 0.5 * scale
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+def _reference(op, *arrays, **attrs):
+    """The op's reference implementation in float64."""
+    return OPS[op].impl(np, *(a if a is None else a.astype(np.float64) for a in arrays), **attrs)
+
+
+CONVS = [
+    # input shape, weight shape, stride, padding, dilation, groups
+    ((8, 3, 32, 32), (6, 3, 5, 5), (1, 1), (0, 0), (1, 1), 1),  # LeNet's first layer
+    ((4, 8, 20, 20), (16, 4, 3, 3), (1, 1), (1, 1), (1, 1), 2),
+    ((4, 16, 17, 17), (8, 16, 3, 3), (2, 2), (1, 1), (2, 2), 1),
+]
+
+
+@pytest.mark.parametrize("case", CONVS)
+def test_large_eager_conv2d_runs_compiled_and_matches(case):
+    xs, ws, stride, padding, dilation, groups = case
+    x = _rng(1).standard_normal(xs).astype(np.float32)
+    w = _rng(2).standard_normal(ws).astype(np.float32)
+    b = _rng(3).standard_normal(ws[0]).astype(np.float32)
+    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    got = _native.conv2d(x, w, b, **attrs)
+    assert got is not None, "expected the compiled path"
+    _close(got, _reference("conv2d", x, w, b, **attrs), np.prod(ws[1:]))
+    out = F.conv2d(
+        graphc.from_numpy(x), graphc.from_numpy(w), graphc.from_numpy(b), stride, padding, dilation, groups
+    )
+    _close(out.numpy(), _reference("conv2d", x, w, b, **attrs), np.prod(ws[1:]))
+
+
+def test_transposed_convolution_of_stride_1_runs_compiled():
+    x = _rng(1).standard_normal((4, 16, 10, 10)).astype(np.float32)
+    w = _rng(2).standard_normal((16, 6, 5, 5)).astype(np.float32)
+    for padding, dilation in [((0, 0), (1, 1)), ((2, 1), (1, 1)), ((1, 1), (2, 2))]:
+        attrs = {"padding": padding, "dilation": dilation}
+        got = _native.conv_transpose2d(x, w, **attrs)
+        assert got is not None, attrs
+        _close(got, _reference("conv_transpose2d", x, w, **attrs), 16 * 25)
+    assert _native.conv_transpose2d(x, w, stride=(2, 2)) is None  # left to the reference
+    assert _native.conv_transpose2d(x, w, padding=(5, 5)) is None  # padding past the kernel
+
+
+def test_weight_gradient_runs_compiled():
+    x = _rng(1).standard_normal((8, 6, 14, 14)).astype(np.float32)
+    g = _rng(2).standard_normal((8, 16, 12, 12)).astype(np.float32)
+    attrs = {"weight_shape": (16, 6, 5, 5), "padding": (1, 1)}
+    got = _native.conv2d_weight_grad(x, g, **attrs)
+    assert got is not None
+    _close(got, _reference("conv2d_weight_grad", x, g, **attrs), 8 * 144)
+    assert _native.conv2d_weight_grad(x, g[:, :, ::2, ::2], stride=(2, 2), **attrs) is None
+
+
+def test_small_work_and_other_dtypes_stay_on_the_reference():
+    x = np.ones((1, 1, 5, 5), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    assert _native.conv2d(x, w) is None  # a few multiply-adds: numpy's call is cheaper
+    big_x = np.ones((8, 3, 32, 32))
+    assert _native.conv2d(big_x, np.ones((6, 3, 5, 5))) is None  # float64
+    assert _native.conv2d(big_x.astype(np.float32)[:0], np.ones((6, 3, 5, 5), np.float32)) is None
+
+
+def test_training_gradients_through_compiled_kernels_match_the_reference():
+    # a LeNet-sized batch: the forward, input gradient and weight gradient all run compiled
+    rng = _rng(4)
+    x_np = rng.standard_normal((16, 6, 14, 14)).astype(np.float32)
+    w_np = (0.1 * rng.standard_normal((16, 6, 5, 5))).astype(np.float32)
+    b_np = rng.standard_normal(16).astype(np.float32)
+    x = graphc.from_numpy(x_np).requires_grad_()
+    w = graphc.from_numpy(w_np).requires_grad_()
+    b = graphc.from_numpy(b_np).requires_grad_()
+    up = rng.standard_normal((16, 16, 10, 10)).astype(np.float32)
+    (F.conv2d(x, w, b) * graphc.from_numpy(up)).sum().backward()
+    geometry = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
+    want_x = _reference("conv_transpose2d", up, w_np, **geometry)
+    want_w = _reference("conv2d_weight_grad", x_np, up, weight_shape=(16, 6, 5, 5), **geometry)
+    _close(x.grad.numpy(), want_x, 16 * 25)
+    _close(w.grad.numpy(), want_w, 16 * 100)
+    np.testing.assert_allclose(b.grad.numpy(), up.sum((0, 2, 3)), rtol=1e-5)
+    kinds = {key[0] for key, compiled in _native._compiled.items() if compiled is not None}
+    assert {"conv2d", "conv_transpose2d", "conv2d_weight_grad"} <= kinds
+
+
+def test_environment_variable_turns_compiled_eager_kernels_off():
+    code = "from graphc import _dispatch; print(len(_dispatch._accelerated))"
+    env = {**os.environ, "GRAPHC_EAGER_KERNELS": "0"}
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert off.stdout.strip() == "0" and int(on.stdout) == 3
