@@ -22,7 +22,7 @@ import numpy as np
 
 from codegen import library
 from codegen.host import matmul_tile, vector_bits
-from codegen.kernel import Conv2d, ConvWeightGrad, Kernel, Matmul, Pool2d, conv_path
+from codegen.kernel import Conv2d, ConvWeightGrad, Kernel, Matmul, Pool2d, PoolBackward, conv_path
 from codegen.plan import Buffer, Call, NativeRun, _address
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
 from ir.errors import ShapeError
@@ -83,6 +83,8 @@ class CompiledGraph:
                     pointers, sizes = 3 + len(k.extras), 2
                 elif isinstance(k, Pool2d):
                     pointers, sizes = 2, 2
+                elif isinstance(k, PoolBackward):
+                    pointers, sizes = 3, 2
                 elif isinstance(k, ConvWeightGrad):
                     pointers, sizes = 3, 3
                 else:
@@ -180,6 +182,8 @@ class CompiledGraph:
             k = step.kernel
             t = k.dtype.np
             kinds = [(x.dtype or k.dtype).np for x in k.inputs] if isinstance(k, Kernel) else None
+            if isinstance(k, PoolBackward):
+                kinds = [t, np.int64]
             args = [operand(name, kinds[i] if kinds else t) for i, name in enumerate(step.inputs)]
             out = len(buffers)
             buffers.append(Buffer("arena", step.output, writer=len(calls)))
@@ -226,11 +230,13 @@ class CompiledGraph:
 
                 batch = ("size", lambda shapes, bindings, x=first: shapes[x][0])
                 calls.append(Call([("buffer", out), *args, batch], how))
-            elif isinstance(k, (Conv2d, Pool2d)):
+            elif isinstance(k, (Conv2d, Pool2d, PoolBackward)):
                 if isinstance(k, Conv2d) and k.w_packed:
                     args[1] = ("address", self._packed_conv_weight(k, step.inputs[1]))
                 if isinstance(k, Conv2d):
                     work = int(np.prod(k.w.shape)) * int(np.prod(k.out_shape[2:])), CONV_PARALLEL_MIN_MACS
+                elif isinstance(k, PoolBackward):
+                    work = int(np.prod(k.out_shape[1:])), PARALLEL_MIN_POINTS
                 else:
                     work = int(np.prod(k.x.shape[1:])), PARALLEL_MIN_POINTS
 
@@ -293,7 +299,7 @@ class CompiledGraph:
             return self._matmul_runner(step)
         if isinstance(step.kernel, Conv2d):
             return self._conv_runner(step)
-        if isinstance(step.kernel, Pool2d):
+        if isinstance(step.kernel, (Pool2d, PoolBackward)):
             return self._pool_runner(step)
         if isinstance(step.kernel, ConvWeightGrad):
             return self._weight_grad_runner(step)
@@ -392,16 +398,24 @@ class CompiledGraph:
         return weight_grad
 
     def _pool_runner(self, step: KernelStep):
-        return self._image_runner(step, int(np.prod(step.kernel.x.shape[1:])), lambda: PARALLEL_MIN_POINTS)
+        k = step.kernel
+        if isinstance(k, PoolBackward):  # (out, g, int64 indices)
+            per_image = int(np.prod(k.out_shape[1:]))
+            return self._image_runner(step, per_image, lambda: PARALLEL_MIN_POINTS, [k.dtype.np, np.int64])
+        out = np.int64 if k.indices else None
+        return self._image_runner(step, int(np.prod(k.x.shape[1:])), lambda: PARALLEL_MIN_POINTS, out=out)
 
-    def _image_runner(self, step: KernelStep, per_image: int, threshold):
+    def _image_runner(self, step: KernelStep, per_image: int, threshold, kinds=None, out=None):
         """A kernel over the images of its first input (convolution, pooling): (out, x, the
         other operands), split over the images when `per_image` times their number reaches
-        `threshold()`."""
+        `threshold()`. `kinds`: the dtypes of the inputs (default: all the kernel's); `out`:
+        the output's dtype (default: the kernel's)."""
         k, function, output = step.kernel, self._functions[step.kernel.name], step.output
         t = k.dtype.np
+        kinds = kinds or [t] * len(step.inputs)
+        out_dtype = out or t
         x_name = step.inputs[0]
-        operands = [self._operand(name, t) for name in step.inputs[1:]]  # a weight, extras
+        operands = [self._operand(name, kind) for name, kind in zip(step.inputs[1:], kinds[1:], strict=True)]
         if isinstance(k, Conv2d) and k.w_packed:  # the weight transposed once, now
             address = self._packed_conv_weight(k, step.inputs[1])
             operands[0] = lambda env: address
@@ -411,7 +425,7 @@ class CompiledGraph:
             x = env[x_name]
             if x.dtype != t or not x.flags.c_contiguous:
                 x = np.ascontiguousarray(x, dtype=t)
-            out = np.empty((x.shape[0], *tail), dtype=t)
+            out = np.empty((x.shape[0], *tail), dtype=out_dtype)
             env[output] = out
             if out.size:
                 count = x.shape[0]

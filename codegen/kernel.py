@@ -336,8 +336,10 @@ class Conv2d:
 @dataclass(frozen=True)
 class Pool2d:
     """out = the maximum of each pooling window of x (N, C, H, W) -> (N, C, OH, OW), windows
-    clipped to the input (padding never wins); only N may be a symbol. Calls on disjoint ranges
-    of images may run in parallel."""
+    clipped to the input (padding never wins); only N may be a symbol. With `indices`, out is
+    instead where each maximum sits, as a flat position in its input plane (int64; the first
+    maximum wins, a NaN before any number): max_pool2d's second output. Calls on disjoint
+    ranges of images may run in parallel."""
 
     name: str
     dtype: dtypes.DType
@@ -347,6 +349,22 @@ class Pool2d:
     stride: tuple[int, int]
     padding: tuple[int, int]
     dilation: tuple[int, int]
+    indices: bool = False
+
+    splittable = True
+
+
+@dataclass(frozen=True)
+class PoolBackward:
+    """out = max_pool2d_backward(g, indices): each plane of out (N, C, H, W) zero but for the
+    output gradient g (N, C, OH, OW) added at the flat positions `indices` (int64, of g's shape)
+    in the order of g (overlapping windows sum; an index outside the plane is skipped); only
+    N may be a symbol. Calls on disjoint ranges of images may run in parallel."""
+
+    name: str
+    dtype: dtypes.DType
+    g: KernelInput
+    out_shape: tuple
 
     splittable = True
 
@@ -464,7 +482,7 @@ def _format_view(view: View | None) -> str:
     return f" view(strides=[{strides}], offset={offset})"
 
 
-def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d | ConvWeightGrad) -> str:
+def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d | PoolBackward | ConvWeightGrad) -> str:
     if isinstance(k, ConvWeightGrad):
         geometry = f"padding={k.padding}, dilation={k.dilation}, groups={k.groups}"
         x, g = TensorType(k.dtype, k.x.shape), TensorType(k.dtype, k.g.shape)
@@ -474,8 +492,13 @@ def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d | ConvWeightGrad) -> str:
         geometry = (
             f"kernel_size={k.kernel_size}, stride={k.stride}, padding={k.padding}, dilation={k.dilation}"
         )
-        x, out = TensorType(k.dtype, k.x.shape), TensorType(k.dtype, k.out_shape)
-        return f"kernel {k.name}(x: {x}) max_pool2d[{geometry}] -> {out}"
+        x = TensorType(k.dtype, k.x.shape)
+        out = TensorType(dtypes.int64 if k.indices else k.dtype, k.out_shape)
+        what = "max_pool2d_indices" if k.indices else "max_pool2d"
+        return f"kernel {k.name}(x: {x}) {what}[{geometry}] -> {out}"
+    if isinstance(k, PoolBackward):
+        g, out = TensorType(k.dtype, k.g.shape), TensorType(k.dtype, k.out_shape)
+        return f"kernel {k.name}(g: {g}, indices) max_pool2d_backward -> {out}"
     if isinstance(k, Conv2d):
         ins = ", ".join(
             f"{n}: {TensorType(k.dtype, x.shape)}"

@@ -36,6 +36,7 @@ from codegen.kernel import (
     Load,
     Matmul,
     Pool2d,
+    PoolBackward,
     Reduction,
     Row,
     Stage,
@@ -266,21 +267,33 @@ def schedule(graph: Graph) -> list[Step]:
                 count += 1
                 steps.append(KernelStep(kernel, (root.name,), out.name, (position[id(node)],)))
                 continue
-        if poolable(node, users, outputs):
+        if poolable(node):
             a = node.attrs
-            x, out = node.inputs[0], node.outputs[0]
-            kernel = Pool2d(
-                f"kernel{count}",
-                out.type.dtype,
-                KernelInput(tuple(x.type.shape)),
-                tuple(out.type.shape),
-                tuple(a["kernel_size"]),
-                tuple(a["stride"]),
-                tuple(a.get("padding", (0, 0))),
-                tuple(a.get("dilation", (1, 1))),
+            x = node.inputs[0]
+            for out, indices in zip(node.outputs, (False, True), strict=True):
+                if not users.get(id(out)) and id(out) not in outputs:
+                    continue  # (the values or the indices are not needed)
+                kernel = Pool2d(
+                    f"kernel{count}",
+                    x.type.dtype,
+                    KernelInput(tuple(x.type.shape)),
+                    tuple(out.type.shape),
+                    tuple(a["kernel_size"]),
+                    tuple(a["stride"]),
+                    tuple(a.get("padding", (0, 0))),
+                    tuple(a.get("dilation", (1, 1))),
+                    indices,
+                )
+                count += 1
+                steps.append(KernelStep(kernel, (x.name,), out.name, (position[id(node)],)))
+            continue
+        if pool_backward(node):
+            g, where, out = node.inputs[0], node.inputs[1], node.outputs[0]
+            kernel = PoolBackward(
+                f"kernel{count}", out.type.dtype, KernelInput(tuple(g.type.shape)), tuple(out.type.shape)
             )
             count += 1
-            steps.append(KernelStep(kernel, (x.name,), out.name, (position[id(node)],)))
+            steps.append(KernelStep(kernel, (g.name, where.name), out.name, (position[id(node)],)))
             continue
         if weight_gradable(node):
             a = node.attrs
@@ -466,19 +479,36 @@ def weight_gradable(node: Node) -> bool:
     return len(x.shape) == 4 and len(g.shape) == 4 and static((*x.shape[1:], *g.shape[1:], *out.shape))
 
 
-def poolable(node: Node, users: dict, outputs: set) -> bool:
-    """Whether `node` is a max_pool2d a kernel computes: float, every size but the batch known,
-    its indices unused, a window of at most 64 elements."""
+def poolable(node: Node) -> bool:
+    """Whether `node` is a max_pool2d kernels compute (one for the values, one for the indices,
+    each where it is used): float, every size but the batch known, a window of at most 64
+    elements."""
     if node.op != "max_pool2d" or node.inputs[0] is None:
         return False
-    values, indices = node.outputs
-    if users.get(id(indices)) or id(indices) in outputs:
-        return False
+    values = node.outputs[0]
     x = node.inputs[0].type
     static = all(isinstance(d, int) for d in (*x.shape[1:], *values.type.shape[1:]))
     kh, kw = node.attrs["kernel_size"]
     return (
         x.dtype in FLOATS and values.type.dtype == x.dtype and len(x.shape) == 4 and static and kh * kw <= 64
+    )
+
+
+def pool_backward(node: Node) -> bool:
+    """Whether `node` is a max_pool2d_backward a kernel computes: float, int64 indices of the
+    gradient's shape, every size but the batch known."""
+    if node.op != "max_pool2d_backward":
+        return False
+    g, where = (v.type for v in node.inputs)
+    out = node.outputs[0].type
+    static = all(isinstance(d, int) for d in (*g.shape[1:], *out.shape[1:]))
+    return (
+        out.dtype in FLOATS
+        and g.dtype == out.dtype
+        and where.dtype == dtypes.int64
+        and tuple(where.shape) == tuple(g.shape)
+        and len(g.shape) == 4
+        and static
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins as _builtins
 
 from graphc import (  # noqa: E402
+    _allocator,  # noqa: F401  (fixes the C allocator's thresholds for eager work)
     _methods,
     autograd,
     backends,

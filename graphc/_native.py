@@ -169,9 +169,66 @@ def conv2d_weight_grad(x, g, weight_shape, stride=(1, 1), padding=(0, 0), dilati
     return None if compiled is None else compiled.run([x, g])[0]
 
 
+# input elements below which numpy's pooling is as fast as a compiled call
+MIN_POOL = 1 << 16
+
+
+def max_pool2d(x, kernel_size, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    """(values, indices) of max_pool2d through compiled kernels, or None where the reference
+    should run it."""
+    kh, kw = kernel_size
+    if type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim != 4 or x.size < MIN_POOL or kh * kw > 64:
+        return None
+    if padding[0] * 2 > kh or padding[1] * 2 > kw:
+        return None  # the reference names the error
+    attrs = {
+        "kernel_size": tuple(kernel_size),
+        "stride": tuple(stride),
+        "padding": tuple(padding),
+        "dilation": tuple(dilation),
+        "ceil_mode": bool(ceil_mode),
+    }
+
+    def build():
+        graph = Graph("eager_max_pool2d")
+        xv = graph.add_input("x", TensorType(dtypes.float32, ("batch", *x.shape[1:])))
+        graph.set_outputs(graph.add_node("max_pool2d", [xv], attrs))
+        return graph
+
+    compiled = _compiled_or_none(("max_pool2d", x.shape[1:], _attrs_key(attrs)), build)
+    return None if compiled is None else tuple(compiled.run([x]))
+
+
+def max_pool2d_backward(g, indices, height, width, overlapping=True):
+    """max_pool2d's input gradient through a compiled kernel, or None where the reference
+    should run it."""
+    if (
+        type(g) is not np.ndarray
+        or g.dtype != np.float32
+        or g.ndim != 4
+        or g.shape[0] * g.shape[1] * height * width < MIN_POOL
+    ):
+        return None
+    if type(indices) is not np.ndarray or indices.dtype != np.int64 or indices.shape != g.shape:
+        return None
+
+    def build():
+        graph = Graph("eager_max_pool2d_backward")
+        gv = graph.add_input("g", TensorType(dtypes.float32, ("batch", *g.shape[1:])))
+        iv = graph.add_input("indices", TensorType(dtypes.int64, ("batch", *g.shape[1:])))
+        attrs = {"height": height, "width": width, "overlapping": bool(overlapping)}
+        graph.set_outputs(graph.add_node("max_pool2d_backward", [gv, iv], attrs))
+        return graph
+
+    compiled = _compiled_or_none(("max_pool2d_backward", g.shape[1:], height, width), build)
+    return None if compiled is None else compiled.run([g, indices])[0]
+
+
 # op -> its compiled implementation, which returns None for the cases it leaves to the reference
 ACCELERATED = {
     OPS["conv2d"]: conv2d,
     OPS["conv_transpose2d"]: conv_transpose2d,
     OPS["conv2d_weight_grad"]: conv2d_weight_grad,
+    OPS["max_pool2d"]: max_pool2d,
+    OPS["max_pool2d_backward"]: max_pool2d_backward,
 }

@@ -325,6 +325,17 @@ def _max_pool2d(inputs, kernel_size, stride, padding, dilation, ceil_mode):
     return [TensorType(x.dtype, shape), TensorType(dtypes.int64, shape)]
 
 
+@rule("max_pool2d_backward")
+def _max_pool2d_backward(inputs, height, width, overlapping=True):
+    g, indices = inputs[0], inputs[1]
+    if g.rank != 4 or tuple(indices.shape) != tuple(g.shape):
+        raise ShapeError(
+            f"max_pool2d_backward: expected a 4-D gradient and indices of its shape, got "
+            f"{list(g.shape)} and {list(indices.shape)}"
+        )
+    return TensorType(g.dtype, (g.shape[0], g.shape[1], height, width))
+
+
 @rule("log_softmax")
 def _log_softmax(inputs, dim):
     return inputs[0]

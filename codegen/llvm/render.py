@@ -28,6 +28,7 @@ from codegen.kernel import (
     Load,
     Matmul,
     Pool2d,
+    PoolBackward,
     Row,
     Unary,
     Where,
@@ -1686,12 +1687,16 @@ class _PoolEmitter(_Code):
 
     def __init__(self, module: ir.Module, kernel: Pool2d) -> None:
         t = _float_type(kernel.dtype)
-        super().__init__(module, kernel.name, kernel.dtype, [t.as_pointer()] * 2 + [I64] * 2)
+        out = I64 if kernel.indices else t
+        super().__init__(module, kernel.name, kernel.dtype, [out.as_pointer(), t.as_pointer()] + [I64] * 2)
         self.kernel = kernel
         for a in self.fn.args[:2]:
             a.add_attribute("noalias")
 
     def emit(self) -> None:
+        if self.kernel.indices:
+            self._emit_indices()
+            return
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         _, channels, height, width = k.x.shape
@@ -1744,6 +1749,102 @@ class _PoolEmitter(_Code):
                 self._flat_loop(b, c64(0), c64(ow), "across", across)
 
             self._flat_loop(b, c64(0), c64(oh), "row", row)
+
+        self._flat_loop(b, b.mul(lo, c64(channels)), b.mul(hi, c64(channels)), "plane", plane)
+        b.ret_void()
+
+    def _emit_indices(self) -> None:
+        """Per output pixel, the window's taps in order: a tap is taken when it is the first
+        inside the input, or larger than the best so far, or a NaN where the best is not (an
+        unordered comparison, unless the best is itself NaN); branch-free selects."""
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        _, channels, height, width = k.x.shape
+        _, _, oh, ow = k.out_shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k.kernel_size, k.stride, k.padding, k.dilation
+        b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        out, x, lo, hi = self.fn.args
+        bit = ir.IntType(1)
+        true, false = ir.Constant(bit, 1), ir.Constant(bit, 0)
+
+        def plane(b, p):  # p = image * C + channel
+            source = b.gep(x, [b.mul(p, c64(height * width))])
+            target = b.gep(out, [b.mul(p, c64(oh * ow))])
+
+            def row(b, r):
+                def column(b, c):
+                    found, best, where = false, ir.Constant(self.t, 0.0), c64(0)
+                    for i in range(kh):
+                        y = b.add(b.mul(r, c64(sh)), c64(i * dh - ph))
+                        row_inside = (
+                            b.icmp_unsigned("<", y, c64(height))
+                            if ph or (oh - 1) * sh + i * dh >= height
+                            else true
+                        )
+                        for j in range(kw):
+                            xx = b.add(b.mul(c, c64(sw)), c64(j * dw - pw))
+                            inside = row_inside
+                            if pw or (ow - 1) * sw + j * dw >= width:
+                                inside = b.and_(inside, b.icmp_unsigned("<", xx, c64(width)))
+                            at = b.select(inside, b.add(b.mul(y, c64(width)), xx), c64(0))
+                            value = b.load(b.gep(source, [at], inbounds=True))
+                            better = b.and_(
+                                b.fcmp_unordered(">", value, best), b.fcmp_ordered("ord", best, best)
+                            )
+                            take = b.and_(inside, b.or_(b.not_(found), better))
+                            best = b.select(take, value, best)
+                            where = b.select(take, at, where)
+                            found = b.or_(found, inside)
+                    b.store(where, b.gep(target, [b.add(b.mul(r, c64(ow)), c)], inbounds=True))
+
+                self._flat_loop(b, c64(0), c64(ow), "column", column)
+
+            self._flat_loop(b, c64(0), c64(oh), "row", row)
+
+        self._flat_loop(b, b.mul(lo, c64(channels)), b.mul(hi, c64(channels)), "plane", plane)
+        b.ret_void()
+
+
+class _PoolBackwardEmitter(_Code):
+    """`void name(T* out, T* g, i64* indices, i64 lo, i64 hi)`: images lo..hi of
+    max_pool2d_backward: each plane zeroed, then every gradient value added at its index in
+    order (an index outside the plane adds nothing)."""
+
+    def __init__(self, module: ir.Module, kernel: PoolBackward) -> None:
+        t = _float_type(kernel.dtype)
+        super().__init__(
+            module, kernel.name, kernel.dtype, [t.as_pointer(), t.as_pointer(), I64.as_pointer(), I64, I64]
+        )
+        self.kernel = kernel
+        for a in self.fn.args[:3]:
+            a.add_attribute("noalias")
+
+    def emit(self) -> None:
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        _, channels, height, width = k.out_shape
+        _, _, oh, ow = k.g.shape
+        plane_size, pooled = height * width, oh * ow
+        b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        out, g, indices, lo, hi = self.fn.args
+        zero = ir.Constant(self.t, 0.0)
+
+        def plane(b, p):  # p = image * C + channel
+            target = b.gep(out, [b.mul(p, c64(plane_size))])
+            grads = b.gep(g, [b.mul(p, c64(pooled))])
+            where = b.gep(indices, [b.mul(p, c64(pooled))])
+            self._flat_loop(
+                b, c64(0), c64(plane_size), "zero", lambda b, i: b.store(zero, b.gep(target, [i]))
+            )
+
+            def scatter(b, q):
+                at = b.load(b.gep(where, [q], inbounds=True))
+                valid = b.icmp_unsigned("<", at, c64(plane_size))
+                slot = b.gep(target, [b.select(valid, at, c64(0))], inbounds=True)
+                value = b.select(valid, b.load(b.gep(grads, [q], inbounds=True)), zero)
+                b.store(b.fadd(b.load(slot), value), slot)
+
+            self._flat_loop(b, c64(0), c64(pooled), "scatter", scatter)
 
         self._flat_loop(b, b.mul(lo, c64(channels)), b.mul(hi, c64(channels)), "plane", plane)
         b.ret_void()
@@ -1809,6 +1910,8 @@ def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Mo
             _ConvEmitter(module, kernel, vector_bits).emit()
         elif isinstance(kernel, Pool2d):
             _PoolEmitter(module, kernel).emit()
+        elif isinstance(kernel, PoolBackward):
+            _PoolBackwardEmitter(module, kernel).emit()
         elif isinstance(kernel, ConvWeightGrad):
             _WeightGradEmitter(module, kernel, vector_bits).emit()
         else:

@@ -9,8 +9,8 @@ import pytest
 
 import codegen.executable as executable
 from codegen.executable import compile_graph
-from codegen.kernel import Conv2d, ConvWeightGrad, Pool2d, conv_extra_strides, format_expr
-from codegen.schedule import KernelStep, NodeStep
+from codegen.kernel import Conv2d, ConvWeightGrad, Pool2d, PoolBackward, conv_extra_strides, format_expr
+from codegen.schedule import KernelStep
 from ir import dtypes
 from ir.graph import Graph
 from ir.interpreter import run
@@ -300,13 +300,50 @@ def test_max_pool_matches_the_interpreter(case, dtype):
         np.testing.assert_array_equal(got, want)
 
 
-def test_max_pool_with_used_indices_stays_on_the_interpreter():
-    g = _pool_graph(2, 6, 6, (2, 2), (2, 2), (0, 0), (1, 1), False, "float32", return_indices=True)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", POOLS, ids=lambda c: "c{}h{}w{}k{}s{}p{}d{}ceil{}".format(*c))
+def test_max_pool_indices_match_the_interpreter(case, dtype):
+    g = _pool_graph(*case, dtype, return_indices=True)
     exe = compile_graph(g)
-    assert isinstance(exe.steps[0], NodeStep)
-    inputs = _inputs(g, 2)
-    for got, want in zip(exe.run(inputs), run(g, inputs), strict=True):
-        np.testing.assert_array_equal(got, want)
+    kinds = [(type(s.kernel), s.kernel.indices) for s in exe.steps]
+    assert kinds == [(Pool2d, False), (Pool2d, True)] and exe.native is not None
+    for batch in (1, 3):
+        inputs = _inputs(g, batch, seed=batch)
+        inputs[0][0, 0, :2, :2] = 1.0  # ties: the first wins
+        inputs[0][-1, -1, 1, :3] = np.nan  # a NaN wins, the first of them
+        for got, want in zip(exe.run(inputs), run(g, inputs), strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def _pool_backward_graph(c, h, w, kernel, stride, padding, dilation, ceil_mode, dtype):
+    t = dtypes.from_name(dtype)
+    g = Graph("pool_backward")
+    x = g.add_input("x", TensorType(t, ("batch", c, h, w)))
+    attrs = {"kernel_size": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+    _, indices = g.add_node("max_pool2d", [x], {**attrs, "ceil_mode": ceil_mode})
+    grad = g.add_input("g", TensorType(t, indices.type.shape))
+    overlapping = kernel[0] > stride[0] or kernel[1] > stride[1]
+    (dx,) = g.add_node(
+        "max_pool2d_backward", [grad, indices], {"height": h, "width": w, "overlapping": overlapping}
+    )
+    g.set_outputs([dx])
+    return g
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", POOLS, ids=lambda c: "c{}h{}w{}k{}s{}p{}d{}ceil{}".format(*c))
+def test_max_pool_backward_matches_the_interpreter(case, dtype):
+    g = _pool_backward_graph(*case, dtype)
+    exe = compile_graph(g)
+    assert [type(s.kernel) for s in exe.steps] == [Pool2d, PoolBackward] and exe.native is not None
+    for batch in (1, 3):
+        inputs = _inputs(g, batch, seed=batch)
+        want = run(g, inputs)[0]
+        native = exe.native
+        _close(exe.run(inputs)[0], want, 9, dtype)  # (overlapping windows sum)
+        exe.native = None  # the step-by-step runner
+        _close(exe.run(inputs)[0], want, 9, dtype)
+        exe.native = native
 
 
 def test_channels_path_weights_are_transposed_once_or_per_call():

@@ -77,6 +77,26 @@ def test_weight_gradient_runs_compiled():
     assert _native.conv2d_weight_grad(x, g[:, :, ::2, ::2], stride=(2, 2), **attrs) is None
 
 
+def test_max_pooling_and_its_gradient_run_compiled():
+    x = _rng(5).standard_normal((16, 6, 28, 28)).astype(np.float32)
+    x[0, 0, :2, :2] = 0.5  # a tie: the first wins
+    x[1, 1, 4, 5] = np.nan
+    for kernel, stride, padding in [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1))]:
+        attrs = {"kernel_size": kernel, "stride": stride, "padding": padding}
+        got = _native.max_pool2d(x, **attrs)
+        assert got is not None, attrs
+        want = OPS["max_pool2d"].impl(np, x, **attrs)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+        g = _rng(6).standard_normal(want[0].shape).astype(np.float32)
+        overlapping = kernel != stride
+        back = _native.max_pool2d_backward(g, want[1], 28, 28, overlapping)
+        assert back is not None
+        ref = OPS["max_pool2d_backward"].impl(np, g, want[1], 28, 28, overlapping)
+        np.testing.assert_allclose(back, ref, rtol=1e-6, atol=1e-6)
+    assert _native.max_pool2d(x[:1, :1], (2, 2), (2, 2)) is None  # small: numpy's
+
+
 def test_small_work_and_other_dtypes_stay_on_the_reference():
     x = np.ones((1, 1, 5, 5), np.float32)
     w = np.ones((1, 1, 3, 3), np.float32)
@@ -112,4 +132,34 @@ def test_environment_variable_turns_compiled_eager_kernels_off():
     env = {**os.environ, "GRAPHC_EAGER_KERNELS": "0"}
     off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert off.stdout.strip() == "0" and int(on.stdout) == 3
+    assert off.stdout.strip() == "0" and int(on.stdout) == len(_native.ACCELERATED) == 5
+
+
+_HEAP = """
+import numpy as np
+from graphc import _allocator
+a = np.ones(8 << 20, np.uint8)
+for line in open("/proc/self/maps"):
+    if line.rstrip().endswith("[heap]"):
+        lo, hi = (int(v, 16) for v in line.split()[0].split("-"))
+        break
+print(_allocator.TUNED, lo <= a.ctypes.data < hi)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_allocator_serves_arrays_of_megabytes_from_the_heap():
+    # (glibc's moving threshold would map each such array afresh, and unmap it when freed,
+    # until a larger one has been freed: page faults on every step of a training loop)
+    def from_heap(tuning):
+        env = {**os.environ, "GRAPHC_MALLOC_TUNING": tuning}
+        out = subprocess.run(
+            [sys.executable, "-c", _HEAP], env=env, capture_output=True, text=True, check=True
+        )
+        return out.stdout.split()
+
+    tuned, inside = from_heap("1")
+    if tuned != "True":
+        pytest.skip("not glibc")
+    assert inside == "True"
+    assert from_heap("0") == ["False", "False"]
