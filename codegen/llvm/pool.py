@@ -31,8 +31,9 @@ import threading
 
 import numpy as np
 
-POOL_VERSION = "1"  # bump when the generated pool code changes
+POOL_VERSION = "2"  # bump when the generated pool code changes
 SPINS = 200_000  # pause instructions (~1-2 ms) before a worker sleeps
+YIELD_EVERY = 1024  # pauses between two sched_yield calls (a power of two)
 GENERATION, ENTRY, ARGS, ROWS, PARTS, TICKET, DONE, SHUTDOWN, SLEEPERS = 0, 1, 2, 3, 4, 8, 16, 24, 32
 STATE_WORDS = 40
 _FUTEX = {"x86_64": 202, "AMD64": 202, "aarch64": 98, "arm64": 98}.get(platform.machine())
@@ -50,6 +51,7 @@ def _module():
     pause = ir.Function(module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause") if x86 else None
     syscall = ir.Function(module, ir.FunctionType(I64, [I64], var_arg=True), "syscall")
     usleep = ir.Function(module, ir.FunctionType(I32, [I32]), "usleep")
+    sched_yield = ir.Function(module, ir.FunctionType(I32, []), "sched_yield")
 
     def word(b, state, index):
         return b.gep(state, [ir.Constant(I64, index)], inbounds=True)
@@ -118,6 +120,17 @@ def _module():
     b.position_at_end(keep_spinning)
     relax(b)
     more = b.add(spins, ir.Constant(I64, 1))
+    # every YIELD_EVERY spins, give the core to any other runnable thread (another library's
+    # pool, numpy's BLAS): a spinner that never yields holds the core until the scheduler
+    # preempts it, milliseconds later
+    yield_now = worker.append_basic_block("yield")
+    spun = worker.append_basic_block("spun")
+    every = b.and_(more, ir.Constant(I64, YIELD_EVERY - 1))
+    b.cbranch(b.icmp_unsigned("==", every, ir.Constant(I64, 0)), yield_now, spun)
+    b.position_at_end(yield_now)
+    b.call(sched_yield, [])
+    b.branch(spun)
+    b.position_at_end(spun)
     back = b.block
     b.cbranch(b.icmp_signed("<", more, ir.Constant(I64, SPINS)), wait, sleep)
     seen.add_incoming(seen, back)
@@ -226,7 +239,7 @@ def pool_key() -> str:
     """The pool's library in the cache."""
     from codegen import library
 
-    return library.library_key(f"graphc worker pool {POOL_VERSION}")
+    return library.library_key(f"graphc worker pool {POOL_VERSION} spins={SPINS} yield={YIELD_EVERY}")
 
 
 class Pool:
