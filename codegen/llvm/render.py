@@ -1726,8 +1726,8 @@ class _PoolEmitter(_Code):
                             tap = b.load(b.gep(source, [b.add(b.mul(y, c64(width)), col)], inbounds=True))
                         else:
                             inside = b.icmp_unsigned("<", y, c64(height))
-                            at = b.select(inside, b.add(b.mul(y, c64(width)), col), col)
-                            tap = b.select(inside, b.load(b.gep(source, [at], inbounds=True)), low)
+                            line = b.gep(source, [b.mul(b.select(inside, y, c64(0)), c64(width))])
+                            tap = b.select(inside, b.load(b.gep(line, [col], inbounds=True)), low)
                         value = b.call(maximum, [value, tap])
                     b.store(value, b.gep(buffer, [col], inbounds=True))
 
