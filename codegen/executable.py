@@ -23,7 +23,7 @@ import numpy as np
 from codegen import library
 from codegen.host import matmul_tile, vector_bits
 from codegen.kernel import Conv2d, ConvWeightGrad, Kernel, Matmul, Pool2d, PoolBackward, conv_path
-from codegen.plan import Buffer, Call, NativeRun, _address
+from codegen.plan import Buffer, Call, NativeRun, _address, out_of_range
 from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
 from ir.errors import ShapeError
 from ir.graph import Graph
@@ -88,7 +88,7 @@ class CompiledGraph:
                 elif isinstance(k, ConvWeightGrad):
                     pointers, sizes = 3, 3
                 else:
-                    pointers, sizes = 1 + len(k.inputs), len(k.symbols) + 2
+                    pointers, sizes = 1 + len(k.inputs) + k.checked, len(k.symbols) + 2
                 argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * sizes
                 call = ctypes.CFUNCTYPE(None, *argtypes)(addresses[k.name])
                 self._functions[k.name] = _Entry(call, addresses[f"{k.name}.packed"])
@@ -248,6 +248,8 @@ class CompiledGraph:
                 calls.append(Call([("buffer", out), *args], how))
             else:
                 sizes = [("size", lambda s, b, name=name: b[name]) for name in k.symbols]
+                if k.checked:  # the call's status word: set by an index out of range
+                    sizes.insert(0, ("status", k.name))
 
                 def how(shapes, bindings, workers, k=k):
                     ranges = concrete_shape(k.ranges, bindings)
@@ -326,8 +328,17 @@ class CompiledGraph:
                 )
             out = np.empty(concrete_shape(k.out_shape, bindings), dtype=t)
             if out.size or k.reduce is not None:  # (an empty sum is 0)
-                args = (_address(out), *(load(env) for load in loads), *(bindings[s] for s in symbols))
+                status = np.zeros(1, np.int64) if k.checked else None
+                checked = (_address(status),) if k.checked else ()
+                args = (
+                    _address(out),
+                    *(load(env) for load in loads),
+                    *checked,
+                    *(bindings[s] for s in symbols),
+                )
                 _launch(function, k, args, ranges)
+                if k.checked and status[0]:
+                    raise IndexError(out_of_range(k.name))
             env[output] = out
 
         return kernel

@@ -76,7 +76,17 @@ class Row:
     index: int
 
 
-Expr = Load | Const | Acc | Unary | Binary | Cast | Where | Row
+@dataclass(frozen=True)
+class Take:
+    """Input `index` (a `KernelInput` with `gather`) read at the current point moved along its
+    gathered axis to the integer value of `at`: PyTorch's gather. An `at` outside the axis
+    reads its first element and sets the kernel's status word: the call raises IndexError."""
+
+    index: int
+    at: Expr
+
+
+Expr = Load | Const | Acc | Unary | Binary | Cast | Where | Row | Take
 
 UNARY_OPS = (
     "neg",
@@ -112,7 +122,7 @@ def expr_dtype(e: Expr, inputs, default: dtypes.DType, stages=()) -> dtypes.DTyp
     constants and of Acc(), `stages` the kernel's stages."""
     if isinstance(e, Row):
         return stages[e.index].dtype
-    if isinstance(e, Load):
+    if isinstance(e, (Load, Take)):
         return inputs[e.index].dtype or default
     if isinstance(e, (Const, Acc)):
         return default
@@ -144,6 +154,9 @@ class KernelInput:
     shape: tuple
     dtype: dtypes.DType | None = None
     view: View | None = None
+    # read by `Take` only: (stride, size) of the axis its index moves along (the view's stride
+    # there is 0: the index adds index * stride)
+    gather: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +203,12 @@ class Kernel:
     row_axes: tuple[int, ...] = ()
 
     @property
+    def checked(self) -> bool:
+        """Whether the kernel reads by index (`Take`) and takes a status word to report an
+        index out of range."""
+        return any(x.gather is not None for x in self.inputs)
+
+    @property
     def splittable(self) -> bool:
         """Whether calls on disjoint parts of the outermost range write disjoint outputs (they
         do unless that axis is reduced), so the parts can run on different threads."""
@@ -223,6 +242,8 @@ class Kernel:
         seen: list[str] = []
         views = [x.view for x in self.inputs if x.view is not None]
         products = [p for v in views for p in (*v.strides, *v.offset) if p != 0]
+        products += [x.gather[0] for x in self.inputs if x.gather is not None and x.gather[0] != 0]
+        products += [(x.gather[1],) for x in self.inputs if x.gather is not None]
         for shape in (self.ranges, *(i.shape for i in self.inputs), *products):
             for d in shape:
                 if isinstance(d, str) and d not in seen:
@@ -459,6 +480,8 @@ def format_expr(e: Expr) -> str:
         return "acc"
     if isinstance(e, Load):
         return f"in{e.index}[i]"
+    if isinstance(e, Take):
+        return f"in{e.index}[i at {format_expr(e.at)}]"
     if isinstance(e, Const):
         return repr(e.value)
     if isinstance(e, Unary):
@@ -521,6 +544,7 @@ def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d | PoolBackward | ConvWeig
     ranges = ", ".join(str(d) for d in k.ranges)
     ins = ", ".join(
         f"in{i}: {TensorType(x.dtype or k.dtype, x.shape)}{_format_view(x.view)}"
+        + ("" if x.gather is None else f" gather(stride={_format_product(x.gather[0])}, size={x.gather[1]})")
         for i, x in enumerate(k.inputs)
     )
     head = f"kernel {k.name}({ins}) over [{ranges}]"

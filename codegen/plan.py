@@ -51,12 +51,17 @@ def plan_memory(sizes: list[int], lifetimes: list[tuple[int, int]]) -> tuple[lis
     return offsets, arena
 
 
+def out_of_range(kernel: str) -> str:
+    return f"gather: an index is out of range for the dimension it indexes (compiled kernel {kernel})"
+
+
 @dataclass
 class Call:
-    """One kernel call of the native entry: `args` are ('buffer', id), ('address', int) or
-    ('size', fn(shapes, bindings)); `how(shapes, bindings, workers)` gives the `.packed` entry
-    to run it with (a function name), the range that entry's lo..hi cover, and the number of
-    parts to split that range into."""
+    """One kernel call of the native entry: `args` are ('buffer', id), ('address', int),
+    ('size', fn(shapes, bindings)) or ('status', kernel name: the address of a word the kernel
+    sets when an index it reads by is out of range); `how(shapes, bindings, workers)` gives
+    the `.packed` entry to run it with (a function name), the range that entry's lo..hi
+    cover, and the number of parts to split that range into."""
 
     args: list
     how: object
@@ -87,6 +92,7 @@ class _Bound:
     parallel: bool
     runnable: bool  # False for empty tensors: the step-by-step path handles (and reports) them
     output_shapes: list | None = None
+    status: list = field(default_factory=list)  # (table position, kernel name) per status word
 
 
 class NativeRun:
@@ -138,6 +144,7 @@ class NativeRun:
         offset_of = dict(zip(arena_ids, offsets, strict=True))
         words, arena_slots, positions = [], [], {i: [] for i in range(len(self.buffers))}
         parallel, runnable = False, all(n > 0 for n in nbytes)
+        status: list = []
         for call in self.calls:
             for kind, what in call.args:
                 if kind == "buffer":
@@ -149,6 +156,9 @@ class NativeRun:
                         words.append(0)
                 elif kind == "address":
                     words.append(what)
+                elif kind == "status":
+                    status.append((len(words), what))
+                    words.append(0)
                 else:
                     words.append(int(what(shapes, bindings)))
             function, extent, parts = call.how(shapes, bindings, self.workers)
@@ -171,6 +181,7 @@ class NativeRun:
             sum(nbytes[i] for i in arena_ids),
             parallel,
             runnable,
+            status=status,
         )
 
     def _state(self, plan: _Bound):
@@ -184,7 +195,10 @@ class NativeRun:
             base = -arena.ctypes.data % ALIGN + arena.ctypes.data
             table = plan.table.copy()
             table[plan.arena_slots] += base
-            state = states[key] = (arena, table, table.ctypes.data)
+            words = np.zeros(max(len(plan.status), 1), dtype=np.int64)  # the status words
+            for i, (position, _) in enumerate(plan.status):
+                table[position] = words.ctypes.data + 8 * i
+            state = states[key] = (arena, table, table.ctypes.data, words)
         return state
 
     def run(self, arrays: list[np.ndarray], bindings: dict, pool) -> list[np.ndarray] | None:
@@ -196,7 +210,9 @@ class NativeRun:
             self.output_shapes(bindings)
         if not plan.runnable:
             return None
-        _, table, table_address = self._state(plan)
+        _, table, table_address, words = self._state(plan)
+        if plan.status:
+            words[:] = 0
         for positions, array in zip(plan.inputs, arrays, strict=True):
             address = _address(array)
             for i in positions:
@@ -214,6 +230,8 @@ class NativeRun:
                 self.entry(table_address, state, dispatch)
         else:
             self.entry(table_address, 0, 0)
+        if plan.status and words.any():
+            raise IndexError(out_of_range(plan.status[int(np.flatnonzero(words)[0])][1]))
         # (a graph output may be another's reshape: one buffer, two shapes)
         return [
             outs[i] if outs[i].shape == shape else outs[i].reshape(shape) for i, shape in plan.output_shapes

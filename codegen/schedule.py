@@ -40,13 +40,15 @@ from codegen.kernel import (
     Reduction,
     Row,
     Stage,
+    Take,
     Unary,
+    View,
     Where,
     conv_extra_strides,
     format_kernel,
     matmul_extra_strides,
 )
-from codegen.views import MOVEMENT, view_values
+from codegen.views import MOVEMENT, contiguous, view_values
 from ir import dtypes
 from ir.graph import Graph, Node, Value
 
@@ -111,6 +113,8 @@ def fusable(node: Node) -> bool:
         return out in (*FLOATS, *INTS) and all(d is out for d in (node.inputs[0].type.dtype, *bounds))
     if any(v is None for v in node.inputs):
         return False
+    if op == "gather":
+        return gatherable(node)
     ins = [v.type.dtype for v in node.inputs]
     if node.attrs and op != "cast":
         return False
@@ -128,6 +132,21 @@ def fusable(node: Node) -> bool:
     if op == "cast":
         return (ins[0], out) in CASTS
     return False
+
+
+def gatherable(node: Node) -> bool:
+    """Whether gather `node` can be part of a kernel (as a `Take`): its input read in memory at
+    integer indices, of a dtype kernels compute, along an axis of known size."""
+    x, index = (v.type for v in node.inputs)
+    out = node.outputs[0].type
+    dim = node.attrs["dim"] % max(x.rank, 1)
+    return (
+        x.dtype in (*FLOATS, *INTS)
+        and out.dtype is x.dtype
+        and index.dtype in INTS
+        and x.rank == index.rank >= 1
+        and isinstance(x.shape[dim], int)
+    )
 
 
 REDUCTIONS = {"sum": "sum", "mean": "sum", "amax": "max", "amin": "min"}
@@ -372,6 +391,15 @@ def _reads(values: list[Value], cx: _Context) -> tuple[tuple[KernelInput, ...], 
     of the values it reads: a movement op's output is its root's buffer through a view."""
     reads, names = [], []
     for v in values:
+        if isinstance(v, _Gathered):
+            x = v.value
+            root, view = cx.views.get(id(x), (x, None))
+            strides = list(view.strides) if view is not None else contiguous(tuple(x.type.shape))
+            stride, strides[v.dim] = strides[v.dim], 0
+            at = View(tuple(strides), view.offset if view is not None else ())
+            reads.append(KernelInput(v.shape, x.type.dtype, at, gather=(stride, x.type.shape[v.dim])))
+            names.append(root.name)
+            continue
         root, view = cx.views.get(id(v), (v, None))
         reads.append(KernelInput(tuple(v.type.shape), v.type.dtype, view))
         names.append(root.name)
@@ -664,7 +692,7 @@ def _build_rows(final: Node, cx: _Context, excluded: set):
         if reducible(p):
             row = stage(p, shape)
             return load(v) if row is None else row
-        if fusable(p) and _broadcasts(shape, space):
+        if fusable(p) and p.op != "gather" and _broadcasts(shape, space):
             # a value of the kernel's shape, or one it broadcasts that is cheap or depends on a
             # stage (computed once per row: LLVM hoists it out of the loop over the row)
             if shape == space or p.op in CHEAP or id(p) in cx.reaches:
@@ -718,8 +746,22 @@ def _operand(v: Value, space, folded, position, inputs: list, members: list, con
     return Load(inputs.index(v))
 
 
+class _Gathered:
+    """Among a kernel's loaded values: `value` read by a gather along `dim` (its reads differ
+    from a Load's: `_reads`), at points of the gather's output `shape`."""
+
+    def __init__(self, value: Value, dim: int, shape: tuple) -> None:
+        self.value, self.dim, self.shape = value, dim, shape
+
+
 def _build(n: Node, space, folded, position, inputs: list, members: list):
     members.append(position[id(n)])
+    if n.op == "gather":  # the input stays in memory, read where the index says
+        x, index = n.inputs
+        source = _Gathered(x, n.attrs["dim"] % x.type.rank, tuple(n.outputs[0].type.shape))
+        inputs.append(source)
+        at = _operand(index, space, folded, position, inputs, members, n)
+        return Take(inputs.index(source), at)
     args = [None if v is None else _operand(v, space, folded, position, inputs, members, n) for v in n.inputs]
     return _node_expression(n, args)
 

@@ -229,6 +229,23 @@ def _same(inputs, **attrs):
     return inputs[0]
 
 
+@rule("gather")
+def _gather(inputs, dim):
+    x, index = inputs[0], inputs[1]
+    if x.rank != index.rank or index.dtype.category != dtypes.INT:
+        raise ShapeError(
+            f"gather: expected an integer index of the input's rank {x.rank}, got "
+            f"{index.dtype.name}{list(index.shape)}"
+        )
+    d = dim % max(x.rank, 1)
+    for k, (a, b) in enumerate(zip(index.shape, x.shape, strict=True)):
+        if k != d and isinstance(a, int) and isinstance(b, int) and a > b:
+            raise ShapeError(
+                f"gather: index shape {list(index.shape)} exceeds input shape {list(x.shape)} at dim {k}"
+            )
+    return TensorType(x.dtype, tuple(index.shape))
+
+
 @rule("concat")
 def _concat(inputs, dim):
     first = inputs[0]

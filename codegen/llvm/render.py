@@ -30,6 +30,7 @@ from codegen.kernel import (
     Pool2d,
     PoolBackward,
     Row,
+    Take,
     Unary,
     Where,
     conv_direct_rows,
@@ -111,6 +112,8 @@ class _Code:
         value of Acc()."""
         if isinstance(e, Load):
             return load(e.index)
+        if isinstance(e, Take):
+            return self.take(b, e, self.expr(b, e.at, load, acc), load)
         if isinstance(e, Row):
             return self.rows[e.index]
         if isinstance(e, Const):
@@ -453,7 +456,9 @@ class _Emitter(_Code):
         stored = [kernel.dtype, *(x.dtype or kernel.dtype for x in kernel.inputs)]
         # then `lo, hi`: the part of the outermost range this call covers (calls on disjoint parts
         # may run on different threads)
-        args = [_memory_type(d).as_pointer() for d in stored] + [I64] * (len(kernel.symbols) + 2)
+        # (a kernel that reads by index also takes a status word: set when an index is out of range)
+        status = [I64.as_pointer()] if kernel.checked else []
+        args = [_memory_type(d).as_pointer() for d in stored] + status + [I64] * (len(kernel.symbols) + 2)
         super().__init__(module, kernel.name, compute, args)
         self.kernel = kernel
         self.expr_inputs, self.expr_default, self.expr_stages = kernel.inputs, kernel.dtype, kernel.stages
@@ -461,8 +466,25 @@ class _Emitter(_Code):
             a.add_attribute("noalias")
         self.out = self.fn.args[0]
         self.ins = self.fn.args[1 : 1 + len(kernel.inputs)]
-        self.sizes = dict(zip(kernel.symbols, self.fn.args[1 + len(kernel.inputs) : -2], strict=True))
+        self.status = self.fn.args[1 + len(kernel.inputs)] if kernel.checked else None
+        first_size = 1 + len(kernel.inputs) + len(status)
+        self.sizes = dict(zip(kernel.symbols, self.fn.args[first_size:-2], strict=True))
         self.lo, self.hi = self.fn.args[-2:]
+
+    def take(self, b: ir.IRBuilder, e: Take, at: ir.Value, load) -> ir.Value:
+        """Input e.index moved along its gathered axis to index `at`; an index outside the axis
+        reads its first element and sets the status word."""
+        stride, size = self.kernel.inputs[e.index].gather
+        kind = self.dtype_of(e.at)
+        if at.type.width < 64:
+            at = b.zext(at, I64) if kind.np.kind == "u" else b.sext(at, I64)
+        inside = b.icmp_unsigned("<", at, self.size(b, size))
+        with b.if_then(b.not_(inside), likely=False):
+            b.store_atomic(ir.Constant(I64, 1), self.status, "monotonic", 8)
+        at = b.select(inside, at, ir.Constant(I64, 0))
+        if stride == 0:  # (an input expanded along the axis: every index reads the same value)
+            return load(e.index, None)
+        return load(e.index, b.mul(at, self.product(b, stride)))
 
     def identity(self, op: str, dtype: dtypes.DType) -> ir.Constant:
         """Where a combination with `op` starts."""
@@ -504,7 +526,7 @@ class _Emitter(_Code):
             self._flat_loop(b, first, last, "init", lambda b, i: b.store(identity, b.gep(self.out, [i])))
 
         def point(b, offsets):
-            value = self.expr(b, k.body, lambda i: self._load(b, i, offsets[i]))
+            value = self.expr(b, k.body, lambda i, extra=None: self._load(b, i, offsets[i], extra))
             slot = b.gep(self.out, [offsets[-1]], inbounds=True)
             if k.reduce is not None:
                 value = self.cast(b, value, self.dtype_of(k.body), k.dtype)  # int32 sums into int64
@@ -523,8 +545,11 @@ class _Emitter(_Code):
             self._flat_loop(b, first, last, "mean", divide)
         b.ret_void()
 
-    def _load(self, b: ir.IRBuilder, i: int, offset) -> ir.Value:
-        """Input i at `offset` (bools: i8 in memory, i1 in registers)."""
+    def _load(self, b: ir.IRBuilder, i: int, offset, extra=None) -> ir.Value:
+        """Input i at `offset` (plus `extra`: a gather's move; bools: i8 in memory, i1 in
+        registers)."""
+        if extra is not None:
+            offset = b.add(offset, extra)
         value = b.load(b.gep(self.ins[i], [offset], inbounds=True))
         if (self.kernel.inputs[i].dtype or self.kernel.dtype) is dtypes.bool_:
             value = b.icmp_unsigned("!=", value, ir.Constant(ir.IntType(8), 0))
@@ -571,7 +596,7 @@ class _Emitter(_Code):
                 b.store(self.identity(op, dtype), slot)
 
                 def point(b, offsets, op=op, body=body, dtype=dtype, slot=slot):
-                    value = self.expr(b, body, lambda i: self._load(b, i, offsets[i]))
+                    value = self.expr(b, body, lambda i, extra=None: self._load(b, i, offsets[i], extra))
                     value = self.cast(b, value, self.dtype_of(body), dtype)  # int32 sums into int64
                     b.store(self.combine(b, op, b.load(slot), value), slot)
 
@@ -585,7 +610,7 @@ class _Emitter(_Code):
                 return
 
             def point(b, offsets):
-                value = self.expr(b, k.body, lambda i: self._load(b, i, offsets[i]))
+                value = self.expr(b, k.body, lambda i, extra=None: self._load(b, i, offsets[i], extra))
                 self._store(b, value, b.gep(self.out, [offsets[-1]], inbounds=True))
 
             self._loops(b, axes, bounds, strides, point, False, base)

@@ -137,6 +137,10 @@ def _gather(xp, x, index, dim):
             raise ShapeError(
                 f"gather: index shape {tuple(index.shape)} exceeds input shape {tuple(x.shape)} at dim {d}"
             )
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= x.shape[dim]):
+        # (numpy would wrap a negative index around; PyTorch refuses it)
+        bad = int(index.min()) if int(index.min()) < 0 else int(index.max())
+        raise IndexError(f"gather: index {bad} is out of bounds for dimension {dim} with size {x.shape[dim]}")
     sub = x[tuple(slice(0, index.shape[d]) if d != dim else slice(None) for d in range(x.ndim))]
     return xp.take_along_axis(sub, index, axis=dim)
 

@@ -282,11 +282,42 @@ def _var(new: Graph, node: Node, inputs: list) -> list[Value] | None:
     return new.add_node("div", [total, count], {}, scope=s)
 
 
+def _nll_loss(new: Graph, node: Node, inputs: list) -> list[Value] | None:
+    """-logp at each target's class (a gather along dim 1), zero where the target is
+    ignore_index, then summed or averaged over the targets that count. With class weights the
+    op stays whole."""
+    logp, target = inputs[0], inputs[1]
+    if len(inputs) > 2 and inputs[2] is not None:
+        return None
+    a, s = node.attrs, node.scope
+    reduction = a.get("reduction", "mean")
+    (t,) = new.add_node("unsqueeze", [target], {"dim": 1}, scope=s)
+    ignore = _constant(new, "ignore_index", np.array(a.get("ignore_index", -100), target.type.dtype.np))
+    (valid,) = new.add_node("ne", [t, ignore], {}, scope=s)
+    zero = _constant(new, "zero", np.zeros((), target.type.dtype.np))
+    (safe,) = new.add_node("where", [valid, t, zero], {}, scope=s)
+    (picked,) = new.add_node("gather", [logp, safe], {"dim": 1}, scope=s)
+    (w,) = new.add_node("cast", [valid], {"dtype": logp.type.dtype.name}, scope=s)
+    (negated,) = new.add_node("neg", [picked], {}, scope=s)
+    (loss,) = new.add_node("mul", [negated, w], {}, scope=s)
+    if reduction == "none":
+        return new.add_node("squeeze", [loss], {"dims": (1,)}, scope=s)
+    (total,) = new.add_node("sum", [loss], {"dims": None, "keepdim": False}, scope=s)
+    if reduction == "sum":
+        return [total]
+    (count,) = new.add_node("sum", [w], {"dims": None, "keepdim": False}, scope=s)
+    return new.add_node("div", [total, count], {}, scope=s)
+
+
+# composites whose second input is an integer index, not a promoted operand
+INDEXED = frozenset({"nll_loss"})
+
 # Composite op -> its decomposition into core ops, or None where it stays whole (a backend may
 # keep some whole).
 COMPOSITES: dict[str, Callable[[Graph, Node, list], list[Value] | None]] = {
     "linear": _linear,
     "log_softmax": _log_softmax,
+    "nll_loss": _nll_loss,
     "var": _var,
 }
 
@@ -300,7 +331,8 @@ def decompose(graph: Graph, keep: frozenset[str] = frozenset()) -> Graph:
         fn = COMPOSITES.get(node.op)
         if fn is None or node.op in keep:
             return None
-        if not all(v is None or v.type.dtype == node.outputs[0].type.dtype for v in inputs):
+        promoted = inputs[:1] if node.op in INDEXED else inputs  # (class targets are integers)
+        if not all(v is None or v.type.dtype == node.outputs[0].type.dtype for v in promoted):
             return None  # mixed dtypes: keep it whole rather than guess a promotion
         values = fn(new, node, inputs)
         if values is None:
