@@ -201,6 +201,10 @@ class Kernel:
     reduce: Reduction | None = None
     stages: tuple[Stage, ...] = ()
     row_axes: tuple[int, ...] = ()
+    # with stages and no `reduce`: the body is computed once per row (from the rows' results:
+    # e.g. a sum divided by a count) into an output of this shape (the ranges without the row
+    # axes, or with them as 1s); None: at every point of the row
+    row_out: tuple | None = None
 
     @property
     def checked(self) -> bool:
@@ -217,6 +221,8 @@ class Kernel:
 
     @property
     def out_shape(self) -> tuple:
+        if self.row_out is not None:
+            return tuple(self.row_out)
         if self.reduce is None:
             return tuple(self.ranges)
         axes = self.reduce.axes
@@ -228,6 +234,8 @@ class Kernel:
         """Per dim of the ranges, the output's stride (a product of later kept dims), 0 on a
         reduced axis."""
         axes = self.reduce.axes if self.reduce is not None else ()
+        if self.row_out is not None:
+            axes = self.row_axes
         out = []
         for k in range(len(self.ranges)):
             if k in axes:
@@ -555,6 +563,8 @@ def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d | PoolBackward | ConvWeig
         head += f" by rows[axes={k.row_axes}]: {stages};"
     else:
         head += ":"
+    if k.row_out is not None:
+        return f"{head} out[row] = {format_expr(k.body)}"
     if k.reduce is None:
         return f"{head} out[i] = {format_expr(k.body)}"
     r = k.reduce

@@ -621,10 +621,10 @@ def _row_group(final: Node, name: str, cx: _Context) -> KernelStep | None:
         if not outside:
             break
         excluded.update(id(n) for n in outside)
-    ranges, body, reduce, stages, axes = kernel_parts
+    ranges, body, reduce, stages, axes, row_out = kernel_parts
     reads, names = _reads(inputs, cx)
     dtype = final.outputs[0].type.dtype
-    kernel = Kernel(name, ranges, dtype, reads, body, reduce=reduce, stages=stages, row_axes=axes)
+    kernel = Kernel(name, ranges, dtype, reads, body, reduce, stages, axes, row_out)
     cx.taken.update(members)
     nodes = tuple(sorted(cx.position[i] for i in members))
     return KernelStep(kernel, names, final.outputs[0].name, nodes)
@@ -639,12 +639,17 @@ def _build_rows(final: Node, cx: _Context, excluded: set):
     """The parts of `final`'s row kernel ((ranges, body, reduce, stages, row axes), the member
     nodes by id, the values it loads), reading the values of `excluded` nodes from memory; None
     where it has no stage or its expressions grow too large."""
+    row_out = None
     if reducible(final):
         space = tuple(final.inputs[0].type.shape)
         row_axes = [_axes(final, len(space))]
     else:
         space = tuple(final.outputs[0].type.shape)
         row_axes = [None]
+        wider = _per_row_space(final, cx, excluded)
+        if wider is not None:  # final combines reductions' results: once per row of their input
+            row_out, (space, axes) = space, wider
+            row_axes = [axes]
     rank = len(space)
     stages: list[Stage] = []
     stage_of: dict[int, int] = {}
@@ -692,6 +697,12 @@ def _build_rows(final: Node, cx: _Context, excluded: set):
         if reducible(p):
             row = stage(p, shape)
             return load(v) if row is None else row
+        if p.op == "gather" and fusable(p) and (shape == space or id(p) in cx.reaches):
+            members[id(p)] = p  # its input read in memory where the (folded) index says
+            x, index = p.inputs
+            source = _Gathered(x, p.attrs["dim"] % x.type.rank, shape)
+            inputs.append(source)
+            return Take(inputs.index(source), operand(index))
         if fusable(p) and p.op != "gather" and _broadcasts(shape, space):
             # a value of the kernel's shape, or one it broadcasts that is cheap or depends on a
             # stage (computed once per row: LLVM hoists it out of the loop over the row)
@@ -713,13 +724,36 @@ def _build_rows(final: Node, cx: _Context, excluded: set):
 
     def size(e) -> int:
         if id(e) not in sizes:
-            children = [getattr(e, f) for f in ("x", "a", "b", "cond") if hasattr(e, f)]
+            children = [getattr(e, f) for f in ("x", "a", "b", "cond", "at") if hasattr(e, f)]
             sizes[id(e)] = 1 + sum(size(c) for c in children)
         return sizes[id(e)]
 
     if sum(size(e) for e in (body, *(s.body for s in stages))) > MAX_ROW_EXPRESSION:
         return None
-    return (space, body, reduce, tuple(stages), row_axes[0]), members, inputs
+    return (space, body, reduce, tuple(stages), row_axes[0], row_out), members, inputs
+
+
+def _per_row_space(final: Node, cx: _Context, excluded: set):
+    """(space, row axes) when elementwise `final` reads, directly, a float reduction of a
+    larger space whose result has final's shape (a sum divided by a count), with the row axes
+    kept as 1s or leading: the row kernel then iterates over the reduction's input and
+    computes final once per row. None otherwise."""
+    shape = tuple(final.outputs[0].type.shape)
+    for v in final.inputs:
+        p = None if v is None else v.producer
+        if p is None or not reducible(p) or id(p) in cx.taken or id(p) in excluded:
+            continue
+        if p.outputs[0].type.dtype not in FLOATS:
+            continue
+        space = tuple(p.inputs[0].type.shape)
+        axes = _axes(p, len(space))
+        kept = tuple(d for k, d in enumerate(space) if k not in axes)
+        ones = tuple(1 if k in axes else d for k, d in enumerate(space))
+        # (a result without the row axes lines up with the space only when they lead)
+        leading = axes == tuple(range(len(axes)))
+        if space != shape and (shape == ones or (shape == kept and leading)):
+            return space, axes
+    return None
 
 
 def _fuse(root: Node, space: tuple, folded, position: dict[int, int]):

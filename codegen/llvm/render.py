@@ -608,6 +608,10 @@ class _Emitter(_Code):
             if k.reduce is not None:  # the last combination is the output
                 self._store(b, self.rows.pop(), b.gep(self.out, [base[-1]], inbounds=True))
                 return
+            if k.row_out is not None:  # the body once, from the row's results
+                value = self.expr(b, k.body, lambda i, extra=None: self._load(b, i, base[i], extra))
+                self._store(b, value, b.gep(self.out, [base[-1]], inbounds=True))
+                return
 
             def point(b, offsets):
                 value = self.expr(b, k.body, lambda i, extra=None: self._load(b, i, offsets[i], extra))

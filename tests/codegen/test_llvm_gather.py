@@ -8,7 +8,7 @@ import pytest
 
 from codegen.executable import compile_graph
 from codegen.kernel import Kernel
-from codegen.schedule import NodeStep
+from codegen.schedule import KernelStep, NodeStep
 from ir import dtypes
 from ir.graph import Graph
 from ir.interpreter import run
@@ -136,6 +136,17 @@ def test_cross_entropy_compiles_whole_and_matches(reduction, shape, dtype):
         for got in _both_paths(exe, [x, target]):
             assert got[0].dtype == want.dtype and got[0].shape == want.shape
             np.testing.assert_allclose(got[0], want, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_is_two_kernels(reduction):
+    # log_softmax's row kernel, then one kernel for the loss: the gather, the mask of ignored
+    # targets, both sums and their quotient
+    exe = compile_graph(_nll_graph(("batch", 10), reduction))
+    assert [type(s) for s in exe.steps] == [KernelStep, KernelStep]
+    softmax, loss = (s.kernel for s in exe.steps)
+    assert softmax.stages and loss.checked
+    assert (loss.row_out == ()) if reduction == "mean" else (loss.reduce is not None)
 
 
 def test_nll_loss_with_every_target_ignored_is_nan_as_in_pytorch():

@@ -150,6 +150,56 @@ graph g(%x: f64[batch,5,7]) {
     assert step.nodes == (0, 1, 2, 3) and step.kernel.reduce is not None and len(step.kernel.stages) == 1
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # two sums over the same rows and their quotient, computed once per row
+        """graph g(%x: f32[batch,6], %y: f32[batch,6]) {
+  %0: f32[batch,1] = sum[dims=(1,), keepdim=True](%x)
+  %1: f32[batch,6] = abs(%y)
+  %2: f32[batch,1] = sum[dims=(1,), keepdim=True](%1)
+  %3: f32[batch,1] = div(%0, %2)
+  return %3
+}""",
+        # over every axis (a mean by hand), kept as 1s
+        """graph g(%x: f32[batch,6], %y: f32[batch,6]) {
+  %0: f32[1,1] = sum[dims=(0,1), keepdim=True](%x)
+  %1: f32[1,1] = amax[dims=(0,1), keepdim=True](%y)
+  %2: f32[1,1] = sub(%0, %1)
+  return %2
+}""",
+        # rows along the first axis: a per-column result
+        """graph g(%x: f32[batch,6], %y: f32[batch,6]) {
+  %0: f32[6] = sum[dims=(0,), keepdim=False](%x)
+  %1: f32[6] = exp(%0)
+  %2: f32[6] = amin[dims=(0,), keepdim=False](%y)
+  %3: f32[6] = add(%1, %2)
+  return %3
+}""",
+    ],
+)
+def test_a_result_combining_reductions_is_computed_once_per_row(text):
+    g = parse_graph(text)
+    rng = np.random.default_rng(0)
+    for batch in (1, 4, 33):
+        exe = _compare(g, [rng.standard_normal((batch, 6)).astype(np.float32) for _ in range(2)], 1e-5)
+    (step,) = _kernels(exe)
+    assert step.kernel.row_out is not None and len(step.kernel.stages) == 2
+
+
+def test_reductions_without_their_trailing_row_axes_are_not_combined_per_row():
+    # (batch,) does not line up with (batch, 6): the quotient is its own kernel
+    g = parse_graph("""graph g(%x: f32[batch,6], %y: f32[batch,6]) {
+  %0: f32[batch] = sum[dims=(1,), keepdim=False](%x)
+  %1: f32[batch] = amax[dims=(1,), keepdim=False](%y)
+  %2: f32[batch] = div(%0, %1)
+  return %2
+}""")
+    rng = np.random.default_rng(1)
+    exe = _compare(g, [rng.standard_normal((5, 6)).astype(np.float32) for _ in range(2)], 1e-5)
+    assert len(_kernels(exe)) == 3 and not any(s.kernel.row_out for s in _kernels(exe))
+
+
 def test_values_needed_elsewhere_are_stored_and_the_rest_fused():
     # the maximum is an output and the shifted values feed a matmul: both are stored, the
     # rest of the softmax still becomes one row kernel
