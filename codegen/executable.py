@@ -198,18 +198,23 @@ class CompiledGraph:
                 def rows(shapes, bindings, a=first):
                     return int(np.prod(shapes[a][:-1], dtype=np.int64)) if len(shapes[a]) > 1 else 1
 
-                def depth(shapes, bindings, b=b_name):
-                    return shapes[b][-2]
+                def b_shape(shapes, bindings, b=b_name, k=k):  # b's (K, N) (b may be read through a view)
+                    return (
+                        concrete_shape(k.b.shape, bindings)[-2:] if k.b.view is not None else shapes[b][-2:]
+                    )
 
-                def columns(shapes, bindings, b=b_name):
-                    return shapes[b][-1]
+                def depth(shapes, bindings, b_shape=b_shape):
+                    return b_shape(shapes, bindings)[0]
+
+                def columns(shapes, bindings, b_shape=b_shape):
+                    return b_shape(shapes, bindings)[1]
 
                 def per_batch(shapes, bindings, a=first):
                     return shapes[a][-2] if len(shapes[a]) > 1 else 1
 
-                def how(shapes, bindings, workers, k=k, rows=rows, panel=panel, b=b_name):
+                def how(shapes, bindings, workers, k=k, rows=rows, panel=panel, b_shape=b_shape):
                     m = rows(shapes, bindings)
-                    depth, n = shapes[b][-2:]
+                    depth, n = b_shape(shapes, bindings)
                     panels = -(-n // panel)
                     if workers > 1 and m * n * depth >= MATMUL_PARALLEL_MIN_MACS and m >= 2 * workers:
                         return f"{k.name}.packed", m, min(workers, m)
@@ -374,7 +379,12 @@ class CompiledGraph:
             a = env[a_name]
             if a.dtype != t or not a.flags.c_contiguous:
                 a = np.ascontiguousarray(a, dtype=t)
-            kk, nn = env[b_name].shape[-2:] if b_name in env else self.graph.weight_data[b_name].shape[-2:]
+            if k.b.view is not None:  # b read through a view of the buffer named b_name
+                kk, nn = concrete_shape(k.b.shape, bindings)[-2:]
+            else:
+                kk, nn = (
+                    env[b_name].shape[-2:] if b_name in env else self.graph.weight_data[b_name].shape[-2:]
+                )
             out = np.empty((*a.shape[:-1], nn), dtype=t)
             env[output] = out
             if not out.size:

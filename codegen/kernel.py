@@ -541,7 +541,7 @@ def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d | PoolBackward | ConvWeig
         return f"kernel {k.name}({ins}) conv2d[{geometry}] -> {out}: out = {format_expr(k.epilogue)}"
     if isinstance(k, Matmul):
         ins = ", ".join(
-            f"{n}: {TensorType(k.dtype, x.shape)}"
+            f"{n}: {TensorType(k.dtype, x.shape)}{_format_view(x.view)}"
             for n, x in [("a", k.a), ("b", k.b), *((f"in{i}", x) for i, x in enumerate(k.extras))]
         )
         out = TensorType(k.dtype, k.out_shape)

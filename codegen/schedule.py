@@ -18,6 +18,7 @@ runs through the interpreter. `format_schedule` prints which nodes went into whi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from codegen.kernel import (
@@ -384,6 +385,8 @@ class _Context:
     views: dict  # id(movement output) -> (root value, View): see codegen.views
     weights: frozenset  # the graph's weight names
     reaches: set = field(default_factory=set)  # nodes whose value depends on a float reduction
+    # (id(node), id(value)): views a matmul reads in place, never stored
+    read_views: set = field(default_factory=set)
 
 
 def _reads(values: list[Value], cx: _Context) -> tuple[tuple[KernelInput, ...], tuple[str, ...]]:
@@ -419,6 +422,8 @@ def _stored_views(graph: Graph, cx: _Context) -> set[int]:
                 continue  # a view of a view
             if (fusable(node) or reducible(node)) and id(node) not in cx.taken:
                 continue  # read through the view (cx.taken: only matmul and convolution kernels yet)
+            if (id(node), id(v)) in cx.read_views:
+                continue  # a matmul's b, packed through the view
             stored.add(id(v))
     stored.update(id(v) for v in graph.outputs)
     return stored & set(cx.views)
@@ -466,18 +471,49 @@ def _matmul(node: Node, name: str, cx: _Context):
     space = tuple(out.type.shape)
     fits = lambda shape: matmul_extra_strides(shape, space)  # noqa: E731
     epilogue, extras, members, tail = _epilogue(node, Acc(), [], cx, fits)
+    pack_b = b.name not in cx.weights or len(b.type.shape) > 2
+    b_input, b_name = KernelInput(tuple(b.type.shape)), b.name
+    view = _packable_view(b, cx) if pack_b else None
+    if view is not None:  # packed straight from the buffer it views (a transpose: k^T), no copy
+        root, strides = view
+        b_input, b_name = KernelInput(tuple(b.type.shape), b.type.dtype, strides), root.name
+        cx.read_views.add((id(node), id(b)))
     kernel = Matmul(
         name,
         out.type.dtype,
         KernelInput(tuple(a.type.shape)),
-        KernelInput(tuple(b.type.shape)),
+        b_input,
         space,
         epilogue,
         tuple(KernelInput(tuple(v.type.shape)) for v in extras),
-        pack_b=b.name not in cx.weights or len(b.type.shape) > 2,
+        pack_b=pack_b,
     )
-    names = (a.name, b.name, *(v.name for v in extras))
+    names = (a.name, b_name, *(v.name for v in extras))
     return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(set(members))))
+
+
+def _packable_view(b: Value, cx: _Context):
+    """(root, View) when matmul operand `b` is a view the kernel's packing can read: strides
+    and offset of known sizes, and leading (batch) dims that collapse into one stride."""
+    if id(b) not in cx.views:
+        return None
+    root, view = cx.views[id(b)]
+    if root.type.dtype != b.type.dtype:
+        return None
+    terms = [*view.strides, *view.offset]
+    if any(t != 0 and not all(isinstance(d, int) for d in t) for t in terms):
+        return None
+    shape = tuple(b.type.shape)
+    value = [_int(t) for t in view.strides]
+    for i in range(len(shape) - 3):  # batch dims: stride[i] = stride[i + 1] * size[i + 1]
+        if not isinstance(shape[i + 1], int) or value[i] != value[i + 1] * shape[i + 1]:
+            return None
+    return root, view
+
+
+def _int(term) -> int:
+    """The value of a product of ints (see codegen.views.product)."""
+    return 0 if term == 0 else math.prod(term)
 
 
 def convolvable(node: Node) -> bool:

@@ -10,6 +10,8 @@ and kernels with stages work row by row.
 
 from __future__ import annotations
 
+import math
+
 from llvmlite import ir
 
 from codegen.host import matmul_tile
@@ -968,8 +970,20 @@ class _MatmulEmitter(_Gemm):
         else:
             first_batch, last_batch = c64(0), c64(1)
 
+        # where b's elements are: row-major (K, N) matrices, or through a view of another buffer
+        view = self.kernel.b.view
+        if view is None:
+            row_stride, column_stride, batch_stride, offset = n, c64(1), b.mul(k, n), c64(0)
+        else:
+            value = [0 if t == 0 else math.prod(t) for t in view.strides]
+            row_stride, column_stride = c64(value[-2]), c64(value[-1])
+            batch_stride = c64(value[-3] if batched else 0)
+            offset = c64(sum(math.prod(t) for t in view.offset if t != 0))
+
         def batch(b, index):
-            first = b.add(b.mul(index, b.mul(k, n)), first_col) if batched else first_col
+            first = b.add(offset, b.mul(first_col, column_stride))
+            if batched:
+                first = b.add(first, b.mul(index, batch_stride))
             source = b.gep(bp, [first])
 
             def panel_row(b, i):  # i = panel * K + k: NR values of a row of b, zeros past its end
@@ -978,7 +992,16 @@ class _MatmulEmitter(_Gemm):
                 count = b.sub(cols, start)
                 count = b.select(b.icmp_signed("<", count, c64(self.nr)), count, c64(self.nr))
                 dest = b.gep(packed, [b.mul(i, c64(self.nr))], inbounds=True)
-                self._masked_copy(b, dest, b.gep(source, [b.add(b.mul(kk, n), start)]), count)
+                row = b.gep(source, [b.add(b.mul(kk, row_stride), b.mul(start, column_stride))])
+                if view is None or view.strides[-1] == ():  # contiguous rows: vector copies
+                    self._masked_copy(b, dest, row, count)
+                else:  # one element at a time, along the view's stride
+
+                    def element(b, j):
+                        value = b.load(b.gep(row, [b.mul(j, column_stride)]))
+                        b.store(value, b.gep(dest, [j], inbounds=True))
+
+                    self._flat_loop(b, c64(0), count, "gather", element)
                 self._masked_copy(b, b.gep(dest, [count]), None, b.sub(c64(self.nr), count))
 
             self._flat_loop(b, c64(0), b.mul(panels, k), "pack", panel_row)

@@ -109,6 +109,9 @@ def test_a_transformer_block_compiles_to_kernels_only_and_matches_eager():
     exe = compile_graph(scripted.graph)
     assert not [s.node.op for s in exe.steps if isinstance(s, NodeStep) and s.node.op != "reshape"]
     assert exe.native is not None
+    # k^T is packed by q @ k^T's kernel straight from k (a view, never copied): no copy kernel
+    assert not [line for line in exe.schedule_text.splitlines() if "out[i] = in0[i]  #" in line]
+    assert "b: f32[batch,16,5] view(strides=[80, 1, 16]" in exe.schedule_text
     for batch in (1, 3):
         x = graphc.randn(batch, 5, 16)
         with graphc.no_grad():

@@ -128,6 +128,57 @@ graph g(%x: f32[batch,20], %y: f32[20,30], %z: f32[30]) {
         _close(exe.run(inputs)[0], run(g, inputs)[0], 20, "float32")
 
 
+def _view_matmul_graph(a_shape, source_shape, movement, dtype="float32"):
+    """a @ b where b is `movement` (op, attrs) applied to the input `source`."""
+    t = dtypes.from_name(dtype)
+    g = Graph("mm_view")
+    a = g.add_input("a", TensorType(t, a_shape))
+    b = g.add_input("source", TensorType(t, source_shape))
+    for op, attrs in movement:
+        (b,) = g.add_node(op, [b], attrs)
+    (y,) = g.add_node("matmul", [a, b])
+    g.set_outputs([y])
+    return g
+
+
+VIEWS = [
+    # a shape, source shape, movement ops making b, read in place
+    (("batch", 40), (150, 40), [("permute", {"dims": (1, 0)})], True),  # w.T: 3 panels, strided
+    ((1, 40), (70, 40), [("permute", {"dims": (1, 0)})], True),  # one row: the column split
+    (("batch", 30), (30, 90), [("slice", {"dim": 1, "start": 5, "stop": 85, "step": 1})], True),
+    (("batch", 5, 16), ("batch", 7, 16), [("permute", {"dims": (0, 2, 1)})], True),  # k^T
+    ((2, 3, 6, 8), (2, 3, 9, 8), [("permute", {"dims": (0, 1, 3, 2)})], True),  # heads: dims collapse
+    ((3, 2, 6, 8), (2, 3, 9, 8), [("permute", {"dims": (1, 0, 3, 2)})], False),  # they do not
+]
+
+
+@pytest.mark.parametrize("case", VIEWS)
+@pytest.mark.parametrize("split", [False, True])
+def test_matmul_packs_b_through_its_view(case, split, monkeypatch):
+    a_shape, source_shape, movement, in_place = case
+    if split:
+        monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(executable, "MATVEC_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(executable, "_workers", lambda: 3)
+    g = _view_matmul_graph(a_shape, source_shape, movement)
+    exe = compile_graph(g)
+    kernels = [s.kernel for s in exe.steps if isinstance(s, KernelStep)]
+    assert isinstance(kernels[-1], Matmul) and len(kernels) == (1 if in_place else 2)
+    assert (kernels[-1].b.view is not None) == in_place
+    rng = np.random.default_rng(len(source_shape))
+    for batch in (1, 3):
+        arrays = [
+            rng.standard_normal(tuple(batch if d == "batch" else d for d in v.type.shape)).astype(np.float32)
+            for v in g.inputs
+        ]
+        want = run(g, arrays)[0]
+        native = exe.native
+        _close(exe.run(arrays)[0], want, 40, "float32")
+        exe.native = None  # the step-by-step runner
+        _close(exe.run(arrays)[0], want, 40, "float32")
+        exe.native = native
+
+
 def test_broadcast_batches_stay_on_the_interpreter():
     g = _matmul_graph((2, 3, 4), (1, 4, 5))
     exe = compile_graph(g)
