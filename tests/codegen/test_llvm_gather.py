@@ -5,6 +5,8 @@ step-by-step runner."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codegen.executable import compile_graph
 from codegen.kernel import Kernel
@@ -179,3 +181,64 @@ def test_nll_loss_with_class_weights_stays_whole():
     x = np.log(np.full((4, 3), 1 / 3, np.float32))
     target = np.array([0, 1, 2, 2])
     np.testing.assert_allclose(exe.run([x, target])[0], run(g, [x, target])[0], rtol=1e-6)
+
+
+@st.composite
+def gather_graphs(draw):
+    """A gather along a random axis of a random view (permute, slice, flip) of an input with a
+    symbolic batch, by an index of random extent (within the view's along the other axes),
+    read by an elementwise op and at random reduced (over rows, or all of it)."""
+    sizes = [draw(st.integers(1, 5)) for _ in range(draw(st.integers(1, 3)))]
+    dtype = draw(st.sampled_from([dtypes.float32, dtypes.float64, dtypes.int32]))
+    g = Graph("gathers")
+    x = g.add_input("x", TensorType(dtype, ("batch", *sizes)))
+    view = x
+    for _ in range(draw(st.integers(0, 2))):
+        shape = list(view.type.shape)
+        rank = len(shape)
+        op = draw(st.sampled_from(["permute", "slice", "flip"]))
+        static = [d for d in range(rank) if isinstance(shape[d], int)]
+        if op == "permute":
+            (view,) = g.add_node("permute", [view], {"dims": tuple(draw(st.permutations(list(range(rank)))))})
+        elif op == "slice":
+            d = draw(st.sampled_from(static))
+            start = draw(st.integers(0, shape[d] - 1))
+            attrs = {"dim": d, "start": start, "stop": shape[d], "step": draw(st.integers(1, 2))}
+            (view,) = g.add_node("slice", [view], attrs)
+        else:
+            (view,) = g.add_node("flip", [view], {"dims": (draw(st.sampled_from(static)),)})
+    shape = list(view.type.shape)
+    static = [d for d in range(len(shape)) if isinstance(shape[d], int)]
+    dim = draw(st.sampled_from(static))
+    index_shape = tuple(
+        draw(st.integers(1, 6)) if d == dim else (s if not isinstance(s, int) else draw(st.integers(1, s)))
+        for d, s in enumerate(shape)
+    )
+    index = g.add_input("index", TensorType(draw(st.sampled_from([dtypes.int64, dtypes.int32])), index_shape))
+    (y,) = g.add_node("gather", [view, index], {"dim": dim})
+    (y,) = g.add_node(draw(st.sampled_from(["neg", "abs"])), [y])
+    if draw(st.booleans()):
+        dims = None if draw(st.booleans()) else (len(index_shape) - 1,)
+        (y,) = g.add_node("sum", [y], {"dims": dims, "keepdim": draw(st.booleans())})
+    g.set_outputs([y])
+    return g, dim
+
+
+@settings(max_examples=40, deadline=None)
+@given(gather_graphs())
+def test_random_gathers_match_the_interpreter(case):
+    g, dim = case
+    exe = compile_graph(g)
+    assert exe.native is not None
+    view_shape = g.nodes[[n.op for n in g.nodes].index("gather")].inputs[0].type.shape
+    for batch in (1, 4):
+        rng = np.random.default_rng(batch)
+        x_shape = tuple(batch if d == "batch" else d for d in g.inputs[0].type.shape)
+        x = (10 * rng.standard_normal(x_shape)).astype(g.inputs[0].type.dtype.np)
+        index_type = g.inputs[1].type
+        index_shape = tuple(batch if d == "batch" else d for d in index_type.shape)
+        index = rng.integers(0, view_shape[dim], size=index_shape).astype(index_type.dtype.np)
+        want = run(g, [x, index])[0]
+        for got in _both_paths(exe, [x, index]):
+            assert got[0].dtype == want.dtype and got[0].shape == want.shape
+            np.testing.assert_allclose(got[0], want, rtol=1e-6, atol=1e-6)
