@@ -195,8 +195,12 @@ class CompiledGraph:
                 if not k.pack_b:
                     args[1] = ("address", self._packed_weight(b_name, panel, t))
 
-                def rows(shapes, bindings, a=first):
-                    return int(np.prod(shapes[a][:-1], dtype=np.int64)) if len(shapes[a]) > 1 else 1
+                def a_shape(shapes, bindings, a=first, k=k):  # (a may be read through a view)
+                    return concrete_shape(k.a.shape, bindings) if k.a.view is not None else shapes[a]
+
+                def rows(shapes, bindings, a_shape=a_shape):
+                    shape = a_shape(shapes, bindings)
+                    return int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
 
                 def b_shape(shapes, bindings, b=b_name, k=k):  # b's (K, N) (b may be read through a view)
                     return (
@@ -209,8 +213,9 @@ class CompiledGraph:
                 def columns(shapes, bindings, b_shape=b_shape):
                     return b_shape(shapes, bindings)[1]
 
-                def per_batch(shapes, bindings, a=first):
-                    return shapes[a][-2] if len(shapes[a]) > 1 else 1
+                def per_batch(shapes, bindings, a_shape=a_shape):
+                    shape = a_shape(shapes, bindings)
+                    return shape[-2] if len(shape) > 1 else 1
 
                 def how(shapes, bindings, workers, k=k, rows=rows, panel=panel, b_shape=b_shape):
                     m = rows(shapes, bindings)
@@ -379,18 +384,20 @@ class CompiledGraph:
             a = env[a_name]
             if a.dtype != t or not a.flags.c_contiguous:
                 a = np.ascontiguousarray(a, dtype=t)
-            if k.b.view is not None:  # b read through a view of the buffer named b_name
+            # (a or b may be read through a view of the buffer of that name)
+            a_shape = tuple(concrete_shape(k.a.shape, bindings)) if k.a.view is not None else a.shape
+            if k.b.view is not None:
                 kk, nn = concrete_shape(k.b.shape, bindings)[-2:]
             else:
                 kk, nn = (
                     env[b_name].shape[-2:] if b_name in env else self.graph.weight_data[b_name].shape[-2:]
                 )
-            out = np.empty((*a.shape[:-1], nn), dtype=t)
+            out = np.empty((*a_shape[:-1], nn), dtype=t)
             env[output] = out
             if not out.size:
                 return
-            rows = a.size // kk if kk else out.size // nn
-            per_batch = a.shape[-2] if a.ndim > 1 else 1  # rows of a per matrix of b
+            rows = int(np.prod(a_shape, dtype=np.int64)) // kk if kk else out.size // nn
+            per_batch = a_shape[-2] if len(a_shape) > 1 else 1  # rows of a per matrix of b
             operands = (_address(out), _address(a), b_address(env), *(load(env) for load in extras))
             args = (*operands, rows, nn, kk, per_batch)
             _launch(function, k, args, (rows,), rows * nn * kk >= MATMUL_PARALLEL_MIN_MACS)

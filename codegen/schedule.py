@@ -473,39 +473,46 @@ def _matmul(node: Node, name: str, cx: _Context):
     epilogue, extras, members, tail = _epilogue(node, Acc(), [], cx, fits)
     pack_b = b.name not in cx.weights or len(b.type.shape) > 2
     b_input, b_name = KernelInput(tuple(b.type.shape)), b.name
-    view = _packable_view(b, cx) if pack_b else None
+    view = _packable_view(b, cx, batch_dims=len(b.type.shape) - 2) if pack_b else None
     if view is not None:  # packed straight from the buffer it views (a transpose: k^T), no copy
         root, strides = view
         b_input, b_name = KernelInput(tuple(b.type.shape), b.type.dtype, strides), root.name
         cx.read_views.add((id(node), id(b)))
+    a_input, a_name = KernelInput(tuple(a.type.shape)), a.name
+    view = _packable_view(a, cx, batch_dims=len(a.type.shape) - 1) if len(a.type.shape) >= 2 else None
+    if view is not None:  # rows read in place through the view (a transpose: x.T @ y), no copy
+        root, strides = view
+        a_input, a_name = KernelInput(tuple(a.type.shape), a.type.dtype, strides), root.name
+        cx.read_views.add((id(node), id(a)))
     kernel = Matmul(
         name,
         out.type.dtype,
-        KernelInput(tuple(a.type.shape)),
+        a_input,
         b_input,
         space,
         epilogue,
         tuple(KernelInput(tuple(v.type.shape)) for v in extras),
         pack_b=pack_b,
     )
-    names = (a.name, b_name, *(v.name for v in extras))
+    names = (a_name, b_name, *(v.name for v in extras))
     return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(set(members))))
 
 
-def _packable_view(b: Value, cx: _Context):
-    """(root, View) when matmul operand `b` is a view the kernel's packing can read: strides
-    and offset of known sizes, and leading (batch) dims that collapse into one stride."""
-    if id(b) not in cx.views:
+def _packable_view(v: Value, cx: _Context, batch_dims: int):
+    """(root, View) when matmul operand `v` is a view the kernel can read in place: strides
+    and offset of known sizes, and its first `batch_dims` + 1 dims collapsing into one stride
+    (b's batches; a's batches and rows, which the kernel walks as one run of rows)."""
+    if id(v) not in cx.views:
         return None
-    root, view = cx.views[id(b)]
-    if root.type.dtype != b.type.dtype:
+    root, view = cx.views[id(v)]
+    if root.type.dtype != v.type.dtype:
         return None
     terms = [*view.strides, *view.offset]
     if any(t != 0 and not all(isinstance(d, int) for d in t) for t in terms):
         return None
-    shape = tuple(b.type.shape)
+    shape = tuple(v.type.shape)
     value = [_int(t) for t in view.strides]
-    for i in range(len(shape) - 3):  # batch dims: stride[i] = stride[i + 1] * size[i + 1]
+    for i in range(batch_dims - 1):  # stride[i] = stride[i + 1] * size[i + 1]
         if not isinstance(shape[i + 1], int) or value[i] != value[i + 1] * shape[i + 1]:
             return None
     return root, view

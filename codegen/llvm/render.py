@@ -764,9 +764,10 @@ class _Gemm(_Code):
 
         self._flat_loop(b, c64(0), c64(channels * h), "pad_rows", copy_row)
 
-    def gemm(self, b: ir.IRBuilder, *, a, lda, lo, hi, bp, n, k, c, ldc, epilogue, extra) -> None:
+    def gemm(self, b: ir.IRBuilder, *, a, lda, lo, hi, bp, n, k, c, ldc, epilogue, extra, a_step=1) -> None:
         """Rows lo..hi of C (n columns) = epilogue(A @ B) over k; `extra(b, i, row, col)` reads
-        epilogue operand i at a point of C."""
+        epilogue operand i at a point of C. A's rows are `lda` apart, its columns `a_step` (an
+        int: 1 for rows in place, else a view such as a transpose)."""
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
 
         def smaller(b, x, y):
@@ -794,7 +795,7 @@ class _Gemm(_Code):
 
                     def rows_(b, row0):
                         rows = smaller(b, c64(self.mr), b.sub(end, row0))
-                        self.micro(b, a, lda, row0, rows, pc, kc, panel_b)
+                        self.micro(b, a, lda, row0, rows, pc, kc, panel_b, a_step)
                         self.merge(b, c, ldc, row0, rows, jr, cols, first, last, epilogue, extra)
 
                     self._flat_loop(b, ic, end, "ir", rows_, step=self.mr)
@@ -807,7 +808,7 @@ class _Gemm(_Code):
         stop = b.select(b.icmp_signed(">", k, c64(0)), k, c64(1))
         self._flat_loop(b, c64(0), stop, "pc", slice_, step=MATMUL_KC)
 
-    def micro(self, b: ir.IRBuilder, a, lda, row0, rows, pc, kc, bp) -> None:
+    def micro(self, b: ir.IRBuilder, a, lda, row0, rows, pc, kc, bp, a_step: int = 1) -> None:
         """Rows row0..row0+rows (at most MR) x NR columns, summed over kc values from pc, into
         the tile: one variant per row count, picked by a switch."""
         after = self.fn.append_basic_block("micro_done")
@@ -817,14 +818,16 @@ class _Gemm(_Code):
             switch.add_case(ir.Constant(I64, r), block)
         for r, block in enumerate(variants, start=1):
             b.position_at_end(block)
-            b.call(self.micro_function(r), [a, lda, row0, pc, kc, bp, self.tile])
+            b.call(self.micro_function(r, a_step), [a, lda, row0, pc, kc, bp, self.tile])
             b.branch(after)
         b.position_at_end(after)
 
-    def micro_function(self, count: int) -> ir.Function:
+    def micro_function(self, count: int, a_step: int = 1) -> ir.Function:
         """The micro-kernel for `count` rows, shared by every kernel of the module (and kept out
-        of line, so it is optimized once): (a, lda, row0, pc, kc, b panel, tile)."""
-        name = f"graphc.micro.{self.suffix}.{self.lanes}x{self.nv}.r{count}"
+        of line, so it is optimized once): (a, lda, row0, pc, kc, b panel, tile); A's columns
+        `a_step` apart."""
+        strided = "" if a_step == 1 else f".s{a_step}"
+        name = f"graphc.micro.{self.suffix}.{self.lanes}x{self.nv}.r{count}{strided}"
         existing = self.module.globals.get(name)
         if existing is not None:
             return existing
@@ -839,9 +842,10 @@ class _Gemm(_Code):
         a, lda, row0, pc, kc, bp, tile = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         rows = []
+        step_ = ir.Constant(I64, a_step)
         for i in range(count):
             r = b.add(row0, ir.Constant(I64, i))
-            rows.append(b.gep(a, [b.add(b.mul(r, lda), pc)], inbounds=True))
+            rows.append(b.gep(a, [b.add(b.mul(r, lda), b.mul(pc, step_))], inbounds=True))
         fma = self.intrinsic("fma", 3, self.vec)
         vptr = self.vec.as_pointer()
 
@@ -853,7 +857,8 @@ class _Gemm(_Code):
                 bvecs.append(b.load(b.bitcast(slot, vptr), align=self.item))
             updated = []
             for i in range(count):
-                broadcast = self._broadcast(b, b.load(b.gep(rows[i], [kk], inbounds=True)))
+                at = kk if a_step == 1 else b.mul(kk, step_)
+                broadcast = self._broadcast(b, b.load(b.gep(rows[i], [at], inbounds=True)))
                 for v in range(self.nv):
                     updated.append(b.call(fma, [broadcast, bvecs[v], accs[i * self.nv + v]]))
             return updated
@@ -942,9 +947,16 @@ class _MatmulEmitter(_Gemm):
             return b.load(b.gep(extras[index], [offset], inbounds=True))
 
         epilogue = self.kernel.epilogue
+        lda, a_step = k, 1
+        if self.kernel.a.view is not None:  # rows and columns of a view (a transpose: x.T @ y)
+            view = self.kernel.a.view
+            value = [0 if t == 0 else math.prod(t) for t in view.strides]
+            lda, a_step = c64(value[-2]), value[-1]
+            a = b.gep(a, [c64(sum(math.prod(t) for t in view.offset if t != 0))])
         operands = {
             "a": a,
-            "lda": k,
+            "lda": lda,
+            "a_step": a_step,
             "n": cols,
             "k": k,
             "c": c,

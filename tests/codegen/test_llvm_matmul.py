@@ -152,6 +152,67 @@ VIEWS = [
 ]
 
 
+def _view_a_graph(a_source_shape, movement, b_shape, weight=False):
+    """a @ b where a is `movement` applied to the input `source`; b an input or a weight."""
+    g = Graph("mm_view_a")
+    a = g.add_input("source", TensorType(dtypes.float32, a_source_shape))
+    for op, attrs in movement:
+        (a,) = g.add_node(op, [a], attrs)
+    rng = np.random.default_rng(7)
+    if weight:
+        b = g.add_weight("b", rng.standard_normal(b_shape).astype(np.float32))
+    else:
+        b = g.add_input("b", TensorType(dtypes.float32, b_shape))
+    (y,) = g.add_node("matmul", [a, b])
+    (y,) = g.add_node("relu", [y])
+    g.set_outputs([y])
+    return g
+
+
+A_VIEWS = [
+    # a's source shape, movement ops making a, b shape, b a weight, a read in place
+    ((40, 9), [("permute", {"dims": (1, 0)})], (40, 70), True, True),  # x.T @ w: a strided
+    ((40, "batch"), [("permute", {"dims": (1, 0)})], (40, 70), True, False),  # a stride of symbols: copied
+    ((30, 9), [("permute", {"dims": (1, 0)})], (30, 150), False, True),  # g.T @ x
+    (("batch", 50), [("slice", {"dim": 1, "start": 3, "stop": 43, "step": 1})], (40, 20), True, True),
+    (
+        ("batch", 8, 6),
+        [("permute", {"dims": (0, 2, 1)})],
+        ("batch", 8, 5),
+        False,
+        False,
+    ),  # rows do not collapse
+    ((2, 7, 6), [("flip", {"dims": (2,)})], (2, 6, 5), False, True),  # batched, columns reversed
+]
+
+
+@pytest.mark.parametrize("case", A_VIEWS)
+@pytest.mark.parametrize("split", [False, True])
+def test_matmul_reads_a_through_its_view(case, split, monkeypatch):
+    source_shape, movement, b_shape, weight, in_place = case
+    if split:
+        monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(executable, "MATVEC_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(executable, "_workers", lambda: 3)
+    g = _view_a_graph(source_shape, movement, b_shape, weight)
+    exe = compile_graph(g)
+    kernels = [s.kernel for s in exe.steps if isinstance(s, KernelStep)]
+    assert isinstance(kernels[-1], Matmul) and (kernels[-1].a.view is not None) == in_place
+    assert len(kernels) == (1 if in_place else 2)
+    rng = np.random.default_rng(11)
+    for batch in (1, 3):
+        arrays = [
+            rng.standard_normal(tuple(batch if d == "batch" else d for d in v.type.shape)).astype(np.float32)
+            for v in g.inputs
+        ]
+        want = run(g, arrays)[0]
+        native = exe.native
+        _close(exe.run(arrays)[0], want, 50, "float32")
+        exe.native = None  # the step-by-step runner
+        _close(exe.run(arrays)[0], want, 50, "float32")
+        exe.native = native
+
+
 @pytest.mark.parametrize("case", VIEWS)
 @pytest.mark.parametrize("split", [False, True])
 def test_matmul_packs_b_through_its_view(case, split, monkeypatch):
