@@ -667,6 +667,17 @@ class _Gemm(_Code):
         self.tile = b.gep(tile, [ir.Constant(i32, 0), ir.Constant(i32, 0)])
         return b
 
+    def _helper(self, name: str, args: list) -> ir.Function:
+        """An internal, never inlined `void name(args)` (a micro-kernel: optimized once, kept
+        out of line), its pointer arguments marked noalias."""
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), args), name=name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        for a in fn.args:
+            if isinstance(a.type, ir.PointerType):
+                a.add_attribute("noalias")
+        return fn
+
     def _libc(self, name: str, ret, args) -> ir.Function:
         existing = self.module.globals.get(name)
         if existing is not None:
@@ -832,13 +843,7 @@ class _Gemm(_Code):
         if existing is not None:
             return existing
         ptr = self.t.as_pointer()
-        fn = ir.Function(
-            self.module, ir.FunctionType(ir.VoidType(), [ptr, I64, I64, I64, I64, ptr, ptr]), name=name
-        )
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        for i in (0, 5, 6):
-            fn.args[i].add_attribute("noalias")
+        fn = self._helper(name, [ptr, I64, I64, I64, I64, ptr, ptr])
         a, lda, row0, pc, kc, bp, tile = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         rows = []
@@ -1358,11 +1363,7 @@ class _ConvEmitter(_Gemm):
         block_pixels, vectors = self.channel_block()
         table = self.taps_table()
         ptr = self.t.as_pointer()
-        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [ptr, ptr, I64, ptr]), name=name)
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        for i in (0, 1, 3):
-            fn.args[i].add_attribute("noalias")
+        fn = self._helper(name, [ptr, ptr, I64, ptr])
         plane, weights, p0, tile = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         corners = []
@@ -1437,11 +1438,7 @@ class _ConvEmitter(_Gemm):
         # where each of the K taps (channel, window row, window column) sits from a window's corner
         table = self.taps_table()
         ptr = self.t.as_pointer()
-        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [ptr, I64, ptr, I64, ptr]), name=name)
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        for i in (0, 2, 4):
-            fn.args[i].add_attribute("noalias")
+        fn = self._helper(name, [ptr, I64, ptr, I64, ptr])
         weights, row0, plane, oy, tile = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         mask_type = ir.VectorType(ir.IntType(1), self.lanes)
@@ -1685,11 +1682,7 @@ class _WeightGradEmitter(_Gemm):
         chunks = -(-ow // self.lanes)
         tail = ow - (chunks - 1) * self.lanes
         ptr = self.t.as_pointer()
-        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [ptr, ptr, I64, ptr]), name=name)
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        for i in (0, 1, 3):
-            fn.args[i].add_attribute("noalias")
+        fn = self._helper(name, [ptr, ptr, I64, ptr])
         rows, plane, t0, sums = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         table = _taps_table(self.module, k.name, (cg, kh, kw), (k.x.shape[2] + 2 * ph, width), k.dilation)
