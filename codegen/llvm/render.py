@@ -1742,17 +1742,26 @@ class _PoolEmitter(_Code):
     vectorizes), then across each window's columns. Taps outside the input count as -inf
     (rows by a check per row; columns read a valid address and select)."""
 
-    def __init__(self, module: ir.Module, kernel: Pool2d) -> None:
+    def __init__(self, module: ir.Module, kernel: Pool2d, vector_bits: int = 256) -> None:
         t = _float_type(kernel.dtype)
         out = I64 if kernel.indices else t
         super().__init__(module, kernel.name, kernel.dtype, [out.as_pointer(), t.as_pointer()] + [I64] * 2)
         self.kernel = kernel
+        self.lanes = max(2, vector_bits // (8 * kernel.dtype.itemsize))
         for a in self.fn.args[:2]:
             a.add_attribute("noalias")
 
     def emit(self) -> None:
         if self.kernel.indices:
-            self._emit_indices()
+            k = self.kernel
+            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k.kernel_size, k.stride, k.padding, k.dilation
+            _, _, oh, ow = k.out_shape
+            rows_inside = (oh - 1) * sh + (kh - 1) * dh < k.x.shape[2]
+            columns_inside = 2 * ow <= k.x.shape[3]  # (ceil mode may leave the input)
+            if (kw, sw, dw, pw, ph) == (2, 2, 1, 0, 0) and rows_inside and columns_inside:
+                self._emit_indices_in_pairs()
+            else:
+                self._emit_indices()
             return
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
@@ -1804,6 +1813,92 @@ class _PoolEmitter(_Code):
                     b.store(value, b.gep(target, [b.add(b.mul(r, c64(ow)), c)], inbounds=True))
 
                 self._flat_loop(b, c64(0), c64(ow), "across", across)
+
+            self._flat_loop(b, c64(0), c64(oh), "row", row)
+
+        self._flat_loop(b, b.mul(lo, c64(channels)), b.mul(hi, c64(channels)), "plane", plane)
+        b.ret_void()
+
+    def _emit_indices_in_pairs(self) -> None:
+        """The indices of windows two columns wide at a stride of two (the common 2x2 pool),
+        a vector of output pixels at a time: each window row's 2L inputs in two vector loads,
+        split into the windows' left and right columns by shuffles; then the scalar kernel's
+        rule (the first maximum, a NaN first) with vector selects."""
+        k = self.kernel
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        i32 = ir.IntType(32)
+        lanes = self.lanes
+        _, channels, height, width = k.x.shape
+        _, _, oh, ow = k.out_shape
+        kh, sh, dh = k.kernel_size[0], k.stride[0], k.dilation[0]
+        b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        out, x, lo, hi = self.fn.args
+        vec, ivec = ir.VectorType(self.t, lanes), ir.VectorType(I64, lanes)
+        mask_type = ir.VectorType(ir.IntType(1), lanes)
+
+        def intrinsic(kind: str, value_type, name: str):
+            existing = self.module.globals.get(name)
+            if existing is not None:
+                return existing
+            if kind == "load":
+                ft = ir.FunctionType(value_type, [value_type.as_pointer(), i32, mask_type, value_type])
+            else:
+                ft = ir.FunctionType(ir.VoidType(), [value_type, value_type.as_pointer(), i32, mask_type])
+            return ir.Function(self.module, ft, name=name)
+
+        load = intrinsic("load", vec, f"llvm.masked.load.v{lanes}{self.suffix}.p0")
+        store = intrinsic("store", ivec, f"llvm.masked.store.v{lanes}i64.p0")
+        iota = ir.Constant(ivec, list(range(lanes)))
+        undef = ir.Constant(ivec, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+
+        def broadcast(value):
+            return b.shuffle_vector(b.insert_element(undef, value, ir.Constant(i32, 0)), undef, splat)
+
+        zero = ir.Constant(vec, [0.0] * lanes)
+        evens = ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2)))
+        odds = ir.Constant(ir.VectorType(i32, lanes), list(range(1, 2 * lanes, 2)))
+        align = ir.Constant(i32, self.dtype.itemsize)
+
+        def plane(b, p):  # p = image * C + channel
+            source = b.gep(x, [b.mul(p, c64(height * width))])
+            target = b.gep(out, [b.mul(p, c64(oh * ow))])
+
+            def row(b, r):
+                def chunk(b, c0):
+                    valid = broadcast(b.sub(c64(ow), c0))  # output pixels left from c0
+                    # lanes of the loads: input columns 2 * c0 + lane, valid below 2 * pixels left
+                    left_mask = b.icmp_signed("<", iota, b.add(valid, valid))
+                    right_mask = b.icmp_signed(
+                        "<", b.add(iota, ir.Constant(ivec, [lanes] * lanes)), b.add(valid, valid)
+                    )
+                    columns = b.add(broadcast(b.mul(c0, c64(2))), b.add(iota, iota))  # left column
+                    found = None
+                    best = zero
+                    where = ir.Constant(ivec, [0] * lanes)
+                    for i in range(kh):
+                        y = b.add(b.mul(r, c64(sh)), c64(i * dh))
+                        line = b.gep(source, [b.add(b.mul(y, c64(width)), b.mul(c0, c64(2)))])
+                        low = b.call(load, [b.bitcast(line, vec.as_pointer()), align, left_mask, zero])
+                        high_at = b.bitcast(b.gep(line, [c64(lanes)]), vec.as_pointer())
+                        high = b.call(load, [high_at, align, right_mask, zero])
+                        base = b.add(broadcast(b.mul(y, c64(width))), columns)
+                        for j, order in enumerate((evens, odds)):
+                            value = b.shuffle_vector(low, high, order)
+                            position = b.add(base, ir.Constant(ivec, [j] * lanes))
+                            if found is None:  # the window's first tap
+                                best, where, found = value, position, True
+                                continue
+                            better = b.and_(
+                                b.fcmp_unordered(">", value, best), b.fcmp_ordered("ord", best, best)
+                            )
+                            best = b.select(better, value, best)
+                            where = b.select(better, position, where)
+                    stored = b.icmp_signed("<", iota, valid)
+                    slot = b.gep(target, [b.add(b.mul(r, c64(ow)), c0)], inbounds=True)
+                    b.call(store, [where, b.bitcast(slot, ivec.as_pointer()), ir.Constant(i32, 8), stored])
+
+                self._flat_loop(b, c64(0), c64(ow), "chunk", chunk, step=lanes)
 
             self._flat_loop(b, c64(0), c64(oh), "row", row)
 
@@ -1966,7 +2061,7 @@ def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Mo
         elif isinstance(kernel, Conv2d):
             _ConvEmitter(module, kernel, vector_bits).emit()
         elif isinstance(kernel, Pool2d):
-            _PoolEmitter(module, kernel).emit()
+            _PoolEmitter(module, kernel, vector_bits).emit()
         elif isinstance(kernel, PoolBackward):
             _PoolBackwardEmitter(module, kernel).emit()
         elif isinstance(kernel, ConvWeightGrad):

@@ -284,6 +284,10 @@ POOLS = [
     (2, 10, 11, (3, 2), (1, 2), (1, 0), (2, 1), False),
     (2, 7, 7, (2, 2), (2, 2), (0, 0), (1, 1), True),  # the last window hangs over the edge
     (1, 8, 9, (3, 3), (3, 3), (1, 1), (1, 1), True),
+    # windows two columns wide at a stride of two: indices a vector of pixels at a time
+    (3, 6, 41, (2, 2), (2, 2), (0, 0), (1, 1), False),  # 20 pixels a row: a vector and a tail
+    (2, 9, 36, (3, 2), (2, 2), (0, 0), (2, 1), False),  # three window rows, dilated, overlapping
+    (2, 4, 7, (2, 2), (2, 2), (0, 0), (1, 1), True),  # ceil mode: the last window leaves the row
 ]
 
 
@@ -310,7 +314,9 @@ def test_max_pool_indices_match_the_interpreter(case, dtype):
     for batch in (1, 3):
         inputs = _inputs(g, batch, seed=batch)
         inputs[0][0, 0, :2, :2] = 1.0  # ties: the first wins
+        inputs[0][0, -1, :, -4:] = 2.0  # ties in the last columns (a vector's tail)
         inputs[0][-1, -1, 1, :3] = np.nan  # a NaN wins, the first of them
+        inputs[0][-1, 0, :2, -3:] = np.nan
         for got, want in zip(exe.run(inputs), run(g, inputs), strict=True):
             np.testing.assert_array_equal(got, want)
 
