@@ -1752,17 +1752,19 @@ class _PoolEmitter(_Code):
             a.add_attribute("noalias")
 
     def emit(self) -> None:
-        if self.kernel.indices:
-            k = self.kernel
-            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k.kernel_size, k.stride, k.padding, k.dilation
-            _, _, oh, ow = k.out_shape
-            rows_inside = (oh - 1) * sh + (kh - 1) * dh < k.x.shape[2]
-            columns_inside = 2 * ow <= k.x.shape[3]  # (ceil mode may leave the input)
-            if (kw, sw, dw, pw, ph) == (2, 2, 1, 0, 0) and rows_inside and columns_inside:
-                self._emit_indices_in_pairs()
-            else:
-                self._emit_indices()
-            return
+        k = self.kernel
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k.kernel_size, k.stride, k.padding, k.dilation
+        _, _, oh, ow = k.out_shape
+        rows_inside = (oh - 1) * sh + (kh - 1) * dh < k.x.shape[2]
+        columns_inside = 2 * ow <= k.x.shape[3]  # (ceil mode may leave the input)
+        if (kw, sw, dw, pw, ph) == (2, 2, 1, 0, 0) and rows_inside and columns_inside:
+            self._emit_in_pairs()
+        elif k.indices:
+            self._emit_indices()
+        else:
+            self._emit_values()
+
+    def _emit_values(self) -> None:
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         _, channels, height, width = k.x.shape
@@ -1819,11 +1821,11 @@ class _PoolEmitter(_Code):
         self._flat_loop(b, b.mul(lo, c64(channels)), b.mul(hi, c64(channels)), "plane", plane)
         b.ret_void()
 
-    def _emit_indices_in_pairs(self) -> None:
-        """The indices of windows two columns wide at a stride of two (the common 2x2 pool),
-        a vector of output pixels at a time: each window row's 2L inputs in two vector loads,
-        split into the windows' left and right columns by shuffles; then the scalar kernel's
-        rule (the first maximum, a NaN first) with vector selects."""
+    def _emit_in_pairs(self) -> None:
+        """Windows two columns wide at a stride of two (the common 2x2 pool), a vector of
+        output pixels at a time: each window row's 2L inputs in two vector loads, split into
+        the windows' left and right columns by shuffles; then the scalar kernel's rule (the
+        first maximum, a NaN first) with vector selects, storing the maxima or their indices."""
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         i32 = ir.IntType(32)
@@ -1847,7 +1849,9 @@ class _PoolEmitter(_Code):
             return ir.Function(self.module, ft, name=name)
 
         load = intrinsic("load", vec, f"llvm.masked.load.v{lanes}{self.suffix}.p0")
-        store = intrinsic("store", ivec, f"llvm.masked.store.v{lanes}i64.p0")
+        kind = "i64" if k.indices else self.suffix
+        stored_type = ivec if k.indices else vec
+        store = intrinsic("store", stored_type, f"llvm.masked.store.v{lanes}{kind}.p0")
         iota = ir.Constant(ivec, list(range(lanes)))
         undef = ir.Constant(ivec, ir.Undefined)
         splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
@@ -1895,8 +1899,11 @@ class _PoolEmitter(_Code):
                             best = b.select(better, value, best)
                             where = b.select(better, position, where)
                     stored = b.icmp_signed("<", iota, valid)
-                    slot = b.gep(target, [b.add(b.mul(r, c64(ow)), c0)], inbounds=True)
-                    b.call(store, [where, b.bitcast(slot, ivec.as_pointer()), ir.Constant(i32, 8), stored])
+                    slot = b.bitcast(
+                        b.gep(target, [b.add(b.mul(r, c64(ow)), c0)], inbounds=True), stored_type.as_pointer()
+                    )
+                    result, size = (where, 8) if k.indices else (best, self.dtype.itemsize)
+                    b.call(store, [result, slot, ir.Constant(i32, size), stored])
 
                 self._flat_loop(b, c64(0), c64(ow), "chunk", chunk, step=lanes)
 
