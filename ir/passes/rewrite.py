@@ -284,10 +284,11 @@ def _var(new: Graph, node: Node, inputs: list) -> list[Value] | None:
 
 def _nll_loss(new: Graph, node: Node, inputs: list) -> list[Value] | None:
     """-logp at each target's class (a gather along dim 1), zero where the target is
-    ignore_index, then summed or averaged over the targets that count. With class weights the
-    op stays whole."""
+    ignore_index, weighted by the class weights (a gather of the weights broadcast over
+    logp's shape), then summed or averaged over the targets' weights."""
     logp, target = inputs[0], inputs[1]
-    if len(inputs) > 2 and inputs[2] is not None:
+    weight = inputs[2] if len(inputs) > 2 else None
+    if weight is not None and (weight.type.dtype != logp.type.dtype or len(weight.type.shape) != 1):
         return None
     a, s = node.attrs, node.scope
     reduction = a.get("reduction", "mean")
@@ -298,6 +299,13 @@ def _nll_loss(new: Graph, node: Node, inputs: list) -> list[Value] | None:
     (safe,) = new.add_node("where", [valid, t, zero], {}, scope=s)
     (picked,) = new.add_node("gather", [logp, safe], {"dim": 1}, scope=s)
     (w,) = new.add_node("cast", [valid], {"dtype": logp.type.dtype.name}, scope=s)
+    if weight is not None:  # weight[class] at every point: (1, C, 1, ...) broadcast to logp's shape
+        rank = len(logp.type.shape)
+        shape = (1, weight.type.shape[0]) + (1,) * (rank - 2)
+        (column,) = new.add_node("reshape", [weight], {"shape": shape}, scope=s)
+        (spread,) = new.add_node("expand", [column], {"shape": tuple(logp.type.shape)}, scope=s)
+        (chosen,) = new.add_node("gather", [spread, safe], {"dim": 1}, scope=s)
+        (w,) = new.add_node("mul", [w, chosen], {}, scope=s)
     (negated,) = new.add_node("neg", [picked], {}, scope=s)
     (loss,) = new.add_node("mul", [negated, w], {}, scope=s)
     if reduction == "none":

@@ -169,18 +169,31 @@ def test_nll_loss_target_out_of_range_raises():
         exe.run([x, np.array([0, -3, 1])])  # negative and not ignore_index
 
 
-def test_nll_loss_with_class_weights_stays_whole():
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [("batch", 3), ("batch", 3, 4)])
+@pytest.mark.parametrize("as_weight", [True, False])
+def test_nll_loss_with_class_weights_compiles_and_matches(reduction, shape, as_weight):
     g = Graph("weighted")
-    logp = g.add_input("logp", TensorType(dtypes.float32, ("batch", 3)))
-    target = g.add_input("target", TensorType(dtypes.int64, ("batch",)))
-    weight = g.add_weight("weight", np.array([0.2, 1.0, 3.0], np.float32))
-    (loss,) = g.add_node("nll_loss", [logp, target, weight], {"ignore_index": -100, "reduction": "mean"})
+    logp = g.add_input("logp", TensorType(dtypes.float32, shape))
+    target = g.add_input("target", TensorType(dtypes.int64, (shape[0], *shape[2:])))
+    classes = np.array([0.2, 1.0, 3.0], np.float32)
+    if as_weight:
+        weight = g.add_weight("weight", classes)
+    else:
+        weight = g.add_input("weight", TensorType(dtypes.float32, (3,)))
+    attrs = {"ignore_index": 1, "reduction": reduction}
+    (loss,) = g.add_node("nll_loss", [logp, target, weight], attrs)
     g.set_outputs([loss])
     exe = compile_graph(g)
-    assert any(isinstance(s, NodeStep) and s.node.op == "nll_loss" for s in exe.steps)
-    x = np.log(np.full((4, 3), 1 / 3, np.float32))
-    target = np.array([0, 1, 2, 2])
-    np.testing.assert_allclose(exe.run([x, target])[0], run(g, [x, target])[0], rtol=1e-6)
+    assert not any(isinstance(s, NodeStep) and s.node.op != "reshape" for s in exe.steps)
+    rng = np.random.default_rng(2)
+    for batch in (1, 6):
+        x = rng.standard_normal((batch, *shape[1:])).astype(np.float32)
+        t = rng.integers(0, 3, size=(batch, *shape[2:]))
+        arrays = [x, t] if as_weight else [x, t, classes]
+        want = OPS["nll_loss"].impl(np, x, t, classes, **attrs)
+        for got in _both_paths(exe, arrays):
+            np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-6)
 
 
 @st.composite
