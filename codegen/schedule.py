@@ -6,14 +6,18 @@ node of the same shape is folded into that consumer's expression, so the interme
 exists in memory. Reductions (sum, mean, amax, amin) become kernels too, with their input's
 elementwise producers folded in as a prologue. Reductions that read each other's results
 through elementwise ops over one set of axes (softmax, log_softmax, layer norm, variance)
-become one row kernel: per row, each reduction as a stage, then the consumer. A matmul by a
-2-D matrix and a 2-D convolution become `Matmul` and `Conv2d` kernels that take the chain of
-elementwise consumers of their product (bias add, activation, residual add) as their epilogue;
-max pooling a `Pool2d`. Movement ops (permute, slice, select, flip, expand, squeeze,
-unsqueeze, reshape) are index arithmetic: kernels read their root's buffer through a view
-(codegen.views), and a copy kernel stores a view only where a matmul, a convolution, the
-interpreter or the caller needs it in memory. Everything else is a `NodeStep` the executable
-runs through the interpreter. `format_schedule` prints which nodes went into which kernel.
+become one row kernel: per row, each reduction as a stage, then the consumer (at every point
+of the row, or once per row where it combines the reductions' results: a sum over a count).
+A gather is a `Take` inside these kernels: its input read in memory at the index's values (so
+nll_loss, decomposed, is one row kernel). A matmul and a 2-D convolution become `Matmul` and
+`Conv2d` kernels that take the chain of elementwise consumers of their product (bias add,
+activation, residual add) as their epilogue; max pooling (values, indices, backward) and the
+convolution's weight gradient have kernels of their own. Movement ops (permute, slice,
+select, flip, expand, squeeze, unsqueeze, reshape) are index arithmetic: kernels read their
+root's buffer through a view (codegen.views), matmuls their operands too where the strides
+are known, and a copy kernel stores a view only where a convolution, the interpreter or the
+caller needs it in memory. Everything else is a `NodeStep` the executable runs through the
+interpreter. `format_schedule` prints which nodes went into which kernel.
 """
 
 from __future__ import annotations
@@ -423,7 +427,7 @@ def _stored_views(graph: Graph, cx: _Context) -> set[int]:
             if (fusable(node) or reducible(node)) and id(node) not in cx.taken:
                 continue  # read through the view (cx.taken: only matmul and convolution kernels yet)
             if (id(node), id(v)) in cx.read_views:
-                continue  # a matmul's b, packed through the view
+                continue  # a matmul operand, read through the view
             stored.add(id(v))
     stored.update(id(v) for v in graph.outputs)
     return stored & set(cx.views)

@@ -1,12 +1,14 @@
-"""Compiled kernels for eager ops: the CPU compiler's convolutions run eager float32 work.
+"""Compiled kernels for eager ops: the CPU compiler runs eager float32 convolutions (forward,
+input and weight gradients) and max pooling (values, indices, backward).
 
-An eager convolution large enough to pay for it runs through a one-node graph compiled by
-`codegen` (the batch symbolic, so one compilation serves every batch size of a layer), instead
-of numpy's im2col and per-sample GEMMs. The op's `OpDef` stays its definition: the compiled
-graph is checked against it by the tests, and every case the kernels do not cover (other
-dtypes, strides of a transposed convolution, small work) runs the reference implementation.
-The first call of a new geometry compiles it (about 0.3 s, then milliseconds from the disk
-cache); a geometry that does not compile to a native entry is remembered and left to numpy.
+An eager call large enough to pay for it runs through a one-node graph compiled by `codegen`
+(the batch symbolic, so one compilation serves every batch size of a layer), instead of numpy's
+im2col, per-sample GEMMs and strided views. The op's `OpDef` stays its definition: the compiled
+graphs are checked against it by the tests, and every case the kernels do not cover (other
+dtypes, strides of a transposed convolution, small work) returns None here, so the reference
+implementation runs. The first call of a new geometry compiles it (0.1-0.3 s, then
+milliseconds from the disk cache); a geometry that does not compile to a native entry is
+remembered and left to numpy.
 
 `GRAPHC_EAGER_KERNELS=0` turns this off.
 """
@@ -23,7 +25,8 @@ from ir.graph import Graph
 from ir.ops.registry import OPS
 from ir.types import TensorType
 
-# multiply-adds below which numpy's call is as fast (a native call costs ~5 us more in Python)
+# multiply-adds (about: input pixels for output pixels) below which numpy's call is as fast
+# (a native call costs ~5 us more in Python)
 MIN_WORK = 500_000
 _compiled: dict[tuple, object] = {}  # geometry -> CompiledGraph, or None where none is native
 _lock = threading.Lock()
