@@ -233,6 +233,21 @@ class _Code:
             return b.call(self.intrinsic("maximum", 2, t), [x, zero])
         raise NotImplementedError(f"unary op {op} in a kernel")
 
+    def masked(self, kind: str, vector: ir.VectorType) -> ir.Function:
+        """LLVM's masked vector 'load' or 'store' of `vector`s (lanes past the mask are neither
+        read nor written: no fault past an array's end)."""
+        element = "i64" if vector.element == I64 else ("f32" if vector.element == ir.FloatType() else "f64")
+        name = f"llvm.masked.{kind}.v{vector.count}{element}.p0"
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
+        i32, mask = ir.IntType(32), ir.VectorType(ir.IntType(1), vector.count)
+        if kind == "load":
+            function_type = ir.FunctionType(vector, [vector.as_pointer(), i32, mask, vector])
+        else:
+            function_type = ir.FunctionType(ir.VoidType(), [vector, vector.as_pointer(), i32, mask])
+        return ir.Function(self.module, function_type, name=name)
+
     def const(self, value: float, t=None) -> ir.Constant:
         return ir.Constant(t or self.t, value)
 
@@ -687,18 +702,7 @@ class _Gemm(_Code):
     def _masked(self) -> tuple[ir.Function, ir.Function]:
         """LLVM's masked vector load and store for this kernel's vectors (lanes past the mask
         are neither read nor written: no fault past an array's end)."""
-        vec, i32 = self.vec, ir.IntType(32)
-        mask_type = ir.VectorType(ir.IntType(1), self.lanes)
-        types = {
-            "load": ir.FunctionType(vec, [vec.as_pointer(), i32, mask_type, vec]),
-            "store": ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), i32, mask_type]),
-        }
-        functions = []
-        for kind, function_type in types.items():
-            name = f"llvm.masked.{kind}.v{self.lanes}{self.suffix}.p0"
-            existing = self.module.globals.get(name)
-            functions.append(existing or ir.Function(self.module, function_type, name=name))
-        return functions[0], functions[1]
+        return self.masked("load", self.vec), self.masked("store", self.vec)
 
     def _broadcast(self, b: ir.IRBuilder, value: ir.Value) -> ir.Value:
         """A vector of `value` in every lane."""
@@ -1042,6 +1046,12 @@ class _MatmulEmitter(_Gemm):
 CONV_PANELS = 1
 
 
+def _tap(b: ir.IRBuilder, table: ir.GlobalVariable, index) -> ir.Value:
+    """Entry `index` of a taps table (`_taps_table`), as an i64 offset."""
+    i32 = ir.IntType(32)
+    return b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), index], inbounds=True)), I64)
+
+
 def _taps_table(
     module: ir.Module, name: str, window: tuple, plane: tuple, dilation: tuple
 ) -> ir.GlobalVariable:
@@ -1353,7 +1363,6 @@ class _ConvEmitter(_Gemm):
         if existing is not None:
             return existing
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
-        i32 = ir.IntType(32)
         height, width = self.direct_plane()
         co, cg, kh, kw = k.w.shape
         _, _, oh, ow = k.out_shape
@@ -1376,7 +1385,7 @@ class _ConvEmitter(_Gemm):
         vptr = self.vec.as_pointer()
 
         def step(b, kk, accs):
-            tap = b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), kk], inbounds=True)), I64)
+            tap = _tap(b, table, kk)
             row = b.gep(weights, [b.mul(kk, c64(padded_channels))])
             wvecs = [
                 b.load(b.bitcast(b.gep(row, [c64(v * self.lanes)]), vptr), align=self.item)
@@ -1460,7 +1469,7 @@ class _ConvEmitter(_Gemm):
         vptr = self.vec.as_pointer()
 
         def step(b, kk, accs):
-            tap = b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), kk], inbounds=True)), I64)
+            tap = _tap(b, table, kk)
             vectors = []
             for start, last in starts:
                 at = b.bitcast(b.gep(start, [tap]), vptr)
@@ -1686,13 +1695,7 @@ class _WeightGradEmitter(_Gemm):
         rows, plane, t0, sums = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         table = _taps_table(self.module, k.name, (cg, kh, kw), (k.x.shape[2] + 2 * ph, width), k.dilation)
-        starts = [
-            b.gep(
-                plane,
-                [b.sext(b.load(b.gep(table, [ir.Constant(i32, 0), b.add(t0, c64(t))], inbounds=True)), I64)],
-            )
-            for t in range(taps)
-        ]
+        starts = [b.gep(plane, [_tap(b, table, b.add(t0, c64(t)))]) for t in range(taps)]
         grads = [b.gep(rows, [c64(i * oh * ow)]) for i in range(count)]
         load, _ = self._masked()
         mask_type = ir.VectorType(ir.IntType(1), self.lanes)
@@ -1836,22 +1839,9 @@ class _PoolEmitter(_Code):
         b = ir.IRBuilder(self.fn.append_basic_block("entry"))
         out, x, lo, hi = self.fn.args
         vec, ivec = ir.VectorType(self.t, lanes), ir.VectorType(I64, lanes)
-        mask_type = ir.VectorType(ir.IntType(1), lanes)
 
-        def intrinsic(kind: str, value_type, name: str):
-            existing = self.module.globals.get(name)
-            if existing is not None:
-                return existing
-            if kind == "load":
-                ft = ir.FunctionType(value_type, [value_type.as_pointer(), i32, mask_type, value_type])
-            else:
-                ft = ir.FunctionType(ir.VoidType(), [value_type, value_type.as_pointer(), i32, mask_type])
-            return ir.Function(self.module, ft, name=name)
-
-        load = intrinsic("load", vec, f"llvm.masked.load.v{lanes}{self.suffix}.p0")
-        kind = "i64" if k.indices else self.suffix
         stored_type = ivec if k.indices else vec
-        store = intrinsic("store", stored_type, f"llvm.masked.store.v{lanes}{kind}.p0")
+        load, store = self.masked("load", vec), self.masked("store", stored_type)
         iota = ir.Constant(ivec, list(range(lanes)))
         undef = ir.Constant(ivec, ir.Undefined)
         splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)

@@ -4,6 +4,7 @@ symbolic sizes from one compilation, NaN and empty inputs, random graphs."""
 
 import numpy as np
 import pytest
+from compiled import compare_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,21 +13,10 @@ from codegen.schedule import KernelStep
 from ir import dtypes
 from ir.errors import ShapeError
 from ir.graph import Graph
-from ir.interpreter import run
 from ir.parser import parse_graph
 from ir.types import TensorType
 
 F = {"float32": "f32", "float64": "f64"}
-
-
-def _compare(graph, inputs, tolerance):
-    exe = compile_graph(graph)
-    with np.errstate(all="ignore"):
-        got, want = exe.run(inputs), run(graph, inputs)
-    for a, b in zip(got, want, strict=True):
-        assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance, equal_nan=True)
-    return exe
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -48,7 +38,7 @@ def test_reductions_match_the_interpreter(op, dims, keepdim, dtype):
         # sum of n terms (n * eps * max|x|; divided by n for a mean); indexing bugs are O(1)
         n = x.size if dims is None else int(np.prod([x.shape[d] for d in dims]))
         tolerance = eps * np.abs(x).max() * (4 if op in ("mean", "amax", "amin") else 4 * n)
-        _compare(g, [x], tolerance)
+        compare_with_interpreter(g, [x], tolerance)
 
 
 def test_softmax_is_one_row_kernel():
@@ -61,7 +51,9 @@ graph softmax(%x: f32[batch,10]) {
   %4: f32[batch,10] = div(%2, %3)
   return %4
 }""")
-    exe = _compare(g, [np.random.default_rng(0).standard_normal((64, 10)).astype(np.float32) * 10], 1e-6)
+    exe = compare_with_interpreter(
+        g, [np.random.default_rng(0).standard_normal((64, 10)).astype(np.float32) * 10], 1e-6
+    )
     # per row: the maximum, the sum of exp(x - max), then every output; nothing stored between
     assert [type(s).__name__ for s in exe.steps] == ["KernelStep"]
     assert exe.steps[0].nodes == (0, 1, 2, 3, 4)
@@ -76,7 +68,7 @@ graph g(%x: f32[batch,8], %y: f32[8]) {
   %2: f32[batch] = mean[dims=(1,), keepdim=False](%1)
   return %2
 }""")
-    exe = _compare(g, [np.ones((3, 8), np.float32), np.arange(8, dtype=np.float32)], 1e-6)
+    exe = compare_with_interpreter(g, [np.ones((3, 8), np.float32), np.arange(8, dtype=np.float32)], 1e-6)
     assert len(exe.steps) == 1 and exe.steps[0].nodes == (0, 1, 2)
 
 
@@ -90,14 +82,14 @@ graph g(%x: f32[batch,3]) {
   return %0, %1, %2, %3
 }""")
     x = np.array([[1, np.nan, np.inf], [2, 0, -np.inf]], np.float32)
-    _compare(g, [x], 1e-6)
+    compare_with_interpreter(g, [x], 1e-6)
     sums = parse_graph("""
 graph g(%x: f32[batch,3]) {
   %0: f32[3] = sum[dims=(0,), keepdim=False](%x)
   %1: f32[3] = mean[dims=(0,), keepdim=False](%x)
   return %0, %1
 }""")
-    _compare(sums, [np.zeros((0, 3), np.float32)], 1e-6)  # 0 and NaN, as numpy
+    compare_with_interpreter(sums, [np.zeros((0, 3), np.float32)], 1e-6)  # 0 and NaN, as numpy
     with pytest.raises(ShapeError, match="cannot reduce an empty tensor"):
         compile_graph(g).run([np.zeros((0, 3), np.float32)])
 
@@ -135,7 +127,7 @@ def reduction_graphs(draw):
 def test_random_reduction_graphs_match_the_interpreter(graph, batch):
     rng = np.random.default_rng(batch)
     inputs = [rng.uniform(-2, 2, (batch, 4, 5)).astype(np.float32), rng.uniform(-2, 2, 5).astype(np.float32)]
-    _compare(graph, inputs, 1e-4)
+    compare_with_interpreter(graph, inputs, 1e-4)
 
 
 @pytest.mark.parametrize("dims", [None, (0,), (1,), (2,), (1, 2)])
@@ -158,7 +150,7 @@ graph g(%x: f32[batch,5,6], %w: f32[6]) {{
     )
     for batch in (1, 2, 7, 50):
         rng = np.random.default_rng(batch)
-        _compare(
+        compare_with_interpreter(
             g,
             [
                 rng.standard_normal((batch, 5, 6)).astype(np.float32),
@@ -205,5 +197,5 @@ graph g(%x: f32[batch,10], %m: f32[batch,1]) {
             rng.standard_normal((batch, 10)).astype(np.float32),
             rng.standard_normal((batch, 1)).astype(np.float32),
         ]
-        _compare(g2, inputs, 1e-5)
-        _compare(g, [inputs[0], rng.standard_normal(10).astype(np.float32)], 1e-5)
+        compare_with_interpreter(g2, inputs, 1e-5)
+        compare_with_interpreter(g, [inputs[0], rng.standard_normal(10).astype(np.float32)], 1e-5)

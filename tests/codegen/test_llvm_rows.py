@@ -6,6 +6,7 @@ and forced parallel splits."""
 
 import numpy as np
 import pytest
+from compiled import compare_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,16 +22,6 @@ from ir.graph import Graph
 from ir.interpreter import run
 from ir.parser import parse_graph
 from ir.types import TensorType
-
-
-def _compare(graph, inputs, tolerance):
-    exe = compile_graph(graph)
-    with np.errstate(all="ignore"):
-        got, want = exe.run(inputs), run(graph, inputs)
-    for a, b in zip(got, want, strict=True):
-        assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance, equal_nan=True)
-    return exe
 
 
 def _kernels(exe):
@@ -79,7 +70,7 @@ def test_row_ops_are_one_kernel_and_match_the_interpreter(op, dim, dtype):
     tolerance = 1e-5 if dtype == "float32" else 1e-12
     for batch in (1, 3, 64, 1000):
         x = np.random.default_rng(batch).standard_normal((batch, 5, 7)).astype(dtype) * 4
-        _compare(g, [x], tolerance)
+        compare_with_interpreter(g, [x], tolerance)
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
@@ -96,7 +87,7 @@ def test_rows_of_infinities_and_nans(op):
         ],
         dtype=np.float32,
     )
-    _compare(g, [x], 1e-6)
+    compare_with_interpreter(g, [x], 1e-6)
 
 
 def test_layer_norm_of_a_constant_row_is_the_bias():
@@ -133,7 +124,7 @@ graph g(%x: f32[batch,n]) {
   return %2
 }""")
     for shape in ((3, 0), (0, 5)):  # sums of nothing are 0, their means NaN
-        _compare(rows, [np.zeros(shape, np.float32)], 0)
+        compare_with_interpreter(rows, [np.zeros(shape, np.float32)], 0)
 
 
 def test_variance_is_a_reduction_with_a_stage():
@@ -145,7 +136,7 @@ graph g(%x: f64[batch,5,7]) {
   %3: f64[batch] = mean[dims=(1,2), keepdim=False](%2)
   return %3
 }""")
-    exe = _compare(g, [np.random.default_rng(0).standard_normal((9, 5, 7)) + 100], 1e-12)
+    exe = compare_with_interpreter(g, [np.random.default_rng(0).standard_normal((9, 5, 7)) + 100], 1e-12)
     (step,) = _kernels(exe)
     assert step.nodes == (0, 1, 2, 3) and step.kernel.reduce is not None and len(step.kernel.stages) == 1
 
@@ -182,7 +173,9 @@ def test_a_result_combining_reductions_is_computed_once_per_row(text):
     g = parse_graph(text)
     rng = np.random.default_rng(0)
     for batch in (1, 4, 33):
-        exe = _compare(g, [rng.standard_normal((batch, 6)).astype(np.float32) for _ in range(2)], 1e-5)
+        exe = compare_with_interpreter(
+            g, [rng.standard_normal((batch, 6)).astype(np.float32) for _ in range(2)], 1e-5
+        )
     (step,) = _kernels(exe)
     assert step.kernel.row_out is not None and len(step.kernel.stages) == 2
 
@@ -196,7 +189,9 @@ def test_reductions_without_their_trailing_row_axes_are_not_combined_per_row():
   return %2
 }""")
     rng = np.random.default_rng(1)
-    exe = _compare(g, [rng.standard_normal((5, 6)).astype(np.float32) for _ in range(2)], 1e-5)
+    exe = compare_with_interpreter(
+        g, [rng.standard_normal((5, 6)).astype(np.float32) for _ in range(2)], 1e-5
+    )
     assert len(_kernels(exe)) == 3 and not any(s.kernel.row_out for s in _kernels(exe))
 
 
@@ -214,7 +209,7 @@ def test_values_needed_elsewhere_are_stored_and_the_rest_fused():
     (y,) = g.add_node("div", [e, s])
     (p,) = g.add_node("matmul", [shifted, w])
     g.set_outputs([y, m, p])
-    exe = _compare(g, [rng.standard_normal((5, 6)).astype(np.float32)], 1e-5)
+    exe = compare_with_interpreter(g, [rng.standard_normal((5, 6)).astype(np.float32)], 1e-5)
     rows = [s for s in _kernels(exe) if s.kernel.__class__.__name__ == "Kernel" and s.kernel.stages]
     assert len(rows) == 1 and len(rows[0].kernel.stages) == 1  # the sum; the maximum is read
 
@@ -235,7 +230,7 @@ graph g(%x: f32[batch,8], %w: f32[8,4], %m: bool[batch,4]) {
         rng.standard_normal((8, 4)).astype(np.float32),
         rng.random((3, 4)) < 0.5,
     ]
-    _compare(g, inputs, 1e-5)
+    compare_with_interpreter(g, inputs, 1e-5)
 
 
 @st.composite

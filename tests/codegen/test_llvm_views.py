@@ -5,6 +5,7 @@ interpreter: every op, several dtypes, symbolic batch sizes, chains, random view
 
 import numpy as np
 import pytest
+from compiled import compare_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,16 +23,6 @@ def _data(shape, dtype, seed=0):
     if dtype == np.bool_:
         return rng.random(shape) < 0.5
     return (rng.standard_normal(shape) * 10).astype(dtype)
-
-
-def _compare(graph, inputs, tolerance=0.0):
-    exe = compile_graph(graph)
-    with np.errstate(all="ignore"):
-        got, want = exe.run(inputs), run(graph, inputs)
-    for a, b in zip(got, want, strict=True):
-        assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
-    return exe
 
 
 def _kernels(exe):
@@ -72,7 +63,7 @@ def test_each_movement_op_is_read_in_place(op, attrs, dtype):
         assert exe.native is not None
     assert exe.steps[-1].kernel.inputs[0].view is not None
     for batch in (1, 3, 64):
-        _compare(g, [_data((batch, 4, 5), dtype, batch)])
+        compare_with_interpreter(g, [_data((batch, 4, 5), dtype, batch)])
 
 
 def test_a_chain_of_views_folds_into_its_consumer():
@@ -87,7 +78,9 @@ graph g(%x: f32[batch,4,6], %y: f32[6,4]) {
   return %5
 }""")
     for batch in (1, 5):
-        exe = _compare(g, [_data((batch, 4, 6), np.float32), _data((6, 4), np.float32, 1)], 1e-6)
+        exe = compare_with_interpreter(
+            g, [_data((batch, 4, 6), np.float32), _data((6, 4), np.float32, 1)], 1e-6
+        )
     (step,) = exe.steps
     assert step.nodes == (4, 5) and step.inputs == ("x", "y")
     assert "view(strides=[24, 2, -6], offset=" in str(exe)
@@ -102,7 +95,7 @@ graph g(%x: f32[batch,4,6]) {
   %3: f32[batch,6,4] = neg(%0)
   return %2, %3
 }""")
-    exe = _compare(g, [_data((3, 4, 6), np.float32)], 1e-5)
+    exe = compare_with_interpreter(g, [_data((3, 4, 6), np.float32)], 1e-5)
     kinds = [(type(s).__name__, getattr(s, "nodes", None)) for s in exe.steps]
     assert kinds == [("KernelStep", (0,)), ("KernelStep", (2,)), ("KernelStep", (3,))], kinds
     assert exe.native is not None
@@ -124,7 +117,7 @@ def test_views_feeding_matmuls_and_row_kernels():
     (p,) = g.add_node("div", [e, z])  # a softmax over dim 1 of a slice, read in place
     g.set_outputs([h, p])
     for batch in (1, 4):
-        exe = _compare(g, [rng.standard_normal((batch, 8, 5)).astype(np.float32)], 1e-5)
+        exe = compare_with_interpreter(g, [rng.standard_normal((batch, 8, 5)).astype(np.float32)], 1e-5)
     rows = [s for s in _kernels(exe) if s.kernel.__class__.__name__ == "Kernel" and s.kernel.stages]
     assert len(rows) == 1 and rows[0].inputs == ("x",)
 
@@ -136,7 +129,7 @@ graph g(%x: f32[batch,4]) {
   %1: f32[4] = exp(%0)
   return %1
 }""")
-    exe = _compare(g, [_data((3, 4), np.float32)], 1e-5)
+    exe = compare_with_interpreter(g, [_data((3, 4), np.float32)], 1e-5)
     assert isinstance(exe.steps[0], NodeStep)  # a select of a symbolic size: bounds checked there
 
 
