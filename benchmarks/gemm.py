@@ -1,7 +1,7 @@
 """The generated matmul kernel against numpy's sgemm (OpenBLAS), PyTorch and ONNX Runtime, in
 the same run, at n = 64, 256, 1024, 2048 (float32, square).
 
-Run: python benchmarks/gemm.py [--repeat N]     (torch and onnxruntime are optional)
+Run: python benchmarks/gemm.py [--repeat N] [--sizes 64 256 ...]     (torch and onnxruntime are optional)
 
 Two graphc rows: `graphc (input b)` runs the compiled graph of `a @ b` with both operands as
 inputs, so b is packed into panels on every call; `graphc (weight b)` has b as a weight, packed
@@ -71,13 +71,14 @@ def make_runners(n: int, a: np.ndarray, b: np.ndarray, torch, session) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     args = parser.parse_args()
     torch = torch_or_none()
     session = ort_session()
     print(f"# {platform.processor() or platform.machine()}, numpy {np.__version__}, 2 threads; GFLOP/s")
     print("| n | numpy | graphc (input b) | graphc (weight b) | torch | ONNX Runtime |")
     print("|---:|---:|---:|---:|---:|---:|")
-    for n in SIZES:
+    for n in args.sizes:
         rng = np.random.default_rng(n)
         a = rng.standard_normal((n, n)).astype(np.float32)
         b = rng.standard_normal((n, n)).astype(np.float32)

@@ -56,6 +56,7 @@ class CompiledGraph:
         self._panels: dict[str, int] = {}  # matmul kernel -> columns per packed panel of b
         self.native: NativeRun | None = None  # the whole graph in one native call, where it can be
         self._last_bindings: tuple = (None, None)  # (inputs' dtypes and shapes, their bindings)
+        self._fast = None  # the C call path of the last call's sizes (codegen._fastcall)
         self.library_key: str | None = None  # the shared library in the cache, where there is one
         if kernels:
             bits = vector_bits()
@@ -131,6 +132,11 @@ class CompiledGraph:
     def run(self, arrays, weights: dict | None = None) -> list[np.ndarray]:
         """The graph's outputs for `arrays` (a list in input order or a dict by name)."""
         if self.native is not None:
+            fast = self._fast
+            if fast is not None:
+                outs = fast(arrays)
+                if outs is not None:
+                    return outs
             # inputs of the dtypes and shapes of the last call were checked then: their bindings
             # are reused (one tuple, swapped whole, so threads never mix two calls' halves)
             key = None
@@ -150,6 +156,8 @@ class CompiledGraph:
             ]
             outs = self.native.run(contiguous, bindings, _pool_addresses)
             if outs is not None:
+                if _use_fastcall:
+                    self._fast = self.native.fast(bindings, _pool_addresses)  # for the next call
                 return outs
         env, bindings = start(self.graph, arrays)
         for step in self._plan:
@@ -509,7 +517,7 @@ def pack_matmul_b(b: np.ndarray, panel: int, dtype=None) -> np.ndarray:
 # cost 70-125 us here); a sleeping worker takes longer to wake, but the caller runs parts too,
 # so a split never costs much more than running alone.
 PARALLEL_MIN_POINTS = 1 << 15
-MATMUL_PARALLEL_MIN_MACS = 1 << 20
+MATMUL_PARALLEL_MIN_MACS = 1 << 18
 MATVEC_PARALLEL_MIN_MACS = 1 << 17  # few rows: memory-bound, slower per MAC, split by columns
 CONV_PARALLEL_MIN_MACS = 1 << 20
 
@@ -521,6 +529,11 @@ class _Entry:
 
     call: object
     packed: int
+
+
+# GRAPHC_FASTCALL=0: call native entries through ctypes only (the C call path is the default
+# where setup.py could build it)
+_use_fastcall = os.environ.get("GRAPHC_FASTCALL", "1") != "0"
 
 
 def _workers() -> int:

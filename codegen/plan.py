@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+try:  # the C call path (setup.py builds it where a C compiler exists)
+    from codegen import _fastcall
+except ImportError:
+    _fastcall = None
+
 ALIGN = 64
 
 
@@ -26,6 +31,18 @@ def _address(array: np.ndarray) -> int:
         return ctypes.addressof(ctypes.c_char.from_buffer(array))
     except (TypeError, ValueError):  # read-only or empty
         return array.ctypes.data
+
+
+def _new_state(plan: _Bound) -> tuple:
+    """An arena and argument table for `plan`: (arena, table, table address, status words)."""
+    arena = np.empty(plan.arena + ALIGN, dtype=np.uint8)
+    base = -arena.ctypes.data % ALIGN + arena.ctypes.data
+    table = plan.table.copy()
+    table[plan.arena_slots] += base
+    words = np.zeros(max(len(plan.status), 1), dtype=np.int64)  # the status words
+    for i, (position, _) in enumerate(plan.status):
+        table[position] = words.ctypes.data + 8 * i
+    return arena, table, table.ctypes.data, words
 
 
 def plan_memory(sizes: list[int], lifetimes: list[tuple[int, int]]) -> tuple[list[int], int]:
@@ -93,6 +110,8 @@ class _Bound:
     runnable: bool  # False for empty tensors: the step-by-step path handles (and reports) them
     output_shapes: list | None = None
     status: list = field(default_factory=list)  # (table position, kernel name) per status word
+    input_shapes: list = field(default_factory=list)
+    fast: object = None  # its C call path's `run` (codegen._fastcall), once made
 
 
 class NativeRun:
@@ -108,6 +127,7 @@ class NativeRun:
         self.buffers = buffers
         self.value_buffer = value_buffer  # value name -> buffer id
         self.entry = entry  # ctypes function (table, pool state, dispatch)
+        self.entry_address = ctypes.cast(entry, ctypes.c_void_p).value
         self.workers = workers
         self._bound: dict[tuple, _Bound] = {}
         self._local = threading.local()
@@ -182,6 +202,7 @@ class NativeRun:
             parallel,
             runnable,
             status=status,
+            input_shapes=[shapes[v.name] for v in self.graph.inputs],
         )
 
     def _state(self, plan: _Bound):
@@ -191,15 +212,36 @@ class NativeRun:
         key = id(plan)
         state = states.get(key)
         if state is None:
-            arena = np.empty(plan.arena + ALIGN, dtype=np.uint8)
-            base = -arena.ctypes.data % ALIGN + arena.ctypes.data
-            table = plan.table.copy()
-            table[plan.arena_slots] += base
-            words = np.zeros(max(len(plan.status), 1), dtype=np.int64)  # the status words
-            for i, (position, _) in enumerate(plan.status):
-                table[position] = words.ctypes.data + 8 * i
-            state = states[key] = (arena, table, table.ctypes.data, words)
+            state = states[key] = _new_state(plan)
         return state
+
+    def fast(self, bindings: dict, pool):
+        """The C call path for these symbol sizes: `run(arrays)` gives the outputs, or None
+        where the arrays are not exactly what the plan expects (the caller then takes `run`);
+        `pool` as for `run`. None where the C extension is not built or the sizes have an
+        empty tensor."""
+        plan = self.bound(bindings)
+        if plan.fast is None and _fastcall is not None and plan.runnable:
+            self.output_shapes(bindings)
+            arena, table, _, words = _new_state(plan)  # its own: it may run beside other threads
+            state, dispatch, lock = pool() if plan.parallel else (0, 0, None)
+            inputs = [
+                (positions, shape, v.type.dtype.np)
+                for positions, shape, v in zip(plan.inputs, plan.input_shapes, self.graph.inputs, strict=True)
+            ]
+            plan.fast = _fastcall.Plan(
+                self.entry_address,
+                table,
+                state,
+                dispatch,
+                lock,
+                words if plan.status else None,
+                inputs,
+                plan.outputs,
+                plan.output_shapes,
+                arena,
+            ).run
+        return plan.fast
 
     def run(self, arrays: list[np.ndarray], bindings: dict, pool) -> list[np.ndarray] | None:
         """The graph's outputs for `arrays` (contiguous, of the inputs' dtypes), or None where
