@@ -79,7 +79,7 @@ class CompiledGraph:
                 self.native = NativeRun(self.graph, *native[:3], entry, addresses, _workers())
             for k in kernels:
                 if isinstance(k, Matmul):
-                    pointers, sizes = 3 + len(k.extras), 6
+                    pointers, sizes = 1 + len(k.operands), 6
                 elif isinstance(k, Conv2d):
                     pointers, sizes = 3 + len(k.extras), 2
                 elif isinstance(k, Pool2d):
@@ -192,6 +192,8 @@ class CompiledGraph:
             kinds = [(x.dtype or k.dtype).np for x in k.inputs] if isinstance(k, Kernel) else None
             if isinstance(k, PoolBackward):
                 kinds = [t, np.int64]
+            if isinstance(k, Matmul):
+                kinds = [(x.dtype or k.dtype).np for x in k.operands]
             args = [operand(name, kinds[i] if kinds else t) for i, name in enumerate(step.inputs)]
             out = len(buffers)
             buffers.append(Buffer("arena", step.output, writer=len(calls)))
@@ -203,8 +205,10 @@ class CompiledGraph:
                 if not k.pack_b:
                     args[1] = ("address", self._packed_weight(b_name, panel, t))
 
-                def a_shape(shapes, bindings, a=first, k=k):  # (a may be read through a view)
-                    return concrete_shape(k.a.shape, bindings) if k.a.view is not None else shapes[a]
+                def a_shape(shapes, bindings, a=first, k=k):  # (a may be read through a view, or computed)
+                    if k.a.view is not None or k.prologue is not None:
+                        return concrete_shape(k.a.shape, bindings)
+                    return shapes[a]
 
                 def rows(shapes, bindings, a_shape=a_shape):
                     shape = a_shape(shapes, bindings)
@@ -380,7 +384,9 @@ class CompiledGraph:
         k, function, output = step.kernel, self._functions[step.kernel.name], step.output
         t = k.dtype.np
         a_name, b_name = step.inputs[:2]
-        extras = [self._operand(name, t) for name in step.inputs[2:]]
+        kinds = [(x.dtype or k.dtype).np for x in k.operands]
+        extras = [self._operand(name, kind) for name, kind in zip(step.inputs[2:], kinds[2:], strict=True)]
+        a_operand = self._operand(a_name, kinds[0])
         panel = self._panels[k.name]
         if not k.pack_b:  # a weight, packed once, now
             address = self._packed_weight(b_name, panel, t)
@@ -389,11 +395,12 @@ class CompiledGraph:
             b_address = self._operand(b_name, t)
 
         def matmul(env, bindings, weights):
-            a = env[a_name]
-            if a.dtype != t or not a.flags.c_contiguous:
-                a = np.ascontiguousarray(a, dtype=t)
-            # (a or b may be read through a view of the buffer of that name)
-            a_shape = tuple(concrete_shape(k.a.shape, bindings)) if k.a.view is not None else a.shape
+            # (a or b may be read through a view of the buffer of that name; a may be computed
+            # from a prologue's inputs, the first in a's place)
+            if k.a.view is not None or k.prologue is not None:
+                a_shape = tuple(concrete_shape(k.a.shape, bindings))
+            else:
+                a_shape = env[a_name].shape
             if k.b.view is not None:
                 kk, nn = concrete_shape(k.b.shape, bindings)[-2:]
             else:
@@ -406,7 +413,7 @@ class CompiledGraph:
                 return
             rows = int(np.prod(a_shape, dtype=np.int64)) // kk if kk else out.size // nn
             per_batch = a_shape[-2] if len(a_shape) > 1 else 1  # rows of a per matrix of b
-            operands = (_address(out), _address(a), b_address(env), *(load(env) for load in extras))
+            operands = (_address(out), a_operand(env), b_address(env), *(load(env) for load in extras))
             args = (*operands, rows, nn, kk, per_batch)
             _launch(function, k, args, (rows,), rows * nn * kk >= MATMUL_PARALLEL_MIN_MACS)
 

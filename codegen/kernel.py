@@ -291,7 +291,14 @@ class Matmul:
     live there. With `pack_b` the kernel packs b into panels itself on every call (b computed
     by the graph, or batched); otherwise the caller passes a weight packed once
     (`pack_matmul_b`). Sizes M (all rows), N, K and the rows per batch are passed at run time;
-    calls on disjoint row ranges may run in parallel."""
+    calls on disjoint row ranges may run in parallel.
+
+    With a `prologue`, a is not read but computed at each of its points: an expression of
+    `Load`s of `prologue_inputs`, inputs broadcast against a's shape along its rows, columns,
+    both or neither (`prologue_strides`). The kernel evaluates a block of a's rows into a
+    buffer of its own that every panel of b reuses, so each value of a is computed once a call
+    and never stored in memory. Arguments in `operands` order: the first prologue input takes
+    a's place, the others follow the extras."""
 
     name: str
     dtype: dtypes.DType
@@ -301,12 +308,30 @@ class Matmul:
     epilogue: Expr = Acc()
     extras: tuple[KernelInput, ...] = ()
     pack_b: bool = False
+    prologue: Expr | None = None
+    prologue_inputs: tuple[KernelInput, ...] = ()
 
     splittable = True
 
     @property
     def batched(self) -> bool:
         return len(self.b.shape) > 2
+
+    @property
+    def operands(self) -> tuple[KernelInput, ...]:
+        """The kernel's inputs in argument order (after the output)."""
+        if self.prologue is None:
+            return (self.a, self.b, *self.extras)
+        return (self.prologue_inputs[0], self.b, *self.extras, *self.prologue_inputs[1:])
+
+    def prologue_strides(self, index: int) -> tuple:
+        """(row stride, column stride) of prologue input `index` in a's rows and columns: row
+        stride 0, 1 or 'n' (the number of columns, K), column stride 0 or 1."""
+        strides = matmul_extra_strides(self.prologue_inputs[index].shape, self.a.shape)
+        if strides is None:
+            shape = self.prologue_inputs[index].shape
+            raise ValueError(f"prologue input of shape {shape} does not fit a's shape {self.a.shape}")
+        return strides
 
     def extra_strides(self, index: int) -> tuple:
         """(row stride, column stride) of extra `index`: row stride 0, 1 or 'n' (the number of
@@ -481,24 +506,25 @@ def conv_extra_strides(shape: tuple, out_shape: tuple) -> tuple[int, int, int] |
     return image, channel, pixel
 
 
-def format_expr(e: Expr) -> str:
+def format_expr(e: Expr, inputs: str = "in") -> str:
+    """`e` as text; its Loads read `{inputs}0`, `{inputs}1`, ..."""
     if isinstance(e, Row):
         return f"row{e.index}"
     if isinstance(e, Acc):
         return "acc"
     if isinstance(e, Load):
-        return f"in{e.index}[i]"
+        return f"{inputs}{e.index}[i]"
     if isinstance(e, Take):
-        return f"in{e.index}[i at {format_expr(e.at)}]"
+        return f"{inputs}{e.index}[i at {format_expr(e.at, inputs)}]"
     if isinstance(e, Const):
         return repr(e.value)
     if isinstance(e, Unary):
-        return f"{e.op}({format_expr(e.x)})"
+        return f"{e.op}({format_expr(e.x, inputs)})"
     if isinstance(e, Cast):
-        return f"cast[{e.dtype.name}]({format_expr(e.x)})"
+        return f"cast[{e.dtype.name}]({format_expr(e.x, inputs)})"
     if isinstance(e, Where):
-        return f"where({format_expr(e.cond)}, {format_expr(e.a)}, {format_expr(e.b)})"
-    return f"{e.op}({format_expr(e.a)}, {format_expr(e.b)})"
+        return f"where({', '.join(format_expr(x, inputs) for x in (e.cond, e.a, e.b))})"
+    return f"{e.op}({format_expr(e.a, inputs)}, {format_expr(e.b, inputs)})"
 
 
 def _format_product(p) -> str:
@@ -546,8 +572,15 @@ def format_kernel(k: Kernel | Matmul | Conv2d | Pool2d | PoolBackward | ConvWeig
         )
         out = TensorType(k.dtype, k.out_shape)
         packing = " (b packed by the kernel)" if k.pack_b else ""
+        prologue = ""
+        if k.prologue is not None:
+            ins += "".join(
+                f", p{i}: {TensorType(x.dtype or k.dtype, x.shape)}" for i, x in enumerate(k.prologue_inputs)
+            )
+            prologue = f", a = {format_expr(k.prologue, 'p')}"
         return (
             f"kernel {k.name}({ins}) matmul{packing} -> {out}: out = {format_expr(k.epilogue)}, acc = a @ b"
+            + prologue
         )
     ranges = ", ".join(str(d) for d in k.ranges)
     ins = ", ".join(

@@ -11,7 +11,10 @@ of the row, or once per row where it combines the reductions' results: a sum ove
 A gather is a `Take` inside these kernels: its input read in memory at the index's values (so
 nll_loss, decomposed, is one row kernel). A matmul and a 2-D convolution become `Matmul` and
 `Conv2d` kernels that take the chain of elementwise consumers of their product (bias add,
-activation, residual add) as their epilogue; max pooling (values, indices, backward) and the
+activation, residual add) as their epilogue; a matmul also computes its left operand where
+that is a single-use elementwise chain on one full-size value and broadcast inputs or weights
+(a scale and shift, bytes to floats) — its prologue, evaluated once per block of rows into a
+buffer the panels share, so the operand never exists in memory; max pooling (values, indices, backward) and the
 convolution's weight gradient have kernels of their own. Movement ops (permute, slice,
 select, flip, expand, squeeze, unsqueeze, reshape) are index arithmetic: kernels read their
 root's buffer through a view (codegen.views), matmuls their operands too where the strides
@@ -488,6 +491,11 @@ def _matmul(node: Node, name: str, cx: _Context):
         root, strides = view
         a_input, a_name = KernelInput(tuple(a.type.shape), a.type.dtype, strides), root.name
         cx.read_views.add((id(node), id(a)))
+    prologue = _prologue(a, node, cx) if view is None else None
+    expression, leaves = None, []
+    if prologue is not None:  # a computed inside the kernel from these values
+        expression, leaves, covered = prologue
+        members += covered
     kernel = Matmul(
         name,
         out.type.dtype,
@@ -497,9 +505,45 @@ def _matmul(node: Node, name: str, cx: _Context):
         epilogue,
         tuple(KernelInput(tuple(v.type.shape)) for v in extras),
         pack_b=pack_b,
+        prologue=expression,
+        prologue_inputs=tuple(KernelInput(tuple(v.type.shape), v.type.dtype) for v in leaves),
     )
     names = (a_name, b_name, *(v.name for v in extras))
+    if leaves:
+        names = (leaves[0].name, b_name, *(v.name for v in extras), *(v.name for v in leaves[1:]))
     return tail, KernelStep(kernel, names, tail.outputs[0].name, tuple(sorted(set(members))))
+
+
+def _prologue(a: Value, node: Node, cx: _Context):
+    """(expression, the values it loads, the positions of the nodes it covers) when matmul
+    `node`'s first operand `a` can be computed inside its kernel, else None: a single-use chain
+    of float arithmetic in the matmul's dtype (and casts into it from loaded values), loading a
+    full-size value and operands that broadcast along a's rows or columns. Broadcast operands
+    must be inputs or weights: per-row statistics of a reduction (layer norm's mean, softmax's
+    sum) stay with their row kernel, which reads its input once and writes the rows once."""
+    space, dtype = tuple(a.type.shape), a.type.dtype
+
+    def computable(n: Node | None) -> bool:
+        if n is None or id(n) in cx.taken or n.outputs[0].type.dtype != dtype:
+            return False
+        return float_only(n) or (n.op == "cast" and fusable(n))
+
+    def folded(v, space, consumer):  # (a cast's operand is of another dtype: never computable, loaded)
+        return cx.folded(v, space, consumer, False) and computable(v.producer)
+
+    if len(space) < 2 or not computable(a.producer) or not cx.folded(a, space, node, False):
+        return None
+    leaves: list[Value] = []
+    members: list[int] = []
+    expression = _build(a.producer, space, folded, cx.position, leaves, members)
+    if not leaves:
+        return None
+    for v in leaves:
+        shape = tuple(v.type.shape)
+        if matmul_extra_strides(shape, space) is None or (shape != space and v.producer is not None):
+            return None
+    cx.taken.update(id(cx.nodes[i]) for i in members)
+    return expression, leaves, members
 
 
 def _packable_view(v: Value, cx: _Context, batch_dims: int):

@@ -660,16 +660,21 @@ class _Gemm(_Code):
 
     def __init__(self, module: ir.Module, kernel, vector_bits: int) -> None:
         t = _float_type(kernel.dtype)
-        args = [t.as_pointer()] * (3 + len(kernel.extras)) + [I64] * self.SIZES
-        super().__init__(module, kernel.name, kernel.dtype, args)
+        self.pointers = self.pointer_types(kernel, t)
+        super().__init__(module, kernel.name, kernel.dtype, [*self.pointers, *[I64] * self.SIZES])
         self.kernel = kernel
         self.expr_inputs = kernel.extras  # the epilogue's operands
-        for a in self.fn.args[: 3 + len(kernel.extras)]:
+        for a in self.fn.args[: len(self.pointers)]:
             a.add_attribute("noalias")
         self.setup(vector_bits)
 
+    def pointer_types(self, kernel, t) -> list:
+        """The types of the pointer arguments: out, the two operands, the epilogue's extras."""
+        return [t.as_pointer()] * (3 + len(kernel.extras))
+
     def setup(self, vector_bits: int) -> None:
         self.mr, self.lanes, self.nv = matmul_tile(self.dtype, vector_bits)
+        assert MATMUL_MC % self.mr == 0  # (a block of rows is at most MC: gemm's buffer for A)
         self.nr = self.lanes * self.nv
         self.vec = ir.VectorType(self.t, self.lanes)
         self.item = 4 if self.dtype is dtypes.float32 else 8
@@ -779,11 +784,21 @@ class _Gemm(_Code):
 
         self._flat_loop(b, c64(0), c64(channels * h), "pad_rows", copy_row)
 
-    def gemm(self, b: ir.IRBuilder, *, a, lda, lo, hi, bp, n, k, c, ldc, epilogue, extra, a_step=1) -> None:
+    def gemm(
+        self, b: ir.IRBuilder, *, a, lda, lo, hi, bp, n, k, c, ldc, epilogue, extra, a_step=1, fill_a=None
+    ) -> None:
         """Rows lo..hi of C (n columns) = epilogue(A @ B) over k; `extra(b, i, row, col)` reads
         epilogue operand i at a point of C. A's rows are `lda` apart, its columns `a_step` (an
-        int: 1 for rows in place, else a view such as a transpose)."""
+        int: 1 for rows in place, else a view such as a transpose). With `fill_a(b, dest,
+        first, last, pc, kc)` A is not read but computed: that call writes A's rows
+        first..last, columns pc..pc+kc, into `dest` (rows of kc values), once per block of rows
+        and slice of K, and every panel reads them there."""
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        block_a = None
+        if fill_a is not None:  # a block of A's rows, computed (MC x KC values at most)
+            bytes_ = ir.IntType(8).as_pointer()
+            raw = b.call(self._libc("malloc", bytes_, [I64]), [c64(MATMUL_MC * MATMUL_KC * self.item)])
+            block_a = b.bitcast(raw, self.t.as_pointer())
 
         def smaller(b, x, y):
             return b.select(b.icmp_signed("<", x, y), x, y)
@@ -803,6 +818,8 @@ class _Gemm(_Code):
 
             def block(b, ic):
                 end = smaller(b, b.add(ic, mc), hi)
+                if block_a is not None:
+                    fill_a(b, block_a, ic, end, pc, kc)
 
                 def panel(b, jr):
                     panel_b = b.gep(bp, [b.add(b.mul(jr, k), b.mul(pc, c64(self.nr)))], inbounds=True)
@@ -810,7 +827,10 @@ class _Gemm(_Code):
 
                     def rows_(b, row0):
                         rows = smaller(b, c64(self.mr), b.sub(end, row0))
-                        self.micro(b, a, lda, row0, rows, pc, kc, panel_b, a_step)
+                        if block_a is None:
+                            self.micro(b, a, lda, row0, rows, pc, kc, panel_b, a_step)
+                        else:
+                            self.micro(b, block_a, kc, b.sub(row0, ic), rows, c64(0), kc, panel_b)
                         self.merge(b, c, ldc, row0, rows, jr, cols, first, last, epilogue, extra)
 
                     self._flat_loop(b, ic, end, "ir", rows_, step=self.mr)
@@ -822,6 +842,8 @@ class _Gemm(_Code):
         # K = 0 still makes one pass: the product is zeros, and the epilogue runs
         stop = b.select(b.icmp_signed(">", k, c64(0)), k, c64(1))
         self._flat_loop(b, c64(0), stop, "pc", slice_, step=MATMUL_KC)
+        if block_a is not None:
+            b.call(self._libc("free", ir.VoidType(), [ir.IntType(8).as_pointer()]), [raw])
 
     def micro(self, b: ir.IRBuilder, a, lda, row0, rows, pc, kc, bp, a_step: int = 1) -> None:
         """Rows row0..row0+rows (at most MR) x NR columns, summed over kc values from pc, into
@@ -919,14 +941,58 @@ class _MatmulEmitter(_Gemm):
 
     SIZES = 6  # M, N, K, rows per batch, lo, hi
 
+    def pointer_types(self, kernel, t) -> list:
+        """out, then the operands in `kernel.operands` order (a prologue's inputs in their dtypes)."""
+        return [
+            t.as_pointer(),
+            *(_memory_type(x.dtype or kernel.dtype).as_pointer() for x in kernel.operands),
+        ]
+
     def emit(self) -> None:
         self._emit(by_columns=False)
         # `<name>.cols`: the same arguments, but lo..hi are panels of NR columns and every row
         # is computed: the split for few rows (a batch of one is a matrix-vector product)
         self.fn = ir.Function(self.module, self.fn.function_type, name=f"{self.kernel.name}.cols")
-        for a in self.fn.args[: 3 + len(self.kernel.extras)]:
+        for a in self.fn.args[: len(self.pointers)]:
             a.add_attribute("noalias")
         self._emit(by_columns=True)
+
+    def _fill_a(self, inputs: list, k):
+        """`gemm`'s fill_a for the kernel's prologue: A's values computed from `inputs` (pointer
+        arguments), rows of `k` values, one element at a time along a row (a loop LLVM's
+        vectorizer widens)."""
+        kernel = self.kernel
+        strides = [kernel.prologue_strides(i) for i in range(len(inputs))]
+
+        def fill(b, dest, first, last, pc, kc):
+            def row(b, r):
+                at = b.gep(dest, [b.mul(b.sub(r, first), kc)], inbounds=True)
+
+                def column(b, j):
+                    col = b.add(pc, j)
+
+                    def load(i):
+                        rs, cs = strides[i]
+                        offset = ir.Constant(I64, 0)
+                        if rs:
+                            offset = b.mul(r, k if rs == "n" else ir.Constant(I64, 1))
+                        if cs:
+                            offset = b.add(offset, col)
+                        value = b.load(b.gep(inputs[i], [offset], inbounds=True))
+                        if kernel.prologue_inputs[i].dtype is dtypes.bool_:  # (i8 in memory)
+                            value = b.icmp_unsigned("!=", value, ir.Constant(ir.IntType(8), 0))
+                        return value
+
+                    saved, self.expr_inputs = self.expr_inputs, kernel.prologue_inputs
+                    value = self.expr(b, kernel.prologue, load)
+                    self.expr_inputs = saved
+                    b.store(value, b.gep(at, [j], inbounds=True))
+
+                self._flat_loop(b, ir.Constant(I64, 0), kc, "a_col", column)
+
+            self._flat_loop(b, first, last, "a_row", row)
+
+        return fill
 
     def _emit(self, by_columns: bool) -> None:
         b = self.entry()
@@ -934,6 +1000,9 @@ class _MatmulEmitter(_Gemm):
         c, a, bp = self.fn.args[:3]
         extras = self.fn.args[3 : 3 + len(self.kernel.extras)]
         m, n, k, per_batch, lo, hi = self.fn.args[-6:]
+        fill_a = None
+        if self.kernel.prologue is not None:
+            fill_a = self._fill_a([a, *self.fn.args[3 + len(extras) : len(self.pointers)]], k)
         first_col = c64(0)
         if by_columns:
             first_col = b.mul(lo, c64(self.nr))
@@ -972,6 +1041,7 @@ class _MatmulEmitter(_Gemm):
             "ldc": n,
             "epilogue": epilogue,
             "extra": extra,
+            "fill_a": fill_a,
         }
         if not self.kernel.pack_b:
             self.gemm(b, lo=lo, hi=hi, bp=bp, **operands)

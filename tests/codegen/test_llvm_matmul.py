@@ -15,7 +15,7 @@ from codegen.kernel import Matmul, format_expr, matmul_extra_strides
 from codegen.schedule import KernelStep, NodeStep
 from ir import dtypes
 from ir.graph import Graph
-from ir.interpreter import run
+from ir.interpreter import run, start
 from ir.parser import parse_graph
 from ir.types import TensorType
 
@@ -375,3 +375,103 @@ def test_random_matmul_epilogues_match_the_interpreter(case):
     finite = np.abs(want[np.isfinite(want)])  # infinities must match exactly
     tolerance = 64 * eps * max(k, 1) ** 0.5 * max(1.0, float(finite.max(initial=0)))
     np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance, equal_nan=True)
+
+
+PROLOGUES = {
+    # name: (graph text with %a the matmul's left operand, extra inputs' makers)
+    "scale and shift per column": (
+        """
+  %0: f32[batch,{k}] = mul(%x, %s)
+  %a: f32[batch,{k}] = add(%0, %t)""",
+        {"s": lambda rng, k, m: rng.standard_normal(k), "t": lambda rng, k, m: rng.standard_normal(k)},
+    ),
+    "bytes to floats (an image's pixels)": (
+        """
+  %0: f32[batch,{k}] = cast[dtype="float32"](%q)
+  %a: f32[batch,{k}] = mul(%0, %s)""",
+        {"s": lambda rng, k, m: np.full(k, 1 / 255)},
+    ),
+    "a value per row and a scalar": (
+        """
+  %0: f32[batch,{k}] = sub(%x, %r)
+  %1: f32[batch,{k}] = tanh(%0)
+  %a: f32[batch,{k}] = mul(%1, %c)""",
+        {"r": lambda rng, k, m: rng.standard_normal((m, 1)), "c": lambda rng, k, m: np.array(0.5)},
+    ),
+}
+
+
+def _prologue_graph(name: str, k: int, n: int, weight: bool):
+    body, extras = PROLOGUES[name]
+    rng = np.random.default_rng(k * n)
+    uses_q = "%q" in body
+    params = ["%q: u8[batch,{k}]" if uses_q else "%x: f32[batch,{k}]"]
+    shapes = {"s": "[{k}]", "t": "[{k}]", "r": "[batch,1]", "c": "[]"}
+    params += [f"%{e}: f32{shapes[e]}" for e in extras]
+    params += [] if weight else ["%w: f32[{k},{n}]"]
+    text = (
+        "graph g("
+        + ", ".join(params)
+        + (") weights(%w: f32[{k},{n}]) {" if weight else ") {")
+        + body
+        + """
+  %y: f32[batch,{n}] = matmul(%a, %w)
+  %z: f32[batch,{n}] = relu(%y)
+  return %z
+}"""
+    )
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    weights = {"w": w} if weight else {}
+    g = parse_graph(text.replace("{k}", str(k)).replace("{n}", str(n)), weights=weights)
+
+    def inputs(batch):
+        r = np.random.default_rng(batch)
+        first = r.integers(0, 256, (batch, k)).astype(np.uint8) if uses_q else r.standard_normal((batch, k))
+        others = [np.asarray(make(r, k, batch), np.float32) for make in extras.values()]
+        return [first.astype(first.dtype if uses_q else np.float32), *others, *([] if weight else [w])]
+
+    return g, inputs
+
+
+@pytest.mark.parametrize("name", sorted(PROLOGUES))
+@pytest.mark.parametrize("weight", [True, False])
+@pytest.mark.parametrize("k, n", [(7, 5), (300, 70), (513, 130)])  # K over cache slices, N over panels
+@pytest.mark.parametrize("split", [False, True])
+def test_elementwise_prologues_are_computed_by_the_matmul(name, weight, k, n, split, monkeypatch):
+    if split:
+        monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(executable, "MATVEC_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(executable, "_workers", lambda: 3)
+    g, inputs = _prologue_graph(name, k, n, weight)
+    exe = compile_graph(g)
+    kernels = [s for s in exe.steps if isinstance(s, KernelStep)]
+    assert len(kernels) == 1 and kernels[0].kernel.prologue is not None  # one kernel, a never stored
+    assert "acc = a @ b, a = " in str(exe)
+    for batch in (1, 3, 64, 250):  # 250 rows: three blocks of rows (MC = 120)
+        xs = inputs(batch)
+        got, want = exe.run(xs)[0], run(g, xs)[0]
+        _close(got, want, k, np.float32)
+        env, bindings = start(exe.graph, xs)  # the step-by-step path runs the same kernel
+        for step in exe._plan:
+            step(env, bindings, None)
+        _close(env[exe.graph.outputs[0].name], want, k, np.float32)
+
+
+def test_prologues_leave_computed_statistics_and_shared_values_alone():
+    g = parse_graph("""
+graph g(%x: f32[batch,16], %w: f32[16,8]) {
+  %0: f32[batch,1] = mean[dims=(1,), keepdim=True](%x)
+  %1: f32[batch,16] = sub(%x, %0)
+  %2: f32[batch,8] = matmul(%1, %w)
+  %3: f32[batch,16] = exp(%x)
+  %4: f32[batch,8] = matmul(%3, %w)
+  %5: f32[batch,16] = mul(%3, %3)
+  return %2, %4, %5
+}""")
+    exe = compile_graph(g)
+    prologues = [s.kernel.prologue for s in exe.steps if isinstance(s.kernel, Matmul)]
+    assert prologues == [None, None]  # a per-row mean (computed), exp used twice
+    x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((16, 8)).astype(np.float32)
+    for got, want in zip(exe.run([x, w]), run(g, [x, w]), strict=True):
+        _close(got, want, 16, np.float32)

@@ -58,9 +58,14 @@ def models(draw):
     hidden = flat
     for i in range(draw(st.integers(1, 3))):  # dense layers, some with a skip connection
         n = draw(st.sampled_from([features, 1, 7, 40, 70, 130]))
-        scale = 1 / np.sqrt(features)
-        w = g.add_weight(f"fc{i}.w", rng.standard_normal((features, n)).astype(np.float32) * scale)
+        w = g.add_weight(
+            f"fc{i}.w", rng.standard_normal((features, n)).astype(np.float32) / np.sqrt(features)
+        )
         previous = hidden
+        if draw(st.booleans()):  # an operand computed first: the matmul's prologue, or an epilogue
+            scale = g.add_weight(f"fc{i}.s", rng.standard_normal(features).astype(np.float32))
+            (hidden,) = g.add_node(draw(st.sampled_from(UNARY)), [hidden])
+            (hidden,) = g.add_node("mul", [hidden, scale])
         (hidden,) = g.add_node("matmul", [hidden, w])
         if draw(st.booleans()):
             b = g.add_weight(f"fc{i}.b", rng.standard_normal(n).astype(np.float32))
