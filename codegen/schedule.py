@@ -14,8 +14,8 @@ nll_loss, decomposed, is one row kernel). A matmul and a 2-D convolution become 
 activation, residual add) as their epilogue; a matmul also computes its left operand where
 that is a single-use elementwise chain on one full-size value and broadcast inputs or weights
 (a scale and shift, bytes to floats) — its prologue, evaluated once per block of rows into a
-buffer the panels share, so the operand never exists in memory; max pooling (values, indices, backward) and the
-convolution's weight gradient have kernels of their own. Movement ops (permute, slice,
+buffer the panels share, so the operand never exists in memory; max pooling (values, indices,
+backward) and the convolution's weight gradient have kernels of their own. Movement ops (permute, slice,
 select, flip, expand, squeeze, unsqueeze, reshape) are index arithmetic: kernels read their
 root's buffer through a view (codegen.views), matmuls their operands too where the strides
 are known, and a copy kernel stores a view only where a convolution, the interpreter or the
@@ -89,11 +89,13 @@ INTEGER_OPS = ("add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu")
 # ops cheap enough to compute again in each kernel that uses their result (no transcendental
 # function, no division)
 CHEAP = frozenset(INTEGER_OPS) | {"cast", "where", "clamp", *PREDICATES, *COMPARE_OPS, *LOGIC_OPS}
+# integers kernels load and cast but do no arithmetic on (an image's bytes)
+SMALL_INTS = (dtypes.uint8, dtypes.int8, dtypes.int16)
 # casts a kernel does (numpy's semantics): from integers and bools to anything, floats to bool
 # and to the other float; float to integer (undefined out of range in LLVM) stays on the
 # interpreter
 CASTS = (
-    {(a, b) for a in (*INTS, dtypes.bool_) for b in (*FLOATS, *INTS, dtypes.bool_) if a is not b}
+    {(a, b) for a in (*INTS, *SMALL_INTS, dtypes.bool_) for b in (*FLOATS, *INTS, dtypes.bool_) if a is not b}
     | {(f, dtypes.bool_) for f in FLOATS}
     | {(dtypes.float32, dtypes.float64), (dtypes.float64, dtypes.float32)}
 )

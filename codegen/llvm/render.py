@@ -52,7 +52,7 @@ def _memory_type(dtype: dtypes.DType):
         return _float_type(dtype)
     if dtype is dtypes.bool_:
         return ir.IntType(8)
-    if dtype in (dtypes.int32, dtypes.int64):
+    if dtype in (dtypes.int32, dtypes.int64, dtypes.uint8, dtypes.int8, dtypes.int16):
         return ir.IntType(dtype.itemsize * 8)
     raise NotImplementedError(f"the LLVM renderer has no kernels for {dtype}")
 
@@ -160,8 +160,8 @@ class _Code:
         if target in _FLOATS and source in _FLOATS:
             return b.fpext(x, t) if target is dtypes.float64 else b.fptrunc(x, t)
         if target in _FLOATS:
-            return b.uitofp(x, t) if source is dtypes.bool_ else b.sitofp(x, t)
-        if source is dtypes.bool_:
+            return b.uitofp(x, t) if not source.signed else b.sitofp(x, t)
+        if not source.signed:  # bool, uint8
             return b.zext(x, t)
         return b.sext(x, t) if t.width > x.type.width else b.trunc(x, t)
 

@@ -444,8 +444,8 @@ def test_elementwise_prologues_are_computed_by_the_matmul(name, weight, k, n, sp
         monkeypatch.setattr(executable, "_workers", lambda: 3)
     g, inputs = _prologue_graph(name, k, n, weight)
     exe = compile_graph(g)
-    kernels = [s for s in exe.steps if isinstance(s, KernelStep)]
-    assert len(kernels) == 1 and kernels[0].kernel.prologue is not None  # one kernel, a never stored
+    (step,) = exe.steps  # one kernel: a is never stored
+    assert isinstance(step, KernelStep) and step.kernel.prologue is not None
     assert "acc = a @ b, a = " in str(exe)
     for batch in (1, 3, 64, 250):  # 250 rows: three blocks of rows (MC = 120)
         xs = inputs(batch)

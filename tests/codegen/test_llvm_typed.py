@@ -1,6 +1,7 @@
 """Kernels beyond one float dtype: comparisons (NaN included), logic, isfinite/isnan, where,
-casts, integer arithmetic, bool inputs and outputs — against the reference interpreter — and
-the decomposed log_softmax compiled without interpreter nodes."""
+casts (from bytes and short integers too), integer arithmetic, bool inputs and outputs —
+against the reference interpreter — and the decomposed log_softmax compiled without
+interpreter nodes."""
 
 import numpy as np
 import pytest
@@ -92,6 +93,14 @@ graph g(%x: f32[batch,9], %y: f32[batch,9], %m: bool[9]) {
         ("bool", "i64"),
         ("i64", "i32"),
         ("i32", "i64"),
+        # bytes and short integers are loaded and cast (values past 127 in u8: zero-extended)
+        ("u8", "f32"),
+        ("u8", "i64"),
+        ("u8", "bool"),
+        ("i8", "f32"),
+        ("i8", "i32"),
+        ("i16", "f64"),
+        ("i16", "i64"),
     ],
 )
 def test_casts(source, target):
