@@ -399,25 +399,43 @@ class _Code:
         return b.select(b.fcmp_unordered("uno", x, x), x, result)
 
     def tanh(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-        """float32: Cephes' tanhf (an odd polynomial below 0.625, 1 - 2/(e^2|x| + 1) above), both
-        computed and selected so the loop vectorizes. float64 calls libm's tanh."""
+        """float32: the odd rational minimax approximation of Eigen (and ONNX Runtime's MLAS, and
+        XLA): x P(x^2) / Q(x^2) of degrees 13 and 6 for |x| < 7.9053, +-1 beyond — 11 fused
+        multiply-adds and a division, no exp (twice as fast as 1 - 2/(e^2x + 1)); within 2.8e-7
+        absolute and relative (5 ulp), odd, so tiny x keep their relative accuracy. NaN stays
+        NaN. float64 calls libm's tanh."""
         t = x.type
         if not isinstance(t, ir.FloatType):
             return b.call(self.libm("tanh", t), [x])
-        z = b.call(self.intrinsic("fabs", 1, t), [x])
-        two = self.const(2.0, t)
-        large = b.fsub(
-            self.const(1.0, t), b.fdiv(two, b.fadd(self.exp(b, b.fmul(two, z)), self.const(1.0, t)))
+        bound = 7.90531110763549805
+        clamped = b.call(
+            self.intrinsic("minnum", 2, t),
+            [b.call(self.intrinsic("maxnum", 2, t), [x, self.const(-bound, t)]), self.const(bound, t)],
         )
-        large = b.call(self.intrinsic("copysign", 2, t), [large, x])
-        s = b.fmul(x, x)
+        s = b.fmul(clamped, clamped)
         p = self.poly(
             b,
             s,
-            (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1),
+            (
+                -2.76076847742355e-16,
+                2.00018790482477e-13,
+                -8.60467152213735e-11,
+                5.12229709037114e-08,
+                1.48572235717979e-05,
+                6.37261928875436e-04,
+                4.89352455891786e-03,
+            ),
         )
-        small = self.muladd(b, b.fmul(p, s), x, x)
-        return b.select(b.fcmp_ordered(">", z, self.const(0.625, t)), large, small)
+        q = self.poly(
+            b, s, (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+        )
+        result = b.fdiv(b.fmul(clamped, p), q)
+        # past the bound the quotient stays 4 ulp short of 1: tanh is +-1 there (and at inf)
+        one = b.call(self.intrinsic("copysign", 2, t), [self.const(1.0, t), x])
+        result = b.select(
+            b.fcmp_ordered(">=", b.call(self.intrinsic("fabs", 1, t), [x]), self.const(bound, t)), one, result
+        )
+        return b.select(b.fcmp_unordered("uno", x, x), x, result)
 
     def combine(self, b: ir.IRBuilder, op: str, acc: ir.Value, value: ir.Value) -> ir.Value:
         """One step of a reduction. Sums may be reassociated (so they vectorize: the order of

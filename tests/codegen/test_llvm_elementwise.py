@@ -218,7 +218,8 @@ def test_random_elementwise_graphs_match_the_interpreter(graph, batch):
     "op, low, high, reference, max_ulp",
     [
         ("exp", -103.0, 88.7, np.exp, 2.0),
-        ("tanh", -12.0, 12.0, np.tanh, 2.0),
+        # (a rational approximation, ONNX Runtime's and XLA's: 2.8e-7 absolute at most)
+        ("tanh", -12.0, 12.0, np.tanh, 5.0),
         ("sigmoid", -80.0, 80.0, lambda x: 1.0 / (1.0 + np.exp(-x)), 3.0),  # exp, then add and divide
         ("erf", -6.0, 6.0, lambda x: erf(np, np.asarray(x, np.float64)), 2.0),
         ("log", 1e-44, 3e38, np.log, 1.0),  # (a geometric grid: subnormals to the largest floats)
