@@ -140,6 +140,7 @@ def _traced(op: OpDef, args: tuple, attrs: dict, name: str | None):
     """Run the op and record it, with the dtypes it computed in, in the graph being captured."""
     global tracer
     capture, tracer = tracer, None  # dispatches made while running this one are not recorded
+    compiling, _native.compile_new = _native.compile_new, False  # (no eager kernel compiled for it)
     try:
         arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         if op.promote is not _NONE:
@@ -147,6 +148,7 @@ def _traced(op: OpDef, args: tuple, attrs: dict, name: str | None):
         result = dispatch(op, args, attrs, name)
     finally:
         tracer = capture
+        _native.compile_new = compiling
     capture.record(op, args, arrays, attrs, result)
     return result
 

@@ -36,6 +36,12 @@ def enabled() -> bool:
     return os.environ.get("GRAPHC_EAGER_KERNELS", "1") != "0"
 
 
+# False while a model is traced (graphc.script): the example runs through the reference unless
+# its kernel is already compiled, since compiling one for it would cost more than it saves
+# (the scripted module is compiled as a whole anyway)
+compile_new = True
+
+
 def _compiled_or_none(key: tuple, build) -> object | None:
     """The compiled graph of `key`, built by `build()` on its first use; None where its graph
     does not run natively. Runs single-threaded: eager work is interleaved with numpy's BLAS,
@@ -44,6 +50,8 @@ def _compiled_or_none(key: tuple, build) -> object | None:
     found = _compiled.get(key, False)
     if found is not False:
         return found
+    if not compile_new:
+        return None
     with _lock:
         if key not in _compiled:
             from codegen.executable import compile_graph

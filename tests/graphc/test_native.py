@@ -163,3 +163,17 @@ def test_allocator_serves_arrays_of_megabytes_from_the_heap():
         pytest.skip("not glibc")
     assert inside == "True"
     assert from_heap("0") == ["False", "False"]
+
+
+def test_tracing_never_compiles_an_eager_kernel(monkeypatch):
+    """graphc.script runs its example through the reference (the module is compiled whole);
+    a kernel compiled before is still used, and eager calls after tracing compile as before."""
+    monkeypatch.setattr(_native, "_compiled", {})
+    conv = graphc.nn.Conv2d(3, 6, 5).eval()
+    x = graphc.tensor(_rng().standard_normal((8, 3, 32, 32)).astype(np.float32))
+    scripted = graphc.script(conv, (x,))
+    assert _native._compiled == {} and _native.compile_new
+    _close(scripted(x).numpy(), conv(x).detach().numpy(), 75)
+    assert len(_native._compiled) == 1  # the eager call compiled its kernel
+    graphc.script(conv, (x,))  # and tracing uses it
+    assert len(_native._compiled) == 1
