@@ -497,6 +497,16 @@ def _pack_conv_weights(steps: list, graph: Graph) -> list:
     return out
 
 
+def _aligned_zeros(shape: tuple, dtype) -> np.ndarray:
+    """Zeros whose data starts on a 64-byte boundary (a packed weight's vector loads never
+    straddle two cache lines; numpy only promises 16 bytes)."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.zeros(count * dtype.itemsize + 64, dtype=np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + count * dtype.itemsize].view(dtype).reshape(shape)
+
+
 def pack_conv_weight(w: np.ndarray, groups: int, lanes: int, dtype=None) -> np.ndarray:
     """A convolution weight (CO, C / groups, KH, KW) as the channels path reads it: per group,
     K = C / groups * KH * KW rows of its output channels, zero-padded to whole vectors of
@@ -504,7 +514,7 @@ def pack_conv_weight(w: np.ndarray, groups: int, lanes: int, dtype=None) -> np.n
     co = w.shape[0]
     cog, depth = co // groups, int(np.prod(w.shape[1:]))
     padded = -(-cog // lanes) * lanes
-    out = np.zeros((groups, depth, padded), dtype=dtype or w.dtype)
+    out = _aligned_zeros((groups, depth, padded), dtype or w.dtype)
     out[:, :, :cog] = w.reshape(groups, cog, depth).transpose(0, 2, 1)
     return out
 
@@ -514,9 +524,11 @@ def pack_matmul_b(b: np.ndarray, panel: int, dtype=None) -> np.ndarray:
     `panel` contiguous values, the last panel zero-padded ([ceil(N / panel)][K][panel])."""
     depth, n = b.shape
     panels = -(-n // panel)
-    padded = np.zeros((depth, panels * panel), dtype=dtype or b.dtype)
-    padded[:, :n] = b
-    return np.ascontiguousarray(padded.reshape(depth, panels, panel).transpose(1, 0, 2))
+    packed = _aligned_zeros((panels, depth, panel), dtype or b.dtype)
+    for p in range(panels):
+        columns = b[:, p * panel : (p + 1) * panel]
+        packed[p, :, : columns.shape[1]] = columns
+    return packed
 
 
 # A kernel covering at least this much work is split over the cores. The native pool's workers

@@ -722,6 +722,15 @@ class _Gemm(_Code):
             return existing
         return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
 
+    def _aligned(self, b: ir.IRBuilder, count) -> tuple[ir.Value, ir.Value]:
+        """A buffer of `count` (an i64 value) elements on 64-byte boundaries (vector loads of a
+        packed panel never straddle two cache lines): (the raw pointer to free, the typed one)."""
+        bytes_ = ir.IntType(8).as_pointer()
+        size = b.mul(b.add(count, ir.Constant(I64, 64 // self.item - 1)), ir.Constant(I64, self.item))
+        size = b.and_(size, ir.Constant(I64, -64))  # (aligned_alloc wants a multiple of the alignment)
+        raw = b.call(self._libc("aligned_alloc", bytes_, [I64, I64]), [ir.Constant(I64, 64), size])
+        return raw, b.bitcast(raw, self.t.as_pointer())
+
     def _masked(self) -> tuple[ir.Function, ir.Function]:
         """LLVM's masked vector load and store for this kernel's vectors (lanes past the mask
         are neither read nor written: no fault past an array's end)."""
@@ -814,9 +823,7 @@ class _Gemm(_Code):
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         block_a = None
         if fill_a is not None:  # a block of A's rows, computed (MC x KC values at most)
-            bytes_ = ir.IntType(8).as_pointer()
-            raw = b.call(self._libc("malloc", bytes_, [I64]), [c64(MATMUL_MC * MATMUL_KC * self.item)])
-            block_a = b.bitcast(raw, self.t.as_pointer())
+            raw, block_a = self._aligned(b, c64(MATMUL_MC * MATMUL_KC))
 
         def smaller(b, x, y):
             return b.select(b.icmp_signed("<", x, y), x, y)
@@ -1069,8 +1076,7 @@ class _MatmulEmitter(_Gemm):
         bytes_ = ir.IntType(8).as_pointer()
         panels = b.sdiv(b.add(cols, c64(self.nr - 1)), c64(self.nr))
         size = b.mul(b.mul(panels, c64(self.nr)), b.select(b.icmp_signed(">", k, c64(0)), k, c64(1)))
-        raw = b.call(self._libc("malloc", bytes_, [I64]), [b.mul(size, c64(self.item))])
-        packed = b.bitcast(raw, self.t.as_pointer())
+        raw, packed = self._aligned(b, size)
         batched = self.kernel.batched
         if batched:  # the batches rows lo..hi belong to
             per_batch = b.select(b.icmp_signed(">", per_batch, c64(0)), per_batch, c64(1))
@@ -1599,8 +1605,7 @@ class _ConvEmitter(_Gemm):
         extras = self.fn.args[3 : 3 + len(k.extras)]
         lo, hi = self.fn.args[-2:]
         bytes_ = ir.IntType(8).as_pointer()
-        raw = b.call(self._libc("malloc", bytes_, [I64]), [c64(max(depth, 1) * chunk * self.item)])
-        packed = b.bitcast(raw, self.t.as_pointer())
+        raw, packed = self._aligned(b, c64(max(depth, 1) * chunk))
         dh, dw = k.dilation
 
         def image(b, img):

@@ -1,12 +1,15 @@
 """The native worker pool: every part of a job runs exactly once, concurrent callers and forked
-children get correct results, and a process with live workers exits promptly."""
+children get correct results, a process with live workers exits promptly, a worker on the
+dispatcher's CPU moves off it, and an idle worker ends up asleep."""
 
 import multiprocessing
+import os
 import subprocess
 import sys
 import threading
 
 import numpy as np
+import pytest
 
 import codegen.executable as executable
 from codegen.executable import _address, compile_graph
@@ -94,3 +97,56 @@ def test_a_process_with_workers_exits_promptly():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert abs(float(done.stdout) - np.e * 64000) < 1e-4 * np.e * 64000
+
+
+STEP_ASIDE = f"""
+import os, time
+import numpy as np
+import codegen.executable as e
+from codegen.llvm import pool
+from ir.parser import parse_graph
+
+def cpu_of(tid):
+    return int(open(f"/proc/self/task/{{tid}}/stat").read().rsplit(")", 1)[1].split()[36])
+
+def cpu_seconds(tid):
+    fields = open(f"/proc/self/task/{{tid}}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+e.PARALLEL_MIN_POINTS = 0
+e._workers = lambda: 2
+exe = e.compile_graph(parse_graph({GRAPH!r}))
+x = np.ones((1000, 64), np.float32)
+here, elsewhere = sorted(os.sched_getaffinity(0))[:2]
+os.sched_setaffinity(0, {{elsewhere}})  # this thread (the dispatcher) first elsewhere
+exe.run([x])
+worker = pool._pool._threads[0].native_id
+os.sched_setaffinity(worker, {{here}})  # the worker on `here` ...
+time.sleep(0.01)
+assert cpu_of(worker) == here
+os.sched_setaffinity(0, {{here}})
+exe.run([x])  # ... a job from `here` ...
+time.sleep(0.01)
+os.sched_setaffinity(worker, {{here, elsewhere}})  # ... and the worker may leave: it does
+deadline = time.time() + 0.3
+while cpu_of(worker) == here and time.time() < deadline:
+    time.sleep(0.01)
+moved = cpu_of(worker) != here
+time.sleep(1.5)  # idle: spin, poll about half a second, then the futex
+asleep = pool._pool._state[pool.SLEEPERS] == 1
+before = cpu_seconds(worker)
+time.sleep(1.0)
+print(moved, asleep, cpu_seconds(worker) - before)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and 2 CPUs"
+)
+def test_a_worker_leaves_the_dispatchers_cpu_and_an_idle_one_sleeps():
+    done = subprocess.run([sys.executable, "-c", STEP_ASIDE], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    moved, asleep, busy = done.stdout.split()
+    assert moved == "True"  # it did not wait for the scheduler to move it
+    assert asleep == "True"
+    assert float(busy) <= 0.03  # asleep on its futex: no spinning after each 10 ms timeout
