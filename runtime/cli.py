@@ -143,6 +143,14 @@ def bench(model: LoadedModule, args, out) -> None:
     print(f"{args.model} {args.method}({shapes}) on {model.device}, {len(times)} runs", file=out)
     print(f"latency ms: p50 {p50:.3f}  p90 {p90:.3f}  p99 {p99:.3f}  min {ms.min():.3f}", file=out)
     print(f"throughput: {args.batch * 1e3 / p50:.1f} samples/s at batch {args.batch}", file=out)
+    memory = model.memory(arrays, method=args.method)
+    if memory is not None:
+        arena, total = memory
+        print(
+            f"memory: one arena of {_bytes(arena)} holds intermediates of {_bytes(total)} in all "
+            "(buffers whose lifetimes do not overlap share it)",
+            file=out,
+        )
 
 
 def _parser() -> argparse.ArgumentParser:

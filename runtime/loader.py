@@ -128,6 +128,18 @@ class LoadedModule:
             return self._executables[method].run(inputs, weights=self._weights)
         return self._executables[method].run(inputs, weights=self._weights, xp=xp)
 
+    def memory(self, inputs, method: str = "forward") -> tuple[int, int] | None:
+        """(arena bytes, bytes of all intermediates) of `method` for inputs of these shapes
+        (arrays, a list or by name), where it runs as one native entry over a planned arena;
+        else None."""
+        from ir.interpreter import bind_inputs
+
+        native = getattr(self._executables[method], "native", None)
+        if native is None:
+            return None
+        graph = self._graph(method)
+        return native.memory(bind_inputs(graph, inputs))
+
     def __repr__(self) -> str:
         return f"LoadedModule(methods={self.methods}, device={self.device!r})"
 

@@ -87,6 +87,8 @@ def test_bench_reports_percentiles_and_throughput(model_file):
     assert code == 0
     assert "forward(input[8, 6])" in text and "20 runs" in text
     assert "p50" in text and "p99" in text and "samples/s at batch 8" in text
+    # the first layer's output (8 x 5 float32) is the only intermediate: one 64-byte-aligned slot
+    assert "memory: one arena of 192 B holds intermediates of 160 B in all" in text
 
 
 @pytest.mark.parametrize(
@@ -125,3 +127,10 @@ def test_console_script_and_module_entry_point(model_file):
     )
     assert proc.returncode == 0, proc.stderr
     assert "method forward" in proc.stdout
+
+
+def test_memory_report_of_a_loaded_module(model_file):
+    x = np.zeros((8, 6), np.float32)
+    assert runtime.load(model_file).memory([x]) == (192, 160)
+    assert runtime.load(model_file).memory({"input": np.zeros((1000, 6), np.float32)}) == (20032, 20000)
+    assert runtime.load(model_file, backend="interpreter").memory([x]) is None  # no arena there
