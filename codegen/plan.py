@@ -5,7 +5,9 @@ overlap share memory (greedy best fit, largest first). `NativeRun` holds, per se
 sizes (the batch), the arena plan and a table of every kernel's arguments; a call fills in the
 addresses of the inputs and of fresh output arrays and hands the table to the graph's native
 entry (`render_entry`), which calls the kernels in order and sends large ones to the worker
-pool. Graphs that need anything else between kernels (an interpreter node other than a
+pool. `fast` gives the same call made by C (codegen/_fastcall.c, where it is built), with a
+plan of its own per set of sizes: it declines anything but exactly the arrays the plan expects,
+and `run` (Python, ctypes) handles the rest. Graphs that need anything else between kernels (an interpreter node other than a
 reshape, a matmul by a non-constant matrix) run step by step instead (`CompiledGraph`).
 """
 
