@@ -1,0 +1,262 @@
+"""CUDA C for kernels of the shared kernel IR (codegen.kernel).
+
+So far: pointwise kernels (`Kernel` without a reduction, stages or gathers): each CUDA thread
+walks a grid-stride loop over the flat points of the kernel's ranges, splits a point into its
+coordinates, reads every input through its strides (broadcasts and views are index
+arithmetic, as on the CPU) and writes the output contiguously. Sizes that are symbols are
+kernel parameters, so one compiled kernel serves every batch size; the launch configuration
+is the host's (`launch_config`). Other kernels raise `UnsupportedKernel`, naming what is
+missing: reductions, row kernels, gathers, matmul, convolution and pooling come next.
+
+The semantics follow numpy's as the LLVM renderer's do: maximum/minimum and relu propagate
+NaN, comparisons with NaN are false except `ne`, bools are one byte in memory. The source uses
+only what `codegen.cuda.emulate` can also compile as C++ for the CPU tests.
+
+    >>> source = render_kernel(kernel)          # extern "C" __global__ void <name>(...)
+"""
+
+from __future__ import annotations
+
+import re
+
+from codegen.kernel import (
+    COMPARE_OPS,
+    LOGIC_OPS,
+    PREDICATES,
+    Binary,
+    Cast,
+    Const,
+    Expr,
+    Kernel,
+    Load,
+    Unary,
+    Where,
+    expr_dtype,
+)
+from ir import dtypes
+
+BLOCK = 256  # threads per block of a pointwise kernel
+
+
+class UnsupportedKernel(NotImplementedError):
+    """A kernel the CUDA renderer cannot render yet."""
+
+
+_TYPES = {
+    dtypes.float32: "float",
+    dtypes.float64: "double",
+    dtypes.int64: "long long",
+    dtypes.int32: "int",
+    dtypes.int16: "short",
+    dtypes.int8: "signed char",
+    dtypes.uint8: "unsigned char",
+    dtypes.bool_: "unsigned char",  # in memory; `bool` in registers
+}
+_FLOATS = (dtypes.float32, dtypes.float64)
+
+# helpers every generated source starts with (device functions; C++ for the emulation too)
+PRELUDE = r"""
+#ifndef GC_DEVICE
+#define GC_DEVICE __device__ __forceinline__
+#endif
+template <typename T> GC_DEVICE T gc_maximum(T x, T y) { return (x >= y || x != x) ? x : y; }
+template <typename T> GC_DEVICE T gc_minimum(T x, T y) { return (x <= y || x != x) ? x : y; }
+template <typename T> GC_DEVICE bool gc_isnan(T x) { return x != x; }
+template <typename T> GC_DEVICE bool gc_isfinite(T x) { return (x - x) == (x - x); }
+template <typename T> GC_DEVICE bool gc_isinf(T x) { return !gc_isnan(x) && !gc_isfinite(x); }
+template <typename T> GC_DEVICE T gc_abs(T x) { return x < 0 ? -x : x; }
+"""
+
+# float ops: the C math function for float (the double one drops the `f`)
+_MATH = {
+    "exp": "expf",
+    "log": "logf",
+    "sqrt": "sqrtf",
+    "tanh": "tanhf",
+    "floor": "floorf",
+    "ceil": "ceilf",
+    "trunc": "truncf",
+    "exp2": "exp2f",
+    "log2": "log2f",
+    "log10": "log10f",
+    "sin": "sinf",
+    "cos": "cosf",
+    "erf": "erff",
+    "expm1": "expm1f",
+    "log1p": "log1pf",
+    "abs": "fabsf",
+}
+
+
+def c_name(symbol: str) -> str:
+    """A C identifier for a symbolic size."""
+    return "s_" + re.sub(r"\W", "_", symbol)
+
+
+def _size(d) -> str:
+    return str(d) if isinstance(d, int) else c_name(d)
+
+
+def _product(term) -> str:
+    """A stride or offset term (0, or a tuple of ints and symbols) as a C expression."""
+    if term == 0:
+        return "0LL"
+    factors = [_size(d) for d in term]
+    return "(" + " * ".join(["1LL", *factors]) + ")"
+
+
+class _Expr:
+    """C expressions for a kernel's body."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+    def dtype(self, e: Expr) -> dtypes.DType:
+        return expr_dtype(e, self.kernel.inputs, self.kernel.dtype)
+
+    def constant(self, value: float, dtype: dtypes.DType) -> str:
+        if dtype in _FLOATS:
+            if value != value:
+                return _special(dtype, "nan")
+            if value in (float("inf"), float("-inf")):
+                return ("-" if value < 0 else "") + _special(dtype, "inf")
+            return f"(({_TYPES[dtype]}){float(value).hex()})"
+        if dtype is dtypes.bool_:
+            return "true" if value else "false"
+        return f"(({_TYPES[dtype]}){int(value)}LL)"
+
+    def __call__(self, e: Expr) -> str:
+        if isinstance(e, Load):
+            return f"v{e.index}"
+        if isinstance(e, Const):
+            return self.constant(e.value, self.kernel.dtype)
+        if isinstance(e, Cast):
+            target, x = e.dtype, self(e.x)
+            if target is dtypes.bool_:
+                return f"({x} != 0)"
+            return f"(({_TYPES[target]}){x})"
+        if isinstance(e, Where):
+            return f"({self(e.cond)} ? {self(e.a)} : {self(e.b)})"
+        if isinstance(e, Unary):
+            return self.unary(e.op, self(e.x), self.dtype(e.x))
+        if isinstance(e, Binary):
+            a, b, kind = self(e.a), self(e.b), self.dtype(e.a)
+            if e.op in COMPARE_OPS:
+                symbol = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[e.op]
+                return f"({a} {symbol} {b})"
+            if e.op in LOGIC_OPS:
+                return f"({a} {'&&' if e.op == 'logical_and' else '||'} {b})"
+            if e.op in ("add", "sub", "mul", "div"):
+                symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[e.op]
+                return f"(({_TYPES[kind]})({a} {symbol} {b}))"
+            if e.op in ("maximum", "minimum"):
+                return f"gc_{e.op}<{_TYPES[kind]}>({a}, {b})"
+        raise UnsupportedKernel(f"kernel {self.kernel.name}: expression {e!r} has no CUDA rendering yet")
+
+    def unary(self, op: str, x: str, kind: dtypes.DType) -> str:
+        t = _TYPES.get(kind, "bool")
+        if op == "logical_not":
+            return f"(!{x})"
+        if op in PREDICATES:
+            return f"gc_{op}<{t}>({x})"
+        if op == "neg":
+            return f"(({t})(-{x}))"
+        if op == "relu":
+            zero = self.constant(0, kind)
+            return f"gc_maximum<{t}>({x}, {zero})"
+        if kind not in _FLOATS:
+            if op == "abs":
+                return f"gc_abs<{t}>({x})"
+            raise UnsupportedKernel(f"kernel {self.kernel.name}: integer {op} has no CUDA rendering")
+        one = self.constant(1.0, kind)
+        if op == "rsqrt":  # 1 / sqrt(x), rounded twice, as numpy computes it
+            return f"({one} / {self._math('sqrt', kind)}({x}))"
+        if op == "reciprocal":
+            return f"({one} / {x})"
+        if op == "sigmoid":
+            return f"({one} / ({one} + {self._math('exp', kind)}(-{x})))"
+        if op in _MATH:
+            return f"{self._math(op, kind)}({x})"
+        raise UnsupportedKernel(f"kernel {self.kernel.name}: {op} has no CUDA rendering yet")
+
+    @staticmethod
+    def _math(op: str, kind: dtypes.DType) -> str:
+        name = _MATH[op]
+        return name if kind is dtypes.float32 else name[:-1]
+
+
+def _special(dtype: dtypes.DType, which: str) -> str:
+    if dtype is dtypes.float32:
+        return "__int_as_float(0x7f800000)" if which == "inf" else "__int_as_float(0x7fc00000)"
+    return (
+        "__longlong_as_double(0x7ff0000000000000LL)"
+        if which == "inf"
+        else "__longlong_as_double(0x7ff8000000000000LL)"
+    )
+
+
+def pointwise(kernel) -> bool:
+    """Whether `render_kernel` covers `kernel` (so far: pointwise kernels without gathers)."""
+    return (
+        isinstance(kernel, Kernel)
+        and kernel.reduce is None
+        and not kernel.stages
+        and kernel.row_out is None
+        and not kernel.checked
+    )
+
+
+def parameters(kernel: Kernel) -> list[tuple[str, str]]:
+    """The kernel's parameters in order: (C type, name): the output, the inputs, the symbols."""
+    params = [(f"{_TYPES[kernel.dtype]}* __restrict__", "out")]
+    for i, x in enumerate(kernel.inputs):
+        params.append((f"const {_TYPES[x.dtype or kernel.dtype]}* __restrict__", f"in{i}"))
+    params += [("long long", c_name(s)) for s in kernel.symbols]
+    return params
+
+
+def render_kernel(kernel) -> str:
+    """CUDA C source of `kernel` (with the prelude): one `extern "C" __global__` function named
+    like the kernel."""
+    if not pointwise(kernel):
+        raise UnsupportedKernel(
+            f"kernel {getattr(kernel, 'name', kernel)}: the CUDA renderer has pointwise kernels only "
+            "so far (no reductions, row kernels, gathers, matmuls, convolutions or pooling yet)"
+        )
+    k = kernel
+    expr = _Expr(k)
+    body = expr(k.body)  # (raises UnsupportedKernel before any text is made)
+    params = ", ".join(f"{t} {n}" for t, n in parameters(k))
+    lines = [PRELUDE.strip(), "", f'extern "C" __global__ void {k.name}({params}) {{']
+    ranges = [_size(d) for d in k.ranges]
+    total = " * ".join(["1LL", *ranges])
+    lines.append(f"  const long long total = {total};")
+    lines.append("  const long long step = (long long)gridDim.x * blockDim.x;")
+    lines.append("  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {")
+    if k.ranges:
+        lines.append("    long long rest = i;")
+        for d in range(len(k.ranges) - 1, 0, -1):
+            lines.append(f"    const long long c{d} = rest % {ranges[d]}; rest /= {ranges[d]};")
+        lines.append("    const long long c0 = rest;")
+    for i, x in enumerate(k.inputs):
+        terms = [_product(t) for t in k.offset(i)]
+        terms += [f"c{d} * {_product(s)}" for d, s in enumerate(k.strides(i)) if s != 0]
+        where = " + ".join(terms) if terms else "0"
+        kind = x.dtype or k.dtype
+        load = f"in{i}[{where}]"
+        if kind is dtypes.bool_:
+            lines.append(f"    const bool v{i} = {load} != 0;")
+        else:
+            lines.append(f"    const {_TYPES[kind]} v{i} = {load};")
+    value = f"(unsigned char)({body})" if k.dtype is dtypes.bool_ else body
+    lines.append(f"    out[i] = {value};")
+    lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def launch_config(total: int, block: int = BLOCK, max_blocks: int = 65535) -> tuple[int, int]:
+    """(blocks, threads per block) for a pointwise kernel over `total` points: one point per
+    thread up to `max_blocks` blocks; the grid-stride loop covers the rest."""
+    blocks = max(1, min(max_blocks, -(-total // block)))
+    return blocks, block
