@@ -7,8 +7,9 @@ addresses of the inputs and of fresh output arrays and hands the table to the gr
 entry (`render_entry`), which calls the kernels in order and sends large ones to the worker
 pool. `fast` gives the same call made by C (codegen/_fastcall.c, where it is built), with a
 plan of its own per set of sizes: it declines anything but exactly the arrays the plan expects,
-and `run` (Python, ctypes) handles the rest. Graphs that need anything else between kernels (an interpreter node other than a
-reshape, a matmul by a non-constant matrix) run step by step instead (`CompiledGraph`).
+and `run` (Python, ctypes) handles the rest. Graphs that need anything else between kernels
+(an interpreter node other than a reshape, a matmul by a non-constant matrix) run step by step
+instead (`CompiledGraph`).
 """
 
 from __future__ import annotations

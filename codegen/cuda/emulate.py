@@ -118,7 +118,8 @@ def run(kernel, inputs: list[np.ndarray], bindings: dict, order: str = "forward"
     emulated CUDA threads; `block` and `grid` override the launch configuration."""
     lib = build(kernel)
     out = np.empty(concrete_shape(kernel.out_shape, bindings), dtype=kernel.dtype.np)
-    arrays = [np.ascontiguousarray(a, dtype=(x.dtype or kernel.dtype).np) for a, x in zip(inputs, kernel.inputs, strict=True)]
+    kinds = [(x.dtype or kernel.dtype).np for x in kernel.inputs]
+    arrays = [np.ascontiguousarray(a, dtype=kind) for a, kind in zip(inputs, kinds, strict=True)]
     words = [out.ctypes.data, *(a.ctypes.data for a in arrays)]
     words += [int(bindings[s]) for s in kernel.symbols]
     table = np.array(words, dtype=np.int64)

@@ -232,7 +232,8 @@ def render_kernel(kernel) -> str:
     total = " * ".join(["1LL", *ranges])
     lines.append(f"  const long long total = {total};")
     lines.append("  const long long step = (long long)gridDim.x * blockDim.x;")
-    lines.append("  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {")
+    lines.append("  const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;")
+    lines.append("  for (long long i = first; i < total; i += step) {")
     if k.ranges:
         lines.append("    long long rest = i;")
         for d in range(len(k.ranges) - 1, 0, -1):

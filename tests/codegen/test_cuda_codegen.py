@@ -14,8 +14,12 @@ from ir.interpreter import bind_inputs, run, run_node
 from ir.parser import parse_graph
 from ir.passes import optimize
 
-needs_nvrtc = pytest.mark.skipif(not nvrtc.available(), reason="needs NVRTC (pip install nvidia-cuda-nvrtc-cu12)")
-needs_cxx = pytest.mark.skipif(emulate.compiler() is None, reason="needs a C++ compiler (g++) for the emulation")
+needs_nvrtc = pytest.mark.skipif(
+    not nvrtc.available(), reason="needs NVRTC (pip install nvidia-cuda-nvrtc-cu12)"
+)
+needs_cxx = pytest.mark.skipif(
+    emulate.compiler() is None, reason="needs a C++ compiler (g++) for the emulation"
+)
 
 SPECIAL = np.array([0.0, -0.0, 1.5, -2.0, np.inf, -np.inf, np.nan, 3.0])
 
