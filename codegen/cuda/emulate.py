@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen.cuda.render import c_name, launch_config, parameters, render_kernel
+from codegen.cuda.render import launch_config, parameters, render_kernel
 from ir.types import concrete_shape
 
 ORDERS = {"forward": 0, "reverse": 1, "shuffled": 2}
@@ -98,17 +98,17 @@ def build(kernel) -> ctypes.CDLL:
     cxx = compiler()
     if cxx is None:
         raise EmulationUnavailable("emulating CUDA kernels needs a C++ compiler (g++ or $CXX)")
-    directory = Path(tempfile.mkdtemp(prefix="graphc-cuda-emulation-"))
-    path, so = directory / f"{kernel.name}.cpp", directory / f"{kernel.name}.so"
-    path.write_text(source)
-    done = subprocess.run(
-        [cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-w", str(path), "-o", str(so)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the emulation of {kernel.name} did not compile:\n{done.stderr}\n{source}")
-    lib = _libraries[key] = ctypes.CDLL(str(so))
+    with tempfile.TemporaryDirectory(prefix="graphc-cuda-emulation-") as directory:
+        path, so = Path(directory) / f"{kernel.name}.cpp", Path(directory) / f"{kernel.name}.so"
+        path.write_text(source)
+        done = subprocess.run(
+            [cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-w", str(path), "-o", str(so)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"the emulation of {kernel.name} did not compile:\n{done.stderr}\n{source}")
+        lib = _libraries[key] = ctypes.CDLL(str(so))  # (mapped: the file may go)
     return lib
 
 
@@ -129,6 +129,3 @@ def run(kernel, inputs: list[np.ndarray], bindings: dict, order: str = "forward"
     launch.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_int]
     launch(table.ctypes.data, blocks, threads, ORDERS[order])
     return out
-
-
-__all__ = ["EmulationUnavailable", "build", "c_name", "compiler", "run"]
