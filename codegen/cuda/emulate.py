@@ -1,12 +1,14 @@
 """Run generated CUDA C on the CPU: the semantics of the CUDA renderer, tested without a GPU.
 
 The kernel's source is compiled as C++ (the system's `g++`) after a small header that makes
-CUDA's names plain C++: `__global__` and `__device__` vanish, `threadIdx`, `blockIdx`,
-`blockDim` and `gridDim` are thread-local variables, and a launcher runs the blocks one after
-another and the threads of a block one at a time, in a chosen order (forward, reverse or
-shuffled): a kernel whose threads depend on each other's order without a barrier gives
-different results in different orders. Kernels with `__syncthreads` (reductions) will need each
-CUDA thread to be a fiber; the renderer emits none yet, and this header grows with it.
+CUDA's names plain C++: `__global__` and `__device__` vanish, `__shared__` is static (blocks
+run one after another), `threadIdx`, `blockIdx`, `blockDim` and `gridDim` are thread-local
+variables, and each CUDA thread of a block is a fiber (ucontext), so `__syncthreads` switches
+to a scheduler that resumes the block's threads in a chosen order (forward, reverse or
+shuffled) until all reach the barrier: a kernel that misses a barrier reads another thread's
+result before it is written in one of the orders and fails the comparison. A barrier reached
+by some threads and not others is reported. Warp-level intrinsics are not emulated; the
+renderer uses none.
 
     >>> out = run(kernel, {"in0": x}, bindings={"batch": 3}, order="reverse")
 """
@@ -31,7 +33,9 @@ ORDERS = {"forward": 0, "reverse": 1, "shuffled": 2}
 HEADER = r"""
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <ucontext.h>
 #include <algorithm>
 #include <functional>
 #include <numeric>
@@ -40,25 +44,74 @@ HEADER = r"""
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __shared__ static
 #define GC_DEVICE inline
 struct gc_dim3 { unsigned x, y, z; };
 static thread_local gc_dim3 threadIdx, blockIdx, blockDim, gridDim;
 static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
 static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
 
-// blocks in sequence; in each, the threads one after another: order 0 forward, 1 reverse,
-// 2 shuffled (a fixed seed per block)
-static void gc_launch(unsigned grid, unsigned block, int order, const std::function<void()>& thread) {
+// Each CUDA thread of a block is a fiber (ucontext) with a stack of its own; __syncthreads
+// switches back to the scheduler, which resumes every thread of the block once per phase (in
+// the launch's order; shuffled anew each phase) until all have finished. A thread that
+// finishes while others wait at a barrier is a divergent barrier: the launch reports it.
+enum { GC_RUNNING, GC_WAITING, GC_DONE };
+struct gc_fiber { ucontext_t context; int state; };
+static ucontext_t gc_scheduler;
+static std::vector<gc_fiber> gc_fibers;
+static unsigned gc_current;
+static const std::function<void()>* gc_body;
+
+static void gc_entry() {
+  (*gc_body)();
+  gc_fibers[gc_current].state = GC_DONE;
+  swapcontext(&gc_fibers[gc_current].context, &gc_scheduler);
+}
+
+static inline void __syncthreads() {
+  gc_fibers[gc_current].state = GC_WAITING;
+  swapcontext(&gc_fibers[gc_current].context, &gc_scheduler);
+}
+
+// blocks in sequence; the threads of a block in `order`: 0 forward, 1 reverse, 2 shuffled.
+// Returns 0, or 1 after a divergent barrier.
+static int gc_launch(unsigned grid, unsigned block, int order, const std::function<void()>& thread) {
+  const size_t stack = 1 << 16;
+  std::vector<char> stacks((size_t)block * stack);
   gridDim = {grid, 1, 1};
   blockDim = {block, 1, 1};
+  gc_body = &thread;
+  gc_fibers.assign(block, gc_fiber());
   std::vector<unsigned> ids(block);
   for (unsigned b = 0; b < grid; b++) {
     blockIdx = {b, 0, 0};
-    std::iota(ids.begin(), ids.end(), 0u);
-    if (order == 1) std::reverse(ids.begin(), ids.end());
-    if (order == 2) { std::mt19937 rng(1234 + b); std::shuffle(ids.begin(), ids.end(), rng); }
-    for (unsigned t : ids) { threadIdx = {t, 0, 0}; thread(); }
+    for (unsigned t = 0; t < block; t++) {
+      getcontext(&gc_fibers[t].context);
+      gc_fibers[t].context.uc_stack.ss_sp = &stacks[(size_t)t * stack];
+      gc_fibers[t].context.uc_stack.ss_size = stack;
+      gc_fibers[t].context.uc_link = &gc_scheduler;
+      makecontext(&gc_fibers[t].context, gc_entry, 0);
+      gc_fibers[t].state = GC_RUNNING;
+    }
+    std::mt19937 rng(1234 + b);
+    for (;;) {
+      std::iota(ids.begin(), ids.end(), 0u);
+      if (order == 1) std::reverse(ids.begin(), ids.end());
+      if (order == 2) std::shuffle(ids.begin(), ids.end(), rng);
+      for (unsigned t : ids) {
+        if (gc_fibers[t].state == GC_DONE) continue;
+        gc_fibers[t].state = GC_RUNNING;
+        threadIdx = {t, 0, 0};
+        gc_current = t;
+        swapcontext(&gc_scheduler, &gc_fibers[t].context);
+      }
+      unsigned done = 0, waiting = 0;
+      for (unsigned t = 0; t < block; t++) (gc_fibers[t].state == GC_DONE ? done : waiting)++;
+      if (done == block) break;
+      if (done > 0) return 1;  // some threads finished, others wait at a barrier
+    }
   }
+  return 0;
 }
 """
 
@@ -79,18 +132,19 @@ def _launcher(kernel) -> str:
         casts.append(f"({plain})args[{i}]")
     call = f"{kernel.name}({', '.join(casts)})"
     return (
-        f'extern "C" void gc_launch_{kernel.name}(const long long* args, unsigned grid, unsigned block, '
-        f"int order) {{\n  gc_launch(grid, block, order, [&] {{ {call}; }});\n}}\n"
+        f'extern "C" int gc_launch_{kernel.name}(const long long* args, unsigned grid, unsigned block, '
+        f"int order) {{\n  return gc_launch(grid, block, order, [&] {{ {call}; }});\n}}\n"
     )
 
 
 _libraries: dict[str, ctypes.CDLL] = {}
 
 
-def build(kernel) -> ctypes.CDLL:
-    """The kernel's source (render_kernel) with the header and a launcher, compiled as a
-    shared library (cached by its text for this process's life)."""
-    source = HEADER + render_kernel(kernel) + _launcher(kernel)
+def build(kernel, source: str | None = None) -> ctypes.CDLL:
+    """The kernel's source (render_kernel, or `source` in its place: a test's edit of it) with
+    the header and a launcher, compiled as a shared library (cached by its text for this
+    process's life)."""
+    source = HEADER + (source or render_kernel(kernel)) + _launcher(kernel)
     key = hashlib.sha256(source.encode()).hexdigest()[:24]
     lib = _libraries.get(key)
     if lib is not None:
@@ -112,20 +166,31 @@ def build(kernel) -> ctypes.CDLL:
     return lib
 
 
-def run(kernel, inputs: list[np.ndarray], bindings: dict, order: str = "forward", block=None, grid=None):
+def run(
+    kernel,
+    inputs: list[np.ndarray],
+    bindings: dict,
+    order: str = "forward",
+    block=None,
+    grid=None,
+    source=None,
+):
     """The kernel's output for `inputs` (the arrays its inputs read, contiguous, of their
     dtypes, in the kernel's input order) and symbol sizes `bindings`, computed by the
-    emulated CUDA threads; `block` and `grid` override the launch configuration."""
-    lib = build(kernel)
+    emulated CUDA threads; `block` and `grid` override the launch configuration, `source`
+    the rendered source."""
+    lib = build(kernel, source)
     out = np.empty(concrete_shape(kernel.out_shape, bindings), dtype=kernel.dtype.np)
     kinds = [(x.dtype or kernel.dtype).np for x in kernel.inputs]
     arrays = [np.ascontiguousarray(a, dtype=kind) for a, kind in zip(inputs, kinds, strict=True)]
     words = [out.ctypes.data, *(a.ctypes.data for a in arrays)]
     words += [int(bindings[s]) for s in kernel.symbols]
     table = np.array(words, dtype=np.int64)
-    blocks, threads = launch_config(int(np.prod(concrete_shape(kernel.ranges, bindings), dtype=np.int64)))
+    blocks, threads = launch_config(kernel, bindings)
     blocks, threads = grid or blocks, block or threads
     launch = getattr(lib, f"gc_launch_{kernel.name}")
     launch.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_int]
-    launch(table.ctypes.data, blocks, threads, ORDERS[order])
+    launch.restype = ctypes.c_int
+    if launch(table.ctypes.data, blocks, threads, ORDERS[order]):
+        raise RuntimeError(f"{kernel.name}: a barrier was reached by some threads of a block, not all")
     return out

@@ -1,12 +1,13 @@
 """CUDA C for kernels of the shared kernel IR (codegen.kernel).
 
-So far: pointwise kernels (`Kernel` without a reduction, stages or gathers): each CUDA thread
-walks a grid-stride loop over the flat points of the kernel's ranges, splits a point into its
-coordinates, reads every input through its strides (broadcasts and views are index
-arithmetic, as on the CPU) and writes the output contiguously. Sizes that are symbols are
-kernel parameters, so one compiled kernel serves every batch size; the launch configuration
-is the host's (`launch_config`). Other kernels raise `UnsupportedKernel`, naming what is
-missing: reductions, row kernels, gathers, matmul, convolution and pooling come next.
+So far: pointwise kernels, where each CUDA thread walks a grid-stride loop over the flat
+points of the kernel's ranges, splits a point into its coordinates, reads every input through
+its strides (broadcasts and views are index arithmetic, as on the CPU) and writes the output
+contiguously; and plain reductions (sum, mean, max, min over any axes), a block per output
+point combining in shared memory. Sizes that are symbols are kernel parameters, so one
+compiled kernel serves every batch size; the launch configuration is the host's
+(`launch_config`). Other kernels raise `UnsupportedKernel`, naming what is missing: row
+kernels, gathers, matmul, convolution and pooling come next.
 
 The semantics follow numpy's as the LLVM renderer's do: maximum/minimum and relu propagate
 NaN, comparisons with NaN are false except `ne`, bools are one byte in memory. The source uses
@@ -196,7 +197,7 @@ def _special(dtype: dtypes.DType, which: str) -> str:
 
 
 def pointwise(kernel) -> bool:
-    """Whether `render_kernel` covers `kernel` (so far: pointwise kernels without gathers)."""
+    """Whether `kernel` is pointwise: out[point] = body at every point (no gathers yet)."""
     return (
         isinstance(kernel, Kernel)
         and kernel.reduce is None
@@ -204,6 +205,23 @@ def pointwise(kernel) -> bool:
         and kernel.row_out is None
         and not kernel.checked
     )
+
+
+def reduction(kernel) -> bool:
+    """Whether `kernel` combines its body over some axes (sum, mean, max, min; no stages or
+    gathers yet)."""
+    return (
+        isinstance(kernel, Kernel)
+        and kernel.reduce is not None
+        and not kernel.stages
+        and kernel.row_out is None
+        and not kernel.checked
+    )
+
+
+def supported(kernel) -> bool:
+    """Whether `render_kernel` covers `kernel`."""
+    return pointwise(kernel) or reduction(kernel)
 
 
 def parameters(kernel: Kernel) -> list[tuple[str, str]]:
@@ -215,30 +233,20 @@ def parameters(kernel: Kernel) -> list[tuple[str, str]]:
     return params
 
 
-def render_kernel(kernel) -> str:
-    """CUDA C source of `kernel` (with the prelude): one `extern "C" __global__` function named
-    like the kernel."""
-    if not pointwise(kernel):
-        raise UnsupportedKernel(
-            f"kernel {getattr(kernel, 'name', kernel)}: the CUDA renderer has pointwise kernels only "
-            "so far (no reductions, row kernels, gathers, matmuls, convolutions or pooling yet)"
-        )
-    k = kernel
-    expr = _Expr(k)
-    body = expr(k.body)  # (raises UnsupportedKernel before any text is made)
-    params = ", ".join(f"{t} {n}" for t, n in parameters(k))
-    lines = [PRELUDE.strip(), "", f'extern "C" __global__ void {k.name}({params}) {{']
-    ranges = [_size(d) for d in k.ranges]
-    total = " * ".join(["1LL", *ranges])
-    lines.append(f"  const long long total = {total};")
-    lines.append("  const long long step = (long long)gridDim.x * blockDim.x;")
-    lines.append("  const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;")
-    lines.append("  for (long long i = first; i < total; i += step) {")
-    if k.ranges:
-        lines.append("    long long rest = i;")
-        for d in range(len(k.ranges) - 1, 0, -1):
-            lines.append(f"    const long long c{d} = rest % {ranges[d]}; rest /= {ranges[d]};")
-        lines.append("    const long long c0 = rest;")
+def _coordinates(flat: str, dims: list[int], ranges: list[str], indent: str) -> list[str]:
+    """Lines splitting `flat` into coordinates c<d> of `dims` (the last one moving fastest)."""
+    if not dims:
+        return []
+    lines = [f"{indent}long long rest_{flat} = {flat};"]
+    for d in reversed(dims[1:]):
+        lines.append(f"{indent}const long long c{d} = rest_{flat} % {ranges[d]}; rest_{flat} /= {ranges[d]};")
+    lines.append(f"{indent}const long long c{dims[0]} = rest_{flat};")
+    return lines
+
+
+def _loads(k: Kernel, indent: str) -> list[str]:
+    """Lines reading every input at the coordinates c<d> into v<i>."""
+    lines = []
     for i, x in enumerate(k.inputs):
         terms = [_product(t) for t in k.offset(i)]
         terms += [f"c{d} * {_product(s)}" for d, s in enumerate(k.strides(i)) if s != 0]
@@ -246,18 +254,121 @@ def render_kernel(kernel) -> str:
         kind = x.dtype or k.dtype
         load = f"in{i}[{where}]"
         if kind is dtypes.bool_:
-            lines.append(f"    const bool v{i} = {load} != 0;")
+            lines.append(f"{indent}const bool v{i} = {load} != 0;")
         else:
-            lines.append(f"    const {_TYPES[kind]} v{i} = {load};")
-    value = f"(unsigned char)({body})" if k.dtype is dtypes.bool_ else body
-    lines.append(f"    out[i] = {value};")
-    lines.append("  }")
+            lines.append(f"{indent}const {_TYPES[kind]} v{i} = {load};")
+    return lines
+
+
+def render_kernel(kernel) -> str:
+    """CUDA C source of `kernel` (with the prelude): one `extern "C" __global__` function named
+    like the kernel."""
+    if not supported(kernel):
+        raise UnsupportedKernel(
+            f"kernel {getattr(kernel, 'name', kernel)}: the CUDA renderer has pointwise kernels and "
+            "plain reductions only so far (no row kernels, gathers, matmuls, convolutions or pooling yet)"
+        )
+    k = kernel
+    body = _Expr(k)(k.body)  # (raises UnsupportedKernel before any text is made)
+    params = ", ".join(f"{t} {n}" for t, n in parameters(k))
+    lines = [PRELUDE.strip(), "", f'extern "C" __global__ void {k.name}({params}) {{']
+    ranges = [_size(d) for d in k.ranges]
+    if k.reduce is None:
+        lines.append(f"  const long long total = {' * '.join(['1LL', *ranges])};")
+        lines.append("  const long long step = (long long)gridDim.x * blockDim.x;")
+        lines.append("  const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;")
+        lines.append("  for (long long i = first; i < total; i += step) {")
+        lines += _coordinates("i", list(range(len(ranges))), ranges, "    ")
+        lines += _loads(k, "    ")
+        value = f"(unsigned char)({body})" if k.dtype is dtypes.bool_ else body
+        lines.append(f"    out[i] = {value};")
+        lines.append("  }")
+    else:
+        lines += _reduction(k, body, ranges)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def launch_config(total: int, block: int = BLOCK, max_blocks: int = 65535) -> tuple[int, int]:
-    """(blocks, threads per block) for a pointwise kernel over `total` points: one point per
-    thread up to `max_blocks` blocks; the grid-stride loop covers the rest."""
-    blocks = max(1, min(max_blocks, -(-total // block)))
-    return blocks, block
+def _reduction(k: Kernel, body: str, ranges: list[str]) -> list[str]:
+    """A block per output point (grid-stride over them): its threads combine strided parts of
+    the reduced points, then halve a shared array of partial results with a barrier a step."""
+    r = k.reduce
+    t = _TYPES[k.dtype]
+    kept = [d for d in range(len(ranges)) if d not in r.axes]
+    identity = {
+        "sum": _Expr(k).constant(0, k.dtype),
+        "max": _Expr(k).constant(float("-inf"), k.dtype)
+        if k.dtype in _FLOATS
+        else f"(({t}){_limit(k.dtype, False)})",
+        "min": _Expr(k).constant(float("inf"), k.dtype)
+        if k.dtype in _FLOATS
+        else f"(({t}){_limit(k.dtype, True)})",
+    }[r.op]
+
+    def combine(a: str, b: str) -> str:
+        if r.op == "sum":
+            return f"(({t})({a} + {b}))"
+        return f"gc_{'maximum' if r.op == 'max' else 'minimum'}<{t}>({a}, {b})"
+
+    outputs = " * ".join(["1LL", *(ranges[d] for d in kept)])
+    count = " * ".join(["1LL", *(ranges[d] for d in r.axes)])
+    lines = [
+        f"  __shared__ {t} partial[{BLOCK}];",
+        f"  const long long outputs = {outputs};",
+        f"  const long long count = {count};",
+        "  for (long long o = blockIdx.x; o < outputs; o += gridDim.x) {",
+    ]
+    lines += _coordinates("o", kept, ranges, "    ")
+    lines.append(f"    {t} acc = {identity};")
+    lines.append("    for (long long j = threadIdx.x; j < count; j += blockDim.x) {")
+    lines += _coordinates("j", list(r.axes), ranges, "      ")
+    lines += _loads(k, "      ")
+    lines.append(f"      acc = {combine('acc', f'(({t}){body})')};")
+    lines.append("    }")
+    lines.append("    partial[threadIdx.x] = acc;")
+    lines.append("    __syncthreads();")
+    lines.append("    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {")
+    lines.append("      if (threadIdx.x < half) {")
+    lines.append(
+        f"        partial[threadIdx.x] = {combine('partial[threadIdx.x]', 'partial[threadIdx.x + half]')};"
+    )
+    lines.append("      }")
+    lines.append("      __syncthreads();")
+    lines.append("    }")
+    result = f"partial[0] / ({t})count" if r.mean else "partial[0]"
+    lines.append(f"    if (threadIdx.x == 0) out[o] = {result};")
+    # (no barrier before the next output: thread 0 reads only partial[0], its own, after the
+    # last halving step's barrier, and every thread reads the others' slots before it)
+    lines.append("  }")
+    return lines
+
+
+def _limit(dtype: dtypes.DType, high: bool) -> str:
+    bits = dtype.itemsize * 8
+    value = (1 << (bits - 1)) - 1 if high else -(1 << (bits - 1))
+    return f"{value}LL" if value > -(1 << 63) else f"({value + 1}LL - 1)"
+
+
+def launch_config(kernel, bindings: dict, max_blocks: int = 65535) -> tuple[int, int]:
+    """(blocks, threads per block) for `kernel` at these symbol sizes. Pointwise: a point per
+    thread, up to `max_blocks` blocks (the grid-stride loop covers the rest). Reduction: a
+    block per output point, of the power of two threads (32 to BLOCK) nearest above the
+    number of points each output combines."""
+    from ir.types import concrete_shape
+
+    ranges = concrete_shape(kernel.ranges, bindings)
+    if kernel.reduce is None:
+        total = 1
+        for d in ranges:
+            total *= d
+        return max(1, min(max_blocks, -(-total // BLOCK))), BLOCK
+    outputs = count = 1
+    for d, size in enumerate(ranges):
+        if d in kernel.reduce.axes:
+            count *= size
+        else:
+            outputs *= size
+    threads = 32
+    while threads < min(count, BLOCK):
+        threads *= 2
+    return max(1, min(max_blocks, outputs)), threads

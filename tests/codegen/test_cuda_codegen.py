@@ -1,14 +1,16 @@
-"""CUDA code generation verified without a GPU: every pointwise kernel of these graphs renders
-to CUDA C that NVRTC compiles to PTX for sm_80 and sm_90 and assembles to an sm_90 cubin
-without register spills, and the same source, compiled as C++ and run by emulated CUDA threads
-(blocks in sequence, threads forward, reversed and shuffled, few enough that grid-stride loops
-go round), matches the reference interpreter. Kernels the renderer cannot do yet say so."""
+"""CUDA code generation verified without a GPU: every kernel of these graphs (pointwise and
+reductions) renders to CUDA C that NVRTC compiles to PTX for sm_80 and sm_90 and assembles to
+an sm_90 cubin without register spills, and the same source, compiled as C++ and run by
+emulated CUDA threads (fibers; blocks in sequence, threads forward, reversed and shuffled, few
+enough that grid-stride loops go round), matches the reference interpreter. A missing barrier
+fails in some order, a barrier some threads skip is reported, and kernels the renderer cannot
+do yet say so."""
 
 import numpy as np
 import pytest
 
 from codegen.cuda import emulate, nvrtc
-from codegen.cuda.render import UnsupportedKernel, pointwise, render_kernel
+from codegen.cuda.render import UnsupportedKernel, render_kernel, supported
 from codegen.schedule import KernelStep, NodeStep, schedule
 from ir.interpreter import bind_inputs, run, run_node
 from ir.parser import parse_graph
@@ -117,6 +119,21 @@ graph g(%x: i64[batch,5], %y: i64[batch,5], %z: i32[batch,5]) {
   %7: i32[batch,5] = sub(%6, %z)
   return %4, %7
 }""",
+    "sums, means and extremes": """
+graph g(%x: f32[batch,7,9], %i: i32[batch,5]) {
+  %0: f32[batch,7,9] = exp(%x)
+  %1: f32[batch,9] = sum[dims=(1,), keepdim=False](%0)
+  %2: f32[batch,1,1] = mean[dims=(1, 2), keepdim=True](%x)
+  %3: f32[7] = amax[dims=(0, 2), keepdim=False](%x)
+  %4: f32[batch,7] = amin[dims=(2,), keepdim=False](%x)
+  %5: f32[] = sum(%x)
+  %6: i64[batch] = sum[dims=(1,), keepdim=False](%i)
+  %7: i32[5] = amax[dims=(0,), keepdim=False](%i)
+  %8: f32[batch,7,9] = abs(%x)
+  %9: f32[batch,7,9] = neg(%8)
+  %10: f32[batch,7] = amax[dims=(2,), keepdim=False](%9)
+  return %1, %2, %3, %4, %5, %6, %7, %10
+}""",
     "views read in place": """
 graph g(%x: f32[batch,3,4], %y: f32[4,3]) {
   %0: f32[batch,4,3] = permute[dims=(0, 2, 1)](%x)
@@ -152,7 +169,7 @@ def _kernels(text):
     optimized = optimize(graph)
     steps = schedule(optimized)
     kernels = [s.kernel for s in steps if isinstance(s, KernelStep)]
-    assert kernels and all(pointwise(k) for k in kernels)
+    assert kernels and all(supported(k) for k in kernels)
     assert all(isinstance(s, KernelStep) or s.node.op == "reshape" for s in steps)
     return graph, optimized, steps, kernels
 
@@ -203,13 +220,51 @@ def test_emulated_kernels_match_the_interpreter(name, order):
 def test_kernels_it_cannot_render_say_what_is_missing():
     g = parse_graph("""
 graph g(%x: f32[batch,8]) {
+  %0: f32[batch,1] = amax[dims=(1,), keepdim=True](%x)
+  %1: f32[batch,8] = sub(%x, %0)
+  %2: f32[batch,8] = exp(%1)
+  %3: f32[batch,1] = sum[dims=(1,), keepdim=True](%2)
+  %4: f32[batch,8] = div(%2, %3)
+  return %4
+}""")  # softmax: one row kernel
+    (step,) = schedule(optimize(g))
+    assert not supported(step.kernel)
+    with pytest.raises(UnsupportedKernel, match="no row kernels"):
+        render_kernel(step.kernel)
+
+
+def _reduction_step():
+    g = parse_graph("""
+graph g(%x: f32[batch,300]) {
   %0: f32[batch] = sum[dims=(1,), keepdim=False](%x)
   return %0
 }""")
     (step,) = schedule(optimize(g))
-    assert not pointwise(step.kernel)
-    with pytest.raises(UnsupportedKernel, match="pointwise kernels only"):
-        render_kernel(step.kernel)
+    return g, step
+
+
+@needs_cxx
+def test_a_missing_barrier_fails_in_some_thread_order():
+    g, step = _reduction_step()
+    x = np.random.default_rng(0).standard_normal((4, 300)).astype(np.float32)
+    want = run(g, [x])[0]
+    source = render_kernel(step.kernel)
+    np.testing.assert_allclose(emulate.run(step.kernel, [x], {"batch": 4}, source=source), want, rtol=1e-5)
+    # without the barrier after each halving step, a thread may add a partial sum not yet made
+    broken = source.replace("      }\n      __syncthreads();\n", "      }\n", 1)
+    assert broken != source
+    results = [emulate.run(step.kernel, [x], {"batch": 4}, o, source=broken) for o in emulate.ORDERS]
+    assert any(not np.allclose(r, want, rtol=1e-5) for r in results)
+
+
+@needs_cxx
+def test_a_barrier_some_threads_skip_is_reported():
+    g, step = _reduction_step()
+    store = "    partial[threadIdx.x] = acc;"
+    source = render_kernel(step.kernel).replace(store, store + "\n    if (threadIdx.x > 0) return;", 1)
+    x = np.zeros((2, 300), np.float32)
+    with pytest.raises(RuntimeError, match="barrier was reached by some threads"):
+        emulate.run(step.kernel, [x], {"batch": 2}, source=source)
 
 
 @needs_nvrtc
