@@ -3,11 +3,12 @@
 So far: pointwise kernels, where each CUDA thread walks a grid-stride loop over the flat
 points of the kernel's ranges, splits a point into its coordinates, reads every input through
 its strides (broadcasts and views are index arithmetic, as on the CPU) and writes the output
-contiguously; and plain reductions (sum, mean, max, min over any axes), a block per output
-point combining in shared memory. Sizes that are symbols are kernel parameters, so one
+contiguously; reductions (sum, mean, max, min over any axes) and row kernels (softmax, layer
+norm: stages combined over each row, then the body), a block per row combining in shared
+memory. Sizes that are symbols are kernel parameters, so one
 compiled kernel serves every batch size; the launch configuration is the host's
-(`launch_config`). Other kernels raise `UnsupportedKernel`, naming what is missing: row
-kernels, gathers, matmul, convolution and pooling come next.
+(`launch_config`). Other kernels raise `UnsupportedKernel`, naming what is missing: gathers,
+matmul, convolution and pooling come next.
 
 The semantics follow numpy's as the LLVM renderer's do: maximum/minimum and relu propagate
 NaN, comparisons with NaN are false except `ne`, bools are one byte in memory. The source uses
@@ -30,6 +31,7 @@ from codegen.kernel import (
     Expr,
     Kernel,
     Load,
+    Row,
     Unary,
     Where,
     expr_dtype,
@@ -113,7 +115,7 @@ class _Expr:
         self.kernel = kernel
 
     def dtype(self, e: Expr) -> dtypes.DType:
-        return expr_dtype(e, self.kernel.inputs, self.kernel.dtype)
+        return expr_dtype(e, self.kernel.inputs, self.kernel.dtype, self.kernel.stages)
 
     def constant(self, value: float, dtype: dtypes.DType) -> str:
         if dtype in _FLOATS:
@@ -129,6 +131,8 @@ class _Expr:
     def __call__(self, e: Expr) -> str:
         if isinstance(e, Load):
             return f"v{e.index}"
+        if isinstance(e, Row):
+            return f"row{e.index}"
         if isinstance(e, Const):
             return self.constant(e.value, self.kernel.dtype)
         if isinstance(e, Cast):
@@ -207,21 +211,10 @@ def pointwise(kernel) -> bool:
     )
 
 
-def reduction(kernel) -> bool:
-    """Whether `kernel` combines its body over some axes (sum, mean, max, min; no stages or
-    gathers yet)."""
-    return (
-        isinstance(kernel, Kernel)
-        and kernel.reduce is not None
-        and not kernel.stages
-        and kernel.row_out is None
-        and not kernel.checked
-    )
-
-
 def supported(kernel) -> bool:
-    """Whether `render_kernel` covers `kernel`."""
-    return pointwise(kernel) or reduction(kernel)
+    """Whether `render_kernel` covers `kernel`: pointwise kernels, reductions and row kernels
+    (stages), without gathers so far."""
+    return isinstance(kernel, Kernel) and not kernel.checked
 
 
 def parameters(kernel: Kernel) -> list[tuple[str, str]]:
@@ -265,15 +258,15 @@ def render_kernel(kernel) -> str:
     like the kernel."""
     if not supported(kernel):
         raise UnsupportedKernel(
-            f"kernel {getattr(kernel, 'name', kernel)}: the CUDA renderer has pointwise kernels and "
-            "plain reductions only so far (no row kernels, gathers, matmuls, convolutions or pooling yet)"
+            f"kernel {getattr(kernel, 'name', kernel)}: the CUDA renderer has pointwise kernels, "
+            "reductions and row kernels only so far (no gathers, matmuls, convolutions or pooling yet)"
         )
     k = kernel
     body = _Expr(k)(k.body)  # (raises UnsupportedKernel before any text is made)
     params = ", ".join(f"{t} {n}" for t, n in parameters(k))
     lines = [PRELUDE.strip(), "", f'extern "C" __global__ void {k.name}({params}) {{']
     ranges = [_size(d) for d in k.ranges]
-    if k.reduce is None:
+    if pointwise(k):
         lines.append(f"  const long long total = {' * '.join(['1LL', *ranges])};")
         lines.append("  const long long step = (long long)gridDim.x * blockDim.x;")
         lines.append("  const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;")
@@ -284,63 +277,93 @@ def render_kernel(kernel) -> str:
         lines.append(f"    out[i] = {value};")
         lines.append("  }")
     else:
-        lines += _reduction(k, body, ranges)
+        lines += _rows(k, body, ranges)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _reduction(k: Kernel, body: str, ranges: list[str]) -> list[str]:
-    """A block per output point (grid-stride over them): its threads combine strided parts of
-    the reduced points, then halve a shared array of partial results with a barrier a step."""
-    r = k.reduce
-    t = _TYPES[k.dtype]
-    kept = [d for d in range(len(ranges)) if d not in r.axes]
-    identity = {
-        "sum": _Expr(k).constant(0, k.dtype),
-        "max": _Expr(k).constant(float("-inf"), k.dtype)
-        if k.dtype in _FLOATS
-        else f"(({t}){_limit(k.dtype, False)})",
-        "min": _Expr(k).constant(float("inf"), k.dtype)
-        if k.dtype in _FLOATS
-        else f"(({t}){_limit(k.dtype, True)})",
-    }[r.op]
+def _rows(k: Kernel, body: str, ranges: list[str]) -> list[str]:
+    """Reductions and row kernels: a block per row (a point of the axes outside the reduced
+    or row axes; grid-stride over them). For each stage (and a reduction's own combination)
+    the block's threads combine strided parts of the row, then halve a shared array of partial
+    results with a barrier a step; every thread then reads the row's result. The body follows:
+    stored once per row (a reduction, `row_out`) or at every point of the row."""
+    expr = _Expr(k)
+    axes = list(k.row_axes) if k.stages or k.row_out is not None else list(k.reduce.axes)
+    outer = [d for d in range(len(ranges)) if d not in axes]
+    combined = [(s.op, expr(s.body), s.dtype, s.mean) for s in k.stages]
+    if k.reduce is not None:
+        combined.append((k.reduce.op, body, k.dtype, k.reduce.mean))
+    out_strides = k.out_strides()
 
-    def combine(a: str, b: str) -> str:
-        if r.op == "sum":
-            return f"(({t})({a} + {b}))"
-        return f"gc_{'maximum' if r.op == 'max' else 'minimum'}<{t}>({a}, {b})"
+    def out_index(dims):
+        terms = [f"c{d} * {_product(out_strides[d])}" for d in dims if out_strides[d] != 0]
+        return " + ".join(terms) if terms else "0"
 
-    outputs = " * ".join(["1LL", *(ranges[d] for d in kept)])
-    count = " * ".join(["1LL", *(ranges[d] for d in r.axes)])
     lines = [
-        f"  __shared__ {t} partial[{BLOCK}];",
-        f"  const long long outputs = {outputs};",
-        f"  const long long count = {count};",
-        "  for (long long o = blockIdx.x; o < outputs; o += gridDim.x) {",
+        f"  __shared__ {_TYPES[dtype]} partial{n}[{BLOCK}];" for n, (_, _, dtype, _) in enumerate(combined)
     ]
-    lines += _coordinates("o", kept, ranges, "    ")
-    lines.append(f"    {t} acc = {identity};")
-    lines.append("    for (long long j = threadIdx.x; j < count; j += blockDim.x) {")
-    lines += _coordinates("j", list(r.axes), ranges, "      ")
-    lines += _loads(k, "      ")
-    lines.append(f"      acc = {combine('acc', f'(({t}){body})')};")
-    lines.append("    }")
-    lines.append("    partial[threadIdx.x] = acc;")
-    lines.append("    __syncthreads();")
-    lines.append("    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {")
-    lines.append("      if (threadIdx.x < half) {")
-    lines.append(
-        f"        partial[threadIdx.x] = {combine('partial[threadIdx.x]', 'partial[threadIdx.x + half]')};"
-    )
-    lines.append("      }")
-    lines.append("      __syncthreads();")
-    lines.append("    }")
-    result = f"partial[0] / ({t})count" if r.mean else "partial[0]"
-    lines.append(f"    if (threadIdx.x == 0) out[o] = {result};")
-    # (no barrier before the next output: thread 0 reads only partial[0], its own, after the
-    # last halving step's barrier, and every thread reads the others' slots before it)
+    lines += [
+        f"  const long long rows = {' * '.join(['1LL', *(ranges[d] for d in outer)])};",
+        f"  const long long count = {' * '.join(['1LL', *(ranges[d] for d in axes)])};",
+        "  for (long long o = blockIdx.x; o < rows; o += gridDim.x) {",
+    ]
+    lines += _coordinates("o", outer, ranges, "    ")
+    lines.append(f"    const long long at = {out_index(outer)};")
+    for n, (op, value, dtype, mean) in enumerate(combined):
+        t = _TYPES[dtype]
+        lines.append(f"    {t} acc{n} = {_identity(expr, op, dtype)};")
+        lines.append("    for (long long j = threadIdx.x; j < count; j += blockDim.x) {")
+        lines += _coordinates("j", axes, ranges, "      ")
+        lines += _loads(k, "      ")
+        lines.append(f"      acc{n} = {_combine(op, t, f'acc{n}', f'(({t}){value})')};")
+        lines.append("    }")
+        lines.append(f"    partial{n}[threadIdx.x] = acc{n};")
+        lines.append("    __syncthreads();")
+        lines.append("    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {")
+        mine, theirs = f"partial{n}[threadIdx.x]", f"partial{n}[threadIdx.x + half]"
+        lines.append(f"      if (threadIdx.x < half) {mine} = {_combine(op, t, mine, theirs)};")
+        lines.append("      __syncthreads();")
+        lines.append("    }")
+        result = f"partial{n}[0] / ({t})count" if mean else f"partial{n}[0]"
+        lines.append(f"    const {t} row{n} = {result};")
+    store = (lambda v: f"(unsigned char)({v})") if k.dtype is dtypes.bool_ else (lambda v: v)
+    if k.reduce is not None:
+        lines.append(f"    if (threadIdx.x == 0) out[at] = row{len(combined) - 1};")
+    elif k.row_out is not None:  # the body once per row, from the row's results
+        lines.append("    if (threadIdx.x == 0) {")
+        lines += [f"      const long long c{d} = 0;" for d in axes]
+        lines += _loads(k, "      ")
+        lines.append(f"      out[at] = {store(body)};")
+        lines.append("    }")
+    else:  # the body at every point of the row
+        lines.append("    for (long long j = threadIdx.x; j < count; j += blockDim.x) {")
+        lines += _coordinates("j", axes, ranges, "      ")
+        lines += _loads(k, "      ")
+        lines.append(f"      out[at + {out_index(axes)}] = {store(body)};")
+        lines.append("    }")
+    if k.stages and len(combined) == 1:
+        # every thread reads the row's result from partial0[0]: none may write it again (the
+        # next row) before all have. With two or more combinations the next row's first ones
+        # have barriers enough; a plain reduction's thread 0 reads only its own slot.
+        lines.append("    __syncthreads();")
     lines.append("  }")
     return lines
+
+
+def _identity(expr: _Expr, op: str, dtype: dtypes.DType) -> str:
+    """Where a combination with `op` starts."""
+    if op == "sum":
+        return expr.constant(0, dtype)
+    if dtype in _FLOATS:
+        return expr.constant(float("-inf") if op == "max" else float("inf"), dtype)
+    return f"(({_TYPES[dtype]}){_limit(dtype, op == 'min')})"
+
+
+def _combine(op: str, t: str, a: str, b: str) -> str:
+    if op == "sum":
+        return f"(({t})({a} + {b}))"
+    return f"gc_{'maximum' if op == 'max' else 'minimum'}<{t}>({a}, {b})"
 
 
 def _limit(dtype: dtypes.DType, high: bool) -> str:
@@ -351,24 +374,25 @@ def _limit(dtype: dtypes.DType, high: bool) -> str:
 
 def launch_config(kernel, bindings: dict, max_blocks: int = 65535) -> tuple[int, int]:
     """(blocks, threads per block) for `kernel` at these symbol sizes. Pointwise: a point per
-    thread, up to `max_blocks` blocks (the grid-stride loop covers the rest). Reduction: a
-    block per output point, of the power of two threads (32 to BLOCK) nearest above the
-    number of points each output combines."""
+    thread, up to `max_blocks` blocks (the grid-stride loop covers the rest). Reductions and
+    row kernels: a block per row, of the power of two threads (32 to BLOCK) nearest above the
+    row's size."""
     from ir.types import concrete_shape
 
     ranges = concrete_shape(kernel.ranges, bindings)
-    if kernel.reduce is None:
+    if pointwise(kernel):
         total = 1
         for d in ranges:
             total *= d
         return max(1, min(max_blocks, -(-total // BLOCK))), BLOCK
-    outputs = count = 1
+    axes = kernel.row_axes if kernel.stages or kernel.row_out is not None else kernel.reduce.axes
+    rows = count = 1
     for d, size in enumerate(ranges):
-        if d in kernel.reduce.axes:
+        if d in axes:
             count *= size
         else:
-            outputs *= size
+            rows *= size
     threads = 32
     while threads < min(count, BLOCK):
         threads *= 2
-    return max(1, min(max_blocks, outputs)), threads
+    return max(1, min(max_blocks, rows)), threads
