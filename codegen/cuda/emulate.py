@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from codegen.cuda.render import launch_config, parameters, render_kernel
+from codegen.plan import out_of_range
 from ir.types import concrete_shape
 
 ORDERS = {"forward": 0, "reverse": 1, "shuffled": 2}
@@ -183,7 +184,9 @@ def run(
     out = np.empty(concrete_shape(kernel.out_shape, bindings), dtype=kernel.dtype.np)
     kinds = [(x.dtype or kernel.dtype).np for x in kernel.inputs]
     arrays = [np.ascontiguousarray(a, dtype=kind) for a, kind in zip(inputs, kinds, strict=True)]
+    status = np.zeros(1, np.int64)
     words = [out.ctypes.data, *(a.ctypes.data for a in arrays)]
+    words += [status.ctypes.data] if kernel.checked else []
     words += [int(bindings[s]) for s in kernel.symbols]
     table = np.array(words, dtype=np.int64)
     blocks, threads = launch_config(kernel, bindings)
@@ -193,4 +196,6 @@ def run(
     launch.restype = ctypes.c_int
     if launch(table.ctypes.data, blocks, threads, ORDERS[order]):
         raise RuntimeError(f"{kernel.name}: a barrier was reached by some threads of a block, not all")
+    if status[0]:
+        raise IndexError(out_of_range(kernel.name))
     return out

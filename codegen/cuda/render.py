@@ -7,8 +7,9 @@ contiguously; reductions (sum, mean, max, min over any axes) and row kernels (so
 norm: stages combined over each row, then the body), a block per row combining in shared
 memory. Sizes that are symbols are kernel parameters, so one
 compiled kernel serves every batch size; the launch configuration is the host's
-(`launch_config`). Other kernels raise `UnsupportedKernel`, naming what is missing: gathers,
-matmul, convolution and pooling come next.
+(`launch_config`). Gathers (`Take`) read where their index says and set a status word for an
+index out of range. Other kernels raise `UnsupportedKernel`, naming what is missing: matmul,
+convolution and pooling come next.
 
 The semantics follow numpy's as the LLVM renderer's do: maximum/minimum and relu propagate
 NaN, comparisons with NaN are false except `ne`, bools are one byte in memory. The source uses
@@ -32,6 +33,7 @@ from codegen.kernel import (
     Kernel,
     Load,
     Row,
+    Take,
     Unary,
     Where,
     expr_dtype,
@@ -68,6 +70,14 @@ template <typename T> GC_DEVICE bool gc_isnan(T x) { return x != x; }
 template <typename T> GC_DEVICE bool gc_isfinite(T x) { return (x - x) == (x - x); }
 template <typename T> GC_DEVICE bool gc_isinf(T x) { return !gc_isnan(x) && !gc_isfinite(x); }
 template <typename T> GC_DEVICE T gc_abs(T x) { return x < 0 ? -x : x; }
+// a gather: in[base + at * stride], or in[base] with the status word set where `at` is outside
+// 0..size (as on the CPU: the call then raises IndexError)
+template <typename T>
+GC_DEVICE T gc_take(const T* in, long long base, long long at, long long stride, long long size,
+                    long long* status) {
+  if ((unsigned long long)at >= (unsigned long long)size) { *status = 1; return in[base]; }
+  return in[base + at * stride];
+}
 """
 
 # float ops: the C math function for float (the double one drops the `f`)
@@ -133,6 +143,15 @@ class _Expr:
             return f"v{e.index}"
         if isinstance(e, Row):
             return f"row{e.index}"
+        if isinstance(e, Take):
+            x = self.kernel.inputs[e.index]
+            stride, size = x.gather
+            kind = x.dtype or self.kernel.dtype
+            value = (
+                f"gc_take<{_TYPES[kind]}>(in{e.index}, b{e.index}, (long long)({self(e.at)}), "
+                f"{_product(stride)}, {_size(size)}LL, status)"
+            )
+            return f"({value} != 0)" if kind is dtypes.bool_ else value
         if isinstance(e, Const):
             return self.constant(e.value, self.kernel.dtype)
         if isinstance(e, Cast):
@@ -201,27 +220,26 @@ def _special(dtype: dtypes.DType, which: str) -> str:
 
 
 def pointwise(kernel) -> bool:
-    """Whether `kernel` is pointwise: out[point] = body at every point (no gathers yet)."""
+    """Whether `kernel` is pointwise: out[point] = body at every point."""
     return (
-        isinstance(kernel, Kernel)
-        and kernel.reduce is None
-        and not kernel.stages
-        and kernel.row_out is None
-        and not kernel.checked
+        isinstance(kernel, Kernel) and kernel.reduce is None and not kernel.stages and kernel.row_out is None
     )
 
 
 def supported(kernel) -> bool:
     """Whether `render_kernel` covers `kernel`: pointwise kernels, reductions and row kernels
-    (stages), without gathers so far."""
-    return isinstance(kernel, Kernel) and not kernel.checked
+    (stages), gathers included; not yet matmuls, convolutions or pooling."""
+    return isinstance(kernel, Kernel)
 
 
 def parameters(kernel: Kernel) -> list[tuple[str, str]]:
-    """The kernel's parameters in order: (C type, name): the output, the inputs, the symbols."""
+    """The kernel's parameters in order: (C type, name): the output, the inputs, the status
+    word of a kernel that gathers, the symbols (the LLVM kernels' order)."""
     params = [(f"{_TYPES[kernel.dtype]}* __restrict__", "out")]
     for i, x in enumerate(kernel.inputs):
         params.append((f"const {_TYPES[x.dtype or kernel.dtype]}* __restrict__", f"in{i}"))
+    if kernel.checked:
+        params.append(("long long*", "status"))
     params += [("long long", c_name(s)) for s in kernel.symbols]
     return params
 
@@ -246,7 +264,9 @@ def _loads(k: Kernel, indent: str) -> list[str]:
         where = " + ".join(terms) if terms else "0"
         kind = x.dtype or k.dtype
         load = f"in{i}[{where}]"
-        if kind is dtypes.bool_:
+        if x.gather is not None:  # read where the index says (`Take`): its base only
+            lines.append(f"{indent}const long long b{i} = {where};")
+        elif kind is dtypes.bool_:
             lines.append(f"{indent}const bool v{i} = {load} != 0;")
         else:
             lines.append(f"{indent}const {_TYPES[kind]} v{i} = {load};")
@@ -259,7 +279,7 @@ def render_kernel(kernel) -> str:
     if not supported(kernel):
         raise UnsupportedKernel(
             f"kernel {getattr(kernel, 'name', kernel)}: the CUDA renderer has pointwise kernels, "
-            "reductions and row kernels only so far (no gathers, matmuls, convolutions or pooling yet)"
+            "reductions and row kernels only so far (no matmuls, convolutions or pooling yet)"
         )
     k = kernel
     body = _Expr(k)(k.body)  # (raises UnsupportedKernel before any text is made)

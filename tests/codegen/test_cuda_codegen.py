@@ -1,10 +1,10 @@
 """CUDA code generation verified without a GPU: every kernel of these graphs (pointwise,
-reductions, row kernels) renders to CUDA C that NVRTC compiles to PTX for sm_80 and sm_90 and assembles to
-an sm_90 cubin without register spills, and the same source, compiled as C++ and run by
-emulated CUDA threads (fibers; blocks in sequence, threads forward, reversed and shuffled, few
-enough that grid-stride loops go round), matches the reference interpreter. A missing barrier
-fails in some order, a barrier some threads skip is reported, and kernels the renderer cannot
-do yet say so."""
+reductions, row kernels, gathers) renders to CUDA C that NVRTC compiles to PTX for sm_80 and
+sm_90 and assembles to an sm_90 cubin without register spills, and the same source, compiled
+as C++ and run by emulated CUDA threads (fibers; blocks in sequence, threads forward, reversed
+and shuffled, few enough that grid-stride loops go round), matches the reference interpreter.
+A missing barrier fails in some order, a barrier some threads skip is reported, an index out
+of range raises, and kernels the renderer cannot do yet say so."""
 
 import numpy as np
 import pytest
@@ -166,6 +166,23 @@ graph g(%x: f32[batch,6,40], %w: f32[6,40], %b: f32[6,40]) weights(%e: f32[]) {
   %8: f32[batch,6,40] = add(%7, %b)
   return %8
 }""",
+    # (an input named %idxN holds indices in 0..N-1)
+    "gathers": """
+graph g(%x: f32[batch,7], %idx7: i64[batch,3], %m: f32[batch,3], %y: f32[5,6], %idx5: i64[batch,6]) {
+  %0: f32[batch,3] = gather[dim=1](%x, %idx7)
+  %1: f32[batch,3] = mul(%0, %m)
+  %2: f32[batch,3] = exp(%1)
+  %3: f32[batch,6] = gather[dim=0](%y, %idx5)
+  %4: f32[batch,6] = neg(%3)
+  return %2, %4
+}""",
+    "cross-entropy (log_softmax, then nll_loss with its mean)": """
+graph g(%x: f32[batch,7], %idx7: i64[batch]) {
+  %0: f32[batch,7] = log_softmax[dim=1](%x)
+  %1: f32[] = nll_loss[ignore_index=-100, reduction="mean"](%0, %idx7, _)
+  %2: f32[batch] = nll_loss[ignore_index=3, reduction="none"](%0, %idx7, _)
+  return %1, %2
+}""",
     "views read in place": """
 graph g(%x: f32[batch,3,4], %y: f32[4,3]) {
   %0: f32[batch,4,3] = permute[dims=(0, 2, 1)](%x)
@@ -188,6 +205,8 @@ def _inputs(graph, batch, seed=0):
             flat[:: max(1, flat.size // 8)] = np.resize(SPECIAL, flat[:: max(1, flat.size // 8)].shape)
         elif kind.kind == "b":
             x = rng.random(shape) < 0.5
+        elif v.name.startswith("idx"):
+            x = rng.integers(0, int(v.name[3:]), shape).astype(kind)
         elif kind.kind == "u":
             x = rng.integers(0, 256, shape).astype(kind)
         else:
@@ -251,15 +270,33 @@ def test_emulated_kernels_match_the_interpreter(name, order):
 
 def test_kernels_it_cannot_render_say_what_is_missing():
     g = parse_graph("""
-graph g(%x: f32[batch,8], %i: i64[batch,1]) {
-  %0: f32[batch,1] = gather[dim=1](%x, %i)
-  %1: f32[batch,1] = exp(%0)
-  return %1
+graph g(%x: f32[batch,8]) weights(%w: f32[8,4]) {
+  %0: f32[batch,4] = matmul(%x, %w)
+  return %0
 }""")
     (step,) = schedule(optimize(g))
     assert not supported(step.kernel)
-    with pytest.raises(UnsupportedKernel, match="no gathers"):
+    with pytest.raises(UnsupportedKernel, match="no matmuls"):
         render_kernel(step.kernel)
+
+
+@needs_cxx
+def test_a_gather_index_out_of_range_raises():
+    g = parse_graph(GRAPHS["gathers"])
+    optimized = optimize(g)
+    step = schedule(optimized)[0]
+    assert step.kernel.checked and len(step.kernel.inputs) == 3
+    x = np.ones((2, 7), np.float32)
+    m = np.ones((2, 3), np.float32)
+    good = np.array([[0, 6, 3], [1, 2, 0]], np.int64)
+    np.testing.assert_allclose(
+        emulate.run(step.kernel, [x, good, m], {"batch": 2}), np.full((2, 3), np.e), rtol=1e-6
+    )
+    for bad in (7, -1):
+        index = good.copy()
+        index[1, 2] = bad
+        with pytest.raises(IndexError, match="out of range"):
+            emulate.run(step.kernel, [x, index, m], {"batch": 2})
 
 
 def _reduction_step():
