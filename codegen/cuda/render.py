@@ -20,18 +20,21 @@ only what `codegen.cuda.emulate` can also compile as C++ for the CPU tests.
 
 from __future__ import annotations
 
+import math
 import re
 
 from codegen.kernel import (
     COMPARE_OPS,
     LOGIC_OPS,
     PREDICATES,
+    Acc,
     Binary,
     Cast,
     Const,
     Expr,
     Kernel,
     Load,
+    Matmul,
     Row,
     Take,
     Unary,
@@ -121,11 +124,12 @@ def _product(term) -> str:
 class _Expr:
     """C expressions for a kernel's body."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel, inputs=None) -> None:
         self.kernel = kernel
+        self.inputs = kernel.inputs if inputs is None else inputs  # what Load(i) reads
 
     def dtype(self, e: Expr) -> dtypes.DType:
-        return expr_dtype(e, self.kernel.inputs, self.kernel.dtype, self.kernel.stages)
+        return expr_dtype(e, self.inputs, self.kernel.dtype, getattr(self.kernel, "stages", ()))
 
     def constant(self, value: float, dtype: dtypes.DType) -> str:
         if dtype in _FLOATS:
@@ -141,6 +145,8 @@ class _Expr:
     def __call__(self, e: Expr) -> str:
         if isinstance(e, Load):
             return f"v{e.index}"
+        if isinstance(e, Acc):
+            return "acc"
         if isinstance(e, Row):
             return f"row{e.index}"
         if isinstance(e, Take):
@@ -228,14 +234,23 @@ def pointwise(kernel) -> bool:
 
 def supported(kernel) -> bool:
     """Whether `render_kernel` covers `kernel`: pointwise kernels, reductions and row kernels
-    (stages), gathers included; not yet matmuls, convolutions or pooling."""
-    return isinstance(kernel, Kernel)
+    (stages), gathers included, and matmuls; not yet convolutions or pooling."""
+    return isinstance(kernel, (Kernel, Matmul))
 
 
 def parameters(kernel: Kernel) -> list[tuple[str, str]]:
     """The kernel's parameters in order: (C type, name): the output, the inputs, the status
-    word of a kernel that gathers, the symbols (the LLVM kernels' order)."""
+    word of a kernel that gathers, the symbols (the LLVM kernels' order); a matmul's: the
+    output, its operands (`Matmul.operands`), then M, N, K and MB."""
     params = [(f"{_TYPES[kernel.dtype]}* __restrict__", "out")]
+    if isinstance(kernel, Matmul):
+        names = ["a", "b", *(f"x{i}" for i in range(len(kernel.extras)))]
+        names += [f"p{i}" for i in range(1, len(kernel.prologue_inputs))]
+        if kernel.prologue is not None:
+            names[0] = "p0"
+        for name, x in zip(names, kernel.operands, strict=True):
+            params.append((f"const {_TYPES[x.dtype or kernel.dtype]}* __restrict__", name))
+        return params + [("long long", n) for n in ("M", "N", "K", "MB")]
     for i, x in enumerate(kernel.inputs):
         params.append((f"const {_TYPES[x.dtype or kernel.dtype]}* __restrict__", f"in{i}"))
     if kernel.checked:
@@ -279,8 +294,10 @@ def render_kernel(kernel) -> str:
     if not supported(kernel):
         raise UnsupportedKernel(
             f"kernel {getattr(kernel, 'name', kernel)}: the CUDA renderer has pointwise kernels, "
-            "reductions and row kernels only so far (no matmuls, convolutions or pooling yet)"
+            "reductions, row kernels and matmuls only so far (no convolutions or pooling yet)"
         )
+    if isinstance(kernel, Matmul):
+        return _matmul(kernel)
     k = kernel
     body = _Expr(k)(k.body)  # (raises UnsupportedKernel before any text is made)
     params = ", ".join(f"{t} {n}" for t, n in parameters(k))
@@ -371,6 +388,117 @@ def _rows(k: Kernel, body: str, ranges: list[str]) -> list[str]:
     return lines
 
 
+TILE, TILE_K, MICRO = 64, 16, 4  # a block's tile of C, the K step staged in shared memory
+
+
+def _matmul(k: Matmul) -> str:
+    """C = epilogue(A @ B): a block of 256 threads (it must be launched with exactly that many:
+    `launch_config`) per 64 x 64 tile of C (grid-stride over the
+    tiles of every batch), each thread a 4 x 4 block of accumulators; A's and B's tiles for
+    16 values of K at a time are staged in shared memory between two barriers. A is read in
+    place (rows `lda` apart, columns `a_step` apart: views such as a transpose) or computed
+    from the prologue's inputs as it is staged; B through its strides (views, batches)."""
+    t = _TYPES[k.dtype]
+    params = ", ".join(f"{ct} {n}" for ct, n in parameters(k))
+    zero = _Expr(k, ()).constant(0, k.dtype)
+
+    def ints(view):
+        return [0 if term == 0 else math.prod(term) for term in view.strides]
+
+    def offset(view):
+        return sum(math.prod(term) for term in view.offset if term != 0) if view is not None else 0
+
+    # a's element (row r, column c)
+    if k.prologue is not None:
+        expr = _Expr(k, k.prologue_inputs)
+        loads = []
+        for i, x in enumerate(k.prologue_inputs):
+            rs, cs = k.prologue_strides(i)
+            at = " + ".join([*([f"r * {'K' if rs == 'n' else '1LL'}"] if rs else []), *(["c"] if cs else [])])
+            kind = x.dtype or k.dtype
+            value = f"p{i}[{at or '0'}]"
+            loads.append(
+                f"const {'bool' if kind is dtypes.bool_ else _TYPES[kind]} v{i} = {value}"
+                + (" != 0;" if kind is dtypes.bool_ else ";")
+            )
+        a_value = "{ " + " ".join(loads) + f" value = {expr(k.prologue)}; }}"
+    else:
+        lda, step = ("K", "1LL")
+        if k.a.view is not None:
+            strides = ints(k.a.view)
+            lda, step = f"{strides[-2]}LL", f"{strides[-1]}LL"
+        a_value = f"value = a[{offset(k.a.view)}LL + r * {lda} + c * {step}];"
+    # b's element (batch, row kk, column n)
+    if k.b.view is not None:
+        strides = ints(k.b.view)
+        ldb, col = f"{strides[-2]}LL", f"{strides[-1]}LL"
+        batch = f"{strides[-3]}LL" if k.batched else "0LL"
+    else:
+        ldb, col, batch = "N", "1LL", "(K * N)" if k.batched else "0LL"
+    b_value = f"b[{offset(k.b.view)}LL + batch * {batch} + kk * {ldb} + n * {col}]"
+
+    epilogue = _Expr(k, k.extras)
+    extras = []
+    for i in range(len(k.extras)):
+        rs, cs = k.extra_strides(i)
+        at = " + ".join([*([f"row * {'N' if rs == 'n' else '1LL'}"] if rs else []), *(["col"] if cs else [])])
+        extras.append(f"const {t} v{i} = x{i}[{at or '0'}];")
+    lines = [
+        PRELUDE.strip(),
+        "",
+        f'extern "C" __global__ void {k.name}({params}) {{',
+        f"  __shared__ {t} As[{TILE_K}][{TILE}];",
+        f"  __shared__ {t} Bs[{TILE_K}][{TILE}];",
+        "  const long long batches = MB > 0 ? M / MB : 1;",
+        "  const long long per_batch = MB > 0 ? MB : M;",
+        f"  const long long row_tiles = (per_batch + {TILE - 1}) / {TILE};",
+        f"  const long long col_tiles = (N + {TILE - 1}) / {TILE};",
+        "  const unsigned tx = threadIdx.x % 16, ty = threadIdx.x / 16;",
+        "  for (long long tile = blockIdx.x; tile < batches * row_tiles * col_tiles; tile += gridDim.x) {",
+        "    const long long batch = tile / (row_tiles * col_tiles);",
+        f"    const long long first_row = batch * per_batch + (tile / col_tiles % row_tiles) * {TILE};",
+        f"    const long long first_col = tile % col_tiles * {TILE};",
+        "    const long long last_row = (batch + 1) * per_batch;",
+        f"    {t} sums[{MICRO}][{MICRO}];",
+        f"    for (int i = 0; i < {MICRO}; i++) for (int j = 0; j < {MICRO}; j++) sums[i][j] = {zero};",
+        f"    for (long long k0 = 0; k0 < K; k0 += {TILE_K}) {{",
+        f"      for (unsigned e = threadIdx.x; e < {TILE * TILE_K}; e += blockDim.x) {{",
+        f"        const unsigned kk_a = e % {TILE_K}, m = e / {TILE_K};",
+        "        const long long r = first_row + m, c = k0 + kk_a;",
+        f"        {t} value = {zero};",
+        f"        if (r < last_row && c < K) {a_value}",
+        "        As[kk_a][m] = value;",
+        f"        const unsigned nn = e % {TILE}, kk_b = e / {TILE};",
+        "        const long long n = first_col + nn, kk = k0 + kk_b;",
+        f"        Bs[kk_b][nn] = (n < N && kk < K) ? {b_value} : {zero};",
+        "      }",
+        "      __syncthreads();",
+        f"      for (int kk = 0; kk < {TILE_K}; kk++) {{",
+        f"        {t} a_part[{MICRO}], b_part[{MICRO}];",
+        f"        for (int i = 0; i < {MICRO}; i++) a_part[i] = As[kk][ty * {MICRO} + i];",
+        f"        for (int j = 0; j < {MICRO}; j++) b_part[j] = Bs[kk][tx * {MICRO} + j];",
+        f"        for (int i = 0; i < {MICRO}; i++)",
+        f"          for (int j = 0; j < {MICRO}; j++) sums[i][j] += a_part[i] * b_part[j];",
+        "      }",
+        "      __syncthreads();",
+        "    }",
+        f"    for (int i = 0; i < {MICRO}; i++) {{",
+        f"      const long long row = first_row + ty * {MICRO} + i;",
+        "      if (row >= last_row) continue;",
+        f"      for (int j = 0; j < {MICRO}; j++) {{",
+        f"        const long long col = first_col + tx * {MICRO} + j;",
+        "        if (col >= N) continue;",
+        f"        const {t} acc = sums[i][j];",
+        *(f"        {line}" for line in extras),
+        f"        out[row * N + col] = {epilogue(k.epilogue)};",
+        "      }",
+        "    }",
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _identity(expr: _Expr, op: str, dtype: dtypes.DType) -> str:
     """Where a combination with `op` starts."""
     if op == "sum":
@@ -399,6 +527,11 @@ def launch_config(kernel, bindings: dict, max_blocks: int = 65535) -> tuple[int,
     row's size."""
     from ir.types import concrete_shape
 
+    if isinstance(kernel, Matmul):
+        m, n, _, per_batch = matmul_sizes(kernel, bindings)
+        batches = m // per_batch if per_batch else 1
+        tiles = batches * -(-per_batch // TILE) * -(-n // TILE)
+        return max(1, min(max_blocks, tiles)), 256
     ranges = concrete_shape(kernel.ranges, bindings)
     if pointwise(kernel):
         total = 1
@@ -416,3 +549,15 @@ def launch_config(kernel, bindings: dict, max_blocks: int = 65535) -> tuple[int,
     while threads < min(count, BLOCK):
         threads *= 2
     return max(1, min(max_blocks, rows)), threads
+
+
+def matmul_sizes(kernel: Matmul, bindings: dict) -> list[int]:
+    """A matmul kernel's size arguments M (all rows of a), N, K and MB (rows per matrix of b)."""
+    from ir.types import concrete_shape
+
+    a = concrete_shape(kernel.a.shape, bindings)
+    depth, n = concrete_shape(kernel.b.shape, bindings)[-2:]
+    rows = 1
+    for d in a[:-1]:
+        rows *= d
+    return [rows, n, depth, a[-2] if len(a) > 1 else 1]
