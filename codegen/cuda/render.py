@@ -31,6 +31,7 @@ from codegen.kernel import (
     Binary,
     Cast,
     Const,
+    Conv2d,
     Expr,
     Kernel,
     Load,
@@ -234,8 +235,9 @@ def pointwise(kernel) -> bool:
 
 def supported(kernel) -> bool:
     """Whether `render_kernel` covers `kernel`: pointwise kernels, reductions and row kernels
-    (stages), gathers included, and matmuls; not yet convolutions or pooling."""
-    return isinstance(kernel, (Kernel, Matmul))
+    (stages), gathers included, matmuls and convolutions (weights as given: not the CPU's
+    packed layout); not yet pooling or convolution weight gradients."""
+    return isinstance(kernel, (Kernel, Matmul)) or (isinstance(kernel, Conv2d) and not kernel.w_packed)
 
 
 def parameters(kernel: Kernel) -> list[tuple[str, str]]:
@@ -243,6 +245,11 @@ def parameters(kernel: Kernel) -> list[tuple[str, str]]:
     word of a kernel that gathers, the symbols (the LLVM kernels' order); a matmul's: the
     output, its operands (`Matmul.operands`), then M, N, K and MB."""
     params = [(f"{_TYPES[kernel.dtype]}* __restrict__", "out")]
+    if isinstance(kernel, Conv2d):
+        t = _TYPES[kernel.dtype]
+        names = ("x", "w", *(f"x{i}" for i in range(len(kernel.extras))))
+        params += [(f"const {t}* __restrict__", n) for n in names]
+        return params + [("long long", "images")]
     if isinstance(kernel, Matmul):
         names = ["a", "b", *(f"x{i}" for i in range(len(kernel.extras)))]
         names += [f"p{i}" for i in range(1, len(kernel.prologue_inputs))]
@@ -294,10 +301,13 @@ def render_kernel(kernel) -> str:
     if not supported(kernel):
         raise UnsupportedKernel(
             f"kernel {getattr(kernel, 'name', kernel)}: the CUDA renderer has pointwise kernels, "
-            "reductions, row kernels and matmuls only so far (no convolutions or pooling yet)"
+            "reductions, row kernels, matmuls and convolutions only so far (no pooling or "
+            "convolution weight gradients yet)"
         )
     if isinstance(kernel, Matmul):
         return _matmul(kernel)
+    if isinstance(kernel, Conv2d):
+        return _conv(kernel)
     k = kernel
     body = _Expr(k)(k.body)  # (raises UnsupportedKernel before any text is made)
     params = ", ".join(f"{t} {n}" for t, n in parameters(k))
@@ -400,7 +410,6 @@ def _matmul(k: Matmul) -> str:
     from the prologue's inputs as it is staged; B through its strides (views, batches)."""
     t = _TYPES[k.dtype]
     params = ", ".join(f"{ct} {n}" for ct, n in parameters(k))
-    zero = _Expr(k, ()).constant(0, k.dtype)
 
     def ints(view):
         return [0 if term == 0 else math.prod(term) for term in view.strides]
@@ -443,22 +452,44 @@ def _matmul(k: Matmul) -> str:
         rs, cs = k.extra_strides(i)
         at = " + ".join([*([f"row * {'N' if rs == 'n' else '1LL'}"] if rs else []), *(["col"] if cs else [])])
         extras.append(f"const {t} v{i} = x{i}[{at or '0'}];")
+    setup = [
+        "  const long long batches = MB > 0 ? M / MB : 1;",
+        "  const long long per_batch = MB > 0 ? MB : M;",
+    ]
+    tile_start = [
+        f"    const long long first_row = batch * per_batch + (tile / col_tiles % row_tiles) * {TILE};",
+        "    const long long last_row = (batch + 1) * per_batch;",
+    ]
+    store = [
+        f"        const {t} acc = sums[i][j];",
+        *(f"        {line}" for line in extras),
+        f"        out[row * N + col] = {epilogue(k.epilogue)};",
+    ]
+    return _tiled(k, params, setup, tile_start, a_value, f"value = {b_value};", store)
+
+
+def _tiled(k, params: str, setup: list, tile_start: list, a_value: str, b_value: str, store: list) -> str:
+    """The tiled product matmuls and convolutions both are: `setup` defines batches,
+    per_batch (rows of A a batch), N and K; each tile of C (TILE x TILE, within one batch)
+    starts with `tile_start` (first_row, last_row: global rows of A); `a_value` and `b_value`
+    set `value` to A's element (r, c) and to B's (batch, kk, n) where they are inside;
+    `store` writes C's element (row, col) from `sums[i][j]`."""
+    t = _TYPES[k.dtype]
+    zero = _Expr(k, ()).constant(0, k.dtype)
     lines = [
         PRELUDE.strip(),
         "",
         f'extern "C" __global__ void {k.name}({params}) {{',
         f"  __shared__ {t} As[{TILE_K}][{TILE}];",
         f"  __shared__ {t} Bs[{TILE_K}][{TILE}];",
-        "  const long long batches = MB > 0 ? M / MB : 1;",
-        "  const long long per_batch = MB > 0 ? MB : M;",
+        *setup,
         f"  const long long row_tiles = (per_batch + {TILE - 1}) / {TILE};",
         f"  const long long col_tiles = (N + {TILE - 1}) / {TILE};",
         "  const unsigned tx = threadIdx.x % 16, ty = threadIdx.x / 16;",
         "  for (long long tile = blockIdx.x; tile < batches * row_tiles * col_tiles; tile += gridDim.x) {",
         "    const long long batch = tile / (row_tiles * col_tiles);",
-        f"    const long long first_row = batch * per_batch + (tile / col_tiles % row_tiles) * {TILE};",
+        *tile_start,
         f"    const long long first_col = tile % col_tiles * {TILE};",
-        "    const long long last_row = (batch + 1) * per_batch;",
         f"    {t} sums[{MICRO}][{MICRO}];",
         f"    for (int i = 0; i < {MICRO}; i++) for (int j = 0; j < {MICRO}; j++) sums[i][j] = {zero};",
         f"    for (long long k0 = 0; k0 < K; k0 += {TILE_K}) {{",
@@ -470,7 +501,9 @@ def _matmul(k: Matmul) -> str:
         "        As[kk_a][m] = value;",
         f"        const unsigned nn = e % {TILE}, kk_b = e / {TILE};",
         "        const long long n = first_col + nn, kk = k0 + kk_b;",
-        f"        Bs[kk_b][nn] = (n < N && kk < K) ? {b_value} : {zero};",
+        f"        value = {zero};",
+        f"        if (n < N && kk < K) {{ {b_value} }}",
+        "        Bs[kk_b][nn] = value;",
         "      }",
         "      __syncthreads();",
         f"      for (int kk = 0; kk < {TILE_K}; kk++) {{",
@@ -488,15 +521,54 @@ def _matmul(k: Matmul) -> str:
         f"      for (int j = 0; j < {MICRO}; j++) {{",
         f"        const long long col = first_col + tx * {MICRO} + j;",
         "        if (col >= N) continue;",
-        f"        const {t} acc = sums[i][j];",
-        *(f"        {line}" for line in extras),
-        f"        out[row * N + col] = {epilogue(k.epilogue)};",
+        *store,
         "      }",
         "    }",
         "  }",
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _conv(k: Conv2d) -> str:
+    """conv2d as the tiled product, per image and group, of the weight (CO / groups rows of
+    C / groups * KH * KW values) with the image's columns, gathered from the input as B's
+    tiles are staged (implicit im2col: nothing is stored); the epilogue with its operands."""
+    t = _TYPES[k.dtype]
+    _, c, h, w = k.x.shape
+    co, cg, kh, kw = k.w.shape
+    oh, ow = k.out_shape[2:]
+    g = k.groups
+    sh, sw = k.stride
+    ph, pw = k.padding
+    dh, dw = k.dilation
+    params = ", ".join(f"{ct} {n}" for ct, n in parameters(k))
+    setup = [
+        f"  const long long batches = images * {g}, per_batch = {co // g};",
+        f"  const long long N = {oh * ow}, K = {cg * kh * kw};",
+    ]
+    tile_start = [
+        f"    const long long image = batch / {g}, group = batch % {g};",
+        f"    const long long first_row = group * {co // g} + (tile / col_tiles % row_tiles) * {TILE};",
+        f"    const long long last_row = (group + 1) * {co // g};",
+    ]
+    inside = f"y >= 0 && y < {h} && xx >= 0 && xx < {w}"
+    b_value = (
+        f"const long long ci = group * {cg} + kk / {kh * kw}, tap = kk % {kh * kw};"
+        f" const long long y = n / {ow} * {sh} - {ph} + tap / {kw} * {dh};"
+        f" const long long xx = n % {ow} * {sw} - {pw} + tap % {kw} * {dw};"
+        f" if ({inside}) value = x[((image * {c} + ci) * {h} + y) * {w} + xx];"
+    )
+    epilogue = _Expr(k, k.extras)
+    extras = []
+    for i, (si, sc, sp) in enumerate(k.extra_strides):
+        extras.append(f"const {t} v{i} = x{i}[image * {si}LL + row * {sc}LL + col * {sp}LL];")
+    store = [
+        f"        const {t} acc = sums[i][j];",
+        *(f"        {line}" for line in extras),
+        f"        out[(image * {co} + row) * N + col] = {epilogue(k.epilogue)};",
+    ]
+    return _tiled(k, params, setup, tile_start, "value = w[r * K + c];", b_value, store)
 
 
 def _identity(expr: _Expr, op: str, dtype: dtypes.DType) -> str:
@@ -527,6 +599,13 @@ def launch_config(kernel, bindings: dict, max_blocks: int = 65535) -> tuple[int,
     row's size."""
     from ir.types import concrete_shape
 
+    if isinstance(kernel, Conv2d):
+        from ir.types import concrete_shape
+
+        images, channels, oh, ow = concrete_shape(kernel.out_shape, bindings)
+        per_group = channels // kernel.groups
+        tiles = images * kernel.groups * -(-per_group // TILE) * -(-(oh * ow) // TILE)
+        return max(1, min(max_blocks, tiles)), 256
     if isinstance(kernel, Matmul):
         m, n, _, per_batch = matmul_sizes(kernel, bindings)
         batches = m // per_batch if per_batch else 1

@@ -1,5 +1,5 @@
 """CUDA code generation verified without a GPU: every kernel of these graphs (pointwise,
-reductions, row kernels, gathers, matmuls with their epilogues and prologues) renders to CUDA
+reductions, row kernels, gathers, matmuls and convolutions with their epilogues) renders to CUDA
 C that NVRTC compiles to PTX for sm_80 and sm_90 and assembles to an sm_90 cubin without
 register spills, and the same source, compiled as C++ and run by emulated CUDA threads
 (fibers; blocks in sequence, threads forward, reversed and shuffled, few enough that
@@ -12,7 +12,7 @@ import pytest
 
 from codegen.cuda import emulate, nvrtc
 from codegen.cuda.render import UnsupportedKernel, render_kernel, supported
-from codegen.kernel import Matmul
+from codegen.kernel import Conv2d, Matmul
 from codegen.schedule import KernelStep, NodeStep, schedule
 from ir.interpreter import bind_inputs, run, run_node
 from ir.parser import parse_graph
@@ -205,6 +205,13 @@ graph g(%q: f32[b,2,9,8], %k: f32[b,2,9,8], %x: f32[20,b], %y: f32[20,6], %s: f3
   %7: f32[7,b] = matmul(%6, %x)
   return %1, %5, %7
 }""",
+    "convolutions with bias and relu (padding, stride, dilation, groups)": """
+graph g(%x: f32[batch,6,13,11]) weights(%w: f32[8,6,3,3], %b: f32[8], %v: f32[6,2,2,3]) {
+  %0: f32[batch,8,13,11] = conv2d[stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1](%x, %w, %b)
+  %1: f32[batch,8,13,11] = relu(%0)
+  %2: f32[batch,6,6,6] = conv2d[stride=(2, 2), padding=(0, 1), dilation=(2, 1), groups=3](%x, %v)
+  return %1, %2
+}""",
     "views read in place": """
 graph g(%x: f32[batch,3,4], %y: f32[4,3]) {
   %0: f32[batch,4,3] = permute[dims=(0, 2, 1)](%x)
@@ -272,7 +279,7 @@ def test_emulated_kernels_match_the_interpreter(name, order):
     graph, optimized, steps, _ = _kernels(GRAPHS[name])
     for batch in (1, 3, 64):
         # (no inf or NaN into a matmul: BLAS, the reference's, does not always follow IEEE there)
-        inputs = _inputs(graph, batch, seed=batch, special="matmul" not in name)
+        inputs = _inputs(graph, batch, seed=batch, special="matmul" not in name and "conv" not in name)
         with np.errstate(all="ignore"):
             want = run(graph, inputs)
             env = {v.name: a for v, a in zip(optimized.inputs, inputs, strict=True)}
@@ -284,13 +291,13 @@ def test_emulated_kernels_match_the_interpreter(name, order):
                     continue
                 arrays = [env[n] for n in step.inputs]
                 # 2 blocks (of 32 threads; a matmul's are 256): the grid-stride loops go round
-                block = None if isinstance(step.kernel, Matmul) else 32
+                block = None if isinstance(step.kernel, (Matmul, Conv2d)) else 32
                 env[step.output] = emulate.run(step.kernel, arrays, bindings, order, block=block, grid=2)
         for v, expected in zip(optimized.outputs, want, strict=True):
             got = env[v.name]
             assert got.dtype == expected.dtype and got.shape == expected.shape
             if got.dtype.kind == "f":
-                tolerance = 2e-5 if "matmul" in name else 2e-6  # (sums in another order)
+                tolerance = 2e-5 if "matmul" in name or "conv" in name else 2e-6  # (sums in another order)
                 np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance, equal_nan=True)
             else:
                 np.testing.assert_array_equal(got, expected)
@@ -298,13 +305,13 @@ def test_emulated_kernels_match_the_interpreter(name, order):
 
 def test_kernels_it_cannot_render_say_what_is_missing():
     g = parse_graph("""
-graph g(%x: f32[batch,3,12,12]) weights(%w: f32[4,3,3,3]) {
-  %0: f32[batch,4,10,10] = conv2d[stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1](%x, %w)
+graph g(%x: f32[batch,3,12,12]) {
+  %0: f32[batch,3,6,6], %1: i64[batch,3,6,6] = max_pool2d[kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1), ceil_mode=False](%x)
   return %0
-}""")
+}""")  # noqa: E501
     (step,) = schedule(optimize(g))
     assert not supported(step.kernel)
-    with pytest.raises(UnsupportedKernel, match="no convolutions"):
+    with pytest.raises(UnsupportedKernel, match="no pooling"):
         render_kernel(step.kernel)
 
 
