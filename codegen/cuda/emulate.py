@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from codegen.cuda.render import launch_config, matmul_sizes, parameters, render_kernel
-from codegen.kernel import Conv2d, Matmul
+from codegen.kernel import Conv2d, Matmul, Pool2d
 from codegen.plan import out_of_range
 from ir.types import concrete_shape
 
@@ -182,16 +182,26 @@ def run(
     emulated CUDA threads; `block` and `grid` override the launch configuration, `source`
     the rendered source."""
     lib = build(kernel, source)
-    out = np.empty(concrete_shape(kernel.out_shape, bindings), dtype=kernel.dtype.np)
+    pool = isinstance(kernel, Pool2d)
+    dtype = np.int64 if pool and kernel.indices else kernel.dtype.np
+    out = np.empty(concrete_shape(kernel.out_shape, bindings), dtype=dtype)
     matmul, conv = isinstance(kernel, Matmul), isinstance(kernel, Conv2d)
-    operands = kernel.operands if matmul else (kernel.x, kernel.w, *kernel.extras) if conv else kernel.inputs
+    operands = (
+        kernel.operands
+        if matmul
+        else (kernel.x, kernel.w, *kernel.extras)
+        if conv
+        else (kernel.x,)
+        if pool
+        else kernel.inputs
+    )
     kinds = [(x.dtype or kernel.dtype).np for x in operands]
     arrays = [np.ascontiguousarray(a, dtype=kind) for a, kind in zip(inputs, kinds, strict=True)]
     status = np.zeros(1, np.int64)
     words = [out.ctypes.data, *(a.ctypes.data for a in arrays)]
     if matmul:
         words += matmul_sizes(kernel, bindings)
-    elif conv:
+    elif conv or pool:
         words.append(out.shape[0])
     else:
         words += [status.ctypes.data] if kernel.checked else []
@@ -204,6 +214,6 @@ def run(
     launch.restype = ctypes.c_int
     if launch(table.ctypes.data, blocks, threads, ORDERS[order]):
         raise RuntimeError(f"{kernel.name}: a barrier was reached by some threads of a block, not all")
-    if not (matmul or conv) and status[0]:
+    if not (matmul or conv or pool) and status[0]:
         raise IndexError(out_of_range(kernel.name))
     return out

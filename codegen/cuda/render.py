@@ -36,6 +36,7 @@ from codegen.kernel import (
     Kernel,
     Load,
     Matmul,
+    Pool2d,
     Row,
     Take,
     Unary,
@@ -235,9 +236,12 @@ def pointwise(kernel) -> bool:
 
 def supported(kernel) -> bool:
     """Whether `render_kernel` covers `kernel`: pointwise kernels, reductions and row kernels
-    (stages), gathers included, matmuls and convolutions (weights as given: not the CPU's
-    packed layout); not yet pooling or convolution weight gradients."""
-    return isinstance(kernel, (Kernel, Matmul)) or (isinstance(kernel, Conv2d) and not kernel.w_packed)
+    (stages), gathers included, matmuls, convolutions (weights as given: not the CPU's packed
+    layout) and max pooling (values or indices); not yet pooling's backward or convolution
+    weight gradients."""
+    return isinstance(kernel, (Kernel, Matmul, Pool2d)) or (
+        isinstance(kernel, Conv2d) and not kernel.w_packed
+    )
 
 
 def parameters(kernel: Kernel) -> list[tuple[str, str]]:
@@ -245,6 +249,10 @@ def parameters(kernel: Kernel) -> list[tuple[str, str]]:
     word of a kernel that gathers, the symbols (the LLVM kernels' order); a matmul's: the
     output, its operands (`Matmul.operands`), then M, N, K and MB."""
     params = [(f"{_TYPES[kernel.dtype]}* __restrict__", "out")]
+    if isinstance(kernel, Pool2d):
+        out = "long long" if kernel.indices else _TYPES[kernel.dtype]
+        params = [(f"{out}* __restrict__", "out"), (f"const {_TYPES[kernel.dtype]}* __restrict__", "x")]
+        return params + [("long long", "images")]
     if isinstance(kernel, Conv2d):
         t = _TYPES[kernel.dtype]
         names = ("x", "w", *(f"x{i}" for i in range(len(kernel.extras))))
@@ -301,9 +309,11 @@ def render_kernel(kernel) -> str:
     if not supported(kernel):
         raise UnsupportedKernel(
             f"kernel {getattr(kernel, 'name', kernel)}: the CUDA renderer has pointwise kernels, "
-            "reductions, row kernels, matmuls and convolutions only so far (no pooling or "
-            "convolution weight gradients yet)"
+            "reductions, row kernels, matmuls, convolutions and max pooling only so far (no "
+            "pooling backward or convolution weight gradients yet)"
         )
+    if isinstance(kernel, Pool2d):
+        return _pool(kernel)
     if isinstance(kernel, Matmul):
         return _matmul(kernel)
     if isinstance(kernel, Conv2d):
@@ -571,6 +581,49 @@ def _conv(k: Conv2d) -> str:
     return _tiled(k, params, setup, tile_start, "value = w[r * K + c];", b_value, store)
 
 
+def _pool(k: Pool2d) -> str:
+    """Max pooling, a thread per output pixel (grid-stride): the window's taps inside the
+    input in order, a tap taken when it is the first, larger than the best so far, or a NaN
+    where the best is not (PyTorch's: NaN wins, then the first maximum); the maximum, or with
+    `indices` where it sits in its input plane."""
+    t = _TYPES[k.dtype]
+    _, channels, height, width = k.x.shape
+    _, _, oh, ow = k.out_shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k.kernel_size, k.stride, k.padding, k.dilation
+    params = ", ".join(f"{ct} {n}" for ct, n in parameters(k))
+    result = "where" if k.indices else "best"
+    lines = [
+        PRELUDE.strip(),
+        "",
+        f'extern "C" __global__ void {k.name}({params}) {{',
+        f"  const long long total = images * {channels * oh * ow};",
+        "  const long long step = (long long)gridDim.x * blockDim.x;",
+        "  const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
+        "  for (long long i = first; i < total; i += step) {",
+        f"    const long long plane = i / {oh * ow}, r = i % {oh * ow} / {ow}, c = i % {ow};",
+        f"    const {t}* source = x + plane * {height * width};",
+        f"    {t} best = 0;",
+        "    long long where = 0;",
+        "    bool found = false;",
+        f"    for (int ky = 0; ky < {kh}; ky++) {{",
+        f"      const long long y = r * {sh} + ky * {dh} - {ph};",
+        f"      if (y < 0 || y >= {height}) continue;",
+        f"      for (int kx = 0; kx < {kw}; kx++) {{",
+        f"        const long long xx = c * {sw} + kx * {dw} - {pw};",
+        f"        if (xx < 0 || xx >= {width}) continue;",
+        f"        const {t} value = source[y * {width} + xx];",
+        "        if (!found || (!(value <= best) && best == best)) {",
+        f"          best = value; where = y * {width} + xx; found = true;",
+        "        }",
+        "      }",
+        "    }",
+        f"    out[i] = {result};",
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _identity(expr: _Expr, op: str, dtype: dtypes.DType) -> str:
     """Where a combination with `op` starts."""
     if op == "sum":
@@ -599,6 +652,13 @@ def launch_config(kernel, bindings: dict, max_blocks: int = 65535) -> tuple[int,
     row's size."""
     from ir.types import concrete_shape
 
+    if isinstance(kernel, Pool2d):
+        from ir.types import concrete_shape
+
+        total = 1
+        for d in concrete_shape(kernel.out_shape, bindings):
+            total *= d
+        return max(1, min(max_blocks, -(-total // BLOCK))), BLOCK
     if isinstance(kernel, Conv2d):
         from ir.types import concrete_shape
 

@@ -1,5 +1,6 @@
 """CUDA code generation verified without a GPU: every kernel of these graphs (pointwise,
-reductions, row kernels, gathers, matmuls and convolutions with their epilogues) renders to CUDA
+reductions, row kernels, gathers, matmuls and convolutions with their epilogues, max pooling)
+renders to CUDA
 C that NVRTC compiles to PTX for sm_80 and sm_90 and assembles to an sm_90 cubin without
 register spills, and the same source, compiled as C++ and run by emulated CUDA threads
 (fibers; blocks in sequence, threads forward, reversed and shuffled, few enough that
@@ -14,9 +15,12 @@ from codegen.cuda import emulate, nvrtc
 from codegen.cuda.render import UnsupportedKernel, render_kernel, supported
 from codegen.kernel import Conv2d, Matmul
 from codegen.schedule import KernelStep, NodeStep, schedule
+from ir import dtypes
+from ir.graph import Graph
 from ir.interpreter import bind_inputs, run, run_node
 from ir.parser import parse_graph
 from ir.passes import optimize
+from ir.types import TensorType
 
 needs_nvrtc = pytest.mark.skipif(
     not nvrtc.available(), reason="needs NVRTC (pip install nvidia-cuda-nvrtc-cu12)"
@@ -212,6 +216,12 @@ graph g(%x: f32[batch,6,13,11]) weights(%w: f32[8,6,3,3], %b: f32[8], %v: f32[6,
   %2: f32[batch,6,6,6] = conv2d[stride=(2, 2), padding=(0, 1), dilation=(2, 1), groups=3](%x, %v)
   return %1, %2
 }""",
+    "max pooling, values and indices (NaN wins, then the first maximum)": """
+graph g(%x: f32[batch,3,9,8]) {
+  %0: f32[batch,3,4,4], %1: i64[batch,3,4,4] = max_pool2d[kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1), ceil_mode=False](%x)
+  %2: f32[batch,3,4,4], %3: i64[batch,3,4,4] = max_pool2d[kernel_size=(3, 2), stride=(2, 2), padding=(1, 1), dilation=(2, 2), ceil_mode=False](%x)
+  return %0, %1, %2, %3
+}""",  # noqa: E501
     "views read in place": """
 graph g(%x: f32[batch,3,4], %y: f32[4,3]) {
   %0: f32[batch,4,3] = permute[dims=(0, 2, 1)](%x)
@@ -304,15 +314,41 @@ def test_emulated_kernels_match_the_interpreter(name, order):
 
 
 def test_kernels_it_cannot_render_say_what_is_missing():
-    g = parse_graph("""
-graph g(%x: f32[batch,3,12,12]) {
-  %0: f32[batch,3,6,6], %1: i64[batch,3,6,6] = max_pool2d[kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1), ceil_mode=False](%x)
-  return %0
-}""")  # noqa: E501
+    g = Graph("weight_grad")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 3, 8, 8)))
+    grad = g.add_input("g", TensorType(dtypes.float32, ("batch", 4, 6, 6)))
+    attrs = {
+        "weight_shape": (4, 3, 3, 3),
+        "stride": (1, 1),
+        "padding": (0, 0),
+        "dilation": (1, 1),
+        "groups": 1,
+    }
+    (dw,) = g.add_node("conv2d_weight_grad", [x, grad], attrs)
+    g.set_outputs([dw])
     (step,) = schedule(optimize(g))
     assert not supported(step.kernel)
-    with pytest.raises(UnsupportedKernel, match="no pooling"):
+    with pytest.raises(UnsupportedKernel, match="no pooling backward or convolution weight gradients"):
         render_kernel(step.kernel)
+
+
+@needs_cxx
+def test_max_pooling_takes_a_nan_anywhere_in_the_window():
+    graph, optimized, steps, _ = _kernels(
+        GRAPHS["max pooling, values and indices (NaN wins, then the first maximum)"]
+    )
+    values, indices = steps[0].kernel, steps[1].kernel
+    assert not values.indices and indices.indices
+    x = np.arange(2 * 3 * 9 * 8, dtype=np.float32).reshape(2, 3, 9, 8)
+    x[1, 2, 3, 3] = np.nan  # the last tap of its window (rows 2-3, columns 2-3)
+    x[0, 0, 0, 0] = 1000.0  # the first tap, and the largest
+    got_values = emulate.run(values, [x], {"batch": 2})
+    got_indices = emulate.run(indices, [x], {"batch": 2})
+    assert np.isnan(got_values[1, 2, 1, 1]) and got_indices[1, 2, 1, 1] == 3 * 8 + 3
+    assert got_values[0, 0, 0, 0] == 1000.0 and got_indices[0, 0, 0, 0] == 0
+    want = run(graph, [x])
+    np.testing.assert_array_equal(got_values, want[0])
+    np.testing.assert_array_equal(got_indices, want[1])
 
 
 @needs_cxx
