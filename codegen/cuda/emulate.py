@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from codegen.cuda.render import launch_config, matmul_sizes, parameters, render_kernel
-from codegen.kernel import Conv2d, Matmul, Pool2d
+from codegen.kernel import Conv2d, ConvWeightGrad, Kernel, KernelInput, Matmul, Pool2d, PoolBackward
 from codegen.plan import out_of_range
+from ir import dtypes
 from ir.types import concrete_shape
 
 ORDERS = {"forward": 0, "reverse": 1, "shuffled": 2}
@@ -52,6 +53,12 @@ struct gc_dim3 { unsigned x, y, z; };
 static thread_local gc_dim3 threadIdx, blockIdx, blockDim, gridDim;
 static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
 static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
+// fibers switch only at barriers: a read-modify-write is atomic here
+template <typename T> static inline T atomicAdd(T* at, T value) {
+  T old = *at;
+  *at = old + value;
+  return old;
+}
 
 // Each CUDA thread of a block is a fiber (ucontext) with a stack of its own; __syncthreads
 // switches back to the scheduler, which resumes every thread of the block once per phase (in
@@ -186,23 +193,29 @@ def run(
     dtype = np.int64 if pool and kernel.indices else kernel.dtype.np
     out = np.empty(concrete_shape(kernel.out_shape, bindings), dtype=dtype)
     matmul, conv = isinstance(kernel, Matmul), isinstance(kernel, Conv2d)
-    operands = (
-        kernel.operands
-        if matmul
-        else (kernel.x, kernel.w, *kernel.extras)
-        if conv
-        else (kernel.x,)
-        if pool
-        else kernel.inputs
-    )
+    grad, unpool = isinstance(kernel, ConvWeightGrad), isinstance(kernel, PoolBackward)
+    if matmul:
+        operands = kernel.operands
+    elif conv:
+        operands = (kernel.x, kernel.w, *kernel.extras)
+    elif pool:
+        operands = (kernel.x,)
+    elif grad:
+        operands = (kernel.x, kernel.g)
+    elif unpool:
+        operands = (kernel.g, KernelInput(kernel.g.shape, dtypes.int64))
+    else:
+        operands = kernel.inputs
     kinds = [(x.dtype or kernel.dtype).np for x in operands]
     arrays = [np.ascontiguousarray(a, dtype=kind) for a, kind in zip(inputs, kinds, strict=True)]
     status = np.zeros(1, np.int64)
     words = [out.ctypes.data, *(a.ctypes.data for a in arrays)]
     if matmul:
         words += matmul_sizes(kernel, bindings)
-    elif conv or pool:
+    elif conv or pool or unpool:
         words.append(out.shape[0])
+    elif grad:
+        words.append(arrays[0].shape[0])
     else:
         words += [status.ctypes.data] if kernel.checked else []
         words += [int(bindings[s]) for s in kernel.symbols]
@@ -214,6 +227,6 @@ def run(
     launch.restype = ctypes.c_int
     if launch(table.ctypes.data, blocks, threads, ORDERS[order]):
         raise RuntimeError(f"{kernel.name}: a barrier was reached by some threads of a block, not all")
-    if not (matmul or conv or pool) and status[0]:
+    if isinstance(kernel, Kernel) and status[0]:
         raise IndexError(out_of_range(kernel.name))
     return out

@@ -1,15 +1,17 @@
-"""CUDA C for kernels of the shared kernel IR (codegen.kernel).
+"""CUDA C for every kernel of the shared kernel IR (codegen.kernel).
 
-So far: pointwise kernels, where each CUDA thread walks a grid-stride loop over the flat
-points of the kernel's ranges, splits a point into its coordinates, reads every input through
-its strides (broadcasts and views are index arithmetic, as on the CPU) and writes the output
-contiguously; reductions (sum, mean, max, min over any axes) and row kernels (softmax, layer
-norm: stages combined over each row, then the body), a block per row combining in shared
-memory. Sizes that are symbols are kernel parameters, so one
-compiled kernel serves every batch size; the launch configuration is the host's
-(`launch_config`). Gathers (`Take`) read where their index says and set a status word for an
-index out of range. Other kernels raise `UnsupportedKernel`, naming what is missing: matmul,
-convolution and pooling come next.
+Pointwise kernels: each CUDA thread walks a grid-stride loop over the flat points of the
+kernel's ranges, splits a point into its coordinates, reads every input through its strides
+(broadcasts and views are index arithmetic, as on the CPU) and writes the output
+contiguously. Reductions (sum, mean, max, min over any axes) and row kernels (softmax, layer
+norm: stages combined over each row, then the body): a block per row combining in shared
+memory. Gathers (`Take`) read where their index says and set a status word for an index out
+of range. Matmuls, convolutions and convolution weight gradients are one tiled product
+(64 x 64 tiles of C, A and B staged in shared memory, the convolutions' columns gathered
+while staging); max pooling is a thread per output pixel, its backward a block per plane
+adding atomically. Sizes that are symbols are kernel parameters, so one compiled kernel serves
+every batch size; the launch configuration is the host's (`launch_config`). A convolution
+whose weight comes packed for the CPU raises `UnsupportedKernel`.
 
 The semantics follow numpy's as the LLVM renderer's do: maximum/minimum and relu propagate
 NaN, comparisons with NaN are false except `ne`, bools are one byte in memory. The source uses
@@ -32,11 +34,13 @@ from codegen.kernel import (
     Cast,
     Const,
     Conv2d,
+    ConvWeightGrad,
     Expr,
     Kernel,
     Load,
     Matmul,
     Pool2d,
+    PoolBackward,
     Row,
     Take,
     Unary,
@@ -235,13 +239,11 @@ def pointwise(kernel) -> bool:
 
 
 def supported(kernel) -> bool:
-    """Whether `render_kernel` covers `kernel`: pointwise kernels, reductions and row kernels
-    (stages), gathers included, matmuls, convolutions (weights as given: not the CPU's packed
-    layout) and max pooling (values or indices); not yet pooling's backward or convolution
-    weight gradients."""
-    return isinstance(kernel, (Kernel, Matmul, Pool2d)) or (
-        isinstance(kernel, Conv2d) and not kernel.w_packed
-    )
+    """Whether `render_kernel` covers `kernel`: every kernel of the kernel IR but a convolution
+    whose weight comes in the CPU's packed layout (the CUDA path passes weights as they are)."""
+    if isinstance(kernel, Conv2d):
+        return not kernel.w_packed
+    return isinstance(kernel, (Kernel, Matmul, Pool2d, PoolBackward, ConvWeightGrad))
 
 
 def parameters(kernel: Kernel) -> list[tuple[str, str]]:
@@ -249,6 +251,17 @@ def parameters(kernel: Kernel) -> list[tuple[str, str]]:
     word of a kernel that gathers, the symbols (the LLVM kernels' order); a matmul's: the
     output, its operands (`Matmul.operands`), then M, N, K and MB."""
     params = [(f"{_TYPES[kernel.dtype]}* __restrict__", "out")]
+    if isinstance(kernel, ConvWeightGrad):
+        t = _TYPES[kernel.dtype]
+        return params + [
+            (f"const {t}* __restrict__", "x"),
+            (f"const {t}* __restrict__", "g"),
+            ("long long", "images"),
+        ]
+    if isinstance(kernel, PoolBackward):
+        t = _TYPES[kernel.dtype]
+        params += [(f"const {t}* __restrict__", "g"), ("const long long* __restrict__", "indices")]
+        return params + [("long long", "images")]
     if isinstance(kernel, Pool2d):
         out = "long long" if kernel.indices else _TYPES[kernel.dtype]
         params = [(f"{out}* __restrict__", "out"), (f"const {_TYPES[kernel.dtype]}* __restrict__", "x")]
@@ -309,9 +322,13 @@ def render_kernel(kernel) -> str:
     if not supported(kernel):
         raise UnsupportedKernel(
             f"kernel {getattr(kernel, 'name', kernel)}: the CUDA renderer has pointwise kernels, "
-            "reductions, row kernels, matmuls, convolutions and max pooling only so far (no "
-            "pooling backward or convolution weight gradients yet)"
+            "reductions, row kernels, matmuls, convolutions (weights as given, not packed for the "
+            "CPU), max pooling and their gradients"
         )
+    if isinstance(kernel, ConvWeightGrad):
+        return _weight_grad(kernel)
+    if isinstance(kernel, PoolBackward):
+        return _pool_backward(kernel)
     if isinstance(kernel, Pool2d):
         return _pool(kernel)
     if isinstance(kernel, Matmul):
@@ -624,6 +641,66 @@ def _pool(k: Pool2d) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _weight_grad(k: ConvWeightGrad) -> str:
+    """The weight gradient of a stride-1 convolution as the tiled product, per group, of the
+    output gradient (CO / groups rows of images * OH * OW values) with the input's windows
+    (gathered while B's tiles are staged), the sum running over images and pixels alike."""
+    _, c, h, w = k.x.shape
+    _, co, oh, ow = k.g.shape
+    _, cg, kh, kw = k.out_shape
+    g = k.groups
+    ph, pw = k.padding
+    dh, dw = k.dilation
+    pixels = oh * ow
+    params = ", ".join(f"{ct} {n}" for ct, n in parameters(k))
+    setup = [
+        f"  const long long batches = {g}, per_batch = {co // g};",
+        f"  const long long N = {cg * kh * kw}, K = images * {pixels};",
+    ]
+    tile_start = [
+        "    const long long group = batch;",
+        f"    const long long first_row = group * {co // g} + (tile / col_tiles % row_tiles) * {TILE};",
+        f"    const long long last_row = (group + 1) * {co // g};",
+    ]
+    a_value = f"value = g[(c / {pixels} * {co} + r) * {pixels} + c % {pixels}];"
+    inside = f"y >= 0 && y < {h} && xx >= 0 && xx < {w}"
+    b_value = (
+        f"const long long image = kk / {pixels}, p = kk % {pixels};"
+        f" const long long ci = group * {cg} + n / {kh * kw}, tap = n % {kh * kw};"
+        f" const long long y = p / {ow} - {ph} + tap / {kw} * {dh};"
+        f" const long long xx = p % {ow} - {pw} + tap % {kw} * {dw};"
+        f" if ({inside}) value = x[((image * {c} + ci) * {h} + y) * {w} + xx];"
+    )
+    store = ["        out[row * N + col] = sums[i][j];"]
+    return _tiled(k, params, setup, tile_start, a_value, b_value, store)
+
+
+def _pool_backward(k: PoolBackward) -> str:
+    """max_pool2d's backward: a block per plane (grid-stride) zeroes the plane, then its threads
+    add each output gradient at its index (atomically: overlapping windows share inputs); an
+    index outside the plane is skipped, as on the CPU."""
+    t = _TYPES[k.dtype]
+    _, channels, height, width = k.out_shape
+    _, _, oh, ow = k.g.shape
+    params = ", ".join(f"{ct} {n}" for ct, n in parameters(k))
+    lines = [
+        PRELUDE.strip(),
+        "",
+        f'extern "C" __global__ void {k.name}({params}) {{',
+        f"  for (long long plane = blockIdx.x; plane < images * {channels}; plane += gridDim.x) {{",
+        f"    {t}* target = out + plane * {height * width};",
+        f"    for (long long i = threadIdx.x; i < {height * width}; i += blockDim.x) target[i] = 0;",
+        "    __syncthreads();",
+        f"    for (long long i = threadIdx.x; i < {oh * ow}; i += blockDim.x) {{",
+        f"      const long long at = indices[plane * {oh * ow} + i];",
+        f"      if (at >= 0 && at < {height * width}) atomicAdd(&target[at], g[plane * {oh * ow} + i]);",
+        "    }",
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _identity(expr: _Expr, op: str, dtype: dtypes.DType) -> str:
     """Where a combination with `op` starts."""
     if op == "sum":
@@ -652,6 +729,16 @@ def launch_config(kernel, bindings: dict, max_blocks: int = 65535) -> tuple[int,
     row's size."""
     from ir.types import concrete_shape
 
+    if isinstance(kernel, PoolBackward):
+        from ir.types import concrete_shape
+
+        images, channels = concrete_shape(kernel.out_shape, bindings)[:2]
+        return max(1, min(max_blocks, images * channels)), BLOCK
+    if isinstance(kernel, ConvWeightGrad):
+        co, cg, kh, kw = kernel.out_shape
+        groups = kernel.groups
+        tiles = groups * -(-(co // groups) // TILE) * -(-(cg * kh * kw) // TILE)
+        return max(1, min(max_blocks, tiles)), 256
     if isinstance(kernel, Pool2d):
         from ir.types import concrete_shape
 

@@ -1,6 +1,6 @@
 """CUDA code generation verified without a GPU: every kernel of these graphs (pointwise,
-reductions, row kernels, gathers, matmuls and convolutions with their epilogues, max pooling)
-renders to CUDA
+reductions, row kernels, gathers, matmuls and convolutions with their epilogues, max pooling,
+the convolution weight and pooling gradients) renders to CUDA
 C that NVRTC compiles to PTX for sm_80 and sm_90 and assembles to an sm_90 cubin without
 register spills, and the same source, compiled as C++ and run by emulated CUDA threads
 (fibers; blocks in sequence, threads forward, reversed and shuffled, few enough that
@@ -8,19 +8,18 @@ grid-stride loops go round), matches the reference interpreter. A missing barrie
 some order, a barrier some threads skip is reported, an index out of range raises, and
 kernels the renderer cannot do yet say so."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from codegen.cuda import emulate, nvrtc
 from codegen.cuda.render import UnsupportedKernel, render_kernel, supported
-from codegen.kernel import Conv2d, Matmul
+from codegen.kernel import Conv2d, ConvWeightGrad, Matmul
 from codegen.schedule import KernelStep, NodeStep, schedule
-from ir import dtypes
-from ir.graph import Graph
 from ir.interpreter import bind_inputs, run, run_node
 from ir.parser import parse_graph
 from ir.passes import optimize
-from ir.types import TensorType
 
 needs_nvrtc = pytest.mark.skipif(
     not nvrtc.available(), reason="needs NVRTC (pip install nvidia-cuda-nvrtc-cu12)"
@@ -222,6 +221,12 @@ graph g(%x: f32[batch,3,9,8]) {
   %2: f32[batch,3,4,4], %3: i64[batch,3,4,4] = max_pool2d[kernel_size=(3, 2), stride=(2, 2), padding=(1, 1), dilation=(2, 2), ceil_mode=False](%x)
   return %0, %1, %2, %3
 }""",  # noqa: E501
+    "gradients: a convolution's weight, max pooling's input": """
+graph g(%x: f32[batch,4,9,8], %dy: f32[batch,6,9,6], %p: f32[batch,4,3,3], %idx72: i64[batch,4,3,3]) {
+  %0: f32[6,2,3,3] = conv2d_weight_grad[weight_shape=(6, 2, 3, 3), stride=(1, 1), padding=(1, 0), dilation=(1, 1), groups=2](%x, %dy)
+  %1: f32[batch,4,9,8] = max_pool2d_backward[height=9, width=8, overlapping=True](%p, %idx72)
+  return %0, %1
+}""",  # noqa: E501
     "views read in place": """
 graph g(%x: f32[batch,3,4], %y: f32[4,3]) {
   %0: f32[batch,4,3] = permute[dims=(0, 2, 1)](%x)
@@ -289,7 +294,8 @@ def test_emulated_kernels_match_the_interpreter(name, order):
     graph, optimized, steps, _ = _kernels(GRAPHS[name])
     for batch in (1, 3, 64):
         # (no inf or NaN into a matmul: BLAS, the reference's, does not always follow IEEE there)
-        inputs = _inputs(graph, batch, seed=batch, special="matmul" not in name and "conv" not in name)
+        products = "matmul" in name or "conv" in name or "gradients" in name
+        inputs = _inputs(graph, batch, seed=batch, special=not products)
         with np.errstate(all="ignore"):
             want = run(graph, inputs)
             env = {v.name: a for v, a in zip(optimized.inputs, inputs, strict=True)}
@@ -301,35 +307,29 @@ def test_emulated_kernels_match_the_interpreter(name, order):
                     continue
                 arrays = [env[n] for n in step.inputs]
                 # 2 blocks (of 32 threads; a matmul's are 256): the grid-stride loops go round
-                block = None if isinstance(step.kernel, (Matmul, Conv2d)) else 32
+                block = None if isinstance(step.kernel, (Matmul, Conv2d, ConvWeightGrad)) else 32
                 env[step.output] = emulate.run(step.kernel, arrays, bindings, order, block=block, grid=2)
         for v, expected in zip(optimized.outputs, want, strict=True):
             got = env[v.name]
             assert got.dtype == expected.dtype and got.shape == expected.shape
             if got.dtype.kind == "f":
-                tolerance = 2e-5 if "matmul" in name or "conv" in name else 2e-6  # (sums in another order)
+                tolerance = 2e-5 if products else 2e-6  # (sums in another order)
                 np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance, equal_nan=True)
             else:
                 np.testing.assert_array_equal(got, expected)
 
 
 def test_kernels_it_cannot_render_say_what_is_missing():
-    g = Graph("weight_grad")
-    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 3, 8, 8)))
-    grad = g.add_input("g", TensorType(dtypes.float32, ("batch", 4, 6, 6)))
-    attrs = {
-        "weight_shape": (4, 3, 3, 3),
-        "stride": (1, 1),
-        "padding": (0, 0),
-        "dilation": (1, 1),
-        "groups": 1,
-    }
-    (dw,) = g.add_node("conv2d_weight_grad", [x, grad], attrs)
-    g.set_outputs([dw])
+    g = parse_graph("""
+graph g(%x: f32[batch,3,12,12]) weights(%w: f32[4,3,3,3]) {
+  %0: f32[batch,4,10,10] = conv2d[stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1](%x, %w)
+  return %0
+}""")
     (step,) = schedule(optimize(g))
-    assert not supported(step.kernel)
-    with pytest.raises(UnsupportedKernel, match="no pooling backward or convolution weight gradients"):
-        render_kernel(step.kernel)
+    packed = dataclasses.replace(step.kernel, w_packed=True)  # (the CPU executable's layout)
+    assert supported(step.kernel) and not supported(packed)
+    with pytest.raises(UnsupportedKernel, match="not packed for the CPU"):
+        render_kernel(packed)
 
 
 @needs_cxx
