@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen.cuda.render import launch_config, matmul_sizes, parameters, render_kernel
-from codegen.kernel import Conv2d, ConvWeightGrad, Kernel, KernelInput, Matmul, Pool2d, PoolBackward
+from codegen.cuda.render import launch_config, operands, parameters, render_kernel, size_values
+from codegen.kernel import Kernel, Pool2d
 from codegen.plan import out_of_range
-from ir import dtypes
 from ir.types import concrete_shape
 
 ORDERS = {"forward": 0, "reverse": 1, "shuffled": 2}
@@ -189,36 +188,15 @@ def run(
     emulated CUDA threads; `block` and `grid` override the launch configuration, `source`
     the rendered source."""
     lib = build(kernel, source)
-    pool = isinstance(kernel, Pool2d)
-    dtype = np.int64 if pool and kernel.indices else kernel.dtype.np
-    out = np.empty(concrete_shape(kernel.out_shape, bindings), dtype=dtype)
-    matmul, conv = isinstance(kernel, Matmul), isinstance(kernel, Conv2d)
-    grad, unpool = isinstance(kernel, ConvWeightGrad), isinstance(kernel, PoolBackward)
-    if matmul:
-        operands = kernel.operands
-    elif conv:
-        operands = (kernel.x, kernel.w, *kernel.extras)
-    elif pool:
-        operands = (kernel.x,)
-    elif grad:
-        operands = (kernel.x, kernel.g)
-    elif unpool:
-        operands = (kernel.g, KernelInput(kernel.g.shape, dtypes.int64))
-    else:
-        operands = kernel.inputs
-    kinds = [(x.dtype or kernel.dtype).np for x in operands]
+    indices = isinstance(kernel, Pool2d) and kernel.indices
+    out = np.empty(concrete_shape(kernel.out_shape, bindings), dtype=np.int64 if indices else kernel.dtype.np)
+    kinds = [(x.dtype or kernel.dtype).np for _, x in operands(kernel)]
     arrays = [np.ascontiguousarray(a, dtype=kind) for a, kind in zip(inputs, kinds, strict=True)]
+    checked = isinstance(kernel, Kernel) and kernel.checked
     status = np.zeros(1, np.int64)
     words = [out.ctypes.data, *(a.ctypes.data for a in arrays)]
-    if matmul:
-        words += matmul_sizes(kernel, bindings)
-    elif conv or pool or unpool:
-        words.append(out.shape[0])
-    elif grad:
-        words.append(arrays[0].shape[0])
-    else:
-        words += [status.ctypes.data] if kernel.checked else []
-        words += [int(bindings[s]) for s in kernel.symbols]
+    words += [status.ctypes.data] if checked else []
+    words += size_values(kernel, bindings)
     table = np.array(words, dtype=np.int64)
     blocks, threads = launch_config(kernel, bindings)
     blocks, threads = grid or blocks, block or threads
@@ -227,6 +205,6 @@ def run(
     launch.restype = ctypes.c_int
     if launch(table.ctypes.data, blocks, threads, ORDERS[order]):
         raise RuntimeError(f"{kernel.name}: a barrier was reached by some threads of a block, not all")
-    if isinstance(kernel, Kernel) and status[0]:
+    if checked and status[0]:
         raise IndexError(out_of_range(kernel.name))
     return out

@@ -37,6 +37,7 @@ from codegen.kernel import (
     ConvWeightGrad,
     Expr,
     Kernel,
+    KernelInput,
     Load,
     Matmul,
     Pool2d,
@@ -246,45 +247,57 @@ def supported(kernel) -> bool:
     return isinstance(kernel, (Kernel, Matmul, Pool2d, PoolBackward, ConvWeightGrad))
 
 
-def parameters(kernel: Kernel) -> list[tuple[str, str]]:
-    """The kernel's parameters in order: (C type, name): the output, the inputs, the status
-    word of a kernel that gathers, the symbols (the LLVM kernels' order); a matmul's: the
-    output, its operands (`Matmul.operands`), then M, N, K and MB."""
-    params = [(f"{_TYPES[kernel.dtype]}* __restrict__", "out")]
-    if isinstance(kernel, ConvWeightGrad):
-        t = _TYPES[kernel.dtype]
-        return params + [
-            (f"const {t}* __restrict__", "x"),
-            (f"const {t}* __restrict__", "g"),
-            ("long long", "images"),
-        ]
-    if isinstance(kernel, PoolBackward):
-        t = _TYPES[kernel.dtype]
-        params += [(f"const {t}* __restrict__", "g"), ("const long long* __restrict__", "indices")]
-        return params + [("long long", "images")]
-    if isinstance(kernel, Pool2d):
-        out = "long long" if kernel.indices else _TYPES[kernel.dtype]
-        params = [(f"{out}* __restrict__", "out"), (f"const {_TYPES[kernel.dtype]}* __restrict__", "x")]
-        return params + [("long long", "images")]
-    if isinstance(kernel, Conv2d):
-        t = _TYPES[kernel.dtype]
-        names = ("x", "w", *(f"x{i}" for i in range(len(kernel.extras))))
-        params += [(f"const {t}* __restrict__", n) for n in names]
-        return params + [("long long", "images")]
-    if isinstance(kernel, Matmul):
-        names = ["a", "b", *(f"x{i}" for i in range(len(kernel.extras)))]
-        names += [f"p{i}" for i in range(1, len(kernel.prologue_inputs))]
-        if kernel.prologue is not None:
+def operands(kernel) -> list[tuple[str, KernelInput]]:
+    """(parameter name, input) of every array `kernel` reads, in argument order (the LLVM
+    kernels' order: a matmul's in `Matmul.operands` order)."""
+    k = kernel
+    if isinstance(k, Matmul):
+        names = ["a", "b", *(f"x{i}" for i in range(len(k.extras)))]
+        names += [f"p{i}" for i in range(1, len(k.prologue_inputs))]
+        if k.prologue is not None:
             names[0] = "p0"
-        for name, x in zip(names, kernel.operands, strict=True):
-            params.append((f"const {_TYPES[x.dtype or kernel.dtype]}* __restrict__", name))
-        return params + [("long long", n) for n in ("M", "N", "K", "MB")]
-    for i, x in enumerate(kernel.inputs):
-        params.append((f"const {_TYPES[x.dtype or kernel.dtype]}* __restrict__", f"in{i}"))
-    if kernel.checked:
+        return list(zip(names, k.operands, strict=True))
+    if isinstance(k, Conv2d):
+        return [("x", k.x), ("w", k.w), *((f"x{i}", x) for i, x in enumerate(k.extras))]
+    if isinstance(k, Pool2d):
+        return [("x", k.x)]
+    if isinstance(k, ConvWeightGrad):
+        return [("x", k.x), ("g", k.g)]
+    if isinstance(k, PoolBackward):
+        return [("g", k.g), ("indices", KernelInput(k.g.shape, dtypes.int64))]
+    return [(f"in{i}", x) for i, x in enumerate(k.inputs)]
+
+
+def size_names(kernel) -> list[str]:
+    """The names of `kernel`'s integer parameters, after its arrays (and a gather's status)."""
+    if isinstance(kernel, Matmul):
+        return ["M", "N", "K", "MB"]
+    if isinstance(kernel, Kernel):
+        return [c_name(s) for s in kernel.symbols]
+    return ["images"]
+
+
+def size_values(kernel, bindings: dict) -> list[int]:
+    """The values of `size_names(kernel)` at these symbol sizes."""
+    from ir.types import concrete_shape
+
+    if isinstance(kernel, Matmul):
+        return matmul_sizes(kernel, bindings)
+    if isinstance(kernel, Kernel):
+        return [int(bindings[s]) for s in kernel.symbols]
+    shape = kernel.x.shape if isinstance(kernel, ConvWeightGrad) else kernel.out_shape  # (images first)
+    return [int(concrete_shape(shape, bindings)[0])]
+
+
+def parameters(kernel) -> list[tuple[str, str]]:
+    """The kernel's parameters in order, (C type, name): the output, the arrays it reads
+    (`operands`), the status word of a kernel that gathers, the sizes (`size_names`)."""
+    out = "long long" if isinstance(kernel, Pool2d) and kernel.indices else _TYPES[kernel.dtype]
+    params = [(f"{out}* __restrict__", "out")]
+    params += [(f"const {_TYPES[x.dtype or kernel.dtype]}* __restrict__", n) for n, x in operands(kernel)]
+    if isinstance(kernel, Kernel) and kernel.checked:
         params.append(("long long*", "status"))
-    params += [("long long", c_name(s)) for s in kernel.symbols]
-    return params
+    return params + [("long long", n) for n in size_names(kernel)]
 
 
 def _coordinates(flat: str, dims: list[int], ranges: list[str], indent: str) -> list[str]:
