@@ -599,18 +599,25 @@ class InterpretedGraph:
         return run(self.graph, arrays, xp=xp, weights=weights)
 
 
-BACKENDS = ("interpreter", "llvm")
+BACKENDS = ("interpreter", "llvm", "cuda")
 
 
 def executable(
-    graph: Graph, backend: str = "interpreter", embedded: dict[str, bytes] | None = None
-) -> CompiledGraph | InterpretedGraph:
-    """`graph` made ready to run on `backend` (one of BACKENDS); `embedded`: compiled code by
-    cache key from a module file the user trusts (see CompiledGraph)."""
+    graph: Graph, backend: str = "interpreter", embedded: dict[str, bytes] | None = None, device=None
+):
+    """`graph` made ready to run on `backend` (one of BACKENDS): a CompiledGraph ('llvm'), a
+    CudaGraph ('cuda', on `device`: a codegen.cuda.device.Device, default the first GPU) or an
+    InterpretedGraph; `embedded`: compiled code by cache key from a module file the user
+    trusts (shared libraries for 'llvm', PTX and cubins for 'cuda')."""
     if backend == "interpreter":
         return InterpretedGraph(graph)
     if backend == "llvm":
         return CompiledGraph(graph, embedded)
+    if backend == "cuda":
+        from codegen.cuda.device import gpu
+        from codegen.cuda.executable import CudaGraph
+
+        return CudaGraph(graph, device if device is not None else gpu(), embedded)
     raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
 
 

@@ -72,14 +72,15 @@ def load(key: str, names: list[str]) -> dict[str, int] | None:
         return None
 
 
-def store(key: str, data: bytes) -> bool:
-    """Put library bytes in the cache (atomically); False when there is no usable cache."""
+def store(key: str, data: bytes, suffix: str = "so") -> bool:
+    """Put library bytes (or other compiled code: `suffix` 'ptx', 'cubin') in the cache
+    (atomically); False when there is no usable cache."""
     directory = cache_dir()
     if directory is None:
         return False
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(directory / f"{key}.so", (data,), prefix=".lib-")
+        atomic_write(directory / f"{key}.{suffix}", (data,), prefix=".lib-")
         atomic_write(
             directory / f"{key}.sha256", (hashlib.sha256(data).hexdigest().encode(),), prefix=".lib-"
         )
@@ -88,13 +89,14 @@ def store(key: str, data: bytes) -> bool:
     return True
 
 
-def read(key: str) -> bytes | None:
-    """The cached library's bytes (to embed in a module file), if cached and intact."""
+def read(key: str, suffix: str = "so") -> bytes | None:
+    """The cached library's bytes (to embed in a module file; or other code, by `suffix`), if
+    cached and intact."""
     directory = cache_dir()
     if directory is None:
         return None
     try:
-        data = (directory / f"{key}.so").read_bytes()
+        data = (directory / f"{key}.{suffix}").read_bytes()
         digest = (directory / f"{key}.sha256").read_text().strip()
     except OSError:
         return None

@@ -127,13 +127,17 @@ def bench(model: LoadedModule, args, out) -> None:
             arrays[sig.name] = rng.standard_normal(shape).astype(dtype)
         else:
             arrays[sig.name] = rng.integers(0, 2, size=shape).astype(dtype)
+    host = arrays
+    arrays = {k: model.to_device(v) for k, v in arrays.items()}  # (on a GPU: no copies in the timing)
     for _ in range(args.warmup):
         model.run(arrays, method=args.method)
+    model.synchronize()
     times = []
     deadline = time.perf_counter() + args.max_seconds
     for _ in range(args.iters):
         start = time.perf_counter()
         model.run(arrays, method=args.method)
+        model.synchronize()
         times.append(time.perf_counter() - start)
         if time.perf_counter() > deadline:
             break
@@ -143,7 +147,7 @@ def bench(model: LoadedModule, args, out) -> None:
     print(f"{args.model} {args.method}({shapes}) on {model.device}, {len(times)} runs", file=out)
     print(f"latency ms: p50 {p50:.3f}  p90 {p90:.3f}  p99 {p99:.3f}  min {ms.min():.3f}", file=out)
     print(f"throughput: {args.batch * 1e3 / p50:.1f} samples/s at batch {args.batch}", file=out)
-    memory = model.memory(arrays, method=args.method)
+    memory = model.memory(host, method=args.method)
     if memory is not None:
         arena, total = memory
         print(
@@ -164,7 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE.npy|FILE.npz")
     p.add_argument("--method", default="forward")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", choices=["llvm", "interpreter"], help="default: llvm on the CPU")
+    p.add_argument(
+        "--backend", choices=["llvm", "cuda", "interpreter"], help="default: llvm on the CPU, cuda on a GPU"
+    )
     p.add_argument("--trust-embedded-code", action="store_true", help="use the file's compiled code")
     p = sub.add_parser("bench", help="latency percentiles and throughput on random inputs")
     p.add_argument("model")
@@ -175,7 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=10.0)
     p.add_argument("--method", default="forward")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", choices=["llvm", "interpreter"], help="default: llvm on the CPU")
+    p.add_argument(
+        "--backend", choices=["llvm", "cuda", "interpreter"], help="default: llvm on the CPU, cuda on a GPU"
+    )
     p.add_argument("--trust-embedded-code", action="store_true", help="use the file's compiled code")
     return parser
 

@@ -6,13 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from codegen.cuda.device import Device, DeviceError, cupy_for, gpu
 from codegen.executable import BACKENDS, executable
-from ir.errors import IRError
 from ir.module_file import ModuleFile, read_module
-
-
-class DeviceError(IRError, RuntimeError):
-    """A device that cannot be used here (no cupy, driver or GPU for 'cuda')."""
 
 
 @dataclass(frozen=True)
@@ -24,53 +20,69 @@ class Signature:
     shape: tuple
 
 
-def _array_module(device: str):
-    if device == "cpu":
-        return np
-    if device.split(":")[0] != "cuda":
-        raise DeviceError(f"unknown device {device!r}; expected 'cpu' or 'cuda[:index]'")
-    try:
-        import cupy
-    except ImportError:
-        raise DeviceError("device 'cuda' needs cupy (pip install cupy-cuda12x) and an NVIDIA GPU") from None
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as e:  # no driver, or a broken one
-        raise DeviceError(f"device 'cuda' is not usable here: {e}") from None
-    if count < 1:
-        raise DeviceError("device 'cuda' was requested but no GPU is present")
-    return cupy
-
-
 class LoadedModule:
     """A module file bound to a device. Calling it runs the 'forward' method; `run` takes a
-    dict of named inputs. Stateless per call, so several threads may call it at once."""
+    dict of named inputs. Stateless per call, so several threads may call it at once.
+
+    On a CUDA device, numpy inputs give numpy outputs and the device's (cupy) arrays give the
+    device's arrays; the weights are copied to the device once, here."""
 
     def __init__(
-        self, module: ModuleFile, device: str, backend: str = "interpreter", trust_embedded_code: bool = False
+        self,
+        module: ModuleFile,
+        device: str | Device,
+        backend: str = "interpreter",
+        trust_embedded_code: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self._module = module
-        self.device = device
         self.backend = backend
-        self._xp = _array_module(device)
-        if self._xp is np:
-            self._weights = module.weights
+        target = None  # the device the 'cuda' backend compiles for
+        if isinstance(device, Device):
+            target, self.device, self._xp = device, device.name, device.xp
+        elif device == "cpu":
+            self.device, self._xp = device, np
+        elif backend == "cuda":
+            target = gpu(device)
+            self.device, self._xp = device, target.xp
+        else:  # the interpreter on cupy
+            self.device, self._xp = device, cupy_for(device)
+        if backend == "cuda" and target is None:
+            raise DeviceError(
+                "backend 'cuda' runs on device 'cuda'; device 'cpu' takes 'llvm' or 'interpreter'"
+            )
+        if backend == "llvm" and (target is not None or self._xp is not np):
+            raise DeviceError(f"backend 'llvm' compiles for the CPU; device {self.device!r} takes 'cuda'")
+        if self._xp is np or backend == "cuda":
+            self._weights = module.weights  # (a CUDA executable holds its own copy on the device)
         else:
-            if backend != "interpreter":
-                raise DeviceError(
-                    f"backend {backend!r} compiles for the CPU; device {device!r} needs 'interpreter'"
-                )
             self._weights = {k: self._xp.asarray(v) for k, v in module.weights.items()}
         embedded = {}
         if trust_embedded_code and backend == "llvm":
             from codegen.executable import embedded_libraries
 
             embedded = embedded_libraries(module)
+        elif trust_embedded_code and backend == "cuda":
+            from codegen.cuda.executable import embedded_code
+
+            embedded = embedded_code(module)
+        self._target = target
         self._executables = {
-            name: executable(graph, backend, embedded) for name, graph in module.methods.items()
+            name: executable(graph, backend, embedded, target) for name, graph in module.methods.items()
         }
+
+    def to_device(self, array):
+        """`array` as an array of the module's device (numpy on the CPU)."""
+        return self._xp.asarray(array)
+
+    def synchronize(self) -> None:
+        """Wait until the work this module launched on its device has finished (for timing;
+        outputs are safe to use without it)."""
+        if self._target is not None:
+            self._target.synchronize()
+        elif self._xp is not np:
+            self._xp.cuda.Device().synchronize()
 
     @property
     def methods(self) -> list[str]:
@@ -120,13 +132,16 @@ class LoadedModule:
     def run_method(self, method: str, inputs) -> list:
         self._graph(method)  # a KeyError naming the methods there are
         xp = self._xp
-        if isinstance(inputs, dict):
-            inputs = {k: xp.asarray(v) for k, v in inputs.items()}
-        else:
-            inputs = [xp.asarray(v) for v in inputs]
         if xp is np:
-            return self._executables[method].run(inputs, weights=self._weights)
-        return self._executables[method].run(inputs, weights=self._weights, xp=xp)
+            return self._executables[method].run(_arrays(inputs, xp), weights=self._weights)
+        given = inputs.values() if isinstance(inputs, dict) else inputs
+        host = all(type(v) is np.ndarray for v in given)  # numpy in, numpy out
+        exe = self._executables[method]
+        if self.backend == "cuda":
+            outs = exe.run(_arrays(inputs, xp), weights=self._weights)
+        else:
+            outs = exe.run(_arrays(inputs, xp), weights=self._weights, xp=xp)
+        return [_to_host(o) for o in outs] if host else outs
 
     def memory(self, inputs, method: str = "forward") -> tuple[int, int] | None:
         """(arena bytes, bytes of all intermediates) of `method` for inputs of these shapes
@@ -144,6 +159,17 @@ class LoadedModule:
         return f"LoadedModule(methods={self.methods}, device={self.device!r})"
 
 
+def _arrays(inputs, xp):
+    """`inputs` (a list or a dict by name) as arrays of `xp`."""
+    if isinstance(inputs, dict):
+        return {k: xp.asarray(v) for k, v in inputs.items()}
+    return [xp.asarray(v) for v in inputs]
+
+
+def _to_host(array) -> np.ndarray:
+    return array.get() if hasattr(array, "get") else np.asarray(array)
+
+
 def _llvmlite_available() -> bool:
     try:
         import llvmlite  # noqa: F401  (the package only: cheap)
@@ -153,13 +179,21 @@ def _llvmlite_available() -> bool:
 
 
 def load(
-    path, device: str = "cpu", backend: str | None = None, trust_embedded_code: bool = False
+    path, device: str | Device = "cpu", backend: str | None = None, trust_embedded_code: bool = False
 ) -> LoadedModule:
-    """Read, validate and bind a .gcm module file. `backend` 'llvm' (the default on the CPU)
-    runs its graphs as native code for this CPU: from the local cache, else from the file's
-    embedded code for this CPU if `trust_embedded_code=True` (it is native code: only for
-    files you trust), else compiled here. 'interpreter' (the default on CUDA, and where
-    llvmlite is not installed) runs the reference interpreter on numpy or cupy."""
+    """Read, validate and bind a .gcm module file.
+
+    On the CPU, `backend` 'llvm' (the default) runs its graphs as native code for this CPU:
+    from the local cache, else from the file's embedded code for this CPU if
+    `trust_embedded_code=True` (it is native code: only for files you trust), else compiled
+    here. On 'cuda' or 'cuda:N', 'cuda' (the default) runs CUDA kernels: from the cache, else
+    the file's PTX or cubin for this GPU if trusted, else compiled here by NVRTC; weights go
+    to the GPU once. 'interpreter' (the default where llvmlite is not installed) runs the
+    reference interpreter on numpy or cupy. `device` may also be a codegen.cuda.device.Device
+    (the CPU emulation of CUDA in codegen.cuda.emulate, for tests)."""
     if backend is None:
-        backend = "llvm" if device == "cpu" and _llvmlite_available() else "interpreter"
+        if isinstance(device, Device) or device != "cpu":
+            backend = "cuda"
+        else:
+            backend = "llvm" if _llvmlite_available() else "interpreter"
     return LoadedModule(read_module(path), device, backend, trust_embedded_code)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen.cuda.render import launch_config, operands, parameters, render_kernel, size_values
+from codegen.cuda.device import Device
+from codegen.cuda.render import BLOCK, launch_config, operands, parameters, render_kernel, size_values
 from codegen.kernel import Kernel, Pool2d
 from codegen.plan import out_of_range
 from ir.types import concrete_shape
@@ -152,7 +153,13 @@ def build(kernel, source: str | None = None) -> ctypes.CDLL:
     """The kernel's source (render_kernel, or `source` in its place: a test's edit of it) with
     the header and a launcher, compiled as a shared library (cached by its text for this
     process's life)."""
-    source = HEADER + (source or render_kernel(kernel)) + _launcher(kernel)
+    return build_module([kernel], source or render_kernel(kernel))
+
+
+def build_module(kernels, source: str) -> ctypes.CDLL:
+    """`source` (holding every kernel of `kernels`) with the header and a launcher per kernel,
+    compiled as a shared library (cached by its text for this process's life)."""
+    source = HEADER + source + "".join(_launcher(k) for k in kernels)
     key = hashlib.sha256(source.encode()).hexdigest()[:24]
     lib = _libraries.get(key)
     if lib is not None:
@@ -161,7 +168,7 @@ def build(kernel, source: str | None = None) -> ctypes.CDLL:
     if cxx is None:
         raise EmulationUnavailable("emulating CUDA kernels needs a C++ compiler (g++ or $CXX)")
     with tempfile.TemporaryDirectory(prefix="graphc-cuda-emulation-") as directory:
-        path, so = Path(directory) / f"{kernel.name}.cpp", Path(directory) / f"{kernel.name}.so"
+        path, so = Path(directory) / "module.cpp", Path(directory) / "module.so"
         path.write_text(source)
         done = subprocess.run(
             [cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-w", str(path), "-o", str(so)],
@@ -169,9 +176,64 @@ def build(kernel, source: str | None = None) -> ctypes.CDLL:
             text=True,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"the emulation of {kernel.name} did not compile:\n{done.stderr}\n{source}")
+            names = ", ".join(k.name for k in kernels)
+            raise RuntimeError(f"the emulation of {names} did not compile:\n{done.stderr}\n{source}")
         lib = _libraries[key] = ctypes.CDLL(str(so))  # (mapped: the file may go)
     return lib
+
+
+def _launch(lib, kernel, words: list[int], grid: int, block: int, order: str) -> None:
+    """Run `kernel` of `lib` on the argument words (addresses and sizes) with emulated threads."""
+    table = np.array(words, dtype=np.int64)
+    launch = getattr(lib, f"gc_launch_{kernel.name}")
+    launch.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_int]
+    launch.restype = ctypes.c_int
+    if launch(table.ctypes.data, grid, block, ORDERS[order]):
+        raise RuntimeError(f"{kernel.name}: a barrier was reached by some threads of a block, not all")
+
+
+class EmulatedDevice(Device):
+    """A CUDA device emulated on the CPU: a compiled graph's module of kernels built as C++ and
+    launched on numpy arrays, threads in `order`, grids capped at `max_blocks` blocks and
+    blocks other than a tiled product's at `threads` (small, so grid-stride loops go round).
+    With `needs_code`, it asks for PTX or a cubin for
+    `capability` as a GPU does (and records what it got in `loaded`), so the choice of code is
+    tested too; it runs the source either way. One launch at a time per process (the fibers'
+    scheduler is global): for tests."""
+
+    def __init__(
+        self,
+        order: str = "forward",
+        max_blocks: int = 65535,
+        threads: int = BLOCK,
+        capability: int = 90,
+        needs_code: bool = False,
+    ) -> None:
+        if order not in ORDERS:
+            raise ValueError(f"unknown thread order {order!r}; expected one of {list(ORDERS)}")
+        self.order = order
+        self.max_blocks = max_blocks
+        self.threads = threads
+        self.capability = capability
+        self.needs_code = needs_code
+        self.name = f"cuda (emulated on the CPU, sm_{capability}, threads {order})"
+        self.loaded: list[tuple[str | None, bytes | None]] = []  # (kind, code) of every load
+
+    def load(self, source: str, code: bytes | None, kind: str | None, kernels: list) -> dict:
+        self.loaded.append((kind, code))
+        lib = build_module(kernels, source)
+
+        def launcher(kernel):
+            def launch(grid: int, block: int, args: list) -> None:
+                words = [a.ctypes.data if isinstance(a, np.ndarray) else int(a) for a in args]
+                _launch(lib, kernel, words, grid, block, self.order)
+
+            return launch
+
+        return {k.name: launcher(k) for k in kernels}
+
+    def launch_limits(self) -> dict:
+        return {"max_blocks": self.max_blocks, "threads": self.threads}
 
 
 def run(
@@ -197,14 +259,8 @@ def run(
     words = [out.ctypes.data, *(a.ctypes.data for a in arrays)]
     words += [status.ctypes.data] if checked else []
     words += size_values(kernel, bindings)
-    table = np.array(words, dtype=np.int64)
     blocks, threads = launch_config(kernel, bindings)
-    blocks, threads = grid or blocks, block or threads
-    launch = getattr(lib, f"gc_launch_{kernel.name}")
-    launch.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_int]
-    launch.restype = ctypes.c_int
-    if launch(table.ctypes.data, blocks, threads, ORDERS[order]):
-        raise RuntimeError(f"{kernel.name}: a barrier was reached by some threads of a block, not all")
+    _launch(lib, kernel, words, grid or blocks, block or threads, order)
     if checked and status[0]:
         raise IndexError(out_of_range(kernel.name))
     return out

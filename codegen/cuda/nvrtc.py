@@ -65,6 +65,8 @@ def _library() -> ctypes.CDLL:
         lib.nvrtcDestroyProgram.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
         lib.nvrtcGetErrorString.restype = ctypes.c_char_p
         lib.nvrtcVersion.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+        lib.nvrtcGetNumSupportedArchs.argtypes = [ctypes.POINTER(ctypes.c_int)]
+        lib.nvrtcGetSupportedArchs.argtypes = [ctypes.POINTER(ctypes.c_int)]
         return lib
     raise NvrtcUnavailable(
         "NVRTC (libnvrtc.so.12) was not found; install it with `pip install nvidia-cuda-nvrtc-cu12` "
@@ -84,6 +86,17 @@ def version() -> tuple[int, int]:
     major, minor = ctypes.c_int(), ctypes.c_int()
     _check(_library().nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
     return major.value, minor.value
+
+
+@functools.cache
+def supported_archs() -> tuple[int, ...]:
+    """The architectures this NVRTC compiles for, as ints (80 for sm_80), ascending."""
+    lib = _library()
+    count = ctypes.c_int()
+    _check(lib.nvrtcGetNumSupportedArchs(ctypes.byref(count)), "nvrtcGetNumSupportedArchs")
+    archs = (ctypes.c_int * count.value)()
+    _check(lib.nvrtcGetSupportedArchs(archs), "nvrtcGetSupportedArchs")
+    return tuple(sorted(archs))
 
 
 def _check(status: int, what: str) -> None:

@@ -71,6 +71,8 @@ _FLOATS = (dtypes.float32, dtypes.float64)
 
 # helpers every generated source starts with (device functions; C++ for the emulation too)
 PRELUDE = r"""
+#ifndef GC_PRELUDE
+#define GC_PRELUDE
 #ifndef GC_DEVICE
 #define GC_DEVICE __device__ __forceinline__
 #endif
@@ -88,6 +90,7 @@ GC_DEVICE T gc_take(const T* in, long long base, long long at, long long stride,
   if ((unsigned long long)at >= (unsigned long long)size) { *status = 1; return in[base]; }
   return in[base + at * stride];
 }
+#endif
 """
 
 # float ops: the C math function for float (the double one drops the `f`)
@@ -367,6 +370,12 @@ def render_kernel(kernel) -> str:
         lines += _rows(k, body, ranges)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def render_module(kernels) -> str:
+    """One CUDA C source with every kernel of `kernels` (the prelude once): a graph's kernels
+    compile and load as one module."""
+    return "\n".join(render_kernel(k) for k in kernels)
 
 
 def _rows(k: Kernel, body: str, ranges: list[str]) -> list[str]:
@@ -735,59 +744,49 @@ def _limit(dtype: dtypes.DType, high: bool) -> str:
     return f"{value}LL" if value > -(1 << 63) else f"({value + 1}LL - 1)"
 
 
-def launch_config(kernel, bindings: dict, max_blocks: int = 65535) -> tuple[int, int]:
-    """(blocks, threads per block) for `kernel` at these symbol sizes. Pointwise: a point per
-    thread, up to `max_blocks` blocks (the grid-stride loop covers the rest). Reductions and
-    row kernels: a block per row, of the power of two threads (32 to BLOCK) nearest above the
-    row's size."""
+def launch_config(kernel, bindings: dict, max_blocks: int = 65535, threads: int = BLOCK) -> tuple[int, int]:
+    """(blocks, threads per block) for `kernel` at these symbol sizes. Pointwise and max
+    pooling: a point per thread, `threads` a block, up to `max_blocks` blocks (the grid-stride
+    loop covers the rest). Reductions and row kernels: a block per row, of the power of two
+    threads (32 to `threads`) nearest above the row's size. Max pooling's backward: a block of
+    `threads` per plane. Matmuls and convolutions: a block of 256 threads per 64 x 64 tile."""
     from ir.types import concrete_shape
 
-    if isinstance(kernel, PoolBackward):
-        from ir.types import concrete_shape
+    def blocks(count: int) -> int:
+        return max(1, min(max_blocks, count))
 
+    if isinstance(kernel, PoolBackward):
         images, channels = concrete_shape(kernel.out_shape, bindings)[:2]
-        return max(1, min(max_blocks, images * channels)), BLOCK
+        return blocks(images * channels), threads
     if isinstance(kernel, ConvWeightGrad):
         co, cg, kh, kw = kernel.out_shape
         groups = kernel.groups
-        tiles = groups * -(-(co // groups) // TILE) * -(-(cg * kh * kw) // TILE)
-        return max(1, min(max_blocks, tiles)), 256
-    if isinstance(kernel, Pool2d):
-        from ir.types import concrete_shape
-
-        total = 1
-        for d in concrete_shape(kernel.out_shape, bindings):
-            total *= d
-        return max(1, min(max_blocks, -(-total // BLOCK))), BLOCK
+        return blocks(groups * -(-(co // groups) // TILE) * -(-(cg * kh * kw) // TILE)), 256
     if isinstance(kernel, Conv2d):
-        from ir.types import concrete_shape
-
         images, channels, oh, ow = concrete_shape(kernel.out_shape, bindings)
         per_group = channels // kernel.groups
-        tiles = images * kernel.groups * -(-per_group // TILE) * -(-(oh * ow) // TILE)
-        return max(1, min(max_blocks, tiles)), 256
+        return blocks(images * kernel.groups * -(-per_group // TILE) * -(-(oh * ow) // TILE)), 256
     if isinstance(kernel, Matmul):
         m, n, _, per_batch = matmul_sizes(kernel, bindings)
         batches = m // per_batch if per_batch else 1
-        tiles = batches * -(-per_batch // TILE) * -(-n // TILE)
-        return max(1, min(max_blocks, tiles)), 256
-    ranges = concrete_shape(kernel.ranges, bindings)
-    if pointwise(kernel):
+        return blocks(batches * -(-per_batch // TILE) * -(-n // TILE)), 256
+    if isinstance(kernel, Pool2d) or pointwise(kernel):
+        shape = kernel.out_shape if isinstance(kernel, Pool2d) else kernel.ranges
         total = 1
-        for d in ranges:
+        for d in concrete_shape(shape, bindings):
             total *= d
-        return max(1, min(max_blocks, -(-total // BLOCK))), BLOCK
+        return blocks(-(-total // threads)), threads
     axes = kernel.row_axes if kernel.stages or kernel.row_out is not None else kernel.reduce.axes
     rows = count = 1
-    for d, size in enumerate(ranges):
+    for d, size in enumerate(concrete_shape(kernel.ranges, bindings)):
         if d in axes:
             count *= size
         else:
             rows *= size
-    threads = 32
-    while threads < min(count, BLOCK):
-        threads *= 2
-    return max(1, min(max_blocks, rows)), threads
+    per_row = 32
+    while per_row < min(count, threads):
+        per_row *= 2
+    return blocks(rows), per_row
 
 
 def matmul_sizes(kernel: Matmul, bindings: dict) -> list[int]:

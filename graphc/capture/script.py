@@ -167,15 +167,21 @@ def capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward")
 
 class ScriptModule:
     """A captured model: call it like the original; `.graph` is the IR it runs, on `backend`
-    ('interpreter', the reference; 'llvm', fused kernels compiled for this CPU)."""
+    ('interpreter', the reference; 'llvm', fused kernels compiled for this CPU; 'cuda',
+    CUDA kernels on `device`, a codegen.cuda.device.Device)."""
 
-    def __init__(self, graphs: dict[str, Graph], backend: str = "llvm", embedded: dict | None = None) -> None:
+    def __init__(
+        self, graphs: dict[str, Graph], backend: str = "llvm", embedded: dict | None = None, device=None
+    ) -> None:
         from codegen.executable import BACKENDS
 
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        if (backend == "cuda") != (device is not None):
+            raise ValueError("ScriptModule: backend 'cuda' takes a CUDA device, and only it does")
         self._graphs = dict(graphs)
         self.backend = backend
+        self.cuda_device = device  # (codegen.cuda.device.Device) where backend is 'cuda'
         self._embedded = embedded or {}  # trusted compiled code from a module file, by cache key
         self._executables: dict = {}
 
@@ -184,7 +190,7 @@ class ScriptModule:
         if exe is None:  # compiled on first use, once per method
             from codegen.executable import executable
 
-            exe = executable(self._graphs[method], self.backend, self._embedded)
+            exe = executable(self._graphs[method], self.backend, self._embedded, self.cuda_device)
             exe = self._executables.setdefault(method, exe)
         return exe
 
@@ -197,8 +203,16 @@ class ScriptModule:
         return list(self._graphs)
 
     def _run(self, method: str, *inputs):
-        arrays = [x.detach().numpy(force=True) if isinstance(x, Tensor) else np.asarray(x) for x in inputs]
-        outs = [from_numpy(np.asarray(o)) for o in self._executable(method).run(arrays)]
+        if self.backend == "cuda":  # the device's arrays in and out (tensors on CUDA stay there)
+            arrays = [x.detach()._data if isinstance(x, Tensor) else x for x in inputs]
+            outs = [
+                Tensor._wrap(self.cuda_device.xp.asarray(o)) for o in self._executable(method).run(arrays)
+            ]
+        else:
+            arrays = [
+                x.detach().numpy(force=True) if isinstance(x, Tensor) else np.asarray(x) for x in inputs
+            ]
+            outs = [from_numpy(np.asarray(o)) for o in self._executable(method).run(arrays)]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def __call__(self, *inputs):
@@ -207,8 +221,9 @@ class ScriptModule:
     def save(self, path, metadata: dict[str, str] | None = None) -> None:
         """Write all methods, their weights and `metadata` to a .gcm module file (atomically);
         the standalone `runtime` package loads it. With backend 'llvm' the file also carries
-        the methods' compiled code for CPUs like this one (compiled now if need be), which a
-        loader uses only when asked to trust it."""
+        the methods' compiled code for CPUs like this one (compiled now if need be); with
+        'cuda', their PTX and cubins for sm_80 and sm_90 and the CUDA C source (where NVRTC
+        is installed). A loader uses compiled code only when asked to trust it."""
         from graphc import __version__
         from ir.module_file import write_module
 
@@ -217,6 +232,10 @@ class ScriptModule:
             from codegen.executable import library_artifacts
 
             artifacts = library_artifacts({m: self._executable(m) for m in self._graphs})
+        elif self.backend == "cuda":
+            from codegen.cuda.executable import cuda_artifacts
+
+            artifacts = cuda_artifacts({m: self._executable(m) for m in self._graphs})
         write_module(
             path, self._graphs, producer=f"graphc {__version__}", metadata=metadata, artifacts=artifacts
         )
@@ -236,18 +255,28 @@ def script(
     example_inputs,
     dynamic=None,
     methods: dict | list | None = None,
-    backend: str = "llvm",
+    backend: str | None = None,
+    device=None,
 ):
     """Capture `model_or_fn` (an nn.Module or a function of tensors) on `example_inputs`.
 
     `methods` maps method names to callables, or lists method names of the module (default:
     {'forward': the model}); a module is captured in eval mode (a warning says so when it was
-    training). `backend` 'llvm' (the default) compiles each method for this CPU on first call;
-    'interpreter' runs the graph on the reference interpreter.
+    training). `device` 'cuda' (or 'cuda:N', or where the module's parameters live on CUDA)
+    compiles each method to CUDA kernels on first call; on the CPU, `backend` 'llvm' (the
+    default) compiles for this CPU and 'interpreter' runs the graph on the reference
+    interpreter. `device` may also be a codegen.cuda.device.Device (the CPU emulation of CUDA
+    in codegen.cuda.emulate, for tests).
     """
     from graphc.nn.module import Module
 
     model = model_or_fn if isinstance(model_or_fn, Module) else None
+    target = _cuda_target(device, model)
+    if backend is None:
+        backend = "cuda" if target is not None else "llvm"
+    if (backend == "cuda") != (target is not None):
+        where = "a CUDA device" if target is not None else "the CPU"
+        raise ValueError(f"graphc.script: backend {backend!r} does not run on {where}")
     was_training = model is not None and model.training
     if was_training:
         warnings.warn(
@@ -257,6 +286,11 @@ def script(
             stacklevel=2,
         )
         model.eval()
+    # a module on CUDA is captured on the CPU (the graph is the same; the examples are CPU
+    # arrays) and moved back afterwards
+    home = _parameter_device(model)
+    if home is not None and home.type == "cuda":
+        model.to("cpu")
     try:
         targets = _method_targets(model_or_fn, model, methods)
         graphs = {}
@@ -265,10 +299,38 @@ def script(
             fn_for_names = fn.forward if isinstance(fn, Module) else fn
             call = fn if not isinstance(fn, Module) else fn.__call__
             graphs[method] = capture(_named(call, fn_for_names), examples, dynamic, model, method)
-        return ScriptModule(graphs, backend)
+        return ScriptModule(graphs, backend, device=target)
     finally:
         if was_training:
             model.train()
+        if home is not None and home.type == "cuda":
+            model.to(home)
+
+
+def _parameter_device(model):
+    """The device of `model`'s first parameter (None: no module, or no parameters)."""
+    if model is None:
+        return None
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else None
+
+
+def _cuda_target(device, model):
+    """The codegen CUDA device to compile for: from `device`, else from where `model`'s
+    parameters live (None: the CPU)."""
+    from codegen.cuda.device import Device, gpu
+    from graphc._device import resolve
+
+    if isinstance(device, Device):
+        return device
+    if device is None:
+        device = _parameter_device(model)
+    if device is None:
+        return None
+    resolved = resolve(device)  # (graphc's DeviceError where CUDA is not available)
+    if resolved.type != "cuda":
+        return None
+    return gpu(f"cuda:{resolved.index or 0}")
 
 
 def _named(call, named):
@@ -310,16 +372,23 @@ def _method_targets(model_or_fn, model, methods) -> dict:
 trace = script
 
 
-def load(path, backend: str = "llvm", trust_embedded_code: bool = False) -> ScriptModule:
-    """A ScriptModule from a .gcm file written by `ScriptModule.save`. With backend 'llvm' and
-    `trust_embedded_code=True`, compiled code the file carries for this CPU is used instead of
-    compiling (it is native code: trust the file's author); otherwise it is ignored."""
+def load(path, backend: str | None = None, trust_embedded_code: bool = False, device=None) -> ScriptModule:
+    """A ScriptModule from a .gcm file written by `ScriptModule.save`, for `device` (default
+    the CPU; 'cuda' compiles CUDA kernels). With `trust_embedded_code=True`, compiled code the
+    file carries for this CPU or GPU is used instead of compiling (it is native code: trust
+    the file's author); otherwise it is ignored."""
     from ir.module_file import read_module
 
+    target = _cuda_target(device, None)
+    backend = backend or ("cuda" if target is not None else "llvm")
     module = read_module(path)
     embedded = {}
     if trust_embedded_code and backend == "llvm":
         from codegen.executable import embedded_libraries
 
         embedded = embedded_libraries(module)
-    return ScriptModule(module.methods, backend, embedded)
+    elif trust_embedded_code and backend == "cuda":
+        from codegen.cuda.executable import embedded_code
+
+        embedded = embedded_code(module)
+    return ScriptModule(module.methods, backend, embedded, target)

@@ -79,3 +79,28 @@ def test_gradients_flow_back_across_the_transfer(fake_cuda):
 def test_numpy_of_a_cuda_tensor_needs_cpu_first(fake_cuda):
     with pytest.raises(TypeError, match="cpu"):
         graphc.ones(2, device="cuda").numpy()
+
+
+def test_a_module_on_cuda_is_scripted_for_cuda_and_stays_there(fake_cuda, monkeypatch):
+    """Scripting a module whose parameters live on CUDA targets CUDA (here the CPU emulation
+    stands in for the GPU codegen.cuda.device.gpu would give); the capture itself runs on the
+    CPU and the module goes back to its device."""
+    from codegen.cuda import device as cuda_device
+    from codegen.cuda import emulate
+
+    if emulate.compiler() is None:
+        pytest.skip("needs a C++ compiler (g++) for the emulation")
+    asked = []
+    monkeypatch.setattr(cuda_device, "gpu", lambda name: asked.append(name) or emulate.EmulatedDevice())
+    graphc.manual_seed(0)
+    model = graphc.nn.Sequential(graphc.nn.Linear(4, 8), graphc.nn.Tanh(), graphc.nn.Linear(8, 2)).eval()
+    x = graphc.randn(3, 4)
+    with graphc.no_grad():
+        want = model(x).numpy()
+    model.cuda()
+    scripted = graphc.script(model, (x,))
+    assert scripted.backend == "cuda" and asked == ["cuda:0"]
+    assert all(p.is_cuda for p in model.parameters())
+    np.testing.assert_allclose(scripted(x).numpy(), want, rtol=1e-5, atol=1e-6)
+    cpu_model = graphc.nn.Linear(4, 2).eval()
+    assert graphc.script(cpu_model, (x,)).backend == "llvm"

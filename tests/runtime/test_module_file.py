@@ -430,8 +430,10 @@ def test_a_graph_that_would_allocate_2_to_the_60_elements_is_refused(tmp_path):
 
 
 def test_cuda_binding_without_a_gpu(mlp_file, monkeypatch):
-    """device='cuda' puts weights and inputs on the device through cupy's API (here a numpy-backed
-    stand-in); real GPUs run the `cuda`-marked tests."""
+    """device='cuda' with the interpreter puts weights and inputs on the device through cupy's
+    API (here a numpy-backed stand-in): device arrays in give device arrays out, numpy in gives
+    numpy out. The compiled CUDA path runs in tests/runtime/test_cuda_runtime.py (emulated) and
+    under the `cuda` marker (a real GPU)."""
 
     class DeviceArray(np.ndarray):
         def get(self):
@@ -439,7 +441,9 @@ def test_cuda_binding_without_a_gpu(mlp_file, monkeypatch):
 
     fake = types.ModuleType("cupy")
     fake.__getattr__ = lambda name: getattr(np, name)
-    fake.asarray = lambda a, dtype=None: np.array(a, dtype=dtype).view(DeviceArray)
+    fake.asarray = lambda a, dtype=None: (
+        a if type(a) is DeviceArray else np.array(a, dtype=dtype).view(DeviceArray)
+    )
 
     class CUDARuntimeError(RuntimeError):
         pass
@@ -449,15 +453,21 @@ def test_cuda_binding_without_a_gpu(mlp_file, monkeypatch):
     )
     monkeypatch.setitem(sys.modules, "cupy", fake)
     model, path = mlp_file
-    loaded = runtime.load(path, device="cuda")
+    loaded = runtime.load(path, device="cuda", backend="interpreter")
     assert all(type(w) is DeviceArray for w in loaded._weights.values())
     x = np.random.default_rng(5).standard_normal((4, 6)).astype(np.float32)
     (out,) = loaded(x)
-    assert type(out) is DeviceArray
-    np.testing.assert_allclose(out.get(), runtime.load(path)(x)[0], rtol=1e-6)
+    assert type(out) is np.ndarray
+    np.testing.assert_allclose(out, runtime.load(path)(x)[0], rtol=1e-6)
+    (on_device,) = loaded(loaded.to_device(x))
+    assert type(on_device) is DeviceArray
+    np.testing.assert_array_equal(on_device.get(), out)
+    with pytest.raises(runtime.DeviceError, match="device 'cuda:3' was requested but only 1 GPU"):
+        runtime.load(path, device="cuda:3", backend="interpreter")
     fake.cuda.runtime.getDeviceCount = lambda: 0
-    with pytest.raises(runtime.DeviceError, match="no GPU"):
-        runtime.load(path, device="cuda")
+    for backend in ("interpreter", None):  # (None: the compiled CUDA backend)
+        with pytest.raises(runtime.DeviceError, match="no GPU"):
+            runtime.load(path, device="cuda", backend=backend)
 
     def no_driver():
         raise CUDARuntimeError("cudaErrorInsufficientDriver")

@@ -1,0 +1,154 @@
+"""graphc's compiled CUDA kernels against eager cupy (what graphc's eager CUDA device runs) and
+PyTorch CUDA, in the same run: the MLP 784-512-512-10 and the tutorial LeNet at batch 1 and 256
+(runtime.load(device="cuda") of a .gcm file), the GELU-tanh chain at 1M and 16M float32 values
+(one fused kernel against cupy's and PyTorch's op-by-op eager), and float32 GEMM at n = 256 to
+4096 (the tiled kernel against cuBLAS through cupy and PyTorch), in GFLOP/s.
+
+Run on a machine with an NVIDIA GPU: python benchmarks/cuda.py [--repeat N]
+(needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12: pip install -e ".[cuda]"; PyTorch CUDA is
+compared where `torch.cuda.is_available()`). Without a GPU it says so and exits.
+
+Every cell is the median over N rounds of the mean time of a batch of calls sized to take about
+20 ms, synchronized at the end of each batch; inputs and outputs stay on the device (no copies
+in the timing); results are checked against the peers first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from elementwise import gelu  # noqa: E402
+from infer import models  # noqa: E402
+
+
+def per_call_ms(fn, sync, repeat: int) -> float:
+    fn()
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    once = max(time.perf_counter() - start, 1e-6)
+    calls = max(1, int(0.02 / once))
+    rounds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        rounds.append((time.perf_counter() - start) / calls)
+    return float(np.median(rounds)) * 1e3
+
+
+def torch_cuda():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+
+    import graphc
+
+    if not graphc.cuda.is_available():
+        print(
+            "benchmarks/cuda.py: no CUDA GPU here (graphc.cuda.is_available() is False); nothing to measure"
+        )
+        return
+    import cupy
+
+    import runtime
+    from codegen.cuda.device import gpu
+    from codegen.cuda.executable import CudaGraph
+
+    torch = torch_cuda()
+    device = gpu("cuda")
+    sync = device.synchronize
+    print(f"# {device.name}, sm_{device.capability}, cupy {cupy.__version__}", end="")
+    print(f", torch {torch.__version__}" if torch else ", no PyTorch CUDA")
+
+    # models: the runtime on a .gcm file against PyTorch CUDA eager on the same weights
+    graphc.manual_seed(0)
+    ours = models(graphc.nn, graphc.nn.functional)
+    theirs = models(torch.nn, torch.nn.functional) if torch else {}
+    print("\n| model | batch | graphc runtime (cuda) | PyTorch CUDA eager |")
+    print("|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (model, features) in ours.items():
+            model.eval()
+            path = Path(tmp) / "model.gcm"
+            graphc.script(model, (graphc.randn(2, *features),), backend="interpreter").save(path)
+            loaded = runtime.load(path, device="cuda")
+            peer = None
+            if torch:
+                peer = theirs[name][0].cuda().eval()
+                peer.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
+            for batch in (1, 256):
+                x = np.random.default_rng(batch).standard_normal((batch, *features)).astype(np.float32)
+                dx = loaded.to_device(x)
+                want = model(graphc.tensor(x)).detach().numpy()
+                np.testing.assert_allclose(loaded(x)[0], want, rtol=1e-3, atol=1e-4)
+                ms = per_call_ms(lambda dx=dx, loaded=loaded: loaded(dx), sync, args.repeat)
+                cell = "-"
+                if peer is not None:
+                    tx = torch.tensor(x, device="cuda")
+                    with torch.no_grad():
+                        np.testing.assert_allclose(peer(tx).cpu().numpy(), want, rtol=1e-3, atol=1e-4)
+                        call = lambda tx=tx, peer=peer: peer(tx)  # noqa: E731
+                        cell = f"{per_call_ms(call, torch.cuda.synchronize, args.repeat):.3f}"
+                print(f"| {name} | {batch} | {ms:.3f} | {cell} |")
+
+    # the GELU chain: one fused kernel against op-by-op eager
+    graph = graphc.script(lambda x: gelu(graphc, x), (graphc.randn(8),), backend="interpreter").graph
+    fused = CudaGraph(graph, device)
+    print("\n| GELU-tanh elements | graphc fused (cuda) | cupy eager | PyTorch CUDA eager |")
+    print("|---:|---:|---:|---:|")
+    for n in (1 << 20, 1 << 24):
+        x = cupy.asarray(np.random.default_rng(0).standard_normal(n).astype(np.float32))
+        np.testing.assert_allclose(fused.run([x])[0].get(), gelu(cupy, x).get(), rtol=1e-5, atol=1e-6)
+        ours_ms = per_call_ms(lambda x=x: fused.run([x]), sync, args.repeat)
+        cupy_ms = per_call_ms(lambda x=x: gelu(cupy, x), sync, args.repeat)
+        cell = "-"
+        if torch:
+            tx = torch.as_tensor(x, device="cuda")
+            cell = f"{per_call_ms(lambda tx=tx: gelu(torch, tx), torch.cuda.synchronize, args.repeat):.3f}"
+        print(f"| {n} | {ours_ms:.3f} | {cupy_ms:.3f} | {cell} |")
+
+    # GEMM: the tiled kernel against cuBLAS
+    mm = graphc.script(
+        lambda a, b: a @ b,
+        (graphc.randn(6, 8), graphc.randn(8, 10)),
+        dynamic={"a": {0: "m", 1: "k"}, "b": {0: "k", 1: "n"}},
+        backend="interpreter",
+    )
+    product = CudaGraph(mm.graph, device)
+    print("\n| n | graphc tiled (GFLOP/s) | cupy / cuBLAS | PyTorch CUDA |")
+    print("|---:|---:|---:|---:|")
+    for n in (256, 1024, 2048, 4096):
+        rng = np.random.default_rng(n)
+        a, b = (cupy.asarray(rng.standard_normal((n, n)).astype(np.float32)) for _ in range(2))
+        np.testing.assert_allclose(product.run([a, b])[0].get(), (a @ b).get(), rtol=1e-3, atol=1e-2)
+        flops = 2 * n**3 / 1e6  # per ms -> GFLOP/s
+        ours_ms = per_call_ms(lambda a=a, b=b: product.run([a, b]), sync, args.repeat)
+        cupy_ms = per_call_ms(lambda a=a, b=b: a @ b, sync, args.repeat)
+        cell = "-"
+        if torch:
+            ta, tb = torch.as_tensor(a, device="cuda"), torch.as_tensor(b, device="cuda")
+            call = lambda ta=ta, tb=tb: ta @ tb  # noqa: E731
+            cell = f"{flops / per_call_ms(call, torch.cuda.synchronize, args.repeat):.0f}"
+        print(f"| {n} | {flops / ours_ms:.0f} | {flops / cupy_ms:.0f} | {cell} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""CUDA executables: a graph's kernels compiled for a GPU and run through a `Device`.
+
+`CudaGraph(graph, device)` optimizes and schedules the graph as the CPU compiler does, renders
+every kernel into one CUDA C module (`render.render_module`), finds code for the device's
+architecture and loads it once; weights go to device memory once. `run` takes numpy or device
+arrays and returns device arrays: each kernel is launched with the grid and block its sizes
+need (`render.launch_config`), nodes that are not kernels (reshapes, ...) run on the reference
+interpreter with the device's array module.
+
+Code for a device of compute capability XY is, in order: a cubin for sm_XY or PTX for the
+newest architecture at most XY, from the cache or from a trusted module file (`embedded`); else
+compiled here by NVRTC, to a cubin for sm_XY where NVRTC knows that architecture (no JIT, and
+a cubin from a newer CUDA 12 runs on an older CUDA 12 driver), else to PTX for the newest one it
+knows below it. Compiled code is cached by a hash of its source, kind and architecture.
+`cuda_artifacts` gives what a module file carries: PTX and cubins for ARCHS, and the source.
+
+    >>> exe = CudaGraph(graph, gpu("cuda"))
+    >>> (y,) = exe.run([x])              # x: numpy or cupy; y: cupy
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from codegen import library
+from codegen.cuda import nvrtc
+from codegen.cuda.device import Device, DeviceError
+from codegen.cuda.render import launch_config, operands, render_module, size_values
+from codegen.host import COMPILER_VERSION
+from codegen.kernel import Kernel, Pool2d
+from codegen.plan import out_of_range
+from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
+from ir.errors import ShapeError
+from ir.graph import Graph
+from ir.interpreter import bind_inputs, run_node
+from ir.passes import optimize
+from ir.types import concrete_shape
+
+ARCHS = (80, 90)  # a module file carries PTX and cubins for these (A100, H100 and what JITs from them)
+KINDS = ("cubin", "ptx")
+
+
+def code_key(source: str, kind: str, arch: int) -> str:
+    """The cache key of `source` compiled to `kind` ('ptx' or 'cubin') for `arch` (80: sm_80)."""
+    return hashlib.sha256(f"graphc-cuda {COMPILER_VERSION}\n{kind} {arch}\n{source}".encode()).hexdigest()
+
+
+def compiled(source: str, kind: str, arch: int) -> bytes:
+    """`source` as PTX for compute_<arch> or a cubin for sm_<arch>: from the cache, else
+    compiled by NVRTC (and cached)."""
+    key = code_key(source, kind, arch)
+    data = library.read(key, kind)
+    if data is None:
+        target = f"sm_{arch}" if kind == "cubin" else f"compute_{arch}"
+        data = nvrtc.compile(source, "graph.cu", arch=target)
+        library.store(key, data, kind)
+    return data
+
+
+def select_code(source: str, capability: int, embedded: dict[str, bytes]) -> tuple[str, int, bytes]:
+    """(kind, architecture, bytes) of code for a device of `capability` (see the module's
+    docstring); `embedded`: code from a trusted module file, by key."""
+    candidates = [("cubin", capability)]
+    candidates += [("ptx", arch) for arch in sorted({*ARCHS, capability}, reverse=True) if arch <= capability]
+    for kind, arch in candidates:
+        key = code_key(source, kind, arch)
+        data = library.read(key, kind)
+        if data is None and key in embedded:
+            data = embedded[key]
+            library.store(key, data, kind)
+        if data is not None:
+            return kind, arch, data
+    if not nvrtc.available():
+        raise DeviceError(
+            f"no code for this GPU (sm_{capability}): NVRTC is not installed to compile it "
+            "(pip install nvidia-cuda-nvrtc-cu12), and no trusted module file carries PTX for an "
+            f"architecture up to sm_{capability} (load it with trust_embedded_code=True)"
+        )
+    known = nvrtc.supported_archs()
+    if capability in known:
+        return "cubin", capability, compiled(source, "cubin", capability)
+    older = [arch for arch in known if arch <= capability]
+    if not older:
+        raise DeviceError(
+            f"this GPU (sm_{capability}) is older than every architecture NVRTC {nvrtc.version()} "
+            f"compiles for ({known[0]} and up)"
+        )
+    return "ptx", older[-1], compiled(source, "ptx", older[-1])
+
+
+class CudaGraph:
+    """`graph` compiled for `device`; `run` may be called from several threads (on a GPU)."""
+
+    def __init__(self, graph: Graph, device: Device, embedded: dict[str, bytes] | None = None) -> None:
+        """`embedded`: PTX and cubins by key from a module file the user trusts."""
+        self.source = graph
+        self.graph = optimize(graph)
+        self.steps = schedule(self.graph)
+        self.schedule_text = format_schedule(self.steps)
+        self.device = device
+        self.kernels = [s.kernel for s in self.steps if isinstance(s, KernelStep)]
+        self.cuda_source = render_module(self.kernels)
+        self.code_kind: str | None = None  # 'ptx' or 'cubin', where the device loads code
+        self.arch: int | None = None  # the architecture of that code
+        code = None
+        if self.kernels and device.needs_code:
+            self.code_kind, self.arch, code = select_code(self.cuda_source, device.capability, embedded or {})
+        self._launch = (
+            device.load(self.cuda_source, code, self.code_kind, self.kernels) if self.kernels else {}
+        )
+        xp = device.xp
+        # weights in device memory, once: as stored (for interpreter nodes, a cond's branches
+        # included) and in each dtype a kernel reads them in
+        self.weights = {name: xp.asarray(data) for name, data in _weights(self.graph).items()}
+        self._cast: dict[tuple, object] = {}
+        self._plan = [self._runner(step) for step in self.steps]
+
+    def __str__(self) -> str:
+        return self.schedule_text
+
+    def run(self, arrays, weights: dict | None = None) -> list:
+        """The graph's outputs, as the device's arrays, for `arrays` (numpy or the device's;
+        a list in input order or a dict by name). `weights` is ignored: the device holds its
+        own copy, bound when the graph was compiled."""
+        xp = self.device.xp
+        bindings = bind_inputs(self.graph, arrays)
+        given = [arrays[v.name] for v in self.graph.inputs] if isinstance(arrays, dict) else arrays
+        env = {v.name: xp.asarray(a) for v, a in zip(self.graph.inputs, given, strict=True)}
+        env.update(self.weights)
+        checks: list = []  # (status word, kernel name) of the gathers that ran
+        for step in self._plan:
+            step(env, bindings, checks)
+        for status, name in checks:
+            if int(status[0]):
+                raise IndexError(out_of_range(name))
+        return [env[v.name] for v in self.graph.outputs]
+
+    def _runner(self, step):
+        xp = self.device.xp
+        if isinstance(step, NodeStep):
+            node = step.node
+            return lambda env, bindings, checks: run_node(node, env, bindings, xp, self.weights)
+        k, output = step.kernel, step.output
+        launch = self._launch[k.name]
+        kinds = [(x.dtype or k.dtype).np for _, x in operands(k)]
+        loads = [self._operand(name, kind) for name, kind in zip(step.inputs, kinds, strict=True)]
+        out_dtype = np.int64 if isinstance(k, Pool2d) and k.indices else k.dtype.np
+        checked = isinstance(k, Kernel) and k.checked
+        reduces = isinstance(k, Kernel) and k.reduce is not None  # (an empty sum is 0: it runs)
+        extremes = _extremes(k) if isinstance(k, Kernel) else []
+        limits = self.device.launch_limits()
+
+        def kernel(env, bindings, checks):
+            if extremes and 0 in concrete_shape(k.ranges, bindings):
+                op, axes = extremes[0]
+                raise ShapeError(
+                    f"a{op}(): cannot reduce an empty tensor of shape {concrete_shape(k.ranges, bindings)} "
+                    f"over dims {axes} (no identity element)"
+                )
+            out = xp.empty(concrete_shape(k.out_shape, bindings), dtype=out_dtype)
+            env[output] = out
+            if not out.size and not reduces:
+                return
+            args = [out, *(load(env) for load in loads)]
+            if checked:
+                status = xp.zeros(1, dtype=np.int64)
+                checks.append((status, k.name))
+                args.append(status)
+            args += size_values(k, bindings)
+            grid, block = launch_config(k, bindings, **limits)
+            launch(grid, block, args)
+
+        return kernel
+
+    def _operand(self, name: str, dtype):
+        """A function of env giving value `name` as a contiguous `dtype` array of the device (a
+        weight's is made once, now)."""
+        xp = self.device.xp
+        if name in self.weights:
+            key = (name, np.dtype(dtype))
+            array = self._cast.get(key)
+            if array is None:
+                array = self._cast[key] = xp.ascontiguousarray(self.weights[name], dtype=dtype)
+            return lambda env: array
+
+        def load(env):
+            value = env[name]
+            if value.dtype != dtype or not value.flags.c_contiguous:
+                value = xp.ascontiguousarray(value, dtype=dtype)
+            return value
+
+        return load
+
+
+def _extremes(k: Kernel) -> list[tuple[str, tuple]]:
+    """The max/min stages and reduction of `k` (op, axes): they have no value over nothing."""
+    combined = [(s.op, k.row_axes) for s in k.stages]
+    if k.reduce is not None:
+        combined.append((k.reduce.op, k.reduce.axes))
+    return [(op, axes) for op, axes in combined if op != "sum"]
+
+
+def _weights(graph: Graph) -> dict:
+    """The weight arrays of `graph` and of the branches of its conds, by name."""
+    out = dict(graph.weight_data)
+    for node in graph.nodes:
+        for value in node.attrs.values():
+            if isinstance(value, Graph):
+                out.update(_weights(value))
+    return out
+
+
+def cuda_artifacts(executables: dict[str, CudaGraph]) -> list[tuple[str, str, dict, bytes]]:
+    """Module-file artifacts (target, kind, properties, bytes) with the CUDA code of
+    `executables` by method name: PTX and a cubin for each of ARCHS, and the CUDA C source.
+    Empty where NVRTC is not installed (a loader then compiles, or runs no CUDA)."""
+    if not nvrtc.available():
+        return []
+    major, minor = nvrtc.version()
+    out = []
+    for method, exe in executables.items():
+        if not exe.kernels:
+            continue
+        source = exe.cuda_source
+        for arch in ARCHS:
+            for kind in KINDS:
+                properties = {
+                    "key": code_key(source, kind, arch),
+                    "method": method,
+                    "arch": str(arch),
+                    "compiler": COMPILER_VERSION,
+                    "nvrtc": f"{major}.{minor}",
+                }
+                target = f"cuda/sm_{arch}" if kind == "cubin" else f"cuda/compute_{arch}"
+                out.append((target, kind, properties, compiled(source, kind, arch)))
+        out.append(("cuda", "cuda-source", {"method": method, "compiler": COMPILER_VERSION}, source.encode()))
+    return out
+
+
+def embedded_code(module_file) -> dict[str, bytes]:
+    """The PTX and cubins a module file holds, by key (their checksums checked)."""
+    return {
+        a.properties["key"]: module_file.artifact_bytes(a)
+        for a in module_file.artifacts
+        if a.kind in KINDS and "key" in a.properties
+    }

@@ -1,0 +1,219 @@
+"""The CUDA executable without a GPU: whole graphs (an MLP with softmax, LeNet, a gather with
+labels, a cond whose branches hold weights, interpreter nodes between kernels) compiled by
+CudaGraph and run by the CPU emulation of CUDA threads match the reference interpreter at
+several batch sizes with one compiled module; and the code a GPU would load is chosen as the
+module docstring says (cache, trusted file, NVRTC: cubin for the device's own architecture,
+else the newest PTX below it), with a DeviceError naming what is missing."""
+
+import numpy as np
+import pytest
+from testmodels import Gated, LeNet
+
+import graphc
+import graphc.nn as nn
+from codegen import library
+from codegen.cuda import emulate, nvrtc
+from codegen.cuda import executable as cuda_executable
+from codegen.cuda.device import DeviceError
+from codegen.cuda.emulate import EmulatedDevice
+from codegen.cuda.executable import CudaGraph, code_key, select_code
+from codegen.executable import executable
+from ir import dtypes
+from ir.errors import InputError
+from ir.graph import Graph
+from ir.interpreter import run
+from ir.parser import parse_graph
+from ir.types import TensorType
+
+needs_cxx = pytest.mark.skipif(
+    emulate.compiler() is None, reason="needs a C++ compiler (g++) for the emulation"
+)
+needs_nvrtc = pytest.mark.skipif(
+    not nvrtc.available(), reason="needs NVRTC (pip install nvidia-cuda-nvrtc-cu12)"
+)
+
+
+def _mlp_graph():
+    graphc.manual_seed(3)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 10), nn.Softmax(dim=1))
+    return graphc.script(model.eval(), (graphc.randn(2, 20),), backend="interpreter").graph
+
+
+def _lenet_graph():
+    graphc.manual_seed(4)
+    return graphc.script(LeNet().eval(), (graphc.randn(2, 1, 32, 32),), backend="interpreter").graph
+
+
+def _compare(exe, graph, inputs):
+    got = exe.run(inputs)
+    want = run(graph, inputs)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert type(g) is np.ndarray and g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
+
+
+@needs_cxx
+@pytest.mark.parametrize("order", ["forward", "reverse", "shuffled"])
+def test_mlp_and_lenet_match_the_interpreter_at_every_batch_size(order):
+    rng = np.random.default_rng(0)
+    for graph, features in ((_mlp_graph(), (20,)), (_lenet_graph(), (1, 32, 32))):
+        exe = CudaGraph(graph, EmulatedDevice(order, max_blocks=3))  # (grid-stride loops go round)
+        assert exe.kernels and exe.code_kind is None  # (the emulation runs the source)
+        for batch in (1, 5):
+            _compare(exe, graph, [rng.standard_normal((batch, *features)).astype(np.float32)])
+
+
+@needs_cxx
+def test_interpreter_nodes_run_between_kernels_on_the_device_arrays():
+    # cumsum and atan2 have no kernels: the interpreter runs them on one kernel's output (and
+    # a weight on the device) for the next; a weight is also an output
+    g = Graph("g")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 6)))
+    w = g.add_weight("w", np.linspace(-2.0, 3.0, 6, dtype=np.float32))
+    (e,) = g.add_node("exp", [x], {})
+    (c,) = g.add_node("cumsum", [e], {"dim": 1})
+    (a,) = g.add_node("atan2", [c, w], {})
+    (m,) = g.add_node("mul", [a, x], {})
+    (total,) = g.add_node("sum", [m], {"dims": (1,), "keepdim": False})
+    g.set_outputs([total, w])
+    exe = CudaGraph(g, EmulatedDevice("shuffled", max_blocks=2))
+    assert "cumsum" in exe.schedule_text and "atan2" in exe.schedule_text and len(exe.kernels) == 2
+    _compare(exe, g, [np.random.default_rng(1).standard_normal((7, 6)).astype(np.float32)])
+
+
+@needs_cxx
+def test_a_gather_by_labels_matches_and_an_index_out_of_range_raises():
+    def loss(x, labels):
+        return graphc.nn.functional.cross_entropy(x, labels)
+
+    graph = graphc.script(loss, (graphc.randn(3, 5), graphc.tensor([0, 4, 2])), backend="interpreter").graph
+    exe = CudaGraph(graph, EmulatedDevice("reverse", max_blocks=2))
+    x = np.random.default_rng(2).standard_normal((6, 5)).astype(np.float32)
+    labels = np.array([0, 4, 2, 1, 3, 4])
+    _compare(exe, graph, [x, labels])
+    with pytest.raises(IndexError, match="out of range"):
+        exe.run([x, np.array([0, 4, 2, 1, 5, 4])])
+
+
+@needs_cxx
+def test_cond_branches_read_their_weights_from_the_device():
+    graphc.manual_seed(5)
+    model = Gated().eval()
+    graph = graphc.script(model, (graphc.randn(3, 4),), backend="interpreter").graph
+    exe = CudaGraph(graph, EmulatedDevice())
+    rng = np.random.default_rng(3)
+    for scale in (1.0, -1.0, 5.0, -5.0):  # both branches
+        _compare(exe, graph, [scale * np.abs(rng.standard_normal((4, 4))).astype(np.float32)])
+
+
+@needs_cxx
+def test_empty_batches_and_empty_reductions_behave_as_on_the_cpu():
+    graph = parse_graph("""
+graph g(%x: f32[batch,4]) {
+  %0: f32[batch,4] = relu(%x)
+  %1: f32[4] = sum[dims=(0,), keepdim=False](%0)
+  %2: f32[4] = amax[dims=(0,), keepdim=False](%0)
+  return %0, %1, %2
+}""")
+    exe = CudaGraph(graph, EmulatedDevice())
+    cpu = executable(graph, "llvm")
+    x = np.zeros((0, 4), np.float32)
+    with pytest.raises(Exception) as on_cpu:
+        cpu.run([x])
+    with pytest.raises(type(on_cpu.value), match="empty"):
+        exe.run([x])
+    sums = parse_graph("""
+graph g(%x: f32[batch,4]) {
+  %0: f32[batch,4] = relu(%x)
+  %1: f32[4] = sum[dims=(0,), keepdim=False](%0)
+  return %0, %1
+}""")
+    relu, total = CudaGraph(sums, EmulatedDevice()).run([x])
+    assert relu.shape == (0, 4)
+    np.testing.assert_array_equal(total, np.zeros(4, np.float32))
+
+
+def test_weights_go_to_the_device_once_and_inputs_are_checked():
+    graph = _mlp_graph()
+    exe = CudaGraph(graph, EmulatedDevice())
+    cast = dict(exe._cast)
+    assert cast and all(a.flags.c_contiguous for a in cast.values())
+    with pytest.raises(InputError, match="expected dtype float32"):
+        exe.run([np.zeros((2, 20), np.float64)])
+    with pytest.raises(InputError, match=r"expected shape \['batch', 20\]"):
+        exe.run([np.zeros((2, 19), np.float32)])
+    assert exe._cast == cast  # (bound once: no new copies)
+
+
+# --- which code a GPU loads ---
+
+SOURCE = 'extern "C" __global__ void k(float* out) { out[threadIdx.x] = 1.0f; }\n'
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _no_nvrtc(monkeypatch):
+    monkeypatch.setattr(nvrtc, "available", lambda: False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("NVRTC was called")
+
+    monkeypatch.setattr(nvrtc, "compile", refuse)
+
+
+@needs_nvrtc
+def test_nvrtc_compiles_a_cubin_for_the_devices_own_architecture_and_caches_it(cache, monkeypatch):
+    kind, arch, code = select_code(SOURCE, 86, {})
+    assert (kind, arch) == ("cubin", 86) and code[:4] == b"\x7fELF"
+    assert library.read(code_key(SOURCE, "cubin", 86), "cubin") == code
+    _no_nvrtc(monkeypatch)  # the cache serves it now
+    assert select_code(SOURCE, 86, {}) == (kind, arch, code)
+
+
+@needs_nvrtc
+def test_a_gpu_newer_than_nvrtc_gets_ptx_for_the_newest_architecture_it_knows(cache):
+    newest = nvrtc.supported_archs()[-1]
+    kind, arch, code = select_code(SOURCE, newest + 10, {})
+    assert (kind, arch) == ("ptx", newest)
+    assert f".target sm_{newest}".encode() in code
+
+
+def test_trusted_code_is_taken_for_the_architecture_it_fits(cache, monkeypatch):
+    _no_nvrtc(monkeypatch)
+    embedded = {
+        code_key(SOURCE, "ptx", 80): b"ptx 80",
+        code_key(SOURCE, "ptx", 90): b"ptx 90",
+        code_key(SOURCE, "cubin", 90): b"cubin 90",
+    }
+    assert select_code(SOURCE, 90, embedded) == ("cubin", 90, b"cubin 90")
+    assert select_code(SOURCE, 89, embedded) == ("ptx", 80, b"ptx 80")  # (PTX JITs forward, never back)
+    assert select_code(SOURCE, 100, embedded) == ("ptx", 90, b"ptx 90")
+    with pytest.raises(DeviceError, match=r"no code for this GPU \(sm_75\).*trust_embedded_code=True"):
+        select_code(SOURCE, 75, embedded)
+    # code taken from a file joins the cache
+    assert library.read(code_key(SOURCE, "cubin", 90), "cubin") == b"cubin 90"
+    assert select_code(SOURCE, 90, {}) == ("cubin", 90, b"cubin 90")
+
+
+def test_code_of_another_source_is_never_taken(cache, monkeypatch):
+    _no_nvrtc(monkeypatch)
+    other = {code_key(SOURCE + "// changed\n", "cubin", 90): b"cubin 90"}
+    with pytest.raises(DeviceError, match="NVRTC is not installed"):
+        select_code(SOURCE, 90, other)
+
+
+@needs_cxx
+@needs_nvrtc
+def test_a_device_that_needs_code_gets_its_cubin(cache):
+    graph = _mlp_graph()
+    device = EmulatedDevice(capability=80, needs_code=True)
+    exe = CudaGraph(graph, device)
+    assert (exe.code_kind, exe.arch) == ("cubin", 80)
+    ((kind, code),) = device.loaded
+    assert kind == "cubin" and code == cuda_executable.compiled(exe.cuda_source, "cubin", 80)
+    _compare(exe, graph, [np.ones((3, 20), np.float32)])

@@ -1,0 +1,149 @@
+"""Module files for CUDA, end to end without a GPU: `graphc.script(..., device=...)` compiles to
+CUDA kernels, `save` writes their PTX and cubins for sm_80 and sm_90 and the CUDA C source, and
+`runtime.load(path, device=...)` runs them: on the CPU emulation of CUDA (which asks for code as
+a GPU does), from the file's code only when trusted, else compiled here, else a DeviceError
+saying what is missing. Results match the CPU runtime's."""
+
+import numpy as np
+import pytest
+from testmodels import LeNet
+
+import graphc
+import graphc.nn as nn
+import runtime
+from codegen.cuda import emulate, nvrtc
+from codegen.cuda.emulate import EmulatedDevice
+
+pytestmark = [
+    pytest.mark.skipif(emulate.compiler() is None, reason="needs a C++ compiler (g++) for the emulation"),
+    pytest.mark.skipif(not nvrtc.available(), reason="needs NVRTC (pip install nvidia-cuda-nvrtc-cu12)"),
+]
+
+
+def _models():
+    graphc.manual_seed(7)
+    mlp = nn.Sequential(nn.Linear(12, 16), nn.GELU(), nn.Linear(16, 3), nn.LogSoftmax(dim=1)).eval()
+    return {"mlp": (mlp, (12,)), "lenet": (LeNet().eval(), (1, 32, 32))}
+
+
+@pytest.fixture(scope="module")
+def cuda_files(tmp_path_factory):
+    """name -> (path, scripted module, input features) of files saved from CUDA-scripted models."""
+    directory = tmp_path_factory.mktemp("cuda-gcm")
+    out = {}
+    for name, (model, features) in _models().items():
+        scripted = graphc.script(model, (graphc.randn(2, *features),), device=EmulatedDevice())
+        assert scripted.backend == "cuda"
+        scripted.save(directory / f"{name}.gcm", metadata={"model": name})
+        out[name] = (directory / f"{name}.gcm", scripted, features)
+    return out
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _without_nvrtc(monkeypatch):
+    monkeypatch.setattr(nvrtc, "available", lambda: False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("NVRTC was called")
+
+    monkeypatch.setattr(nvrtc, "compile", refuse)
+
+
+def test_a_cuda_script_runs_like_the_model(cuda_files):
+    x = np.random.default_rng(0).standard_normal((5, 1, 32, 32)).astype(np.float32)
+    _, scripted, _ = cuda_files["lenet"]
+    got = scripted(graphc.tensor(x))
+    model, _ = _models()["lenet"]
+    with graphc.no_grad():
+        want = model(graphc.tensor(x))
+    assert isinstance(got, graphc.Tensor)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_file_carries_ptx_cubins_and_source_for_each_architecture(cuda_files):
+    for path, scripted, _ in cuda_files.values():
+        mf = runtime.load(path, backend="interpreter").module_file
+        kinds = {(a.target, a.kind): a for a in mf.artifacts}
+        assert set(kinds) == {
+            ("cuda/compute_80", "ptx"),
+            ("cuda/compute_90", "ptx"),
+            ("cuda/sm_80", "cubin"),
+            ("cuda/sm_90", "cubin"),
+            ("cuda", "cuda-source"),
+        }
+        source = scripted._executable("forward").cuda_source
+        assert mf.artifact_bytes(kinds["cuda", "cuda-source"]).decode() == source
+        for arch in (80, 90):
+            ptx = mf.artifact_bytes(kinds[f"cuda/compute_{arch}", "ptx"])
+            assert f".target sm_{arch}".encode() in ptx
+            assert all(f".entry {k.name}(".encode() in ptx for k in scripted._executable("forward").kernels)
+            assert mf.artifact_bytes(kinds[f"cuda/sm_{arch}", "cubin"])[:4] == b"\x7fELF"
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet"])
+def test_runtime_runs_the_trusted_cubin_of_the_file_and_matches_the_cpu(
+    cuda_files, name, fresh_cache, monkeypatch
+):
+    path, _, features = cuda_files[name]
+    _without_nvrtc(monkeypatch)  # only the file's code can serve
+    device = EmulatedDevice("shuffled", max_blocks=4, capability=90, needs_code=True)
+    loaded = runtime.load(path, device=device, trust_embedded_code=True)
+    assert loaded.backend == "cuda" and loaded.metadata == {"model": name}
+    assert [kind for kind, _ in device.loaded] == ["cubin"]
+    cpu = runtime.load(path)
+    for batch in (1, 6):
+        x = np.random.default_rng(batch).standard_normal((batch, *features)).astype(np.float32)
+        (got,) = loaded(x)
+        assert type(got) is np.ndarray  # numpy in, numpy out
+        np.testing.assert_allclose(got, cpu(x)[0], rtol=1e-4, atol=1e-5)
+        (by_name,) = loaded.run({loaded.inputs[0].name: x}).values()
+        np.testing.assert_array_equal(by_name, got)
+
+
+def test_an_older_gpu_gets_the_files_ptx_for_the_architecture_below(cuda_files, fresh_cache, monkeypatch):
+    path, _, _ = cuda_files["mlp"]
+    _without_nvrtc(monkeypatch)
+    device = EmulatedDevice(capability=86, needs_code=True)
+    runtime.load(path, device=device, trust_embedded_code=True)
+    ((kind, code),) = device.loaded
+    assert kind == "ptx" and b".target sm_80" in code
+
+
+def test_untrusted_code_is_never_loaded(cuda_files, fresh_cache, monkeypatch):
+    path, _, _ = cuda_files["mlp"]
+    _without_nvrtc(monkeypatch)
+    with pytest.raises(runtime.DeviceError, match="trust_embedded_code=True"):
+        runtime.load(path, device=EmulatedDevice(needs_code=True))
+    monkeypatch.undo()
+    device = EmulatedDevice(capability=90, needs_code=True)  # with NVRTC: compiled here
+    loaded = runtime.load(path, device=device)
+    ((kind, code),) = device.loaded
+    assert kind == "cubin"
+    x = np.ones((2, 12), np.float32)
+    np.testing.assert_allclose(loaded(x)[0], runtime.load(path)(x)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_backends_and_devices_that_do_not_go_together_say_so(cuda_files):
+    path, _, _ = cuda_files["mlp"]
+    with pytest.raises(runtime.DeviceError, match="backend 'cuda' runs on device 'cuda'"):
+        runtime.load(path, backend="cuda")
+    with pytest.raises(runtime.DeviceError, match="backend 'llvm' compiles for the CPU"):
+        runtime.load(path, device=EmulatedDevice(), backend="llvm")
+    with pytest.raises(runtime.DeviceError, match="unknown device 'tpu'"):
+        runtime.load(path, device="tpu")
+    with pytest.raises(ValueError, match="backend 'cuda' does not run on the CPU"):
+        graphc.script(nn.Linear(2, 2), (graphc.randn(1, 2),), backend="cuda")
+
+
+def test_jit_load_runs_a_file_on_the_emulated_device(cuda_files, fresh_cache, monkeypatch):
+    path, scripted, features = cuda_files["mlp"]
+    _without_nvrtc(monkeypatch)
+    device = EmulatedDevice(needs_code=True)
+    loaded = graphc.jit.load(path, device=device, trust_embedded_code=True)
+    x = graphc.randn(3, *features)
+    np.testing.assert_allclose(loaded(x).numpy(), scripted(x).numpy(), rtol=1e-6)
+    assert [kind for kind, _ in device.loaded] == ["cubin"]
