@@ -7,10 +7,12 @@ variables, and each CUDA thread of a block is a fiber (ucontext), so `__syncthre
 to a scheduler that resumes the block's threads in a chosen order (forward, reverse or
 shuffled) until all reach the barrier: a kernel that misses a barrier reads another thread's
 result before it is written in one of the orders and fails the comparison. A barrier reached
-by some threads and not others is reported. Warp-level intrinsics are not emulated; the
-renderer uses none.
+by some threads and not others is reported. The one warp-level intrinsic the renderer uses,
+`__shfl_down_sync` over a whole warp, is a warp-wide barrier in the same scheduler: each lane
+leaves its value, waits for the warp, reads its partner's and waits again. `EmulatedDevice`
+runs a compiled graph's module this way (codegen.cuda.executable).
 
-    >>> out = run(kernel, {"in0": x}, bindings={"batch": 3}, order="reverse")
+    >>> out = run(kernel, [x], bindings={"batch": 3}, order="reverse")
 """
 
 from __future__ import annotations
@@ -35,15 +37,11 @@ ORDERS = {"forward": 0, "reverse": 1, "shuffled": 2}
 
 HEADER = r"""
 #include <math.h>
+#include <setjmp.h>
 #include <stdint.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <ucontext.h>
-#include <algorithm>
-#include <functional>
-#include <numeric>
-#include <random>
-#include <vector>
 #define __global__
 #define __device__
 #define __forceinline__ inline
@@ -60,67 +58,134 @@ template <typename T> static inline T atomicAdd(T* at, T value) {
   return old;
 }
 
-// Each CUDA thread of a block is a fiber (ucontext) with a stack of its own; __syncthreads
-// switches back to the scheduler, which resumes every thread of the block once per phase (in
-// the launch's order; shuffled anew each phase) until all have finished. A thread that
-// finishes while others wait at a barrier is a divergent barrier: the launch reports it.
-enum { GC_RUNNING, GC_WAITING, GC_DONE };
-struct gc_fiber { ucontext_t context; int state; };
-static ucontext_t gc_scheduler;
-static std::vector<gc_fiber> gc_fibers;
+// Each CUDA thread of a block is a fiber with a stack of its own; __syncthreads switches back
+// to the scheduler, which resumes every thread of the block once per phase (in the launch's
+// order; shuffled anew each phase) until all have finished. A thread that finishes while others
+// wait at a barrier is a divergent barrier: the launch reports it. A fiber starts on its stack
+// through ucontext once; every later switch is a _setjmp/_longjmp pair, which (unlike
+// swapcontext) makes no system call to save the signal mask. C headers only: the emulation of
+// a graph compiles in a fraction of a second.
+enum { GC_RUNNING, GC_WAITING, GC_SHUFFLING, GC_DONE, GC_MAX_THREADS = 1024 };
+struct gc_fiber { ucontext_t start; jmp_buf at; int state, started; };
+static jmp_buf gc_scheduler;
+static gc_fiber gc_fibers[GC_MAX_THREADS];
 static unsigned gc_current;
-static const std::function<void()>* gc_body;
+static void (*gc_body)(const long long*);
+static const long long* gc_args;
 
 static void gc_entry() {
-  (*gc_body)();
+  gc_body(gc_args);
   gc_fibers[gc_current].state = GC_DONE;
-  swapcontext(&gc_fibers[gc_current].context, &gc_scheduler);
+  _longjmp(gc_scheduler, 1);  // (its stack is not used again)
 }
 
 static inline void __syncthreads() {
-  gc_fibers[gc_current].state = GC_WAITING;
-  swapcontext(&gc_fibers[gc_current].context, &gc_scheduler);
+  gc_fiber& self = gc_fibers[gc_current];
+  self.state = GC_WAITING;
+  if (!_setjmp(self.at)) _longjmp(gc_scheduler, 1);
 }
 
-// blocks in sequence; the threads of a block in `order`: 0 forward, 1 reverse, 2 shuffled.
-// Returns 0, or 1 after a divergent barrier.
-static int gc_launch(unsigned grid, unsigned block, int order, const std::function<void()>& thread) {
+// A warp shuffle: each lane of the warp leaves its value, waits until all 32 have, reads its
+// partner's, and waits again before any lane leaves a new one. The scheduler lets a warp's lanes
+// past the shuffle once every one of them has reached it (the mask must be the whole warp).
+static unsigned char gc_lanes[GC_MAX_THREADS][8];
+
+static inline void gc_warp_sync() {
+  gc_fiber& self = gc_fibers[gc_current];
+  self.state = GC_SHUFFLING;
+  if (!_setjmp(self.at)) _longjmp(gc_scheduler, 1);
+}
+
+template <typename T> static inline T __shfl_down_sync(unsigned mask, T value, int delta) {
+  static_assert(sizeof(T) <= 8, "a shuffle moves at most 8 bytes");
+  const unsigned me = threadIdx.x;
+  memcpy(gc_lanes[me], &value, sizeof(T));
+  gc_warp_sync();
+  T out = value;  // (a lane whose partner is past the warp's end keeps its own value)
+  if (me % 32 + delta < 32 && me + delta < blockDim.x) memcpy(&out, gc_lanes[me + delta], sizeof(T));
+  gc_warp_sync();
+  return out;
+}
+
+static void gc_resume(unsigned t) {
+  if (_setjmp(gc_scheduler)) return;  // back from the fiber: at a barrier, or done
+  if (!gc_fibers[t].started) {
+    gc_fibers[t].started = 1;
+    setcontext(&gc_fibers[t].start);
+  }
+  _longjmp(gc_fibers[t].at, 1);
+}
+
+// blocks in sequence; the threads of a block in `order`: 0 forward, 1 reverse, 2 shuffled;
+// each thread runs body(args). Returns 0, 1 after a divergent barrier or shuffle (reached by
+// some threads of the block or warp, not all), 2 for a block too large.
+static int gc_launch(unsigned grid, unsigned block, int order, void (*body)(const long long*),
+                     const long long* args) {
   const size_t stack = 1 << 16;
-  std::vector<char> stacks((size_t)block * stack);
+  if (block > GC_MAX_THREADS) return 2;
+  char* stacks = (char*)malloc((size_t)block * stack);
+  unsigned ids[GC_MAX_THREADS];
+  int status = 0;
   gridDim = {grid, 1, 1};
   blockDim = {block, 1, 1};
-  gc_body = &thread;
-  gc_fibers.assign(block, gc_fiber());
-  std::vector<unsigned> ids(block);
-  for (unsigned b = 0; b < grid; b++) {
+  gc_body = body;
+  gc_args = args;
+  for (unsigned b = 0; b < grid && status == 0; b++) {
     blockIdx = {b, 0, 0};
     for (unsigned t = 0; t < block; t++) {
-      getcontext(&gc_fibers[t].context);
-      gc_fibers[t].context.uc_stack.ss_sp = &stacks[(size_t)t * stack];
-      gc_fibers[t].context.uc_stack.ss_size = stack;
-      gc_fibers[t].context.uc_link = &gc_scheduler;
-      makecontext(&gc_fibers[t].context, gc_entry, 0);
+      getcontext(&gc_fibers[t].start);
+      gc_fibers[t].start.uc_stack.ss_sp = stacks + (size_t)t * stack;
+      gc_fibers[t].start.uc_stack.ss_size = stack;
+      gc_fibers[t].start.uc_link = NULL;
+      makecontext(&gc_fibers[t].start, gc_entry, 0);
       gc_fibers[t].state = GC_RUNNING;
+      gc_fibers[t].started = 0;
     }
-    std::mt19937 rng(1234 + b);
+    uint64_t random = 1234 + b;  // (a fixed xorshift sequence per block: runs repeat)
     for (;;) {
-      std::iota(ids.begin(), ids.end(), 0u);
-      if (order == 1) std::reverse(ids.begin(), ids.end());
-      if (order == 2) std::shuffle(ids.begin(), ids.end(), rng);
-      for (unsigned t : ids) {
-        if (gc_fibers[t].state == GC_DONE) continue;
-        gc_fibers[t].state = GC_RUNNING;
+      for (unsigned t = 0; t < block; t++) ids[t] = order == 1 ? block - 1 - t : t;
+      if (order == 2) {
+        for (unsigned t = block - 1; t > 0; t--) {  // Fisher-Yates
+          random ^= random << 13; random ^= random >> 7; random ^= random << 17;
+          unsigned other = (unsigned)(random % (t + 1)), kept = ids[t];
+          ids[t] = ids[other];
+          ids[other] = kept;
+        }
+      }
+      for (unsigned i = 0; i < block; i++) {
+        unsigned t = ids[i];
+        if (gc_fibers[t].state != GC_RUNNING) continue;
         threadIdx = {t, 0, 0};
         gc_current = t;
-        swapcontext(&gc_scheduler, &gc_fibers[t].context);
+        gc_resume(t);
       }
-      unsigned done = 0, waiting = 0;
-      for (unsigned t = 0; t < block; t++) (gc_fibers[t].state == GC_DONE ? done : waiting)++;
+      // every thread now waits at a barrier or a shuffle, or is done
+      unsigned done = 0, waiting = 0, released = 0;
+      for (unsigned t = 0; t < block; t++) {
+        done += gc_fibers[t].state == GC_DONE;
+        waiting += gc_fibers[t].state == GC_WAITING;
+      }
       if (done == block) break;
-      if (done > 0) return 1;  // some threads finished, others wait at a barrier
+      for (unsigned lo = 0; lo < block; lo += 32) {  // warps whose lanes all reached a shuffle
+        unsigned hi = lo + 32 < block ? lo + 32 : block, shuffling = 0;
+        for (unsigned t = lo; t < hi; t++) shuffling += gc_fibers[t].state == GC_SHUFFLING;
+        if (shuffling == hi - lo) {
+          for (unsigned t = lo; t < hi; t++) gc_fibers[t].state = GC_RUNNING;
+          released++;
+        }
+      }
+      if (released) continue;
+      if (waiting == block) {  // the whole block is at the barrier
+        for (unsigned t = 0; t < block; t++) gc_fibers[t].state = GC_RUNNING;
+        continue;
+      }
+      // some threads finished or wait at a shuffle while others wait at a barrier: divergent
+      status = 1;
+      break;
     }
   }
-  return 0;
+  free(stacks);
+  return status;
 }
 """
 
@@ -139,10 +204,10 @@ def _launcher(kernel) -> str:
     for i, (ctype, _) in enumerate(parameters(kernel)):
         plain = ctype.replace("__restrict__", "").strip()
         casts.append(f"({plain})args[{i}]")
-    call = f"{kernel.name}({', '.join(casts)})"
     return (
+        f"static void gc_body_{kernel.name}(const long long* args) {{ {kernel.name}({', '.join(casts)}); }}\n"
         f'extern "C" int gc_launch_{kernel.name}(const long long* args, unsigned grid, unsigned block, '
-        f"int order) {{\n  return gc_launch(grid, block, order, [&] {{ {call}; }});\n}}\n"
+        f"int order) {{\n  return gc_launch(grid, block, order, gc_body_{kernel.name}, args);\n}}\n"
     )
 
 
@@ -188,7 +253,10 @@ def _launch(lib, kernel, words: list[int], grid: int, block: int, order: str) ->
     launch = getattr(lib, f"gc_launch_{kernel.name}")
     launch.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_int]
     launch.restype = ctypes.c_int
-    if launch(table.ctypes.data, grid, block, ORDERS[order]):
+    status = launch(table.ctypes.data, grid, block, ORDERS[order])
+    if status == 2:
+        raise ValueError(f"{kernel.name}: blocks of {block} threads; the emulation runs at most 1024")
+    if status:
         raise RuntimeError(f"{kernel.name}: a barrier was reached by some threads of a block, not all")
 
 

@@ -21,6 +21,7 @@ knows below it. Compiled code is cached by a hash of its source, kind and archit
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -116,6 +117,8 @@ class CudaGraph:
         self.weights = {name: xp.asarray(data) for name, data in _weights(self.graph).items()}
         self._cast: dict[tuple, object] = {}
         self._plan = [self._runner(step) for step in self.steps]
+        self._symbols = sorted(self.graph.symbols())
+        self._launches: dict[tuple, list] = {}  # symbol sizes -> per step, its _Launch
 
     def __str__(self) -> str:
         return self.schedule_text
@@ -126,51 +129,62 @@ class CudaGraph:
         own copy, bound when the graph was compiled."""
         xp = self.device.xp
         bindings = bind_inputs(self.graph, arrays)
+        key = tuple(bindings[s] for s in self._symbols)
+        launches = self._launches.get(key)
+        if launches is None:  # worked out once per set of sizes
+            launches = self._launches.setdefault(key, [self._configure(s, bindings) for s in self.steps])
         given = [arrays[v.name] for v in self.graph.inputs] if isinstance(arrays, dict) else arrays
         env = {v.name: xp.asarray(a) for v, a in zip(self.graph.inputs, given, strict=True)}
         env.update(self.weights)
         checks: list = []  # (status word, kernel name) of the gathers that ran
-        for step in self._plan:
-            step(env, bindings, checks)
+        for step, launch in zip(self._plan, launches, strict=True):
+            step(env, bindings, checks, launch)
         for status, name in checks:
             if int(status[0]):
                 raise IndexError(out_of_range(name))
         return [env[v.name] for v in self.graph.outputs]
 
+    def _configure(self, step, bindings: dict) -> _Launch | None:
+        """How a kernel step runs at these symbol sizes (None for an interpreter node)."""
+        if isinstance(step, NodeStep):
+            return None
+        k = step.kernel
+        shape = tuple(concrete_shape(k.out_shape, bindings))
+        error = None
+        if isinstance(k, Kernel) and _extremes(k) and 0 in concrete_shape(k.ranges, bindings):
+            op, axes = _extremes(k)[0]
+            ranges = concrete_shape(k.ranges, bindings)
+            error = f"a{op}(): cannot reduce an empty tensor of shape {ranges} over dims {axes}"
+            error += " (no identity element)"
+        reduces = isinstance(k, Kernel) and k.reduce is not None  # (an empty sum is 0: it runs)
+        runs = reduces or int(np.prod(shape, dtype=np.int64)) > 0
+        grid, block = launch_config(k, bindings, **self.device.launch_limits())
+        return _Launch(shape, grid, block, tuple(size_values(k, bindings)), runs, error)
+
     def _runner(self, step):
         xp = self.device.xp
         if isinstance(step, NodeStep):
             node = step.node
-            return lambda env, bindings, checks: run_node(node, env, bindings, xp, self.weights)
+            return lambda env, bindings, checks, launch: run_node(node, env, bindings, xp, self.weights)
         k, output = step.kernel, step.output
-        launch = self._launch[k.name]
+        function = self._launch[k.name]
         kinds = [(x.dtype or k.dtype).np for _, x in operands(k)]
         loads = [self._operand(name, kind) for name, kind in zip(step.inputs, kinds, strict=True)]
         out_dtype = np.int64 if isinstance(k, Pool2d) and k.indices else k.dtype.np
         checked = isinstance(k, Kernel) and k.checked
-        reduces = isinstance(k, Kernel) and k.reduce is not None  # (an empty sum is 0: it runs)
-        extremes = _extremes(k) if isinstance(k, Kernel) else []
-        limits = self.device.launch_limits()
 
-        def kernel(env, bindings, checks):
-            if extremes and 0 in concrete_shape(k.ranges, bindings):
-                op, axes = extremes[0]
-                raise ShapeError(
-                    f"a{op}(): cannot reduce an empty tensor of shape {concrete_shape(k.ranges, bindings)} "
-                    f"over dims {axes} (no identity element)"
-                )
-            out = xp.empty(concrete_shape(k.out_shape, bindings), dtype=out_dtype)
-            env[output] = out
-            if not out.size and not reduces:
+        def kernel(env, bindings, checks, launch: _Launch):
+            if launch.error:
+                raise ShapeError(launch.error)
+            out = env[output] = xp.empty(launch.shape, dtype=out_dtype)
+            if not launch.runs:
                 return
             args = [out, *(load(env) for load in loads)]
             if checked:
                 status = xp.zeros(1, dtype=np.int64)
                 checks.append((status, k.name))
                 args.append(status)
-            args += size_values(k, bindings)
-            grid, block = launch_config(k, bindings, **limits)
-            launch(grid, block, args)
+            function(launch.grid, launch.block, [*args, *launch.sizes])
 
         return kernel
 
@@ -192,6 +206,20 @@ class CudaGraph:
             return value
 
         return load
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """A kernel step at one set of symbol sizes: its output's shape, grid and block, size
+    arguments; whether it computes anything (not for an empty output); an error to raise (an
+    extreme over nothing)."""
+
+    shape: tuple
+    grid: int
+    block: int
+    sizes: tuple
+    runs: bool
+    error: str | None
 
 
 def _extremes(k: Kernel) -> list[tuple[str, tuple]]:

@@ -2,20 +2,21 @@
 
 Pointwise kernels: each CUDA thread walks a grid-stride loop over the flat points of the
 kernel's ranges, splits a point into its coordinates, reads every input through its strides
-(broadcasts and views are index arithmetic, as on the CPU) and writes the output
-contiguously. Reductions (sum, mean, max, min over any axes) and row kernels (softmax, layer
-norm: stages combined over each row, then the body): a block per row combining in shared
-memory. Gathers (`Take`) read where their index says and set a status word for an index out
-of range. Matmuls, convolutions and convolution weight gradients are one tiled product
-(64 x 64 tiles of C, A and B staged in shared memory, the convolutions' columns gathered
-while staging); max pooling is a thread per output pixel, its backward a block per plane
-adding atomically. Sizes that are symbols are kernel parameters, so one compiled kernel serves
-every batch size; the launch configuration is the host's (`launch_config`). A convolution
-whose weight comes packed for the CPU raises `UnsupportedKernel`.
+(broadcasts and views are index arithmetic, as on the CPU) and writes the output contiguously.
+Reductions (sum, mean, max, min over any axes) and row kernels (softmax, layer norm: stages
+combined over each row, then the body): a block per row, combining with warp shuffles and then
+across the warps in shared memory. Gathers (`Take`) read where their index says and set a
+status word for an index out of range. Matmuls, convolutions and convolution weight gradients
+are one tiled product (64 x 64 tiles of C, A and B staged in shared memory, the convolutions'
+columns gathered while staging); max pooling is a thread per output pixel, its backward a block
+per plane adding atomically. Sizes that are symbols are kernel parameters, so one compiled
+kernel serves every batch size; the launch configuration is the host's (`launch_config`). A
+convolution whose weight comes packed for the CPU raises `UnsupportedKernel`.
 
-The semantics follow numpy's as the LLVM renderer's do: maximum/minimum and relu propagate
-NaN, comparisons with NaN are false except `ne`, bools are one byte in memory. The source uses
-only what `codegen.cuda.emulate` can also compile as C++ for the CPU tests.
+The semantics follow numpy's as the LLVM renderer's do: maximum/minimum and relu propagate NaN,
+comparisons with NaN are false except `ne`, bools are one byte in memory. The source uses only
+what `codegen.cuda.emulate` can also compile as C++ for the CPU tests. `render_module` puts a
+graph's kernels in one source, compiled and loaded once (codegen.cuda.executable).
 
     >>> source = render_kernel(kernel)          # extern "C" __global__ void <name>(...)
 """
@@ -381,9 +382,11 @@ def render_module(kernels) -> str:
 def _rows(k: Kernel, body: str, ranges: list[str]) -> list[str]:
     """Reductions and row kernels: a block per row (a point of the axes outside the reduced
     or row axes; grid-stride over them). For each stage (and a reduction's own combination)
-    the block's threads combine strided parts of the row, then halve a shared array of partial
-    results with a barrier a step; every thread then reads the row's result. The body follows:
-    stored once per row (a reduction, `row_out`) or at every point of the row."""
+    every thread combines strided parts of the row; each warp combines its 32 values with
+    shuffles, its first lane puts the warp's result in shared memory, and after a barrier the
+    first warp combines those the same way; after a second barrier the row's result is in
+    `partial<n>[0]`. The body follows: stored once per row (a reduction, `row_out`) or at every
+    point of the row. Blocks are whole warps (32 to BLOCK threads)."""
     expr = _Expr(k)
     axes = list(k.row_axes) if k.stages or k.row_out is not None else list(k.reduce.axes)
     outer = [d for d in range(len(ranges)) if d not in axes]
@@ -396,8 +399,16 @@ def _rows(k: Kernel, body: str, ranges: list[str]) -> list[str]:
         terms = [f"c{d} * {_product(out_strides[d])}" for d in dims if out_strides[d] != 0]
         return " + ".join(terms) if terms else "0"
 
+    def warp_combine(op: str, t: str, value: str, indent: str) -> list[str]:
+        shuffled = f"__shfl_down_sync(0xffffffffu, {value}, offset)"
+        return [
+            f"{indent}for (int offset = 16; offset > 0; offset /= 2)",
+            f"{indent}  {value} = {_combine(op, t, value, shuffled)};",
+        ]
+
     lines = [
-        f"  __shared__ {_TYPES[dtype]} partial{n}[{BLOCK}];" for n, (_, _, dtype, _) in enumerate(combined)
+        f"  __shared__ {_TYPES[dtype]} partial{n}[{BLOCK // 32}];"
+        for n, (_, _, dtype, _) in enumerate(combined)
     ]
     lines += [
         f"  const long long rows = {' * '.join(['1LL', *(ranges[d] for d in outer)])};",
@@ -408,24 +419,31 @@ def _rows(k: Kernel, body: str, ranges: list[str]) -> list[str]:
     lines.append(f"    const long long at = {out_index(outer)};")
     for n, (op, value, dtype, mean) in enumerate(combined):
         t = _TYPES[dtype]
-        lines.append(f"    {t} acc{n} = {_identity(expr, op, dtype)};")
+        identity = _identity(expr, op, dtype)
+        lines.append(f"    {t} acc{n} = {identity};")
         lines.append("    for (long long j = threadIdx.x; j < count; j += blockDim.x) {")
         lines += _coordinates("j", axes, ranges, "      ")
         lines += _loads(k, "      ")
         lines.append(f"      acc{n} = {_combine(op, t, f'acc{n}', f'(({t}){value})')};")
         lines.append("    }")
-        lines.append(f"    partial{n}[threadIdx.x] = acc{n};")
+        lines += warp_combine(op, t, f"acc{n}", "    ")
+        lines.append(f"    if (threadIdx.x % 32 == 0) partial{n}[threadIdx.x / 32] = acc{n};")
         lines.append("    __syncthreads();")
-        lines.append("    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {")
-        mine, theirs = f"partial{n}[threadIdx.x]", f"partial{n}[threadIdx.x + half]"
-        lines.append(f"      if (threadIdx.x < half) {mine} = {_combine(op, t, mine, theirs)};")
-        lines.append("      __syncthreads();")
+        lines.append("    if (threadIdx.x < 32) {  // the first warp combines the warps' results")
+        lines.append(f"      acc{n} = threadIdx.x < blockDim.x / 32 ? partial{n}[threadIdx.x] : {identity};")
+        lines += warp_combine(op, t, f"acc{n}", "      ")
+        lines.append(f"      if (threadIdx.x == 0) partial{n}[0] = acc{n};")
         lines.append("    }")
-        result = f"partial{n}[0] / ({t})count" if mean else f"partial{n}[0]"
-        lines.append(f"    const {t} row{n} = {result};")
+        lines.append("    __syncthreads();")
+        if n < len(k.stages):  # every thread reads a stage's result
+            result = f"partial{n}[0] / ({t})count" if mean else f"partial{n}[0]"
+            lines.append(f"    const {t} row{n} = {result};")
     store = (lambda v: f"(unsigned char)({v})") if k.dtype is dtypes.bool_ else (lambda v: v)
-    if k.reduce is not None:
-        lines.append(f"    if (threadIdx.x == 0) out[at] = row{len(combined) - 1};")
+    if k.reduce is not None:  # (thread 0 alone reads the result)
+        last = len(combined) - 1
+        t = _TYPES[k.dtype]
+        result = f"partial{last}[0] / ({t})count" if k.reduce.mean else f"partial{last}[0]"
+        lines.append(f"    if (threadIdx.x == 0) out[at] = {result};")
     elif k.row_out is not None:  # the body once per row, from the row's results
         lines.append("    if (threadIdx.x == 0) {")
         lines += [f"      const long long c{d} = 0;" for d in axes]
@@ -439,9 +457,9 @@ def _rows(k: Kernel, body: str, ranges: list[str]) -> list[str]:
         lines.append(f"      out[at + {out_index(axes)}] = {store(body)};")
         lines.append("    }")
     if k.stages and len(combined) == 1:
-        # every thread reads the row's result from partial0[0]: none may write it again (the
-        # next row) before all have. With two or more combinations the next row's first ones
-        # have barriers enough; a plain reduction's thread 0 reads only its own slot.
+        # every thread reads the row's result from partial0[0]: the first warp may not write it
+        # again (the next row) before all have. With two or more combinations the next row's
+        # first ones have barriers enough; a plain reduction's result is read by thread 0 alone.
         lines.append("    __syncthreads();")
     lines.append("  }")
     return lines

@@ -145,8 +145,8 @@ def test_a_missing_barrier_fails_in_some_thread_order():
     want = run(g, [x])[0]
     source = render_kernel(step.kernel)
     np.testing.assert_allclose(emulate.run(step.kernel, [x], {"batch": 4}, source=source), want, rtol=1e-5)
-    # without the barrier after each halving step, a thread may add a partial sum not yet made
-    broken = source.replace("      __syncthreads();\n", "", 1)  # (the one inside the halving loop)
+    # without the barrier after the warps leave their sums, the first warp may add one not yet made
+    broken = source.replace("    __syncthreads();\n", "", 1)
     assert broken != source
     results = [emulate.run(step.kernel, [x], {"batch": 4}, o, source=broken) for o in emulate.ORDERS]
     assert any(not np.allclose(r, want, rtol=1e-5) for r in results)
@@ -155,11 +155,39 @@ def test_a_missing_barrier_fails_in_some_thread_order():
 @needs_cxx
 def test_a_barrier_some_threads_skip_is_reported():
     g, step = _reduction_step()
-    store = "    partial0[threadIdx.x] = acc0;"
+    store = "    if (threadIdx.x % 32 == 0) partial0[threadIdx.x / 32] = acc0;"
     source = render_kernel(step.kernel).replace(store, store + "\n    if (threadIdx.x > 0) return;", 1)
+    assert source != render_kernel(step.kernel)
     x = np.zeros((2, 300), np.float32)
     with pytest.raises(RuntimeError, match="barrier was reached by some threads"):
         emulate.run(step.kernel, [x], {"batch": 2}, source=source)
+
+
+@needs_cxx
+def test_a_shuffle_some_lanes_of_a_warp_skip_is_reported():
+    g, step = _reduction_step()
+    loop = "    for (int offset = 16; offset > 0; offset /= 2)\n"
+    source = render_kernel(step.kernel).replace(loop, "    if (threadIdx.x % 32 == 5) continue;\n" + loop, 1)
+    assert source != render_kernel(step.kernel)
+    x = np.zeros((2, 300), np.float32)
+    with pytest.raises(RuntimeError, match="barrier was reached by some threads"):
+        emulate.run(step.kernel, [x], {"batch": 2}, source=source)
+
+
+@needs_cxx
+def test_shuffles_read_the_partner_lane_after_it_wrote(monkeypatch):
+    # the warp's sum is right in every thread order because every lane leaves its value before
+    # any lane reads: an emulation without that first wait reads stale slots in some order
+    g, step = _reduction_step()
+    x = np.random.default_rng(1).standard_normal((3, 300)).astype(np.float32)
+    want = run(g, [x])[0]
+    for order in emulate.ORDERS:
+        np.testing.assert_allclose(emulate.run(step.kernel, [x], {"batch": 3}, order), want, rtol=1e-5)
+    wait = "  memcpy(gc_lanes[me], &value, sizeof(T));\n  gc_warp_sync();\n"
+    assert wait in emulate.HEADER
+    monkeypatch.setattr(emulate, "HEADER", emulate.HEADER.replace(wait, wait.split("\n")[0] + "\n"))
+    results = [emulate.run(step.kernel, [x], {"batch": 3}, o) for o in emulate.ORDERS]
+    assert any(not np.allclose(r, want, rtol=1e-5) for r in results)
 
 
 @needs_nvrtc

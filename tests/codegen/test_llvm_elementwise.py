@@ -4,6 +4,7 @@ one compiled graph, NaN handling, random graphs), with the other nodes still int
 
 import numpy as np
 import pytest
+from compiled import compare_cuda_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -212,6 +213,8 @@ def test_random_elementwise_graphs_match_the_interpreter(graph, batch):
         got = compile_graph(graph).run(arrays)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+    if batch == 5:  # the CUDA kernels too (one batch size: each graph is one emulation build)
+        compare_cuda_with_interpreter(graph, arrays, 1e-5, expected)
 
 
 @pytest.mark.parametrize(

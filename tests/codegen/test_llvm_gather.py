@@ -5,6 +5,7 @@ step-by-step runner."""
 
 import numpy as np
 import pytest
+from compiled import compare_cuda_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -259,3 +260,5 @@ def test_random_gathers_match_the_interpreter(case):
         for got in _both_paths(exe, [x, index]):
             assert got[0].dtype == want.dtype and got[0].shape == want.shape
             np.testing.assert_allclose(got[0], want, rtol=tolerance, atol=tolerance)
+        if batch == 4:  # the CUDA kernels too (one batch size: each graph is one emulation build)
+            compare_cuda_with_interpreter(g, [x, index], tolerance, [want])

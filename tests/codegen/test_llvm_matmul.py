@@ -6,6 +6,7 @@ every broadcast pattern of an epilogue operand, the parallel split, random epilo
 
 import numpy as np
 import pytest
+from compiled import compare_cuda_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -375,6 +376,7 @@ def test_random_matmul_epilogues_match_the_interpreter(case):
     finite = np.abs(want[np.isfinite(want)])  # infinities must match exactly
     tolerance = 64 * eps * max(k, 1) ** 0.5 * max(1.0, float(finite.max(initial=0)))
     np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance, equal_nan=True)
+    compare_cuda_with_interpreter(g, inputs, tolerance, [want])
 
 
 PROLOGUES = {

@@ -4,6 +4,7 @@ and sizes, each graph compiled once and run at several batch sizes (one artifact
 entry and its arena plan, forced parallel splits) against the reference interpreter."""
 
 import numpy as np
+from compiled import compare_cuda_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,6 +112,8 @@ def test_random_models_match_the_interpreter(graph, split):
             for a, b in zip(got, want, strict=True):
                 assert a.shape == b.shape and a.dtype == b.dtype
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+            if batch == 3 and not split:  # the CUDA kernels too (once per graph: one emulation build)
+                compare_cuda_with_interpreter(graph, [x], 1e-4, want)
     finally:
         (
             executable.PARALLEL_MIN_POINTS,
