@@ -149,9 +149,14 @@ def bench(model: LoadedModule, args, out) -> None:
     print(f"throughput: {args.batch * 1e3 / p50:.1f} samples/s at batch {args.batch}", file=out)
     memory = model.memory(host, method=args.method)
     if memory is not None:
-        arena, total = memory
+        needed, total = memory
+        how = (
+            f"one arena of {_bytes(needed)}"
+            if model.backend == "llvm"
+            else f"at most {_bytes(needed)} alive at once"
+        )
         print(
-            f"memory: one arena of {_bytes(arena)} holds intermediates of {_bytes(total)} in all "
+            f"memory: {how} holds intermediates of {_bytes(total)} in all "
             "(buffers whose lifetimes do not overlap share it)",
             file=out,
         )

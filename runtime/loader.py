@@ -144,16 +144,17 @@ class LoadedModule:
         return [_to_host(o) for o in outs] if host else outs
 
     def memory(self, inputs, method: str = "forward") -> tuple[int, int] | None:
-        """(arena bytes, bytes of all intermediates) of `method` for inputs of these shapes
-        (arrays, a list or by name), where it runs as one native entry over a planned arena;
-        else None."""
+        """(bytes the intermediates need, bytes of all intermediates) of `method` for inputs of
+        these shapes (arrays, a list or by name): on the CPU where it runs as one native entry
+        over a planned arena (the arena's size), on CUDA the most alive at once (each is freed
+        after its last reader); else None."""
         from ir.interpreter import bind_inputs
 
-        native = getattr(self._executables[method], "native", None)
-        if native is None:
+        exe = self._executables[method]
+        runs = getattr(exe, "native", None) if self.backend == "llvm" else exe
+        if runs is None or not hasattr(runs, "memory"):
             return None
-        graph = self._graph(method)
-        return native.memory(bind_inputs(graph, inputs))
+        return runs.memory(bind_inputs(self._graph(method), inputs))
 
     def __repr__(self) -> str:
         return f"LoadedModule(methods={self.methods}, device={self.device!r})"

@@ -15,6 +15,8 @@ machines without a GPU.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ir.errors import IRError
@@ -47,6 +49,11 @@ class Device:
 
     def synchronize(self) -> None:
         """Wait until the work launched on the device has finished."""
+
+    def current(self):
+        """A context in which new arrays and launches go to this device (cupy's current
+        device is process-wide; the emulation has one device)."""
+        return contextlib.nullcontext()
 
 
 class GPU(Device):
@@ -84,8 +91,7 @@ class GPU(Device):
 
         def launcher(function):
             def launch(grid: int, block: int, args: list) -> None:
-                with self._device:
-                    function((grid,), (block,), args)
+                function((grid,), (block,), args)  # (the caller made this device current)
 
             return launch
 
@@ -98,6 +104,9 @@ class GPU(Device):
 
     def synchronize(self) -> None:
         self._device.synchronize()
+
+    def current(self):
+        return self._device
 
 
 def cupy_for(device: str):

@@ -21,7 +21,9 @@ knows below it. Compiled code is cached by a hash of its source, kind and archit
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -103,6 +105,12 @@ class CudaGraph:
         self.device = device
         self.kernels = [s.kernel for s in self.steps if isinstance(s, KernelStep)]
         self.cuda_source = render_module(self.kernels)
+        dump = os.environ.get("GRAPHC_DUMP")
+        if dump:  # beside the passes' dumps: the schedule and the CUDA C it became
+            directory = Path(dump)
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / f"{self.graph.name}.schedule.txt").write_text(self.schedule_text + "\n")
+            (directory / f"{self.graph.name}.cu").write_text(self.cuda_source)
         self.code_kind: str | None = None  # 'ptx' or 'cubin', where the device loads code
         self.arch: int | None = None  # the architecture of that code
         code = None
@@ -112,13 +120,18 @@ class CudaGraph:
             device.load(self.cuda_source, code, self.code_kind, self.kernels) if self.kernels else {}
         )
         xp = device.xp
-        # weights in device memory, once: as stored (for interpreter nodes, a cond's branches
-        # included) and in each dtype a kernel reads them in
-        self.weights = {name: xp.asarray(data) for name, data in _weights(self.graph).items()}
-        self._cast: dict[tuple, object] = {}
-        self._plan = [self._runner(step) for step in self.steps]
+        with device.current():
+            # weights in device memory, once: as stored (for interpreter nodes, a cond's
+            # branches included) and in each dtype a kernel reads them in
+            self.weights = {name: xp.asarray(data) for name, data in _weights(self.graph).items()}
+            self._cast: dict[tuple, object] = {}
+            self._plan = [self._runner(step) for step in self.steps]
         self._symbols = sorted(self.graph.symbols())
         self._launches: dict[tuple, list] = {}  # symbol sizes -> per step, its _Launch
+        # per step, the intermediates no later step reads (and no output is): dropped after it,
+        # so the device's memory pool gives their memory to the next ones
+        self._drops = _last_uses(self.graph, self.steps)
+        self._types = {v.name: v.type for node in self.graph.nodes for v in node.outputs}
 
     def __str__(self) -> str:
         return self.schedule_text
@@ -134,15 +147,50 @@ class CudaGraph:
         if launches is None:  # worked out once per set of sizes
             launches = self._launches.setdefault(key, [self._configure(s, bindings) for s in self.steps])
         given = [arrays[v.name] for v in self.graph.inputs] if isinstance(arrays, dict) else arrays
-        env = {v.name: xp.asarray(a) for v, a in zip(self.graph.inputs, given, strict=True)}
-        env.update(self.weights)
-        checks: list = []  # (status word, kernel name) of the gathers that ran
-        for step, launch in zip(self._plan, launches, strict=True):
-            step(env, bindings, checks, launch)
-        for status, name in checks:
-            if int(status[0]):
-                raise IndexError(out_of_range(name))
+        with self.device.current():
+            env = {v.name: xp.asarray(a) for v, a in zip(self.graph.inputs, given, strict=True)}
+            env.update(self.weights)
+            checks: list = []  # (status word, kernel name) of the gathers that ran
+            for step, launch, drops in zip(self._plan, launches, self._drops, strict=True):
+                step(env, bindings, checks, launch)
+                for name in drops:
+                    del env[name]
+            for status, name in checks:
+                if int(status[0]):
+                    raise IndexError(out_of_range(name))
         return [env[v.name] for v in self.graph.outputs]
+
+    def memory(self, bindings: dict) -> tuple[int, int]:
+        """(the most bytes of intermediates alive at once, bytes of all intermediates) of a run
+        at these symbol sizes: each is freed after its last reader (a reshape is a view: its
+        buffer lives while the value or any view of it may still be read)."""
+        owner: dict[str, str] = {}  # a reshape's output -> the value whose buffer it views
+        nbytes: dict[str, int] = {}  # a value with a buffer of its own -> its size
+        for step in self.steps:
+            if isinstance(step, NodeStep) and step.node.op == "reshape":
+                source = step.node.inputs[0].name
+                owner[step.node.outputs[0].name] = owner.get(source, source)
+                continue
+            for name in _made(step):
+                t = self._types[name]
+                nbytes[name] = (
+                    int(np.prod(concrete_shape(t.shape, bindings), dtype=np.int64)) * t.dtype.itemsize
+                )
+        holders = {name: {name} for name in nbytes}  # a buffer -> the values still holding it
+        for view, buffer in owner.items():
+            if buffer in holders:
+                holders[buffer].add(view)
+        live = peak = 0
+        for step, drops in zip(self.steps, self._drops, strict=True):
+            live += sum(nbytes.get(name, 0) for name in _made(step))
+            peak = max(peak, live)
+            for name in drops:
+                held = holders.get(owner.get(name, name))
+                if held is not None and name in held:
+                    held.discard(name)
+                    if not held:
+                        live -= nbytes[owner.get(name, name)]
+        return peak, sum(nbytes.values())
 
     def _configure(self, step, bindings: dict) -> _Launch | None:
         """How a kernel step runs at these symbol sizes (None for an interpreter node)."""
@@ -220,6 +268,33 @@ class _Launch:
     sizes: tuple
     runs: bool
     error: str | None
+
+
+def _made(step) -> list[str]:
+    return [v.name for v in step.node.outputs] if isinstance(step, NodeStep) else [step.output]
+
+
+def _read(step) -> list[str]:
+    return (
+        [v.name for v in step.node.inputs if v is not None]
+        if isinstance(step, NodeStep)
+        else list(step.inputs)
+    )
+
+
+def _last_uses(graph: Graph, steps: list) -> list[list[str]]:
+    """Per step, the values some step makes whose last reader it is (outputs excluded)."""
+    made = {name for step in steps for name in _made(step)}
+    keep = {v.name for v in graph.outputs}
+    last: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        for name in (*_read(step), *_made(step)):  # (a value nobody reads goes right away)
+            last[name] = i
+    drops: list[list[str]] = [[] for _ in steps]
+    for name, i in last.items():
+        if name in made and name not in keep:
+            drops[i].append(name)
+    return drops
 
 
 def _extremes(k: Kernel) -> list[tuple[str, tuple]]:

@@ -5,6 +5,8 @@ several batch sizes with one compiled module; and the code a GPU would load is c
 module docstring says (cache, trusted file, NVRTC: cubin for the device's own architecture,
 else the newest PTX below it), with a DeviceError naming what is missing."""
 
+import weakref
+
 import numpy as np
 import pytest
 from testmodels import Gated, LeNet
@@ -217,3 +219,48 @@ def test_a_device_that_needs_code_gets_its_cubin(cache):
     ((kind, code),) = device.loaded
     assert kind == "cubin" and code == cuda_executable.compiled(exe.cuda_source, "cubin", 80)
     _compare(exe, graph, [np.ones((3, 20), np.float32)])
+
+
+@needs_cxx
+def test_graphc_dump_writes_the_schedule_and_the_cuda_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_DUMP", str(tmp_path))
+    exe = CudaGraph(_mlp_graph(), EmulatedDevice())
+    assert (tmp_path / f"{exe.graph.name}.cu").read_text() == exe.cuda_source
+    assert (tmp_path / f"{exe.graph.name}.schedule.txt").read_text() == exe.schedule_text + "\n"
+    assert all(f'extern "C" __global__ void {k.name}(' in exe.cuda_source for k in exe.kernels)
+
+
+class _CountingNumpy:
+    """numpy, counting the bytes of the arrays `empty` made that are still alive (the kernels'
+    outputs), and the most at once."""
+
+    def __init__(self):
+        self.live = self.peak = 0
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def empty(self, shape, dtype):
+        array = np.empty(shape, dtype)
+        self.live += array.nbytes
+        self.peak = max(self.peak, self.live)
+        weakref.finalize(array, self._free, array.nbytes)
+        return array
+
+    def _free(self, nbytes):
+        self.live -= nbytes
+
+
+@needs_cxx
+def test_intermediates_are_freed_after_their_last_reader():
+    graph = _lenet_graph()
+    device = EmulatedDevice()
+    counting = device.xp = _CountingNumpy()
+    exe = CudaGraph(graph, device)
+    x = np.random.default_rng(4).standard_normal((8, 1, 32, 32)).astype(np.float32)
+    (y,) = exe.run([x])
+    peak, total = exe.memory({"batch": 8})
+    # the first convolution's output and its pooling are the peak: later ones reuse that memory
+    assert counting.peak == peak < 0.8 * total
+    assert counting.live == y.nbytes  # the output alone is left
+    np.testing.assert_allclose(y, run(graph, [x])[0], rtol=2e-5, atol=2e-6)

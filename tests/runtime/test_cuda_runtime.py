@@ -102,6 +102,8 @@ def test_runtime_runs_the_trusted_cubin_of_the_file_and_matches_the_cpu(
         np.testing.assert_allclose(got, cpu(x)[0], rtol=1e-4, atol=1e-5)
         (by_name,) = loaded.run({loaded.inputs[0].name: x}).values()
         np.testing.assert_array_equal(by_name, got)
+        peak, total = loaded.memory([x])  # (intermediates freed after their last reader)
+        assert 0 < peak <= total
 
 
 def test_an_older_gpu_gets_the_files_ptx_for_the_architecture_below(cuda_files, fresh_cache, monkeypatch):
