@@ -5,10 +5,12 @@ several batch sizes with one compiled module; and the code a GPU would load is c
 module docstring says (cache, trusted file, NVRTC: cubin for the device's own architecture,
 else the newest PTX below it), with a DeviceError naming what is missing."""
 
+import sys
 import weakref
 
 import numpy as np
 import pytest
+from fake_cupy import fake_cupy
 from testmodels import Gated, LeNet
 
 import graphc
@@ -264,3 +266,49 @@ def test_intermediates_are_freed_after_their_last_reader():
     assert counting.peak == peak < 0.8 * total
     assert counting.live == y.nbytes  # the output alone is left
     np.testing.assert_allclose(y, run(graph, [x])[0], rtol=2e-5, atol=2e-6)
+
+
+@needs_nvrtc
+def test_the_gpu_device_loads_the_cubin_and_launches_every_kernel_with_its_arguments(cache, monkeypatch):
+    from codegen.cuda.device import gpu
+    from codegen.cuda.render import launch_config, parameters
+
+    launches = []
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(launches))
+    device = gpu("cuda:0")
+    assert device.capability == 90 and device.name == "cuda:0 (Fake H100)"
+    graph = _lenet_graph()
+    exe = CudaGraph(graph, device)
+    assert (exe.code_kind, exe.arch) == ("cubin", 90)
+    x = np.zeros((3, 1, 32, 32), np.float32)
+    exe.run([x])
+    by_name = {k.name: k for k in exe.kernels}
+    assert [name for name, *_ in launches] == [s.kernel.name for s in exe.steps if hasattr(s, "kernel")]
+    for name, grid, block, args in launches:
+        k = by_name[name]
+        assert (grid[0], block[0]) == launch_config(k, {"batch": 3})
+        kinds = [ctype for ctype, _ in parameters(k)]
+        assert len(args) == len(kinds)
+        for ctype, arg in zip(kinds, args, strict=True):
+            if "*" in ctype:
+                assert isinstance(arg, np.ndarray) and arg.flags.c_contiguous
+            else:
+                assert type(arg) is int
+    device.synchronize()
+    assert launches[-1] == "synchronize"
+    # PTX goes to the driver too, as a C string
+    from codegen.cuda.executable import compiled
+
+    ptx = compiled(exe.cuda_source, "ptx", 80)
+    launch = device.load(exe.cuda_source, ptx, "ptx", exe.kernels)
+    assert set(launch) == set(by_name)
+    # a driver too old for NVRTC's PTX: a DeviceError that says what to install
+
+    def too_new(self, image):
+        raise sys.modules["cupy"].cuda.driver.CUDADriverError(
+            "CUDA_ERROR_UNSUPPORTED_PTX_VERSION: the provided PTX was compiled with an unsupported toolchain."
+        )
+
+    monkeypatch.setattr(sys.modules["cupy"].cuda.function.Module, "load", too_new)
+    with pytest.raises(DeviceError, match=r"driver \(CUDA 12.4\) is older .* nvidia-cuda-nvrtc-cu12==12.4"):
+        device.load(exe.cuda_source, ptx, "ptx", exe.kernels)

@@ -4,8 +4,11 @@ CUDA kernels, `save` writes their PTX and cubins for sm_80 and sm_90 and the CUD
 a GPU does), from the file's code only when trusted, else compiled here, else a DeviceError
 saying what is missing. Results match the CPU runtime's."""
 
+import sys
+
 import numpy as np
 import pytest
+from fake_cupy import fake_cupy
 from testmodels import LeNet
 
 import graphc
@@ -149,3 +152,21 @@ def test_jit_load_runs_a_file_on_the_emulated_device(cuda_files, fresh_cache, mo
     x = graphc.randn(3, *features)
     np.testing.assert_allclose(loaded(x).numpy(), scripted(x).numpy(), rtol=1e-6)
     assert [kind for kind, _ in device.loaded] == ["cubin"]
+
+
+def test_device_cuda_binds_the_files_code_to_the_gpu(cuda_files, fresh_cache, monkeypatch):
+    """runtime.load(path, device="cuda") on a GPU (cupy stood in for: its launches are only
+    recorded): the trusted file's sm_90 cubin is loaded, weights go to the device once, every
+    kernel is launched on each call, numpy in gives numpy out."""
+    launches = []
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(launches))
+    _without_nvrtc(monkeypatch)
+    path, scripted, features = cuda_files["lenet"]
+    loaded = runtime.load(path, device="cuda", trust_embedded_code=True)
+    exe = loaded._executables["forward"]
+    assert loaded.backend == "cuda" and (exe.code_kind, exe.arch) == ("cubin", 90)
+    (out,) = loaded(np.zeros((2, *features), np.float32))
+    assert type(out) is np.ndarray and out.shape == (2, 10)
+    assert [name for name, *_ in launches] == [k.name for k in exe.kernels]
+    loaded.synchronize()
+    assert launches[-1] == "synchronize"
