@@ -31,6 +31,8 @@ def _check(graph, make_inputs, rtol=2e-6, atol=1e-7):
         for a, b in zip(got, expected, strict=True):
             assert a.dtype == b.dtype and a.shape == b.shape
             np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
+        if batch == 64:  # the CUDA kernels too (one batch size: each graph is one emulation build)
+            compare_cuda_with_interpreter(graph, inputs, max(rtol, atol), expected)
     return exe
 
 

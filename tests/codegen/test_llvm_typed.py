@@ -5,6 +5,7 @@ interpreter nodes."""
 
 import numpy as np
 import pytest
+from compiled import compare_cuda_with_interpreter
 
 from codegen.executable import compile_graph
 from codegen.schedule import KernelStep, NodeStep, schedule
@@ -47,6 +48,8 @@ def _check(text, kernels=None):
                 np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
             else:
                 np.testing.assert_array_equal(a, b)
+        if batch == 5:  # the CUDA kernels too (one batch size: each graph is one emulation build)
+            compare_cuda_with_interpreter(g, inputs, 1e-6, want)
     return exe
 
 
