@@ -218,6 +218,25 @@ class ScriptModule:
     def __call__(self, *inputs):
         return self._run("forward", *inputs)
 
+    def to(self, device) -> ScriptModule:
+        """Run on `device` from now on ('cpu', 'cuda', 'cuda:N', a graphc.device, or a
+        codegen.cuda.device.Device): the graphs are compiled for it on the next call (CUDA
+        kernels on a GPU, the llvm backend on the CPU). In place, as PyTorch's `Module.to`."""
+        if device is None:
+            raise TypeError("ScriptModule.to: expected a device ('cpu', 'cuda', 'cuda:N'), got None")
+        target = _cuda_target(device, None)  # (graphc's DeviceError: an unknown device, no CUDA)
+        backend = "cuda" if target is not None else ("llvm" if self.backend == "cuda" else self.backend)
+        if (backend, target) != (self.backend, self.cuda_device):
+            self.backend, self.cuda_device = backend, target
+            self._executables = {}
+        return self
+
+    def cuda(self, device=None) -> ScriptModule:
+        return self.to("cuda" if device is None else f"cuda:{device}" if isinstance(device, int) else device)
+
+    def cpu(self) -> ScriptModule:
+        return self.to("cpu")
+
     def save(self, path, metadata: dict[str, str] | None = None) -> None:
         """Write all methods, their weights and `metadata` to a .gcm module file (atomically);
         the standalone `runtime` package loads it. With backend 'llvm' the file also carries
@@ -372,23 +391,23 @@ def _method_targets(model_or_fn, model, methods) -> dict:
 trace = script
 
 
-def load(path, backend: str | None = None, trust_embedded_code: bool = False, device=None) -> ScriptModule:
-    """A ScriptModule from a .gcm file written by `ScriptModule.save`, for `device` (default
-    the CPU; 'cuda' compiles CUDA kernels). With `trust_embedded_code=True`, compiled code the
-    file carries for this CPU or GPU is used instead of compiling (it is native code: trust
-    the file's author); otherwise it is ignored."""
+def load(
+    path, backend: str | None = None, trust_embedded_code: bool = False, device=None, map_location=None
+) -> ScriptModule:
+    """A ScriptModule from a .gcm file written by `ScriptModule.save`, for `device` (or
+    `map_location`, as PyTorch names it; default the CPU; 'cuda' compiles CUDA kernels). With
+    `trust_embedded_code=True`, compiled code the file carries for this CPU or GPU is used
+    instead of compiling (it is native code: trust the file's author); otherwise it is
+    ignored."""
     from ir.module_file import read_module
 
-    target = _cuda_target(device, None)
+    target = _cuda_target(device if device is not None else map_location, None)
     backend = backend or ("cuda" if target is not None else "llvm")
     module = read_module(path)
     embedded = {}
-    if trust_embedded_code and backend == "llvm":
+    if trust_embedded_code:  # (both kinds, by key: the module may move between devices)
+        from codegen.cuda.executable import embedded_code
         from codegen.executable import embedded_libraries
 
-        embedded = embedded_libraries(module)
-    elif trust_embedded_code and backend == "cuda":
-        from codegen.cuda.executable import embedded_code
-
-        embedded = embedded_code(module)
+        embedded = {**embedded_libraries(module), **embedded_code(module)}
     return ScriptModule(module.methods, backend, embedded, target)

@@ -170,3 +170,25 @@ def test_device_cuda_binds_the_files_code_to_the_gpu(cuda_files, fresh_cache, mo
     assert [name for name, *_ in launches] == [k.name for k in exe.kernels]
     loaded.synchronize()
     assert launches[-1] == "synchronize"
+
+
+def test_a_script_module_moves_between_the_cpu_and_cuda(cuda_files, fresh_cache, monkeypatch):
+    path, _, features = cuda_files["mlp"]
+    _without_nvrtc(monkeypatch)  # (only the file's code can serve the emulated GPU)
+    loaded = graphc.jit.load(path, trust_embedded_code=True)
+    assert loaded.backend == "llvm"
+    x = graphc.randn(3, *features)
+    want = loaded(x).numpy()
+    device = EmulatedDevice(needs_code=True)
+    assert loaded.to(device) is loaded and loaded.backend == "cuda"
+    np.testing.assert_allclose(loaded(x).numpy(), want, rtol=1e-5, atol=1e-6)
+    assert [kind for kind, _ in device.loaded] == ["cubin"]  # the file's, trusted when loaded
+    assert loaded.cpu() is loaded and loaded.backend == "llvm"
+    np.testing.assert_array_equal(loaded(x).numpy(), want)
+    with pytest.raises(graphc.DeviceError, match="CUDA is not available"):
+        loaded.cuda()
+    with pytest.raises(graphc.DeviceError, match="unknown device type 'tpu'"):
+        loaded.to("tpu")
+    mapped = graphc.jit.load(path, map_location=EmulatedDevice(), trust_embedded_code=True)
+    assert mapped.backend == "cuda"
+    np.testing.assert_allclose(mapped(x).numpy(), want, rtol=1e-5, atol=1e-6)
