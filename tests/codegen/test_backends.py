@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from compiled import compare_cuda_with_interpreter
 from testmodels import Gated, LeNet, TwoMethods
 
 import graphc
@@ -117,3 +118,5 @@ def test_a_transformer_block_compiles_to_kernels_only_and_matches_eager():
         with graphc.no_grad():
             expected = block(x).numpy()
         np.testing.assert_allclose(scripted(x).numpy(), expected, rtol=2e-5, atol=2e-5)
+    # and as CUDA kernels (layer norms, attention's batched products through views, softmax)
+    compare_cuda_with_interpreter(scripted.graph, [x.numpy()], 2e-5)
