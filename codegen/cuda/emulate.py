@@ -1,16 +1,19 @@
 """Run generated CUDA C on the CPU: the semantics of the CUDA renderer, tested without a GPU.
 
 The kernel's source is compiled as C++ (the system's `g++`) after a small header that makes
-CUDA's names plain C++: `__global__` and `__device__` vanish, `__shared__` is static (blocks
-run one after another), `threadIdx`, `blockIdx`, `blockDim` and `gridDim` are thread-local
-variables, and each CUDA thread of a block is a fiber (ucontext), so `__syncthreads` switches
-to a scheduler that resumes the block's threads in a chosen order (forward, reverse or
-shuffled) until all reach the barrier: a kernel that misses a barrier reads another thread's
-result before it is written in one of the orders and fails the comparison. A barrier reached
-by some threads and not others is reported. The one warp-level intrinsic the renderer uses,
-`__shfl_down_sync` over a whole warp, is a warp-wide barrier in the same scheduler: each lane
-leaves its value, waits for the warp, reads its partner's and waits again. `EmulatedDevice`
-runs a compiled graph's module this way (codegen.cuda.executable).
+CUDA's names plain C++: `__global__` and `__device__` vanish, shared arrays are static (blocks
+run one after another) and check every access (two threads touching an element between the same
+two barriers, one of them writing, is a data race; an index outside the array is a fault:
+either raises `SharedMemoryFault`, whatever the thread order), `threadIdx`, `blockIdx`,
+`blockDim` and `gridDim` are thread-local variables, and each CUDA thread of a block is a fiber
+(ucontext), so `__syncthreads` switches to a scheduler that resumes the block's threads in a
+chosen order (forward, reverse or shuffled) until all reach the barrier: a kernel that misses a
+barrier reads another thread's result before it is written in one of the orders and fails the
+comparison. A barrier reached by some threads and not others is reported. The one warp-level
+intrinsic the renderer uses, `__shfl_down_sync` over a whole warp, is a warp-wide barrier in
+the same scheduler: each lane leaves its value, waits for the warp, reads its partner's and
+waits again. `EmulatedDevice` runs a compiled graph's module this way
+(codegen.cuda.executable).
 
     >>> out = run(kernel, [x], bindings={"batch": 3}, order="reverse")
 """
@@ -45,7 +48,6 @@ HEADER = r"""
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __shared__ static
 #define GC_DEVICE inline
 struct gc_dim3 { unsigned x, y, z; };
 static thread_local gc_dim3 threadIdx, blockIdx, blockDim, gridDim;
@@ -57,6 +59,88 @@ template <typename T> static inline T atomicAdd(T* at, T value) {
   *at = old + value;
   return old;
 }
+
+// Shared memory with a race detector. Every element remembers the thread that last wrote it
+// and the one that last read it (or "several"), with the barrier epoch of each: epochs count
+// the block barriers passed (and blocks begun) since the library was loaded, so each block's
+// are new. Two threads touching one element in one epoch, one of them writing, is a data race:
+// which goes first is the scheduler's choice. An index outside the array is reported too.
+static unsigned gc_epoch = 1;  // (zero-initialized records, epoch 0, never match)
+static const char* gc_fault;  // what went wrong first in this launch, or NULL
+static const char* gc_fault_array;
+static long long gc_fault_index;
+static int gc_fault_threads[2];
+struct gc_seen { unsigned write_epoch, read_epoch; int writer, reader; };
+static inline void gc_report(const char* what, const char* array, long long at, int a, int b) {
+  if (gc_fault) return;
+  gc_fault = what;
+  gc_fault_array = array;
+  gc_fault_index = at;
+  gc_fault_threads[0] = a;
+  gc_fault_threads[1] = b;
+}
+template <typename T> struct gc_ref {  // one element of a shared array, as a kernel uses it
+  T* value;
+  gc_seen* seen;
+  const char* array;
+  long long at;
+  operator T() const {  // a read
+    const int me = (int)threadIdx.x;
+    if (seen->write_epoch == gc_epoch && seen->writer != me)
+      gc_report("read while another thread writes it", array, at, seen->writer, me);
+    if (seen->read_epoch != gc_epoch) {
+      seen->read_epoch = gc_epoch;
+      seen->reader = me;
+    } else if (seen->reader != me) {
+      seen->reader = -1;  // several threads
+    }
+    return *value;
+  }
+  gc_ref& operator=(T v) {
+    const int me = (int)threadIdx.x;
+    if (seen->write_epoch == gc_epoch && seen->writer != me)
+      gc_report("written by two threads", array, at, seen->writer, me);
+    if (seen->read_epoch == gc_epoch && seen->reader != me)
+      gc_report("written while another thread reads it", array, at, seen->reader, me);
+    seen->write_epoch = gc_epoch;
+    seen->writer = me;
+    *value = v;
+    return *this;
+  }
+  gc_ref& operator=(const gc_ref& other) { return *this = (T)other; }
+};
+template <typename T, long long N> struct gc_shared {
+  T values[N];
+  gc_seen seen[N];
+  const char* name;
+  gc_ref<T> operator[](long long i) {
+    if (i < 0 || i >= N) {
+      gc_report("indexed out of bounds", name, i, (int)threadIdx.x, -1);
+      i = 0;
+    }
+    return gc_ref<T>{&values[i], &seen[i], name, i};
+  }
+};
+template <typename T, long long N, long long M> struct gc_shared2 {
+  gc_shared<T, N * M> flat;
+  struct gc_row {
+    gc_shared<T, N * M>* flat;
+    long long first;
+    gc_ref<T> operator[](long long j) {
+      return (j < 0 || j >= M) ? (*flat)[-1] : (*flat)[first + j];
+    }
+  };
+  gc_row operator[](long long i) { return gc_row{&flat, (i < 0 || i >= N) ? -N * M : i * M}; }
+};
+#define GC_SHARED(T, name, n) static gc_shared<T, n> name = {{}, {}, #name}
+#define GC_SHARED2(T, name, n, m) static gc_shared2<T, n, m> name = {{{}, {}, #name}}
+extern "C" const char* gc_fault_text(long long* index, int* threads) {
+  *index = gc_fault_index;
+  threads[0] = gc_fault_threads[0];
+  threads[1] = gc_fault_threads[1];
+  return gc_fault ? gc_fault_array : NULL;
+}
+extern "C" const char* gc_fault_kind() { return gc_fault; }
 
 // Each CUDA thread of a block is a fiber with a stack of its own; __syncthreads switches back
 // to the scheduler, which resumes every thread of the block once per phase (in the launch's
@@ -118,7 +202,8 @@ static void gc_resume(unsigned t) {
 
 // blocks in sequence; the threads of a block in `order`: 0 forward, 1 reverse, 2 shuffled;
 // each thread runs body(args). Returns 0, 1 after a divergent barrier or shuffle (reached by
-// some threads of the block or warp, not all), 2 for a block too large.
+// some threads of the block or warp, not all), 2 for a block too large, 3 after a fault in
+// shared memory (a race, an index out of bounds: gc_fault_text).
 static int gc_launch(unsigned grid, unsigned block, int order, void (*body)(const long long*),
                      const long long* args) {
   const size_t stack = 1 << 16;
@@ -130,8 +215,10 @@ static int gc_launch(unsigned grid, unsigned block, int order, void (*body)(cons
   blockDim = {block, 1, 1};
   gc_body = body;
   gc_args = args;
+  gc_fault = NULL;
   for (unsigned b = 0; b < grid && status == 0; b++) {
     blockIdx = {b, 0, 0};
+    gc_epoch++;  // (a block's shared memory is its own)
     for (unsigned t = 0; t < block; t++) {
       getcontext(&gc_fibers[t].start);
       gc_fibers[t].start.uc_stack.ss_sp = stacks + (size_t)t * stack;
@@ -177,6 +264,7 @@ static int gc_launch(unsigned grid, unsigned block, int order, void (*body)(cons
       if (released) continue;
       if (waiting == block) {  // the whole block is at the barrier
         for (unsigned t = 0; t < block; t++) gc_fibers[t].state = GC_RUNNING;
+        gc_epoch++;
         continue;
       }
       // some threads finished or wait at a shuffle while others wait at a barrier: divergent
@@ -185,9 +273,26 @@ static int gc_launch(unsigned grid, unsigned block, int order, void (*body)(cons
     }
   }
   free(stacks);
-  return status;
+  return status ? status : gc_fault ? 3 : 0;
 }
 """
+
+
+class SharedMemoryFault(RuntimeError):
+    """Emulated threads raced on shared memory, or indexed a shared array out of bounds."""
+
+
+def _fault(lib, kernel: str) -> str:
+    index, threads = ctypes.c_longlong(), (ctypes.c_int * 2)()
+    lib.gc_fault_text.restype = ctypes.c_char_p
+    lib.gc_fault_kind.restype = ctypes.c_char_p
+    array = lib.gc_fault_text(ctypes.byref(index), threads).decode()
+    kind = lib.gc_fault_kind().decode()
+    who = f"thread {threads[0]}" if threads[1] < 0 else f"threads {threads[0]} and {threads[1]}"
+    if threads[0] == -1 and threads[1] >= 0:
+        who = f"thread {threads[1]} and several others"
+    between = "" if "bounds" in kind else " between the same two barriers"
+    return f"{kernel}: shared memory {array}[{index.value}] {kind}{between} ({who})"
 
 
 class EmulationUnavailable(RuntimeError):
@@ -256,6 +361,8 @@ def _launch(lib, kernel, words: list[int], grid: int, block: int, order: str) ->
     status = launch(table.ctypes.data, grid, block, ORDERS[order])
     if status == 2:
         raise ValueError(f"{kernel.name}: blocks of {block} threads; the emulation runs at most 1024")
+    if status == 3:
+        raise SharedMemoryFault(_fault(lib, kernel.name))
     if status:
         raise RuntimeError(f"{kernel.name}: a barrier was reached by some threads of a block, not all")
 

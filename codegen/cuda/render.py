@@ -77,6 +77,10 @@ PRELUDE = r"""
 #ifndef GC_DEVICE
 #define GC_DEVICE __device__ __forceinline__
 #endif
+#ifndef GC_SHARED  // (the emulation's shared arrays check every access)
+#define GC_SHARED(T, name, n) __shared__ T name[n]
+#define GC_SHARED2(T, name, n, m) __shared__ T name[n][m]
+#endif
 template <typename T> GC_DEVICE T gc_maximum(T x, T y) { return (x >= y || x != x) ? x : y; }
 template <typename T> GC_DEVICE T gc_minimum(T x, T y) { return (x <= y || x != x) ? x : y; }
 template <typename T> GC_DEVICE bool gc_isnan(T x) { return x != x; }
@@ -407,7 +411,7 @@ def _rows(k: Kernel, body: str, ranges: list[str]) -> list[str]:
         ]
 
     lines = [
-        f"  __shared__ {_TYPES[dtype]} partial{n}[{BLOCK // 32}];"
+        f"  GC_SHARED({_TYPES[dtype]}, partial{n}, {BLOCK // 32});"
         for n, (_, _, dtype, _) in enumerate(combined)
     ]
     lines += [
@@ -547,8 +551,8 @@ def _tiled(k, params: str, setup: list, tile_start: list, a_value: str, b_value:
         PRELUDE.strip(),
         "",
         f'extern "C" __global__ void {k.name}({params}) {{',
-        f"  __shared__ {t} As[{TILE_K}][{TILE}];",
-        f"  __shared__ {t} Bs[{TILE_K}][{TILE}];",
+        f"  GC_SHARED2({t}, As, {TILE_K}, {TILE});",
+        f"  GC_SHARED2({t}, Bs, {TILE_K}, {TILE});",
         *setup,
         f"  const long long row_tiles = (per_batch + {TILE - 1}) / {TILE};",
         f"  const long long col_tiles = (N + {TILE - 1}) / {TILE};",

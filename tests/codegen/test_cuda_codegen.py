@@ -139,17 +139,33 @@ graph g(%x: f32[batch,300]) {
 
 
 @needs_cxx
-def test_a_missing_barrier_fails_in_some_thread_order():
+def test_a_missing_barrier_is_reported_as_a_race_in_every_thread_order():
     g, step = _reduction_step()
     x = np.random.default_rng(0).standard_normal((4, 300)).astype(np.float32)
     want = run(g, [x])[0]
     source = render_kernel(step.kernel)
     np.testing.assert_allclose(emulate.run(step.kernel, [x], {"batch": 4}, source=source), want, rtol=1e-5)
-    # without the barrier after the warps leave their sums, the first warp may add one not yet made
+    # without the barrier after the warps leave their sums, the first warp may read one not yet
+    # made: the shared array's race detector sees the write and the read between the same barriers
     broken = source.replace("    __syncthreads();\n", "", 1)
     assert broken != source
-    results = [emulate.run(step.kernel, [x], {"batch": 4}, o, source=broken) for o in emulate.ORDERS]
-    assert any(not np.allclose(r, want, rtol=1e-5) for r in results)
+    race = r"partial0\[\d\] (written while another thread reads|read while another thread writes) it"
+    for order in emulate.ORDERS:
+        with pytest.raises(emulate.SharedMemoryFault, match=race + " between the same two barriers"):
+            emulate.run(step.kernel, [x], {"batch": 4}, order, source=broken)
+
+
+@needs_cxx
+def test_a_shared_array_indexed_out_of_bounds_is_reported():
+    g, step = _reduction_step()
+    store = "partial0[threadIdx.x / 32] = acc0;"
+    source = render_kernel(step.kernel).replace(store, "partial0[threadIdx.x / 16] = acc0;", 1)
+    assert source != render_kernel(step.kernel)
+    x = np.zeros((2, 300), np.float32)
+    with pytest.raises(
+        emulate.SharedMemoryFault, match=r"partial0\[8\] indexed out of bounds \(thread 128\)"
+    ):
+        emulate.run(step.kernel, [x], {"batch": 2}, source=source)
 
 
 @needs_cxx
@@ -196,3 +212,24 @@ def test_compile_errors_name_the_source_line():
     with pytest.raises(nvrtc.CudaCompileError, match=r"identifier \"undefined_name\" is undefined") as info:
         nvrtc.compile(source, "broken.cu")
     assert "    2 |   y[0] = undefined_name;" in str(info.value)
+
+
+@needs_cxx
+def test_a_tile_restaged_before_every_thread_has_read_it_is_a_race():
+    g = with_weights("""
+graph g(%x: f32[batch,40]) weights(%w: f32[40,24]) {
+  %0: f32[batch,24] = matmul(%x, %w)
+  return %0
+}""")
+    (step,) = schedule(optimize(g))
+    x = np.random.default_rng(2).standard_normal((5, 40)).astype(np.float32)
+    w = g.weight_data[step.inputs[1]]
+    source = render_kernel(step.kernel)
+    np.testing.assert_allclose(emulate.run(step.kernel, [x, w], {"batch": 5}), x @ w, rtol=1e-5, atol=1e-5)
+    # the barrier after the products: without it the next K step stages As over values in use
+    last = source.rindex("      __syncthreads();\n")
+    broken = source[:last] + source[last:].replace("      __syncthreads();\n", "", 1)
+    with pytest.raises(
+        emulate.SharedMemoryFault, match=r"(As|Bs)\[\d+\] written while another thread reads it"
+    ):
+        emulate.run(step.kernel, [x, w], {"batch": 5}, "shuffled", source=broken)
