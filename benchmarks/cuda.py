@@ -18,32 +18,18 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import infer  # noqa: E402
 from elementwise import gelu  # noqa: E402
 from infer import models  # noqa: E402
 
 
 def per_call_ms(fn, sync, repeat: int) -> float:
-    fn()
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    once = max(time.perf_counter() - start, 1e-6)
-    calls = max(1, int(0.02 / once))
-    rounds = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        sync()
-        rounds.append((time.perf_counter() - start) / calls)
-    return float(np.median(rounds)) * 1e3
+    return infer.per_call_ms(fn, repeat, sync, settle=0.0)
 
 
 def torch_cuda():

@@ -39,13 +39,18 @@ def models(nn, F):
     return {"MLP 784-512-512-10": (MLP(), (784,)), "LeNet": small_models(nn, F)["lenet"]}
 
 
-def per_call_ms(fn, repeat: int) -> float:
+def per_call_ms(fn, repeat: int, sync=None, settle: float = 0.3) -> float:
+    """Milliseconds a call of `fn`: the median over `repeat` rounds of the mean of a batch of
+    calls sized to take about 20 ms; `sync()` (a GPU's synchronize) ends every batch."""
+    sync = sync or (lambda: None)
     # every runtime's thread pool spins for a while after a call and would take the cores from
     # whoever runs next: let them go to sleep first
-    time.sleep(0.3)
+    time.sleep(settle)
     fn()
+    sync()
     start = time.perf_counter()
     fn()
+    sync()
     once = max(time.perf_counter() - start, 1e-6)
     calls = max(1, int(0.02 / once))
     rounds = []
@@ -53,6 +58,7 @@ def per_call_ms(fn, repeat: int) -> float:
         start = time.perf_counter()
         for _ in range(calls):
             fn()
+        sync()
         rounds.append((time.perf_counter() - start) / calls)
     return float(np.median(rounds)) * 1e3
 
