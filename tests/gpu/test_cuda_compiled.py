@@ -41,9 +41,14 @@ def test_every_kernel_kind_matches_the_interpreter(device, name):
         for g, expected in zip(got, want, strict=True):
             assert g.dtype == expected.dtype and g.shape == expected.shape
             if g.dtype.kind == "f":
-                # (the GPU's math functions are within 2 ulp of numpy's; sums run in another order)
-                tolerance = 1e-4 if products(name) else 1e-5
-                np.testing.assert_allclose(g, expected, rtol=tolerance, atol=tolerance, equal_nan=True)
+                # (the GPU's math functions are within 2 ulp of numpy's; sums run in another
+                # order, and a gradient's over all the batch's images: relative to the largest;
+                # among 1000 random rows some sums nearly cancel, and a quotient by one of them
+                # magnifies its rounding)
+                tolerance = 1e-4 if products(name) else 1e-5 if batch <= 64 else 1e-3
+                scale = float(np.abs(expected[np.isfinite(expected)]).max(initial=1.0))
+                atol = tolerance * scale if products(name) else tolerance
+                np.testing.assert_allclose(g, expected, rtol=tolerance, atol=atol, equal_nan=True)
             else:
                 np.testing.assert_array_equal(g, expected)
 

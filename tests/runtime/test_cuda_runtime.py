@@ -192,3 +192,23 @@ def test_a_script_module_moves_between_the_cpu_and_cuda(cuda_files, fresh_cache,
     mapped = graphc.jit.load(path, map_location=EmulatedDevice(), trust_embedded_code=True)
     assert mapped.backend == "cuda"
     np.testing.assert_allclose(mapped(x).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_gpu_tests_run_against_stand_ins():
+    """tests/gpu (the `cuda`-marked tests a GPU machine runs) with cupy and the GPU stood in for
+    (tests/gpu/dry_run.py), so they stay runnable between sessions that have a GPU; the kernel
+    kinds' part is left out here, as the emulated tests in tests/codegen cover the same graphs."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests/gpu", "-p", "gpu.dry_run"]
+        + ["-p", "no:cacheprovider", "-k", "not every_kernel_kind"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "3 passed" in done.stdout
