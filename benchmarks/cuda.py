@@ -43,7 +43,15 @@ def torch_cuda():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, one round: checks the script runs (tests/gpu/dry_run.py)",
+    )
     args = parser.parse_args()
+    batches, elements, sides = ((1, 256), (1 << 20, 1 << 24), (256, 1024, 2048, 4096))
+    if args.quick:
+        batches, elements, sides, args.repeat = (1, 3), (1000,), (70,), 1
 
     import graphc
 
@@ -80,7 +88,7 @@ def main() -> None:
             if torch:
                 peer = theirs[name][0].cuda().eval()
                 peer.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
-            for batch in (1, 256):
+            for batch in batches:
                 x = np.random.default_rng(batch).standard_normal((batch, *features)).astype(np.float32)
                 dx = loaded.to_device(x)
                 want = model(graphc.tensor(x)).detach().numpy()
@@ -100,7 +108,7 @@ def main() -> None:
     fused = CudaGraph(graph, device)
     print("\n| GELU-tanh elements | graphc fused (cuda) | cupy eager | PyTorch CUDA eager |")
     print("|---:|---:|---:|---:|")
-    for n in (1 << 20, 1 << 24):
+    for n in elements:
         x = cupy.asarray(np.random.default_rng(0).standard_normal(n).astype(np.float32))
         np.testing.assert_allclose(fused.run([x])[0].get(), gelu(cupy, x).get(), rtol=1e-5, atol=1e-6)
         ours_ms = per_call_ms(lambda x=x: fused.run([x]), sync, args.repeat)
@@ -121,7 +129,7 @@ def main() -> None:
     product = CudaGraph(mm.graph, device)
     print("\n| n | graphc tiled (GFLOP/s) | cupy / cuBLAS | PyTorch CUDA |")
     print("|---:|---:|---:|---:|")
-    for n in (256, 1024, 2048, 4096):
+    for n in sides:
         rng = np.random.default_rng(n)
         a, b = (cupy.asarray(rng.standard_normal((n, n)).astype(np.float32)) for _ in range(2))
         np.testing.assert_allclose(product.run([a, b])[0].get(), (a @ b).get(), rtol=1e-3, atol=1e-2)

@@ -5,6 +5,8 @@ of CUDA threads, asking for PTX or a cubin as a GPU does. Only a real GPU checks
 cupy's calls and the timing; this checks everything the tests themselves do.
 
     python -m pytest -m cuda tests/gpu -p gpu.dry_run
+
+`install()` does the same for a script (benchmarks/cuda.py --quick, in the suite).
 """
 
 import sys
@@ -65,6 +67,12 @@ def _cupy() -> types.ModuleType:
 
 
 def pytest_configure(config):
+    install()
+
+
+def install() -> None:
+    """Put the stand-ins in place: `import cupy` gives the numpy-backed one, graphc sees one
+    GPU, and `codegen.cuda.device.gpu` gives the emulated one."""
     cupy = _cupy()
     sys.modules["cupy"] = cupy
     from codegen.cuda import device

@@ -212,3 +212,24 @@ def test_the_gpu_tests_run_against_stand_ins():
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "3 passed" in done.stdout
+
+
+def test_the_cuda_benchmark_runs_against_stand_ins():
+    """benchmarks/cuda.py --quick with cupy and the GPU stood in for: the script a GPU session
+    runs works end to end (its numbers mean nothing here)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = (
+        "import runpy, sys\n"
+        f"sys.path[:0] = [{str(root)!r}, {str(root / 'tests')!r}]\n"
+        "from gpu import dry_run\n"
+        "dry_run.install()\n"
+        "sys.argv = ['cuda.py', '--quick']\n"
+        f"runpy.run_path({str(root / 'benchmarks' / 'cuda.py')!r}, run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for table in ("| LeNet | 3 |", "| 1000 |", "| 70 |"):
+        assert table in done.stdout, done.stdout
