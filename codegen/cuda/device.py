@@ -15,6 +15,7 @@ machines without a GPU.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 
 import numpy as np
@@ -27,7 +28,7 @@ class DeviceError(IRError, RuntimeError):
     cannot load."""
 
 
-class Device:
+class Device(abc.ABC):
     """What a compiled graph needs of a CUDA device (see the module's docstring)."""
 
     name = "cuda"
@@ -35,10 +36,10 @@ class Device:
     capability = 0  # compute capability as an int: 90 for sm_90
     needs_code = True  # False: `load` takes the source alone (PTX or a cubin not needed)
 
+    @abc.abstractmethod
     def load(self, source: str, code: bytes | None, kind: str | None, kernels: list) -> dict:
         """Launch functions by kernel name for `kernels`, from the module `code` ('ptx' or
         'cubin', compiled from `source`)."""
-        raise NotImplementedError(f"{type(self).__name__} does not load code")
 
     def launch_limits(self) -> dict:
         """Keyword arguments for `render.launch_config` (the emulation caps the grid)."""
@@ -47,7 +48,7 @@ class Device:
     def to_host(self, array) -> np.ndarray:
         return np.asarray(array)
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027  (a device that runs launches at once has nothing to wait for)
         """Wait until the work launched on the device has finished."""
 
     def current(self):
