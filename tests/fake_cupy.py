@@ -1,25 +1,37 @@
-"""A stand-in for cupy on machines without a GPU, for the tests of the GPU device's plumbing
-(importable from any test: pyproject's pytest `pythonpath` puts tests/ on the path)."""
+"""Stand-ins for cupy on machines without a GPU (importable from any test: pyproject's pytest
+`pythonpath` puts tests/ on the path):
+
+- `numpy_cupy()`: an array module whose arrays are numpy underneath with cupy's `.get()` and
+  `.device` on top, and one GPU: the eager device's plumbing and the dry run of tests/gpu;
+- `fake_cupy(log)`: the parts of cupy the compiled GPU device uses, with a module whose
+  functions record their launches in `log` (they compute nothing).
+"""
 
 import types
 
 import numpy as np
 
 
-def fake_cupy(launches: list):
-    """A stand-in for the parts of cupy the GPU device uses: numpy arrays 'on the device', a
-    device of compute capability 9.0, and a module whose functions record their launches
-    (they compute nothing)."""
+class DeviceArray(np.ndarray):
+    """An array 'on cuda:0': numpy underneath, cupy's `.get()` and `.device` on top."""
 
-    class Module:
-        def load(self, image: bytes):
-            assert image[:4] == b"\x7fELF" or image.endswith(b"\0"), "PTX goes to the driver as a C string"
-            self.image = image
+    def get(self):
+        return np.asarray(self).copy()
 
-        def get_function(self, name: str):
-            assert name.encode() in self.image, f"{name} is not in the loaded code"
-            return lambda grid, block, args: launches.append((name, grid, block, list(args)))
+    @property
+    def device(self):
+        return types.SimpleNamespace(id=0)
 
+
+class CUDARuntimeError(RuntimeError):
+    pass
+
+
+class CUDADriverError(RuntimeError):
+    pass
+
+
+def _device_class(log: list | None = None):
     class Device:
         compute_capability = "90"
 
@@ -33,18 +45,54 @@ def fake_cupy(launches: list):
             return None
 
         def synchronize(self):
-            launches.append("synchronize")
+            if log is not None:
+                log.append("synchronize")
 
-    class CUDARuntimeError(RuntimeError):
-        pass
+    return Device
 
-    class CUDADriverError(RuntimeError):
-        pass
+
+def _on_device(array) -> DeviceArray:
+    return array.view(DeviceArray)
+
+
+def numpy_cupy() -> types.ModuleType:
+    """cupy as numpy arrays 'on cuda:0', with one GPU."""
+    cupy = types.ModuleType("cupy")
+    cupy.__getattr__ = lambda name: getattr(np, name)
+    cupy.ndarray = DeviceArray
+    cupy.asarray = lambda a, dtype=None: (
+        a if type(a) is DeviceArray and dtype in (None, a.dtype) else _on_device(np.array(a, dtype=dtype))
+    )
+    cupy.ascontiguousarray = lambda a, dtype=None: _on_device(np.ascontiguousarray(a, dtype=dtype))
+    cupy.empty = lambda shape, dtype=float: _on_device(np.empty(shape, dtype))
+    cupy.zeros = lambda shape, dtype=float: _on_device(np.zeros(shape, dtype))
+    cupy.cuda = types.SimpleNamespace(
+        Device=_device_class(),
+        runtime=types.SimpleNamespace(
+            getDeviceCount=lambda: 1, getDevice=lambda: 0, CUDARuntimeError=CUDARuntimeError
+        ),
+    )
+    return cupy
+
+
+def fake_cupy(log: list) -> types.ModuleType:
+    """The parts of cupy the GPU device uses: numpy arrays 'on the device', a device of compute
+    capability 9.0, and a module whose functions append (name, grid, block, args) to `log`
+    (and `synchronize`, "synchronize")."""
+
+    class Module:
+        def load(self, image: bytes):
+            assert image[:4] == b"\x7fELF" or image.endswith(b"\0"), "PTX goes to the driver as a C string"
+            self.image = image
+
+        def get_function(self, name: str):
+            assert name.encode() in self.image, f"{name} is not in the loaded code"
+            return lambda grid, block, args: log.append((name, grid, block, list(args)))
 
     fake = types.ModuleType("cupy")
     fake.__getattr__ = lambda name: getattr(np, name)
     fake.cuda = types.SimpleNamespace(
-        Device=Device,
+        Device=_device_class(log),
         function=types.SimpleNamespace(Module=Module),
         driver=types.SimpleNamespace(CUDADriverError=CUDADriverError),
         runtime=types.SimpleNamespace(

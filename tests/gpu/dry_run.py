@@ -10,60 +10,9 @@ cupy's calls and the timing; this checks everything the tests themselves do.
 """
 
 import sys
-import types
 
 import numpy as np
-
-
-class DeviceArray(np.ndarray):
-    """An array 'on the GPU': numpy underneath, cupy's `.get()` and `.device` on top."""
-
-    def get(self):
-        return np.asarray(self).copy()
-
-    @property
-    def device(self):
-        return types.SimpleNamespace(id=0)
-
-
-def _on_device(array) -> DeviceArray:
-    return array.view(DeviceArray)
-
-
-def _cupy() -> types.ModuleType:
-    cupy = types.ModuleType("cupy")
-    cupy.__getattr__ = lambda name: getattr(np, name)
-    cupy.ndarray = DeviceArray
-    cupy.asarray = lambda a, dtype=None: (
-        a if type(a) is DeviceArray and dtype in (None, a.dtype) else _on_device(np.array(a, dtype=dtype))
-    )
-    cupy.ascontiguousarray = lambda a, dtype=None: _on_device(np.ascontiguousarray(a, dtype=dtype))
-    cupy.empty = lambda shape, dtype=float: _on_device(np.empty(shape, dtype))
-    cupy.zeros = lambda shape, dtype=float: _on_device(np.zeros(shape, dtype))
-
-    class Device:
-        def __init__(self, index=0):
-            self.index = index
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return None
-
-        def synchronize(self):
-            return None
-
-    class CUDARuntimeError(RuntimeError):
-        pass
-
-    cupy.cuda = types.SimpleNamespace(
-        Device=Device,
-        runtime=types.SimpleNamespace(
-            getDeviceCount=lambda: 1, getDevice=lambda: 0, CUDARuntimeError=CUDARuntimeError
-        ),
-    )
-    return cupy
+from fake_cupy import numpy_cupy
 
 
 def pytest_configure(config):
@@ -73,7 +22,7 @@ def pytest_configure(config):
 def install() -> None:
     """Put the stand-ins in place: `import cupy` gives the numpy-backed one, graphc sees one
     GPU, and `codegen.cuda.device.gpu` gives the emulated one."""
-    cupy = _cupy()
+    cupy = numpy_cupy()
     sys.modules["cupy"] = cupy
     from codegen.cuda import device
     from codegen.cuda.emulate import EmulatedDevice

@@ -2,52 +2,17 @@
 so the device plumbing (placement, transfers, mixing errors, printing, autograd across the
 transfer) runs on the CPU. Real kernels on a GPU are tested under the `cuda` marker."""
 
-import types
-
 import numpy as np
 import pytest
+from fake_cupy import DeviceArray, numpy_cupy
 
 import graphc
 from graphc import _device
 
 
-class FakeDeviceArray(np.ndarray):
-    """An array 'on cuda:0': numpy underneath, cupy's `.get()` and `.device` on top."""
-
-    def get(self):
-        return np.asarray(self).copy()
-
-    @property
-    def device(self):
-        return types.SimpleNamespace(id=0)
-
-
-def _fake_cupy():
-    module = types.ModuleType("fake_cupy")
-    module.__getattr__ = lambda name: getattr(np, name)
-    module.asarray = lambda a, dtype=None: np.array(a, dtype=dtype).view(FakeDeviceArray)
-    module.cuda = types.SimpleNamespace(
-        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0),
-        Device=lambda index: types.SimpleNamespace(__enter__=lambda s: s, __exit__=lambda s, *a: None),
-    )
-
-    class _Device:
-        def __init__(self, index):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return None
-
-    module.cuda.Device = _Device
-    return module
-
-
 @pytest.fixture
 def fake_cuda(monkeypatch):
-    monkeypatch.setattr(_device, "_cupy", _fake_cupy())
+    monkeypatch.setattr(_device, "_cupy", numpy_cupy())
     yield
 
 
@@ -57,7 +22,7 @@ def test_tensors_move_to_cuda_and_back(fake_cuda):
     assert x.is_cuda and x.device == graphc.device("cuda:0") and str(x.device) == "cuda:0"
     assert repr(x) == "tensor([[1., 1.],\n        [1., 1.]], device='cuda:0')"
     y = x * 3 + 1
-    assert y.is_cuda and type(y._data) is FakeDeviceArray
+    assert y.is_cuda and type(y._data) is DeviceArray
     back = y.cpu()
     assert not back.is_cuda and back.tolist() == [[4.0, 4.0], [4.0, 4.0]]
     assert graphc.rand(3).cuda().is_cuda and graphc.rand(3).to("cuda").device.type == "cuda"
