@@ -1,6 +1,7 @@
 """graphc's compiled CUDA kernels against eager cupy (what graphc's eager CUDA device runs) and
 PyTorch CUDA, in the same run: the MLP 784-512-512-10 and the tutorial LeNet at batch 1 and 256
-(runtime.load(device="cuda") of a .gcm file), the GELU-tanh chain at 1M and 16M float32 values
+(runtime.load(device="cuda") of a .gcm file, against the same model run eagerly by graphc on
+CUDA tensors and by PyTorch), the GELU-tanh chain at 1M and 16M float32 values
 (one fused kernel against cupy's and PyTorch's op-by-op eager), and float32 GEMM at n = 256 to
 4096 (the tiled kernel against cuBLAS through cupy and PyTorch), in GFLOP/s.
 
@@ -76,8 +77,8 @@ def main() -> None:
     graphc.manual_seed(0)
     ours = models(graphc.nn, graphc.nn.functional)
     theirs = models(torch.nn, torch.nn.functional) if torch else {}
-    print("\n| model | batch | graphc runtime (cuda) | PyTorch CUDA eager |")
-    print("|---|---:|---:|---:|")
+    print("\n| model | batch | graphc runtime (cuda) | graphc eager (cupy) | PyTorch CUDA eager |")
+    print("|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for name, (model, features) in ours.items():
             model.eval()
@@ -88,12 +89,19 @@ def main() -> None:
             if torch:
                 peer = theirs[name][0].cuda().eval()
                 peer.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
+            eager = models(graphc.nn, graphc.nn.functional)[name][0].eval()  # the same weights, on the GPU
+            eager.load_state_dict(model.state_dict())
+            eager.cuda()
             for batch in batches:
                 x = np.random.default_rng(batch).standard_normal((batch, *features)).astype(np.float32)
                 dx = loaded.to_device(x)
                 want = model(graphc.tensor(x)).detach().numpy()
                 np.testing.assert_allclose(loaded(x)[0], want, rtol=1e-3, atol=1e-4)
                 ms = per_call_ms(lambda dx=dx, loaded=loaded: loaded(dx), sync, args.repeat)
+                gx = graphc.tensor(x, device="cuda")
+                with graphc.no_grad():
+                    np.testing.assert_allclose(eager(gx).cpu().numpy(), want, rtol=1e-3, atol=1e-4)
+                    eager_ms = per_call_ms(lambda gx=gx, eager=eager: eager(gx), sync, args.repeat)
                 cell = "-"
                 if peer is not None:
                     tx = torch.tensor(x, device="cuda")
@@ -101,7 +109,7 @@ def main() -> None:
                         np.testing.assert_allclose(peer(tx).cpu().numpy(), want, rtol=1e-3, atol=1e-4)
                         call = lambda tx=tx, peer=peer: peer(tx)  # noqa: E731
                         cell = f"{per_call_ms(call, torch.cuda.synchronize, args.repeat):.3f}"
-                print(f"| {name} | {batch} | {ms:.3f} | {cell} |")
+                print(f"| {name} | {batch} | {ms:.3f} | {eager_ms:.3f} | {cell} |")
 
     # the GELU chain: one fused kernel against op-by-op eager
     graph = graphc.script(lambda x: gelu(graphc, x), (graphc.randn(8),), backend="interpreter").graph
