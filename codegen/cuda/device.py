@@ -64,8 +64,7 @@ class GPU(Device):
         cupy = cupy_for(f"cuda:{index}")
         self.index = index
         self.xp = cupy
-        self._device = cupy.cuda.Device(index)
-        self.capability = int(self._device.compute_capability)
+        self.capability = int(cupy.cuda.Device(index).compute_capability)
         properties = cupy.cuda.runtime.getDeviceProperties(index)
         name = properties["name"]
         self.name = f"cuda:{index} ({name.decode() if isinstance(name, bytes) else name})"
@@ -76,7 +75,7 @@ class GPU(Device):
         if code is None:
             raise DeviceError(f"{self.name}: no PTX or cubin to load")
         module = cupy.cuda.function.Module()
-        with self._device:
+        with self.current():
             try:
                 module.load(code + b"\0" if kind == "ptx" else code)  # (the driver reads PTX as a C string)
             except cupy.cuda.driver.CUDADriverError as e:
@@ -96,18 +95,18 @@ class GPU(Device):
 
             return launch
 
-        launchers = {name: launcher(f) for name, f in functions.items()}
-        self._module = module  # (functions keep it loaded too)
-        return launchers
+        return {name: launcher(f) for name, f in functions.items()}  # (each function keeps the module)
 
     def to_host(self, array) -> np.ndarray:
         return array.get() if isinstance(array, self.xp.ndarray) else np.asarray(array)
 
     def synchronize(self) -> None:
-        self._device.synchronize()
+        self.current().synchronize()
 
     def current(self):
-        return self._device
+        # a fresh cupy Device each time: the one object keeps a stack of the devices it
+        # replaced, which threads entering it at once would mix up
+        return self.xp.cuda.Device(self.index)
 
 
 def cupy_for(device: str):
