@@ -233,3 +233,24 @@ def test_the_cuda_benchmark_runs_against_stand_ins():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for table in ("| LeNet | 3 |", "| 1000 |", "| 70 |"):
         assert table in done.stdout, done.stdout
+
+
+def test_the_cli_lists_the_cuda_artifacts_and_says_when_there_is_no_gpu(cuda_files, capsys):
+    import io
+
+    from runtime.cli import main
+
+    path, _, _ = cuda_files["mlp"]
+    out = io.StringIO()
+    assert main(["info", str(path)], out=out) == 0
+    text = out.getvalue()
+    assert "artifacts: 5" in text
+    for line in (
+        "cuda/sm_80 cubin (method forward)",
+        "cuda/compute_90 ptx (method forward)",
+        "cuda cuda-source",
+    ):
+        assert line in text, text
+    if "cupy" not in sys.modules:  # (no GPU here: a clear error, exit status 2)
+        assert main(["bench", str(path), "--device", "cuda"], out=io.StringIO()) == 2
+        assert "device 'cuda' needs cupy" in capsys.readouterr().err
