@@ -135,7 +135,7 @@ class LoadedModule:
         if xp is np:
             return self._executables[method].run(_arrays(inputs, xp), weights=self._weights)
         given = inputs.values() if isinstance(inputs, dict) else inputs
-        host = all(type(v) is np.ndarray for v in given)  # numpy in, numpy out
+        host = not any(hasattr(v, "get") for v in given)  # numpy (or lists) in, numpy out; cupy has .get()
         exe = self._executables[method]
         if self.backend == "cuda":
             outs = exe.run(_arrays(inputs, xp), weights=self._weights)
