@@ -312,3 +312,16 @@ def test_the_gpu_device_loads_the_cubin_and_launches_every_kernel_with_its_argum
     monkeypatch.setattr(sys.modules["cupy"].cuda.function.Module, "load", too_new)
     with pytest.raises(DeviceError, match=r"driver \(CUDA 12.4\) is older .* nvidia-cuda-nvrtc-cu12==12.4"):
         device.load(exe.cuda_source, ptx, "ptx", exe.kernels)
+
+
+def test_a_graph_without_kernels_runs_its_nodes_and_loads_no_code():
+    graph = parse_graph("""
+graph g(%x: f32[batch,6]) {
+  %0: f32[batch,2,3] = reshape[shape=("batch", 2, 3)](%x)
+  return %0
+}""")
+    device = EmulatedDevice(needs_code=True)
+    exe = CudaGraph(graph, device)
+    assert exe.kernels == [] and exe.cuda_source == "" and device.loaded == []
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    np.testing.assert_array_equal(exe.run([x])[0], x.reshape(2, 2, 3))
