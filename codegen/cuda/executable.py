@@ -52,14 +52,21 @@ def code_key(source: str, kind: str, arch: int) -> str:
 
 def compiled(source: str, kind: str, arch: int) -> bytes:
     """`source` as PTX for compute_<arch> or a cubin for sm_<arch>: from the cache, else
-    compiled by NVRTC (and cached)."""
+    compiled by NVRTC and cached, with the source beside it (`<source_key>.cu`: what a cached
+    cubin was made from, to read)."""
     key = code_key(source, kind, arch)
     data = library.read(key, kind)
     if data is None:
         target = f"sm_{arch}" if kind == "cubin" else f"compute_{arch}"
         data = nvrtc.compile(source, "graph.cu", arch=target)
         library.store(key, data, kind)
+        library.store(source_key(source), source.encode(), "cu")
     return data
+
+
+def source_key(source: str) -> str:
+    """The cache key of a CUDA source itself."""
+    return hashlib.sha256(f"graphc-cuda {COMPILER_VERSION}\nsource\n{source}".encode()).hexdigest()
 
 
 def select_code(source: str, capability: int, embedded: dict[str, bytes]) -> tuple[str, int, bytes]:

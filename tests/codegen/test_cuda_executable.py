@@ -20,7 +20,7 @@ from codegen.cuda import emulate, nvrtc
 from codegen.cuda import executable as cuda_executable
 from codegen.cuda.device import DeviceError
 from codegen.cuda.emulate import EmulatedDevice
-from codegen.cuda.executable import CudaGraph, code_key, select_code
+from codegen.cuda.executable import CudaGraph, code_key, select_code, source_key
 from codegen.executable import executable
 from ir import dtypes
 from ir.errors import InputError
@@ -175,6 +175,7 @@ def test_nvrtc_compiles_a_cubin_for_the_devices_own_architecture_and_caches_it(c
     kind, arch, code = select_code(SOURCE, 86, {})
     assert (kind, arch) == ("cubin", 86) and code[:4] == b"\x7fELF"
     assert library.read(code_key(SOURCE, "cubin", 86), "cubin") == code
+    assert library.read(source_key(SOURCE), "cu") == SOURCE.encode()  # (what it was made from)
     _no_nvrtc(monkeypatch)  # the cache serves it now
     assert select_code(SOURCE, 86, {}) == (kind, arch, code)
 
