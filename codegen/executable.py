@@ -24,7 +24,7 @@ from codegen import library
 from codegen.host import matmul_tile, vector_bits
 from codegen.kernel import Conv2d, ConvWeightGrad, Kernel, Matmul, Pool2d, PoolBackward, conv_path
 from codegen.plan import Buffer, Call, NativeRun, _address, out_of_range
-from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
+from codegen.schedule import KernelStep, NodeStep, dump, format_schedule, schedule
 from ir.errors import ShapeError
 from ir.graph import Graph
 from ir.interpreter import bind_inputs, run, run_node, start
@@ -43,12 +43,7 @@ class CompiledGraph:
         self.graph = optimize(graph)
         self.steps = _pack_conv_weights(schedule(self.graph), self.graph)
         self.schedule_text = format_schedule(self.steps)  # also part of the code's cache key
-        dump = os.environ.get("GRAPHC_DUMP")
-        if dump:  # after the passes' dumps (ir.passes.optimize): which nodes went into which kernel
-            from pathlib import Path
-
-            Path(dump).mkdir(parents=True, exist_ok=True)
-            (Path(dump) / f"{self.graph.name}.schedule.txt").write_text(self.schedule_text + "\n")
+        dump(self.graph.name, {"schedule.txt": self.schedule_text + "\n"})  # (where GRAPHC_DUMP says)
         kernels = [s.kernel for s in self.steps if isinstance(s, KernelStep)]
         self._functions = {}
         self._packed: dict[tuple, np.ndarray] = {}  # (weight name, panel) -> packed
@@ -334,20 +329,13 @@ class CompiledGraph:
             for name, x in zip(step.inputs, k.inputs, strict=True)
         ]
         symbols = k.symbols
-        # a maximum or minimum of nothing has no value (the interpreter's rule: no empty input)
-        combined = [(s.op, k.row_axes) for s in k.stages]
-        if k.reduce is not None:
-            combined.append((k.reduce.op, k.reduce.axes))
-        extremes = [(op, axes) for op, axes in combined if op != "sum"]
 
         def kernel(env, bindings, weights):
             ranges = concrete_shape(k.ranges, bindings)
-            if extremes and 0 in ranges:
-                op, axes = extremes[0]
-                raise ShapeError(
-                    f"a{op}(): cannot reduce an empty tensor of shape {ranges} over dims {axes} "
-                    "(no identity element)"
-                )
+            if 0 in ranges:
+                error = empty_extreme(k, ranges)
+                if error:
+                    raise ShapeError(error)
             out = np.empty(concrete_shape(k.out_shape, bindings), dtype=t)
             if out.size or k.reduce is not None:  # (an empty sum is 0)
                 status = np.zeros(1, np.int64) if k.checked else None
@@ -476,6 +464,23 @@ class CompiledGraph:
                 _launch(function, k, args, (count,), count * per_image >= threshold())
 
         return images
+
+
+def empty_extreme(k: Kernel, ranges) -> str | None:
+    """Why kernel `k` cannot run over `ranges` that hold no point: a maximum or minimum of
+    nothing has no value (the interpreter's rule); None where it can (an empty sum is 0)."""
+    if 0 not in ranges:
+        return None
+    combined = [(s.op, k.row_axes) for s in k.stages]
+    if k.reduce is not None:
+        combined.append((k.reduce.op, k.reduce.axes))
+    for op, axes in combined:
+        if op != "sum":
+            return (
+                f"a{op}(): cannot reduce an empty tensor of shape {ranges} over dims {axes} "
+                "(no identity element)"
+            )
+    return None
 
 
 def _weight_grad_work(k: ConvWeightGrad) -> int:

@@ -26,7 +26,9 @@ interpreter. `format_schedule` prints which nodes went into which kernel.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from codegen.kernel import (
     BINARY_OPS,
@@ -923,3 +925,15 @@ def format_schedule(steps: list[Step]) -> str:
             outs = ", ".join("%" + v.name for v in s.node.outputs)
             lines.append(f"interpreter: node {s.index} {s.node.op} -> {outs}")
     return "\n".join(lines)
+
+
+def dump(graph: str, texts: dict[str, str]) -> None:
+    """Where GRAPHC_DUMP names a directory, beside the passes' dumps (ir.passes.optimize): each
+    text as `<dir>/<graph>.<suffix>` (the schedule: which nodes went into which kernel; the
+    code a backend made of it)."""
+    directory = os.environ.get("GRAPHC_DUMP")
+    if not directory:
+        return
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for suffix, text in texts.items():
+        (Path(directory) / f"{graph}.{suffix}").write_text(text)

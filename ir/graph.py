@@ -14,6 +14,7 @@ inferred when a node is added.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,6 +137,15 @@ class Graph:
         for node in self.nodes:
             out.extend(node.outputs)
         return out
+
+    def all_weights(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(name, data) of this graph's weights, then of its subgraphs' (cond's branches), in
+        order; a name its subgraphs share comes once per graph."""
+        yield from ((name, self.weight_data[name]) for name in self.weights)
+        for node in self.nodes:
+            for value in node.attrs.values():
+                if isinstance(value, Graph):
+                    yield from value.all_weights()
 
     def symbols(self) -> set[str]:
         """The symbolic dims of the inputs (sizes bound when the graph runs)."""

@@ -138,20 +138,12 @@ def write_module(
     bytes): compiled code) to `path`, atomically."""
     weights: dict[str, np.ndarray] = {}
 
-    def collect(graph: Graph) -> None:  # a method's weights and those of its subgraphs
-        for name in graph.weights:
-            data = graph.weight_data[name]
+    for graph in methods.values():
+        verify(graph)
+        for name, data in graph.all_weights():  # (its subgraphs' too)
             if name in weights and not np.array_equal(weights[name], data):
                 raise IRError(f"weight {name!r} differs between graphs of the module")
             weights[name] = data
-        for node in graph.nodes:
-            for value in node.attrs.values():
-                if isinstance(value, Graph):
-                    collect(value)
-
-    for graph in methods.values():
-        verify(graph)
-        collect(graph)
     module = gcm_pb2.Module(opset_version=OPSET_VERSION, producer=producer, metadata=dict(metadata or {}))
     payload = bytearray()
     offset = HEADER.size

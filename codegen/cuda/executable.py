@@ -21,9 +21,7 @@ knows below it. Compiled code is cached by a hash of its source, kind and archit
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -31,10 +29,11 @@ from codegen import library
 from codegen.cuda import nvrtc
 from codegen.cuda.device import Device, DeviceError
 from codegen.cuda.render import launch_config, operands, render_module, size_values
+from codegen.executable import empty_extreme
 from codegen.host import COMPILER_VERSION
 from codegen.kernel import Kernel, Pool2d
 from codegen.plan import out_of_range
-from codegen.schedule import KernelStep, NodeStep, format_schedule, schedule
+from codegen.schedule import KernelStep, NodeStep, dump, format_schedule, schedule
 from ir.errors import ShapeError
 from ir.graph import Graph
 from ir.interpreter import bind_inputs, run_node
@@ -112,12 +111,7 @@ class CudaGraph:
         self.device = device
         self.kernels = [s.kernel for s in self.steps if isinstance(s, KernelStep)]
         self.cuda_source = render_module(self.kernels)
-        dump = os.environ.get("GRAPHC_DUMP")
-        if dump:  # beside the passes' dumps: the schedule and the CUDA C it became
-            directory = Path(dump)
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / f"{self.graph.name}.schedule.txt").write_text(self.schedule_text + "\n")
-            (directory / f"{self.graph.name}.cu").write_text(self.cuda_source)
+        dump(self.graph.name, {"schedule.txt": self.schedule_text + "\n", "cu": self.cuda_source})
         self.code_kind: str | None = None  # 'ptx' or 'cubin', where the device loads code
         self.arch: int | None = None  # the architecture of that code
         code = None
@@ -130,7 +124,7 @@ class CudaGraph:
         with device.current():
             # weights in device memory, once: as stored (for interpreter nodes, a cond's
             # branches included) and in each dtype a kernel reads them in
-            self.weights = {name: xp.asarray(data) for name, data in _weights(self.graph).items()}
+            self.weights = {name: xp.asarray(data) for name, data in self.graph.all_weights()}
             self._cast: dict[tuple, object] = {}
             self._plan = [self._runner(step) for step in self.steps]
         self._symbols = sorted(self.graph.symbols())
@@ -205,12 +199,7 @@ class CudaGraph:
             return None
         k = step.kernel
         shape = tuple(concrete_shape(k.out_shape, bindings))
-        error = None
-        if isinstance(k, Kernel) and _extremes(k) and 0 in concrete_shape(k.ranges, bindings):
-            op, axes = _extremes(k)[0]
-            ranges = concrete_shape(k.ranges, bindings)
-            error = f"a{op}(): cannot reduce an empty tensor of shape {ranges} over dims {axes}"
-            error += " (no identity element)"
+        error = empty_extreme(k, concrete_shape(k.ranges, bindings)) if isinstance(k, Kernel) else None
         reduces = isinstance(k, Kernel) and k.reduce is not None  # (an empty sum is 0: it runs)
         runs = reduces or int(np.prod(shape, dtype=np.int64)) > 0
         grid, block = launch_config(k, bindings, **self.device.launch_limits())
@@ -302,24 +291,6 @@ def _last_uses(graph: Graph, steps: list) -> list[list[str]]:
         if name in made and name not in keep:
             drops[i].append(name)
     return drops
-
-
-def _extremes(k: Kernel) -> list[tuple[str, tuple]]:
-    """The max/min stages and reduction of `k` (op, axes): they have no value over nothing."""
-    combined = [(s.op, k.row_axes) for s in k.stages]
-    if k.reduce is not None:
-        combined.append((k.reduce.op, k.reduce.axes))
-    return [(op, axes) for op, axes in combined if op != "sum"]
-
-
-def _weights(graph: Graph) -> dict:
-    """The weight arrays of `graph` and of the branches of its conds, by name."""
-    out = dict(graph.weight_data)
-    for node in graph.nodes:
-        for value in node.attrs.values():
-            if isinstance(value, Graph):
-                out.update(_weights(value))
-    return out
 
 
 def cuda_artifacts(executables: dict[str, CudaGraph]) -> list[tuple[str, str, dict, bytes]]:
