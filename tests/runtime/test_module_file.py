@@ -98,14 +98,20 @@ def test_runtime_rejects_bad_inputs_clearly(mlp_file):
         runtime.load(path, device="tpu")
 
 
-def test_cuda_without_cupy_is_a_device_error(mlp_file):
+def test_cuda_without_cupy_or_driver_is_a_device_error(mlp_file):
     try:
-        import cupy  # noqa: F401
+        import cupy
     except ImportError:
         with pytest.raises(runtime.DeviceError, match="cupy"):
             runtime.load(mlp_file[1], device="cuda")
+        return
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:  # cupy installed on a machine without a driver
+        with pytest.raises(runtime.DeviceError, match="not usable here"):
+            runtime.load(mlp_file[1], device="cuda")
     else:
-        pytest.skip("cupy is installed; the GPU path is tested in tests/graphc/test_cuda.py")
+        pytest.skip("a CUDA driver is here; tests/gpu and tests/graphc/test_cuda.py test the GPU path")
 
 
 class ConvBNDropout(nn.Module):
