@@ -35,6 +35,7 @@ class Device(abc.ABC):
     xp = np  # the array module of the device's arrays
     capability = 0  # compute capability as an int: 90 for sm_90
     needs_code = True  # False: `load` takes the source alone (PTX or a cubin not needed)
+    driver_version: int | None = None  # the driver's CUDA version (12040 for 12.4), where there is one
 
     @abc.abstractmethod
     def load(self, source: str, code: bytes | None, kind: str | None, kernels: list) -> dict:
@@ -82,9 +83,11 @@ class GPU(Device):
                 major, minor = divmod(self.driver_version // 10, 100)
                 hint = ""
                 if kind == "ptx" and "PTX" in str(e):
+                    from codegen.cuda.nvrtc import requirement
+
                     hint = (
                         f"; the driver (CUDA {major}.{minor}) is older than the PTX NVRTC wrote: install "
-                        f"nvidia-cuda-nvrtc-cu12=={major}.{minor}.* so code compiles for this driver"
+                        f"{requirement(major, minor)} so code compiles for this driver"
                     )
                 raise DeviceError(f"{self.name}: the driver could not load the {kind}: {e}{hint}") from None
             functions = {k.name: module.get_function(k.name) for k in kernels}

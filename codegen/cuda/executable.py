@@ -68,9 +68,13 @@ def source_key(source: str) -> str:
     return hashlib.sha256(f"graphc-cuda {COMPILER_VERSION}\nsource\n{source}".encode()).hexdigest()
 
 
-def select_code(source: str, capability: int, embedded: dict[str, bytes]) -> tuple[str, int, bytes]:
+def select_code(
+    source: str, capability: int, embedded: dict[str, bytes], driver: int | None = None
+) -> tuple[str, int, bytes]:
     """(kind, architecture, bytes) of code for a device of `capability` (see the module's
-    docstring); `embedded`: code from a trusted module file, by key."""
+    docstring); `embedded`: code from a trusted module file, by key; `driver`: the driver's
+    CUDA version (12040 for 12.4), where known: NVRTC does not compile code the driver cannot
+    load (a cubin from a newer CUDA major version, PTX from a newer CUDA version)."""
     candidates = [("cubin", capability)]
     candidates += [("ptx", arch) for arch in sorted({*ARCHS, capability}, reverse=True) if arch <= capability]
     for kind, arch in candidates:
@@ -84,11 +88,13 @@ def select_code(source: str, capability: int, embedded: dict[str, bytes]) -> tup
     if not nvrtc.available():
         raise DeviceError(
             f"no code for this GPU (sm_{capability}): NVRTC is not installed to compile it "
-            "(pip install nvidia-cuda-nvrtc-cu12), and no trusted module file carries PTX for an "
-            f"architecture up to sm_{capability} (load it with trust_embedded_code=True)"
+            "(pip install nvidia-cuda-nvrtc-cu12, or 'nvidia-cuda-nvrtc>=13' for a CUDA 13 driver), "
+            f"and no trusted module file carries PTX for an architecture up to sm_{capability} "
+            "(load it with trust_embedded_code=True)"
         )
     known = nvrtc.supported_archs()
     if capability in known:
+        _check_driver(driver, "cubin")
         return "cubin", capability, compiled(source, "cubin", capability)
     older = [arch for arch in known if arch <= capability]
     if not older:
@@ -96,7 +102,23 @@ def select_code(source: str, capability: int, embedded: dict[str, bytes]) -> tup
             f"this GPU (sm_{capability}) is older than every architecture NVRTC {nvrtc.version()} "
             f"compiles for ({known[0]} and up)"
         )
+    _check_driver(driver, "ptx")
     return "ptx", older[-1], compiled(source, "ptx", older[-1])
+
+
+def _check_driver(driver: int | None, kind: str) -> None:
+    """DeviceError where the driver (CUDA version `driver`) could not load `kind` from this
+    NVRTC: a cubin needs a driver of NVRTC's major version or later, PTX of its version."""
+    if driver is None:
+        return
+    ours = nvrtc.version()
+    theirs = divmod(driver // 10, 100)
+    if (ours[0] > theirs[0]) if kind == "cubin" else (ours > theirs):
+        raise DeviceError(
+            f"NVRTC {ours[0]}.{ours[1]} ({nvrtc.location()}) makes {kind} code this GPU's driver "
+            f"(CUDA {theirs[0]}.{theirs[1]}) cannot load: install {nvrtc.requirement(*theirs)}, "
+            "or name a libnvrtc of that version in GRAPHC_NVRTC"
+        )
 
 
 class CudaGraph:
@@ -116,7 +138,9 @@ class CudaGraph:
         self.arch: int | None = None  # the architecture of that code
         code = None
         if self.kernels and device.needs_code:
-            self.code_kind, self.arch, code = select_code(self.cuda_source, device.capability, embedded or {})
+            self.code_kind, self.arch, code = select_code(
+                self.cuda_source, device.capability, embedded or {}, device.driver_version
+            )
         self._launch = (
             device.load(self.cuda_source, code, self.code_kind, self.kernels) if self.kernels else {}
         )

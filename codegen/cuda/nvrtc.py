@@ -1,9 +1,13 @@
 """NVRTC, CUDA's runtime compiler, through ctypes: CUDA C to PTX (or a cubin) without a GPU.
 
-The library comes from the `nvidia-cuda-nvrtc-cu12` wheel (the `cuda` and `dev` extras), or
-from the system where the wheel is absent (`libnvrtc.so.12` on the loader's path). `compile`
-returns PTX for a virtual architecture (`compute_80`) or a cubin for a real one (`sm_90`);
-a failed compilation raises `CudaCompileError` with NVRTC's log and the source lines it names.
+The library is, in order: the file `GRAPHC_NVRTC` names (then that one only); CUDA 12's
+from the `nvidia-cuda-nvrtc-cu12` wheel (the `cuda` and `dev` extras); CUDA 13's from the
+`nvidia-cuda-nvrtc` wheel (13.x, the `cuda13` extra; installed as nvidia/cu13/lib); the
+system's `libnvrtc.so.12`, `libnvrtc.so.13`, `libnvrtc.so`. CUDA 12 comes first because its
+code runs on more drivers: PTX from NVRTC X.Y loads only on drivers of CUDA X.Y and later, and
+a CUDA 13 driver runs CUDA 12 code, not the reverse. `compile` returns PTX for a virtual
+architecture (`compute_80`) or a cubin for a real one (`sm_90`); a failed compilation raises
+`CudaCompileError` with NVRTC's log and the source lines it names.
 
     >>> ptx = compile(source, "kernel.cu", arch="compute_80")
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib
 import os
 import re
 from pathlib import Path
@@ -22,19 +27,37 @@ class CudaCompileError(RuntimeError):
 
 
 class NvrtcUnavailable(RuntimeError):
-    """No NVRTC library here: install the `cuda` extra (nvidia-cuda-nvrtc-cu12)."""
+    """No NVRTC library here: install the `cuda` extra (nvidia-cuda-nvrtc-cu12) or the `cuda13`
+    one (nvidia-cuda-nvrtc 13.x)."""
+
+
+# (the wheels' namespace package, the library in its lib/): CUDA 12's, then CUDA 13's
+WHEELS = (("nvidia.cuda_nvrtc", "libnvrtc.so.12"), ("nvidia.cu13", "libnvrtc.so.13"))
+
+
+def requirement(major: int, minor: int) -> str:
+    """The pip requirement of NVRTC X.Y: the wheel is named per CUDA major version."""
+    name = "nvidia-cuda-nvrtc-cu12" if major == 12 else "nvidia-cuda-nvrtc"
+    return f"{name}=={major}.{minor}.*"
+
+
+def wheel_libraries() -> list[str]:
+    """The NVRTC libraries the installed wheels hold, CUDA 12's first."""
+    paths = []
+    for package, library in WHEELS:
+        try:
+            roots = importlib.import_module(package).__path__  # (namespace packages: no __init__)
+        except ImportError:
+            continue
+        paths += [str(Path(root) / "lib" / library) for root in roots]
+    return [p for p in paths if os.path.exists(p)]
 
 
 def _candidates() -> list[str]:
-    paths = []
-    try:
-        import nvidia.cuda_nvrtc as package  # the wheel: a namespace package with lib/
-
-        for root in package.__path__:
-            paths.append(str(Path(root) / "lib" / "libnvrtc.so.12"))
-    except ImportError:
-        pass
-    return [*paths, "libnvrtc.so.12", "libnvrtc.so"]
+    chosen = os.environ.get("GRAPHC_NVRTC")
+    if chosen:
+        return [chosen]
+    return [*wheel_libraries(), "libnvrtc.so.12", "libnvrtc.so.13", "libnvrtc.so"]
 
 
 @functools.cache
@@ -42,6 +65,7 @@ def _library() -> ctypes.CDLL:
     errors = []
     for candidate in _candidates():
         if os.sep in candidate and not os.path.exists(candidate):
+            errors.append(f"{candidate}: no such file")
             continue
         try:
             lib = ctypes.CDLL(candidate)
@@ -68,9 +92,11 @@ def _library() -> ctypes.CDLL:
         lib.nvrtcGetNumSupportedArchs.argtypes = [ctypes.POINTER(ctypes.c_int)]
         lib.nvrtcGetSupportedArchs.argtypes = [ctypes.POINTER(ctypes.c_int)]
         return lib
+    where = f"GRAPHC_NVRTC names {candidate!r}, which" if os.environ.get("GRAPHC_NVRTC") else "NVRTC"
     raise NvrtcUnavailable(
-        "NVRTC (libnvrtc.so.12) was not found; install it with `pip install nvidia-cuda-nvrtc-cu12` "
-        "(graphc's `cuda` extra)" + ("; tried " + "; ".join(errors) if errors else "")
+        f"{where} could not be loaded; install NVRTC with `pip install nvidia-cuda-nvrtc-cu12` "
+        "(graphc's `cuda` extra) or `pip install 'nvidia-cuda-nvrtc>=13'` (the `cuda13` extra)"
+        + ("; tried " + "; ".join(errors) if errors else "")
     )
 
 
@@ -80,6 +106,11 @@ def available() -> bool:
     except NvrtcUnavailable:
         return False
     return True
+
+
+def location() -> str:
+    """The NVRTC library in use (a path, or the name the loader found)."""
+    return _library()._name
 
 
 def version() -> tuple[int, int]:

@@ -9,6 +9,10 @@ some order, a barrier some threads skip is reported, an index out of range raise
 kernels the renderer cannot do yet say so."""
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +33,12 @@ needs_nvrtc = pytest.mark.skipif(
 needs_cxx = pytest.mark.skipif(
     emulate.compiler() is None, reason="needs a C++ compiler (g++) for the emulation"
 )
+# the NVRTCs installed beside the one in use (the dev extra installs CUDA 12's and CUDA 13's)
+OTHER_NVRTCS = [
+    path
+    for path in nvrtc.wheel_libraries()
+    if nvrtc.available() and os.path.realpath(path) != os.path.realpath(nvrtc.location())
+]
 
 
 def _kernels(text):
@@ -204,6 +214,59 @@ def test_shuffles_read_the_partner_lane_after_it_wrote(monkeypatch):
     monkeypatch.setattr(emulate, "HEADER", emulate.HEADER.replace(wait, wait.split("\n")[0] + "\n"))
     results = [emulate.run(step.kernel, [x], {"batch": 3}, o) for o in emulate.ORDERS]
     assert any(not np.allclose(r, want, rtol=1e-5) for r in results)
+
+
+COMPILE_EVERY_GRAPH = """
+from cuda_graphs import GRAPHS, with_weights
+from codegen.cuda import nvrtc
+from codegen.cuda.render import render_module
+from codegen.schedule import KernelStep, schedule
+from ir.passes import optimize
+
+for name, text in GRAPHS.items():
+    steps = schedule(optimize(with_weights(text)))
+    source = render_module([s.kernel for s in steps if isinstance(s, KernelStep)])
+    ptx = nvrtc.compile(source, "graph.cu", arch="compute_80").decode()
+    assert ".target sm_80" in ptx, name
+    assert nvrtc.compile(source, "graph.cu", arch="sm_90")[:4] == b"\\x7fELF", name
+    report = nvrtc.resource_report(source, "graph.cu", arch="sm_90")
+    spills = report.count("bytes spill stores") - report.count(" 0 bytes spill stores, 0 bytes spill loads")
+    assert spills == 0, report
+print(nvrtc.location(), *nvrtc.version())
+"""
+
+
+@pytest.mark.parametrize(
+    "library", OTHER_NVRTCS or [pytest.param(None, marks=pytest.mark.skip(reason="one NVRTC is installed"))]
+)
+def test_every_graph_compiles_with_the_other_installed_nvrtc(library):
+    """Code from CUDA 12's NVRTC runs on CUDA 12 and 13 drivers, CUDA 13's on 13 only (a GPU
+    machine may have only that one): each installed NVRTC compiles every graph's module, in a
+    process of its own (GRAPHC_NVRTC picks the library)."""
+    tests = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "GRAPHC_NVRTC": library, "PYTHONPATH": os.pathsep.join([tests, *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE_EVERY_GRAPH], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    location, major, _ = done.stdout.split()
+    assert location == library and int(major) != nvrtc.version()[0]
+
+
+def test_graphc_nvrtc_names_the_library_and_a_missing_one_says_so(monkeypatch, tmp_path):
+    try:
+        monkeypatch.setenv("GRAPHC_NVRTC", str(tmp_path / "libnvrtc.so.99"))
+        nvrtc._library.cache_clear()
+        assert not nvrtc.available()
+        with pytest.raises(
+            nvrtc.NvrtcUnavailable, match=r"GRAPHC_NVRTC names .*libnvrtc.so.99.*no such file"
+        ):
+            nvrtc.version()
+    finally:
+        monkeypatch.delenv("GRAPHC_NVRTC")
+        nvrtc._library.cache_clear()
+    assert nvrtc.requirement(12, 4) == "nvidia-cuda-nvrtc-cu12==12.4.*"  # (the wheels' names differ)
+    assert nvrtc.requirement(13, 0) == "nvidia-cuda-nvrtc==13.0.*"
 
 
 @needs_nvrtc

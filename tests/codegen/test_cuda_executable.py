@@ -188,6 +188,26 @@ def test_a_gpu_newer_than_nvrtc_gets_ptx_for_the_newest_architecture_it_knows(ca
     assert f".target sm_{newest}".encode() in code
 
 
+@needs_nvrtc
+def test_nvrtc_never_compiles_code_the_driver_cannot_load(cache):
+    major, minor = nvrtc.version()
+    # a cubin needs a driver of NVRTC's major version, any minor one
+    assert select_code(SOURCE, 86, {}, driver=major * 1000)[0] == "cubin"
+    with pytest.raises(
+        DeviceError,
+        match=rf"NVRTC {major}\.{minor} \(.*libnvrtc.*\) makes cubin code this GPU's driver "
+        rf"\(CUDA {major - 1}\.8\) cannot load: install .*=={major - 1}\.8\.\*",
+    ):
+        select_code(SOURCE, 89, {}, driver=(major - 1) * 1000 + 80)
+    assert library.read(code_key(SOURCE, "cubin", 89), "cubin") is None  # (nothing compiled)
+    # PTX (for a GPU newer than NVRTC knows) needs a driver of NVRTC's version
+    newest = nvrtc.supported_archs()[-1]
+    if minor > 0:
+        with pytest.raises(DeviceError, match=rf"makes ptx code .* \(CUDA {major}\.{minor - 1}\)"):
+            select_code(SOURCE, newest + 10, {}, driver=major * 1000 + (minor - 1) * 10)
+    assert select_code(SOURCE, newest + 10, {}, driver=major * 1000 + minor * 10)[:2] == ("ptx", newest)
+
+
 def test_trusted_code_is_taken_for_the_architecture_it_fits(cache, monkeypatch):
     _no_nvrtc(monkeypatch)
     embedded = {
@@ -279,6 +299,10 @@ def test_the_gpu_device_loads_the_cubin_and_launches_every_kernel_with_its_argum
     device = gpu("cuda:0")
     assert device.capability == 90 and device.name == "cuda:0 (Fake H100)"
     graph = _lenet_graph()
+    device.driver_version = (nvrtc.version()[0] - 1) * 1000 + 80  # the driver's version is heeded
+    with pytest.raises(DeviceError, match=r"makes cubin code this GPU's driver .* cannot load"):
+        CudaGraph(graph, device)
+    device.driver_version = 12040
     exe = CudaGraph(graph, device)
     assert (exe.code_kind, exe.arch) == ("cubin", 90)
     x = np.zeros((3, 1, 32, 32), np.float32)
@@ -312,6 +336,9 @@ def test_the_gpu_device_loads_the_cubin_and_launches_every_kernel_with_its_argum
 
     monkeypatch.setattr(sys.modules["cupy"].cuda.function.Module, "load", too_new)
     with pytest.raises(DeviceError, match=r"driver \(CUDA 12.4\) is older .* nvidia-cuda-nvrtc-cu12==12.4"):
+        device.load(exe.cuda_source, ptx, "ptx", exe.kernels)
+    device.driver_version = 13000  # CUDA 13's NVRTC wheel has another name
+    with pytest.raises(DeviceError, match=r"driver \(CUDA 13.0\) is older .* nvidia-cuda-nvrtc==13.0"):
         device.load(exe.cuda_source, ptx, "ptx", exe.kernels)
 
 
