@@ -6,7 +6,8 @@ CUDA tensors and by PyTorch), the GELU-tanh chain at 1M and 16M float32 values
 4096 (the tiled kernel against cuBLAS through cupy and PyTorch), in GFLOP/s.
 
 Run on a machine with an NVIDIA GPU: python benchmarks/cuda.py [--repeat N]
-(needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12: pip install -e ".[cuda]"; PyTorch CUDA is
+(needs cupy and NVRTC: pip install -e ".[cuda]", or ".[cuda13]" for a CUDA 13 driver, or
+tests/gpu/run.sh with what the machine has; PyTorch CUDA is
 compared where `torch.cuda.is_available()`). Without a GPU it says so and exits.
 
 Every cell is the median over N rounds of the mean time of a batch of calls sized to take about
@@ -70,7 +71,12 @@ def main() -> None:
     torch = torch_cuda()
     device = gpu("cuda")
     sync = device.synchronize
+    from codegen.cuda import nvrtc
+
+    driver = device.driver_version
     print(f"# {device.name}, sm_{device.capability}, cupy {cupy.__version__}", end="")
+    print(f", driver CUDA {driver // 1000}.{driver % 1000 // 10}" if driver else "", end="")
+    print(f", NVRTC {'.'.join(map(str, nvrtc.version()))}" if nvrtc.available() else ", no NVRTC", end="")
     print(f", torch {torch.__version__}" if torch else ", no PyTorch CUDA")
 
     # models: the runtime on a .gcm file against PyTorch CUDA eager on the same weights

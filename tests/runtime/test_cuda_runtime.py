@@ -4,6 +4,7 @@ CUDA kernels, `save` writes their PTX and cubins for sm_80 and sm_90 and the CUD
 a GPU does), from the file's code only when trusted, else compiled here, else a DeviceError
 saying what is missing. Results match the CPU runtime's."""
 
+import re
 import sys
 
 import numpy as np
@@ -194,45 +195,56 @@ def test_a_script_module_moves_between_the_cpu_and_cuda(cuda_files, fresh_cache,
     np.testing.assert_allclose(mapped(x).numpy(), want, rtol=1e-5, atol=1e-6)
 
 
-def test_the_gpu_tests_run_against_stand_ins():
-    """tests/gpu (the `cuda`-marked tests a GPU machine runs) with cupy and the GPU stood in for
-    (tests/gpu/dry_run.py), so they stay runnable between sessions that have a GPU; the kernel
-    kinds' part is left out here, as the emulated tests in tests/codegen cover the same graphs."""
+def test_the_gpu_run_works_end_to_end_against_stand_ins(tmp_path):
+    """tests/gpu/run.sh, the one command a GPU machine runs, with cupy and the GPU stood in for
+    (--dry-run: tests/gpu/dry_run.py), so the script, the GPU tests and benchmarks/cuda.py stay
+    runnable between the sessions that have a GPU: the environment report, the `cuda`-marked
+    tests of tests/gpu (the kernel kinds' part left out here: the emulated tests in
+    tests/codegen cover the same graphs), the benchmark (--quick; its numbers mean nothing
+    here), each log in $OUT."""
+    import os
     import subprocess
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests/gpu", "-p", "gpu.dry_run"]
-        + ["-p", "no:cacheprovider", "-k", "not every_kernel_kind"],
-        cwd=root,
+        ["bash", str(root / "tests" / "gpu" / "run.sh"), "--dry-run", "-k", "not every_kernel_kind"],
+        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "3 passed" in done.stdout
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    logs = {
+        name: (tmp_path / f"{name}.txt").read_text()
+        for name in ("environment", "gpu-tests", "cuda-benchmarks")
+    }
+    assert "everything the GPU run needs is here (a dry run)" in logs["environment"]
+    assert "3 passed" in logs["gpu-tests"]
+    for table in ("| LeNet | 3 |", "| 1000 |", "| 70 |"):
+        assert table in logs["cuda-benchmarks"], logs["cuda-benchmarks"]
 
 
-def test_the_cuda_benchmark_runs_against_stand_ins():
-    """benchmarks/cuda.py --quick with cupy and the GPU stood in for: the script a GPU session
-    runs works end to end (its numbers mean nothing here)."""
+def test_the_gpu_run_stops_first_saying_what_is_missing(tmp_path):
+    """Without a GPU (or cupy), tests/gpu/run.sh runs nothing: exit status 2, and the report says
+    what is missing and how to get it without a registry."""
+    import os
     import subprocess
     from pathlib import Path
 
+    if graphc.cuda.is_available():
+        pytest.skip("a GPU is here: tests/gpu runs for real")
     root = Path(__file__).resolve().parents[2]
-    script = (
-        "import runpy, sys\n"
-        f"sys.path[:0] = [{str(root)!r}, {str(root / 'tests')!r}]\n"
-        "from gpu import dry_run\n"
-        "dry_run.install()\n"
-        "sys.argv = ['cuda.py', '--quick']\n"
-        f"runpy.run_path({str(root / 'benchmarks' / 'cuda.py')!r}, run_name='__main__')\n"
+    done = subprocess.run(
+        ["bash", str(root / "tests" / "gpu" / "run.sh")],
+        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for table in ("| LeNet | 3 |", "| 1000 |", "| 70 |"):
-        assert table in done.stdout, done.stdout
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert re.search(r"MISSING +(cupy|GPU): ", done.stdout), done.stdout
+    assert "carry .whl/" in done.stdout and not (tmp_path / "gpu-tests.txt").exists()
 
 
 def test_the_cli_lists_the_cuda_artifacts_and_says_when_there_is_no_gpu(cuda_files, capsys):

@@ -1,0 +1,95 @@
+"""What a GPU run of graphc needs, and whether this machine has it: tests/gpu/run.sh prints this
+first and stops (exit status 2) where something is missing, saying what to install or carry.
+
+    python tests/gpu/environment.py              # for a real GPU run
+    python tests/gpu/environment.py --dry-run    # cupy and the GPU stood in for: neither needed
+
+A GPU machine may have no package registry: what is missing then travels as wheels in `.whl/`
+at the repository root, which run.sh installs into a private folder.
+"""
+
+import importlib
+import platform
+import sys
+
+MISSING = []
+
+
+def report(what: str, detail: str, ok: bool = True) -> None:
+    print(f"{'ok' if ok else 'MISSING':8} {what}: {detail}")
+    if not ok:
+        MISSING.append(what)
+
+
+def module(name: str, requirement: str):
+    """The module `name` imported, or None (reported missing, with `requirement` to install)."""
+    try:
+        found = importlib.import_module(name)
+    except Exception as error:  # (an ImportError, or a package too old for the code importing it)
+        report(name, f"{type(error).__name__}: {error} (needs {requirement})", ok=False)
+        return None
+    report(name, getattr(found, "__version__", "present"))
+    return found
+
+
+def main(argv: list[str]) -> int:
+    dry = "--dry-run" in argv
+    report("python", f"{platform.python_version()} ({sys.executable})", ok=sys.version_info >= (3, 11))
+    for name, requirement in [
+        ("numpy", "numpy>=1.26"),
+        ("llvmlite", "llvmlite>=0.43"),
+        ("ml_dtypes", "ml_dtypes>=0.4"),
+        ("pytest", "pytest>=8"),
+        ("hypothesis", "hypothesis>=6.100"),
+    ]:
+        module(name, requirement)
+    if module("google.protobuf", "protobuf>=7.35,<8") is not None:  # (the module file's generated code
+        module("ir.proto.gcm_pb2", "protobuf>=7.35,<8")  # checks the version it was generated for)
+    if module("graphc", "the repository root on PYTHONPATH") is None:
+        return finish(dry)
+    from codegen.cuda import nvrtc
+
+    if nvrtc.available():
+        major, minor = nvrtc.version()
+        report("NVRTC", f"{major}.{minor} ({nvrtc.location()})")
+    else:
+        report("NVRTC", "no libnvrtc (needs nvidia-cuda-nvrtc-cu12, or nvidia-cuda-nvrtc>=13)", ok=False)
+    if dry:
+        report("cupy and the GPU", "stood in for (tests/gpu/dry_run.py: numpy arrays, emulated threads)")
+        return finish(dry)
+    cupy = module("cupy", "cupy-cuda12x or cupy-cuda13x, the one of the driver's CUDA major version")
+    if cupy is not None:
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+            driver = cupy.cuda.runtime.driverGetVersion()
+        except Exception as error:  # (no driver, or one too old for this cupy)
+            report("GPU", f"{type(error).__name__}: {error}", ok=False)
+        else:
+            from codegen.cuda.device import gpu
+
+            names = ", ".join(gpu(f"cuda:{i}").name for i in range(count)) or "none"
+            report("GPU", f"{names}; driver CUDA {driver // 1000}.{driver % 1000 // 10}", ok=count > 0)
+    try:
+        import torch
+    except ImportError:
+        report("torch", "absent (the benchmarks then leave PyTorch CUDA out)")
+    else:
+        report("torch", f"{torch.__version__}, CUDA {'available' if torch.cuda.is_available() else 'absent'}")
+    return finish(dry)
+
+
+def finish(dry: bool) -> int:
+    if not MISSING:
+        print("everything the GPU run needs is here" + (" (a dry run)" if dry else ""))
+        return 0
+    print(
+        f"missing: {', '.join(MISSING)}. With a package registry: python -m pip install -e '.[dev,cuda]' "
+        "(a CUDA 12 driver) or '.[dev,cuda13]' (CUDA 13). Without one, download the wheels where pip "
+        "works (python -m pip download --no-deps --only-binary=:all: --python-version X.Y "
+        "--platform manylinux2014_x86_64 -d .whl NAME==VERSION) and carry .whl/ to the repository root"
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
