@@ -43,8 +43,8 @@ def main(argv: list[str]) -> int:
         ("hypothesis", "hypothesis>=6.100"),
     ]:
         module(name, requirement)
-    if module("google.protobuf", "protobuf>=7.35,<8") is not None:  # (the module file's generated code
-        module("ir.proto.gcm_pb2", "protobuf>=7.35,<8")  # checks the version it was generated for)
+    if module("google.protobuf", "protobuf>=4.25,<8") is not None:  # (the module file's generated code
+        module("ir.proto.gcm_pb2", "protobuf>=4.25,<8")  # checks the version it was generated for)
     if module("graphc", "the repository root on PYTHONPATH") is None:
         return finish(dry)
     from codegen.cuda import nvrtc
@@ -82,6 +82,9 @@ def finish(dry: bool) -> int:
     if not MISSING:
         print("everything the GPU run needs is here" + (" (a dry run)" if dry else ""))
         return 0
+    if MISSING == ["GPU"]:
+        print("missing: a GPU that cupy can use (an NVIDIA GPU and its driver); nothing to run here")
+        return 2
     print(
         f"missing: {', '.join(MISSING)}. With a package registry: python -m pip install -e '.[dev,cuda]' "
         "(a CUDA 12 driver) or '.[dev,cuda13]' (CUDA 13). Without one, download the wheels where pip "

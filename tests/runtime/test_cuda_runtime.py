@@ -244,7 +244,7 @@ def test_the_gpu_run_stops_first_saying_what_is_missing(tmp_path):
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert re.search(r"MISSING +(cupy|GPU): ", done.stdout), done.stdout
-    assert "carry .whl/" in done.stdout and not (tmp_path / "gpu-tests.txt").exists()
+    assert "missing: " in done.stdout and not (tmp_path / "gpu-tests.txt").exists()
 
 
 def test_the_cli_lists_the_cuda_artifacts_and_says_when_there_is_no_gpu(cuda_files, capsys):

@@ -481,3 +481,19 @@ def test_cuda_binding_without_a_gpu(mlp_file, monkeypatch):
     fake.cuda.runtime.getDeviceCount = no_driver
     with pytest.raises(runtime.DeviceError, match="not usable here: cudaErrorInsufficientDriver"):
         runtime.load(path, device="cuda")
+
+
+def test_the_generated_protobuf_code_runs_on_the_oldest_protobuf_pinned():
+    """A protobuf runtime refuses generated code newer than itself: the protoc that generated
+    ir/proto/gcm_pb2.py must be no newer than the oldest runtime pyproject.toml allows."""
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    generated = (root / "ir" / "proto" / "gcm_pb2.py").read_text()
+    made_by = re.search(r"# Protobuf Python Version: (\d+)\.(\d+)", generated)
+    dependencies = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    (pin,) = [d for d in dependencies if d.startswith("protobuf")]
+    oldest = re.search(r">=(\d+)\.(\d+)", pin)
+    assert made_by and oldest, (generated[:300], pin)
+    assert tuple(map(int, made_by.groups())) <= tuple(map(int, oldest.groups())), (made_by[0], pin)
