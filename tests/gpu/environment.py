@@ -10,6 +10,7 @@ at the repository root, which run.sh installs into a private folder.
 
 import importlib
 import platform
+import re
 import sys
 
 MISSING = []
@@ -22,14 +23,24 @@ def report(what: str, detail: str, ok: bool = True) -> None:
 
 
 def module(name: str, requirement: str):
-    """The module `name` imported, or None (reported missing, with `requirement` to install)."""
+    """The module `name` imported, or None (reported missing, with `requirement` to install;
+    a version below the requirement's `>=` is reported too)."""
     try:
         found = importlib.import_module(name)
     except Exception as error:  # (an ImportError, or a package too old for the code importing it)
         report(name, f"{type(error).__name__}: {error} (needs {requirement})", ok=False)
         return None
-    report(name, getattr(found, "__version__", "present"))
+    version = getattr(found, "__version__", "present")
+    oldest = re.search(r">=([\d.]+)", requirement)
+    if oldest and hasattr(found, "__version__") and _numbers(version) < _numbers(oldest[1]):
+        report(name, f"{version}, too old (needs {requirement})", ok=False)
+        return None
+    report(name, version)
     return found
+
+
+def _numbers(version: str) -> tuple:
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:3])
 
 
 def main(argv: list[str]) -> int:
@@ -37,7 +48,7 @@ def main(argv: list[str]) -> int:
     report("python", f"{platform.python_version()} ({sys.executable})", ok=sys.version_info >= (3, 11))
     for name, requirement in [
         ("numpy", "numpy>=1.26"),
-        ("llvmlite", "llvmlite>=0.43"),
+        ("llvmlite", "llvmlite>=0.45"),
         ("ml_dtypes", "ml_dtypes>=0.4"),
         ("pytest", "pytest>=8"),
         ("hypothesis", "hypothesis>=6.100"),
