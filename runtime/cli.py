@@ -3,6 +3,7 @@
     graphc-runtime info lenet.gcm
     graphc-runtime run lenet.gcm --input x=images.npy --output logits.npy
     graphc-runtime bench lenet.gcm --batch 64
+    graphc-runtime env              # the backends this machine has, and what the others lack
 
 Inputs are read with `numpy.load(allow_pickle=False)`: neither the module nor the inputs can run code.
 """
@@ -190,12 +191,25 @@ def _parser() -> argparse.ArgumentParser:
         "--backend", choices=["llvm", "cuda", "interpreter"], help="default: llvm on the CPU, cuda on a GPU"
     )
     p.add_argument("--trust-embedded-code", action="store_true", help="use the file's compiled code")
+    sub.add_parser("env", help="the backends this machine has (llvm, cuda) and what the others lack")
     return parser
+
+
+def env(out) -> None:
+    from runtime.environment import report
+
+    rows = report()
+    width = max(len(row.what) for row in rows)
+    for row in rows:
+        print(f"{' ' if row.ok else '!'} {row.what + ':':{width + 1}} {row.detail}", file=out)
 
 
 def main(argv: list[str] | None = None, out=None) -> int:
     out = out or sys.stdout
     args = _parser().parse_args(argv)
+    if args.command == "env":
+        env(out)
+        return 0
     try:
         model = load(
             args.model,

@@ -119,7 +119,10 @@ def cupy_for(device: str):
     try:
         import cupy
     except ImportError:
-        raise DeviceError("device 'cuda' needs cupy (pip install cupy-cuda12x) and an NVIDIA GPU") from None
+        raise DeviceError(
+            "device 'cuda' needs cupy (pip install cupy-cuda12x, or cupy-cuda13x for a CUDA 13 driver) "
+            "and an NVIDIA GPU"
+        ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except cupy.cuda.runtime.CUDARuntimeError as e:  # no driver, or a broken one

@@ -122,15 +122,22 @@ def target_machine():
     return _target_machine
 
 
-def link_shared(obj: bytes) -> bytes | None:
-    """Object code linked into a shared library by the system's C compiler driver (cc, gcc or
-    clang; $CC first), or None where there is none or it fails."""
+def c_driver() -> str | None:
+    """The system's C compiler driver that links shared libraries ($CC, cc, gcc or clang), or
+    None: compiled code is then kept in memory, not cached on disk."""
     import shutil
+
+    candidates = [os.environ.get("CC"), "cc", "gcc", "clang"]
+    return next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
+
+
+def link_shared(obj: bytes) -> bytes | None:
+    """Object code linked into a shared library by the system's C compiler driver (`c_driver`),
+    or None where there is none or it fails."""
     import subprocess
     import tempfile
 
-    candidates = [os.environ.get("CC"), "cc", "gcc", "clang"]
-    driver = next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
+    driver = c_driver()
     if driver is None:
         return None
     with tempfile.TemporaryDirectory(prefix="graphc-link-") as tmp:

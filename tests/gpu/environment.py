@@ -16,9 +16,10 @@ import sys
 MISSING = []
 
 
-def report(what: str, detail: str, ok: bool = True) -> None:
-    print(f"{'ok' if ok else 'MISSING':8} {what}: {detail}")
-    if not ok:
+def report(what: str, detail: str, ok: bool | None = True) -> None:
+    """One line; ok None: absent, but the run does without it."""
+    print(f"{'ok' if ok else 'absent' if ok is None else 'MISSING':8} {what}: {detail}")
+    if ok is False:
         MISSING.append(what)
 
 
@@ -58,28 +59,19 @@ def main(argv: list[str]) -> int:
         module("ir.proto.gcm_pb2", "protobuf>=4.25,<8")  # checks the version it was generated for)
     if module("graphc", "the repository root on PYTHONPATH") is None:
         return finish(dry)
-    from codegen.cuda import nvrtc
+    # the rest as `graphc-runtime env` sees it: NVRTC is needed; cupy and a GPU unless stood in for
+    from runtime.environment import report as machine
 
-    if nvrtc.available():
-        major, minor = nvrtc.version()
-        report("NVRTC", f"{major}.{minor} ({nvrtc.location()})")
-    else:
-        report("NVRTC", "no libnvrtc (needs nvidia-cuda-nvrtc-cu12, or nvidia-cuda-nvrtc>=13)", ok=False)
+    needed = {"NVRTC"} if dry else {"NVRTC", "cupy", "GPU"}
+    for row in machine():
+        if row.what in ("python", "numpy", "protobuf", "llvmlite"):
+            continue  # (reported above, against graphc's oldest versions)
+        if dry and row.what in ("cupy", "GPU", "backends"):
+            continue
+        report(row.what, row.detail, ok=True if row.ok else False if row.what in needed else None)
     if dry:
         report("cupy and the GPU", "stood in for (tests/gpu/dry_run.py: numpy arrays, emulated threads)")
         return finish(dry)
-    cupy = module("cupy", "cupy-cuda12x or cupy-cuda13x, the one of the driver's CUDA major version")
-    if cupy is not None:
-        try:
-            count = cupy.cuda.runtime.getDeviceCount()
-            driver = cupy.cuda.runtime.driverGetVersion()
-        except Exception as error:  # (no driver, or one too old for this cupy)
-            report("GPU", f"{type(error).__name__}: {error}", ok=False)
-        else:
-            from codegen.cuda.device import gpu
-
-            names = ", ".join(gpu(f"cuda:{i}").name for i in range(count)) or "none"
-            report("GPU", f"{names}; driver CUDA {driver // 1000}.{driver % 1000 // 10}", ok=count > 0)
     try:
         import torch
     except ImportError:

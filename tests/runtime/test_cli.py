@@ -134,3 +134,51 @@ def test_memory_report_of_a_loaded_module(model_file):
     assert runtime.load(model_file).memory([x]) == (192, 160)
     assert runtime.load(model_file).memory({"input": np.zeros((1000, 6), np.float32)}) == (20032, 20000)
     assert runtime.load(model_file, backend="interpreter").memory([x]) is None  # no arena there
+
+
+def _env(monkeypatch, cupy=None) -> str:
+    if cupy is not None:
+        monkeypatch.setitem(sys.modules, "cupy", cupy)
+    out = io.StringIO()
+    assert main(["env"], out=out) == 0
+    return out.getvalue()
+
+
+def test_env_lists_what_each_backend_needs_and_the_backends_that_work(monkeypatch):
+    from codegen.cuda import nvrtc
+
+    text = _env(monkeypatch)
+    assert "  numpy:" in text and np.__version__ in text
+    assert "  llvmlite:" in text and "(LLVM " in text and "-bit vectors" in text
+    if nvrtc.available():
+        assert f"  NVRTC:             {'.'.join(map(str, nvrtc.version()))} ({nvrtc.location()})" in text
+    assert "cpu: llvm, interpreter" in text.splitlines()[-1]
+
+
+def test_env_reports_the_gpus_through_cupy(monkeypatch):
+    from fake_cupy import fake_cupy
+
+    text = _env(monkeypatch, fake_cupy([]))
+    assert "  GPU:" in text and "cuda:0 (Fake H100), sm_90, driver CUDA 12.4" in text
+    assert text.splitlines()[-1].endswith("cuda: yes")
+
+
+def test_env_says_why_cuda_is_missing(monkeypatch):
+    import types
+
+    from fake_cupy import CUDARuntimeError, numpy_cupy
+
+    from codegen.llvm import compiler
+
+    def no_driver():
+        raise CUDARuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
+
+    cupy = numpy_cupy()
+    cupy.cuda.runtime = types.SimpleNamespace(getDeviceCount=no_driver, CUDARuntimeError=CUDARuntimeError)
+    monkeypatch.setattr(compiler, "c_driver", lambda: None)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", "")
+    text = _env(monkeypatch, cupy)
+    assert "! GPU:" in text and "not usable here: cudaErrorInsufficientDriver" in text
+    assert "! C compiler driver: none: compiled code stays in memory" in text
+    assert "! code cache:" in text and "off" in text
+    assert text.splitlines()[-1].endswith("cuda: no (no usable GPU)")
