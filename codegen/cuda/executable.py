@@ -7,11 +7,14 @@ arrays and returns device arrays: each kernel is launched with the grid and bloc
 need (`render.launch_config`), nodes that are not kernels (reshapes, ...) run on the reference
 interpreter with the device's array module.
 
-Code for a device of compute capability XY is, in order: a cubin for sm_XY or PTX for the
-newest architecture at most XY, from the cache or from a trusted module file (`embedded`); else
-compiled here by NVRTC, to a cubin for sm_XY where NVRTC knows that architecture (no JIT, and
-a cubin from a newer CUDA 12 runs on an older CUDA 12 driver), else to PTX for the newest one it
-knows below it. Compiled code is cached by a hash of its source, kind and architecture.
+Code for a device of compute capability XY is the first of these its driver loads: a cubin for
+sm_XY, then PTX for each architecture at most XY, newest first, from the cache or from a trusted
+module file (`embedded`); then code compiled here by NVRTC, a cubin for sm_XY where NVRTC knows
+that architecture (no JIT, and a cubin from a newer CUDA 12 runs on an older CUDA 12 driver),
+else PTX for the newest one it knows below it. (A driver refuses code from a newer CUDA than its
+own: a file saved where NVRTC 13 ran carries such code for a CUDA 12 driver.) Compiled code is
+cached by a hash of its source, kind and architecture; a file's code joins the cache once it
+loads.
 `cuda_artifacts` gives what a module file carries: PTX and cubins for ARCHS, and the source.
 
     >>> exe = CudaGraph(graph, gpu("cuda"))
@@ -68,34 +71,36 @@ def source_key(source: str) -> str:
     return hashlib.sha256(f"graphc-cuda {COMPILER_VERSION}\nsource\n{source}".encode()).hexdigest()
 
 
-def select_code(
-    source: str, capability: int, embedded: dict[str, bytes], driver: int | None = None
-) -> tuple[str, int, bytes]:
-    """(kind, architecture, bytes) of code for a device of `capability` (see the module's
-    docstring); `embedded`: code from a trusted module file, by key; `driver`: the driver's
-    CUDA version (12040 for 12.4), where known: NVRTC does not compile code the driver cannot
-    load (a cubin from a newer CUDA major version, PTX from a newer CUDA version)."""
+def code_candidates(source: str, capability: int, embedded: dict[str, bytes], driver: int | None = None):
+    """Code for a device of `capability`, best first (see the module's docstring): (kind,
+    architecture, bytes, key) where the code comes from the cache or a trusted module file
+    (`embedded`: by key), then compiled here by NVRTC. The caller takes the first its device
+    loads: a driver may refuse code from a newer CUDA than its own. `key` is not None for code
+    from the file, which joins the cache once it loads. NVRTC runs only when reached, and never
+    compiles code the driver cannot load (`driver`: its CUDA version, 12040 for 12.4, where
+    known: a cubin from a newer CUDA major version, PTX from a newer CUDA version); a
+    DeviceError where it cannot compile for this GPU."""
     candidates = [("cubin", capability)]
     candidates += [("ptx", arch) for arch in sorted({*ARCHS, capability}, reverse=True) if arch <= capability]
     for kind, arch in candidates:
         key = code_key(source, kind, arch)
         data = library.read(key, kind)
-        if data is None and key in embedded:
-            data = embedded[key]
-            library.store(key, data, kind)
         if data is not None:
-            return kind, arch, data
+            yield kind, arch, data, None
+        elif key in embedded:
+            yield kind, arch, embedded[key], key
     if not nvrtc.available():
         raise DeviceError(
             f"no code for this GPU (sm_{capability}): NVRTC is not installed to compile it "
             "(pip install nvidia-cuda-nvrtc-cu12, or 'nvidia-cuda-nvrtc>=13' for a CUDA 13 driver), "
-            f"and no trusted module file carries PTX for an architecture up to sm_{capability} "
+            f"and no trusted module file carries code it loads for an architecture up to sm_{capability} "
             "(load it with trust_embedded_code=True)"
         )
     known = nvrtc.supported_archs()
     if capability in known:
         _check_driver(driver, "cubin")
-        return "cubin", capability, compiled(source, "cubin", capability)
+        yield "cubin", capability, compiled(source, "cubin", capability), None
+        return
     older = [arch for arch in known if arch <= capability]
     if not older:
         raise DeviceError(
@@ -103,7 +108,7 @@ def select_code(
             f"compiles for ({known[0]} and up)"
         )
     _check_driver(driver, "ptx")
-    return "ptx", older[-1], compiled(source, "ptx", older[-1])
+    yield "ptx", older[-1], compiled(source, "ptx", older[-1]), None
 
 
 def _check_driver(driver: int | None, kind: str) -> None:
@@ -136,14 +141,7 @@ class CudaGraph:
         dump(self.graph.name, {"schedule.txt": self.schedule_text + "\n", "cu": self.cuda_source})
         self.code_kind: str | None = None  # 'ptx' or 'cubin', where the device loads code
         self.arch: int | None = None  # the architecture of that code
-        code = None
-        if self.kernels and device.needs_code:
-            self.code_kind, self.arch, code = select_code(
-                self.cuda_source, device.capability, embedded or {}, device.driver_version
-            )
-        self._launch = (
-            device.load(self.cuda_source, code, self.code_kind, self.kernels) if self.kernels else {}
-        )
+        self._launch = self._load(embedded or {}) if self.kernels else {}
         xp = device.xp
         with device.current():
             # weights in device memory, once: as stored (for interpreter nodes, a cond's
@@ -157,6 +155,31 @@ class CudaGraph:
         # so the device's memory pool gives their memory to the next ones
         self._drops = _last_uses(self.graph, self.steps)
         self._types = {v.name: v.type for node in self.graph.nodes for v in node.outputs}
+
+    def _load(self, embedded: dict[str, bytes]) -> dict:
+        """The device's launch functions for the kernels, from the first code it loads."""
+        device = self.device
+        if not device.needs_code:
+            return device.load(self.cuda_source, None, None, self.kernels)
+        refused = []  # what the driver would not load, and why
+        try:
+            for kind, arch, code, key in code_candidates(
+                self.cuda_source, device.capability, embedded, device.driver_version
+            ):
+                try:
+                    launch = device.load(self.cuda_source, code, kind, self.kernels)
+                except DeviceError as e:
+                    refused.append(f"{kind} for sm_{arch}: {e}")
+                    continue
+                if key is not None:
+                    library.store(key, code, kind)  # (the file's code joins the cache once it loads)
+                self.code_kind, self.arch = kind, arch
+                return launch
+        except DeviceError as e:
+            if not refused:
+                raise
+            raise DeviceError(f"{e}; the driver refused the rest: {'; '.join(refused)}") from None
+        raise DeviceError(f"{device.name} loads none of the code for this graph: {'; '.join(refused)}")
 
     def __str__(self) -> str:
         return self.schedule_text

@@ -18,9 +18,9 @@ import graphc.nn as nn
 from codegen import library
 from codegen.cuda import emulate, nvrtc
 from codegen.cuda import executable as cuda_executable
-from codegen.cuda.device import DeviceError
+from codegen.cuda.device import Device, DeviceError
 from codegen.cuda.emulate import EmulatedDevice
-from codegen.cuda.executable import CudaGraph, code_key, select_code, source_key
+from codegen.cuda.executable import CudaGraph, code_candidates, code_key, source_key
 from codegen.executable import executable
 from ir import dtypes
 from ir.errors import InputError
@@ -161,6 +161,11 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+def select_code(*args, **kwargs) -> tuple[str, int, bytes]:
+    """The first code a GPU is offered: (kind, architecture, bytes)."""
+    return next(code_candidates(*args, **kwargs))[:3]
+
+
 def _no_nvrtc(monkeypatch):
     monkeypatch.setattr(nvrtc, "available", lambda: False)
 
@@ -220,9 +225,56 @@ def test_trusted_code_is_taken_for_the_architecture_it_fits(cache, monkeypatch):
     assert select_code(SOURCE, 100, embedded) == ("ptx", 90, b"ptx 90")
     with pytest.raises(DeviceError, match=r"no code for this GPU \(sm_75\).*trust_embedded_code=True"):
         select_code(SOURCE, 75, embedded)
-    # code taken from a file joins the cache
-    assert library.read(code_key(SOURCE, "cubin", 90), "cubin") == b"cubin 90"
-    assert select_code(SOURCE, 90, {}) == ("cubin", 90, b"cubin 90")
+    # the offers, best first: the cubin, then PTX from the newest architecture down
+    offers = code_candidates(SOURCE, 100, embedded, None)
+    assert [next(offers)[:3], next(offers)[:3]] == [("ptx", 90, b"ptx 90"), ("ptx", 80, b"ptx 80")]
+    with pytest.raises(DeviceError, match="NVRTC is not installed"):  # (then NVRTC's, absent here)
+        next(offers)
+
+
+class _Driver(Device):
+    """A GPU whose driver loads only the code in `loads` (a CUDA 12 driver refuses what CUDA
+    13's NVRTC made); it records what it was offered."""
+
+    name, capability, driver_version = "cuda:0 (a CUDA 12 driver)", 90, 12040
+
+    def __init__(self, loads=()):
+        self.loads, self.offered = set(loads), []
+
+    def load(self, source, code, kind, kernels):
+        self.offered.append(code)
+        if code not in self.loads:
+            raise DeviceError(f"CUDA_ERROR_UNSUPPORTED_PTX_VERSION ({code.decode()})")
+        return {k.name: lambda grid, block, args: None for k in kernels}
+
+
+def test_code_the_driver_refuses_is_passed_over_and_only_code_it_loads_joins_the_cache(cache, monkeypatch):
+    _no_nvrtc(monkeypatch)
+    graph = parse_graph("graph g(%x: f32[n]) {\n  %0: f32[n] = exp(%x)\n  return %0\n}")
+    source = CudaGraph(graph, EmulatedDevice()).cuda_source
+    embedded = {  # a file saved where NVRTC 13 ran, with PTX for compute_80 a CUDA 12 driver JITs
+        code_key(source, "cubin", 90): b"cubin from CUDA 13",
+        code_key(source, "ptx", 90): b"PTX 9.0",
+        code_key(source, "ptx", 80): b"PTX 8.0",
+    }
+    with pytest.raises(
+        DeviceError,
+        match=r"NVRTC is not installed.*the driver refused the rest: cubin for "
+        r"sm_90: CUDA_ERROR.*\(cubin from CUDA 13\); ptx for sm_90: .*; ptx for sm_80: ",
+    ):
+        CudaGraph(graph, _Driver(), embedded)
+    assert all(
+        library.read(key, kind) is None for key, kind in zip(embedded, ("cubin", "ptx", "ptx"), strict=True)
+    )
+    device = _Driver(loads={b"PTX 8.0"})
+    exe = CudaGraph(graph, device, embedded)
+    assert device.offered == [b"cubin from CUDA 13", b"PTX 9.0", b"PTX 8.0"]
+    assert (exe.code_kind, exe.arch) == ("ptx", 80)
+    assert library.read(code_key(source, "ptx", 80), "ptx") == b"PTX 8.0"  # loaded: it joins the cache
+    assert library.read(code_key(source, "cubin", 90), "cubin") is None  # refused: it stays out
+    device = _Driver(loads={b"PTX 8.0"})
+    CudaGraph(graph, device, {})  # the cache serves it now, without the file
+    assert device.offered == [b"PTX 8.0"]
 
 
 def test_code_of_another_source_is_never_taken(cache, monkeypatch):
