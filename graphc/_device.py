@@ -62,7 +62,7 @@ def cupy_module():
         except ImportError:
             raise DeviceError(
                 "CUDA was requested but cupy is not installed; install graphc[cuda] "
-                "(cupy-cuda12x) on a machine with an NVIDIA GPU"
+                "(cupy-cuda12x), or graphc[cuda13] for a CUDA 13 driver, on a machine with an NVIDIA GPU"
             ) from None
         _cupy = cupy
     return _cupy
