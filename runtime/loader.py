@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from codegen.cuda.device import Device, DeviceError, cupy_for, gpu
-from codegen.executable import BACKENDS, executable
 from ir.module_file import ModuleFile, read_module
 
 
@@ -34,6 +33,8 @@ class LoadedModule:
         backend: str = "interpreter",
         trust_embedded_code: bool = False,
     ) -> None:
+        from codegen.executable import BACKENDS, executable  # (the compiler: imported when a module loads)
+
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self._module = module

@@ -37,3 +37,19 @@ def test_layering_check_catches_a_bad_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from graphc import tensor\n")
     assert _imported_packages(bad) & FORBIDDEN["runtime"] == {"graphc"}
+
+
+def test_importing_the_runtime_leaves_the_compiler_for_when_a_module_loads():
+    """DESIGN.md: runtime imports codegen lazily. `import runtime` (for `graphc-runtime info` and
+    `env`, and the reference interpreter's backend) brings in neither the scheduler and kernel IR
+    nor llvmlite; loading a module for the CPU compiler does."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, runtime\n"
+        "heavy = ('codegen.executable', 'codegen.schedule', 'codegen.kernel', 'llvmlite')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
