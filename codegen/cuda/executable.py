@@ -178,7 +178,7 @@ class CudaGraph:
         except DeviceError as e:
             if not refused:
                 raise
-            raise DeviceError(f"{e}; the driver refused the rest: {'; '.join(refused)}") from None
+            raise DeviceError(f"{e}; the driver refused what there was: {'; '.join(refused)}") from None
         raise DeviceError(f"{device.name} loads none of the code for this graph: {'; '.join(refused)}")
 
     def __str__(self) -> str:

@@ -259,7 +259,7 @@ def test_code_the_driver_refuses_is_passed_over_and_only_code_it_loads_joins_the
     }
     with pytest.raises(
         DeviceError,
-        match=r"NVRTC is not installed.*the driver refused the rest: cubin for "
+        match=r"NVRTC is not installed.*the driver refused what there was: cubin for "
         r"sm_90: CUDA_ERROR.*\(cubin from CUDA 13\); ptx for sm_90: .*; ptx for sm_80: ",
     ):
         CudaGraph(graph, _Driver(), embedded)
