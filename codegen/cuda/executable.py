@@ -8,8 +8,9 @@ need (`render.launch_config`), nodes that are not kernels (reshapes, ...) run on
 interpreter with the device's array module.
 
 Code for a device of compute capability XY is the first of these its driver loads: a cubin for
-sm_XY, then PTX for each architecture at most XY, newest first, from the cache or from a trusted
-module file (`embedded`); then code compiled here by NVRTC, a cubin for sm_XY where NVRTC knows
+sm_XY, then one for an older sm_XZ of the same major version (sm_80's runs on sm_86 and sm_89),
+then PTX for each architecture at most XY, newest first, from the cache or from a trusted module
+file (`embedded`); then code compiled here by NVRTC, a cubin for sm_XY where NVRTC knows
 that architecture (no JIT, and a cubin from a newer CUDA 12 runs on an older CUDA 12 driver),
 else PTX for the newest one it knows below it. (A driver refuses code from a newer CUDA than its
 own: a file saved where NVRTC 13 ran carries such code for a CUDA 12 driver.) Compiled code is
@@ -80,7 +81,11 @@ def code_candidates(source: str, capability: int, embedded: dict[str, bytes], dr
     compiles code the driver cannot load (`driver`: its CUDA version, 12040 for 12.4, where
     known: a cubin from a newer CUDA major version, PTX from a newer CUDA version); a
     DeviceError where it cannot compile for this GPU."""
+    # a cubin runs on GPUs of its major version and a newer minor one: sm_80's on sm_86 and sm_89
     candidates = [("cubin", capability)]
+    candidates += [
+        ("cubin", a) for a in sorted(ARCHS, reverse=True) if a // 10 == capability // 10 and a < capability
+    ]
     candidates += [("ptx", arch) for arch in sorted({*ARCHS, capability}, reverse=True) if arch <= capability]
     for kind, arch in candidates:
         key = code_key(source, kind, arch)

@@ -222,6 +222,16 @@ def test_trusted_code_is_taken_for_the_architecture_it_fits(cache, monkeypatch):
     }
     assert select_code(SOURCE, 90, embedded) == ("cubin", 90, b"cubin 90")
     assert select_code(SOURCE, 89, embedded) == ("ptx", 80, b"ptx 80")  # (PTX JITs forward, never back)
+    # sm_80's cubin runs on sm_86 and sm_89 (same major version, newer minor), not on sm_90
+    with_80 = {**embedded, code_key(SOURCE, "cubin", 80): b"cubin 80"}
+    assert select_code(SOURCE, 86, with_80) == select_code(SOURCE, 89, with_80) == ("cubin", 80, b"cubin 80")
+    assert select_code(SOURCE, 90, {k: v for k, v in with_80.items() if v != b"cubin 90"}) == (
+        "ptx",
+        90,
+        b"ptx 90",
+    )
+    with pytest.raises(DeviceError, match=r"no code for this GPU \(sm_75\)"):  # (nor on an older one)
+        select_code(SOURCE, 75, with_80)
     assert select_code(SOURCE, 100, embedded) == ("ptx", 90, b"ptx 90")
     with pytest.raises(DeviceError, match=r"no code for this GPU \(sm_75\).*trust_embedded_code=True"):
         select_code(SOURCE, 75, embedded)

@@ -17,6 +17,7 @@ import graphc.nn as nn
 import runtime
 from codegen.cuda import emulate, nvrtc
 from codegen.cuda.emulate import EmulatedDevice
+from ir.module_file import read_module
 
 pytestmark = [
     pytest.mark.skipif(emulate.compiler() is None, reason="needs a C++ compiler (g++) for the emulation"),
@@ -110,13 +111,17 @@ def test_runtime_runs_the_trusted_cubin_of_the_file_and_matches_the_cpu(
         assert 0 < peak <= total
 
 
-def test_an_older_gpu_gets_the_files_ptx_for_the_architecture_below(cuda_files, fresh_cache, monkeypatch):
+def test_other_gpus_get_the_files_code_that_runs_on_them(cuda_files, fresh_cache, monkeypatch):
     path, _, _ = cuda_files["mlp"]
     _without_nvrtc(monkeypatch)
-    device = EmulatedDevice(capability=86, needs_code=True)
+    sm80 = next(a for a in read_module(path).artifacts if a.target == "cuda/sm_80")
+    device = EmulatedDevice(capability=86, needs_code=True)  # sm_80's cubin runs on sm_86: no JIT
+    runtime.load(path, device=device, trust_embedded_code=True)
+    assert device.loaded == [("cubin", read_module(path).artifact_bytes(sm80))]
+    device = EmulatedDevice(capability=100, needs_code=True)  # a newer major version: PTX, JIT-compiled
     runtime.load(path, device=device, trust_embedded_code=True)
     ((kind, code),) = device.loaded
-    assert kind == "ptx" and b".target sm_80" in code
+    assert kind == "ptx" and b".target sm_90" in code
 
 
 def test_untrusted_code_is_never_loaded(cuda_files, fresh_cache, monkeypatch):
