@@ -55,10 +55,38 @@ def _on_device(array) -> DeviceArray:
     return array.view(DeviceArray)
 
 
+def _on_device_too(value):
+    """`value` with the arrays in it (a plain numpy array, or a tuple or list of them) 'on the
+    device', as everything a cupy function returns is."""
+    if type(value) is np.ndarray:
+        return value.view(DeviceArray)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_on_device_too(v) for v in value)
+    return value
+
+
+def _device_namespace(namespace):
+    """`namespace` (numpy or one of its submodules) whose functions return device arrays: numpy's
+    creation functions (arange, full, ...) make plain arrays from no array at all, and
+    `as_strided` gives plain ones back; cupy's are all on the device. Ufuncs and types pass as
+    they are (a ufunc keeps its inputs' class, and `.at`, `.reduce`)."""
+
+    def lookup(name):
+        value = getattr(namespace, name)
+        if isinstance(value, types.ModuleType):
+            return _device_namespace(value)
+        if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+            return lambda *args, **kwargs: _on_device_too(value(*args, **kwargs))
+        return value
+
+    proxy = types.ModuleType(getattr(namespace, "__name__", "cupy"))
+    proxy.__getattr__ = lookup
+    return proxy
+
+
 def numpy_cupy() -> types.ModuleType:
     """cupy as numpy arrays 'on cuda:0', with one GPU."""
-    cupy = types.ModuleType("cupy")
-    cupy.__getattr__ = lambda name: getattr(np, name)
+    cupy = _device_namespace(np)
     cupy.ndarray = DeviceArray
     cupy.asarray = lambda a, dtype=None: (
         a if type(a) is DeviceArray and dtype in (None, a.dtype) else _on_device(np.array(a, dtype=dtype))

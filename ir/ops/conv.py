@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ir.errors import ShapeError
+from ir.ops.movement import open_grids
 from ir.ops.registry import Promote, register
 
 
@@ -238,7 +239,7 @@ def _max_pool2d_backward(xp, g, indices, height, width, overlapping=True):
         rows = (np.arange(n * c).reshape(n, c, 1) * (height * width) + flat_idx).ravel()
         out = np.bincount(rows, weights=flat_g.ravel(), minlength=out.size).astype(g.dtype).reshape(out.shape)
     else:
-        grids = list(xp.indices(flat_idx.shape, sparse=True))
+        grids = open_grids(xp, flat_idx.shape)
         grids[2] = flat_idx
         xp.add.at(out, tuple(grids), flat_g)
     return out.reshape(n, c, height, width)

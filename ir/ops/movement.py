@@ -145,11 +145,20 @@ def _gather(xp, x, index, dim):
     return xp.take_along_axis(sub, index, axis=dim)
 
 
+def open_grids(xp, shape) -> list:
+    """numpy's `indices(shape, sparse=True)`, which cupy lacks: per axis, its positions as an
+    array that broadcasts along the other axes."""
+    ndim = len(shape)
+    return [
+        xp.arange(n).reshape([n if a == axis else 1 for a in range(ndim)]) for axis, n in enumerate(shape)
+    ]
+
+
 @register("scatter_add", promote=Promote.COMMON, promoted=(0, 2))
 def _scatter_add(xp, x, index, src, dim):
     """A copy of `x` with `src` added at the places `index` names along `dim` (gather's adjoint)."""
     out = x.copy()
-    grids = list(xp.indices(index.shape, sparse=True))
+    grids = open_grids(xp, index.shape)
     grids[dim] = index
     src = src[tuple(slice(0, s) for s in index.shape)]
     if xp is np and out.dtype.kind == "f":

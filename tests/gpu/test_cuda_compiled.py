@@ -1,7 +1,8 @@
 """Compiled CUDA kernels on a real GPU (skipped without cupy and a GPU; run with the command in
 tests/gpu/README.md): every kernel kind of the shared graphs matches the reference interpreter,
 the driver loads NVRTC's PTX and cubins, and module files run through `runtime.load(device=
-"cuda")` with numpy or cupy arrays in and out, matching the CPU."""
+"cuda")` with numpy or cupy arrays in and out, matching the CPU; eager training steps on the GPU
+match the same steps on the CPU."""
 
 import numpy as np
 import pytest
@@ -94,3 +95,37 @@ def test_a_module_on_the_gpu_scripts_saves_and_loads_for_the_gpu(tmp_path, monke
         (on_device,) = loaded(cupy.asarray(x))
         assert isinstance(on_device, cupy.ndarray)
         np.testing.assert_allclose(on_device.get(), host, rtol=1e-6)
+
+
+def test_training_steps_on_the_gpu_match_the_cpu():
+    """The tutorial's "training on GPU": `net.to(device)`, each batch moved with `.to(device)`,
+    then forward, cross-entropy, backward and an SGD step with momentum, all eager on cupy
+    arrays: the same losses and weights as on the CPU."""
+    import copy
+
+    graphc.manual_seed(0)
+    models = {"cpu": LeNet()}
+    models["cuda"] = copy.deepcopy(models["cpu"]).to("cuda")
+    assert all(p.is_cuda for p in models["cuda"].parameters())
+    rng = np.random.default_rng(1)
+    batches = [
+        (rng.standard_normal((16, 1, 32, 32)).astype(np.float32), rng.integers(0, 10, 16)) for _ in range(3)
+    ]
+    losses = {}
+    for device, model in models.items():
+        optimizer = graphc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        losses[device] = []
+        for images, labels in batches:
+            x, y = graphc.tensor(images).to(device), graphc.tensor(labels).to(device)
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            assert loss.is_cuda == (device == "cuda")
+            losses[device].append(loss.item())
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-4)
+    for (name, p), q in zip(models["cpu"].named_parameters(), models["cuda"].parameters(), strict=True):
+        assert q.is_cuda
+        np.testing.assert_allclose(
+            q.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-3, atol=1e-5, err_msg=name
+        )
