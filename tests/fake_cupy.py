@@ -75,7 +75,7 @@ def _device_namespace(namespace):
         value = getattr(namespace, name)
         if isinstance(value, types.ModuleType):
             return _device_namespace(value)
-        if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+        if callable(value) and not isinstance(value, (type, np.ufunc)):
             return lambda *args, **kwargs: _on_device_too(value(*args, **kwargs))
         return value
 

@@ -4,7 +4,7 @@ subclass with `.get()`), and the GPU that `codegen.cuda.device.gpu` gives is the
 of CUDA threads, asking for PTX or a cubin as a GPU does. Only a real GPU checks the driver,
 cupy's calls and the timing; this checks everything the tests themselves do.
 
-    python -m pytest -m cuda tests/gpu -p gpu.dry_run
+    python -m pytest -m cuda tests -p gpu.dry_run
 
 `install()` does the same for a script (benchmarks/cuda.py --quick, in the suite).
 """

@@ -32,7 +32,7 @@ fi
 "$python" tests/gpu/environment.py "${dry[@]}" | tee "$out/environment.txt" || exit 2
 
 if [[ ${#dry[@]} -gt 0 ]]; then
-    "$python" -m pytest -q -m cuda tests/gpu -p gpu.dry_run -p no:cacheprovider "$@" 2>&1 | tee "$out/gpu-tests.txt"
+    "$python" -m pytest -q -m cuda tests -p gpu.dry_run -p no:cacheprovider "$@" 2>&1 | tee "$out/gpu-tests.txt"
     status=${PIPESTATUS[0]}
     "$python" -c "from gpu import dry_run; dry_run.install(); import runpy, sys; sys.argv = ['cuda.py', '--quick']
 runpy.run_path('benchmarks/cuda.py', run_name='__main__')" 2>&1 | tee "$out/cuda-benchmarks.txt"

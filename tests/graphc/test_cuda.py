@@ -30,3 +30,25 @@ def test_autograd_on_cuda():
     assert x.grad.is_cuda
     np.testing.assert_allclose(x.grad.cpu().numpy(), ref, rtol=1e-10)
     assert graphc.autograd.gradcheck(lambda t: (t * t).sum(1), (x[:2, :3].detach().clone().requires_grad_(),))
+
+
+def test_gradients_that_scatter_match_the_cpu():
+    """The backward passes that scatter values back to where they came from (gather, max along a
+    dim, sort, overlapping max pooling): on cupy, which lacks some of numpy's arguments
+    (`indices(sparse=True)`), the same gradients as on the CPU."""
+    import graphc.nn.functional as F
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 9, 9))
+    index = rng.integers(0, 9, (2, 3, 9, 4))
+    grads = {}
+    for device in ("cpu", "cuda"):
+        t = graphc.tensor(x, device=device, requires_grad=True)
+        i = graphc.tensor(index, device=device)
+        pooled = F.max_pool2d(t, 3, stride=2)  # (windows overlap)
+        total = (
+            pooled.sum() + t.gather(3, i).sum() + t.max(dim=2).values.sum() + t.sort(dim=1).values[:, 0].sum()
+        )
+        total.backward()
+        grads[device] = t.grad.cpu().numpy()
+    np.testing.assert_allclose(grads["cuda"], grads["cpu"], rtol=1e-12)
