@@ -91,7 +91,8 @@ def resolve(dev) -> device:
                 f"device {str(d)!r} was requested but CUDA is not available here "
                 "(graphc.cuda.is_available() is False: no cupy, driver or GPU)"
             )
-        index = 0 if d.index is None else d.index
+        # ('cuda' alone is the current device, as `graphc.cuda.set_device` left it)
+        index = int(cupy_module().cuda.runtime.getDevice()) if d.index is None else d.index
         if index >= count:
             raise DeviceError(f"device 'cuda:{index}' was requested but only {count} GPU(s) exist")
         return device("cuda", index)

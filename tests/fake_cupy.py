@@ -8,6 +8,7 @@
 """
 
 import types
+import weakref
 
 import numpy as np
 
@@ -52,14 +53,16 @@ def _device_class(log: list | None = None):
 
 
 def _on_device(array) -> DeviceArray:
-    return array.view(DeviceArray)
+    on_device = array.view(DeviceArray)
+    _live_arrays[id(on_device)] = on_device
+    return on_device
 
 
 def _on_device_too(value):
     """`value` with the arrays in it (a plain numpy array, or a tuple or list of them) 'on the
     device', as everything a cupy function returns is."""
     if type(value) is np.ndarray:
-        return value.view(DeviceArray)
+        return _on_device(value)
     if isinstance(value, (tuple, list)):
         return type(value)(_on_device_too(v) for v in value)
     return value
@@ -84,9 +87,34 @@ def _device_namespace(namespace):
     return proxy
 
 
-def numpy_cupy() -> types.ModuleType:
-    """cupy as numpy arrays 'on cuda:0', with one GPU."""
+class MemoryPool:
+    """cupy's memory pool as graphc.cuda reads it: the bytes of the live device arrays."""
+
+    def used_bytes(self):
+        return sum(a.nbytes for a in list(_live_arrays.values()))
+
+    def total_bytes(self):
+        return self.used_bytes() + 512  # (a block cached for reuse)
+
+    def free_all_blocks(self):
+        pass
+
+
+_live_arrays = weakref.WeakValueDictionary()  # id -> a device array still alive
+
+
+def numpy_cupy(gpus: int = 1) -> types.ModuleType:
+    """cupy as numpy arrays 'on cuda:0', with `gpus` GPUs (a current one, which
+    `runtime.setDevice` changes; the arrays stay on cuda:0)."""
     cupy = _device_namespace(np)
+    current = [0]
+
+    def set_device(index):
+        if not 0 <= index < gpus:
+            raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
+        current[0] = index
+
+    pool = MemoryPool()
     cupy.ndarray = DeviceArray
     cupy.asarray = lambda a, dtype=None: (
         a if type(a) is DeviceArray and dtype in (None, a.dtype) else _on_device(np.array(a, dtype=dtype))
@@ -96,10 +124,22 @@ def numpy_cupy() -> types.ModuleType:
     cupy.zeros = lambda shape, dtype=float: _on_device(np.zeros(shape, dtype))
     cupy.cuda = types.SimpleNamespace(
         Device=_device_class(),
+        MemoryPool=MemoryPool,
         runtime=types.SimpleNamespace(
-            getDeviceCount=lambda: 1, getDevice=lambda: 0, CUDARuntimeError=CUDARuntimeError
+            getDeviceCount=lambda: gpus,
+            getDevice=lambda: current[0],
+            setDevice=set_device,
+            getDeviceProperties=lambda index: {
+                "name": f"Stand-in GPU {index}".encode(),
+                "major": 9,
+                "minor": 0,
+                "totalGlobalMem": 80 << 30,
+                "multiProcessorCount": 132,
+            },
+            CUDARuntimeError=CUDARuntimeError,
         ),
     )
+    cupy.get_default_memory_pool = lambda: pool
     return cupy
 
 

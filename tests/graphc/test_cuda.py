@@ -52,3 +52,19 @@ def test_gradients_that_scatter_match_the_cpu():
         total.backward()
         grads[device] = t.grad.cpu().numpy()
     np.testing.assert_allclose(grads["cuda"], grads["cpu"], rtol=1e-12)
+
+
+def test_the_device_its_properties_and_memory():
+    props = graphc.cuda.get_device_properties(0)
+    assert props.name == graphc.cuda.get_device_name(0) and props.major >= 7
+    assert props.total_memory > 1 << 30 and props.multi_processor_count > 0
+    graphc.cuda.set_device(0)
+    with graphc.cuda.device(0):
+        assert graphc.cuda.current_device() == 0
+    before = graphc.cuda.memory_allocated()
+    x = graphc.ones(1 << 20, device="cuda")  # 4 MiB
+    assert graphc.cuda.memory_allocated() - before >= 4 << 20
+    assert graphc.cuda.memory_reserved() >= graphc.cuda.memory_allocated()
+    del x
+    graphc.cuda.empty_cache()
+    assert graphc.cuda.memory_allocated() == before

@@ -69,3 +69,51 @@ def test_a_module_on_cuda_is_scripted_for_cuda_and_stays_there(fake_cuda, monkey
     np.testing.assert_allclose(scripted(x).numpy(), want, rtol=1e-5, atol=1e-6)
     cpu_model = graphc.nn.Linear(4, 2).eval()
     assert graphc.script(cpu_model, (x,)).backend == "llvm"
+
+
+def test_the_current_device_as_torch_cuda_sets_it(monkeypatch):
+    monkeypatch.setattr(_device, "_cupy", numpy_cupy(gpus=2))
+    assert graphc.cuda.current_device() == 0
+    graphc.cuda.set_device(1)
+    assert graphc.cuda.current_device() == 1 and _device.resolve("cuda") == graphc.device("cuda:1")
+    with graphc.cuda.device(0):
+        assert graphc.cuda.current_device() == 0 and _device.resolve("cuda") == graphc.device("cuda:0")
+        with graphc.cuda.device("cuda:1"):
+            assert graphc.cuda.current_device() == 1
+        assert graphc.cuda.current_device() == 0
+    assert graphc.cuda.current_device() == 1  # (the device before the context, again)
+    graphc.cuda.set_device(graphc.device("cuda", 0))
+    assert _device.resolve("cuda:1") == graphc.device("cuda:1")  # (an index is kept as given)
+    with pytest.raises(graphc.DeviceError, match=r"'cuda:2' was requested but only 2 GPU\(s\) exist"):
+        graphc.cuda.set_device(2)
+    with pytest.raises(graphc.DeviceError, match="expected a CUDA device, got 'cpu'"):
+        graphc.cuda.set_device("cpu")
+
+
+def test_device_properties_and_memory(fake_cuda):
+    import gc
+
+    props = graphc.cuda.get_device_properties(0)
+    assert (props.name, props.major, props.minor) == ("Stand-in GPU 0", 9, 0)
+    assert props.total_memory == 80 << 30 and props.multi_processor_count == 132
+    gc.collect()
+    before = graphc.cuda.memory_allocated()
+    x = graphc.ones(1000, device="cuda")
+    assert graphc.cuda.memory_allocated() - before >= 4000
+    assert graphc.cuda.memory_reserved() >= graphc.cuda.memory_allocated()
+    del x
+    gc.collect()
+    assert graphc.cuda.memory_allocated() == before
+    graphc.cuda.empty_cache()
+
+
+def test_without_cuda_the_memory_calls_say_so(monkeypatch):
+    monkeypatch.setattr(_device, "cuda_device_count", lambda: 0)
+    graphc.cuda.empty_cache()  # (nothing to give back)
+    for call in (
+        graphc.cuda.memory_allocated,
+        graphc.cuda.get_device_properties,
+        lambda: graphc.cuda.set_device(0),
+    ):
+        with pytest.raises(graphc.DeviceError, match="CUDA is not available here"):
+            call()

@@ -225,7 +225,7 @@ def test_the_gpu_run_works_end_to_end_against_stand_ins(tmp_path):
         for name in ("environment", "gpu-tests", "cuda-benchmarks")
     }
     assert "everything the GPU run needs is here (a dry run)" in logs["environment"]
-    assert "7 passed" in logs["gpu-tests"]  # (tests/gpu and tests/graphc/test_cuda.py)
+    assert "8 passed" in logs["gpu-tests"]  # (tests/gpu and tests/graphc/test_cuda.py)
     for table in ("| LeNet | 3 |", "| 1000 |", "| 70 |"):
         assert table in logs["cuda-benchmarks"], logs["cuda-benchmarks"]
 
