@@ -20,6 +20,7 @@ from codegen.host import fingerprint
 from ir.fileio import atomic_write
 
 _loaded: dict[str, ctypes.CDLL] = {}
+_loaded_bytes: dict[str, bytes] = {}  # what each loaded library was made of, for `read`
 _offered: dict[str, bytes] = {}  # trusted libraries from module files, by key
 
 
@@ -65,7 +66,7 @@ def load(key: str, names: list[str]) -> dict[str, int] | None:
             lib = ctypes.CDLL(str(path))
         except OSError:
             return None
-        _loaded[key] = lib
+        _loaded[key], _loaded_bytes[key] = lib, data
     try:
         return {name: ctypes.cast(lib[name], ctypes.c_void_p).value for name in names}
     except AttributeError:
@@ -91,13 +92,15 @@ def store(key: str, data: bytes, suffix: str = "so") -> bool:
 
 def read(key: str, suffix: str = "so") -> bytes | None:
     """The cached library's bytes (to embed in a module file; or other code, by `suffix`), if
-    cached and intact."""
+    cached and intact; a library this process loaded is read from memory where the cache no
+    longer has it (emptied, or another GRAPHC_CACHE_DIR since)."""
     directory = cache_dir()
+    loaded = _loaded_bytes.get(key) if suffix == "so" else None
     if directory is None:
-        return None
+        return loaded
     try:
         data = (directory / f"{key}.{suffix}").read_bytes()
         digest = (directory / f"{key}.sha256").read_text().strip()
     except OSError:
-        return None
-    return data if hashlib.sha256(data).hexdigest() == digest else None
+        return loaded
+    return data if hashlib.sha256(data).hexdigest() == digest else loaded

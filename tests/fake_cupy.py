@@ -165,6 +165,7 @@ def fake_cupy(log: list) -> types.ModuleType:
         driver=types.SimpleNamespace(CUDADriverError=CUDADriverError),
         runtime=types.SimpleNamespace(
             getDeviceCount=lambda: 1,
+            getDevice=lambda: 0,
             CUDARuntimeError=CUDARuntimeError,
             getDeviceProperties=lambda index: {"name": b"Fake H100"},
             driverGetVersion=lambda: 12040,

@@ -142,5 +142,9 @@ def _index(device: str) -> int:
 
 
 def gpu(device: str = "cuda") -> GPU:
-    """The GPU named `device` ('cuda' or 'cuda:N'); DeviceError where it cannot be used."""
-    return GPU(_index(device))
+    """The GPU named `device`: 'cuda:N', or 'cuda' for the current one (cupy's, which
+    `graphc.cuda.set_device` sets); DeviceError where it cannot be used."""
+    index = _index(device)
+    if ":" not in device:
+        index = int(cupy_for(device).cuda.runtime.getDevice())
+    return GPU(index)

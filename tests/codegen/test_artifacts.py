@@ -102,3 +102,15 @@ def test_damaged_code_is_refused(tmp_path):
     for trust in (True, False):  # a damaged file is refused whether or not its code would be used
         with pytest.raises(ModuleFormatError, match="checksum mismatch"):
             runtime.load(tmp_path / "bad.gcm", backend="llvm", trust_embedded_code=trust)
+
+
+def test_the_code_is_embedded_even_when_the_cache_lost_it(tmp_path, monkeypatch):
+    """A library this process loaded goes into the file although the cache no longer has it (a
+    cleaned cache, or GRAPHC_CACHE_DIR changed since): the graph's and the worker pool's."""
+    graphc.manual_seed(0)
+    scripted = graphc.script(LeNet().eval(), (graphc.randn(2, 1, 32, 32),), backend="llvm")
+    scripted(graphc.randn(2, 1, 32, 32))
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "another-cache"))
+    scripted.save(tmp_path / "lenet.gcm")
+    module = read_module(tmp_path / "lenet.gcm")
+    assert sorted(a.properties.get("method", "") for a in module.artifacts) == ["", "forward"]

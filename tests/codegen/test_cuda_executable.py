@@ -360,6 +360,11 @@ def test_the_gpu_device_loads_the_cubin_and_launches_every_kernel_with_its_argum
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy(launches))
     device = gpu("cuda:0")
     assert device.capability == 90 and device.name == "cuda:0 (Fake H100)"
+    cupy = sys.modules["cupy"]  # 'cuda' alone is the current device
+    monkeypatch.setattr(cupy.cuda.runtime, "getDeviceCount", lambda: 2)
+    monkeypatch.setattr(cupy.cuda.runtime, "getDevice", lambda: 1)
+    assert gpu("cuda").index == 1 and gpu("cuda:0").index == 0
+    monkeypatch.setattr(cupy.cuda.runtime, "getDevice", lambda: 0)
     graph = _lenet_graph()
     device.driver_version = (nvrtc.version()[0] - 1) * 1000 + 80  # the driver's version is heeded
     with pytest.raises(DeviceError, match=r"makes cubin code this GPU's driver .* cannot load"):
