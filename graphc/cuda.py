@@ -101,7 +101,7 @@ def get_device_properties(device=None) -> _CudaDeviceProperties:
     device (a DeviceError without CUDA)."""
     from graphc._device import cupy_module, resolve
 
-    index = _index(resolve(device or "cuda"))
+    index = _index(resolve("cuda" if device is None else device))
     props = cupy_module().cuda.runtime.getDeviceProperties(index)
     name = props["name"]
     return _CudaDeviceProperties(
@@ -135,7 +135,7 @@ def empty_cache() -> None:
 def _pool_bytes(device, which: str) -> int:
     from graphc._device import cupy_module, resolve
 
-    index = _index(resolve(device or "cuda"))
+    index = _index(resolve("cuda" if device is None else device))
     cupy = cupy_module()
     with cupy.cuda.Device(index):  # (the pool counts per device)
         return int(getattr(cupy.get_default_memory_pool(), which)())

@@ -82,6 +82,8 @@ def test_the_current_device_as_torch_cuda_sets_it(monkeypatch):
             assert graphc.cuda.current_device() == 1
         assert graphc.cuda.current_device() == 0
     assert graphc.cuda.current_device() == 1  # (the device before the context, again)
+    assert graphc.cuda.get_device_properties(0).name == "Stand-in GPU 0"  # (0 is cuda:0, not 'cuda')
+    assert graphc.cuda.get_device_properties().name == "Stand-in GPU 1"
     graphc.cuda.set_device(graphc.device("cuda", 0))
     assert _device.resolve("cuda:1") == graphc.device("cuda:1")  # (an index is kept as given)
     with pytest.raises(graphc.DeviceError, match=r"'cuda:2' was requested but only 2 GPU\(s\) exist"):
