@@ -611,7 +611,7 @@ def executable(
     graph: Graph, backend: str = "interpreter", embedded: dict[str, bytes] | None = None, device=None
 ):
     """`graph` made ready to run on `backend` (one of BACKENDS): a CompiledGraph ('llvm'), a
-    CudaGraph ('cuda', on `device`: a codegen.cuda.device.Device, default the first GPU) or an
+    CudaGraph ('cuda', on `device`: a codegen.cuda.device.Device, default the current GPU) or an
     InterpretedGraph; `embedded`: compiled code by cache key from a module file the user
     trusts (shared libraries for 'llvm', PTX and cubins for 'cuda')."""
     if backend == "interpreter":
