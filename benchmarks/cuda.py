@@ -65,7 +65,7 @@ def main() -> None:
     import cupy
 
     import runtime
-    from codegen.cuda.device import gpu
+    from codegen.cuda.device import cuda_version, gpu
     from codegen.cuda.executable import CudaGraph
 
     torch = torch_cuda()
@@ -75,7 +75,7 @@ def main() -> None:
 
     driver = device.driver_version
     print(f"# {device.name}, sm_{device.capability}, cupy {cupy.__version__}", end="")
-    print(f", driver CUDA {driver // 1000}.{driver % 1000 // 10}" if driver else "", end="")
+    print(f", driver CUDA {'.'.join(map(str, cuda_version(driver)))}" if driver else "", end="")
     print(f", NVRTC {'.'.join(map(str, nvrtc.version()))}" if nvrtc.available() else ", no NVRTC", end="")
     print(f", torch {torch.__version__}" if torch else ", no PyTorch CUDA")
 

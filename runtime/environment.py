@@ -112,7 +112,7 @@ def _nvrtc() -> Row:
 
 def _gpus(rows: list[Row]) -> str | None:
     """Rows for cupy and each GPU; None where CUDA works, else why not."""
-    from codegen.cuda.device import DeviceError, gpu
+    from codegen.cuda.device import DeviceError, cuda_version, gpu
 
     try:
         import cupy
@@ -127,11 +127,6 @@ def _gpus(rows: list[Row]) -> str | None:
         return "no (no usable GPU)"
     for index in range(int(cupy.cuda.runtime.getDeviceCount())):
         device = first if index == 0 else gpu(f"cuda:{index}")
-        driver = device.driver_version
-        rows.append(
-            Row(
-                "GPU",
-                f"{device.name}, sm_{device.capability}, driver CUDA {driver // 1000}.{driver % 1000 // 10}",
-            )
-        )
+        major, minor = cuda_version(device.driver_version)
+        rows.append(Row("GPU", f"{device.name}, sm_{device.capability}, driver CUDA {major}.{minor}"))
     return None

@@ -23,6 +23,11 @@ import numpy as np
 from ir.errors import IRError
 
 
+def cuda_version(number: int) -> tuple[int, int]:
+    """(major, minor) of a CUDA version as the driver reports it: (12, 4) for 12040."""
+    return divmod(number // 10, 100)
+
+
 class DeviceError(IRError, RuntimeError):
     """A device that cannot be used here (no cupy, driver or GPU for 'cuda'), or code it
     cannot load."""
@@ -80,7 +85,7 @@ class GPU(Device):
             try:
                 module.load(code + b"\0" if kind == "ptx" else code)  # (the driver reads PTX as a C string)
             except cupy.cuda.driver.CUDADriverError as e:
-                major, minor = divmod(self.driver_version // 10, 100)
+                major, minor = cuda_version(self.driver_version)
                 hint = ""
                 if kind == "ptx" and "PTX" in str(e):
                     from codegen.cuda.nvrtc import requirement

@@ -31,7 +31,7 @@ import numpy as np
 
 from codegen import library
 from codegen.cuda import nvrtc
-from codegen.cuda.device import Device, DeviceError
+from codegen.cuda.device import Device, DeviceError, cuda_version
 from codegen.cuda.render import launch_config, operands, render_module, size_values
 from codegen.executable import empty_extreme
 from codegen.host import COMPILER_VERSION
@@ -122,7 +122,7 @@ def _check_driver(driver: int | None, kind: str) -> None:
     if driver is None:
         return
     ours = nvrtc.version()
-    theirs = divmod(driver // 10, 100)
+    theirs = cuda_version(driver)
     if (ours[0] > theirs[0]) if kind == "cubin" else (ours > theirs):
         raise DeviceError(
             f"NVRTC {ours[0]}.{ours[1]} ({nvrtc.location()}) makes {kind} code this GPU's driver "
