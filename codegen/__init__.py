@@ -4,8 +4,9 @@
 with reductions, matmuls and convolutions with epilogues, max pooling); `llvm.render` turns them
 into LLVM IR, `llvm.compiler` compiles that for this CPU (`host` says what the code depends on,
 `library` caches it as shared libraries), `plan` runs a whole graph in one native call over a
-planned arena, `llvm.pool` splits large kernels over the cores, and `executable.CompiledGraph`
-ties it together (interpreter nodes included). `cuda.render` turns the same kernels into CUDA
+planned arena (its execution plan, data compiled into the library, runs the graph again without
+scheduling it: `plan.planned`), `llvm.pool` splits large kernels over the cores, and
+`executable.CompiledGraph` ties it together (interpreter nodes included). `cuda.render` turns the same kernels into CUDA
 C, `cuda.nvrtc` compiles it, `cuda.device` loads and launches it (cupy, or `cuda.emulate` on
 the CPU) and `cuda.executable.CudaGraph` runs a graph on a GPU. Imports `ir` only, never
 `graphc` or `runtime`.
@@ -15,3 +16,5 @@ the CPU) and `cuda.executable.CudaGraph` runs a graph on a GPU. Imports `ir` onl
     >>> print(exe)                   # the schedule: which nodes went into which kernel
     >>> (y,) = exe.run([x])
 """
+
+BACKENDS = ("interpreter", "llvm", "cuda")  # what codegen.executable.executable makes ready to run

@@ -15,21 +15,32 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from codegen import library
+from codegen import BACKENDS, library, plan
 from codegen.host import matmul_tile, vector_bits
 from codegen.kernel import Conv2d, ConvWeightGrad, Kernel, Matmul, Pool2d, PoolBackward, conv_path
-from codegen.plan import Buffer, Call, NativeRun, _address, out_of_range
+from codegen.plan import (
+    PLAN_SYMBOL,
+    Buffer,
+    Call,
+    Constants,
+    NativeRun,
+    Plan,
+    _address,
+    code_key,
+    encode_plan,
+    out_of_range,
+    schedule_digest,
+)
 from codegen.schedule import KernelStep, NodeStep, dump, format_schedule, schedule
+from ir import dtypes
 from ir.errors import ShapeError
 from ir.graph import Graph
-from ir.interpreter import bind_inputs, run, run_node, start
+from ir.interpreter import run, run_node, start
 from ir.passes import optimize
-from ir.printer import format_graph
 from ir.types import concrete_shape
 
 
@@ -46,12 +57,9 @@ class CompiledGraph:
         dump(self.graph.name, {"schedule.txt": self.schedule_text + "\n"})  # (where GRAPHC_DUMP says)
         kernels = [s.kernel for s in self.steps if isinstance(s, KernelStep)]
         self._functions = {}
-        self._packed: dict[tuple, np.ndarray] = {}  # (weight name, panel) -> packed
-        self._keep: list[np.ndarray] = []  # converted weights, alive while kernels use their addresses
+        self._constants = Constants(self.graph.weight_data)  # converted and packed weights
         self._panels: dict[str, int] = {}  # matmul kernel -> columns per packed panel of b
         self.native: NativeRun | None = None  # the whole graph in one native call, where it can be
-        self._last_bindings: tuple = (None, None)  # (inputs' dtypes and shapes, their bindings)
-        self._fast = None  # the C call path of the last call's sizes (codegen._fastcall)
         self.library_key: str | None = None  # the shared library in the cache, where there is one
         if kernels:
             bits = vector_bits()
@@ -59,19 +67,16 @@ class CompiledGraph:
                 if isinstance(k, Matmul):
                     _, lanes, vectors = matmul_tile(k.dtype, bits)
                     self._panels[k.name] = lanes * vectors
-            native = self._native_calls()
+            native = self._native_plan()
             names = [n for k in kernels for n in (k.name, f"{k.name}.packed")]
             if native is not None:
-                names += ["graph_entry", *native[3]]
+                names += ["graph_entry", *native.names]
             names = sorted(set(names))
-            addresses = self._load(bits, names, native is not None, embedded or {})
+            addresses = self._load(names, embedded or {})
             if addresses is None:
                 addresses = self._compile(kernels, native, bits, names)
             if native is not None:
-                entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(
-                    addresses["graph_entry"]
-                )
-                self.native = NativeRun(self.graph, *native[:3], entry, addresses, _workers())
+                self.native = NativeRun(self.graph, native, self._constants, addresses, plan.workers())
             for k in kernels:
                 if isinstance(k, Matmul):
                     pointers, sizes = 1 + len(k.operands), 6
@@ -90,26 +95,38 @@ class CompiledGraph:
                 self._functions[k.name] = _Entry(call, addresses[f"{k.name}.packed"])
         self._plan = [self._runner(step) for step in self.steps]
 
-    def _load(self, bits: int, names: list[str], native: bool, embedded: dict) -> dict | None:
+    def _load(self, names: list[str], embedded: dict) -> dict | None:
         """The code from the cache (or a trusted embedded library, which joins the cache),
-        without LLVM; None where neither has it."""
-        # the graph and its schedule (the kernels' signatures), for this host and compiler
-        text = f"{format_graph(self.graph)}\n{self.schedule_text}\nvector_bits={bits}\nnative={native}"
-        self.library_key = key = library.library_key(text)
+        without LLVM; None where neither has it, or where its plan records another schedule
+        (the code is then compiled here, in memory: the cached library stays as it is)."""
+        self.library_key = key = code_key(self.graph)
         library.offer(embedded)
-        return library.load(key, names)
+        addresses = library.load(key, names)
+        if addresses is not None:
+            data = library.data(key, PLAN_SYMBOL)
+            try:
+                digest = Plan.from_json(data)[1] if data is not None else None
+            except (ValueError, KeyError, TypeError):
+                digest = None
+            if digest != schedule_digest(self.schedule_text):
+                self.library_key, addresses = None, None
+        return addresses
 
-    def _compile(self, kernels, native, bits: int, names: list[str]) -> dict:
-        """Render and compile the kernels (and the native entry): linked into a shared library
-        in the cache where a C compiler driver and a cache directory exist, else in memory."""
+    def _compile(self, kernels, native: Plan | None, bits: int, names: list[str]) -> dict:
+        """Render and compile the kernels (and the native entry, and the plan as data): linked
+        into a shared library in the cache where a C compiler driver and a cache directory
+        exist, else in memory."""
         from codegen.llvm.compiler import build_library, compile_ir
-        from codegen.llvm.render import render, render_entry
+        from codegen.llvm.render import render, render_data, render_entry
 
         module = render(kernels, name=self.graph.name, vector_bits=bits)
         if native is not None:
-            render_entry(module, [len(c.args) for c in native[0]])
+            render_entry(module, [len(c.args) for c in native.calls])
+            render_data(module, PLAN_SYMBOL, native.to_json(self.schedule_text))
+        else:
+            render_data(module, PLAN_SYMBOL, encode_plan(self.schedule_text, None))
         text = str(module)
-        addresses = build_library(text, self.library_key, names)
+        addresses = build_library(text, self.library_key, names) if self.library_key else None
         if addresses is None:
             self.library_key = None
             compiled = compile_ir(text, names)
@@ -127,53 +144,36 @@ class CompiledGraph:
     def run(self, arrays, weights: dict | None = None) -> list[np.ndarray]:
         """The graph's outputs for `arrays` (a list in input order or a dict by name)."""
         if self.native is not None:
-            fast = self._fast
-            if fast is not None:
-                outs = fast(arrays)
-                if outs is not None:
-                    return outs
-            # inputs of the dtypes and shapes of the last call were checked then: their bindings
-            # are reused (one tuple, swapped whole, so threads never mix two calls' halves)
-            key = None
-            if isinstance(arrays, (list, tuple)) and all(isinstance(a, np.ndarray) for a in arrays):
-                key = tuple((a.dtype, a.shape) for a in arrays)
-            last = self._last_bindings
-            if key is not None and last[0] == key:
-                bindings = last[1]
-            else:
-                bindings = bind_inputs(self.graph, arrays)
-                if key is not None:
-                    self._last_bindings = (key, bindings)
-            given = [arrays[v.name] for v in self.graph.inputs] if isinstance(arrays, dict) else arrays
-            contiguous = [  # (not ascontiguousarray, which makes a 0-d array 1-d)
-                a if isinstance(a, np.ndarray) and a.flags.c_contiguous else np.array(a, order="C")
-                for a in given
-            ]
-            outs = self.native.run(contiguous, bindings, _pool_addresses)
+            outs = self.native.call(arrays)
             if outs is not None:
-                if _use_fastcall:
-                    self._fast = self.native.fast(bindings, _pool_addresses)  # for the next call
                 return outs
         env, bindings = start(self.graph, arrays)
         for step in self._plan:
             step(env, bindings, weights)
         return [env[v.name] for v in self.graph.outputs]
 
-    def _native_calls(self):
-        """The kernel calls and buffers of the graph's native entry, or None where some step
-        needs Python between kernels (an interpreter node other than a reshape, a matmul by a
-        non-constant matrix) or an output is an input or a weight."""
+    def _native_plan(self) -> Plan | None:
+        """The execution plan of the graph's native entry (its kernel calls and buffers, as
+        data), or None where some step needs Python between kernels (an interpreter node other
+        than a reshape, a matmul by a non-constant matrix) or an output is an input or a weight."""
         g = self.graph
         buffers = [Buffer("input", v.name, index=i) for i, v in enumerate(g.inputs)]
         value_buffer = {v.name: i for i, v in enumerate(g.inputs)}
         calls: list[Call] = []
         names: list[str] = []  # the entries the calls may use
 
-        def operand(name, dtype):
+        def operand(name, dtype, packing=None):
             if name in g.weights:
-                return ("address", self._constant(name, dtype))
+                return ["weight", name, dtypes.from_numpy(np.dtype(dtype)).name, packing]
             buffers[value_buffer[name]].readers.append(len(calls))
-            return ("buffer", value_buffer[name])
+            return ["buffer", value_buffer[name]]
+
+        types = {v.name: v.type for v in (*g.inputs, *g.weights.values())}
+        for node in g.nodes:
+            types.update({v.name: v.type for v in node.outputs})
+
+        def shape(name):  # a value's shape (ints and symbols)
+            return list(types[name].shape)
 
         for step in self.steps:
             if isinstance(step, NodeStep):
@@ -196,116 +196,62 @@ class CompiledGraph:
             first = step.inputs[0]
             if isinstance(k, Matmul):
                 panel = self._panels[k.name]
-                b_name = step.inputs[1]
                 if not k.pack_b:
-                    args[1] = ("address", self._packed_weight(b_name, panel, t))
-
-                def a_shape(shapes, bindings, a=first, k=k):  # (a may be read through a view, or computed)
-                    if k.a.view is not None or k.prologue is not None:
-                        return concrete_shape(k.a.shape, bindings)
-                    return shapes[a]
-
-                def rows(shapes, bindings, a_shape=a_shape):
-                    shape = a_shape(shapes, bindings)
-                    return int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
-
-                def b_shape(shapes, bindings, b=b_name, k=k):  # b's (K, N) (b may be read through a view)
-                    return (
-                        concrete_shape(k.b.shape, bindings)[-2:] if k.b.view is not None else shapes[b][-2:]
-                    )
-
-                def depth(shapes, bindings, b_shape=b_shape):
-                    return b_shape(shapes, bindings)[0]
-
-                def columns(shapes, bindings, b_shape=b_shape):
-                    return b_shape(shapes, bindings)[1]
-
-                def per_batch(shapes, bindings, a_shape=a_shape):
-                    shape = a_shape(shapes, bindings)
-                    return shape[-2] if len(shape) > 1 else 1
-
-                def how(shapes, bindings, workers, k=k, rows=rows, panel=panel, b_shape=b_shape):
-                    m = rows(shapes, bindings)
-                    depth, n = b_shape(shapes, bindings)
-                    panels = -(-n // panel)
-                    if workers > 1 and m * n * depth >= MATMUL_PARALLEL_MIN_MACS and m >= 2 * workers:
-                        return f"{k.name}.packed", m, min(workers, m)
-                    if workers > 1 and m * n * depth >= MATVEC_PARALLEL_MIN_MACS and panels > 1:
-                        return f"{k.name}.cols.packed", panels, min(workers, panels)  # few rows
-                    return f"{k.name}.packed", m, 1
-
-                sizes = [("size", rows), ("size", columns), ("size", depth), ("size", per_batch)]
-                calls.append(Call([("buffer", out), *args, *sizes], how))
+                    args[1] = operand(step.inputs[1], t, ["matmul", panel])
+                # a and b may be read through a view (a may be computed by a prologue): then
+                # their shapes are the kernel's, else those of the values
+                a = list(k.a.shape) if k.a.view is not None or k.prologue is not None else shape(first)
+                b = list(k.b.shape) if k.b.view is not None else shape(step.inputs[1])
+                b = b[-2:]
+                sizes = [
+                    ["size", [a, "rows"]],
+                    ["size", [b, 1]],
+                    ["size", [b, 0]],
+                    ["size", [a, "per_batch"]],
+                ]
+                calls.append(Call([["buffer", out], *args, *sizes], ["matmul", k.name, a, b, panel]))
                 names.append(f"{k.name}.cols.packed")
             elif isinstance(k, ConvWeightGrad):
-                work = _weight_grad_work(k)
-
-                def how(shapes, bindings, workers, x=first, k=k, work=work):
-                    co = k.out_shape[0]
-                    split = workers > 1 and co > 1 and shapes[x][0] * work >= CONV_PARALLEL_MIN_MACS
-                    return f"{k.name}.packed", co, min(workers, co) if split else 1
-
-                batch = ("size", lambda shapes, bindings, x=first: shapes[x][0])
-                calls.append(Call([("buffer", out), *args, batch], how))
+                images = [shape(first), 0]
+                how = [
+                    "parts",
+                    f"{k.name}.packed",
+                    [[k.out_shape[0]], 0],
+                    images,
+                    _weight_grad_work(k),
+                    "conv",
+                ]
+                calls.append(Call([["buffer", out], *args, ["size", images]], how))
             elif isinstance(k, (Conv2d, Pool2d, PoolBackward)):
                 if isinstance(k, Conv2d) and k.w_packed:
-                    args[1] = ("address", self._packed_conv_weight(k, step.inputs[1]))
+                    _, lanes, _ = matmul_tile(k.dtype, vector_bits())
+                    args[1] = operand(step.inputs[1], t, ["conv", k.groups, lanes])
                 if isinstance(k, Conv2d):
-                    work = int(np.prod(k.w.shape)) * int(np.prod(k.out_shape[2:])), CONV_PARALLEL_MIN_MACS
+                    work, threshold = int(np.prod(k.w.shape)) * int(np.prod(k.out_shape[2:])), "conv"
                 elif isinstance(k, PoolBackward):
-                    work = int(np.prod(k.out_shape[1:])), PARALLEL_MIN_POINTS
+                    work, threshold = int(np.prod(k.out_shape[1:])), "points"
                 else:
-                    work = int(np.prod(k.x.shape[1:])), PARALLEL_MIN_POINTS
-
-                def how(shapes, bindings, workers, x=first, work=work, name=f"{k.name}.packed"):
-                    images = shapes[x][0]
-                    split = workers > 1 and images > 1 and images * work[0] >= work[1]
-                    return name, images, min(workers, images) if split else 1
-
-                calls.append(Call([("buffer", out), *args], how))
+                    work, threshold = int(np.prod(k.x.shape[1:])), "points"
+                images = [shape(first), 0]
+                calls.append(
+                    Call(
+                        [["buffer", out], *args],
+                        ["parts", f"{k.name}.packed", images, images, work, threshold],
+                    )
+                )
             else:
-                sizes = [("size", lambda s, b, name=name: b[name]) for name in k.symbols]
+                sizes = [["size", [[name], 0]] for name in k.symbols]
                 if k.checked:  # the call's status word: set by an index out of range
-                    sizes.insert(0, ("status", k.name))
-
-                def how(shapes, bindings, workers, k=k):
-                    ranges = concrete_shape(k.ranges, bindings)
-                    if not ranges or not k.splittable:
-                        return f"{k.name}.packed", 1, 1  # one call over everything
-                    points = int(np.prod(ranges, dtype=np.int64))
-                    split = workers > 1 and ranges[0] > 1 and points >= PARALLEL_MIN_POINTS
-                    return f"{k.name}.packed", ranges[0], min(workers, ranges[0]) if split else 1
-
-                calls.append(Call([("buffer", out), *args, *sizes], how))
+                    sizes.insert(0, ["status", k.name])
+                how = ["ranges", k.name, list(k.ranges), k.splittable]
+                calls.append(Call([["buffer", out], *args, *sizes], how))
             names.append(f"{k.name}.packed")
         for v in g.outputs:
             b = value_buffer.get(v.name)
             if b is None or buffers[b].kind == "input":
                 return None
             buffers[b].kind = "output"
-        return calls, buffers, value_buffer, names
-
-    def _constant(self, name: str, dtype) -> int:
-        """The address of weight `name` as a contiguous `dtype` array (kept alive)."""
-        array = np.ascontiguousarray(self.graph.weight_data[name], dtype=dtype)
-        self._keep.append(array)
-        return _address(array)
-
-    def _packed_conv_weight(self, k: Conv2d, name: str) -> int:
-        """The address of convolution weight `name` transposed for the channels path (once)."""
-        _, lanes, _ = matmul_tile(k.dtype, vector_bits())
-        packed = self._packed.get((name, "conv"))
-        if packed is None:
-            w = self.graph.weight_data[name]
-            packed = self._packed[(name, "conv")] = pack_conv_weight(w, k.groups, lanes, k.dtype.np)
-        return _address(packed)
-
-    def _packed_weight(self, name: str, panel: int, dtype) -> int:
-        """The address of weight `name` packed for the matmul kernel (packed once)."""
-        packed = self._packed.get((name, panel))
-        if packed is None:
-            packed = self._packed[(name, panel)] = pack_matmul_b(self.graph.weight_data[name], panel, dtype)
-        return _address(packed)
+        return Plan(calls, buffers, value_buffer, names)
 
     def _runner(self, step):
         """A function (env, bindings, weights) that runs `step`, with what does not change
@@ -357,7 +303,7 @@ class CompiledGraph:
         """A function of env giving the address of value `name` as a contiguous `dtype` array
         (kept alive by env); a weight's is fixed now."""
         if name in self.graph.weights:
-            address = self._constant(name, dtype)
+            address = self._constants.address(name, dtype)
             return lambda env: address
 
         def load(env):
@@ -377,7 +323,7 @@ class CompiledGraph:
         a_operand = self._operand(a_name, kinds[0])
         panel = self._panels[k.name]
         if not k.pack_b:  # a weight, packed once, now
-            address = self._packed_weight(b_name, panel, t)
+            address = self._constants.address(b_name, t, ["matmul", panel])
             b_address = lambda env: address  # noqa: E731
         else:  # the kernel packs it
             b_address = self._operand(b_name, t)
@@ -403,14 +349,14 @@ class CompiledGraph:
             per_batch = a_shape[-2] if len(a_shape) > 1 else 1  # rows of a per matrix of b
             operands = (_address(out), a_operand(env), b_address(env), *(load(env) for load in extras))
             args = (*operands, rows, nn, kk, per_batch)
-            _launch(function, k, args, (rows,), rows * nn * kk >= MATMUL_PARALLEL_MIN_MACS)
+            _launch(function, k, args, (rows,), rows * nn * kk >= plan.MATMUL_PARALLEL_MIN_MACS)
 
         return matmul
 
     def _conv_runner(self, step: KernelStep):
         co, cg, kh, kw = step.kernel.w.shape
         per_image = co * cg * kh * kw * int(np.prod(step.kernel.out_shape[2:]))
-        return self._image_runner(step, per_image, lambda: CONV_PARALLEL_MIN_MACS)
+        return self._image_runner(step, per_image, lambda: plan.CONV_PARALLEL_MIN_MACS)
 
     def _weight_grad_runner(self, step: KernelStep):
         """(out, x, g, batch) over the output channels, split when the work is large."""
@@ -424,7 +370,9 @@ class CompiledGraph:
             out = np.empty(k.out_shape, dtype=t)
             env[output] = out
             args = (_address(out), _address(x), _address(g), x.shape[0])
-            _launch(function, k, args, (k.out_shape[0],), x.shape[0] * per_image >= CONV_PARALLEL_MIN_MACS)
+            _launch(
+                function, k, args, (k.out_shape[0],), x.shape[0] * per_image >= plan.CONV_PARALLEL_MIN_MACS
+            )
 
         return weight_grad
 
@@ -432,9 +380,13 @@ class CompiledGraph:
         k = step.kernel
         if isinstance(k, PoolBackward):  # (out, g, int64 indices)
             per_image = int(np.prod(k.out_shape[1:]))
-            return self._image_runner(step, per_image, lambda: PARALLEL_MIN_POINTS, [k.dtype.np, np.int64])
+            return self._image_runner(
+                step, per_image, lambda: plan.PARALLEL_MIN_POINTS, [k.dtype.np, np.int64]
+            )
         out = np.int64 if k.indices else None
-        return self._image_runner(step, int(np.prod(k.x.shape[1:])), lambda: PARALLEL_MIN_POINTS, out=out)
+        return self._image_runner(
+            step, int(np.prod(k.x.shape[1:])), lambda: plan.PARALLEL_MIN_POINTS, out=out
+        )
 
     def _image_runner(self, step: KernelStep, per_image: int, threshold, kinds=None, out=None):
         """A kernel over the images of its first input (convolution, pooling): (out, x, the
@@ -448,7 +400,8 @@ class CompiledGraph:
         x_name = step.inputs[0]
         operands = [self._operand(name, kind) for name, kind in zip(step.inputs[1:], kinds[1:], strict=True)]
         if isinstance(k, Conv2d) and k.w_packed:  # the weight transposed once, now
-            address = self._packed_conv_weight(k, step.inputs[1])
+            _, lanes, _ = matmul_tile(k.dtype, vector_bits())
+            address = self._constants.address(step.inputs[1], t, ["conv", k.groups, lanes])
             operands[0] = lambda env: address
         tail = tuple(k.out_shape[1:])
 
@@ -502,50 +455,6 @@ def _pack_conv_weights(steps: list, graph: Graph) -> list:
     return out
 
 
-def _aligned_zeros(shape: tuple, dtype) -> np.ndarray:
-    """Zeros whose data starts on a 64-byte boundary (a packed weight's vector loads never
-    straddle two cache lines; numpy only promises 16 bytes)."""
-    dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
-    raw = np.zeros(count * dtype.itemsize + 64, dtype=np.uint8)
-    start = -raw.ctypes.data % 64
-    return raw[start : start + count * dtype.itemsize].view(dtype).reshape(shape)
-
-
-def pack_conv_weight(w: np.ndarray, groups: int, lanes: int, dtype=None) -> np.ndarray:
-    """A convolution weight (CO, C / groups, KH, KW) as the channels path reads it: per group,
-    K = C / groups * KH * KW rows of its output channels, zero-padded to whole vectors of
-    `lanes` ([groups][K][padded channels])."""
-    co = w.shape[0]
-    cog, depth = co // groups, int(np.prod(w.shape[1:]))
-    padded = -(-cog // lanes) * lanes
-    out = _aligned_zeros((groups, depth, padded), dtype or w.dtype)
-    out[:, :, :cog] = w.reshape(groups, cog, depth).transpose(0, 2, 1)
-    return out
-
-
-def pack_matmul_b(b: np.ndarray, panel: int, dtype=None) -> np.ndarray:
-    """A (K, N) matrix as the matmul kernel reads it: panels of `panel` columns, each K rows of
-    `panel` contiguous values, the last panel zero-padded ([ceil(N / panel)][K][panel])."""
-    depth, n = b.shape
-    panels = -(-n // panel)
-    packed = _aligned_zeros((panels, depth, panel), dtype or b.dtype)
-    for p in range(panels):
-        columns = b[:, p * panel : (p + 1) * panel]
-        packed[p, :, : columns.shape[1]] = columns
-    return packed
-
-
-# A kernel covering at least this much work is split over the cores. The native pool's workers
-# spin for a while after each job, so a hand-off costs a few microseconds (a Python thread pool
-# cost 70-125 us here); a sleeping worker takes longer to wake, but the caller runs parts too,
-# so a split never costs much more than running alone.
-PARALLEL_MIN_POINTS = 1 << 15
-MATMUL_PARALLEL_MIN_MACS = 1 << 18
-MATVEC_PARALLEL_MIN_MACS = 1 << 17  # few rows: memory-bound, slower per MAC, split by columns
-CONV_PARALLEL_MIN_MACS = 1 << 20
-
-
 @dataclass(frozen=True)
 class _Entry:
     """A compiled kernel: `call(*args, lo, hi)` through ctypes, and the address of its
@@ -555,38 +464,19 @@ class _Entry:
     packed: int
 
 
-# GRAPHC_FASTCALL=0: call native entries through ctypes only (the C call path is the default
-# where setup.py could build it)
-_use_fastcall = os.environ.get("GRAPHC_FASTCALL", "1") != "0"
-
-
-def _workers() -> int:
-    return max(
-        1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 16)
-    )
-
-
 def _launch(entry: _Entry, kernel, args: tuple, ranges: tuple, parallel: bool | None = None) -> None:
     """Call a compiled kernel on all of `ranges`, in parts on every core when `parallel`
-    (default: when it covers PARALLEL_MIN_POINTS or more) and its outer range can be split."""
+    (default: when it covers codegen.plan.PARALLEL_MIN_POINTS or more) and its outer range can be split."""
     rows = ranges[0] if ranges else 1
     if parallel is None:
-        parallel = (int(np.prod(ranges, dtype=np.int64)) if ranges else 1) >= PARALLEL_MIN_POINTS
-    parts = min(_workers(), rows) if kernel.splittable and parallel else 1
+        parallel = (int(np.prod(ranges, dtype=np.int64)) if ranges else 1) >= plan.PARALLEL_MIN_POINTS
+    parts = min(plan.workers(), rows) if kernel.splittable and parallel else 1
     if parts <= 1:
         entry.call(*args, 0, rows)
         return
     from codegen.llvm.pool import pool
 
-    pool(_workers() - 1).run(entry.packed, args, rows, parts)
-
-
-def _pool_addresses() -> tuple[int, int, object]:
-    """(state, graphc_dispatch, lock) of the process's worker pool, for native entries."""
-    from codegen.llvm import pool
-
-    p = pool._pool or pool.pool(_workers() - 1)  # the pool forgets itself in a forked child
-    return p.state_address, p.dispatch_address, p.lock
+    pool(plan.workers() - 1).run(entry.packed, args, rows, parts)
 
 
 def compile_graph(graph: Graph) -> CompiledGraph:
@@ -602,9 +492,6 @@ class InterpretedGraph:
 
     def run(self, arrays, weights: dict | None = None, xp=np) -> list:
         return run(self.graph, arrays, xp=xp, weights=weights)
-
-
-BACKENDS = ("interpreter", "llvm", "cuda")
 
 
 def executable(
@@ -647,12 +534,3 @@ def library_artifacts(executables: dict[str, CompiledGraph]) -> list[tuple[str, 
         if data is not None:
             out.append((target, "shared-library", {"key": pool_key(), "compiler": COMPILER_VERSION}, data))
     return out
-
-
-def embedded_libraries(module_file) -> dict[str, bytes]:
-    """The shared libraries a module file holds, by cache key (their checksums checked)."""
-    return {
-        a.properties["key"]: module_file.artifact_bytes(a)
-        for a in module_file.artifacts
-        if a.kind == "shared-library" and "key" in a.properties
-    }

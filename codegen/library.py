@@ -44,9 +44,8 @@ def library_key(text: str) -> str:
     return hashlib.sha256(f"{fingerprint()}\n{text}".encode()).hexdigest()
 
 
-def load(key: str, names: list[str]) -> dict[str, int] | None:
-    """The addresses of `names` in the cached (or offered) library `key`, or None when it is
-    not there, is damaged or lacks one of them."""
+def _library(key: str) -> ctypes.CDLL | None:
+    """The cached (or offered) library `key`, loaded; None when it is not there or is damaged."""
     lib = _loaded.get(key)
     if lib is None and key in _offered and read(key) is None:
         store(key, _offered[key])
@@ -67,10 +66,37 @@ def load(key: str, names: list[str]) -> dict[str, int] | None:
         except OSError:
             return None
         _loaded[key], _loaded_bytes[key] = lib, data
+    return lib
+
+
+def load(key: str, names: list[str]) -> dict[str, int] | None:
+    """The addresses of `names` in the cached (or offered) library `key`, or None when it is
+    not there, is damaged or lacks one of them."""
+    lib = _library(key)
+    if lib is None:
+        return None
     try:
         return {name: ctypes.cast(lib[name], ctypes.c_void_p).value for name in names}
     except AttributeError:
         return None
+
+
+def data(key: str, name: str) -> bytes | None:
+    """The bytes of constant `name` (its length in `name`_size, an int64) in the cached (or
+    offered) library `key`; None where it is not there or has no such constant."""
+    addresses = load(key, [name, f"{name}_size"])
+    if addresses is None:
+        return None
+    return ctypes.string_at(addresses[name], ctypes.c_int64.from_address(addresses[f"{name}_size"]).value)
+
+
+def embedded_libraries(module_file) -> dict[str, bytes]:
+    """The shared libraries a module file holds, by cache key (their checksums checked)."""
+    return {
+        a.properties["key"]: module_file.artifact_bytes(a)
+        for a in module_file.artifacts
+        if a.kind == "shared-library" and "key" in a.properties
+    }
 
 
 def store(key: str, data: bytes, suffix: str = "so") -> bool:

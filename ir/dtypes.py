@@ -10,6 +10,8 @@ and the code generators all name the same objects. They print under the user-fac
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +49,15 @@ class DType:
     def __reduce__(self):
         return (from_name, (self.name,))
 
+    def __getattr__(self, name: str):
+        """`np` of bfloat16, made on first use (the others have theirs from the start)."""
+        if name == "np" and self.name == "bfloat16":
+            value = _load_bfloat16(self)
+            object.__setattr__(self, "np", value)
+            _BY_NUMPY[value] = self
+            return value
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
 
 bool_ = DType("bool", np.dtype(np.bool_), BOOL, 8, signed=False)
 uint8 = DType("uint8", np.dtype(np.uint8), INT, 8, signed=False)
@@ -60,16 +71,24 @@ float64 = DType("float64", np.dtype(np.float64), FLOAT, 64)
 
 ALL: tuple[DType, ...] = (bool_, uint8, int8, int16, int32, int64, float16, float32, float64)
 
-try:  # bfloat16 exists only where numpy can hold it
-    import ml_dtypes
 
-    bfloat16: DType | None = DType("bfloat16", np.dtype(ml_dtypes.bfloat16), FLOAT, 16)
+def _load_bfloat16(dtype: DType) -> np.dtype:
+    import ml_dtypes  # (imported on first use: a process that never meets bfloat16 skips it)
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+# bfloat16 exists only where numpy can hold it (ml_dtypes is installed); its numpy dtype is
+# made on first use (`DType.__getattr__`)
+bfloat16: DType | None = None
+if importlib.util.find_spec("ml_dtypes") is not None:
+    bfloat16 = object.__new__(DType)
+    for _name, _value in (("name", "bfloat16"), ("category", FLOAT), ("bits", 16), ("signed", True)):
+        object.__setattr__(bfloat16, _name, _value)
     ALL = (*ALL, bfloat16)
-except ImportError:  # pragma: no cover - depends on the environment
-    bfloat16 = None
 
 _BY_NAME = {d.name: d for d in ALL}
-_BY_NUMPY = {d.np: d for d in ALL}
+_BY_NUMPY = {d.np: d for d in ALL if d is not bfloat16}
 
 
 def from_name(name: str) -> DType:
@@ -86,6 +105,8 @@ def from_numpy(np_dtype) -> DType:
         return _BY_NUMPY[np_dtype]
     except KeyError:
         pass
+    if bfloat16 is not None and "np" not in bfloat16.__dict__ and "ml_dtypes" in sys.modules:
+        bfloat16.np  # noqa: B018  (an array of another library's bfloat16: made now)
     try:
         return _BY_NUMPY[np.dtype(np_dtype)]
     except (KeyError, TypeError):

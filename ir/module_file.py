@@ -1,4 +1,4 @@
-"""The .gcm module file: graphs, weights and (later) compiled artifacts in one portable file.
+"""The .gcm module file: graphs, weights and compiled artifacts in one portable file.
 
 Layout (all integers little-endian; see ir/proto/README.md):
 
@@ -9,7 +9,7 @@ Layout (all integers little-endian; see ir/proto/README.md):
     offset 24  metadata length  u64
     offset 32  metadata crc32   u32
     offset 36  reserved         u32      0
-    offset 40  payload          weights (and artifacts), each 64-byte aligned, then metadata
+    offset 40  payload          weights and artifacts, each 64-byte aligned, then metadata
 
 Readers check everything before they trust it: magic, both versions (a newer one is refused,
 never guessed at), every offset and length against the file size, every checksum, every weight's

@@ -2162,3 +2162,13 @@ def render(kernels: list, name: str = "graphc", vector_bits: int = 256) -> ir.Mo
         if isinstance(kernel, Matmul):
             _packed_entry(module, module.globals[f"{kernel.name}.cols"])
     return module
+
+
+def render_data(module: ir.Module, name: str, data: bytes) -> None:
+    """Constants `name` (the bytes `data`) and `name`_size (their length, an i64), exported
+    from the library (the graph's execution plan rides with its code)."""
+    array = ir.ArrayType(ir.IntType(8), len(data))
+    for symbol, kind, value in ((name, array, bytearray(data)), (f"{name}_size", I64, len(data))):
+        constant = ir.GlobalVariable(module, kind, name=symbol)
+        constant.global_constant = True
+        constant.initializer = ir.Constant(kind, value)

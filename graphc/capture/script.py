@@ -173,7 +173,7 @@ class ScriptModule:
     def __init__(
         self, graphs: dict[str, Graph], backend: str = "llvm", embedded: dict | None = None, device=None
     ) -> None:
-        from codegen.executable import BACKENDS
+        from codegen import BACKENDS
 
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -407,7 +407,7 @@ def load(
     embedded = {}
     if trust_embedded_code:  # (both kinds, by key: the module may move between devices)
         from codegen.cuda.executable import embedded_code
-        from codegen.executable import embedded_libraries
+        from codegen.library import embedded_libraries
 
         embedded = {**embedded_libraries(module), **embedded_code(module)}
     return ScriptModule(module.methods, backend, embedded, target)

@@ -1,7 +1,8 @@
 """Compiled code in module files: a module saved from backend 'llvm' carries each method's
 shared library for this CPU; a loader on a machine without it in the cache (a fresh cache
 directory) uses it only when told to trust the file, and then needs neither a compile nor
-LLVM; code for another CPU is ignored; damaged bytes are refused."""
+LLVM nor the scheduler (the library's execution plan runs the graph); code for another CPU is
+ignored; damaged bytes are refused."""
 
 import os
 import subprocess
@@ -47,7 +48,8 @@ LOAD = (
     "y = m(np.load({x!r}))[0]\n"
     "np.save({y!r}, y)\n"
     "compiler = sys.modules.get('codegen.llvm.compiler')\n"
-    "print(compiler.stats['compiled'] if compiler else 0, 'llvmlite.binding' in sys.modules)\n"
+    "print(compiler.stats['compiled'] if compiler else 0, 'llvmlite.binding' in sys.modules,\n"
+    "      'codegen.schedule' in sys.modules)\n"
 )
 
 
@@ -68,11 +70,11 @@ def test_trusted_code_runs_without_compiling_untrusted_is_ignored(tmp_path, trus
     net = LeNet("flatten").eval()
     _save(tmp_path / "lenet.gcm", net, graphc.randn(2, 1, 32, 32))
     cache = tmp_path / f"cache-{trust}"
-    (compiled, llvm_loaded), y, x = _load_elsewhere(tmp_path, tmp_path / "lenet.gcm", trust, cache)
+    (compiled, llvm_loaded, scheduled), y, x = _load_elsewhere(tmp_path, tmp_path / "lenet.gcm", trust, cache)
     if trust:
-        assert (compiled, llvm_loaded) == ("0", "False")
+        assert (compiled, llvm_loaded, scheduled) == ("0", "False", "False")
     else:
-        assert compiled != "0" and llvm_loaded == "True"
+        assert compiled != "0" and llvm_loaded == "True" and scheduled == "True"
     with graphc.no_grad():
         np.testing.assert_allclose(y, net(graphc.tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
 

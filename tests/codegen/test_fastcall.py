@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-import codegen.executable as executable
+import codegen.plan as plan
 from codegen import plan as native_plan
 from codegen.executable import compile_graph
 from ir.interpreter import run
@@ -53,7 +53,7 @@ def test_the_c_path_gives_the_ctypes_paths_results():
     for batch in (1, 3, 64, 3, 1000):  # a new size: declines, the Python path makes its plan
         inputs = _inputs(batch, batch)
         first = exe.run(inputs)  # (Python path for a new size, C path for a known one)
-        fast = exe._fast
+        fast = exe.native._fast
         assert fast is not None
         got = fast(inputs)
         assert got is not None  # the C path ran
@@ -82,7 +82,7 @@ def test_anything_else_declines_and_the_python_path_answers(change):
     exe = compile_graph(g)
     inputs = _inputs(5)
     exe.run(inputs)
-    fast = exe._fast
+    fast = exe.native._fast
     changed = change(inputs)
     runs = (
         isinstance(changed, (list, tuple))
@@ -115,12 +115,12 @@ graph g(%x: f32[batch,5], %i: i64[batch,1]) {
     x = np.arange(15, dtype=np.float32).reshape(3, 5) / 10
     good = np.array([[0], [4], [2]], np.int64)
     _check(exe.run([x, good]), run(g, [x, good]))
-    assert exe._fast([x, good]) is not None
+    assert exe.native._fast([x, good]) is not None
     bad = np.array([[0], [5], [2]], np.int64)
-    assert exe._fast([x, bad]) is None
+    assert exe.native._fast([x, bad]) is None
     with pytest.raises(IndexError, match="out of range"):
         exe.run([x, bad])
-    _check(exe._fast([x, good]), run(g, [x, good]))  # and it runs again after
+    _check(exe.native._fast([x, good]), run(g, [x, good]))  # and it runs again after
 
 
 def test_threads_share_a_plan_without_mixing_calls():
@@ -147,19 +147,19 @@ def test_threads_share_a_plan_without_mixing_calls():
 
 
 def test_split_calls_take_the_pool_lock(monkeypatch):
-    monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(executable, "PARALLEL_MIN_POINTS", 0)
-    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    monkeypatch.setattr(plan, "MATMUL_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(plan, "PARALLEL_MIN_POINTS", 0)
+    monkeypatch.setattr(plan, "workers", lambda: 3)
     g = parse_graph(GRAPH)
     exe = compile_graph(g)
     inputs = _inputs(90)
     exe.run(inputs)
     assert exe.native.bound({"batch": 90}).parallel
-    _check(exe._fast(inputs), run(g, inputs))
-    _, _, lock = executable._pool_addresses()
+    _check(exe.native._fast(inputs), run(g, inputs))
+    _, _, lock = plan.pool_addresses()
     with lock:  # the pool is busy (another thread's job): decline rather than wait holding the GIL
-        assert exe._fast(inputs) is None
-    _check(exe._fast(inputs), run(g, inputs))
+        assert exe.native._fast(inputs) is None
+    _check(exe.native._fast(inputs), run(g, inputs))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -169,13 +169,13 @@ def test_a_forked_child_declines_the_parents_plans():
     inputs = _inputs(7)
     want = run(g, inputs)
     exe.run(inputs)
-    assert exe._fast(inputs) is not None
+    assert exe.native._fast(inputs) is not None
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report, never return into pytest
         code = 1
         try:
-            declined = exe._fast(inputs) is None
+            declined = exe.native._fast(inputs) is None
             got = exe.run(inputs)  # the Python path makes the child's own plan
             ok = all(np.allclose(a, b, rtol=2e-5, atol=2e-5) for a, b in zip(got, want, strict=True))
             os.write(write, b"%d%d" % (declined, ok))

@@ -7,7 +7,7 @@ input (padding, ceil mode), with NaN."""
 import numpy as np
 import pytest
 
-import codegen.executable as executable
+import codegen.plan as plan
 from codegen.executable import compile_graph
 from codegen.kernel import Conv2d, ConvWeightGrad, Pool2d, PoolBackward, conv_extra_strides, format_expr
 from codegen.schedule import KernelStep
@@ -170,8 +170,8 @@ def test_direct_conv_epilogues():
 
 
 def test_channels_conv_epilogues(monkeypatch):
-    monkeypatch.setattr(executable, "CONV_PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    monkeypatch.setattr(plan, "CONV_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(plan, "workers", lambda: 3)
     after = [("relu", None), ("add", ("batch", 16, 5, 5)), ("mul", (1, 16, 1, 1)), ("sub", (5, 5))]
     case = (8, 9, 9, 16, (3, 3), (2, 2), (1, 1), (1, 1), 1, True)
     assert _path(case, "float32") == "channels"
@@ -184,8 +184,8 @@ def test_channels_conv_epilogues(monkeypatch):
 
 
 def test_conv_split_over_images(monkeypatch):
-    monkeypatch.setattr(executable, "CONV_PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    monkeypatch.setattr(plan, "CONV_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(plan, "workers", lambda: 3)
     g = _conv_graph(3, 9, 9, 5, (3, 3), (1, 1), (1, 1), (1, 1), 1, True, "float32", [("relu", None)])
     exe = compile_graph(g)
     for batch in (1, 2, 7):
@@ -240,8 +240,8 @@ def test_conv_weight_grad_matches_the_interpreter(case, dtype):
 
 
 def test_conv_weight_grad_split_over_output_channels(monkeypatch):
-    monkeypatch.setattr(executable, "CONV_PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    monkeypatch.setattr(plan, "CONV_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(plan, "workers", lambda: 3)
     g = _weight_grad_graph(4, 9, 9, 10, (3, 3), (1, 1), (1, 1), 2, "float32")
     exe = compile_graph(g)
     native = exe.native

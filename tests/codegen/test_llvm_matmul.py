@@ -10,9 +10,10 @@ from compiled import compare_cuda_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import codegen.executable as executable
-from codegen.executable import compile_graph, pack_matmul_b
+import codegen.plan as plan
+from codegen.executable import compile_graph
 from codegen.kernel import Matmul, format_expr, matmul_extra_strides
+from codegen.plan import pack_matmul_b
 from codegen.schedule import KernelStep, NodeStep
 from ir import dtypes
 from ir.graph import Graph
@@ -71,7 +72,7 @@ def test_one_artifact_serves_every_batch_size_and_packs_a_weight_once():
     for batch in (1, 3, 64, 1000):
         x = rng.standard_normal((batch, 40)).astype(np.float32)
         _close(exe.run([x])[0], x @ w, 40, "float32")
-    assert len(exe._packed) == 1  # packed on the first call, reused after
+    assert len(exe._constants._made) == 1  # packed once, reused by every call
 
 
 def test_left_operands_of_any_rank():
@@ -99,9 +100,9 @@ def test_left_operands_of_any_rank():
 @pytest.mark.parametrize("split", [False, True])
 def test_batched_matmuls_pack_b_themselves(a_shape, b_shape, dtype, split, monkeypatch):
     if split:  # parts that begin and end inside batches
-        monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
-        monkeypatch.setattr(executable, "MATVEC_PARALLEL_MIN_MACS", 0)
-        monkeypatch.setattr(executable, "_workers", lambda: 3)
+        monkeypatch.setattr(plan, "MATMUL_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(plan, "MATVEC_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(plan, "workers", lambda: 3)
     g = _matmul_graph(a_shape, b_shape, dtype)
     exe = compile_graph(g)
     (step,) = exe.steps
@@ -192,9 +193,9 @@ A_VIEWS = [
 def test_matmul_reads_a_through_its_view(case, split, monkeypatch):
     source_shape, movement, b_shape, weight, in_place = case
     if split:
-        monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
-        monkeypatch.setattr(executable, "MATVEC_PARALLEL_MIN_MACS", 0)
-        monkeypatch.setattr(executable, "_workers", lambda: 3)
+        monkeypatch.setattr(plan, "MATMUL_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(plan, "MATVEC_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(plan, "workers", lambda: 3)
     _check_view_operand(_view_a_graph(source_shape, movement, b_shape, weight), "a", in_place)
 
 
@@ -224,9 +225,9 @@ def _check_view_operand(g, operand: str, in_place: bool) -> None:
 def test_matmul_packs_b_through_its_view(case, split, monkeypatch):
     a_shape, source_shape, movement, in_place = case
     if split:
-        monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
-        monkeypatch.setattr(executable, "MATVEC_PARALLEL_MIN_MACS", 0)
-        monkeypatch.setattr(executable, "_workers", lambda: 3)
+        monkeypatch.setattr(plan, "MATMUL_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(plan, "MATVEC_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(plan, "workers", lambda: 3)
     _check_view_operand(_view_matmul_graph(a_shape, source_shape, movement), "b", in_place)
 
 
@@ -305,8 +306,8 @@ graph g(%x: f32[batch,8], %w: f32[8,8]) {
 
 
 def test_parallel_split_over_rows(monkeypatch):
-    monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    monkeypatch.setattr(plan, "MATMUL_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(plan, "workers", lambda: 3)
     rng = np.random.default_rng(4)
     g = _matmul_graph(("batch", 33), (33, 70))
     exe = compile_graph(g)
@@ -441,9 +442,9 @@ def _prologue_graph(name: str, k: int, n: int, weight: bool):
 @pytest.mark.parametrize("split", [False, True])
 def test_elementwise_prologues_are_computed_by_the_matmul(name, weight, k, n, split, monkeypatch):
     if split:
-        monkeypatch.setattr(executable, "MATMUL_PARALLEL_MIN_MACS", 0)
-        monkeypatch.setattr(executable, "MATVEC_PARALLEL_MIN_MACS", 0)
-        monkeypatch.setattr(executable, "_workers", lambda: 3)
+        monkeypatch.setattr(plan, "MATMUL_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(plan, "MATVEC_PARALLEL_MIN_MACS", 0)
+        monkeypatch.setattr(plan, "workers", lambda: 3)
     g, inputs = _prologue_graph(name, k, n, weight)
     exe = compile_graph(g)
     (step,) = exe.steps  # one kernel: a is never stored

@@ -8,6 +8,7 @@ from compiled import compare_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import codegen.plan as plan
 from codegen.executable import compile_graph
 from codegen.schedule import KernelStep
 from ir import dtypes
@@ -134,10 +135,8 @@ def test_random_reduction_graphs_match_the_interpreter(graph, batch):
 def test_kernels_split_over_threads_give_the_same_results(dims, monkeypatch):
     """Every kernel run in parts on the worker threads (forced here for small sizes): a reduction
     over the outermost axis is not split, the others write disjoint rows."""
-    import codegen.executable as executable
-
-    monkeypatch.setattr(executable, "PARALLEL_MIN_POINTS", 1)
-    monkeypatch.setattr(executable, "_workers", lambda: 3)
+    monkeypatch.setattr(plan, "PARALLEL_MIN_POINTS", 1)
+    monkeypatch.setattr(plan, "workers", lambda: 3)
     g = parse_graph(
         f"""
 graph g(%x: f32[batch,5,6], %w: f32[6]) {{

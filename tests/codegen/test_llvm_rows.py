@@ -10,7 +10,7 @@ from compiled import compare_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import codegen.executable as executable
+import codegen.plan as plan
 import graphc
 import graphc.nn as nn
 import graphc.nn.functional as F
@@ -286,11 +286,11 @@ def row_graphs(draw):
 @settings(max_examples=60, deadline=None)
 @given(row_graphs(), st.booleans())
 def test_random_row_graphs_match_the_interpreter(graph, split):
-    saved = (executable.PARALLEL_MIN_POINTS, executable._workers)
+    saved = (plan.PARALLEL_MIN_POINTS, plan.workers)
     try:
         if split:
-            executable.PARALLEL_MIN_POINTS = 0
-            executable._workers = lambda: 3
+            plan.PARALLEL_MIN_POINTS = 0
+            plan.workers = lambda: 3
         exe = compile_graph(graph)
         x = graph.inputs[0]
         tolerance = 1e-4 if x.type.dtype is dtypes.float32 else 1e-10
@@ -306,4 +306,4 @@ def test_random_row_graphs_match_the_interpreter(graph, split):
                 assert a.dtype == b.dtype and a.shape == b.shape
                 np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * scale, equal_nan=True)
     finally:
-        executable.PARALLEL_MIN_POINTS, executable._workers = saved
+        plan.PARALLEL_MIN_POINTS, plan.workers = saved

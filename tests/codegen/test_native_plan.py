@@ -1,15 +1,23 @@
 """The whole-graph native entry and its memory plan: buffers whose lifetimes overlap never share
 memory, the arena is smaller than the sum of intermediates where lifetimes allow, outputs are
 fresh arrays, aliases (reshape) and every split path give the interpreter's results, and graphs
-that need Python between kernels keep the step-by-step path."""
+that need Python between kernels keep the step-by-step path. The execution plan compiled into
+the library runs the graph again without scheduling it (`planned`), and a library whose plan
+records another schedule is not used."""
+
+import gc
+import json
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import codegen.executable as executable
+import codegen.plan as plan
+from codegen import library
 from codegen.executable import compile_graph
-from codegen.plan import ALIGN, plan_memory
+from codegen.plan import ALIGN, PLAN_SYMBOL, Plan, PlannedGraph, plan_memory, planned
 from ir import dtypes
 from ir.graph import Graph
 from ir.interpreter import run
@@ -107,8 +115,8 @@ def test_outputs_are_fresh_arrays_and_the_arena_is_per_thread():
 def test_every_split_matches(monkeypatch):
     g = _graph_with_weights()
     for name in ("PARALLEL_MIN_POINTS", "MATMUL_PARALLEL_MIN_MACS", "MATVEC_PARALLEL_MIN_MACS"):
-        monkeypatch.setattr(executable, name, 0)
-    monkeypatch.setattr(executable, "_workers", lambda: 3)
+        monkeypatch.setattr(plan, name, 0)
+    monkeypatch.setattr(plan, "workers", lambda: 3)
     exe = compile_graph(g)
     for batch in (1, 2, 5, 100):  # one row splits by columns, more by rows
         x = np.random.default_rng(batch).standard_normal((batch, 300)).astype(np.float32)
@@ -128,6 +136,7 @@ graph g(%x: f32[batch,8]) {
     assert exe.native is None
     x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(3, 8)
     np.testing.assert_allclose(exe.run([x])[0], run(g, [x])[0], rtol=1e-6)
+    assert exe.library_key is not None and planned(g) is None  # its plan: no native entry
 
 
 def test_empty_batches_fall_back_and_report_like_the_interpreter():
@@ -175,3 +184,85 @@ graph g(%x: f32[batch,k], %w: f32[k,1], %s: f32[]) {
         np.testing.assert_allclose(exe.run(inputs)[0], run(g, inputs)[0])
         inputs[2] = np.array(0.5, np.float32)
         np.testing.assert_allclose(exe.run(inputs)[0], run(g, inputs)[0])
+
+
+def _planned_after_compiling(g: Graph) -> PlannedGraph:
+    compile_graph(g)  # the library (with its plan) joins the cache
+    exe = planned(g)
+    assert isinstance(exe, PlannedGraph)
+    gc.collect()  # (the packed weights the plan's calls point at must stay alive)
+    return exe
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_cached_library_runs_from_its_plan(split, monkeypatch):
+    if split:  # every kernel in parts on the worker pool
+        for name in ("PARALLEL_MIN_POINTS", "MATMUL_PARALLEL_MIN_MACS", "MATVEC_PARALLEL_MIN_MACS"):
+            monkeypatch.setattr(plan, name, 0)
+        monkeypatch.setattr(plan, "workers", lambda: 3)
+    g = _graph_with_weights()
+    exe = _planned_after_compiling(g)
+    for batch in (1, 3, 64, 0, 1000, 3):  # (0: an empty tensor takes the step-by-step path)
+        x = np.random.default_rng(batch).standard_normal((batch, 300)).astype(np.float32)
+        for a, b in zip(exe.run([x]), run(g, [x]), strict=True):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+    assert exe.native.memory({"batch": 64}) == compile_graph(g).native.memory({"batch": 64})
+
+
+def test_a_planned_convolution_network_matches_the_interpreter():
+    """LeNet's second stage: a convolution whose weight is packed for the channels path, max
+    pooling with indices, a reshape between kernels and a matmul by a packed weight."""
+    rng = np.random.default_rng(7)
+    conv = "conv2d[dilation=(1, 1), groups=1, padding=(0, 0), stride=(1, 1)]"
+    pool = "max_pool2d[ceil_mode=False, dilation=(1, 1), kernel_size=(2, 2), padding=(0, 0), stride=(2, 2)]"
+    g = parse_graph(f"""
+graph g(%x: f32[batch,6,14,14]) weights(%w1: f32[16,6,5,5], %b1: f32[16], %w2: f32[400,10]) {{
+  %0: f32[batch,16,10,10] = {conv}(%x, %w1, %b1)
+  %1: f32[batch,16,10,10] = relu(%0)
+  %2: f32[batch,16,5,5], %3: i64[batch,16,5,5] = {pool}(%1)
+  %4: f32[batch,400] = reshape[shape=('batch', 400)](%2)
+  %5: f32[batch,10] = matmul(%4, %w2)
+  return %5
+}}""")
+    for name, shape in (("w1", (16, 6, 5, 5)), ("b1", (16,)), ("w2", (400, 10))):
+        g.weight_data[name] = rng.standard_normal(shape).astype(np.float32) * 0.1
+    exe = _planned_after_compiling(g)
+    native, _ = Plan.from_json(library.data(exe.library_key, PLAN_SYMBOL))
+    packings = [a[3][0] for c in native.calls for a in c.args if a[0] == "weight" and a[3]]
+    assert sorted(packings) == ["conv", "matmul"]
+    for batch in (1, 5):
+        x = rng.standard_normal((batch, 6, 14, 14)).astype(np.float32)
+        np.testing.assert_allclose(exe.run([x])[0], run(g, [x])[0], rtol=1e-4, atol=1e-5)
+
+
+def test_the_plan_is_data_and_names_its_version():
+    g = _graph_with_weights()
+    exe = compile_graph(g)
+    data = library.data(exe.library_key, PLAN_SYMBOL)
+    native, digest = Plan.from_json(data)
+    assert digest == plan.schedule_digest(exe.schedule_text)
+    assert len(native.calls) == len(exe.native.calls) and native.names
+    assert json.loads(native.to_json(exe.schedule_text)) == json.loads(data)  # round trip
+    record = json.loads(data)
+    record["version"] = plan.PLAN_VERSION + 1
+    with pytest.raises(ValueError, match="version"):
+        Plan.from_json(json.dumps(record).encode())
+
+
+def test_a_library_whose_plan_records_another_schedule_is_not_used(monkeypatch):
+    """The library cached under the graph's key was made from another schedule (another
+    compiler would have another fingerprint: this stands for a schedule that is not a function
+    of the graph): its kernels may not be this schedule's, so the code is compiled here, in
+    memory, and the cached library is left alone."""
+    g = _graph_with_weights()
+    key = compile_graph(g).library_key
+    cached = library.read(key)
+    real = executable.format_schedule
+    monkeypatch.setattr(executable, "format_schedule", lambda steps: real(steps) + "\n(another)")
+    exe = compile_graph(g)
+    assert exe.library_key is None
+    x = np.ones((4, 300), np.float32)
+    for a, b in zip(exe.run([x]), run(g, [x]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+    assert library.read(key) == cached

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-import codegen.executable as executable
+import codegen.plan as plan
 from codegen.executable import _address, compile_graph
 from codegen.llvm.pool import Pool
 from ir.parser import parse_graph
@@ -25,8 +25,8 @@ graph g(%x: f32[batch,64]) {
 
 
 def _forced_parallel(monkeypatch, workers: int = 3):
-    monkeypatch.setattr(executable, "PARALLEL_MIN_POINTS", 0)
-    monkeypatch.setattr(executable, "_workers", lambda: workers)
+    monkeypatch.setattr(plan, "PARALLEL_MIN_POINTS", 0)
+    monkeypatch.setattr(plan, "workers", lambda: workers)
 
 
 def test_every_part_runs_once_for_any_split():
@@ -67,7 +67,7 @@ def test_concurrent_callers(monkeypatch):
 def _child(queue):
     exe = compile_graph(parse_graph(GRAPH))
     x = np.linspace(-1, 1, 64 * 300, dtype=np.float32).reshape(300, 64)
-    executable.PARALLEL_MIN_POINTS = 0
+    plan.PARALLEL_MIN_POINTS = 0
     (out,) = exe.run([x])
     queue.put(bool(np.allclose(out, np.exp(x) * x, rtol=1e-6)))
 
@@ -87,11 +87,11 @@ def test_a_forked_child_gets_its_own_workers(monkeypatch):
 
 def test_a_process_with_workers_exits_promptly():
     code = (
-        "import numpy as np, codegen.executable as e\n"
+        "import numpy as np, codegen.plan as p\n"
         "from codegen.executable import compile_graph\n"
         "from ir.parser import parse_graph\n"
         f"exe = compile_graph(parse_graph({GRAPH!r}))\n"
-        "e.PARALLEL_MIN_POINTS = 0\n"
+        "p.PARALLEL_MIN_POINTS = 0\n"
         "print(exe.run([np.ones((1000, 64), np.float32)])[0].sum())\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -103,6 +103,7 @@ STEP_ASIDE = f"""
 import os, time
 import numpy as np
 import codegen.executable as e
+import codegen.plan as p
 from codegen.llvm import pool
 from ir.parser import parse_graph
 
@@ -113,8 +114,8 @@ def cpu_seconds(tid):
     fields = open(f"/proc/self/task/{{tid}}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-e.PARALLEL_MIN_POINTS = 0
-e._workers = lambda: 2
+p.PARALLEL_MIN_POINTS = 0
+p.workers = lambda: 2
 exe = e.compile_graph(parse_graph({GRAPH!r}))
 x = np.ones((1000, 64), np.float32)
 here, elsewhere = sorted(os.sched_getaffinity(0))[:2]

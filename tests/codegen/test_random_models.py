@@ -8,7 +8,7 @@ from compiled import compare_cuda_with_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import codegen.executable as executable
+import codegen.plan as plan
 from codegen.executable import compile_graph
 from ir import dtypes
 from ir.graph import Graph
@@ -97,13 +97,13 @@ def models(draw):
 @settings(max_examples=30, deadline=None)
 @given(models(), st.booleans())
 def test_random_models_match_the_interpreter(graph, split):
-    saved = (executable.PARALLEL_MIN_POINTS, executable.MATMUL_PARALLEL_MIN_MACS)
-    saved += (executable.MATVEC_PARALLEL_MIN_MACS, executable.CONV_PARALLEL_MIN_MACS, executable._workers)
+    saved = (plan.PARALLEL_MIN_POINTS, plan.MATMUL_PARALLEL_MIN_MACS)
+    saved += (plan.MATVEC_PARALLEL_MIN_MACS, plan.CONV_PARALLEL_MIN_MACS, plan.workers)
     try:
         if split:  # every kernel that can be split is
-            executable.PARALLEL_MIN_POINTS = executable.MATMUL_PARALLEL_MIN_MACS = 0
-            executable.MATVEC_PARALLEL_MIN_MACS = executable.CONV_PARALLEL_MIN_MACS = 0
-            executable._workers = lambda: 3
+            plan.PARALLEL_MIN_POINTS = plan.MATMUL_PARALLEL_MIN_MACS = 0
+            plan.MATVEC_PARALLEL_MIN_MACS = plan.CONV_PARALLEL_MIN_MACS = 0
+            plan.workers = lambda: 3
         exe = compile_graph(graph)
         for batch in (1, 3, 8):
             x = np.random.default_rng(batch).standard_normal((batch, *graph.inputs[0].type.shape[1:]))
@@ -116,9 +116,9 @@ def test_random_models_match_the_interpreter(graph, split):
                 compare_cuda_with_interpreter(graph, [x], 1e-4, want)
     finally:
         (
-            executable.PARALLEL_MIN_POINTS,
-            executable.MATMUL_PARALLEL_MIN_MACS,
-            executable.MATVEC_PARALLEL_MIN_MACS,
-            executable.CONV_PARALLEL_MIN_MACS,
-            executable._workers,
+            plan.PARALLEL_MIN_POINTS,
+            plan.MATMUL_PARALLEL_MIN_MACS,
+            plan.MATVEC_PARALLEL_MIN_MACS,
+            plan.CONV_PARALLEL_MIN_MACS,
+            plan.workers,
         ) = saved
