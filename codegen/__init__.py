@@ -6,10 +6,10 @@ into LLVM IR, `llvm.compiler` compiles that for this CPU (`host` says what the c
 `library` caches it as shared libraries), `plan` runs a whole graph in one native call over a
 planned arena (its execution plan, data compiled into the library, runs the graph again without
 scheduling it: `plan.planned`), `llvm.pool` splits large kernels over the cores, and
-`executable.CompiledGraph` ties it together (interpreter nodes included). `cuda.render` turns the same kernels into CUDA
-C, `cuda.nvrtc` compiles it, `cuda.device` loads and launches it (cupy, or `cuda.emulate` on
-the CPU) and `cuda.executable.CudaGraph` runs a graph on a GPU. Imports `ir` only, never
-`graphc` or `runtime`.
+`executable.CompiledGraph` ties it together (interpreter nodes included). `cuda.render`
+turns the same kernels into CUDA C, `cuda.nvrtc` compiles it, `cuda.device` loads and launches
+it (cupy, or `cuda.emulate` on the CPU) and `cuda.executable.CudaGraph` runs a graph on a GPU.
+Imports `ir` only, never `graphc` or `runtime`.
 
     >>> from codegen.executable import compile_graph
     >>> exe = compile_graph(graph)

@@ -513,9 +513,10 @@ def executable(
     raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
 
 
-def library_artifacts(executables: dict[str, CompiledGraph]) -> list[tuple[str, str, dict, bytes]]:
+def library_artifacts(executables: dict) -> list[tuple[str, str, dict, bytes]]:
     """Module-file artifacts (target, kind, properties, bytes) holding the compiled code of
-    `executables` by method name: the shared libraries, for CPUs like this one."""
+    `executables` by method name (CompiledGraph or codegen.plan.PlannedGraph): the shared
+    libraries, for CPUs like this one."""
     import platform
 
     from codegen.host import COMPILER_VERSION, fingerprint
@@ -524,7 +525,7 @@ def library_artifacts(executables: dict[str, CompiledGraph]) -> list[tuple[str, 
     target = f"{platform.machine()}/{fingerprint()}"
     out = []
     for method, exe in executables.items():
-        data = exe.library_bytes() if isinstance(exe, CompiledGraph) else None
+        data = exe.library_bytes() if exe.library_key else None
         if data is None:
             continue
         properties = {"key": exe.library_key, "method": method, "compiler": COMPILER_VERSION}

@@ -589,7 +589,9 @@ def planned(graph, embedded: dict[str, bytes] | None = None) -> PlannedGraph | N
     """`graph` ready to run from the plan in its compiled library, where the cache (or
     `embedded`: libraries by key from a module file the user trusts) has one for this CPU and
     the graph runs as one native call; else None (`codegen.executable.CompiledGraph` then
-    schedules, and compiles where needed)."""
+    schedules, and compiles where needed). None too where GRAPHC_DUMP asks for the schedule."""
+    if os.environ.get("GRAPHC_DUMP"):
+        return None
     from ir.passes import optimize
 
     optimized = optimize(graph)

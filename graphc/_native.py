@@ -28,7 +28,7 @@ from ir.types import TensorType
 # multiply-adds (about: input pixels for output pixels) below which numpy's call is as fast
 # (a native call costs ~5 us more in Python)
 MIN_WORK = 500_000
-_compiled: dict[tuple, object] = {}  # geometry -> CompiledGraph, or None where none is native
+_compiled: dict[tuple, object] = {}  # geometry -> CompiledGraph or PlannedGraph, or None where none is native
 _lock = threading.Lock()
 
 
@@ -54,9 +54,14 @@ def _compiled_or_none(key: tuple, build) -> object | None:
         return None
     with _lock:
         if key not in _compiled:
-            from codegen.executable import compile_graph
+            from codegen.plan import planned
 
-            compiled = compile_graph(build())
+            graph = build()
+            compiled = planned(graph)  # (the cache's code, run from its plan: no scheduling)
+            if compiled is None:
+                from codegen.executable import compile_graph
+
+                compiled = compile_graph(graph)
             if compiled.native is not None:
                 compiled.native.workers = 1
             _compiled[key] = compiled if compiled.native is not None else None

@@ -188,9 +188,14 @@ class ScriptModule:
     def _executable(self, method: str):
         exe = self._executables.get(method)
         if exe is None:  # compiled on first use, once per method
-            from codegen.executable import executable
+            if self.backend == "llvm":  # (code in the cache runs from its plan: no scheduling)
+                from codegen.plan import planned
 
-            exe = executable(self._graphs[method], self.backend, self._embedded, self.cuda_device)
+                exe = planned(self._graphs[method], self._embedded)
+            if exe is None:
+                from codegen.executable import executable
+
+                exe = executable(self._graphs[method], self.backend, self._embedded, self.cuda_device)
             exe = self._executables.setdefault(method, exe)
         return exe
 

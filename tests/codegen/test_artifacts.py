@@ -116,3 +116,45 @@ def test_the_code_is_embedded_even_when_the_cache_lost_it(tmp_path, monkeypatch)
     scripted.save(tmp_path / "lenet.gcm")
     module = read_module(tmp_path / "lenet.gcm")
     assert sorted(a.properties.get("method", "") for a in module.artifacts) == ["", "forward"]
+
+
+def test_a_module_scripted_again_runs_from_the_cache_and_still_embeds_its_code(tmp_path):
+    """The second script of a model finds its code in the cache and runs it from the library's
+    plan (no scheduling); its file carries the same code as the first's."""
+    graphc.manual_seed(4)
+    net, x = TwoMethods().eval(), graphc.randn(3, 6)
+    first = _save(tmp_path / "first.gcm", net, x)
+    again = _save(tmp_path / "again.gcm", net, x)
+    assert type(again._executable("forward")).__name__ == "PlannedGraph"
+    np.testing.assert_array_equal(again(x).numpy(), first(x).numpy())
+    code = [
+        {
+            a.properties.get("method", ""): read_module(path).artifact_bytes(a)
+            for a in read_module(path).artifacts
+        }
+        for path in (tmp_path / "first.gcm", tmp_path / "again.gcm")
+    ]
+    assert sorted(code[1]) == ["", "forward"] and code[0] == code[1]
+
+
+SCRIPT = (
+    "import sys, numpy as np, graphc\n"
+    "from testmodels import LeNet\n"
+    "graphc.manual_seed(0)\n"
+    "net, x = LeNet().eval(), graphc.randn(2, 1, 32, 32)\n"
+    "with graphc.no_grad():\n"
+    "    want = net(x).numpy()\n"  # (eager convolutions run compiled kernels too)
+    "scripted = graphc.script(net, (x,), backend='llvm')\n"
+    "np.testing.assert_allclose(scripted(x).numpy(), want, rtol=1e-5, atol=1e-6)\n"
+    "print('codegen.schedule' in sys.modules)\n"
+)
+
+
+def test_a_process_with_a_warm_cache_scripts_without_the_scheduler(tmp_path):
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT / "tests")}
+    for expected in ("True", "False"):  # a cold cache, then a warm one
+        done = subprocess.run(
+            [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [expected]

@@ -329,7 +329,7 @@ def test_mlp_compiles_to_three_matmul_kernels_and_matches_eager():
         with graphc.no_grad():
             want = model(x).numpy()
         np.testing.assert_allclose(scripted(x).numpy(), want, rtol=1e-4, atol=1e-5)
-    steps = scripted._executables["forward"].steps
+    steps = compile_graph(scripted.graph).steps
     assert [type(s.kernel).__name__ for s in steps] == ["Matmul"] * 3
 
 
