@@ -22,7 +22,6 @@ from graphc import (  # noqa: E402
     optim,
     utils,
     version,
-    vision,
 )
 from graphc._creation import (
     BoolTensor,
@@ -148,3 +147,13 @@ def can_cast(from_, to) -> _builtins.bool:
 
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`graphc.vision` (torchvision's role: datasets, transforms, image grids, on Pillow) is
+    imported on first use: `import graphc` needs neither Pillow nor its import time."""
+    if name == "vision":
+        import importlib
+
+        return importlib.import_module("graphc.vision")
+    raise AttributeError(f"module 'graphc' has no attribute {name!r}")

@@ -183,3 +183,23 @@ def test_download_checks_the_md5_of_what_arrives(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="checksum mismatch.*c58f30108f718f92721af3b95e74349a"):
         datasets.CIFAR10(tmp_path, download=True)
     assert not any(p.suffix == ".part" for p in tmp_path.iterdir())
+
+
+def test_graphc_imports_vision_and_pillow_on_first_use():
+    """`import graphc` needs neither Pillow nor its import time; `graphc.vision` still works."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import sys, graphc\n"
+        "before = sorted(m for m in ('PIL', 'graphc.vision') if m in sys.modules)\n"
+        "transforms = graphc.vision.transforms\n"
+        "print(before, 'PIL' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("]")[0] == "[" and done.stdout.split()[-1] == "True"
+    with pytest.raises(AttributeError, match="no attribute 'visio'"):
+        graphc.visio  # noqa: B018
