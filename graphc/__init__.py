@@ -150,10 +150,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """`graphc.vision` (torchvision's role: datasets, transforms, image grids, on Pillow) is
-    imported on first use: `import graphc` needs neither Pillow nor its import time."""
-    if name == "vision":
+    """`graphc.vision` (torchvision's role: datasets, transforms, image grids, on Pillow) and
+    `graphc.distributed` are imported on first use: `import graphc` needs neither Pillow nor
+    its import time."""
+    if name in ("vision", "distributed"):
         import importlib
 
-        return importlib.import_module("graphc.vision")
+        return importlib.import_module(f"graphc.{name}")
     raise AttributeError(f"module 'graphc' has no attribute {name!r}")

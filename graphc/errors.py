@@ -15,4 +15,9 @@ class AutogradError(GraphcError, RuntimeError):
     """Misuse of autograd: backward through a freed graph, a modified saved tensor, ..."""
 
 
-__all__ = ["AutogradError", "DeviceError", "GraphcError", "ShapeError"]
+class DistributedError(GraphcError, ValueError):
+    """Misuse of graphc.distributed (no process group, a second one, a rank that does not
+    exist), or more than the one process it runs."""
+
+
+__all__ = ["AutogradError", "DeviceError", "DistributedError", "GraphcError", "ShapeError"]

@@ -1,7 +1,8 @@
 """`nn.DataParallel` and `nn.parallel.DistributedDataParallel` on one device.
 
 graphc runs a model on one device, so these wrappers keep PyTorch's API (the wrapped model is
-`.module`, state dict keys gain the `module.` prefix) and call the model directly. Real
+`.module`, state dict keys gain the `module.` prefix) and call the model directly; with
+`graphc.distributed` (one process, rank 0 of 1) there are no gradients to average. Real
 multi-process data parallelism is a later issue.
 """
 
