@@ -1,7 +1,8 @@
 """Random models through the whole compiler: convolutions, pools, transposes and flips,
 reshapes, matmuls by weights, elementwise chains, reductions and softmax heads in random order
 and sizes, each graph compiled once and run at several batch sizes (one artifact, the native
-entry and its arena plan, forced parallel splits) against the reference interpreter."""
+entry and its arena plan, forced parallel splits) against the reference interpreter; and run
+again from the execution plan compiled into its library (`planned`, as the runtime loads it)."""
 
 import numpy as np
 from compiled import compare_cuda_with_interpreter
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 import codegen.plan as plan
 from codegen.executable import compile_graph
+from codegen.plan import planned
 from ir import dtypes
 from ir.graph import Graph
 from ir.interpreter import run
@@ -105,13 +107,17 @@ def test_random_models_match_the_interpreter(graph, split):
             plan.MATVEC_PARALLEL_MIN_MACS = plan.CONV_PARALLEL_MIN_MACS = 0
             plan.workers = lambda: 3
         exe = compile_graph(graph)
+        again = planned(graph)  # (None where the graph does not run as one native call)
+        if exe.library_key is not None:  # (its library is in the cache: a later load finds it)
+            assert (again is None) == (exe.native is None)
         for batch in (1, 3, 8):
             x = np.random.default_rng(batch).standard_normal((batch, *graph.inputs[0].type.shape[1:]))
             x = x.astype(np.float32)
-            got, want = exe.run([x]), run(graph, [x])
-            for a, b in zip(got, want, strict=True):
-                assert a.shape == b.shape and a.dtype == b.dtype
-                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+            want = run(graph, [x])
+            for got in (exe.run([x]), again.run([x]) if again else want):
+                for a, b in zip(got, want, strict=True):
+                    assert a.shape == b.shape and a.dtype == b.dtype
+                    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
             if batch == 3 and not split:  # the CUDA kernels too (once per graph: one emulation build)
                 compare_cuda_with_interpreter(graph, [x], 1e-4, want)
     finally:
