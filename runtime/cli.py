@@ -62,10 +62,24 @@ def info(model: LoadedModule, path: str, out) -> None:
     print(
         f"artifacts: {len(mf.artifacts) or 'none (the llvm backend compiles the graphs on load)'}", file=out
     )
+    here = None  # the target of native code compiled on this CPU by this compiler
     for a in mf.artifacts:
         method = a.properties.get("method")
         what = f"method {method}" if method else "worker pool"
-        print(f"  {a.target} {a.kind} ({what}): {_bytes(a.length)}", file=out)
+        fits = ""
+        if a.kind == "shared-library":
+            if here is None:
+                import platform
+
+                from codegen.host import fingerprint
+
+                here = f"{platform.machine()}/{fingerprint()}"
+            fits = (
+                ": for this CPU and compiler (used with --trust-embedded-code)"
+                if a.target == here
+                else ": for another CPU or compiler version (the graphs are compiled here instead)"
+            )
+        print(f"  {a.target} {a.kind} ({what}): {_bytes(a.length)}{fits}", file=out)
 
 
 def _read_inputs(specs: list[str], inputs: list[Signature]) -> dict[str, np.ndarray]:

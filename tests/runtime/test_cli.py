@@ -54,6 +54,16 @@ def test_info_lists_signature_ops_weights_artifacts(model_file):
     assert "weights: 4 tensors, 212 B" in text and "0.weight: float32[5, 6]" in text
     assert "artifacts: 2" in text and "shared-library (method forward)" in text
     assert "shared-library (worker pool)" in text
+    assert text.count(": for this CPU and compiler (used with --trust-embedded-code)") == 2
+
+
+def test_info_says_when_the_code_is_for_another_cpu(model_file, monkeypatch):
+    from codegen import host
+
+    monkeypatch.setattr(host, "fingerprint", lambda: "a CPU without AVX-512")
+    code, text = _main("info", model_file)
+    assert code == 0
+    assert text.count(": for another CPU or compiler version (the graphs are compiled here instead)") == 2
 
 
 def test_run_writes_what_the_runtime_computes(model_file, tmp_path):
