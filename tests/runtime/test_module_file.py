@@ -190,9 +190,13 @@ def test_runtime_runs_in_a_process_that_cannot_import_graphc(tmp_path, name):
                 np.testing.assert_allclose(outs[f"{method}-{key}"], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_concurrent_calls_agree(mlp_file):
+@pytest.mark.parametrize("again", [False, True])
+def test_concurrent_calls_agree(mlp_file, again):
     model, path = mlp_file
     loaded = runtime.load(path)
+    if again:  # its library is in the cache now: this module runs from the library's plan
+        loaded = runtime.load(path)
+        assert type(loaded._executables["forward"]).__name__ == "PlannedGraph"
     xs = [np.random.default_rng(i).standard_normal((i + 1, 6)).astype(np.float32) for i in range(8)]
     expected = [loaded(x)[0] for x in xs]
     results = [None] * len(xs)
