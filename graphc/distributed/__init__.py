@@ -193,16 +193,23 @@ def _done(async_op: bool) -> Work | None:
     return Work() if async_op else None
 
 
-def _check_rank(rank: int, what: str, argument: str) -> None:
-    if rank != 0:
-        raise DistributedError(f"{what}: invalid {argument} rank {rank}; the world has rank 0 only")
-
-
-def _check_tensor(tensor, what: str) -> None:
+def _collective(what: str, tensor, group, **ranks: int) -> None:
+    """The checks of every collective: a process group, a graphc.Tensor, ranks that exist."""
     from graphc._tensor import Tensor
 
+    _group(group, what)
     if not isinstance(tensor, Tensor):
         raise DistributedError(f"{what}: expected a graphc.Tensor, got {type(tensor).__name__}")
+    for argument, rank in ranks.items():
+        if rank != 0:
+            raise DistributedError(f"{what}: invalid {argument} rank {rank}; the world has rank 0 only")
+
+
+def _one_each(items: list | None, what: str, name: str) -> None:
+    """`items` holds one entry per process: one."""
+    if items is None or len(items) != 1:
+        given = "is None" if items is None else f"has {len(items)} entries"
+        raise DistributedError(f"{what}: {name} {given}; it takes one per process, and the world size is 1")
 
 
 def _check_op(op, what: str) -> None:
@@ -217,8 +224,7 @@ def barrier(group: ProcessGroup | None = None, async_op: bool = False, device_id
 
 def all_reduce(tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool = False) -> Work | None:
     """Combine `tensor` over the processes, in place: over one process it stays as it is."""
-    _group(group, "all_reduce")
-    _check_tensor(tensor, "all_reduce")
+    _collective("all_reduce", tensor, group)
     _check_op(op, "all_reduce")
     return _done(async_op)
 
@@ -226,64 +232,48 @@ def all_reduce(tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool =
 def reduce(
     tensor, dst: int = 0, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool = False
 ) -> Work | None:
-    _group(group, "reduce")
-    _check_tensor(tensor, "reduce")
+    _collective("reduce", tensor, group, dst=dst)
     _check_op(op, "reduce")
-    _check_rank(dst, "reduce", "dst")
     return _done(async_op)
 
 
 def broadcast(tensor, src: int = 0, group=None, async_op: bool = False) -> Work | None:
-    _group(group, "broadcast")
-    _check_tensor(tensor, "broadcast")
-    _check_rank(src, "broadcast", "src")
+    _collective("broadcast", tensor, group, src=src)
     return _done(async_op)
 
 
 def all_gather(tensor_list: list, tensor, group=None, async_op: bool = False) -> Work | None:
     """Every process's `tensor` into `tensor_list` (one tensor per process: here one)."""
-    _group(group, "all_gather")
-    _check_tensor(tensor, "all_gather")
-    if len(tensor_list) != 1:
-        raise DistributedError(f"all_gather: tensor_list has {len(tensor_list)} tensors; the world size is 1")
+    _collective("all_gather", tensor, group)
+    _one_each(tensor_list, "all_gather", "tensor_list")
     tensor_list[0].copy_(tensor)
     return _done(async_op)
 
 
 def gather(tensor, gather_list: list | None = None, dst: int = 0, group=None, async_op: bool = False):
-    _group(group, "gather")
-    _check_tensor(tensor, "gather")
-    _check_rank(dst, "gather", "dst")
-    if gather_list is None or len(gather_list) != 1:
-        raise DistributedError(
-            "gather: the destination needs a gather_list of one tensor (the world size is 1)"
-        )
+    _collective("gather", tensor, group, dst=dst)
+    _one_each(gather_list, "gather", "gather_list")
     gather_list[0].copy_(tensor)
     return _done(async_op)
 
 
 def scatter(tensor, scatter_list: list | None = None, src: int = 0, group=None, async_op: bool = False):
-    _group(group, "scatter")
-    _check_tensor(tensor, "scatter")
-    _check_rank(src, "scatter", "src")
-    if scatter_list is None or len(scatter_list) != 1:
-        raise DistributedError("scatter: the source needs a scatter_list of one tensor (the world size is 1)")
+    _collective("scatter", tensor, group, src=src)
+    _one_each(scatter_list, "scatter", "scatter_list")
     tensor.copy_(scatter_list[0])
     return _done(async_op)
 
 
 def all_gather_object(object_list: list, obj, group=None) -> None:
     _group(group, "all_gather_object")
-    if len(object_list) != 1:
-        raise DistributedError(
-            f"all_gather_object: object_list has {len(object_list)} items; the world size is 1"
-        )
+    _one_each(object_list, "all_gather_object", "object_list")
     object_list[0] = obj
 
 
 def broadcast_object_list(object_list: list, src: int = 0, group=None, device=None) -> None:
     _group(group, "broadcast_object_list")
-    _check_rank(src, "broadcast_object_list", "src")
+    if src != 0:
+        raise DistributedError(f"broadcast_object_list: invalid src rank {src}; the world has rank 0 only")
 
 
 __all__ = [

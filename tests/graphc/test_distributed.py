@@ -128,7 +128,7 @@ def test_misuse_is_a_distributed_error():
         dist.all_reduce(t, op="sum")
     with pytest.raises(DistributedError, match="expected a graphc.Tensor, got ndarray"):
         dist.all_reduce(np.ones(2))
-    with pytest.raises(DistributedError, match="tensor_list has 2 tensors"):
+    with pytest.raises(DistributedError, match="tensor_list has 2 entries; it takes one per process"):
         dist.all_gather([graphc.ones(2), graphc.ones(2)], t)
     with pytest.raises(DistributedError, match="ranks \\[0, 1\\]"):
         dist.new_group([0, 1])
