@@ -20,6 +20,7 @@ verifier. Nothing is unpickled.
 from __future__ import annotations
 
 import hashlib
+import io
 import mmap
 import os
 import struct
@@ -69,7 +70,7 @@ class ModuleFile:
     format_version: int = FORMAT_VERSION
     opset_version: int = OPSET_VERSION
     path: str = ""
-    buffer: object = field(default=None, repr=False, compare=False)  # the file's memory map
+    buffer: object = field(default=None, repr=False, compare=False)  # the file's memory map (or bytes)
 
     def artifact_bytes(self, artifact: Artifact) -> bytes:
         """An artifact's bytes, checked against its SHA-256 (ModuleFormatError if they differ)."""
@@ -135,7 +136,8 @@ def write_module(
     artifacts: list[tuple[str, str, dict[str, str], bytes]] = (),
 ) -> None:
     """Write graphs (sharing weights by name) and `artifacts` ((target, kind, properties,
-    bytes): compiled code) to `path`, atomically."""
+    bytes): compiled code) to `path`, atomically; or to a binary file object (anything with
+    `write`, such as io.BytesIO), at its position."""
     weights: dict[str, np.ndarray] = {}
 
     for graph in methods.values():
@@ -177,7 +179,16 @@ def write_module(
     payload += b"\0" * pad
     meta_offset = offset + len(payload)
     header = HEADER.pack(MAGIC, FORMAT_VERSION, OPSET_VERSION, meta_offset, len(meta), zlib.crc32(meta), 0)
-    atomic_write(path, (header, payload, meta), prefix=".gcm-")
+    if hasattr(path, "write"):
+        _write_to(path, header + bytes(payload) + meta)
+    else:
+        atomic_write(path, (header, payload, meta), prefix=".gcm-")
+
+
+def _write_to(f, data: bytes) -> None:
+    if isinstance(f, io.TextIOBase):
+        raise TypeError(f"write_module: {f!r} is a text file; open it in binary mode ('wb')")
+    f.write(data)
 
 
 # --- reading ---
@@ -253,14 +264,28 @@ def _graph_from(proto, weights: dict[str, np.ndarray], path) -> Graph:
     return graph
 
 
-def read_module(path) -> ModuleFile:
-    """Read and validate a .gcm file. Weight arrays are read-only views of a memory map."""
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < HEADER.size:
-            raise _fail(path, f"truncated: {size} bytes, shorter than the {HEADER.size}-byte header")
-        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+def read_module(source) -> ModuleFile:
+    """Read and validate a .gcm module: a path (the file is memory-mapped and weight arrays
+    are read-only views of the map), the file's bytes (bytes: views of them; a bytearray or
+    memoryview is copied once, so later changes to it cannot change the weights) or a binary
+    file object (read from its position to the end)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        path, buf = "<bytes>", source if isinstance(source, bytes) else bytes(source)
+    elif hasattr(source, "read"):
+        if isinstance(source, io.TextIOBase):
+            raise TypeError(f"read_module: {source!r} is a text file; open it in binary mode ('rb')")
+        path, buf = getattr(source, "name", None) or "<file object>", source.read()
+        if not isinstance(buf, bytes):
+            raise TypeError(f"read_module: {source!r}.read() gave {type(buf).__name__}, expected bytes")
+        path = str(path)
+    else:
+        path = os.fspath(source)
+        with open(path, "rb") as f:
+            short = os.fstat(f.fileno()).st_size < HEADER.size  # (read whole: an empty file has no map)
+            buf = f.read() if short else mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    size = len(buf)
+    if size < HEADER.size:
+        raise _fail(path, f"truncated: {size} bytes, shorter than the {HEADER.size}-byte header")
     magic, fmt, opset, meta_off, meta_len, meta_crc, _ = HEADER.unpack_from(buf, 0)
     if magic != MAGIC:
         raise _fail(path, f"not a graphc module file (magic {magic!r}, expected {MAGIC!r})")

@@ -198,7 +198,8 @@ def _llvmlite_available() -> bool:
 def load(
     path, device: str | Device = "cpu", backend: str | None = None, trust_embedded_code: bool = False
 ) -> LoadedModule:
-    """Read, validate and bind a .gcm module file.
+    """Read, validate and bind a .gcm module: `path` is a file's path, its bytes (as fetched
+    from a store: nothing needs to be written to disk) or a binary file object.
 
     On the CPU, `backend` 'llvm' (the default) runs its graphs as native code for this CPU:
     from the local cache, else from the file's embedded code for this CPU if

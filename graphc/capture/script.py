@@ -243,8 +243,9 @@ class ScriptModule:
         return self.to("cpu")
 
     def save(self, path, metadata: dict[str, str] | None = None) -> None:
-        """Write all methods, their weights and `metadata` to a .gcm module file (atomically);
-        the standalone `runtime` package loads it. With backend 'llvm' the file also carries
+        """Write all methods, their weights and `metadata` to a .gcm module file (atomically;
+        or to a binary file object such as io.BytesIO); the standalone `runtime` package
+        loads it. With backend 'llvm' the file also carries
         the methods' compiled code for CPUs like this one (compiled now if need be); with
         'cuda', their PTX and cubins for sm_80 and sm_90 and the CUDA C source (where NVRTC
         is installed). A loader uses compiled code only when asked to trust it."""
@@ -399,8 +400,9 @@ trace = script
 def load(
     path, backend: str | None = None, trust_embedded_code: bool = False, device=None, map_location=None
 ) -> ScriptModule:
-    """A ScriptModule from a .gcm file written by `ScriptModule.save`, for `device` (or
-    `map_location`, as PyTorch names it; default the CPU; 'cuda' compiles CUDA kernels). With
+    """A ScriptModule from a .gcm module written by `ScriptModule.save` (a path, the file's
+    bytes or a binary file object such as io.BytesIO), for `device` (or `map_location`, as
+    PyTorch names it; default the CPU; 'cuda' compiles CUDA kernels). With
     `trust_embedded_code=True`, compiled code the file carries for this CPU or GPU is used
     instead of compiling (it is native code: trust the file's author); otherwise it is
     ignored."""

@@ -2,6 +2,7 @@
 in a process that cannot import graphc; damaged or hostile files fail with ModuleFormatError
 before anything is trusted; saving is atomic."""
 
+import io
 import os
 import struct
 import subprocess
@@ -288,6 +289,44 @@ def _patched(src, dst, offset, new: bytes):
 
 def _first_output_dim(module):
     return module.methods[0].nodes[0].outputs[0].type.shape[0]
+
+
+def test_a_module_loads_from_bytes_and_binary_file_objects(mlp_file):
+    """As ONNX Runtime takes a model's bytes: fetched from a store, never written to disk."""
+    model, path = mlp_file
+    data = path.read_bytes()
+    x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
+    with open(path, "rb") as f:
+        for source in (data, bytearray(data), memoryview(data), io.BytesIO(data), f):
+            np.testing.assert_allclose(runtime.load(source)(x)[0], _eager(model, x), rtol=1e-5, atol=1e-6)
+    changing = bytearray(data)
+    loaded = runtime.load(changing)  # (copied once: changing the bytearray later changes nothing)
+    changing[:] = bytes(len(changing))
+    np.testing.assert_allclose(loaded(x)[0], _eager(model, x), rtol=1e-5, atol=1e-6)
+    assert not loaded.module_file.weights["0.weight"].flags.writeable
+    with pytest.raises(ModuleFormatError, match="^<bytes>: truncated: 20 bytes"):
+        runtime.load(data[:20])
+    damaged = bytearray(data)
+    damaged[-1] ^= 0xFF
+    with pytest.raises(ModuleFormatError, match="^<bytes>: metadata checksum mismatch"):
+        runtime.load(bytes(damaged))
+    with open(path, encoding="latin-1") as text, pytest.raises(TypeError, match="binary mode"):
+        runtime.load(text)
+
+
+def test_a_module_saves_to_a_binary_file_object(tmp_path):
+    graphc.manual_seed(5)
+    model = TwoMethods(4, 4, 2).eval()
+    scripted = graphc.script(model, (graphc.randn(3, 4),), methods=["forward", "embed"])
+    buffer = io.BytesIO()
+    scripted.save(buffer)
+    scripted.save(tmp_path / "two.gcm")
+    assert buffer.getvalue() == (tmp_path / "two.gcm").read_bytes()
+    loaded = graphc.jit.load(io.BytesIO(buffer.getvalue()))
+    x = graphc.randn(2, 4)
+    np.testing.assert_array_equal(loaded(x).numpy(), scripted(x).numpy())
+    with open(tmp_path / "text.gcm", "w") as text, pytest.raises(TypeError, match="binary mode"):
+        scripted.save(text)
 
 
 def test_wrong_magic(tmp_path, mlp_file):
