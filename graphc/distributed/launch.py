@@ -1,8 +1,9 @@
 """`python -m graphc.distributed.launch [--nproc_per_node=1] script.py [args]`: runs `script.py`
 as the one process of a world of 1 (torch.distributed.launch's command line), with RANK=0,
 LOCAL_RANK=0, WORLD_SIZE=1, MASTER_ADDR and MASTER_PORT in its environment and
-`--local_rank=0` among its arguments (unless `--use_env`). More than one process is an error:
-graphc.distributed runs one (see its docstring)."""
+`--local_rank=0` among its arguments (unless `--use_env`; `python -m graphc.distributed.run`,
+torchrun's command line, never passes it). More than one process is an error: graphc.distributed
+runs one (see its docstring)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import runpy
 import sys
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
+def parse(argv: list[str], prog: str = "python -m graphc.distributed.launch") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m graphc.distributed.launch",
-        description="Run a training script as the one process of a graphc.distributed world.",
+        prog=prog, description="Run a training script as the one process of a graphc.distributed world."
     )
     parser.add_argument("--nnodes", type=int, default=1)
     parser.add_argument("--node_rank", "--node-rank", type=int, default=0)
@@ -30,12 +30,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse(sys.argv[1:] if argv is None else argv)
+def main(argv: list[str] | None = None, torchrun: bool = False) -> None:
+    """`torchrun`: as torch.distributed.run (torchrun) does, LOCAL_RANK goes in the environment
+    only, never as an argument."""
+    prog = "python -m graphc.distributed.run" if torchrun else "python -m graphc.distributed.launch"
+    args = parse(sys.argv[1:] if argv is None else argv, prog)
+    args.use_env = args.use_env or torchrun
     processes = args.nnodes * args.nproc_per_node
     if processes != 1 or args.node_rank != 0:
         raise SystemExit(
-            f"graphc.distributed.launch: {args.nnodes} node(s) x {args.nproc_per_node} process(es) "
+            f"{prog}: {args.nnodes} node(s) x {args.nproc_per_node} process(es) "
             "asked for; graphc.distributed runs one process (world size 1): use --nproc_per_node=1"
         )
     os.environ.update(

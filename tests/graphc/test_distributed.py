@@ -71,6 +71,14 @@ def test_the_cheat_sheets_ddp_recipe_runs_through_the_launcher(tmp_path):
     assert done.stdout.split() == ["0", "1", "0", "2", "nccl"]
 
 
+def test_torchruns_command_line_passes_the_local_rank_in_the_environment_only(tmp_path):
+    done = _run(tmp_path, "-m", "graphc.distributed.run", "--nproc-per-node", "1", "train.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "1", "None", "1", "nccl"]
+    done = _run(tmp_path, "-m", "graphc.distributed.run", "--nproc-per-node", "2", "train.py")
+    assert done.returncode != 0 and "graphc.distributed.run: 1 node(s) x 2 process(es)" in done.stderr
+
+
 def test_the_recipe_runs_without_a_launcher_and_refuses_more_processes(tmp_path):
     done = _run(tmp_path, "train.py", "--local_rank", "0")
     assert done.returncode == 0, done.stderr
