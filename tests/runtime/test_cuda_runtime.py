@@ -230,6 +230,27 @@ def test_the_gpu_run_works_end_to_end_against_stand_ins(tmp_path):
         assert table in logs["cuda-benchmarks"], logs["cuda-benchmarks"]
 
 
+def test_the_gpu_run_stops_tests_that_run_too_long_and_still_benchmarks(tmp_path):
+    """One device call has 600 s: tests past GPU_TESTS_LIMIT are interrupted (their log says
+    so), the benchmarks run all the same, and the exit status is timeout's 124."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        ["bash", str(root / "tests" / "gpu" / "run.sh"), "--dry-run"],
+        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "GPU_TESTS_LIMIT": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 124, done.stdout[-3000:] + done.stderr[-3000:]
+    tests = (tmp_path / "gpu-tests.txt").read_text()
+    assert "the tests ran past GPU_TESTS_LIMIT=2 s: stopped, so that the benchmarks still run" in tests
+    assert "| 70 |" in (tmp_path / "cuda-benchmarks.txt").read_text()
+
+
 def test_the_gpu_run_stops_first_saying_what_is_missing(tmp_path):
     """Without a GPU (or cupy), tests/gpu/run.sh runs nothing: exit status 2, and the report says
     what is missing and how to get it without a registry."""
