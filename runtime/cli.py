@@ -125,6 +125,26 @@ def run_command(model: LoadedModule, args, out) -> None:
     print(f"wrote {', '.join(results)} to {target}", file=out)
 
 
+def _compiled() -> int:
+    """How many LLVM modules this process has compiled (0 before the compiler is imported)."""
+    compiler = sys.modules.get("codegen.llvm.compiler")
+    return compiler.stats["compiled"] if compiler else 0
+
+
+def _origin(model: LoadedModule, method: str, compiled_here: bool) -> str:
+    """Where `method`'s code came from at load."""
+    exe = model._executables[method]
+    if model.backend == "interpreter":
+        return "the reference interpreter: nothing compiled"
+    if model.backend == "cuda":
+        return f"CUDA {exe.code_kind} for sm_{exe.arch}" if exe.code_kind else "CUDA: no kernels"
+    if type(exe).__name__ == "PlannedGraph":
+        return "code for this CPU run from its execution plan: not scheduled, not compiled"
+    if compiled_here:
+        return "compiled here"
+    return "scheduled here, code from the cache" if exe.library_key else "no kernels to compile"
+
+
 def bench(model: LoadedModule, args, out) -> None:
     inputs, _ = model.signature(args.method)
     dims = dict(d.split("=", 1) for d in args.dim)
@@ -160,6 +180,8 @@ def bench(model: LoadedModule, args, out) -> None:
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in arrays.items())
     print(f"{args.model} {args.method}({shapes}) on {model.device}, {len(times)} runs", file=out)
+    seconds, compiled_here = args.load
+    print(f"load: {seconds * 1e3:.1f} ms ({_origin(model, args.method, compiled_here)})", file=out)
     print(f"latency ms: p50 {p50:.3f}  p90 {p90:.3f}  p99 {p99:.3f}  min {ms.min():.3f}", file=out)
     print(f"throughput: {args.batch * 1e3 / p50:.1f} samples/s at batch {args.batch}", file=out)
     memory = model.memory(host, method=args.method)
@@ -225,6 +247,7 @@ def main(argv: list[str] | None = None, out=None) -> int:
         env(out)
         return 0
     try:
+        started, compiled = time.perf_counter(), _compiled()
         model = load(
             args.model,
             device=getattr(args, "device", "cpu"),
@@ -232,6 +255,7 @@ def main(argv: list[str] | None = None, out=None) -> int:
             backend="interpreter" if args.command == "info" else args.backend,
             trust_embedded_code=getattr(args, "trust_embedded_code", False),
         )
+        args.load = (time.perf_counter() - started, _compiled() > compiled)
         if args.command == "info":
             info(model, args.model, out)
         elif args.command == "run":

@@ -2,6 +2,7 @@
 on stderr, no traceback)."""
 
 import io
+import re
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -99,6 +100,28 @@ def test_bench_reports_percentiles_and_throughput(model_file):
     assert "p50" in text and "p99" in text and "samples/s at batch 8" in text
     # the first layer's output (8 x 5 float32) is the only intermediate: one 64-byte-aligned slot
     assert "memory: one arena of 192 B holds intermediates of 160 B in all" in text
+    # how long the load took, and where the code came from (the cache has it by now)
+    code, text = _main("bench", model_file, "--iters", 2, "--warmup", 1)
+    assert re.search(
+        r"\nload: [\d.]+ ms \(code for this CPU run from its execution plan: not scheduled", text
+    )
+    code, text = _main("bench", model_file, "--iters", 2, "--warmup", 1, "--backend", "interpreter")
+    assert re.search(r"\nload: [\d.]+ ms \(the reference interpreter: nothing compiled\)", text)
+
+
+def test_bench_says_when_the_code_was_compiled_at_load(model_file, tmp_path):
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "bench", str(model_file), "--iters", "2", "--warmup", "1"],
+        env={**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path / "empty")},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"\nload: [\d.]+ ms \(compiled here\)", done.stdout), done.stdout
 
 
 @pytest.mark.parametrize(
