@@ -228,6 +228,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--trust-embedded-code", action="store_true", help="use the file's compiled code")
     sub.add_parser("env", help="the backends this machine has (llvm, cuda) and what the others lack")
+    p = sub.add_parser("cache", help="the compiled-code cache: where it is and what it holds")
+    p.add_argument("--clear", action="store_true", help="delete the code it holds (compiled again on need)")
     return parser
 
 
@@ -240,11 +242,46 @@ def env(out) -> None:
         print(f"{' ' if row.ok else '!'} {row.what + ':':{width + 1}} {row.detail}", file=out)
 
 
+CACHED = {".so": "CPU libraries", ".o": "object files", ".ptx": "PTX modules", ".cubin": "cubins"}
+
+
+def cache(clear: bool, out) -> None:
+    """What the code cache holds (each graphc or CPU change leaves the old code behind: keys
+    name both); `clear` deletes it: graphc's files only (code, checksums, unfinished writes)."""
+    from codegen.library import cache_dir
+
+    directory = cache_dir()
+    if directory is None:
+        print("code cache: off (GRAPHC_CACHE_DIR is set and empty)", file=out)
+        return
+    ours = [
+        f
+        for f in (directory.iterdir() if directory.is_dir() else ())
+        if f.is_file() and (f.suffix in (*CACHED, ".sha256") or f.name.startswith(".lib-"))
+    ]
+    sizes = {}
+    for f in ours:
+        try:
+            sizes[f] = f.stat().st_size
+        except OSError:  # (gone since: another process cleared it)
+            sizes[f] = 0
+    counts = [f"{sum(f.suffix == suffix for f in ours)} {what}" for suffix, what in CACHED.items()]
+    print(f"code cache: {directory}", file=out)
+    print(f"  {', '.join(counts)}: {_bytes(sum(sizes.values()))} in {len(ours)} files", file=out)
+    if clear:
+        for f in ours:
+            f.unlink(missing_ok=True)
+        print(f"cleared: {len(ours)} files, {_bytes(sum(sizes.values()))}", file=out)
+
+
 def main(argv: list[str] | None = None, out=None) -> int:
     out = out or sys.stdout
     args = _parser().parse_args(argv)
     if args.command == "env":
         env(out)
+        return 0
+    if args.command == "cache":
+        cache(args.clear, out)
         return 0
     try:
         started, compiled = time.perf_counter(), _compiled()

@@ -215,3 +215,32 @@ def test_env_says_why_cuda_is_missing(monkeypatch):
     assert "! C compiler driver: none: compiled code stays in memory" in text
     assert "! code cache:" in text and "off" in text
     assert text.splitlines()[-1].endswith("cuda: no (no usable GPU)")
+
+
+def test_cache_says_what_it_holds_and_clears_graphcs_files_only(model_file, tmp_path, monkeypatch):
+    import os
+
+    directory = tmp_path / "cache"
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(directory)}
+    done = subprocess.run(  # (a fresh process: this one has the code loaded already)
+        [sys.executable, "-m", "runtime", "bench", str(model_file), "--iters", "1", "--warmup", "0"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (directory / "notes.txt").write_text("not graphc's")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(directory))
+    code, text = _main("cache")
+    assert code == 0 and f"code cache: {directory}" in text
+    libraries = int(re.search(r"(\d+) CPU libraries", text)[1])
+    assert libraries >= 1  # (the graph's)
+    code, text = _main("cache", "--clear")
+    assert code == 0 and re.search(r"cleared: \d+ files", text)
+    assert [f.name for f in directory.iterdir()] == ["notes.txt"]
+    code, text = _main("cache")
+    assert "0 CPU libraries, 0 object files, 0 PTX modules, 0 cubins: 0 B in 0 files" in text
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", "")
+    assert _main("cache")[1].startswith("code cache: off")
