@@ -6,7 +6,9 @@ cache directory (`GRAPHC_CACHE_DIR`, default ~/.cache/graphc/kernels; empty disa
 hashes the host fingerprint (CPU and compiler versions) and the graph, so a library is only
 ever loaded on a CPU like the one it was compiled for. A library whose bytes do not match
 their checksum is ignored (and rebuilt by the caller). Loading one uses ctypes alone: a process
-that finds its graphs in the cache never imports llvmlite's LLVM library.
+that finds its graphs in the cache never imports llvmlite's LLVM library. A library offered by
+a trusted module file joins the cache; where no cache can take it (off, or read-only, as in a
+locked-down container) it loads from memory.
 """
 
 from __future__ import annotations
@@ -45,28 +47,76 @@ def library_key(text: str) -> str:
 
 
 def _library(key: str) -> ctypes.CDLL | None:
-    """The cached (or offered) library `key`, loaded; None when it is not there or is damaged."""
+    """The cached (or offered) library `key`, loaded; None when it is not there or is damaged.
+    An offered library the cache cannot take (no cache, a read-only one) loads from memory."""
     lib = _loaded.get(key)
-    if lib is None and key in _offered and read(key) is None:
-        store(key, _offered[key])
-    if lib is None:
-        directory = cache_dir()
-        if directory is None:
-            return None
-        path = directory / f"{key}.so"
-        try:
-            data = path.read_bytes()
-            digest = (directory / f"{key}.sha256").read_text().strip()
-        except OSError:
-            return None
-        if hashlib.sha256(data).hexdigest() != digest:
-            return None
-        try:
-            lib = ctypes.CDLL(str(path))
-        except OSError:
-            return None
+    if lib is not None:
+        return lib
+    offered = _offered.get(key)
+    if offered is not None and read(key) is None:
+        store(key, offered)
+    lib, data = _from_cache(key)
+    if lib is None and offered is not None:
+        lib, data = _from_memory(key, offered), offered
+    if lib is not None:
         _loaded[key], _loaded_bytes[key] = lib, data
     return lib
+
+
+def _from_cache(key: str) -> tuple[ctypes.CDLL | None, bytes | None]:
+    directory = cache_dir()
+    if directory is None:
+        return None, None
+    path = directory / f"{key}.so"
+    try:
+        data = path.read_bytes()
+        digest = (directory / f"{key}.sha256").read_text().strip()
+    except OSError:
+        return None, None
+    if hashlib.sha256(data).hexdigest() != digest:
+        return None, None
+    try:
+        return ctypes.CDLL(str(path)), data
+    except OSError:
+        return None, None
+
+
+_memory_files: list[int] = []  # descriptors of libraries loaded from memory, open for good
+
+
+def _from_memory(key: str, data: bytes) -> ctypes.CDLL | None:
+    """`data` loaded without a file in the cache: from an anonymous memory file (Linux), else a
+    temporary file removed once loaded (the loader has mapped it). A memory file stays open:
+    the loader knows a library by its path, and a reused descriptor number would name another
+    library by the same path."""
+    if hasattr(os, "memfd_create"):
+        try:
+            fd = os.memfd_create(f"graphc-{key[:16]}.so", 0)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                with os.fdopen(os.dup(fd), "wb") as f:
+                    f.write(data)
+                lib = ctypes.CDLL(f"/proc/self/fd/{fd}")
+            except OSError:
+                os.close(fd)
+                return None
+            _memory_files.append(fd)
+            return lib
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(prefix="graphc-", suffix=".so", delete=False) as f:
+            f.write(data)
+    except OSError:
+        return None
+    try:
+        return ctypes.CDLL(f.name)
+    except OSError:
+        return None
+    finally:
+        os.unlink(f.name)
 
 
 def load(key: str, names: list[str]) -> dict[str, int] | None:

@@ -79,6 +79,24 @@ def test_trusted_code_runs_without_compiling_untrusted_is_ignored(tmp_path, trus
         np.testing.assert_allclose(y, net(graphc.tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("cache", ["off", "unwritable"])
+def test_trusted_code_runs_where_no_cache_can_take_it(tmp_path, cache):
+    """A read-only container: the cache is off (GRAPHC_CACHE_DIR empty) or cannot be made (a
+    file stands where its directory would be). The file's code loads from memory: still no
+    compile, no LLVM, no scheduling."""
+    graphc.manual_seed(1)
+    net = LeNet("flatten").eval()
+    _save(tmp_path / "lenet.gcm", net, graphc.randn(2, 1, 32, 32))
+    where = ""
+    if cache == "unwritable":
+        where = tmp_path / "a-file"
+        where.write_text("not a directory")
+    (compiled, llvm_loaded, scheduled), y, x = _load_elsewhere(tmp_path, tmp_path / "lenet.gcm", True, where)
+    assert (compiled, llvm_loaded, scheduled) == ("0", "False", "False")
+    with graphc.no_grad():
+        np.testing.assert_allclose(y, net(graphc.tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_code_for_another_cpu_is_ignored(tmp_path, monkeypatch):
     graphc.manual_seed(2)
     _save(tmp_path / "two.gcm", TwoMethods().eval(), graphc.randn(3, 6))
@@ -158,3 +176,24 @@ def test_a_process_with_a_warm_cache_scripts_without_the_scheduler(tmp_path):
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == [expected]
+
+
+def test_a_library_loads_from_memory_with_or_without_memfd(monkeypatch):
+    """Two libraries loaded from memory one after the other stay two (each keeps its own
+    path); without memfd_create a temporary file serves, and is gone once loaded."""
+    import tempfile
+
+    from codegen.llvm.pool import pool_key, pool_library
+
+    graphc.manual_seed(0)
+    scripted = graphc.script(TwoMethods().eval(), (graphc.randn(3, 6),), backend="llvm")
+    scripted(graphc.randn(3, 6))
+    graph_key = scripted._executable("forward").library_key
+    pool_data, graph_data = pool_library(), library.read(graph_key)
+    first = library._from_memory(pool_key(), pool_data)
+    second = library._from_memory(graph_key, graph_data)
+    assert first["graphc_dispatch"] and second["graph_entry"]  # (not the first library again)
+    monkeypatch.delattr(os, "memfd_create", raising=False)
+    before = set(os.listdir(tempfile.gettempdir()))
+    assert library._from_memory(pool_key(), pool_data)["graphc_worker"]
+    assert set(os.listdir(tempfile.gettempdir())) - before == set()
