@@ -18,3 +18,19 @@ Imports `ir` only, never `graphc` or `runtime`.
 """
 
 BACKENDS = ("interpreter", "llvm", "cuda")  # what codegen.executable.executable makes ready to run
+
+
+def ready(graph, backend: str = "llvm", embedded: dict | None = None, device=None):
+    """`graph` ready to run on `backend` (codegen.executable.executable's arguments). On the
+    CPU, a graph whose compiled library (with its execution plan) is in the cache or in
+    `embedded` runs from that plan (codegen.plan.planned): the compiler (scheduler, kernel IR,
+    LLVM) is imported only where the code must be made here."""
+    if backend == "llvm":
+        from codegen.plan import planned
+
+        exe = planned(graph, embedded)
+        if exe is not None:
+            return exe
+    from codegen.executable import executable
+
+    return executable(graph, backend, embedded, device)

@@ -224,8 +224,7 @@ class CompiledGraph:
                 calls.append(Call([["buffer", out], *args, ["size", images]], how))
             elif isinstance(k, (Conv2d, Pool2d, PoolBackward)):
                 if isinstance(k, Conv2d) and k.w_packed:
-                    _, lanes, _ = matmul_tile(k.dtype, vector_bits())
-                    args[1] = operand(step.inputs[1], t, ["conv", k.groups, lanes])
+                    args[1] = operand(step.inputs[1], t, _conv_packing(k))
                 if isinstance(k, Conv2d):
                     work, threshold = int(np.prod(k.w.shape)) * int(np.prod(k.out_shape[2:])), "conv"
                 elif isinstance(k, PoolBackward):
@@ -400,8 +399,7 @@ class CompiledGraph:
         x_name = step.inputs[0]
         operands = [self._operand(name, kind) for name, kind in zip(step.inputs[1:], kinds[1:], strict=True)]
         if isinstance(k, Conv2d) and k.w_packed:  # the weight transposed once, now
-            _, lanes, _ = matmul_tile(k.dtype, vector_bits())
-            address = self._constants.address(step.inputs[1], t, ["conv", k.groups, lanes])
+            address = self._constants.address(step.inputs[1], t, _conv_packing(k))
             operands[0] = lambda env: address
         tail = tuple(k.out_shape[1:])
 
@@ -439,6 +437,12 @@ def empty_extreme(k: Kernel, ranges) -> str | None:
 def _weight_grad_work(k: ConvWeightGrad) -> int:
     """Multiply-adds of a weight-gradient kernel per image."""
     return int(np.prod(k.out_shape)) * int(np.prod(k.g.shape[2:]))
+
+
+def _conv_packing(k: Conv2d) -> list:
+    """How a convolution on the channels path reads its weight (`Constants.array`'s packing)."""
+    _, lanes, _ = matmul_tile(k.dtype, vector_bits())
+    return ["conv", k.groups, lanes]
 
 
 def _pack_conv_weights(steps: list, graph: Graph) -> list:

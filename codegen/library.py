@@ -53,9 +53,14 @@ def _library(key: str) -> ctypes.CDLL | None:
     if lib is not None:
         return lib
     offered = _offered.get(key)
-    if offered is not None and read(key) is None:
-        store(key, offered)
-    lib, data = _from_cache(key)
+    data = _intact(key, "so")
+    if data is None and offered is not None and store(key, offered):
+        data = offered
+    if data is not None:
+        try:
+            lib = ctypes.CDLL(str(cache_dir() / f"{key}.so"))
+        except OSError:
+            lib = None
     if lib is None and offered is not None:
         lib, data = _from_memory(key, offered), offered
     if lib is not None:
@@ -63,22 +68,17 @@ def _library(key: str) -> ctypes.CDLL | None:
     return lib
 
 
-def _from_cache(key: str) -> tuple[ctypes.CDLL | None, bytes | None]:
+def _intact(key: str, suffix: str) -> bytes | None:
+    """The cache's `key`.`suffix` where it is there and matches its checksum."""
     directory = cache_dir()
     if directory is None:
-        return None, None
-    path = directory / f"{key}.so"
+        return None
     try:
-        data = path.read_bytes()
+        data = (directory / f"{key}.{suffix}").read_bytes()
         digest = (directory / f"{key}.sha256").read_text().strip()
     except OSError:
-        return None, None
-    if hashlib.sha256(data).hexdigest() != digest:
-        return None, None
-    try:
-        return ctypes.CDLL(str(path)), data
-    except OSError:
-        return None, None
+        return None
+    return data if hashlib.sha256(data).hexdigest() == digest else None
 
 
 _memory_files: list[int] = []  # descriptors of libraries loaded from memory, open for good
@@ -170,13 +170,7 @@ def read(key: str, suffix: str = "so") -> bytes | None:
     """The cached library's bytes (to embed in a module file; or other code, by `suffix`), if
     cached and intact; a library this process loaded is read from memory where the cache no
     longer has it (emptied, or another GRAPHC_CACHE_DIR since)."""
-    directory = cache_dir()
-    loaded = _loaded_bytes.get(key) if suffix == "so" else None
-    if directory is None:
-        return loaded
-    try:
-        data = (directory / f"{key}.{suffix}").read_bytes()
-        digest = (directory / f"{key}.sha256").read_text().strip()
-    except OSError:
-        return loaded
-    return data if hashlib.sha256(data).hexdigest() == digest else loaded
+    data = _intact(key, suffix)
+    if data is None and suffix == "so":
+        return _loaded_bytes.get(key)
+    return data

@@ -54,14 +54,9 @@ def _compiled_or_none(key: tuple, build) -> object | None:
         return None
     with _lock:
         if key not in _compiled:
-            from codegen.plan import planned
+            from codegen import ready
 
-            graph = build()
-            compiled = planned(graph)  # (the cache's code, run from its plan: no scheduling)
-            if compiled is None:
-                from codegen.executable import compile_graph
-
-                compiled = compile_graph(graph)
+            compiled = ready(build())  # (the cache's code runs from its plan: no scheduling)
             if compiled.native is not None:
                 compiled.native.workers = 1
             _compiled[key] = compiled if compiled.native is not None else None

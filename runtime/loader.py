@@ -33,7 +33,7 @@ class LoadedModule:
         backend: str = "interpreter",
         trust_embedded_code: bool = False,
     ) -> None:
-        from codegen import BACKENDS
+        from codegen import BACKENDS, ready
 
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -70,7 +70,7 @@ class LoadedModule:
             embedded = embedded_code(module)
         self._target = target
         self._executables = {
-            name: _executable(graph, backend, embedded, target) for name, graph in module.methods.items()
+            name: ready(graph, backend, embedded, target) for name, graph in module.methods.items()
         }
 
     def to_device(self, array):
@@ -159,21 +159,6 @@ class LoadedModule:
 
     def __repr__(self) -> str:
         return f"LoadedModule(methods={self.methods}, device={self.device!r})"
-
-
-def _executable(graph, backend: str, embedded: dict, target):
-    """`graph` ready to run on `backend`. On the CPU, a graph whose compiled library (with its
-    execution plan) is in the cache or the trusted file runs from that plan: the compiler
-    (scheduler, kernel IR, LLVM) is imported only where the code must be made here."""
-    if backend == "llvm":
-        from codegen.plan import planned
-
-        exe = planned(graph, embedded)
-        if exe is not None:
-            return exe
-    from codegen.executable import executable
-
-    return executable(graph, backend, embedded, target)
 
 
 def _arrays(inputs, xp):

@@ -187,15 +187,10 @@ class ScriptModule:
 
     def _executable(self, method: str):
         exe = self._executables.get(method)
-        if exe is None:  # compiled on first use, once per method
-            if self.backend == "llvm":  # (code in the cache runs from its plan: no scheduling)
-                from codegen.plan import planned
+        if exe is None:  # compiled on first use, once per method (code in the cache runs from its plan)
+            from codegen import ready
 
-                exe = planned(self._graphs[method], self._embedded)
-            if exe is None:
-                from codegen.executable import executable
-
-                exe = executable(self._graphs[method], self.backend, self._embedded, self.cuda_device)
+            exe = ready(self._graphs[method], self.backend, self._embedded, self.cuda_device)
             exe = self._executables.setdefault(method, exe)
         return exe
 
