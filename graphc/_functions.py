@@ -41,8 +41,6 @@ for _name, _fields in [
     ("sort", "values indices"),
     ("topk", "values indices"),
     ("svd", "U S V"),
-    ("std_mean", "std mean"),
-    ("var_mean", "var mean"),
     ("aminmax", "min max"),
 ]:
     setattr(return_types, _name, _return_type(_name, _fields))
@@ -303,15 +301,15 @@ def std(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correc
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    """(var, mean) over `dim`."""
+    """(var, mean) over `dim`: a plain tuple, as PyTorch returns."""
     v = var(input, dim, unbiased, keepdim, correction=correction)
-    return return_types.var_mean(v, mean(input, dim if not isinstance(dim, bool) else None, keepdim))
+    return (v, mean(input, dim if not isinstance(dim, bool) else None, keepdim))
 
 
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    """(std, mean) over `dim`."""
+    """(std, mean) over `dim`: a plain tuple, as PyTorch returns."""
     s = std(input, dim, unbiased, keepdim, correction=correction)
-    return return_types.std_mean(s, mean(input, dim if not isinstance(dim, bool) else None, keepdim))
+    return (s, mean(input, dim if not isinstance(dim, bool) else None, keepdim))
 
 
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:

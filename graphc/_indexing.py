@@ -89,13 +89,14 @@ def getitem(self: Tensor, key) -> Tensor:
                     positions.append(True)
                 dim += arr.ndim
             else:
-                arrays.append(arr)
+                # an integer tensor goes in as itself, so a trace sees where it came from
+                arrays.append(k if isinstance(k, Tensor) and k.device == self.device else arr)
                 positions.append(True)
                 dim += 1
     if not arrays:
         return out
     positions += [False] * (out.dim() - len(positions))
-    index_tensors = tuple(Tensor._wrap(a) for a in arrays)
+    index_tensors = tuple(a if isinstance(a, Tensor) else Tensor._wrap(a) for a in arrays)
     return dispatch(OPS["index"], (out, *index_tensors), {"positions": tuple(positions)})
 
 

@@ -442,6 +442,9 @@ SHAPE_METHODS = [
     "flip",
     "fliplr",
     "flipud",
+    "tril",
+    "triu",
+    "repeat_interleave",
     "split",
     "chunk",
     "unbind",
@@ -464,6 +467,8 @@ INPLACE = [
     "lerp",
     "masked_fill",
     "fix",
+    "tril",
+    "triu",
     *ALIASES,
 ]
 CONVERSIONS = {
@@ -539,3 +544,6 @@ def install() -> None:
     Tensor.H = Tensor.mH = property(lambda self: M.transpose(self, -2, -1))
     Tensor.__array_ufunc__ = None  # numpy defers `ndarray + tensor` to Tensor.__radd__
     Tensor.is_complex = lambda self: False
+    from graphc.nn import functional as NF
+
+    Tensor.softmax, Tensor.log_softmax = NF.softmax, NF.log_softmax

@@ -258,6 +258,68 @@ def flip(input: Tensor, dims) -> Tensor:
     return dispatch(OPS["flip"], (input,), {"dims": _dims(dims, input.dim()) or ()})
 
 
+def tril(input: Tensor, diagonal: int = 0, *, out: Tensor | None = None) -> Tensor:
+    """The lower triangle of the matrices in `input`'s last two dims: elements above
+    `diagonal` (0: the main one; 1 above it, -1 below) become 0."""
+    return _triangle("tril", input, diagonal, out)
+
+
+def triu(input: Tensor, diagonal: int = 0, *, out: Tensor | None = None) -> Tensor:
+    """The upper triangle of the matrices in `input`'s last two dims: elements below
+    `diagonal` become 0."""
+    return _triangle("triu", input, diagonal, out)
+
+
+def _triangle(op: str, input: Tensor, diagonal, out) -> Tensor:
+    from graphc._functions import _write_out
+
+    if input.dim() < 2:
+        raise ShapeError(f"{op}: input tensor must have at least 2 dimensions, got shape {list(input.shape)}")
+    if isinstance(diagonal, bool) or not isinstance(diagonal, (int, np.integer)):
+        raise TypeError(f"{op}(): argument 'diagonal' must be int, not {type(diagonal).__name__}")
+    name = "TrilBackward0" if op == "tril" else "TriuBackward0"
+    return _write_out(dispatch(OPS[op], (input,), {"diagonal": int(diagonal)}, name=name), out)
+
+
+def repeat_interleave(input: Tensor, repeats, dim: int | None = None, *, output_size=None) -> Tensor:
+    """Each element of `input` repeated `repeats` times along `dim` (the flattened input where
+    `dim` is None): [a, b] -> [a, a, b, b]. `repeats` is an int, or a tensor of one count per
+    element along `dim`."""
+    if dim is None:
+        input, dim = input.reshape(-1), 0
+    d = _wrap_dim(dim, input.dim())
+    if isinstance(repeats, Tensor) and repeats.numel() == 1 and repeats.dim() <= 1:
+        repeats = int(repeats.item())
+    if isinstance(repeats, (int, np.integer)) and not isinstance(repeats, bool):
+        if repeats < 0:
+            raise ValueError(f"repeat_interleave: repeats must be non-negative, got {repeats}")
+        shape = list(input.shape)
+        grown = input.unsqueeze(d + 1).expand(*shape[: d + 1], int(repeats), *shape[d + 1 :])
+        out = grown.reshape(*shape[:d], shape[d] * int(repeats), *shape[d + 1 :])
+    elif isinstance(repeats, Tensor):
+        counts = repeats.detach().numpy()
+        if counts.ndim != 1 or counts.shape[0] != input.shape[d] or counts.dtype.kind not in "iu":
+            raise ShapeError(
+                f"repeat_interleave: repeats must be an integer tensor of {input.shape[d]} counts "
+                f"(the size of dim {dim}), got {repeats.dtype} of shape {list(repeats.shape)}"
+            )
+        if (counts < 0).any():
+            raise ValueError("repeat_interleave: repeats must be non-negative")
+        from graphc._creation import tensor
+
+        index = tensor(np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts), device=input.device)
+        out = index_select(input, d, index)
+    else:
+        raise TypeError(
+            f"repeat_interleave: repeats must be an int or a tensor, got {type(repeats).__name__}"
+        )
+    if output_size is not None and out.shape[d] != output_size:
+        raise ShapeError(
+            f"repeat_interleave: output_size {output_size} does not match the result's {out.shape[d]}"
+        )
+    return out
+
+
 def fliplr(input: Tensor) -> Tensor:
     return flip(input, 1)
 

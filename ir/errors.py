@@ -5,8 +5,9 @@ class IRError(Exception):
     """Base class of every error the `ir` package raises."""
 
 
-class ShapeError(IRError, ValueError):
-    """Shapes that do not fit an op: names the op and every shape involved."""
+class ShapeError(IRError, ValueError, RuntimeError):
+    """Shapes that do not fit an op: names the op and every shape involved. A RuntimeError too,
+    which PyTorch raises for these (code written for it catches `RuntimeError`)."""
 
 
 class OpError(IRError, TypeError):

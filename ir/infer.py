@@ -229,6 +229,34 @@ def _same(inputs, **attrs):
     return inputs[0]
 
 
+@rule("tril", "triu")
+def _triangle(inputs, diagonal=0):
+    if inputs[0].rank < 2:
+        raise ShapeError(f"tril/triu: expected a tensor of at least 2 dims, got {inputs[0]}")
+    return inputs[0]
+
+
+@rule("index")
+def _index(inputs, positions):
+    """numpy's advanced indexing: the index arrays broadcast together; their dims replace the
+    indexed dims where those are adjacent, else go first."""
+    x, indices = inputs[0], inputs[1:]
+    where = [i for i, p in enumerate(positions) if p]
+    if len(positions) > x.rank or len(indices) != len(where) or not where:
+        raise ShapeError(f"index: positions {positions} do not fit {len(indices)} index tensors into {x}")
+    for t in indices:
+        if t.dtype.category != dtypes.INT:
+            raise ShapeError(
+                f"index: only integer index tensors have a shape known before running, got {t} "
+                "(a bool mask selects a data-dependent number of elements)"
+            )
+    picked = broadcast("index", *[t.shape for t in indices])
+    if where == list(range(where[0], where[-1] + 1)):
+        return TensorType(x.dtype, x.shape[: where[0]] + picked + x.shape[where[-1] + 1 :])
+    kept = tuple(x.shape[i] for i, p in enumerate(positions) if not p)
+    return TensorType(x.dtype, picked + kept + x.shape[len(positions) :])
+
+
 @rule("gather")
 def _gather(inputs, dim):
     x, index = inputs[0], inputs[1]

@@ -371,6 +371,8 @@ rule("squeeze")(lambda n, g: g.reshape(n.input_shape(0)))
 rule("unsqueeze")(lambda n, g: g.reshape(n.input_shape(0)))
 rule("expand")(lambda n, g: g)  # the node sums the gradient back to the input's shape
 rule("flip")(lambda n, g: g.flip(n.attrs["dims"]))
+rule("tril")(lambda n, g: g.tril(n.attrs["diagonal"]))
+rule("triu")(lambda n, g: g.triu(n.attrs["diagonal"]))
 
 
 @rule("permute")

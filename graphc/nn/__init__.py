@@ -56,3 +56,11 @@ from graphc.nn.normalization import (
 from graphc.nn.parallel import DataParallel, DistributedDataParallel
 from graphc.nn.parameter import Parameter
 from graphc.nn.rnn import GRU, LSTM, RNN
+from graphc.nn.transformer import (
+    MultiheadAttention,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)

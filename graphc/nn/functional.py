@@ -284,6 +284,99 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     return input.copy_(out) if inplace else out
 
 
+# --- attention ---
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    """softmax(query @ key^T * scale + mask) @ value over the last two dims: query (..., L, E),
+    key (..., S, E), value (..., S, Ev) give (..., L, Ev).
+
+    `scale` defaults to 1/sqrt(E). `attn_mask` broadcasts to (..., L, S): a bool mask keeps the
+    positions that are True, a float mask is added to the scores. `is_causal` lets position i
+    attend to positions up to i only (the upper triangle masked; not with `attn_mask`).
+    `dropout_p` drops attention weights (always: pass 0.0 when not training). `enable_gqa` lets
+    key and value have fewer heads (dim -3) than query, each serving a group of query heads.
+    A row whose every position is masked gives zeros (PyTorch's math kernel does the same).
+    """
+    _check_attention(query, key, value, enable_gqa)
+    if is_causal and attn_mask is not None:
+        raise ValueError(
+            "scaled_dot_product_attention: an explicit attn_mask should not be set when is_causal=True"
+        )
+    if enable_gqa and query.dim() >= 3 and key.size(-3) != query.size(-3):
+        groups = query.size(-3) // key.size(-3)
+        key, value = (t.repeat_interleave(groups, dim=-3) for t in (key, value))
+    if scale is None:
+        scale = 1.0 / math.sqrt(query.size(-1))
+    scores = G.matmul(query * scale, key.transpose(-2, -1))
+    masked = attn_mask is not None
+    if is_causal:
+        length, source = query.size(-2), key.size(-2)
+        future = G.triu(G.full((length, source), float("-inf"), dtype=scores.dtype, device=scores.device), 1)
+        scores = scores + future
+    elif masked:
+        scores = _apply_mask(scores, attn_mask, "attn_mask", keep=True)
+    weights = _masked_softmax(scores) if masked else softmax(scores, -1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p, training=True)
+    return G.matmul(weights, value)
+
+
+def _check_attention(query: Tensor, key: Tensor, value: Tensor, enable_gqa: bool) -> None:
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if t.dim() < 2:
+            raise ShapeError(
+                f"scaled_dot_product_attention: {name} must have at least 2 dims, got {list(t.shape)}"
+            )
+    if query.size(-1) != key.size(-1) or key.size(-2) != value.size(-2):
+        raise ShapeError(
+            "scaled_dot_product_attention: expected query (..., L, E), key (..., S, E) and value "
+            f"(..., S, Ev), got {list(query.shape)}, {list(key.shape)} and {list(value.shape)}"
+        )
+    if enable_gqa and query.dim() >= 3 and query.size(-3) % key.size(-3):
+        raise ShapeError(
+            f"scaled_dot_product_attention: with enable_gqa the query's {query.size(-3)} heads must be "
+            f"a multiple of the key's {key.size(-3)}"
+        )
+
+
+def _apply_mask(scores: Tensor, mask: Tensor, name: str, keep: bool) -> Tensor:
+    """`scores` with a mask applied: a bool mask marks positions to keep (`keep`) or to leave out;
+    a float mask is added."""
+    try:
+        fits = G.broadcast_shapes(mask.shape, scores.shape) == scores.shape
+    except ShapeError:
+        fits = False
+    if not fits:
+        raise ShapeError(
+            f"{name} of shape {list(mask.shape)} does not broadcast to the scores' {list(scores.shape)}"
+        )
+    if mask.dtype == G.bool:
+        out = scores.masked_fill(~mask if keep else mask, float("-inf"))
+    elif mask.dtype.is_floating_point:
+        out = scores + mask.to(scores.dtype)
+    else:
+        raise TypeError(f"{name} must be a bool or floating-point tensor, got {mask.dtype}")
+    return out
+
+
+def _masked_softmax(scores: Tensor) -> Tensor:
+    """softmax over the last dim where a row that is all -inf gives zeros, not NaN."""
+    top = scores.amax(-1, keepdim=True).detach()
+    e = G.exp(scores - G.where(top == float("-inf"), 0.0, top))
+    total = e.sum(-1, keepdim=True)
+    return e / G.where(total == 0.0, 1.0, total)
+
+
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     out = G.where(input > 0, input, alpha * G.expm1(G.clamp(input, max=0.0)))
     return input.copy_(out) if inplace else out

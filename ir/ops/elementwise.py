@@ -177,7 +177,13 @@ _binary("right_shift", lambda xp, a, b: xp.right_shift(a, b), Promote.INTEGRAL, 
 @register("where", promote=Promote.COMMON, promoted=(1, 2))
 def _where(xp, cond, a, b):
     """Elements of `a` where `cond` holds, else of `b` (all three broadcast)."""
-    return xp.where(cond, a, b)
+    try:
+        return xp.where(cond, a, b)
+    except ValueError:
+        shapes = [list(getattr(v, "shape", ())) for v in (cond, a, b)]
+        raise ShapeError(
+            f"where: the condition, input and other of shapes {shapes} do not broadcast"
+        ) from None
 
 
 @register("clamp", promote=Promote.COMMON)

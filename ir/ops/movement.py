@@ -76,6 +76,23 @@ def _flip(xp, x, dims):
     return xp.flip(x, axis=tuple(dims)).copy()
 
 
+@register("tril")
+def _tril(xp, x, diagonal=0):
+    """`x` with the elements above its `diagonal` zeroed, over its last two dims (the diagonal
+    counts from the main one: 1 is just above it, -1 just below)."""
+    if x.ndim < 2:
+        raise ShapeError(f"tril: expected a tensor of at least 2 dims, got shape {list(x.shape)}")
+    return xp.tril(x, diagonal)
+
+
+@register("triu")
+def _triu(xp, x, diagonal=0):
+    """`x` with the elements below its `diagonal` zeroed, over its last two dims."""
+    if x.ndim < 2:
+        raise ShapeError(f"triu: expected a tensor of at least 2 dims, got shape {list(x.shape)}")
+    return xp.triu(x, diagonal)
+
+
 @register("concat", promote=Promote.COMMON)
 def _concat(xp, *xs, dim=0):
     """The inputs joined along `dim`; all other dims must match."""

@@ -5,6 +5,7 @@ import math
 from collections import OrderedDict
 
 import numpy as np
+import pytest
 
 import graphc as torch
 
@@ -24,6 +25,18 @@ def test_seed001_tensor_math_prints():
     assert show(sqrt2s) == "tensor([[1.4142, 1.4142],\n        [1.4142, 1.4142]])"
     assert show(twos ** torch.tensor([[1, 2], [3, 4]])) == "tensor([[ 2.,  4.],\n        [ 8., 16.]])"
     assert show(threes * fours) == "tensor([[12., 12.],\n        [12., 12.]])"
+
+
+def test_seed001_shapes_that_do_not_broadcast_raise_a_runtime_error():
+    """The seed: "uncomment this line to get a runtime error"; code written for PyTorch catches
+    RuntimeError (graphc's ShapeError is one, and a ValueError)."""
+    a = torch.ones(4, 3, 2)
+    for other in (torch.rand(4, 3), torch.rand(2, 3), torch.rand((0,))):
+        with pytest.raises(RuntimeError, match="must match the size"):
+            a * other
+    with pytest.raises(RuntimeError):
+        torch.rand(2, 3) @ torch.rand(2, 3)
+    assert issubclass(torch.ShapeError, ValueError)
 
 
 def test_seed001_common_functions():

@@ -71,6 +71,34 @@ def test_inference_with_symbolic_dims():
         )
 
 
+@pytest.mark.parametrize(
+    "positions, index_shapes",
+    [
+        ((True,), [(2, 3)]),  # an embedding lookup: (vocab, dim)[tokens]
+        ((False, True), [(4,)]),
+        ((True, True), [(2, 1), (3,)]),  # adjacent dims: the broadcast shape takes their place
+        ((False, True, True), [(5,), (5,)]),
+        ((True, False, True), [(2, 3), (3,)]),  # split by a slice: the broadcast shape goes first
+    ],
+)
+def test_index_shapes_are_numpys(positions, index_shapes):
+    """The `index` op's inferred shape is numpy's advanced indexing's, symbols kept."""
+    shape = (6, 5, 4)
+    x = np.zeros(shape, np.float32)
+    indices = [np.zeros(s, np.int64) for s in index_shapes]
+    key = iter(indices)
+    want = x[tuple(next(key) if p else slice(None) for p in positions)].shape
+    types = [TensorType(dtypes.int64, s) for s in index_shapes]
+    (got,) = infer("index", [TensorType(F32, shape), *types], {"positions": positions})
+    assert got == TensorType(F32, want)
+    (symbolic,) = infer(
+        "index", [TensorType(F32, ("v", 5, 4)), TensorType(dtypes.int64, ("b", "s"))], {"positions": (True,)}
+    )
+    assert symbolic.shape == ("b", "s", 5, 4)
+    with pytest.raises(ShapeError, match="data-dependent"):
+        infer("index", [TensorType(F32, shape), TensorType(dtypes.bool_, (6,))], {"positions": (True,)})
+
+
 def test_interpreter_runs_lenet_for_any_batch():
     rng = np.random.default_rng(0)
     weights = {

@@ -1,0 +1,117 @@
+"""Inference latency of a small transformer encoder (a text classifier: embedding, positions,
+nn.TransformerEncoder of 2 layers, d_model 128, 4 heads, feed-forward 512, mean over positions,
+linear head) with batch and sequence length dynamic: graphc's runtime (the .gcm file compiled
+for this CPU) against PyTorch eager (its fused encoder fast path), TorchScript, ONNX Runtime and
+torch.compile on the same weights, in the same run.
+
+Run: python benchmarks/transformer.py [--repeat N] [--no-compile]
+     (needs torch, onnxruntime, onnx, onnxscript; --no-compile skips torch.compile)
+
+Every runtime uses 2 threads; each cell is the median over N rounds (see infer.py's
+per_call_ms); outputs are checked against PyTorch eager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from infer import THREADS, per_call_ms  # noqa: E402
+
+VOCAB, D_MODEL, HEADS, FF, LAYERS, MAX_LEN, CLASSES = 1000, 128, 4, 512, 2, 256, 4
+CASES = [(1, 32), (16, 128)]  # (batch, sequence length)
+
+
+def classifier(torch_like):
+    nn = torch_like.nn
+
+    class TextClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(VOCAB, D_MODEL)
+            self.position = nn.Embedding(MAX_LEN, D_MODEL)
+            layer = nn.TransformerEncoderLayer(D_MODEL, HEADS, FF, dropout=0.1, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=False)
+            self.head = nn.Linear(D_MODEL, CLASSES)
+
+        def forward(self, tokens):
+            positions = torch_like.arange(tokens.size(1))
+            x = self.embed(tokens) + self.position(positions)
+            return self.head(self.encoder(x).mean(1))
+
+    return TextClassifier()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+    import torch
+
+    import graphc
+    import runtime
+
+    torch.set_num_threads(THREADS)
+    print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, ", end="")
+    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {THREADS} threads")
+    graphc.manual_seed(0)
+    ours, theirs = classifier(graphc).eval(), classifier(torch).eval()
+    theirs.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ours.state_dict().items()})
+    example = np.random.default_rng(0).integers(0, VOCAB, (2, 16))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "classifier"
+        dynamic = {"tokens": {0: "batch", 1: "seq"}}
+        graphc.script(ours, (graphc.tensor(example),), dynamic=dynamic).save(f"{path}.gcm")
+        loaded = runtime.load(f"{path}.gcm", backend="llvm")
+        tx = torch.from_numpy(example)
+        batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=MAX_LEN)
+        torch.onnx.export(
+            theirs,
+            (tx,),
+            f"{path}.onnx",
+            input_names=["tokens"],
+            output_names=["logits"],
+            dynamic_shapes={"tokens": {0: batch, 1: seq}},
+            dynamo=True,
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = THREADS
+        session = ort.InferenceSession(f"{path}.onnx", options, providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            scripted = torch.jit.freeze(torch.jit.script(theirs))
+            compiled = None if args.no_compile else torch.compile(theirs, dynamic=True)
+        print("| batch x length | graphc runtime | PyTorch eager | TorchScript | ONNX Runtime | torch.compile |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for n, length in CASES:
+            tokens = np.random.default_rng(n).integers(0, VOCAB, (n, length))
+            tt = torch.from_numpy(tokens)
+            with torch.no_grad():
+                expected = theirs(tt).numpy()
+            runners = {
+                "graphc": lambda t=tokens: loaded(t)[0],
+                "eager": lambda t=tt: theirs(t).numpy(),
+                "torchscript": lambda t=tt: scripted(t).numpy(),
+                "ort": lambda t=tokens: session.run(None, {"tokens": t})[0],
+            }
+            if compiled is not None:
+                runners["torch.compile"] = lambda t=tt: compiled(t).numpy()
+            cells = []
+            for key, fn in runners.items():
+                with torch.no_grad():
+                    np.testing.assert_allclose(fn(), expected, rtol=1e-3, atol=1e-4, err_msg=key)
+                    cells.append(f"{per_call_ms(fn, args.repeat):.3f} ms")
+            cells += ["-"] * (5 - len(cells))
+            print(f"| {n} x {length} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
