@@ -89,7 +89,8 @@ def main() -> None:
         with torch.no_grad():
             scripted = torch.jit.freeze(torch.jit.script(theirs))
             compiled = None if args.no_compile else torch.compile(theirs, dynamic=True)
-        print("| batch x length | graphc runtime | PyTorch eager | TorchScript | ONNX Runtime | torch.compile |")
+        print("| batch x length | graphc runtime | PyTorch eager | TorchScript | ONNX Runtime ", end="")
+        print("| torch.compile |")
         print("|---|---:|---:|---:|---:|---:|")
         for n, length in CASES:
             tokens = np.random.default_rng(n).integers(0, VOCAB, (n, length))

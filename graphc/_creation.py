@@ -170,7 +170,7 @@ def eye(n: int, m: int | None = None, *, out=None, dtype=None, device=None, requ
     """An n x m matrix with ones on the diagonal."""
     arr = dispatch(
         OPS["eye"], (), {"n": n, "m": n if m is None else m, "dtype": _dtype_or_default(dtype).name}
-    )._data
+    )
     return _finish(arr, dtype, device, requires_grad, out)
 
 
@@ -183,7 +183,8 @@ def arange(start, end=None, step=1, *, out=None, dtype=None, device=None, requir
     if dtype is None:
         ints = all(isinstance(v, int) for v in (start, end, step))
         dtype = dtypes.int64 if ints else get_default_dtype()
-    arr = dispatch(OPS["arange"], (), {"start": start, "end": end, "step": step, "dtype": dtype.name})._data
+    # the op's tensor itself, so a trace records arange(x.size(1)) as a node with a symbolic end
+    arr = dispatch(OPS["arange"], (), {"start": start, "end": end, "step": step, "dtype": dtype.name})
     return _finish(arr, dtype, device, requires_grad, out)
 
 
@@ -194,7 +195,7 @@ def linspace(start, end, steps: int, *, out=None, dtype=None, device=None, requi
         OPS["linspace"],
         (),
         {"start": float(start), "end": float(end), "steps": int(steps), "dtype": dtype.name},
-    )._data
+    )
     return _finish(arr, dtype, device, requires_grad, out)
 
 

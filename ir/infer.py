@@ -9,6 +9,7 @@ a size other than 1) raises `ShapeError`.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 
@@ -402,6 +403,30 @@ def _mse_loss(inputs, reduction="mean"):
 @rule("full")
 def _full(inputs, shape, value, dtype):
     return TensorType(dtypes.from_name(dtype), tuple(shape))
+
+
+@rule("eye")
+def _eye(inputs, n, m, dtype):
+    return TensorType(dtypes.from_name(dtype), (n, m))
+
+
+@rule("linspace")
+def _linspace(inputs, start, end, steps, dtype):
+    return TensorType(dtypes.from_name(dtype), (steps,))
+
+
+@rule("arange")
+def _arange(inputs, start, end, step, dtype):
+    if isinstance(end, str) or isinstance(start, str) or isinstance(step, str):
+        if start != 0 or step != 1 or not isinstance(end, str):
+            raise ShapeError(
+                f"arange: with a symbolic bound only arange(n) (start 0, step 1) has a known length, "
+                f"got start={start!r}, end={end!r}, step={step!r}"
+            )
+        return TensorType(dtypes.from_name(dtype), (end,))
+    if step == 0:
+        raise ShapeError("arange: step must be nonzero")
+    return TensorType(dtypes.from_name(dtype), (max(math.ceil((end - start) / step), 0),))
 
 
 @rule("cond")
