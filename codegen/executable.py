@@ -36,6 +36,7 @@ from codegen.plan import (
     schedule_digest,
 )
 from codegen.schedule import KernelStep, NodeStep, dump, format_schedule, schedule
+from codegen.sized import split
 from ir import dtypes
 from ir.errors import ShapeError
 from ir.graph import Graph
@@ -51,7 +52,8 @@ class CompiledGraph:
         """`embedded`: shared libraries by cache key (from a module file the user trusts), used
         when one is this graph's for this CPU."""
         self.source = graph
-        self.graph = optimize(graph)
+        # (values that depend only on sizes are inputs, computed once per set of sizes)
+        self.graph, self.sized = split(optimize(graph))
         self.steps = _pack_conv_weights(schedule(self.graph), self.graph)
         self.schedule_text = format_schedule(self.steps)  # also part of the code's cache key
         dump(self.graph.name, {"schedule.txt": self.schedule_text + "\n"})  # (where GRAPHC_DUMP says)
@@ -143,6 +145,8 @@ class CompiledGraph:
 
     def run(self, arrays, weights: dict | None = None) -> list[np.ndarray]:
         """The graph's outputs for `arrays` (a list in input order or a dict by name)."""
+        if self.sized is not None:
+            arrays = self.sized.add(arrays)
         if self.native is not None:
             outs = self.native.call(arrays)
             if outs is not None:

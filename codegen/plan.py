@@ -560,9 +560,9 @@ class PlannedGraph:
     the cache, or in a module file the user trusts): no scheduling, no kernel IR. Sizes with
     an empty tensor take the step-by-step path (`CompiledGraph`, made on first need)."""
 
-    def __init__(self, source, graph, plan: Plan, key: str, addresses: dict) -> None:
-        self.source = source  # as given; `graph` is it optimized
-        self.graph = graph
+    def __init__(self, source, graph, plan: Plan, key: str, addresses: dict, sized=None) -> None:
+        self.source = source  # as given; `graph` is it optimized (codegen.sized: and split)
+        self.graph, self.sized = graph, sized
         self.library_key = key
         self.native = NativeRun(graph, plan, Constants(graph.weight_data), addresses, workers())
         self._steps = None
@@ -570,6 +570,9 @@ class PlannedGraph:
 
     def run(self, arrays, weights: dict | None = None) -> list[np.ndarray]:
         """The graph's outputs for `arrays` (a list in input order or a dict by name)."""
+        given = arrays
+        if self.sized is not None:
+            arrays = self.sized.add(arrays)
         outs = self.native.call(arrays)
         if outs is None:
             with self._lock:
@@ -577,7 +580,7 @@ class PlannedGraph:
                     from codegen.executable import CompiledGraph
 
                     self._steps = CompiledGraph(self.source)
-            outs = self._steps.run(arrays, weights)
+            outs = self._steps.run(given, weights)
         return outs
 
     def library_bytes(self) -> bytes | None:
@@ -592,9 +595,10 @@ def planned(graph, embedded: dict[str, bytes] | None = None) -> PlannedGraph | N
     schedules, and compiles where needed). None too where GRAPHC_DUMP asks for the schedule."""
     if os.environ.get("GRAPHC_DUMP"):
         return None
+    from codegen.sized import split
     from ir.passes import optimize
 
-    optimized = optimize(graph)
+    optimized, sized = split(optimize(graph))
     key = code_key(optimized)
     library.offer(embedded or {})
     data = library.data(key, PLAN_SYMBOL)
@@ -609,4 +613,4 @@ def planned(graph, embedded: dict[str, bytes] | None = None) -> PlannedGraph | N
     addresses = library.load(key, ["graph_entry", *plan.names])
     if addresses is None:
         return None
-    return PlannedGraph(graph, optimized, plan, key, addresses)
+    return PlannedGraph(graph, optimized, plan, key, addresses, sized)

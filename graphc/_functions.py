@@ -14,7 +14,7 @@ import numpy as np
 
 from graphc import _device
 from graphc._dispatch import dispatch
-from graphc._tensor import Tensor, _wrap_dim
+from graphc._tensor import Tensor, _wrap_dim, get_default_dtype
 from graphc.autograd import grad_mode
 from graphc.errors import AutogradError, ShapeError
 from ir import dtypes
@@ -223,6 +223,12 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
     where `condition` holds (like `nonzero(as_tuple=True)`)."""
     if input is None and other is None:
         return nonzero(condition, as_tuple=True)
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):  # two Python numbers
+        from graphc._creation import tensor
+
+        kinds = {type(v) for v in (input, other)}
+        dtype = get_default_dtype() if float in kinds else dtypes.int64 if int in kinds else dtypes.bool_
+        input = tensor(input, dtype=dtype, device=condition.device)
     return dispatch(_op("where"), (condition, input, other))
 
 

@@ -57,10 +57,29 @@ def _attrs(text: str | None, where: str, weights: dict | None) -> dict:
             attrs[key.strip()] = parse_graph(value, weights)
             continue
         try:
-            attrs[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
+            attrs[key.strip()] = _literal(value.strip())
+        except (ValueError, SyntaxError, TypeError):
             raise IRError(f"{where}: attribute value {value.strip()!r} is not a literal") from None
     return attrs
+
+
+def _literal(text: str):
+    """A Python literal, where floats may also be inf, -inf and nan (as repr prints them)."""
+
+    def value(node):
+        if isinstance(node, ast.Name) and node.id in ("inf", "nan"):
+            return float(node.id)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            inner = value(node.operand)
+            if not isinstance(inner, (int, float)) or isinstance(inner, bool):
+                raise ValueError("a sign before something other than a number")
+            return -inner if isinstance(node.op, ast.USub) else inner
+        if isinstance(node, (ast.Tuple, ast.List)):
+            items = [value(e) for e in node.elts]
+            return tuple(items) if isinstance(node, ast.Tuple) else items
+        return ast.literal_eval(node)
+
+    return value(ast.parse(text, mode="eval").body)
 
 
 def parse_graph(text: str, weights: dict[str, np.ndarray] | None = None) -> Graph:

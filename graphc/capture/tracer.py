@@ -142,7 +142,15 @@ class Tracer:
     # --- recording ---
     def record(self, op, args: tuple, arrays: list, attrs: dict, result) -> None:
         """Append one op call (with the arrays it computed on, after promotion)."""
-        compute = next((a.dtype for a in arrays if hasattr(a, "dtype")), None)
+        # a Python scalar takes the dtype of the tensors it was promoted with (where's condition
+        # is not one of them), else that of the result
+        positions = op.promoted if op.promoted is not None else range(len(arrays))
+        compute = next((arrays[i].dtype for i in positions if hasattr(arrays[i], "dtype")), None)
+        if compute is None and op.promote.value != "none":
+            first = result[0] if isinstance(result, tuple) else result
+            compute = first._data.dtype
+        if compute is None:
+            compute = next((a.dtype for a in arrays if hasattr(a, "dtype")), None)
         inputs = []
         for a, arr in zip(args, arrays, strict=True):
             if isinstance(a, Tensor):

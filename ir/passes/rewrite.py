@@ -317,12 +317,45 @@ def _nll_loss(new: Graph, node: Node, inputs: list) -> list[Value] | None:
     return new.add_node("div", [total, count], {}, scope=s)
 
 
+def _index(new: Graph, node: Node, inputs: list) -> list[Value] | None:
+    """Indexing by one integer tensor (an embedding lookup: weight[tokens]; x[:, idx]) as a
+    gather, which kernels compute in place: x gets unit dims for the index's leading dims,
+    broadcast to them; the index gets unit dims for x's other dims, broadcast to the output.
+    Negative indices count from the end, as for indexing. Other forms stay whole."""
+    x, index = (inputs + [None, None])[:2]
+    positions = node.attrs["positions"]
+    if len(inputs) != 2 or list(positions).count(True) != 1 or index.type.rank == 0:
+        return None
+    p, r, rank = list(positions).index(True), index.type.rank, x.type.rank
+    size, out = x.type.shape[p], node.outputs[0].type.shape
+    if isinstance(size, str):
+        return None
+    s = node.scope
+    source = x
+    for _ in range(r - 1):  # (.., 1, .., 1, size, ..): a unit dim per leading dim of the index
+        (source,) = new.add_node("unsqueeze", [source], {"dim": p}, scope=s)
+    spread = tuple(out[: p + r - 1]) + tuple(x.type.shape[p:])
+    (source,) = new.add_node("expand", [source], {"shape": spread}, scope=s)
+    zero = _constant(new, "zero", np.zeros((), index.type.dtype.np))
+    (negative,) = new.add_node("lt", [index, zero], {}, scope=s)
+    length = _constant(new, "size", np.array(size, index.type.dtype.np))
+    (wrapped,) = new.add_node("add", [index, length], {}, scope=s)
+    (at,) = new.add_node("where", [negative, wrapped, index], {}, scope=s)
+    for _ in range(p):  # unit dims for x's dims before and after the indexed one
+        (at,) = new.add_node("unsqueeze", [at], {"dim": 0}, scope=s)
+    for d in range(p + r, p + r + rank - p - 1):
+        (at,) = new.add_node("unsqueeze", [at], {"dim": d}, scope=s)
+    (at,) = new.add_node("expand", [at], {"shape": tuple(out)}, scope=s)
+    return new.add_node("gather", [source, at], {"dim": p + r - 1}, scope=s)
+
+
 # composites whose second input is an integer index, not a promoted operand
-INDEXED = frozenset({"nll_loss"})
+INDEXED = frozenset({"nll_loss", "index"})
 
 # Composite op -> its decomposition into core ops, or None where it stays whole (a backend may
 # keep some whole).
 COMPOSITES: dict[str, Callable[[Graph, Node, list], list[Value] | None]] = {
+    "index": _index,
     "linear": _linear,
     "log_softmax": _log_softmax,
     "nll_loss": _nll_loss,

@@ -181,6 +181,15 @@ def test_pow_and_clamp_and_where():
     assert x.clamp(max=graphc.tensor([0.0, 0.0, 5.0])).tolist() == [-2.0, 0.0, 3.0]
     assert graphc.where(x > 0, x, graphc.zeros(3)).tolist() == [0.0, 0.5, 3.0]
     assert graphc.where(x > 0, 1.0, -1.0).tolist() == [-1.0, 1.0, 1.0]
+    # two Python numbers: PyTorch's dtypes (the default float, int64, bool)
+    assert graphc.where(x > 0, 1.0, -1.0).dtype == graphc.float32
+    assert graphc.where(x > 0, 1, 2.5).dtype == graphc.float32
+    assert (
+        graphc.where(x > 0, 1, 2).dtype == graphc.int64
+        and graphc.where(x > 0, True, False).dtype == graphc.bool
+    )
+    with pytest.raises(graphc.ShapeError, match="do not broadcast"):
+        graphc.where(x > 0, graphc.ones(2), x)
     assert graphc.isnan(graphc.tensor([1.0, math.nan])).tolist() == [False, True]
     with pytest.raises(ValueError, match="at least one"):
         graphc.clamp(x)

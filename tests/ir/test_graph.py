@@ -45,6 +45,21 @@ def test_text_form_round_trips_exactly():
     assert g.symbols() == {"batch"} and g.nodes[0].scope == "conv1"
 
 
+def test_infinite_and_nan_attributes_round_trip():
+    text = """graph g(%x: f32[n,n]) {
+  %0: f32[n,n] = full[dtype='float32', shape=('n', 'n'), value=-inf]()
+  %1: f32[n,n] = clamp[max=inf, min=(-inf, nan, -2.5, [+1])](%x)
+  return %0
+}"""
+    g = parse_graph(text)
+    assert g.nodes[0].attrs["value"] == -np.inf and np.isnan(g.nodes[1].attrs["min"][1])
+    assert g.nodes[1].attrs["min"][2:] == (-2.5, [1])
+    assert str(parse_graph(str(g))) == str(g)
+    for bad in ("value=-'a'", "value=__import__('os')", "value=-inf.real"):
+        with pytest.raises(IRError, match="is not a literal"):
+            parse_graph(text.replace("value=-inf", bad))
+
+
 def test_inference_with_symbolic_dims():
     x = TensorType(F32, ("batch", 16, 5, 5))
     assert infer("reshape", [x], {"shape": (-1, 400)})[0].shape == ("batch", 400)

@@ -440,3 +440,44 @@ def test_var_over_a_symbolic_dim_or_too_few_values_stays_whole():
     assert "var" in [n.op for n in optimize(over_batch).nodes]  # n is the batch size
     single = graphc.script(lambda x: x.var(1), (graphc.randn(3, 1),), backend="interpreter").graph
     assert "var" in [n.op for n in optimize(single).nodes]  # n - correction = 0: NaN, as the op gives
+
+
+@pytest.mark.parametrize(
+    "x_shape, positions, index_shape",
+    [
+        ((10, 4), (True,), (2, 3)),  # an embedding lookup
+        ((10, 4), (True, False), (5,)),
+        ((3, 10, 4), (False, True), (2, 3)),  # x[:, idx]
+        ((3, 10, 4, 2), (False, True, False, False), (6,)),
+        ((10,), (True,), (2, 2, 2)),
+    ],
+)
+def test_indexing_by_one_integer_tensor_decomposes_into_a_gather(x_shape, positions, index_shape):
+    """`index` by one integer tensor becomes a gather of broadcast views (which kernels read in
+    place), negative indices counting from the end; the results are the op's, and an index out
+    of range is still an IndexError."""
+    g = Graph("g")
+    x = g.add_input("x", TensorType(dtypes.float32, x_shape))
+    i = g.add_input("i", TensorType(dtypes.int64, index_shape))
+    (y,) = g.add_node("index", [x, i], {"positions": positions})
+    g.set_outputs([y])
+    optimized = optimize(g)
+    assert "index" not in [n.op for n in optimized.nodes] and "gather" in [n.op for n in optimized.nodes]
+    rng = np.random.default_rng(len(index_shape))
+    n = x_shape[positions.index(True)]
+    xv = rng.standard_normal(x_shape).astype(np.float32)
+    iv = rng.integers(-n, n, index_shape)
+    np.testing.assert_array_equal(run(optimized, [xv, iv])[0], run(g, [xv, iv])[0])
+    for bad in (n, -n - 1):
+        with pytest.raises(IndexError):
+            run(optimized, [xv, np.full(index_shape, bad)])
+
+
+def test_indexing_by_several_tensors_or_a_symbolic_axis_stays_whole():
+    g = parse_graph("""
+graph g(%x: f32[n,4], %i: i64[3], %j: i64[3], %k: i64[2]) {
+  %0: f32[3] = index[positions=(True, True)](%x, %i, %j)
+  %1: f32[2,4] = index[positions=(True,)](%x, %k)
+  return %0, %1
+}""")
+    assert [n.op for n in optimize(g).nodes] == ["index", "index"]

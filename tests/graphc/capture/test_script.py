@@ -84,6 +84,23 @@ def test_ranges_and_identities_sized_by_the_input_follow_it():
         graphc.script(shifted, (graphc.randn(4, 3),))
 
 
+def test_python_numbers_take_the_dtype_of_the_tensors_they_meet():
+    """A number in where() is recorded in the dtype of the other value, not of the condition
+    (it was recorded as a bool: where(x > 0, 0.5, x) gave 1.0)."""
+    fns = [
+        lambda x: graphc.where(x > 0, 0.5, x),
+        lambda x: graphc.where(x > 0, x, -2.5),
+        lambda x: graphc.where(x > 0, 3.5, -1.5) + x,
+        lambda x: x.masked_fill(x > 1, 0.25),
+        lambda x: (x > 0.5) & (x < 2),
+    ]
+    x = graphc.tensor([1.0, -1.0, 2.0, 0.75])
+    for fn in fns:
+        want = fn(x)
+        got = graphc.script(fn, (graphc.randn(3),))(x)
+        assert got.dtype == want.dtype and got.tolist() == want.tolist()
+
+
 def test_shape_dependent_branches_are_reported():
     def f(x):
         if x.shape[0] > 4:
