@@ -448,8 +448,9 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if p == 1.0:
         out = input * 0.0
     else:
-        keep = G.bernoulli(G.full_like(input, 1.0 - p))
-        out = input * keep * (1.0 / (1.0 - p))
+        # the mask scaled once: one product forward and one in the backward pass
+        keep = G.bernoulli(G.full_like(input, 1.0 - p)) * (1.0 / (1.0 - p))
+        out = input * keep
     return input.copy_(out) if inplace else out
 
 

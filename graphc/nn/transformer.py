@@ -119,20 +119,20 @@ class MultiheadAttention(Module):
         batched = query.dim() == 3
         self._check_inputs(query, key, value, batched)
         self_attention = query is key and key is value
-        if not batched:
-            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+        batch_first = self.batch_first
+        if not batched:  # a batch of one, batch first
+            query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.unsqueeze(0)
-        elif self.batch_first:  # the projections work on (length, batch, embed)
-            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+            batch_first = True
         out, weights = self._attend(
-            query, key, value, key_padding_mask, attn_mask, need_weights, self_attention
+            query, key, value, key_padding_mask, attn_mask, need_weights, self_attention, batch_first
         )
         if weights is not None and average_attn_weights:
             weights = weights.mean(1)
         if not batched:
-            return out.squeeze(1), None if weights is None else weights.squeeze(0)
-        return (out.transpose(0, 1) if self.batch_first else out), weights
+            return out.squeeze(0), None if weights is None else weights.squeeze(0)
+        return out, weights
 
     def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor, batched: bool) -> None:
         rank = 3 if batched else 2
@@ -167,29 +167,36 @@ class MultiheadAttention(Module):
             weights = (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight)
         return weights, biases
 
-    def _attend(self, query, key, value, key_padding_mask, attn_mask, need_weights, self_attention):
-        """Attention on (L, N, E) inputs: the (L, N, E) output and the (N, heads, L, S) weights
-        (or None)."""
-        (wq, wk, wv), (bq, bk, bv) = self._projections()
-        if self_attention and self._qkv_same_embed_dim:  # one matmul for q, k and v
-            q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+    def _attend(
+        self, query, key, value, key_padding_mask, attn_mask, need_weights, self_attention, batch_first
+    ):
+        """Attention on 3-D inputs, (N, L, E) with `batch_first`, else (L, N, E): the output in
+        the same layout and the (N, heads, L, S) weights (or None). Heads are views of the
+        projections, (N, heads, L, head_dim), which the matmuls read in place."""
+        heads, head_dim, e = self.num_heads, self.head_dim, self.embed_dim
+        n_dim = 0 if batch_first else 1
+        batch, length = query.size(n_dim), query.size(1 - n_dim)
+
+        def split(t, parts=1):  # (.., .., parts * E) -> (parts, N, heads, T, head_dim)
+            t = t.reshape(t.size(0), t.size(1), parts, heads, head_dim)
+            return t.permute(2, 0, 3, 1, 4) if batch_first else t.permute(2, 1, 3, 0, 4)
+
+        extra = self.bias_k is not None or self.add_zero_attn
+        if self_attention and self._qkv_same_embed_dim and not extra:  # one matmul for q, k and v
+            q, k, v = split(F.linear(query, self.in_proj_weight, self.in_proj_bias), 3).unbind(0)
         else:
+            (wq, wk, wv), (bq, bk, bv) = self._projections()
             q, k, v = F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
-        if self.bias_k is not None:  # one more key and value, which every query may attend to
-            batch = k.size(1)
-            k = G.cat([k, self.bias_k.expand(1, batch, self.embed_dim)])
-            v = G.cat([v, self.bias_v.expand(1, batch, self.embed_dim)])
-            attn_mask = _pad_last(attn_mask)
-            key_padding_mask = _pad_last(key_padding_mask)
-        length, batch = q.size(0), q.size(1)
-        heads, head_dim = self.num_heads, self.head_dim
-        # (L, N, E) -> (N, heads, L, head_dim)
-        q, k, v = (t.reshape(t.size(0), batch, heads, head_dim).permute(1, 2, 0, 3) for t in (q, k, v))
-        if self.add_zero_attn:  # a key and value of zeros
-            zeros = G.zeros(batch, heads, 1, head_dim, dtype=k.dtype, device=k.device)
-            k, v = G.cat([k, zeros], dim=2), G.cat([v, zeros], dim=2)
-            attn_mask = _pad_last(attn_mask)
-            key_padding_mask = _pad_last(key_padding_mask)
+            if self.bias_k is not None:  # one more key and value, which every query may attend to
+                shape = (batch, 1, e) if batch_first else (1, batch, e)
+                k = G.cat([k, self.bias_k.expand(*shape)], dim=1 - n_dim)
+                v = G.cat([v, self.bias_v.expand(*shape)], dim=1 - n_dim)
+                attn_mask, key_padding_mask = _pad_last(attn_mask), _pad_last(key_padding_mask)
+            q, k, v = (split(t)[0] for t in (q, k, v))
+            if self.add_zero_attn:  # a key and value of zeros
+                zeros = G.zeros(batch, heads, 1, head_dim, dtype=k.dtype, device=k.device)
+                k, v = G.cat([k, zeros], dim=2), G.cat([v, zeros], dim=2)
+                attn_mask, key_padding_mask = _pad_last(attn_mask), _pad_last(key_padding_mask)
         source = k.size(2)
         scores = G.matmul(q * (1.0 / math.sqrt(head_dim)), k.transpose(-2, -1))  # (N, heads, L, S)
         masked = attn_mask is not None or key_padding_mask is not None
@@ -216,8 +223,9 @@ class MultiheadAttention(Module):
         weights = F._masked_softmax(scores) if masked else F.softmax(scores, -1)
         if self.training and self.dropout > 0.0:
             weights = F.dropout(weights, self.dropout)
-        out = G.matmul(weights, v).permute(2, 0, 1, 3).reshape(length, batch, self.embed_dim)
-        return self.out_proj(out), weights if need_weights else None
+        out = G.matmul(weights, v)  # (N, heads, L, head_dim)
+        out = out.permute(0, 2, 1, 3) if batch_first else out.permute(2, 0, 1, 3)
+        return self.out_proj(out.reshape(out.size(0), out.size(1), e)), weights if need_weights else None
 
 
 def _pad_last(mask: Tensor | None) -> Tensor | None:
