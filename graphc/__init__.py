@@ -23,6 +23,7 @@ from graphc import (  # noqa: E402
     utils,
     version,
 )
+from graphc._compose import *  # noqa: F403
 from graphc._creation import (
     BoolTensor,
     ByteTensor,

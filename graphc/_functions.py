@@ -40,6 +40,7 @@ for _name, _fields in [
     ("min", "values indices"),
     ("sort", "values indices"),
     ("topk", "values indices"),
+    ("median", "values indices"),
     ("svd", "U S V"),
     ("aminmax", "min max"),
 ]:

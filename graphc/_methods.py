@@ -471,6 +471,54 @@ INPLACE = [
     "triu",
     *ALIASES,
 ]
+# methods from graphc._compose (compositions of ops), and those with an in-place form
+COMPOSED = [
+    "addcdiv",
+    "addcmul",
+    "argwhere",
+    "baddbmm",
+    "bincount",
+    "clamp_max",
+    "clamp_min",
+    "corrcoef",
+    "cov",
+    "diag",
+    "diag_embed",
+    "diagonal",
+    "diff",
+    "frac",
+    "hypot",
+    "index_add",
+    "kron",
+    "logaddexp",
+    "logit",
+    "median",
+    "multinomial",
+    "nan_to_num",
+    "nanmean",
+    "nansum",
+    "roll",
+    "rot90",
+    "scatter",
+    "take",
+    "tensor_split",
+    "trace",
+    "xlogy",
+]
+COMPOSED_INPLACE = [
+    "addcdiv",
+    "addcmul",
+    "baddbmm",
+    "clamp_max",
+    "clamp_min",
+    "frac",
+    "hypot",
+    "index_add",
+    "logit",
+    "nan_to_num",
+    "scatter",
+    "xlogy",
+]
 CONVERSIONS = {
     "float": dtypes.float32,
     "double": dtypes.float64,
@@ -544,6 +592,11 @@ def install() -> None:
     Tensor.H = Tensor.mH = property(lambda self: M.transpose(self, -2, -1))
     Tensor.__array_ufunc__ = None  # numpy defers `ndarray + tensor` to Tensor.__radd__
     Tensor.is_complex = lambda self: False
+    from graphc import _compose
     from graphc.nn import functional as NF
 
     Tensor.softmax, Tensor.log_softmax = NF.softmax, NF.log_softmax
+    for name in COMPOSED:
+        setattr(Tensor, name, getattr(_compose, name))
+    for name in COMPOSED_INPLACE:
+        setattr(Tensor, name + "_", _inplace(getattr(_compose, name)))

@@ -1,0 +1,291 @@
+"""The functions of graphc/_compose.py against numpy (einsum, tensordot, diagonals, rolls, NaN
+sums, distances, scatters, ...), their gradients by finite differences, and their capture."""
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc.autograd import gradcheck
+
+RNG = np.random.default_rng(5)
+
+
+def arr(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def t(a):
+    return graphc.tensor(a)
+
+
+def leaf(*shape):
+    return graphc.tensor(RNG.standard_normal(shape), dtype=graphc.float64, requires_grad=True)
+
+
+def close(got, want, tol=1e-5):
+    got = got.detach().numpy() if isinstance(got, graphc.Tensor) else np.asarray(got)
+    assert got.shape == np.shape(want), (got.shape, np.shape(want))
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+EINSUMS = [
+    ("ij,jk->ik", [(2, 3), (3, 4)]),
+    ("bij,bjk->bik", [(2, 2, 3), (2, 3, 4)]),
+    ("ii", [(3, 3)]),
+    ("ii->i", [(3, 3)]),
+    ("ij->", [(2, 3)]),
+    ("ij->ji", [(2, 3)]),
+    ("i,j", [(2,), (3,)]),
+    ("ba", [(2, 3)]),
+    ("...ij,...jk", [(2, 1, 2, 3), (4, 3, 5)]),
+    ("bij,bjk->bik", [(1, 2, 3), (4, 3, 5)]),  # a batch of 1 broadcasts
+    ("ijk,ikl,lm->jm", [(2, 3, 4), (2, 4, 5), (5, 6)]),
+    ("bhld,bhsd->bhls", [(2, 3, 4, 5), (2, 3, 6, 5)]),
+    ("iij->j", [(3, 3, 2)]),
+    ("i...->...", [(3, 2, 4)]),
+    ("ab,ab->ab", [(2, 3), (2, 3)]),
+    ("abcd,cdef->abef", [(2, 3, 4, 5), (4, 5, 2, 3)]),
+    ("ij,ij->i", [(3, 4), (3, 4)]),
+    ("iji->j", [(3, 2, 3)]),
+]
+
+
+@pytest.mark.parametrize("equation, shapes", EINSUMS, ids=[e for e, _ in EINSUMS])
+def test_einsum_matches_numpy(equation, shapes):
+    arrays = [arr(*s) for s in shapes]
+    want = np.einsum(equation, *[a.astype(np.float64) for a in arrays])
+    close(graphc.einsum(equation, *[t(a) for a in arrays]), want, 1e-4)
+    close(graphc.einsum(equation, [t(a) for a in arrays]), want, 1e-4)  # (a list, too)
+
+
+def test_einsum_broadcasts_ones_and_says_what_is_wrong():
+    close(graphc.einsum("i,i->", graphc.ones(1), graphc.ones(3)), np.float32(3))
+    with pytest.raises(graphc.ShapeError, match="subscript j has size 4 for operand 1"):
+        graphc.einsum("ij,jk", graphc.ones(2, 3), graphc.ones(4, 5))
+    with pytest.raises(graphc.ShapeError, match="has 3 dims"):
+        graphc.einsum("ij", graphc.ones(2, 3, 4))
+    with pytest.raises(ValueError, match="2 operands in the equation"):
+        graphc.einsum("ij,jk", graphc.ones(2, 3))
+    with pytest.raises(ValueError, match="output subscript z does not appear"):
+        graphc.einsum("ij->z", graphc.ones(2, 3))
+    with pytest.raises(ValueError, match="invalid subscript '1'"):
+        graphc.einsum("i1", graphc.ones(2, 3))
+
+
+def test_einsum_gradients_and_capture():
+    assert gradcheck(lambda a, b: graphc.einsum("bij,bjk->bik", a, b), (leaf(2, 3, 4), leaf(2, 4, 5)))
+    assert gradcheck(lambda a: graphc.einsum("ii->i", a), (leaf(3, 3),))
+    assert gradcheck(
+        lambda a, b, c: graphc.einsum("ijk,ikl,lm->jm", a, b, c), (leaf(2, 3, 4), leaf(2, 4, 5), leaf(5, 2))
+    )
+
+    def f(a, w):  # a symbolic batch kept as a dim, and summed over (never multiplied into a size)
+        return graphc.einsum("bij,jk->bik", a, w) + graphc.einsum("bij,bik->jk", a, a).sum()
+
+    scripted = graphc.script(
+        f, (graphc.randn(2, 3, 4), graphc.randn(4, 5)), dynamic={"a": {0: "batch"}, "w": {}}
+    )
+    for batch in (1, 5):
+        a, w = graphc.randn(batch, 3, 4), graphc.randn(4, 5)
+        close(scripted(a, w), f(a, w).numpy(), 1e-4)
+
+
+def test_tensordot_and_kron():
+    a, b = arr(2, 3, 4), arr(4, 3, 5)
+    close(graphc.tensordot(t(a), t(b), ([1, 2], [1, 0])), np.tensordot(a, b, ([1, 2], [1, 0])), 1e-4)
+    c, d = arr(3, 4), arr(4, 5)
+    close(graphc.tensordot(t(c), t(d), 1), np.tensordot(c, d, 1), 1e-4)
+    close(graphc.tensordot(t(c), t(c), 0), np.tensordot(c, c, 0), 1e-4)
+    with pytest.raises(graphc.ShapeError, match="contracted dimensions need to match"):
+        graphc.tensordot(t(c), t(c), 1)
+    close(graphc.kron(t(c), t(a[0])), np.kron(c, a[0]))
+    close(graphc.kron(t(c[0]), t(a)), np.kron(c[0], a))
+    assert gradcheck(lambda x, y: graphc.kron(x, y) + 0, (leaf(2, 3), leaf(3, 2)))
+    assert gradcheck(lambda x, y: graphc.tensordot(x, y, ([0, 2], [2, 0])), (leaf(2, 3, 4), leaf(4, 5, 2)))
+
+
+@pytest.mark.parametrize("offset", [-2, -1, 0, 1, 3, 5])
+def test_diagonals_match_numpy(offset):
+    m = arr(3, 4)
+    close(graphc.diagonal(t(m), offset), np.diagonal(m, offset))
+    close(graphc.diag(t(m), offset), np.diag(m, offset))
+    v = arr(3)
+    close(graphc.diag(t(v), offset), np.diag(v, offset))
+    x = arr(2, 3, 4)
+    close(t(x).diagonal(offset, 2, 0), np.diagonal(x, offset, 2, 0))
+    want = np.zeros((2, 3 + abs(offset), 3 + abs(offset)), np.float32)
+    for b in range(2):
+        want[b] = np.diag(x[b, 0, :3], offset)
+    close(graphc.diag_embed(t(x[:, 0, :3]), offset), want)
+
+
+def test_diagonal_is_a_view_trace_and_gradients():
+    m = graphc.zeros(3, 3)
+    m.diagonal().fill_(2.0)
+    assert m.tolist() == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
+    assert t(np.arange(12.0).reshape(3, 4)).trace().item() == 0 + 5 + 10
+    assert gradcheck(lambda x: graphc.diagonal(x, 1, 0, 2), (leaf(3, 2, 4),))
+    assert gradcheck(lambda x: graphc.diag_embed(x, -1), (leaf(2, 3),))
+    assert gradcheck(lambda x: x.trace() * graphc.diag(x[0]).sum(), (leaf(3, 3),))
+
+
+def test_rearrangements_match_numpy():
+    x = arr(3, 4)
+    close(graphc.roll(t(x), 1, 0), np.roll(x, 1, 0))
+    close(graphc.roll(t(x), (-1, 5), (0, 1)), np.roll(x, (-1, 5), (0, 1)))
+    close(t(x).roll(3), np.roll(x, 3))
+    for k in range(-1, 5):
+        close(graphc.rot90(t(x), k), np.rot90(x, k))
+    close(graphc.rot90(t(x), 1, (1, 0)), np.rot90(x, 1, (1, 0)))
+    a, b, c = arr(3), arr(4), arr(2)
+    for indexing in ("ij", "xy"):
+        for got, want in zip(
+            graphc.meshgrid(t(a), t(b), t(c), indexing=indexing),
+            np.meshgrid(a, b, c, indexing=indexing),
+            strict=True,
+        ):
+            close(got, want)
+    close(graphc.atleast_3d(t(a)), np.atleast_3d(a))
+    close(graphc.atleast_2d(t(a)), np.atleast_2d(a))
+    close(graphc.atleast_3d(graphc.tensor(1.0)), np.atleast_3d(np.float32(1.0)))
+    close(graphc.column_stack([t(x[:2]), t(c)]), np.column_stack([x[:2], c]))
+    close(graphc.dstack([t(x), t(x)]), np.dstack([x, x]))
+    close(graphc.take(t(x), graphc.tensor([0, 5, -1])), np.take(x, [0, 5, -1]))
+    for got, want in zip(graphc.tensor_split(t(x), 3, 1), np.array_split(x, 3, 1), strict=True):
+        close(got, want)
+    for got, want in zip(t(x).tensor_split([1, 3, 10], 1), np.split(x, [1, 3, 10], 1), strict=True):
+        close(got, want)
+    assert gradcheck(lambda y: graphc.roll(y, (1, -2), (0, 1)) * graphc.rot90(y, 2), (leaf(3, 3),))
+
+
+def test_arithmetic_matches_numpy():
+    a, b, c = arr(3, 4), arr(3, 4), np.abs(arr(3, 4)) + 0.5
+    close(graphc.clamp_min(t(a), 0.1), np.maximum(a, 0.1))
+    close(t(a).clamp_max(0.1), np.minimum(a, 0.1))
+    close(graphc.addcmul(t(a), t(b), t(c), value=0.5), a + 0.5 * b * c)
+    close(graphc.addcdiv(t(a), t(b), t(c), value=-2), a - 2 * b / c)
+    x, y, z = arr(2, 3, 4), arr(2, 4, 5), arr(2, 3, 5)
+    close(graphc.baddbmm(t(z), t(x), t(y), beta=0.5, alpha=2), 0.5 * z + 2 * (x @ y), 1e-4)
+    close(graphc.rsub(t(a), 2.0), 2.0 - a)
+    close(graphc.frac(t(a * 3)), np.modf(a * 3)[0])
+    close(graphc.hypot(t(a), t(b)), np.hypot(a, b))
+    close(graphc.hypot(graphc.tensor([3e30, 0.0]), graphc.tensor([4e30, 0.0])), np.float32([5e30, 0]))
+    close(graphc.logaddexp(t(a * 50), t(b * 50)), np.logaddexp(a * 50, b * 50), 1e-4)
+    close(
+        graphc.xlogy(graphc.tensor([0.0, 2.0, 0.0]), graphc.tensor([0.0, 3.0, np.nan])),
+        [0.0, 2 * np.log(3.0), np.nan],
+    )
+    p = 1 / (1 + np.exp(-a))
+    close(graphc.logit(t(p)), np.log(p / (1 - p)), 1e-4)
+    close(graphc.logit(graphc.tensor([0.0, 1.0]), 0.25), np.log([1 / 3, 3]), 1e-6)
+    special = graphc.tensor([1.0, np.nan, np.inf, -np.inf])
+    close(graphc.nan_to_num(special), np.nan_to_num(special.numpy()))
+    close(special.nan_to_num(0.5, 9, -9), [1, 0.5, 9, -9])
+    m = np.array([[1.0, np.nan], [3.0, 4.0]], np.float32)
+    close(graphc.nansum(t(m)), np.nansum(m))
+    close(graphc.nanmean(t(m), 1), np.nanmean(m, 1))
+    close(graphc.diff(t(a), 2, 0), np.diff(a, 2, 0))
+    close(graphc.diff(t(a), prepend=t(b[:, :1]), append=t(b)), np.diff(a, prepend=b[:, :1], append=b))
+    assert graphc.diff(graphc.tensor([True, False, False])).tolist() == [True, False]
+    with pytest.raises(RuntimeError, match="Integer division"):
+        graphc.addcdiv(graphc.ones(2), graphc.ones(2, dtype=graphc.int64), graphc.ones(2, dtype=graphc.int64))
+    assert gradcheck(
+        lambda a, b, c: (
+            graphc.addcmul(a, b, c, value=0.5) + graphc.addcdiv(a, b, c.abs() + 1) + graphc.hypot(a, b)
+        ),
+        (leaf(2, 3), leaf(2, 3), leaf(2, 3)),
+    )
+    assert gradcheck(
+        lambda a, b: graphc.logaddexp(a, b) + graphc.xlogy(b.abs(), a.abs() + 0.5), (leaf(2, 3), leaf(2, 3))
+    )
+    assert gradcheck(
+        lambda a: graphc.nansum(a, 1) + graphc.nanmean(a, 1) + graphc.diff(a, 1, 1).sum(1), (leaf(3, 4),)
+    )
+
+
+@pytest.mark.parametrize("p", [2.0, 1.0, 0.0, 3.0, float("inf")])
+def test_cdist_matches_numpy(p):
+    x1, x2 = arr(2, 5, 3), arr(2, 4, 3)
+    delta = np.abs(x1[:, :, None, :] - x2[:, None, :, :]).astype(np.float64)
+    want = (delta != 0).sum(-1) if p == 0 else delta.max(-1) if np.isinf(p) else (delta**p).sum(-1) ** (1 / p)
+    close(graphc.cdist(t(x1), t(x2), p), want, 1e-4)
+    if p not in (0.0, float("inf")):
+        same = leaf(4, 3)
+        shared = np.concatenate([same.detach().numpy()[:2], RNG.standard_normal((3, 3))])
+        other = graphc.tensor(shared, dtype=graphc.float64, requires_grad=True)
+        # a point's distance to itself has gradient 0 (it was NaN through the square root)
+        assert gradcheck(lambda a, b: graphc.cdist(a, b, p), (same, other))
+
+
+def test_index_add_and_scatter_match_loops():
+    x, src = arr(4, 3), arr(2, 3)
+    want = x.copy()
+    np.add.at(want, [0, 0], 2 * src)
+    close(t(x).index_add(0, graphc.tensor([0, 0]), t(src), alpha=2), want)
+    index = np.array([[0, 1, 2, 0, 0], [2, 0, 0, 1, 2]])
+    values = arr(2, 5)
+    want, added = np.zeros((3, 5), np.float32), np.zeros((3, 5), np.float32)
+    for i in range(2):
+        for j in range(5):
+            want[index[i, j], j] = values[i, j]
+            added[index[i, j], j] += values[i, j]
+    close(graphc.zeros(3, 5).scatter(0, graphc.tensor(index), t(values)), want)
+    close(graphc.zeros(3, 5).scatter(0, graphc.tensor(index), t(values), reduce="add"), added)
+    filled = graphc.zeros(2, 4)
+    assert filled.scatter_(1, graphc.tensor([[2], [3]]), value=1.5) is filled
+    assert filled.tolist() == [[0, 0, 1.5, 0], [0, 0, 0, 1.5]]
+    with pytest.raises(ValueError, match="reduce='multiply' is not supported"):
+        graphc.zeros(2, 4).scatter(1, graphc.tensor([[2]]), graphc.ones(1, 1), reduce="multiply")
+    assert gradcheck(
+        lambda a, b: graphc.index_add(a, 0, graphc.tensor([0, 0, 2]), b, alpha=2), (leaf(4, 3), leaf(3, 3))
+    )
+    assert gradcheck(lambda a, b: a.scatter(1, graphc.tensor([[0, 2], [1, 0]]), b), (leaf(2, 3), leaf(2, 2)))
+
+
+def test_data_dependent_functions_match_numpy():
+    assert graphc.isin(graphc.tensor([1, 2, 3, 4]), graphc.tensor([2, 4])).tolist() == [
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert graphc.isin(graphc.tensor([1, 2]), [2], invert=True).tolist() == [True, False]
+    assert graphc.bincount(graphc.tensor([1, 1, 3]), minlength=5).tolist() == [0, 2, 0, 1, 0]
+    weighted = graphc.bincount(graphc.tensor([1, 1, 3]), graphc.tensor([0.5, 0.25, 1.0]))
+    assert weighted.dtype == graphc.float32 and weighted.tolist() == [0, 0.75, 0, 1]
+    with pytest.raises(ValueError, match="non-negative"):
+        graphc.bincount(graphc.tensor([-1]))
+    x = np.array([[0, 1], [1, 0]])
+    assert graphc.argwhere(graphc.tensor(x)).tolist() == np.argwhere(x).tolist()
+    assert graphc.tril_indices(3, 4, 1).tolist() == [list(r) for r in np.tril_indices(3, 1, 4)]
+    assert graphc.triu_indices(4, 3, -1).tolist() == [list(r) for r in np.triu_indices(4, -1, 3)]
+    m = arr(3, 5)
+    close(graphc.median(t(m)), np.sort(m.ravel())[(m.size - 1) // 2])
+    values, indices = graphc.median(t(m), 1)
+    close(values, np.sort(m, 1)[:, 2])
+    assert indices.tolist() == np.argsort(m, 1, kind="stable")[:, 2].tolist()
+    assert graphc.median(t(m), 0, keepdim=True).values.shape == (1, 5)
+    close(graphc.cov(t(m)), np.cov(m), 1e-4)
+    close(graphc.corrcoef(t(m)), np.corrcoef(m), 1e-4)
+    close(graphc.cov(t(m[0])), np.cov(m[0]), 1e-4)
+    want = np.zeros((4, 8), np.float32)
+    want[:2, :2], want[2, 2], want[3, 3:] = m[:2, :2], 3.0, m[0]
+    close(graphc.block_diag(t(m[:2, :2]), graphc.tensor(3.0), t(m[0])), want)
+    assert gradcheck(
+        lambda a: graphc.cov(a) + graphc.corrcoef(a) + graphc.block_diag(a, a[0]).sum(), (leaf(3, 4),)
+    )
+
+
+def test_multinomial_samples_in_proportion():
+    graphc.manual_seed(0)
+    samples = graphc.multinomial(graphc.tensor([[0.0, 1.0, 3.0], [1.0, 0.0, 0.0]]), 4000, replacement=True)
+    assert samples.shape == (2, 4000) and samples.dtype == graphc.int64
+    counts = np.bincount(samples[0].numpy(), minlength=3)
+    assert counts[0] == 0 and 0.7 < counts[2] / 4000 < 0.8
+    assert samples[1].tolist() == [0] * 4000
+    drawn = graphc.multinomial(graphc.tensor([1.0, 2.0, 3.0, 4.0]), 4)
+    assert sorted(drawn.tolist()) == [0, 1, 2, 3]  # without replacement: each once
+    with pytest.raises(ValueError, match="cannot sample n_sample \\(5\\)"):
+        graphc.multinomial(graphc.tensor([1.0, 2.0]), 5)
+    with pytest.raises(ValueError, match="inf, nan or element < 0"):
+        graphc.multinomial(graphc.tensor([1.0, -2.0]), 1)
