@@ -264,6 +264,64 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     return G.stack(rows, -2)
 
 
+def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False):
+    """The maximum over the windows PyTorch's adaptive pooling uses, for any output size."""
+    if return_indices:
+        raise ValueError("adaptive_max_pool2d(return_indices=True) is not supported")
+    oh, ow = _pair(output_size, "output_size")
+    h, w = input.shape[-2:]
+    oh, ow = oh or h, ow or w
+    if h % oh == 0 and w % ow == 0:
+        return max_pool2d(input, (h // oh, w // ow))
+    rows = []
+    for i in range(oh):
+        h0, h1 = (i * h) // oh, -((-(i + 1) * h) // oh)
+        cols = [input[..., h0:h1, (j * w) // ow : -((-(j + 1) * w) // ow)].amax((-2, -1)) for j in range(ow)]
+        rows.append(G.stack(cols, -1))
+    return G.stack(rows, -2)
+
+
+def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """avg_pool2d over (N, C, L) as height 1."""
+    k, st = _first(kernel_size), _first(stride if stride else kernel_size)
+    out = avg_pool2d(input.unsqueeze(-2), (1, k), (1, st), (0, _first(padding)), ceil_mode, count_include_pad)
+    return out.squeeze(-2)
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
+    return adaptive_avg_pool2d(input.unsqueeze(-2), (1, _first(output_size))).squeeze(-2)
+
+
+def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False) -> Tensor:
+    return adaptive_max_pool2d(input.unsqueeze(-2), (1, _first(output_size)), return_indices).squeeze(-2)
+
+
+def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
+    """(*, C r^2, H, W) -> (*, C, H r, W r)."""
+    r = upscale_factor
+    *lead, c, h, w = input.shape
+    if c % (r * r):
+        raise ShapeError(
+            f"pixel_shuffle expects its input's channels ({c}) to be divisible by upscale_factor^2 ({r * r})"
+        )
+    x = input.reshape(*lead, c // (r * r), r, r, h, w)
+    n = len(lead)
+    x = x.permute(*range(n), n, n + 3, n + 1, n + 4, n + 2)
+    return x.reshape(*lead, c // (r * r), h * r, w * r)
+
+
+def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
+    """(*, C, H r, W r) -> (*, C r^2, H, W)."""
+    r = downscale_factor
+    *lead, c, hr, wr = input.shape
+    if hr % r or wr % r:
+        raise ShapeError(f"pixel_unshuffle expects height and width ({hr}, {wr}) to be divisible by {r}")
+    x = input.reshape(*lead, c, hr // r, r, wr // r, r)
+    n = len(lead)
+    x = x.permute(*range(n), n, n + 2, n + 4, n + 1, n + 3)
+    return x.reshape(*lead, c * r * r, hr // r, wr // r)
+
+
 # --- activations ---
 
 
@@ -282,6 +340,231 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     out = G.where(input > 0, input, input * negative_slope)
     return input.copy_(out) if inplace else out
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * relu6(x + 3) / 6."""
+    out = input * (input + 3.0).clamp(0.0, 6.0) / 6.0
+    return input.copy_(out) if inplace else out
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """relu6(x + 3) / 6."""
+    out = (input + 3.0).clamp(0.0, 6.0) / 6.0
+    return input.copy_(out) if inplace else out
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * tanh(softplus(x))."""
+    out = input * G.tanh(softplus(input))
+    return input.copy_(out) if inplace else out
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """log(sigmoid(x)) = -softplus(-x), without overflow."""
+    return -softplus(-input)
+
+
+def softsign(input: Tensor) -> Tensor:
+    """x / (1 + |x|)."""
+    return input / (1.0 + G.abs(input))
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    """scale * elu(x, alpha) with the self-normalizing constants."""
+    out = _SELU_SCALE * elu(input, _SELU_ALPHA)
+    return input.copy_(out) if inplace else out
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
+    if alpha == 0:
+        raise ValueError("ZeroDivisionError: alpha cannot be 0 for CELU")
+    out = G.where(input > 0, input, alpha * G.expm1(G.minimum(input, 0.0) / alpha))
+    return input.copy_(out) if inplace else out
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    """The first half of `dim` gated by the sigmoid of the second."""
+    if input.shape[dim] % 2:
+        raise ShapeError(
+            f"glu: halving dimension must be even, but dimension {dim} is size {input.shape[dim]}"
+        )
+    a, b = input.chunk(2, dim)
+    return a * G.sigmoid(b)
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """x where x > threshold, else value."""
+    out = G.where(input > threshold, input, value)
+    return input.copy_(out) if inplace else out
+
+
+def softmin(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    return softmax(-input, dim, dtype)
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    return input - G.tanh(input)
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x - lambd above lambd, x + lambd below -lambd, else 0."""
+    return G.where(input > lambd, input - lambd, G.where(input < -lambd, input + lambd, 0.0))
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x where |x| > lambd, else 0."""
+    return G.where(G.abs(input) > lambd, input, 0.0)
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """max(0, x) + weight * min(0, x), one weight for all channels or one per channel (dim 1)."""
+    if weight.numel() != 1:
+        if input.dim() < 2 or weight.numel() != input.shape[1]:
+            raise ShapeError(
+                f"prelu: {weight.numel()} weights do not match the channels (dim 1) of input "
+                f"{list(input.shape)}"
+            )
+        weight = weight.reshape(-1, *([1] * (input.dim() - 2)))
+    return G.where(input > 0, input, input * weight)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    out = G.where(input > 0, input, alpha * G.expm1(G.clamp(input, max=0.0)))
+    return input.copy_(out) if inplace else out
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x); `approximate='tanh'` uses the tanh formula."""
+    if approximate == "tanh":
+        inner = math.sqrt(2.0 / math.pi) * (input + 0.044715 * input * input * input)
+        return 0.5 * input * (1.0 + G.tanh(inner))
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return 0.5 * input * (1.0 + G.erf(input * (1.0 / math.sqrt(2.0))))
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    out = input * G.sigmoid(input)
+    return input.copy_(out) if inplace else out
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, linear above `threshold` (as PyTorch)."""
+    scaled = input * beta
+    soft = G.log1p(G.exp(-G.abs(scaled))) + G.clamp(scaled, min=0.0)
+    return G.where(scaled > threshold, input, soft / beta)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return G.sigmoid(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    return G.tanh(input)
+
+
+def _softmax_dim(input: Tensor, dim) -> int:
+    if dim is None:  # PyTorch's legacy choice of dim
+        return 0 if input.dim() in (0, 1, 3) else 1
+    return dim
+
+
+def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """exp(x) / sum(exp(x)) along `dim`, computed without overflow."""
+    if dtype is not None:
+        input = input.to(dtype)
+    dim = _softmax_dim(input, dim)
+    shifted = input - input.amax(dim, keepdim=True).detach()
+    e = G.exp(shifted)
+    return e / e.sum(dim, keepdim=True)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """log(softmax(x)) along `dim`, computed as x - logsumexp(x)."""
+    if dtype is not None:
+        input = input.to(dtype)
+    dim = _softmax_dim(input, dim) % max(input.dim(), 1)
+    return dispatch(OPS["log_softmax"], (input,), {"dim": dim}, name="LogSoftmaxBackward0")
+
+
+# --- regularisation ---
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
+    """Zero each element with probability `p` and scale the rest by 1/(1-p) (training only)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        out = input * 0.0
+    else:
+        # the mask scaled once: one product forward and one in the backward pass
+        keep = G.bernoulli(G.full_like(input, 1.0 - p)) * (1.0 / (1.0 - p))
+        out = input * keep
+    return input.copy_(out) if inplace else out
+
+
+def _feature_dropout(input: Tensor, p: float, training: bool, inplace: bool, spatial: int, name: str):
+    """Whole channels zeroed with probability `p` (dims 0 and 1 of (N, C, *spatial), or dim 0 of
+    an unbatched (C, *spatial)) and the rest scaled by 1/(1-p)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if input.dim() not in (spatial + 1, spatial + 2):
+        raise ShapeError(
+            f"{name}: expected a {spatial + 1}-D (unbatched) or {spatial + 2}-D input, "
+            f"got shape {list(input.shape)}"
+        )
+    if not training or p == 0.0:
+        return input
+    kept = input.dim() - spatial  # the leading (N, C) or (C,) dims get one draw each
+    shape = list(input.shape[:kept]) + [1] * spatial
+    keep = G.bernoulli(G.full(shape, 1.0 - p, dtype=input.dtype, device=input.device)) * (
+        1.0 / (1.0 - p) if p < 1.0 else 0.0
+    )
+    out = input * keep
+    return input.copy_(out) if inplace else out
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    return _feature_dropout(input, p, training, inplace, 1, "dropout1d")
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    return _feature_dropout(input, p, training, inplace, 2, "dropout2d")
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    return _feature_dropout(input, p, training, inplace, 3, "dropout3d")
+
+
+# --- distances ---
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out=None) -> Tensor:
+    """`input` divided by its p-norm along `dim` (at least `eps`)."""
+    norm = input.norm(p, dim, keepdim=True).clamp(min=eps)
+    result = input / norm
+    return out.copy_(result) if out is not None else result
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """x1 . x2 / max(|x1| |x2|, eps) along `dim` (the inputs broadcast)."""
+    n1 = G.sqrt((x1 * x1).sum(dim))
+    n2 = G.sqrt((x2 * x2).sum(dim))
+    return (x1 * x2).sum(dim) / (n1 * n2).clamp(min=eps)
+
+
+def pairwise_distance(
+    x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> Tensor:
+    """The p-norm of x1 - x2 + eps along the last dim."""
+    return (x1 - x2 + eps).norm(p, -1, keepdim=keepdim)
 
 
 # --- attention ---
@@ -375,83 +658,6 @@ def _masked_softmax(scores: Tensor) -> Tensor:
     e = G.exp(scores - G.where(top == float("-inf"), 0.0, top))
     total = e.sum(-1, keepdim=True)
     return e / G.where(total == 0.0, 1.0, total)
-
-
-def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
-    out = G.where(input > 0, input, alpha * G.expm1(G.clamp(input, max=0.0)))
-    return input.copy_(out) if inplace else out
-
-
-def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    """x * Phi(x); `approximate='tanh'` uses the tanh formula."""
-    if approximate == "tanh":
-        inner = math.sqrt(2.0 / math.pi) * (input + 0.044715 * input * input * input)
-        return 0.5 * input * (1.0 + G.tanh(inner))
-    if approximate != "none":
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return 0.5 * input * (1.0 + G.erf(input * (1.0 / math.sqrt(2.0))))
-
-
-def silu(input: Tensor, inplace: bool = False) -> Tensor:
-    out = input * G.sigmoid(input)
-    return input.copy_(out) if inplace else out
-
-
-def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    """log(1 + exp(beta x)) / beta, linear above `threshold` (as PyTorch)."""
-    scaled = input * beta
-    soft = G.log1p(G.exp(-G.abs(scaled))) + G.clamp(scaled, min=0.0)
-    return G.where(scaled > threshold, input, soft / beta)
-
-
-def sigmoid(input: Tensor) -> Tensor:
-    return G.sigmoid(input)
-
-
-def tanh(input: Tensor) -> Tensor:
-    return G.tanh(input)
-
-
-def _softmax_dim(input: Tensor, dim) -> int:
-    if dim is None:  # PyTorch's legacy choice of dim
-        return 0 if input.dim() in (0, 1, 3) else 1
-    return dim
-
-
-def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
-    """exp(x) / sum(exp(x)) along `dim`, computed without overflow."""
-    if dtype is not None:
-        input = input.to(dtype)
-    dim = _softmax_dim(input, dim)
-    shifted = input - input.amax(dim, keepdim=True).detach()
-    e = G.exp(shifted)
-    return e / e.sum(dim, keepdim=True)
-
-
-def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
-    """log(softmax(x)) along `dim`, computed as x - logsumexp(x)."""
-    if dtype is not None:
-        input = input.to(dtype)
-    dim = _softmax_dim(input, dim) % max(input.dim(), 1)
-    return dispatch(OPS["log_softmax"], (input,), {"dim": dim}, name="LogSoftmaxBackward0")
-
-
-# --- regularisation ---
-
-
-def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
-    """Zero each element with probability `p` and scale the rest by 1/(1-p) (training only)."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    if not training or p == 0.0:
-        return input
-    if p == 1.0:
-        out = input * 0.0
-    else:
-        # the mask scaled once: one product forward and one in the backward pass
-        keep = G.bernoulli(G.full_like(input, 1.0 - p)) * (1.0 / (1.0 - p))
-        out = input * keep
-    return input.copy_(out) if inplace else out
 
 
 # --- losses ---
@@ -555,6 +761,131 @@ def cross_entropy(
     return loss * (1 - label_smoothing) + smooth * (label_smoothing / classes)
 
 
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), d = input - target."""
+    d = G.abs(input - target)
+    return _reduce(G.where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta)), reduction)
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """log(1 + exp(-y x)) for labels y of +-1."""
+    return _reduce(softplus(-target * input), reduction)
+
+
+def multilabel_soft_margin_loss(
+    input: Tensor, target: Tensor, weight=None, reduction: str = "mean"
+) -> Tensor:
+    """Binary cross-entropy of sigmoid(x) against 0/1 targets, averaged over the classes."""
+    loss = -(target * logsigmoid(input) + (1 - target) * logsigmoid(-input))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss.mean(-1), reduction)
+
+
+def cosine_embedding_loss(
+    input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, reduction: str = "mean"
+) -> Tensor:
+    """1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1."""
+    eps = 1e-12  # PyTorch's: added to each squared norm
+    dot = (input1 * input2).sum(-1)
+    cos = dot / G.sqrt(((input1 * input1).sum(-1) + eps) * ((input2 * input2).sum(-1) + eps))
+    loss = G.where(target == 1, 1 - cos, G.where(target == -1, (cos - margin).clamp(min=0.0), 0.0))
+    return _reduce(loss, reduction)
+
+
+def margin_ranking_loss(
+    input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, reduction: str = "mean"
+) -> Tensor:
+    """max(0, -y (x1 - x2) + margin)."""
+    return _reduce((-target * (input1 - input2) + margin).clamp(min=0.0), reduction)
+
+
+def hinge_embedding_loss(
+    input: Tensor, target: Tensor, margin: float = 1.0, reduction: str = "mean"
+) -> Tensor:
+    """x for y = 1, max(0, margin - x) for y = -1."""
+    loss = G.where(target == 1, input, 0.0) + G.where(target == -1, (margin - input).clamp(min=0.0), 0.0)
+    return _reduce(loss, reduction)
+
+
+def triplet_margin_loss(
+    anchor: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    margin: float = 1.0,
+    p: float = 2.0,
+    eps: float = 1e-6,
+    swap: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
+    """max(d(a, p) - d(a, n) + margin, 0) with pairwise distances (`swap`: the closer of
+    d(a, n) and d(p, n))."""
+    d_pos = pairwise_distance(anchor, positive, p, eps)
+    d_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_neg = G.minimum(d_neg, pairwise_distance(positive, negative, p, eps))
+    return _reduce((d_pos - d_neg + margin).clamp(min=0.0), reduction)
+
+
+def poisson_nll_loss(
+    input: Tensor,
+    target: Tensor,
+    log_input: bool = True,
+    full: bool = False,
+    eps: float = 1e-8,
+    reduction: str = "mean",
+) -> Tensor:
+    """The negative log-likelihood of `target` under Poisson(rate): rate = exp(input) where
+    `log_input`, else input. `full` adds Stirling's term for targets above 1."""
+    if log_input:
+        loss = G.exp(input) - target * input
+    else:
+        loss = input - target * G.log(input + eps)
+    if full:
+        safe = G.where(target > 1, target, 1.0)
+        stirling = safe * G.log(safe) - safe + 0.5 * G.log(2 * math.pi * safe)
+        loss = loss + G.where(target > 1, stirling, 0.0)
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(
+    input: Tensor, target: Tensor, var, full: bool = False, eps: float = 1e-6, reduction: str = "mean"
+) -> Tensor:
+    """0.5 (log(max(var, eps)) + (input - target)^2 / max(var, eps)) (+ 0.5 log(2 pi) with `full`)."""
+    if not isinstance(var, Tensor):
+        var = G.full_like(input, float(var))
+    if var.dim() == input.dim() - 1 or (
+        var.dim() == input.dim() and var.shape[-1] == 1 and input.shape[-1] != 1
+    ):
+        var = var if var.dim() == input.dim() else var.unsqueeze(-1)
+    if (var < 0).any():
+        raise ValueError("gaussian_nll_loss: var has negative entry/entries")
+    v = var.clamp(min=eps)
+    loss = 0.5 * (G.log(v) + (input - target) ** 2 / v)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)
+
+
+def multi_margin_loss(
+    input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0, weight=None, reduction: str = "mean"
+) -> Tensor:
+    """sum over classes i != y of max(0, margin - x[y] + x[i])^p / C, per sample."""
+    if p not in (1, 2):
+        raise ValueError(f"multi_margin_loss: only p == 1 and p == 2 are supported, got {p}")
+    x = input if input.dim() == 2 else input.reshape(1, -1)
+    y = target.reshape(-1, 1)
+    picked = x.gather(1, y)
+    terms = (margin - picked + x).clamp(min=0.0)
+    if p == 2:
+        terms = terms * terms
+    if weight is not None:
+        terms = terms * weight[y]
+    others = G.arange(x.shape[1], device=x.device).reshape(1, -1) != y
+    loss = G.where(others, terms, 0.0).sum(1) / x.shape[1]
+    return _reduce(loss if input.dim() == 2 else loss.reshape(()), reduction)
+
+
 def _class_view(weight: Tensor, input: Tensor) -> Tensor:
     shape = [1] * input.dim()
     shape[1 if input.dim() > 1 else 0] = -1
@@ -646,6 +977,43 @@ def _pad_indices(mode: str, n: int, left: int, right: int) -> list[int]:
 
 
 # --- normalization ---
+
+
+def instance_norm(
+    input: Tensor,
+    running_mean=None,
+    running_var=None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize each channel of each sample over its spatial dims (running statistics, where
+    given, are updated from the batch, or used instead of it without `use_input_stats`)."""
+    dims = tuple(range(2, input.dim()))
+    shape = [1, -1] + [1] * (input.dim() - 2)
+    if use_input_stats:
+        mean = input.mean(dims, keepdim=True)
+        var = input.var(dims, correction=0, keepdim=True)
+        if running_mean is not None or running_var is not None:
+            with G.no_grad():
+                n = math.prod(input.shape[2:])
+                if running_mean is not None:
+                    running_mean.mul_(1 - momentum).add_(mean.mean(0).reshape(-1) * momentum)
+                if running_var is not None:
+                    unbiased = var * (n / max(n - 1, 1))
+                    running_var.mul_(1 - momentum).add_(unbiased.mean(0).reshape(-1) * momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("instance_norm: use_input_stats=False needs running_mean and running_var")
+        mean, var = running_mean.reshape(shape), running_var.reshape(shape)
+    out = (input - mean) * G.rsqrt(var + eps)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
 
 
 def batch_norm(

@@ -391,3 +391,159 @@ class Unflatten(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+class AvgPool1d(Module):
+    """Average pooling over (N, C, L)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True) -> None:
+        super().__init__()
+
+        def one(v):
+            return tuple(v) if isinstance(v, (tuple, list)) else (v,)
+
+        self.kernel_size, self.stride = one(kernel_size), one(stride or kernel_size)
+        self.padding, self.ceil_mode, self.count_include_pad = one(padding), ceil_mode, count_include_pad
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.avg_pool1d(
+            input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
+        )
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class _Adaptive(Module):
+    fn = ""
+
+    def __init__(self, output_size, return_indices: bool = False) -> None:
+        super().__init__()
+        self.output_size, self.return_indices = output_size, return_indices
+
+    def forward(self, input: Tensor) -> Tensor:
+        if self.fn.startswith("adaptive_avg"):
+            return getattr(F, self.fn)(input, self.output_size)
+        return getattr(F, self.fn)(input, self.output_size, self.return_indices)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool1d(_Adaptive):
+    fn = "adaptive_avg_pool1d"
+
+
+class AdaptiveMaxPool1d(_Adaptive):
+    fn = "adaptive_max_pool1d"
+
+
+class AdaptiveMaxPool2d(_Adaptive):
+    fn = "adaptive_max_pool2d"
+
+
+class _FeatureDropout(Dropout):
+    fn = ""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return getattr(F, self.fn)(input, self.p, self.training, self.inplace)
+
+
+class Dropout1d(_FeatureDropout):
+    """Zeroes whole channels of (N, C, L) in training mode."""
+
+    fn = "dropout1d"
+
+
+class Dropout2d(_FeatureDropout):
+    """Zeroes whole channels of (N, C, H, W) in training mode."""
+
+    fn = "dropout2d"
+
+
+class Dropout3d(_FeatureDropout):
+    """Zeroes whole channels of (N, C, D, H, W) in training mode."""
+
+    fn = "dropout3d"
+
+
+class PixelShuffle(Module):
+    def __init__(self, upscale_factor: int) -> None:
+        super().__init__()
+        self.upscale_factor = upscale_factor
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.pixel_shuffle(input, self.upscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"upscale_factor={self.upscale_factor}"
+
+
+class PixelUnshuffle(Module):
+    def __init__(self, downscale_factor: int) -> None:
+        super().__init__()
+        self.downscale_factor = downscale_factor
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.pixel_unshuffle(input, self.downscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"downscale_factor={self.downscale_factor}"
+
+
+class _Pad(Module):
+    dims, mode, zero = 2, "constant", False
+
+    def __init__(self, padding, value: float = 0.0) -> None:
+        super().__init__()
+        self.padding = (padding,) * (2 * self.dims) if isinstance(padding, int) else tuple(padding)
+        if len(self.padding) != 2 * self.dims:
+            raise ValueError(f"{type(self).__name__}: expected {2 * self.dims} paddings, got {self.padding}")
+        self.value = value
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.pad(input, self.padding, self.mode, self.value)
+
+    def extra_repr(self) -> str:
+        if self.mode == "constant" and not self.zero:
+            return f"padding={self.padding}, value={self.value}"
+        return f"{self.padding}"
+
+
+def _pad_class(name: str, dims: int, mode: str, zero: bool = False):
+    def init(self, padding, value: float = 0.0) -> None:
+        _Pad.__init__(self, padding, 0.0 if zero else value)
+
+    return type(
+        name, (_Pad,), {"dims": dims, "mode": mode, "zero": zero, "__init__": init, "__qualname__": name}
+    )
+
+
+ZeroPad1d = _pad_class("ZeroPad1d", 1, "constant", zero=True)
+ZeroPad2d = _pad_class("ZeroPad2d", 2, "constant", zero=True)
+ConstantPad1d = _pad_class("ConstantPad1d", 1, "constant")
+ConstantPad2d = _pad_class("ConstantPad2d", 2, "constant")
+ReflectionPad1d = _pad_class("ReflectionPad1d", 1, "reflect")
+ReflectionPad2d = _pad_class("ReflectionPad2d", 2, "reflect")
+ReplicationPad1d = _pad_class("ReplicationPad1d", 1, "replicate")
+ReplicationPad2d = _pad_class("ReplicationPad2d", 2, "replicate")
+CircularPad1d = _pad_class("CircularPad1d", 1, "circular")
+CircularPad2d = _pad_class("CircularPad2d", 2, "circular")
+
+
+class CosineSimilarity(Module):
+    def __init__(self, dim: int = 1, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.dim, self.eps = dim, eps
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return F.cosine_similarity(x1, x2, self.dim, self.eps)
+
+
+class PairwiseDistance(Module):
+    def __init__(self, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> None:
+        super().__init__()
+        self.norm, self.eps, self.keepdim = p, eps, keepdim
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return F.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)

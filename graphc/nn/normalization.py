@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import graphc as G
 from graphc._tensor import Tensor
+from graphc.errors import ShapeError
 from graphc.nn import functional as F
 from graphc.nn import init
 from graphc.nn.module import Module
@@ -217,3 +218,75 @@ class Upsample(Module):
         if self.scale_factor is not None:
             return f"scale_factor={self.scale_factor}, mode={self.mode!r}"
         return f"size={self.size}, mode={self.mode!r}"
+
+
+class _InstanceNorm(Module):
+    _spatial = 1
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.has_bias = affine and bias
+        kw = {"device": device, "dtype": dtype}
+        self.register_parameter("weight", Parameter(G.ones(num_features, **kw)) if affine else None)
+        self.register_parameter("bias", Parameter(G.zeros(num_features, **kw)) if self.has_bias else None)
+        if track_running_stats:
+            self.register_buffer("running_mean", G.zeros(num_features, **kw))
+            self.register_buffer("running_var", G.ones(num_features, **kw))
+            self.register_buffer("num_batches_tracked", G.tensor(0, device=device))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.dim() not in (self._spatial + 1, self._spatial + 2):
+            raise ShapeError(
+                f"{type(self).__name__}: expected {self._spatial + 1}-D (unbatched) or "
+                f"{self._spatial + 2}-D input, got shape {list(input.shape)}"
+            )
+        unbatched = input.dim() == self._spatial + 1
+        x = input.unsqueeze(0) if unbatched else input
+        if x.shape[1] != self.num_features and self.affine:
+            raise ShapeError(
+                f"{type(self).__name__}: expected {self.num_features} channels, got input {list(input.shape)}"
+            )
+        use_stats = self.training or not self.track_running_stats
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        out = F.instance_norm(
+            x,
+            self.running_mean if self.track_running_stats else None,
+            self.running_var if self.track_running_stats else None,
+            self.weight,
+            self.bias,
+            use_stats,
+            self.momentum,
+            self.eps,
+        )
+        return out.squeeze(0) if unbatched else out
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"bias={self.has_bias}, track_running_stats={self.track_running_stats}"
+        )
+
+
+class InstanceNorm1d(_InstanceNorm):
+    _spatial = 1
+
+
+class InstanceNorm2d(_InstanceNorm):
+    _spatial = 2
