@@ -45,6 +45,7 @@ class Sized:
         self._nodes, self._outputs, self.names = nodes, outputs, names
         self._symbols = sorted({s for v in inputs for s in v.type.shape if isinstance(s, str)})
         self._kept: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
+        self.convert = None  # (a device's asarray: the values are kept where the graph runs)
         self._last: tuple = (None, None)  # (the arrays' dtypes and shapes, their values)
         self._lock = threading.Lock()
 
@@ -64,7 +65,8 @@ class Sized:
         return [*arrays, *values]
 
     def values(self, bindings: dict[str, int]) -> list[np.ndarray]:
-        """The values for these sizes of the symbols (read-only arrays)."""
+        """The values for these sizes of the symbols (read-only numpy arrays, or the device's
+        arrays where `convert` moves them there)."""
         key = tuple(bindings[s] for s in self._symbols)
         with self._lock:
             found = self._kept.get(key)
@@ -78,7 +80,7 @@ class Sized:
         for v in self._outputs:
             a = np.array(env[v.name], order="C")  # (a copy: never a view of a weight)
             a.setflags(write=False)
-            found.append(a)
+            found.append(a if self.convert is None else self.convert(a))
         with self._lock:
             self._kept[key] = found
             while len(self._kept) > KEEP:

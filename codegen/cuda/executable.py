@@ -38,6 +38,7 @@ from codegen.host import COMPILER_VERSION
 from codegen.kernel import Kernel, Pool2d
 from codegen.plan import out_of_range
 from codegen.schedule import KernelStep, NodeStep, dump, format_schedule, schedule
+from codegen.sized import split
 from ir.errors import ShapeError
 from ir.graph import Graph
 from ir.interpreter import bind_inputs, run_node
@@ -137,7 +138,9 @@ class CudaGraph:
     def __init__(self, graph: Graph, device: Device, embedded: dict[str, bytes] | None = None) -> None:
         """`embedded`: PTX and cubins by key from a module file the user trusts."""
         self.source = graph
-        self.graph = optimize(graph)
+        # (values that depend only on sizes are inputs, computed once per set of sizes and
+        # kept on the device: codegen.sized)
+        self.graph, self.sized = split(optimize(graph))
         self.steps = schedule(self.graph)
         self.schedule_text = format_schedule(self.steps)
         self.device = device
@@ -160,6 +163,13 @@ class CudaGraph:
         # so the device's memory pool gives their memory to the next ones
         self._drops = _last_uses(self.graph, self.steps)
         self._types = {v.name: v.type for node in self.graph.nodes for v in node.outputs}
+        if self.sized is not None:
+
+            def on_device(a):
+                with device.current():
+                    return xp.asarray(a)
+
+            self.sized.convert = on_device
 
     def _load(self, embedded: dict[str, bytes]) -> dict:
         """The device's launch functions for the kernels, from the first code it loads."""
@@ -194,6 +204,8 @@ class CudaGraph:
         a list in input order or a dict by name). `weights` is ignored: the device holds its
         own copy, bound when the graph was compiled."""
         xp = self.device.xp
+        if self.sized is not None:
+            arrays = self.sized.add(arrays)
         bindings = bind_inputs(self.graph, arrays)
         key = tuple(bindings[s] for s in self._symbols)
         launches = self._launches.get(key)

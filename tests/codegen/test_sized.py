@@ -126,3 +126,26 @@ def test_a_planned_graph_takes_the_values_too():
         for got, want in zip(exe.run(arrays), run(g, arrays), strict=True):
             assert got.shape == want.shape
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_on_a_gpu_the_values_are_kept_on_the_device():
+    """The CUDA path splits the same values off and keeps them in device memory (here the CPU
+    emulation of CUDA), converted once per set of sizes."""
+    from codegen.cuda import emulate, nvrtc
+    from codegen.cuda.executable import CudaGraph
+
+    if emulate.compiler() is None or not nvrtc.available():
+        pytest.skip("needs a C++ compiler (g++) and NVRTC")
+    g = _graph()
+    exe = CudaGraph(g, emulate.EmulatedDevice())
+    assert exe.sized is not None and exe.sized.convert is not None
+    moved = []
+    convert = exe.sized.convert
+    exe.sized.convert = lambda a: moved.append(convert(a)) or moved[-1]
+    assert not {"arange", "full", "triu"} & {s.node.op for s in exe.steps if not hasattr(s, "kernel")}
+    for batch, seq in [(2, 5), (3, 16), (2, 5)]:
+        arrays = _inputs(batch, seq)
+        for got, want in zip(exe.run(arrays), run(g, arrays), strict=True):
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)
+    assert len(moved) == 2 * len(exe.sized.names)  # two sets of sizes, each converted once
+    assert all(any(v is m for m in moved) for v in exe.sized.values({"batch": 2, "seq": 5}))

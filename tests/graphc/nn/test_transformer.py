@@ -535,8 +535,13 @@ def test_a_scripted_transformer_runs_on_the_emulated_gpu():
         device=emulate.EmulatedDevice(),
     )
     assert scripted.backend == "cuda"
-    for shape in [(2, 7), (3, 5)]:
+    for shape in [(2, 7), (3, 5), (2, 7)]:
         tokens = graphc.randint(0, 30, shape)
         with graphc.no_grad():
             want = model(tokens).numpy()
         np.testing.assert_allclose(scripted(tokens).numpy(), want, rtol=1e-4, atol=1e-5)
+    # the causal mask is made once per length (and kept on the device), not between kernels
+    exe = scripted._executable("forward")
+    assert exe.sized is not None and len(exe.sized._kept) == 2
+    interpreted = {s.node.op for s in exe.steps if not hasattr(s, "kernel")}
+    assert not interpreted & {"full", "triu", "arange"}, interpreted
