@@ -2,8 +2,9 @@
 PyTorch CUDA, in the same run: the MLP 784-512-512-10 and the tutorial LeNet at batch 1 and 256
 (runtime.load(device="cuda") of a .gcm file, against the same model run eagerly by graphc on
 CUDA tensors and by PyTorch), the GELU-tanh chain at 1M and 16M float32 values
-(one fused kernel against cupy's and PyTorch's op-by-op eager), and float32 GEMM at n = 256 to
-4096 (the tiled kernel against cuBLAS through cupy and PyTorch), in GFLOP/s.
+(one fused kernel against cupy's and PyTorch's op-by-op eager), a transformer text classifier
+(benchmarks/transformer.py's, at batch x length 1 x 32 and 16 x 128), and float32 GEMM at n =
+256 to 4096 (the tiled kernel against cuBLAS through cupy and PyTorch), in GFLOP/s.
 
 Run on a machine with an NVIDIA GPU: python benchmarks/cuda.py [--repeat N]
 (needs cupy and NVRTC: pip install -e ".[cuda]", or ".[cuda13]" for a CUDA 13 driver, or
@@ -52,8 +53,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     batches, elements, sides = ((1, 256), (1 << 20, 1 << 24), (256, 1024, 2048, 4096))
+    shapes = ((1, 32), (16, 128))  # the transformer's batch x length
     if args.quick:
         batches, elements, sides, args.repeat = (1, 3), (1000,), (70,), 1
+        shapes = ((1, 4), (2, 6))
 
     import graphc
 
@@ -116,6 +119,47 @@ def main() -> None:
                         call = lambda tx=tx, peer=peer: peer(tx)  # noqa: E731
                         cell = f"{per_call_ms(call, torch.cuda.synchronize, args.repeat):.3f}"
                 print(f"| {name} | {batch} | {ms:.3f} | {eager_ms:.3f} | {cell} |")
+
+    # a transformer (benchmarks/transformer.py's text classifier), batch and length dynamic
+    from transformer import VOCAB, classifier
+
+    graphc.manual_seed(0)
+    net = classifier(graphc).eval()
+    dynamic = {"tokens": {0: "batch", 1: "seq"}}
+    example = graphc.randint(0, VOCAB, (2, 8))
+    peer = None
+    if torch:
+        peer = classifier(torch).cuda().eval()
+        peer.load_state_dict({k: torch.tensor(v.numpy()) for k, v in net.state_dict().items()})
+    eager = classifier(graphc).eval()
+    eager.load_state_dict(net.state_dict())
+    eager.cuda()
+    print(
+        "\n| transformer batch x length | graphc runtime (cuda) | graphc eager (cupy) | PyTorch CUDA eager |"
+    )
+    print("|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "transformer.gcm"
+        graphc.script(net, (example,), dynamic=dynamic, backend="interpreter").save(path)
+        loaded = runtime.load(path, device="cuda")
+        for n, length in shapes:
+            tokens = np.random.default_rng(n).integers(0, VOCAB, (n, length))
+            with graphc.no_grad():
+                want = net(graphc.tensor(tokens)).numpy()
+            np.testing.assert_allclose(loaded(tokens)[0], want, rtol=1e-3, atol=1e-4)
+            dt = loaded.to_device(tokens)
+            ms = per_call_ms(lambda dt=dt: loaded(dt), sync, args.repeat)
+            gt = graphc.tensor(tokens, device="cuda")
+            with graphc.no_grad():
+                np.testing.assert_allclose(eager(gt).cpu().numpy(), want, rtol=1e-3, atol=1e-4)
+                eager_ms = per_call_ms(lambda gt=gt: eager(gt), sync, args.repeat)
+            cell = "-"
+            if peer is not None:
+                tt = torch.tensor(tokens, device="cuda")
+                with torch.no_grad():
+                    np.testing.assert_allclose(peer(tt).cpu().numpy(), want, rtol=1e-3, atol=1e-4)
+                    cell = f"{per_call_ms(lambda tt=tt: peer(tt), torch.cuda.synchronize, args.repeat):.3f}"
+            print(f"| {n} x {length} | {ms:.3f} | {eager_ms:.3f} | {cell} |")
 
     # the GELU chain: one fused kernel against op-by-op eager
     graph = graphc.script(lambda x: gelu(graphc, x), (graphc.randn(8),), backend="interpreter").graph
