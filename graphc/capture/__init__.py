@@ -1,7 +1,18 @@
 """Capturing eager code as graphs: `graphc.script`, `graphc.trace`, `graphc.cond`, the tracer."""
 
+from graphc.capture.compiled import CompiledModule, compile
 from graphc.capture.control import cond
 from graphc.capture.script import ScriptModule, capture, load, script, trace
 from graphc.capture.tracer import TracingError
 
-__all__ = ["ScriptModule", "TracingError", "capture", "cond", "load", "script", "trace"]
+__all__ = [
+    "CompiledModule",
+    "ScriptModule",
+    "TracingError",
+    "capture",
+    "compile",
+    "cond",
+    "load",
+    "script",
+    "trace",
+]

@@ -40,6 +40,26 @@ class Sequential(Module):
             raise IndexError(f"index {idx} is out of range for a Sequential of {len(keys)}")
         return self._modules[keys[idx]]
 
+    def __setitem__(self, idx: int, module: Module) -> None:
+        """Replace the module at position `idx` (keeping its name)."""
+        keys = list(self._modules)
+        if not -len(keys) <= idx < len(keys):
+            raise IndexError(f"index {idx} is out of range for a Sequential of {len(keys)}")
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: {type(module).__name__} is not a Module")
+        self._modules[keys[idx]] = module  # (in place: the order stays)
+
+    def __delitem__(self, idx) -> None:
+        """Remove the module(s) at `idx`; the rest are numbered again from 0, as in PyTorch
+        (names given by an OrderedDict stay)."""
+        keys = list(self._modules)
+        gone = set(keys[idx] if isinstance(idx, slice) else [keys[idx]])
+        kept = [(k, m) for k, m in self._modules.items() if k not in gone]
+        numbered = all(k.isdigit() for k, _ in kept)
+        self._modules.clear()
+        for i, (k, m) in enumerate(kept):
+            self._modules[str(i) if numbered else k] = m
+
     def append(self, module: Module) -> Sequential:
         self.add_module(str(len(self)), module)
         return self

@@ -185,3 +185,13 @@ def test_layer_reprs():
     assert repr(nn.Dropout(0.25)) == "Dropout(p=0.25, inplace=False)"
     assert repr(nn.Softmax(dim=1)) == "Softmax(dim=1)"
     assert repr(nn.Parameter(graphc.ones(1))) == "Parameter containing:\ntensor([1.], requires_grad=True)"
+
+
+def test_sequential_items_are_replaced_in_place_and_deleted_with_renumbering():
+    seq = nn.Sequential(nn.ReLU(), nn.Tanh(), nn.Sigmoid())
+    seq[1] = nn.ELU()
+    assert [type(m).__name__ for m in seq] == ["ReLU", "ELU", "Sigmoid"]
+    del seq[0]
+    assert list(dict(seq.named_children())) == ["0", "1"] and isinstance(seq[0], nn.ELU)
+    with pytest.raises(TypeError, match="is not a Module"):
+        seq[0] = 3
