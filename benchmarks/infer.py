@@ -63,8 +63,10 @@ def per_call_ms(fn, repeat: int, sync=None, settle: float = 0.3) -> float:
     return float(np.median(rounds)) * 1e3
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def start(description: str):
+    """The command line (--repeat, --no-compile) and the peers, with THREADS threads each, the
+    machine's line printed: (args, onnxruntime, torch)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     args = parser.parse_args()
@@ -72,12 +74,18 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    import graphc
-    import runtime
-
     torch.set_num_threads(THREADS)
     print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, ", end="")
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {THREADS} threads")
+    return args, ort, torch
+
+
+def main() -> None:
+    args, ort, torch = start(__doc__.splitlines()[0])
+
+    import graphc
+    import runtime
+
     graphc.manual_seed(0)
     ours = models(graphc.nn, graphc.nn.functional)
     theirs = models(torch.nn, torch.nn.functional)

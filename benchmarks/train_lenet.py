@@ -88,6 +88,29 @@ def _child(lib_name: str, batch: int, repeat: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def library(name: str):
+    """graphc, or torch with 2 threads."""
+    if name != "torch":
+        return graphc
+    import torch
+
+    torch.set_num_threads(2)
+    return torch
+
+
+def libraries() -> list[str]:
+    """The libraries to time: graphc, and torch where it is installed."""
+    return ["graphc"] if torch_version() is None else ["graphc", "torch"]
+
+
+def torch_version() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
@@ -98,24 +121,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        lib = graphc
-        if args.child == "torch":
-            import torch
-
-            torch.set_num_threads(2)
-            lib = torch
-        print(time_steps(lib, args.batch, args.repeat))
+        print(time_steps(library(args.child), args.batch, args.repeat))
         return
-    names = ["graphc"]
-    try:
-        import torch
-
-        names.append("torch")
-        version = torch.__version__
-    except ImportError:
-        version = None
+    names = libraries()
     print(
-        f"machine: {platform.machine()}, python {platform.python_version()}, torch {version} "
+        f"machine: {platform.machine()}, python {platform.python_version()}, torch {torch_version()} "
         "(2 threads); each library timed in its own process, best of alternating rounds"
     )
     print(f"{'batch':>6}  {'library':<10}{'ms/step':>10}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_lenet import measure  # noqa: E402
+from train_lenet import libraries, library, measure, torch_version  # noqa: E402
 from transformer import CLASSES, VOCAB, classifier  # noqa: E402
 
 CASES = [(4, 32), (16, 128)]
@@ -65,25 +65,12 @@ def main() -> None:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        if args.child == "torch":
-            import torch
-
-            torch.set_num_threads(2)
-            lib = torch
-        else:
-            import graphc as lib
         batch, length = (int(v) for v in args.case.split("x"))
-        print(measure({"step": make_step(lib, batch, length)}, args.repeat, steps=5)["step"])
+        print(measure({"step": make_step(library(args.child), batch, length)}, args.repeat, steps=5)["step"])
         return
-    names = ["graphc"]
-    try:
-        import torch
-
-        names.append("torch")
-        version = torch.__version__
-    except ImportError:
-        version = None
-    print(f"machine: {platform.machine()}, python {platform.python_version()}, torch {version} (2 threads)")
+    names = libraries()
+    machine = f"{platform.machine()}, python {platform.python_version()}"
+    print(f"machine: {machine}, torch {torch_version()} (2 threads)")
     print("| batch x length | graphc eager | PyTorch eager |")
     print("|---|---:|---:|")
     for batch, length in CASES:

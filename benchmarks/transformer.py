@@ -13,8 +13,6 @@ per_call_ms); outputs are checked against PyTorch eager.
 
 from __future__ import annotations
 
-import argparse
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from infer import THREADS, per_call_ms  # noqa: E402
+from infer import THREADS, per_call_ms, start  # noqa: E402
 
 VOCAB, D_MODEL, HEADS, FF, LAYERS, MAX_LEN, CLASSES = 1000, 128, 4, 512, 2, 256, 4
 CASES = [(1, 32), (16, 128)]  # (batch, sequence length)
@@ -49,20 +47,11 @@ def classifier(torch_like):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    args = parser.parse_args()
-
-    import onnxruntime as ort
-    import torch
+    args, ort, torch = start(__doc__.splitlines()[0])
 
     import graphc
     import runtime
 
-    torch.set_num_threads(THREADS)
-    print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, ", end="")
-    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {THREADS} threads")
     graphc.manual_seed(0)
     ours, theirs = classifier(graphc).eval(), classifier(torch).eval()
     theirs.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ours.state_dict().items()})

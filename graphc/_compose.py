@@ -603,6 +603,175 @@ def scatter(
     return dispatch(OPS["index_put"], (input, cast(src, input.dtype), *key), attrs)
 
 
+def fmax(input: Tensor, other: Tensor) -> Tensor:
+    """The larger of each pair, ignoring a NaN (NaN only where both are)."""
+    return where(isnan(input), other, where(isnan(other), input, maximum(input, other)))
+
+
+def fmin(input: Tensor, other: Tensor) -> Tensor:
+    """The smaller of each pair, ignoring a NaN (NaN only where both are)."""
+    return where(isnan(input), other, where(isnan(other), input, minimum(input, other)))
+
+
+def sgn(input: Tensor) -> Tensor:
+    from graphc._functions import sign
+
+    return sign(input)
+
+
+def signbit(input: Tensor) -> Tensor:
+    """Whether each element's sign bit is set (-0.0 included)."""
+    if not input.dtype.is_floating_point:
+        return input < 0
+    return where(input == 0, (1.0 / input) < 0, input < 0)
+
+
+def heaviside(input: Tensor, values: Tensor) -> Tensor:
+    """0 below zero, 1 above, `values` at zero."""
+    return where(input == 0, values, cast(input > 0, input.dtype))
+
+
+def float_power(input, exponent) -> Tensor:
+    """input ** exponent computed in float64."""
+    base = cast(input, dtypes.float64) if isinstance(input, Tensor) else tensor(input, dtype=dtypes.float64)
+    power = cast(exponent, dtypes.float64) if isinstance(exponent, Tensor) else float(exponent)
+    return base**power
+
+
+def deg2rad(input: Tensor) -> Tensor:
+    return input * (math.pi / 180.0)
+
+
+def rad2deg(input: Tensor) -> Tensor:
+    return input * (180.0 / math.pi)
+
+
+def gcd(input: Tensor, other: Tensor) -> Tensor:
+    """The greatest common divisor of integers, elementwise."""
+    return _integers(np.gcd, input, other, "gcd")
+
+
+def lcm(input: Tensor, other: Tensor) -> Tensor:
+    """The least common multiple of integers, elementwise."""
+    return _integers(np.lcm, input, other, "lcm")
+
+
+def _integers(fn, a: Tensor, b: Tensor, name: str) -> Tensor:
+    if a.dtype.is_floating_point or b.dtype.is_floating_point:
+        raise TypeError(f"{name}: expected integer tensors, got {a.dtype} and {b.dtype}")
+    return tensor(fn(_values(a), _values(b)), device=a.device)
+
+
+def cummax(input: Tensor, dim: int):
+    """The running maximum along `dim` and where it was (the latest position among equals;
+    NaN propagates), as (values, indices); differentiable in the values."""
+    return _running(input, dim, np.greater_equal, "cummax")
+
+
+def cummin(input: Tensor, dim: int):
+    """The running minimum along `dim` and where it was, as (values, indices)."""
+    return _running(input, dim, np.less_equal, "cummin")
+
+
+def _running(input: Tensor, dim: int, better, name: str):
+    from graphc._functions import return_types
+
+    d = _wrap_dim(dim, builtins.max(input.dim(), 1))
+    x = np.moveaxis(_values(input).reshape(input.shape or (1,)), d, -1)
+    index = np.zeros(x.shape, np.int64)
+    if x.shape[-1]:
+        best, at = x[..., 0].copy(), np.zeros(x.shape[:-1], np.int64)
+        floats = x.dtype.kind == "f"
+        for i in range(x.shape[-1]):
+            v = x[..., i]
+            take = better(v, best) | (np.isnan(v) if floats else False)
+            if floats:
+                take &= ~np.isnan(best) | np.isnan(v)
+            best, at = np.where(take, v, best), np.where(take, i, at)
+            index[..., i] = at
+    indices = tensor(np.moveaxis(index, -1, d).reshape(input.shape), device=input.device)
+    values = input.gather(d, indices) if input.dim() else input.clone()
+    return getattr(return_types, name)(values, indices)
+
+
+def msort(input: Tensor) -> Tensor:
+    """`input` sorted along its first dim."""
+    from graphc._functions import sort
+
+    return sort(input, 0).values
+
+
+def index_fill(input: Tensor, dim: int, index: Tensor, value) -> Tensor:
+    """`input` with the slices at `index` along `dim` set to `value`."""
+    d = _wrap_dim(dim, builtins.max(input.dim(), 1))
+    shape = list(input.shape)
+    shape[d] = index.numel()
+    fill = (
+        value.to(input.dtype)
+        if isinstance(value, Tensor)
+        else tensor(value, dtype=input.dtype, device=input.device)
+    )
+    positions = (False,) * d + (True,)
+    return dispatch(
+        OPS["index_put"], (input, fill.expand(*shape), index.reshape(-1)), {"positions": positions}
+    )
+
+
+def index_copy(input: Tensor, dim: int, index: Tensor, source: Tensor) -> Tensor:
+    """`input` with the slices at `index` along `dim` replaced by those of `source`."""
+    d = _wrap_dim(dim, builtins.max(input.dim(), 1))
+    positions = (False,) * d + (True,)
+    return dispatch(
+        OPS["index_put"], (input, cast(source, input.dtype), index.reshape(-1)), {"positions": positions}
+    )
+
+
+def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
+    """`input` with the elements where `mask` holds replaced by `source`'s, in order."""
+    if mask.dtype != dtypes.bool_:
+        raise TypeError(f"masked_scatter: expected a bool mask, got {mask.dtype}")
+    where_ = np.flatnonzero(np.broadcast_to(_values(mask), tuple(input.shape)))
+    if where_.size > source.numel():
+        raise ShapeError(
+            f"masked_scatter: the mask selects {where_.size} elements but source has {source.numel()}"
+        )
+    flat = input.reshape(-1)
+    picked = slice_dim(source.reshape(-1), 0, 0, int(where_.size), 1)
+    out = dispatch(
+        OPS["index_put"],
+        (flat, cast(picked, input.dtype), tensor(where_, device=input.device)),
+        {"positions": (True,)},
+    )
+    return out.reshape(*input.shape)
+
+
+def put(input: Tensor, index: Tensor, source: Tensor, accumulate: bool = False) -> Tensor:
+    """`input` with the elements at the flat positions `index` set to (or, with `accumulate`,
+    increased by) `source`'s."""
+    flat = input.reshape(-1)
+    n = flat.shape[0]
+    at = where(index < 0, index + n, index).reshape(-1)
+    attrs = {"positions": (True,), "accumulate": accumulate}
+    out = dispatch(OPS["index_put"], (flat, cast(source, input.dtype).reshape(-1), at), attrs)
+    return out.reshape(*input.shape)
+
+
+def unfold(input: Tensor, dimension: int, size: int, step: int) -> Tensor:
+    """Every window of `size` elements along `dimension`, `step` apart, as a new last dim (the
+    windows along `dimension`)."""
+    d = _wrap_dim(dimension, builtins.max(input.dim(), 1))
+    n = input.shape[d] if input.dim() else 1
+    if size > n or size < 0 or step <= 0:
+        raise ShapeError(f"unfold: cannot take windows of {size} every {step} along a dim of size {n}")
+    count = (n - size) // step + 1
+    starts = np.arange(count) * step
+    index = tensor((starts[:, None] + np.arange(size)[None, :]).reshape(-1), device=input.device)
+    picked = input.index_select(d, index)  # (.., count * size, ..)
+    shape = list(input.shape)
+    shape[d : d + 1] = [count, size]
+    return picked.reshape(*shape).movedim(d + 1, -1)
+
+
 # --- data-dependent results (eager, not differentiable) ---
 
 
@@ -745,6 +914,22 @@ def block_diag(*tensors) -> Tensor:
 
 
 __all__ = [
+    "cummax",
+    "cummin",
+    "deg2rad",
+    "float_power",
+    "fmax",
+    "fmin",
+    "gcd",
+    "heaviside",
+    "index_copy",
+    "index_fill",
+    "lcm",
+    "masked_scatter",
+    "msort",
+    "rad2deg",
+    "sgn",
+    "signbit",
     "addcdiv",
     "addcmul",
     "argwhere",

@@ -41,6 +41,8 @@ for _name, _fields in [
     ("sort", "values indices"),
     ("topk", "values indices"),
     ("median", "values indices"),
+    ("cummax", "values indices"),
+    ("cummin", "values indices"),
     ("svd", "U S V"),
     ("aminmax", "min max"),
 ]:

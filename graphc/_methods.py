@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
 from graphc import _creation as C
 from graphc import _device, _indexing
 from graphc import _functions as F
@@ -228,6 +230,64 @@ def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=None
     self._data[...] = _device.to_device(values._data, self.device)
     self._bump_version()
     return self
+
+
+def _sampled(draw):
+    """An in-place fill with samples from numpy's generator, seeded by graphc's (`draw(rng,
+    shape)` gives them); not recorded by autograd, as PyTorch's fills are not."""
+
+    def method(self: Tensor, *args, generator=None, **kwargs) -> Tensor:
+        check_inplace(self)
+        gen = C.default_generator if generator is None else generator
+        rng = np.random.default_rng(gen.next_seed())
+        values = np.asarray(draw(rng, tuple(self.shape), *args, **kwargs)).astype(self.dtype.np)
+        self._data[...] = _device.to_device(values, self.device)
+        self._bump_version()
+        return self
+
+    method.__name__ = draw.__name__
+    return method
+
+
+def _bernoulli(rng, shape, p=0.5):
+    probs = p._data if isinstance(p, Tensor) else p
+    return rng.random(shape) < np.asarray(
+        _device.to_device(probs, _device.CPU) if isinstance(p, Tensor) else probs
+    )
+
+
+def _random(rng, shape, start=0, end=None):
+    if end is None:  # PyTorch: [0, 2^mantissa] for floats, the dtype's range for integers
+        start, end = 0, start if start else 2**24
+    return rng.integers(start, end, shape)
+
+
+SAMPLED = {
+    "bernoulli_": _bernoulli,
+    "random_": _random,
+    "exponential_": lambda rng, shape, lambd=1.0: rng.exponential(1.0 / lambd, shape),
+    "geometric_": lambda rng, shape, p: rng.geometric(p, shape),
+    "cauchy_": lambda rng, shape, median=0.0, sigma=1.0: median + sigma * rng.standard_cauchy(shape),
+    "log_normal_": lambda rng, shape, mean=1.0, std=2.0: rng.lognormal(mean, std, shape),
+}
+
+
+def _array_pointer(arr) -> int:
+    return arr.data.ptr if hasattr(arr.data, "ptr") else arr.__array_interface__["data"][0]
+
+
+def stride(self: Tensor, dim: int | None = None):
+    """Elements between neighbours along each dim (of `dim`)."""
+    steps = tuple(s // self._data.itemsize for s in self._data.strides)
+    return steps if dim is None else steps[dim]
+
+
+def storage_offset(self: Tensor) -> int:
+    """Where this tensor's first element is in the memory it shares (elements from its start)."""
+    root = self._data
+    while getattr(root, "base", None) is not None and hasattr(root.base, "strides"):
+        root = root.base
+    return (_array_pointer(self._data) - _array_pointer(root)) // self._data.itemsize
 
 
 def _new(factory):
@@ -473,6 +533,24 @@ INPLACE = [
 ]
 # methods from graphc._compose (compositions of ops), and those with an in-place form
 COMPOSED = [
+    "cummax",
+    "cummin",
+    "deg2rad",
+    "float_power",
+    "fmax",
+    "fmin",
+    "gcd",
+    "heaviside",
+    "index_copy",
+    "index_fill",
+    "lcm",
+    "masked_scatter",
+    "msort",
+    "put",
+    "rad2deg",
+    "sgn",
+    "signbit",
+    "unfold",
     "addcdiv",
     "addcmul",
     "argwhere",
@@ -506,6 +584,14 @@ COMPOSED = [
     "xlogy",
 ]
 COMPOSED_INPLACE = [
+    "deg2rad",
+    "float_power",
+    "index_copy",
+    "index_fill",
+    "masked_scatter",
+    "put",
+    "rad2deg",
+    "sgn",
     "addcdiv",
     "addcmul",
     "baddbmm",
@@ -600,3 +686,10 @@ def install() -> None:
         setattr(Tensor, name, getattr(_compose, name))
     for name in COMPOSED_INPLACE:
         setattr(Tensor, name + "_", _inplace(getattr(_compose, name)))
+    for name, draw in SAMPLED.items():
+        setattr(Tensor, name, _sampled(draw))
+    Tensor.stride, Tensor.storage_offset = stride, storage_offset
+    Tensor.data_ptr = lambda self: _array_pointer(self._data)
+    Tensor.nbytes = property(lambda self: int(self._data.nbytes))
+    Tensor.itemsize = property(lambda self: int(self._data.itemsize))
+    Tensor.ndimension = lambda self: self.dim()

@@ -11,6 +11,17 @@ from graphc.nn.module import Module
 from graphc.nn.parameter import Parameter
 
 
+def _scale_and_statistics(module, n: int, weight: bool, bias: bool, track: bool, device, dtype) -> None:
+    """A normalization's per-channel scale and shift (or None) and running statistics (or
+    None), registered in PyTorch's order."""
+    kw = {"device": device, "dtype": dtype}
+    module.register_parameter("weight", Parameter(G.ones(n, **kw)) if weight else None)
+    module.register_parameter("bias", Parameter(G.zeros(n, **kw)) if bias else None)
+    module.register_buffer("running_mean", G.zeros(n, **kw) if track else None)
+    module.register_buffer("running_var", G.ones(n, **kw) if track else None)
+    module.register_buffer("num_batches_tracked", G.tensor(0, device=device) if track else None)
+
+
 class _BatchNorm(Module):
     _input_dims: tuple = ()
 
@@ -27,21 +38,7 @@ class _BatchNorm(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        kw = {"device": device, "dtype": dtype}
-        if affine:
-            self.weight = Parameter(G.ones(num_features, **kw))
-            self.bias = Parameter(G.zeros(num_features, **kw))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", G.zeros(num_features, **kw))
-            self.register_buffer("running_var", G.ones(num_features, **kw))
-            self.register_buffer("num_batches_tracked", G.tensor(0, device=device))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        _scale_and_statistics(self, num_features, affine, affine, track_running_stats, device, dtype)
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
@@ -238,17 +235,7 @@ class _InstanceNorm(Module):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.has_bias = affine and bias
-        kw = {"device": device, "dtype": dtype}
-        self.register_parameter("weight", Parameter(G.ones(num_features, **kw)) if affine else None)
-        self.register_parameter("bias", Parameter(G.zeros(num_features, **kw)) if self.has_bias else None)
-        if track_running_stats:
-            self.register_buffer("running_mean", G.zeros(num_features, **kw))
-            self.register_buffer("running_var", G.ones(num_features, **kw))
-            self.register_buffer("num_batches_tracked", G.tensor(0, device=device))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        _scale_and_statistics(self, num_features, affine, self.has_bias, track_running_stats, device, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
         if input.dim() not in (self._spatial + 1, self._spatial + 2):

@@ -77,7 +77,12 @@ F = Promote.FLOAT
 # --- unary math ---
 _unary("neg", lambda xp, x: xp.negative(x))
 _unary("abs", lambda xp, x: xp.abs(x))
-_unary("sign", lambda xp, x: xp.sign(x), differentiable=True)
+# (PyTorch's sign of NaN is 0; numpy's is NaN)
+_unary(
+    "sign",
+    lambda xp, x: xp.where(xp.isnan(x), 0, xp.sign(x)).astype(x.dtype) if x.dtype.kind == "f" else xp.sign(x),
+    differentiable=True,
+)
 _unary("exp", lambda xp, x: xp.exp(x), F, quiet=True)
 _unary("exp2", lambda xp, x: xp.exp2(x), F, quiet=True)
 _unary("expm1", lambda xp, x: xp.expm1(x), F, quiet=True)

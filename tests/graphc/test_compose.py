@@ -289,3 +289,109 @@ def test_multinomial_samples_in_proportion():
         graphc.multinomial(graphc.tensor([1.0, 2.0]), 5)
     with pytest.raises(ValueError, match="inf, nan or element < 0"):
         graphc.multinomial(graphc.tensor([1.0, -2.0]), 1)
+
+
+def test_more_elementwise_functions_match_numpy():
+    x = arr(3, 5)
+    x[0, 1], x[1, 2], x[2, 0] = np.nan, 0.0, -0.0
+    y = arr(3, 5)
+    y[0, 1] = y[0, 2] = np.nan
+    close(graphc.fmax(t(x), t(y)), np.fmax(x, y))
+    close(graphc.fmin(t(x), t(y)), np.fmin(x, y))
+    close(graphc.sgn(t(x)), np.where(np.isnan(x), 0, np.sign(x)))  # PyTorch's sign of NaN is 0
+    assert graphc.signbit(t(x)).tolist() == np.signbit(x).tolist()
+    assert graphc.signbit(graphc.tensor([-2, 0, 3])).tolist() == [True, False, False]
+    # (PyTorch's heaviside of NaN is 0, numpy's NaN)
+    close(graphc.heaviside(t(x), graphc.tensor(0.5)), np.where(np.isnan(x), 0, np.heaviside(x, 0.5)))
+    powered = graphc.float_power(t(np.abs(y)), 1.5)
+    assert powered.dtype == graphc.float64
+    close(powered, np.abs(y).astype(np.float64) ** 1.5, 1e-6)
+    close(graphc.deg2rad(t(x)), np.deg2rad(x))
+    close(t(x).rad2deg(), np.rad2deg(x), 1e-4)
+    a, b = np.array([12, 18, -8, 0]), np.array([8, 27, 6, 5])
+    assert graphc.gcd(graphc.tensor(a), graphc.tensor(b)).tolist() == np.gcd(a, b).tolist()
+    assert graphc.lcm(graphc.tensor(a), graphc.tensor(b)).tolist() == np.lcm(a, b).tolist()
+    with pytest.raises(TypeError, match="integer tensors"):
+        graphc.gcd(graphc.ones(2), graphc.ones(2))
+    assert gradcheck(
+        lambda u, v: graphc.fmax(u, v) + graphc.fmin(u, v) * graphc.float_power(u, 2),
+        (leaf(2, 3), leaf(2, 3)),
+    )
+
+
+def test_running_extremes_match_a_loop():
+    z = np.array([[1.0, 3.0, 3.0, 2.0, 5.0], [2.0, np.nan, 1.0, 7.0, 7.0]], np.float32)
+    values, indices = graphc.cummax(t(z), 1)
+    # the latest position among equals; NaN propagates and keeps its position
+    assert indices.tolist() == [[0, 1, 2, 2, 4], [0, 1, 1, 1, 1]]
+    close(values, [[1, 3, 3, 3, 5], [2, np.nan, np.nan, np.nan, np.nan]])
+    values, indices = graphc.cummin(t(z[:1]), 1)
+    assert indices.tolist() == [[0, 0, 0, 0, 0]] and values.tolist() == [[1.0] * 5]
+    ints = graphc.tensor([3, 1, 4, 1, 5, 9, 2, 6])
+    assert graphc.cummax(ints, 0).indices.tolist() == [0, 0, 2, 2, 4, 5, 5, 5]
+    assert graphc.cummin(ints, 0).values.tolist() == [3, 1, 1, 1, 1, 1, 1, 1]
+    close(graphc.msort(t(z[:, :3].T)), np.sort(z[:, :3].T, 0))
+    assert gradcheck(lambda v: graphc.cummax(v, 1).values + graphc.cummin(v, 0).values, (leaf(3, 4),))
+
+
+def test_index_fills_copies_scatters_and_puts_match_numpy():
+    x, src = arr(3, 5), arr(3, 2)
+    want = x.copy()
+    want[:, [0, 2]] = -1
+    close(t(x).index_fill(1, graphc.tensor([0, 2]), -1.0), want)
+    want = x.copy()
+    want[:, [4, 0]] = src
+    close(t(x).index_copy(1, graphc.tensor([4, 0]), t(src)), want)
+    mask, source = RNG.random((3, 5)) > 0.5, arr(20)
+    want = x.copy()
+    want[mask] = source[: mask.sum()]
+    close(t(x).masked_scatter(graphc.tensor(mask), t(source)), want)
+    with pytest.raises(graphc.ShapeError, match="source has 2"):
+        t(x).masked_scatter(graphc.ones(3, 5, dtype=graphc.bool), t(source[:2]))
+    want = x.copy().ravel()
+    want[[0, -1, 3]] = [9, 8, 7]
+    close(t(x).put(graphc.tensor([0, -1, 3]), graphc.tensor([9.0, 8.0, 7.0])), want.reshape(3, 5))
+    want = x.copy().ravel()
+    np.add.at(want, [0, 0, 3], [9, 8, 7])
+    close(
+        t(x).put(graphc.tensor([0, 0, 3]), graphc.tensor([9.0, 8.0, 7.0]), accumulate=True),
+        want.reshape(3, 5),
+    )
+    y = t(x)
+    assert y.index_fill_(0, graphc.tensor([1]), 0.0) is y and y.numpy()[1].tolist() == [0.0] * 5
+    assert gradcheck(
+        lambda v, s: (
+            v.index_copy(1, graphc.tensor([4, 0]), s)
+            + v.masked_scatter(graphc.tensor(mask), s.reshape(-1).repeat(4))
+        ),
+        (leaf(3, 5), leaf(3, 2)),
+    )
+
+
+def test_unfold_takes_windows_and_tensors_describe_their_memory():
+    w = arr(2, 7, 3)
+    windows = np.lib.stride_tricks.sliding_window_view(w, 3, axis=1)[:, ::2]  # (2, 3, 3, 3)
+    close(t(w).unfold(1, 3, 2), windows)
+    close(t(w).unfold(-1, 2, 1), np.lib.stride_tricks.sliding_window_view(w, 2, axis=2))
+    with pytest.raises(graphc.ShapeError, match="cannot take windows of 9"):
+        t(w).unfold(1, 9, 1)
+    assert gradcheck(lambda v: v.unfold(1, 3, 2), (leaf(2, 7, 3),))
+    view = graphc.zeros(4, 6)[1:, ::2]
+    assert view.stride() == (6, 2) and view.stride(1) == 2 and view.storage_offset() == 6
+    assert view.nbytes == 36 and view.itemsize == 4 and view.ndimension() == 2
+    base = graphc.zeros(4, 6)
+    assert base[1:].data_ptr() == base.data_ptr() + 6 * 4
+
+
+def test_random_fills_draw_from_their_distributions():
+    graphc.manual_seed(0)
+    e = graphc.empty(20000)
+    assert abs(e.bernoulli_(0.3).mean().item() - 0.3) < 0.02 and set(e.unique().tolist()) == {0.0, 1.0}
+    assert abs(e.exponential_(2.0).mean().item() - 0.5) < 0.03
+    assert abs(e.geometric_(0.25).mean().item() - 4.0) < 0.15 and e.min().item() >= 1
+    drawn = e.random_(0, 10)
+    assert drawn.min().item() == 0 and drawn.max().item() == 9
+    assert abs(e.cauchy_().median().item()) < 0.05
+    assert abs(e.log_normal_(0.0, 0.5).log().std().item() - 0.5) < 0.02
+    ints = graphc.empty(1000, dtype=graphc.int64).random_(5)
+    assert ints.dtype == graphc.int64 and set(ints.tolist()) == {0, 1, 2, 3, 4}
