@@ -2,9 +2,9 @@
 cdist, the fused multiply-adds of optimizers, NaN-aware sums, and so on. Being compositions,
 each is differentiable through autograd and captured by `graphc.script` like the ops it uses.
 
-The functions whose result's shape depends on the data (bincount, isin's inputs aside,
-argwhere, multinomial) run eagerly on the tensor's values and are not differentiable, as in
-PyTorch.
+A few read the tensors' values to decide what to compute (bincount, multinomial, gcd/lcm,
+the positions of cummax/cummin and masked_scatter): they run eagerly, and capturing them is a
+TracingError; bincount, multinomial and gcd/lcm are not differentiable, as in PyTorch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from graphc import _device, _dispatch
+from graphc import _dispatch
 from graphc._creation import arange, tensor, zeros
 from graphc._dispatch import dispatch
 from graphc._functions import (
@@ -681,12 +681,10 @@ def _running(input: Tensor, dim: int, better, name: str):
     index = np.zeros(x.shape, np.int64)
     if x.shape[-1]:
         best, at = x[..., 0].copy(), np.zeros(x.shape[:-1], np.int64)
-        floats = x.dtype.kind == "f"
+        nan = np.isnan if x.dtype.kind == "f" else np.zeros_like
         for i in range(x.shape[-1]):
             v = x[..., i]
-            take = better(v, best) | (np.isnan(v) if floats else False)
-            if floats:
-                take &= ~np.isnan(best) | np.isnan(v)
+            take = better(v, best) | nan(v).astype(bool)  # (nothing compares better than a NaN)
             best, at = np.where(take, v, best), np.where(take, i, at)
             index[..., i] = at
     indices = tensor(np.moveaxis(index, -1, d).reshape(input.shape), device=input.device)
@@ -776,7 +774,9 @@ def unfold(input: Tensor, dimension: int, size: int, step: int) -> Tensor:
 
 
 def _values(t: Tensor) -> np.ndarray:
-    return _device.to_device(t.detach()._data, _device.CPU)
+    """The tensor's values on the host, through `numpy()`: while capturing, that is a
+    TracingError naming the user's line, not a constant baked into the graph."""
+    return t.detach().numpy(force=True)
 
 
 def argwhere(input: Tensor) -> Tensor:

@@ -395,3 +395,15 @@ def test_random_fills_draw_from_their_distributions():
     assert abs(e.log_normal_(0.0, 0.5).log().std().item() - 0.5) < 0.02
     ints = graphc.empty(1000, dtype=graphc.int64).random_(5)
     assert ints.dtype == graphc.int64 and set(ints.tolist()) == {0, 1, 2, 3, 4}
+
+
+def test_functions_that_read_values_refuse_to_be_captured():
+    """cummax's positions, masked_scatter's, bincount read the values: captured, they would be
+    baked into the graph as constants of the example; a TracingError says so instead."""
+    for fn in (
+        lambda x: graphc.cummax(x, 1).values,
+        lambda x: x.masked_scatter(x > 0, x),
+        lambda x: graphc.bincount((x > 0).long().reshape(-1)).float(),
+    ):
+        with pytest.raises(graphc.TracingError, match="traced tensor"):
+            graphc.script(fn, (graphc.randn(2, 3),))
