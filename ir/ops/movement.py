@@ -137,11 +137,45 @@ def _index_put(xp, x, values, *indices, positions, accumulate=False):
     """A copy of `x` with `values` written (or added, if `accumulate`) at the indexed places."""
     out = x.copy()
     key = _index_key(positions, indices)
-    if accumulate:
+    if accumulate and xp is np and out.dtype.kind == "f" and len(indices) == 1 and positions[0]:
+        _add_rows(out, indices[0], values)
+    elif accumulate:
         xp.add.at(out, key, values)
     else:
         out[key] = values
     return out
+
+
+def _add_rows(out, index, values):
+    """out[index] += values with repeated rows summed (an embedding's gradient), in rounds: the
+    rows sorted by index (stably), the k-th row of each run of equal indices added in round k.
+    Runs still going after a few rounds are summed one by one. np.add.at adds row by row
+    (2.3 ms for 2048 rows of 128 into 1000, against 0.3 ms)."""
+    rows, row = out.shape[0], out.shape[1:]
+    values = np.broadcast_to(values, index.shape + row).reshape((-1,) + row)
+    index = index.ravel()
+    if not index.size:
+        return
+    low, high = int(index.min()), int(index.max())
+    if low < -rows or high >= rows:
+        raise IndexError(f"index {low if low < -rows else high} is out of bounds for axis 0 with size {rows}")
+    index = np.where(index < 0, index + rows, index)
+    order = np.argsort(index, kind="stable")
+    index, values = index[order], values[order]
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    ends = np.r_[starts[1:], index.size]
+    targets = index[starts]
+    for k in range(_ROUNDS):
+        out[targets] += values[starts + k]
+        going = ends - starts > k + 1
+        starts, ends, targets = starts[going], ends[going], targets[going]
+        if not starts.size:
+            return
+    for start, end, target in zip(starts + _ROUNDS, ends, targets, strict=True):
+        out[target] += values[start:end].sum(axis=0)
+
+
+_ROUNDS = 8
 
 
 @register("gather")
@@ -193,5 +227,7 @@ def _pad(xp, x, pads, value=0.0):
     """`x` padded with `value`; `pads` is ((before, after), ...) per dim, negative crops."""
     crop = tuple(slice(max(-b, 0), x.shape[i] - max(-a, 0)) for i, (b, a) in enumerate(pads))
     x = x[crop]
-    widths = [(max(b, 0), max(a, 0)) for b, a in pads]
-    return xp.pad(x, widths, constant_values=value)
+    shape = tuple(n + max(b, 0) + max(a, 0) for n, (b, a) in zip(x.shape, pads, strict=True))
+    out = xp.full(shape, value, dtype=x.dtype)  # (a fill and a copy: xp.pad is several times slower)
+    out[tuple(slice(max(b, 0), max(b, 0) + n) for n, (b, _) in zip(x.shape, pads, strict=True))] = x
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ir.errors import ShapeError
+from ir.ops.linalg import _folded_matmul
 from ir.ops.registry import Promote, register
 
 
@@ -22,7 +23,7 @@ def _linear(xp, x, w, b=None):
             f"linear: input of shape {tuple(x.shape)} does not fit weight of "
             f"shape {tuple(w.shape)} (in_features {w.shape[-1]})"
         )
-    out = xp.matmul(x, w.T)
+    out = _folded_matmul(xp, x, w.T) if x.ndim > 2 else xp.matmul(x, w.T)
     if b is not None:
         out += b
     return out

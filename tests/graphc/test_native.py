@@ -165,6 +165,34 @@ def test_allocator_serves_arrays_of_megabytes_from_the_heap():
     assert from_heap("0") == ["False", "False"]
 
 
+_KEPT = """
+import numpy as np
+from graphc import _allocator
+def heap():  # (the kernel may show the heap as several adjacent mappings)
+    size = 0
+    for line in open("/proc/self/maps"):
+        if line.rstrip().endswith("[heap]"):
+            lo, hi = (int(v, 16) for v in line.split()[0].split("-"))
+            size += hi - lo
+    return size
+arrays = [np.ones(4 << 20, np.uint8) for _ in range(40)]
+grown = heap()
+del arrays
+print(_allocator.TUNED, grown >> 20, heap() >> 20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_allocator_keeps_the_free_heap_of_a_step_for_the_next():
+    # (a transformer's training step frees over 100 MB at its end; trimmed, the next step
+    # faulted every page of it back in)
+    out = subprocess.run([sys.executable, "-c", _KEPT], capture_output=True, text=True, check=True)
+    tuned, grown, kept = out.stdout.split()
+    if tuned != "True":
+        pytest.skip("not glibc")
+    assert int(grown) >= 160 and int(kept) >= 160
+
+
 def test_tracing_never_compiles_an_eager_kernel(monkeypatch):
     """graphc.script runs its example through the reference (the module is compiled whole);
     a kernel compiled before is still used, and eager calls after tracing compile as before."""

@@ -77,11 +77,54 @@ def test_matmul_names_both_shapes_on_mismatch():
         OPS["matmul"].impl(np, np.ones((2, 3)), np.ones((4, 5)))
 
 
+@pytest.mark.parametrize("op", ["matmul", "linear"])
+def test_a_stack_times_a_matrix_is_one_product(op):
+    # (folded into one (batch * m, k) matrix; a transposed view is copied first)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 5, 3, 4)).transpose(0, 2, 1, 3)  # (2, 3, 5, 4), not contiguous
+    w = rng.standard_normal((6, 4))
+    b = rng.standard_normal(6)
+    out = OPS[op].impl(np, a, w.T) if op == "matmul" else OPS[op].impl(np, a, w, b)
+    expected = np.einsum("abik,nk->abin", a, w) + (0 if op == "matmul" else b)
+    assert out.shape == (2, 3, 5, 6)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
 def test_index_put_accumulates_repeated_indices():
     out = OPS["index_put"].impl(
         np, np.zeros(3), np.ones(3), np.array([0, 0, 2]), positions=(True,), accumulate=True
     )
     assert list(out) == [2, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "rows, index_shape, values_shape",
+    [
+        ((1000, 16), (16, 128), (16, 128, 16)),  # an embedding's gradient
+        ((10, 3, 2), (40,), (1, 3, 2)),  # values broadcast; runs longer than the rounds
+        ((6,), (50,), (50,)),
+        ((4, 5), (0,), (0, 5)),
+    ],
+)
+def test_index_put_accumulates_rows_as_np_add_at(rows, index_shape, values_shape):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(rows).astype(np.float32)
+    index = rng.integers(-rows[0], rows[0], index_shape)
+    index.ravel()[: index.size // 2] = 1  # one row repeated many times
+    values = rng.standard_normal(values_shape).astype(np.float32)
+    out = OPS["index_put"].impl(np, x, values, index, positions=(True,), accumulate=True)
+    expected = x.copy()
+    np.add.at(expected, (index,), values)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    assert out.dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", [4, -5])
+def test_index_put_accumulate_refuses_rows_out_of_range(bad):
+    with pytest.raises(IndexError, match=f"index {bad} is out of bounds for axis 0 with size 4"):
+        OPS["index_put"].impl(
+            np, np.zeros((4, 2)), np.ones(2), np.array([0, bad]), positions=(True,), accumulate=True
+        )
 
 
 def test_random_ops_are_pure_functions_of_their_seed():
