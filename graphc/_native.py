@@ -1,5 +1,6 @@
 """Compiled kernels for eager ops: the CPU compiler runs eager float32 convolutions (forward,
-input and weight gradients) and max pooling (values, indices, backward).
+input and weight gradients), max pooling (values, indices, backward), and softmax and layer
+norm over the last dims (forward and backward).
 
 An eager call large enough to pay for it runs through a one-node graph compiled by `codegen`
 (the batch symbolic, so one compilation serves every batch size of a layer), instead of numpy's
@@ -235,6 +236,71 @@ def max_pool2d_backward(g, indices, height, width, overlapping=True):
     return None if compiled is None else compiled.run([g, indices])[0]
 
 
+# elements below which numpy's row-wise ops (softmax, layer norm) are as fast as a compiled call
+MIN_ROWS = 1 << 14
+
+
+def _rows(op_name: str, arrays: list, attrs: dict, trailing: int):
+    """Run `op_name` on float32 arrays through a graph of their (rows, n) views, rows symbolic
+    and n the product of the last `trailing` dims (None entries stay None: optional inputs);
+    None where the reference should run it. The first array sets the shape; the others of its
+    shape are viewed as rows too, the rest (weights) flattened."""
+    x = arrays[0]
+    if x.size < MIN_ROWS or x.ndim < trailing:
+        return None
+    for a in arrays:
+        if a is not None and (type(a) is not np.ndarray or a.dtype != np.float32):
+            return None
+    n = int(np.prod(x.shape[x.ndim - trailing :]))
+    flat = [None if a is None else a.reshape(-1, n) if a.shape == x.shape else a.reshape(n) for a in arrays]
+    kinds = tuple(None if a is None else a.ndim for a in flat)
+
+    def build():
+        graph = Graph(f"eager_{op_name}")
+        inputs = [
+            None if k is None else graph.add_input(f"x{i}", TensorType(dtypes.float32, ("rows", n)[2 - k :]))
+            for i, k in enumerate(kinds)
+        ]
+        graph.set_outputs(graph.add_node(op_name, inputs, attrs))
+        return graph
+
+    compiled = _compiled_or_none((op_name, n, kinds, _attrs_key(attrs)), build)
+    if compiled is None:
+        return None
+    return compiled.run([a for a in flat if a is not None])[0].reshape(x.shape)
+
+
+def softmax(x, dim):
+    return _rows("softmax", [x], {"dim": 1}, 1) if dim == x.ndim - 1 else None
+
+
+def softmax_backward(y, g, dim):
+    if dim != y.ndim - 1 or getattr(g, "shape", None) != y.shape:
+        return None
+    return _rows("softmax_backward", [y, g], {"dim": 1}, 1)
+
+
+def _last(dims, ndim) -> bool:
+    return tuple(dims) == tuple(range(ndim - len(dims), ndim)) and len(dims) > 0
+
+
+def layer_norm(x, w=None, b=None, dims=(-1,), eps=1e-5):
+    if not _last(dims, x.ndim):
+        return None
+    shape = x.shape[x.ndim - len(dims) :]
+    if any(t is not None and getattr(t, "shape", None) != shape for t in (w, b)):
+        return None  # the reference names the mismatch
+    return _rows("layer_norm", [x, w, b], {"dims": (1,), "eps": float(eps)}, len(dims))
+
+
+def layer_norm_backward(x, w, g, dims=(-1,), eps=1e-5):
+    if not _last(dims, x.ndim) or getattr(g, "shape", None) != x.shape:
+        return None
+    if w is not None and getattr(w, "shape", None) != x.shape[x.ndim - len(dims) :]:
+        return None
+    return _rows("layer_norm_backward", [x, w, g], {"dims": (1,), "eps": float(eps)}, len(dims))
+
+
 # op -> its compiled implementation, which returns None for the cases it leaves to the reference
 ACCELERATED = {
     OPS["conv2d"]: conv2d,
@@ -242,4 +308,8 @@ ACCELERATED = {
     OPS["conv2d_weight_grad"]: conv2d_weight_grad,
     OPS["max_pool2d"]: max_pool2d,
     OPS["max_pool2d_backward"]: max_pool2d_backward,
+    OPS["softmax"]: softmax,
+    OPS["softmax_backward"]: softmax_backward,
+    OPS["layer_norm"]: layer_norm,
+    OPS["layer_norm_backward"]: layer_norm_backward,
 }

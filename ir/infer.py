@@ -387,6 +387,39 @@ def _log_softmax(inputs, dim):
     return inputs[0]
 
 
+@rule("softmax")
+def _softmax(inputs, dim):
+    return inputs[0]
+
+
+@rule("softmax_backward")
+def _softmax_backward(inputs, dim):
+    y, g = inputs
+    if y.shape != g.shape:
+        raise ShapeError(f"softmax_backward: output {list(y.shape)} and gradient {list(g.shape)} differ")
+    return y
+
+
+@rule("layer_norm")
+def _layer_norm(inputs, dims=(-1,), eps=1e-5):
+    x = inputs[0]
+    shape = tuple(x.shape[d] for d in dims)
+    for role, t in zip(("weight", "bias"), inputs[1:], strict=False):
+        if t is not None and tuple(t.shape) != shape:
+            raise ShapeError(
+                f"layer_norm: {role} of shape {list(t.shape)} does not match normalized shape {list(shape)}"
+            )
+    return x
+
+
+@rule("layer_norm_backward")
+def _layer_norm_backward(inputs, dims=(-1,), eps=1e-5):
+    x, g = inputs[0], inputs[2]
+    if x.shape != g.shape:
+        raise ShapeError(f"layer_norm_backward: input {list(x.shape)} and gradient {list(g.shape)} differ")
+    return x
+
+
 @rule("nll_loss")
 def _nll_loss(inputs, ignore_index=-100, reduction="mean"):
     logp, target = inputs[0], inputs[1]

@@ -19,6 +19,7 @@ import graphc as F
 from graphc import _dispatch as _dispatch_module
 from graphc._dispatch import dispatch
 from graphc._tensor import Tensor
+from graphc.autograd import grad_mode
 from graphc.autograd.engine import Node
 from graphc.errors import AutogradError
 from ir import dtypes
@@ -664,6 +665,79 @@ def _mse_loss(n, g):
     scale = 2.0 / max(d.numel(), 1) if reduction == "mean" else 2.0
     ga = d * (g * scale)
     return ga, -ga if n.needs_input_grad[1] else None
+
+
+# softmax and layer_norm: the fused backward op where no graph of the backward pass is
+# recorded, the same formula in differentiable ops where it is (create_graph=True)
+
+
+@rule("softmax", outputs=True)
+def _softmax(n, g):
+    y, dim = n.output(0), n.attrs["dim"]
+    if not grad_mode.is_grad_enabled():
+        return _run("softmax_backward", (y, g), {"dim": dim})
+    return y * (g - (g * y).sum(dim, keepdim=True))
+
+
+@rule("layer_norm", inputs=True)
+def _layer_norm(n, g):
+    x, w = n.input(0), n.input(1)
+    dims, eps = n.attrs["dims"], n.attrs["eps"]
+    need = n.needs_input_grad
+    leading = tuple(range(x.dim() - len(dims)))
+    if not grad_mode.is_grad_enabled():
+        gx = _run("layer_norm_backward", (x, w, g), n.attrs) if need[0] else None
+        xhat = _run("layer_norm", (x, None, None), n.attrs) if need[1] else None
+    else:
+        gx, xhat = _layer_norm_input_grad(x, w, g, dims, eps)
+    gw = (g * xhat).sum(leading) if len(need) > 1 and need[1] else None
+    gb = g.sum(leading) if len(need) > 2 and need[2] else None
+    return gx, gw, gb
+
+
+def _layer_norm_input_grad(x, w, g, dims, eps):
+    """(layer_norm's input gradient, the normalized x) in differentiable ops."""
+    d = x - x.mean(dims, keepdim=True)
+    rstd = F.rsqrt((d * d).mean(dims, keepdim=True) + eps)
+    xhat = d * rstd
+    h = g if w is None else g * w
+    return rstd * (h - h.mean(dims, keepdim=True) - xhat * (h * xhat).mean(dims, keepdim=True)), xhat
+
+
+@rule("softmax_backward", inputs=True)
+def _softmax_backward(n, u):
+    # out = y * (g - s), s = sum(g * y): d/dg is softmax_backward(y, u) again; d/dy_j is
+    # u_j * (g_j - s) - g_j * sum(u * y)
+    y, g, dim = n.input(0), n.input(1), n.attrs["dim"]
+    need = n.needs_input_grad
+    gy = u * (g - (g * y).sum(dim, keepdim=True)) - g * (u * y).sum(dim, keepdim=True) if need[0] else None
+    gg = _run("softmax_backward", (y, u), {"dim": dim}) if need[1] else None
+    return gy, gg
+
+
+@rule("layer_norm_backward", inputs=True)
+def _layer_norm_backward(n, u):
+    """By differentiating the formula once more, on detached inputs: the result is not
+    differentiable again (layer_norm's rule records the formula instead of this op where the
+    backward pass is recorded, so only a direct call of the op gets here)."""
+    from graphc.autograd import grad
+
+    if grad_mode.is_grad_enabled():
+        raise AutogradError(
+            "layer_norm_backward is differentiable once; record layer_norm's backward instead"
+        )
+    attrs = n.attrs
+    leaves = [
+        None if t is None else t.detach().requires_grad_() for t in (n.input(0), n.input(1), n.input(2))
+    ]
+    with grad_mode.enable_grad():
+        gx, _ = _layer_norm_input_grad(*leaves, attrs["dims"], attrs["eps"])
+    wanted = [t for t, need in zip(leaves, n.needs_input_grad, strict=True) if need and t is not None]
+    found = iter(grad(gx, wanted, u, allow_unused=True))
+    return tuple(
+        next(found) if need and t is not None else None
+        for t, need in zip(leaves, n.needs_input_grad, strict=True)
+    )
 
 
 @rule("log_softmax", outputs=True)

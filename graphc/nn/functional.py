@@ -10,7 +10,7 @@ import math
 
 import graphc as G
 from graphc._dispatch import dispatch
-from graphc._tensor import Tensor
+from graphc._tensor import Tensor, _wrap_dim
 from graphc.errors import ShapeError
 from ir.ops import OPS
 
@@ -478,17 +478,19 @@ def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along `dim`, computed without overflow."""
     if dtype is not None:
         input = input.to(dtype)
-    dim = _softmax_dim(input, dim)
-    shifted = input - input.amax(dim, keepdim=True).detach()
-    e = G.exp(shifted)
-    return e / e.sum(dim, keepdim=True)
+    if input.dim() == 0:
+        return softmax(input.reshape(1), 0).reshape(())
+    dim = _wrap_dim(_softmax_dim(input, dim), input.dim())
+    return dispatch(OPS["softmax"], (input,), {"dim": dim}, name="SoftmaxBackward0")
 
 
 def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
     """log(softmax(x)) along `dim`, computed as x - logsumexp(x)."""
     if dtype is not None:
         input = input.to(dtype)
-    dim = _softmax_dim(input, dim) % max(input.dim(), 1)
+    if input.dim() == 0:
+        return log_softmax(input.reshape(1), 0).reshape(())
+    dim = _wrap_dim(_softmax_dim(input, dim), input.dim())
     return dispatch(OPS["log_softmax"], (input,), {"dim": dim}, name="LogSoftmaxBackward0")
 
 
@@ -1069,14 +1071,8 @@ def layer_norm(
             f"layer_norm: input shape {list(input.shape)} does not end with normalized_shape {list(shape)}"
         )
     dims = tuple(range(input.dim() - len(shape), input.dim()))
-    mean = input.mean(dims, keepdim=True)
-    var = input.var(dims, correction=0, keepdim=True)
-    out = (input - mean) * G.rsqrt(var + eps)
-    if weight is not None:
-        out = out * weight
-    if bias is not None:
-        out = out + bias
-    return out
+    attrs = {"dims": dims, "eps": float(eps)}
+    return dispatch(OPS["layer_norm"], (input, weight, bias), attrs, name="NativeLayerNormBackward0")
 
 
 def group_norm(

@@ -1,5 +1,5 @@
-"""Fused neural-network ops kept whole for speed: linear, log_softmax, nll_loss, mse_loss,
-threshold_backward.
+"""Fused neural-network ops kept whole for speed: linear, softmax, log_softmax, layer_norm (and
+the backward ops of softmax and layer_norm), nll_loss, mse_loss, threshold_backward.
 
 Each has a plain decomposition into core ops (x @ w.T + b; x - logsumexp(x); a gather and a
 weighted mean); running them as one op saves the eager frontend a dozen dispatches and
@@ -27,6 +27,61 @@ def _linear(xp, x, w, b=None):
     if b is not None:
         out += b
     return out
+
+
+@register("softmax", promote=Promote.FLOAT)
+def _softmax(xp, x, dim):
+    """exp(x) / sum(exp(x)) along `dim`, shifted by the maximum (a row of -inf gives NaN, as
+    in PyTorch)."""
+    with np.errstate(all="ignore"):
+        e = xp.exp(x - xp.max(x, axis=dim, keepdims=True)) if x.size else x
+        return e / xp.sum(e, axis=dim, keepdims=True)
+
+
+@register("softmax_backward", promote=Promote.FLOAT)
+def _softmax_backward(xp, y, g, dim):
+    """The input gradient of y = softmax(x) for output gradient g: y * (g - sum(g * y))."""
+    return y * (g - xp.sum(g * y, axis=dim, keepdims=True))
+
+
+def _normalized(xp, x, dims, eps):
+    """(x - mean) / sqrt(var + eps) over `dims` (the biased variance), and 1 / sqrt(var + eps)."""
+    d = x - xp.mean(x, axis=dims, keepdims=True)
+    rstd = 1 / xp.sqrt(xp.mean(d * d, axis=dims, keepdims=True) + x.dtype.type(eps))
+    return d * rstd, rstd
+
+
+def _check_affine(x, w, dims, role):
+    shape = tuple(x.shape[d] for d in dims)
+    if w is not None and tuple(w.shape) != shape:
+        raise ShapeError(
+            f"layer_norm: {role} of shape {list(w.shape)} does not match normalized shape {list(shape)}"
+        )
+
+
+@register("layer_norm", promote=Promote.FLOAT)
+def _layer_norm(xp, x, w=None, b=None, dims=(-1,), eps=1e-5):
+    """(x - mean) / sqrt(var + eps) * w + b, mean and biased variance over the trailing `dims`
+    (w and b shaped as those dims, either may be None)."""
+    _check_affine(x, w, dims, "weight")
+    _check_affine(x, b, dims, "bias")
+    out, _ = _normalized(xp, x, dims, eps)
+    if w is not None:
+        out *= w
+    if b is not None:
+        out += b
+    return out
+
+
+@register("layer_norm_backward", promote=Promote.FLOAT)
+def _layer_norm_backward(xp, x, w, g, dims=(-1,), eps=1e-5):
+    """The input gradient of layer_norm(x, w, b) for output gradient g: with x^ the normalized
+    x and h = g * w, (h - mean(h) - x^ * mean(h * x^)) / sqrt(var + eps)."""
+    xhat, rstd = _normalized(xp, x, dims, eps)
+    h = g if w is None else g * w
+    return rstd * (
+        h - xp.mean(h, axis=dims, keepdims=True) - xhat * xp.mean(h * xhat, axis=dims, keepdims=True)
+    )
 
 
 @register("log_softmax", promote=Promote.FLOAT)

@@ -260,6 +260,64 @@ def _log_softmax(new: Graph, node: Node, inputs: list) -> list[Value]:
     return new.add_node("sub", [shifted, lse], {}, scope=s)
 
 
+def _softmax(new: Graph, node: Node, inputs: list) -> list[Value]:
+    (x,) = inputs
+    s, dim = node.scope, node.attrs["dim"]
+    (m,) = new.add_node("amax", [x], {"dims": (dim,), "keepdim": True}, scope=s)
+    (shifted,) = new.add_node("sub", [x, m], {}, scope=s)
+    (e,) = new.add_node("exp", [shifted], {}, scope=s)
+    (total,) = new.add_node("sum", [e], {"dims": (dim,), "keepdim": True}, scope=s)
+    return new.add_node("div", [e, total], {}, scope=s)
+
+
+def _softmax_backward(new: Graph, node: Node, inputs: list) -> list[Value]:
+    y, g = inputs
+    s, dim = node.scope, node.attrs["dim"]
+    (gy,) = new.add_node("mul", [g, y], {}, scope=s)
+    (total,) = new.add_node("sum", [gy], {"dims": (dim,), "keepdim": True}, scope=s)
+    (d,) = new.add_node("sub", [g, total], {}, scope=s)
+    return new.add_node("mul", [y, d], {}, scope=s)
+
+
+def _normalized(new: Graph, node: Node, x: Value) -> tuple[Value, Value]:
+    """layer_norm's (x - mean) * rstd and rstd = 1 / sqrt(var + eps) over its dims."""
+    s, dims = node.scope, tuple(node.attrs.get("dims", (-1,)))
+    (m,) = new.add_node("mean", [x], {"dims": dims, "keepdim": True}, scope=s)
+    (d,) = new.add_node("sub", [x, m], {}, scope=s)
+    (sq,) = new.add_node("mul", [d, d], {}, scope=s)
+    (var,) = new.add_node("mean", [sq], {"dims": dims, "keepdim": True}, scope=s)
+    eps = _constant(new, "eps", np.array(node.attrs.get("eps", 1e-5), dtype=x.type.dtype.np))
+    (var,) = new.add_node("add", [var, eps], {}, scope=s)
+    (rstd,) = new.add_node("rsqrt", [var], {}, scope=s)
+    (xhat,) = new.add_node("mul", [d, rstd], {}, scope=s)
+    return xhat, rstd
+
+
+def _layer_norm(new: Graph, node: Node, inputs: list) -> list[Value]:
+    x, w, b = (inputs + [None, None])[:3]
+    s = node.scope
+    y, _ = _normalized(new, node, x)
+    if w is not None:
+        (y,) = new.add_node("mul", [y, w], {}, scope=s)
+    if b is not None:
+        (y,) = new.add_node("add", [y, b], {}, scope=s)
+    return [y]
+
+
+def _layer_norm_backward(new: Graph, node: Node, inputs: list) -> list[Value]:
+    x, w, g = inputs
+    s, dims = node.scope, tuple(node.attrs.get("dims", (-1,)))
+    xhat, rstd = _normalized(new, node, x)
+    h = g if w is None else new.add_node("mul", [g, w], {}, scope=s)[0]
+    (mh,) = new.add_node("mean", [h], {"dims": dims, "keepdim": True}, scope=s)
+    (hx,) = new.add_node("mul", [h, xhat], {}, scope=s)
+    (mhx,) = new.add_node("mean", [hx], {"dims": dims, "keepdim": True}, scope=s)
+    (t,) = new.add_node("mul", [xhat, mhx], {}, scope=s)
+    (d,) = new.add_node("sub", [h, mh], {}, scope=s)
+    (d,) = new.add_node("sub", [d, t], {}, scope=s)
+    return new.add_node("mul", [rstd, d], {}, scope=s)
+
+
 def _var(new: Graph, node: Node, inputs: list) -> list[Value] | None:
     """numpy's two-pass variance: sum((x - mean)^2) / (n - correction), over reduced dims of
     known size with n > correction (else the op stays whole)."""
@@ -356,9 +414,13 @@ INDEXED = frozenset({"nll_loss", "index"})
 # keep some whole).
 COMPOSITES: dict[str, Callable[[Graph, Node, list], list[Value] | None]] = {
     "index": _index,
+    "layer_norm": _layer_norm,
+    "layer_norm_backward": _layer_norm_backward,
     "linear": _linear,
     "log_softmax": _log_softmax,
     "nll_loss": _nll_loss,
+    "softmax": _softmax,
+    "softmax_backward": _softmax_backward,
     "var": _var,
 }
 

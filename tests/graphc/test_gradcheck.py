@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import graphc
+import graphc.nn.functional as F
 from graphc.autograd import gradcheck, gradgradcheck
 from ir import OPS
 
@@ -257,6 +258,59 @@ def test_setitem_under_autograd():
 )
 def test_second_derivatives(fn):
     assert gradgradcheck(fn, (positive((3,)),))
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_softmax_first_and_second_derivatives(dim):
+    # (the first through the fused softmax_backward op, the second through the same formula
+    # recorded in differentiable ops)
+    x = leaf((3, 4))
+    assert gradcheck(lambda x: graphc.softmax(x, dim), (x,))
+    assert gradgradcheck(lambda x: graphc.softmax(x, dim), (x,))
+    _same_recorded_or_not(lambda x: graphc.softmax(x, dim), (x,))
+
+
+def _same_recorded_or_not(fn, inputs):
+    """The first derivatives with create_graph=True (differentiable ops) equal the fused ones."""
+    out = fn(*inputs)
+    up = graphc.tensor(RNG.standard_normal(out.shape))
+    fused = graphc.autograd.grad(out, inputs, up, retain_graph=True)
+    recorded = graphc.autograd.grad(out, inputs, up, create_graph=True)
+    for a, b in zip(fused, recorded, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("affine", ["none", "weight", "bias", "both"])
+@pytest.mark.parametrize("shape", [(4,), (3, 4)])
+def test_layer_norm_first_and_second_derivatives(affine, shape):
+    x = leaf((2, 3, 4))
+    w = leaf(shape) if affine in ("weight", "both") else None
+    b = leaf(shape) if affine in ("bias", "both") else None
+    params = [t for t in (w, b) if t is not None]
+
+    def fn(x, *p):
+        it = iter(p)
+        return F.layer_norm(
+            x, shape, next(it) if w is not None else None, next(it) if b is not None else None
+        )
+
+    assert gradcheck(fn, (x, *params))
+    assert gradgradcheck(fn, (x, *params))
+    _same_recorded_or_not(fn, (x, *params))
+
+
+@pytest.mark.parametrize("op", ["softmax_backward", "layer_norm_backward"])
+def test_backward_ops_called_directly_have_gradients(op):
+    from graphc._dispatch import dispatch
+
+    if op == "softmax_backward":
+        y = graphc.softmax(leaf((3, 4)), 1).detach().requires_grad_()
+        assert gradcheck(lambda y, g: dispatch(OPS[op], (y, g), {"dim": 1}), (y, leaf((3, 4))))
+    else:
+        attrs = {"dims": (1,), "eps": 1e-5}
+        assert gradcheck(
+            lambda x, w, g: dispatch(OPS[op], (x, w, g), attrs), (leaf((3, 4)), leaf((4,)), leaf((3, 4)))
+        )
 
 
 def test_every_differentiable_op_has_a_rule():

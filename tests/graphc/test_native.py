@@ -1,6 +1,6 @@
-"""Eager convolutions through compiled kernels (graphc._native) against the ops' reference
-implementations: which calls take the compiled path, and that their results and gradients
-match."""
+"""Eager convolutions, pooling, softmax and layer norm through compiled kernels (graphc._native)
+against the ops' reference implementations: which calls take the compiled path, and that their
+results and gradients match."""
 
 import os
 import subprocess
@@ -127,12 +127,63 @@ def test_training_gradients_through_compiled_kernels_match_the_reference():
     assert {"conv2d", "conv_transpose2d", "conv2d_weight_grad"} <= kinds
 
 
+@pytest.mark.parametrize("shape", [(16, 4, 32, 64), (3, 5, 7, 200)])
+def test_softmax_and_its_gradient_run_compiled(shape):
+    rng = _rng(7)
+    x = (4 * rng.standard_normal(shape)).astype(np.float32)
+    x[0, 0, 0, :3] = -np.inf  # masked positions
+    y = _native.softmax(x, 3)
+    assert y is not None
+    _close(y, _reference("softmax", x, dim=3), shape[-1])
+    g = rng.standard_normal(shape).astype(np.float32)
+    back = _native.softmax_backward(y, g, 3)
+    assert back is not None
+    _close(back, _reference("softmax_backward", y, g, dim=3), shape[-1])
+    assert _native.softmax(x, 2) is None  # not the last dim: numpy's
+    assert _native.softmax(x[:1, :1, :2], 3) is None  # small: numpy's
+
+
+@pytest.mark.parametrize("normalized", [(64,), (8, 64)])
+@pytest.mark.parametrize("affine", [(True, True), (True, False), (False, True), (False, False)])
+def test_layer_norm_and_its_gradient_run_compiled(normalized, affine):
+    rng = _rng(8)
+    x = (3 + 2 * rng.standard_normal((32, 8, 64))).astype(np.float32)
+    w = rng.standard_normal(normalized).astype(np.float32) if affine[0] else None
+    b = rng.standard_normal(normalized).astype(np.float32) if affine[1] else None
+    dims = tuple(range(3 - len(normalized), 3))
+    y = _native.layer_norm(x, w, b, dims, 1e-5)
+    assert y is not None
+    _close(y, _reference("layer_norm", x, w, b, dims=dims, eps=1e-5), 64)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    back = _native.layer_norm_backward(x, w, g, dims, 1e-5)
+    assert back is not None
+    _close(back, _reference("layer_norm_backward", x, w, g, dims=dims, eps=1e-5), 64)
+    assert _native.layer_norm(x, w, b, (1,), 1e-5) is None  # not the trailing dims: numpy's
+
+
+def test_transformer_layer_gradients_through_compiled_kernels_match_the_reference(monkeypatch):
+    # the same training step with the compiled eager kernels and with the references only
+    def step(accelerated):
+        monkeypatch.setattr(graphc._dispatch, "_accelerated", accelerated)
+        graphc.manual_seed(0)
+        layer = graphc.nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True)
+        x = graphc.from_numpy(_rng(9).standard_normal((8, 32, 64)).astype(np.float32)).requires_grad_()
+        layer(x).square().mean().backward()
+        return [x.grad.numpy()] + [p.grad.numpy() for p in layer.parameters()]
+
+    compiled = step(_native.ACCELERATED)
+    kinds = {key[0] for key, c in _native._compiled.items() if c is not None}
+    assert {"softmax", "softmax_backward", "layer_norm", "layer_norm_backward"} <= kinds
+    for got, want in zip(compiled, step({}), strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
+
+
 def test_environment_variable_turns_compiled_eager_kernels_off():
     code = "from graphc import _dispatch; print(len(_dispatch._accelerated))"
     env = {**os.environ, "GRAPHC_EAGER_KERNELS": "0"}
     off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert off.stdout.strip() == "0" and int(on.stdout) == len(_native.ACCELERATED) == 5
+    assert off.stdout.strip() == "0" and int(on.stdout) == len(_native.ACCELERATED) == 9
 
 
 _HEAP = """

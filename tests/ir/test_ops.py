@@ -141,3 +141,51 @@ def test_unknown_op_lists_similar_names():
 
 def test_every_op_has_a_docstring():
     assert [name for name, op in OPS.items() if not op.doc] == []
+
+
+def test_softmax_reference():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5)) * 4
+    expected = np.exp(x) / np.exp(x).sum(1, keepdims=True)
+    np.testing.assert_allclose(OPS["softmax"].impl(np, x, dim=1), expected, rtol=1e-12)
+    big = OPS["softmax"].impl(np, np.array([[1000.0, 0.0], [-np.inf, -np.inf]]), dim=1)
+    np.testing.assert_allclose(big[0], [1.0, 0.0])
+    assert np.isnan(big[1]).all()  # a row of -inf: NaN, as in PyTorch
+
+
+def test_softmax_backward_is_the_jacobians_transpose_times_g():
+    rng = np.random.default_rng(1)
+    y = OPS["softmax"].impl(np, rng.standard_normal((2, 4)), dim=1)
+    g = rng.standard_normal((2, 4))
+    out = OPS["softmax_backward"].impl(np, y, g, dim=1)
+    for row in range(2):
+        jacobian = np.diag(y[row]) - np.outer(y[row], y[row])
+        np.testing.assert_allclose(out[row], jacobian.T @ g[row], rtol=1e-12)
+
+
+def test_layer_norm_reference():
+    rng = np.random.default_rng(2)
+    x, w, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    mean, var = x.mean((1, 2), keepdims=True), x.var((1, 2), keepdims=True)
+    expected = (x - mean) / np.sqrt(var + 1e-3) * w + b
+    np.testing.assert_allclose(
+        OPS["layer_norm"].impl(np, x, w, b, dims=(1, 2), eps=1e-3), expected, rtol=1e-12
+    )
+    with pytest.raises(ShapeError, match=r"bias of shape \[4\] does not match normalized shape \[3, 4\]"):
+        OPS["layer_norm"].impl(np, x, w, b[0], dims=(1, 2))
+
+
+@pytest.mark.parametrize("with_weight", [True, False])
+def test_layer_norm_backward_matches_finite_differences(with_weight):
+    rng = np.random.default_rng(3)
+    x, g = rng.standard_normal((2, 5)), rng.standard_normal((2, 5))
+    w = rng.standard_normal(5) if with_weight else None
+    out = OPS["layer_norm_backward"].impl(np, x, w, g, dims=(1,), eps=1e-5)
+    numeric = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[i] = 1e-6
+        up = OPS["layer_norm"].impl(np, x + step, w, None, dims=(1,), eps=1e-5)
+        down = OPS["layer_norm"].impl(np, x - step, w, None, dims=(1,), eps=1e-5)
+        numeric[i] = ((up - down) * g).sum() / 2e-6
+    np.testing.assert_allclose(out, numeric, rtol=1e-6, atol=1e-8)

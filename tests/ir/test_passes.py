@@ -251,6 +251,32 @@ graph g(%x: f32[3,2]) {
         np.testing.assert_array_equal(run(decompose(g), [x])[0], run(g, [x])[0])
 
 
+@pytest.mark.parametrize(
+    "node, shapes",
+    [
+        ("softmax[dim=1](%x)", ""),
+        ("softmax[dim=0](%x)", ""),
+        ("softmax_backward[dim=2](%x, %y)", "%y: f32[batch,3,4]"),
+        ("layer_norm[dims=(2,), eps=1e-05](%x, %w, %b)", "%w: f32[4], %b: f32[4]"),
+        ("layer_norm[dims=(1, 2), eps=0.001](%x, %w)", "%w: f32[3,4]"),
+        ("layer_norm[dims=(2,), eps=1e-05](%x)", ""),
+        ("layer_norm_backward[dims=(2,), eps=1e-05](%x, %w, %y)", "%w: f32[4], %y: f32[batch,3,4]"),
+        ("layer_norm_backward[dims=(1, 2), eps=1e-05](%x, _, %y)", "%y: f32[batch,3,4]"),
+    ],
+)
+def test_softmax_and_layer_norm_decompose_to_their_reference(node, shapes):
+    text = f"""
+graph g(%x: f32[batch,3,4]{", " + shapes if shapes else ""}) {{
+  %0: f32[batch,3,4] = {node}
+  return %0
+}}"""
+    g = _graph(text)
+    out = decompose(g)
+    verify(out)
+    assert node.split("[")[0] not in {n.op for n in out.nodes}
+    _same_results(g, out, batch=5)
+
+
 def test_passes_keep_chosen_output_names():
     g = Graph("g")
     x = g.add_input("x", TensorType(dtypes.float32, ("batch", 4)))

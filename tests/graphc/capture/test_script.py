@@ -159,3 +159,24 @@ def test_capture_does_not_disturb_eager_or_autograd():
     x = graphc.randn(2, 1, 32, 32, requires_grad=True)
     net(x).sum().backward()
     assert x.grad is not None and net.conv1.weight.grad is not None
+
+
+@pytest.mark.parametrize("backend", ["llvm", "interpreter"])
+def test_layer_norm_and_softmax_are_captured_whole_and_run_everywhere(backend, tmp_path):
+    import runtime
+
+    # one node each in the captured graph (a weight left out: a None input between two)
+    bias = graphc.randn(6)
+
+    def f(x):
+        return F.softmax(F.layer_norm(x, (6,), None, bias) * 3, -1)
+
+    scripted = graphc.script(f, (graphc.randn(2, 5, 6),), backend=backend)
+    assert [n.op for n in scripted.graph.nodes] == ["layer_norm", "mul", "softmax"]
+    scripted.save(tmp_path / "f.gcm")
+    loaded = runtime.load(tmp_path / "f.gcm")
+    for batch in (1, 9):
+        x = np.random.default_rng(batch).standard_normal((batch, 5, 6)).astype(np.float32)
+        expected = f(graphc.tensor(x)).numpy()
+        np.testing.assert_allclose(scripted(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(loaded(x)[0], expected, rtol=1e-5, atol=1e-6)
