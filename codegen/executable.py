@@ -197,7 +197,7 @@ class CompiledGraph:
             out = len(buffers)
             buffers.append(Buffer("arena", step.output, writer=len(calls)))
             value_buffer[step.output] = out
-            first = step.inputs[0]
+            first = step.inputs[0] if step.inputs else None  # (an arange kernel reads nothing)
             if isinstance(k, Matmul):
                 panel = self._panels[k.name]
                 if not k.pack_b:

@@ -86,7 +86,15 @@ class Take:
     at: Expr
 
 
-Expr = Load | Const | Acc | Unary | Binary | Cast | Where | Row | Take
+@dataclass(frozen=True)
+class Index:
+    """The current point's position along range `axis` (int64): `arange(n)` computed in place,
+    the counter of a random number generator."""
+
+    axis: int
+
+
+Expr = Load | Const | Acc | Unary | Binary | Cast | Where | Row | Take | Index
 
 UNARY_OPS = (
     "neg",
@@ -112,6 +120,7 @@ UNARY_OPS = (
     "log1p",
 )
 BINARY_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
+BITWISE_OPS = ("bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift")  # integers only
 COMPARE_OPS = ("eq", "ne", "lt", "le", "gt", "ge")
 LOGIC_OPS = ("logical_and", "logical_or", "logical_not")
 PREDICATES = ("isfinite", "isnan", "isinf")
@@ -126,6 +135,8 @@ def expr_dtype(e: Expr, inputs, default: dtypes.DType, stages=()) -> dtypes.DTyp
         return inputs[e.index].dtype or default
     if isinstance(e, (Const, Acc)):
         return default
+    if isinstance(e, Index):
+        return dtypes.int64
     if isinstance(e, Cast):
         return e.dtype
     if isinstance(e, Where):
@@ -518,6 +529,8 @@ def format_expr(e: Expr, inputs: str = "in") -> str:
         return f"{inputs}{e.index}[i at {format_expr(e.at, inputs)}]"
     if isinstance(e, Const):
         return repr(e.value)
+    if isinstance(e, Index):
+        return f"index{e.axis}"
     if isinstance(e, Unary):
         return f"{e.op}({format_expr(e.x, inputs)})"
     if isinstance(e, Cast):

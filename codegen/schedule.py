@@ -32,6 +32,7 @@ from pathlib import Path
 
 from codegen.kernel import (
     BINARY_OPS,
+    BITWISE_OPS,
     COMPARE_OPS,
     LOGIC_OPS,
     PREDICATES,
@@ -41,6 +42,7 @@ from codegen.kernel import (
     Cast,
     Conv2d,
     ConvWeightGrad,
+    Index,
     Kernel,
     KernelInput,
     Load,
@@ -87,7 +89,7 @@ Step = KernelStep | NodeStep
 
 
 INTS = (dtypes.int32, dtypes.int64)
-INTEGER_OPS = ("add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu")
+INTEGER_OPS = ("add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu", *BITWISE_OPS)
 # ops cheap enough to compute again in each kernel that uses their result (no transcendental
 # function, no division)
 CHEAP = frozenset(INTEGER_OPS) | {"cast", "where", "clamp", *PREDICATES, *COMPARE_OPS, *LOGIC_OPS}
@@ -114,9 +116,20 @@ def float_only(node: Node) -> bool:
     return out.dtype in FLOATS and all(v is not None and v.type.dtype == out.dtype for v in node.inputs)
 
 
+def indexed(node: Node) -> bool:
+    """`node` is `arange(n)` (from 0 in steps of 1), which a kernel computes in place from its
+    position (`Index`) where its one user is an elementwise node of its shape, or stores."""
+    if node.op != "arange" or node.inputs or len(node.outputs) != 1:
+        return False
+    a = node.attrs
+    return a.get("start") == 0 and a.get("step") == 1 and node.outputs[0].type.dtype in (*FLOATS, *INTS)
+
+
 def fusable(node: Node) -> bool:
     """Whether `node` can be part of an elementwise kernel: float arithmetic, integer
     arithmetic, comparisons, logic, isfinite/isnan, where and the casts in CASTS."""
+    if indexed(node):
+        return True
     if len(node.outputs) != 1 or not node.inputs or node.inputs[0] is None:
         return False
     op, out = node.op, node.outputs[0].type.dtype
@@ -130,7 +143,7 @@ def fusable(node: Node) -> bool:
     ins = [v.type.dtype for v in node.inputs]
     if node.attrs and op != "cast":
         return False
-    if op in UNARY_OPS or op in BINARY_OPS:
+    if op in UNARY_OPS or op in BINARY_OPS or op in BITWISE_OPS:
         same = all(d is out for d in ins)
         return same and (out in FLOATS or (out in INTS and op in INTEGER_OPS))
     if op in COMPARE_OPS:
@@ -213,7 +226,13 @@ def schedule(graph: Graph) -> list[Step]:
             and fusable(p)
             and id(v) not in outputs
             and len(users.get(id(v), [])) == 1
-            and (shape == tuple(space) or (p.op in CHEAP and _broadcasts(shape, tuple(space))))
+            and (
+                shape == tuple(space)
+                or (p.op in CHEAP and _broadcasts(shape, tuple(space)))
+                or (
+                    indexed(p) and len(space) > 0 and shape[0] == space[-1]
+                )  # (positions along the last axis)
+            )
         )
 
     def recomputed(v: Value) -> bool:
@@ -885,6 +904,9 @@ class _Gathered:
 
 def _build(n: Node, space, folded, position, inputs: list, members: list):
     members.append(position[id(n)])
+    if indexed(n):  # (of the kernel's shape: positions along its one axis)
+        dtype = n.outputs[0].type.dtype
+        return Index(len(space) - 1) if dtype is dtypes.int64 else Cast(dtype, Index(len(space) - 1))
     if n.op == "gather":  # the input stays in memory, read where the index says
         x, index = n.inputs
         source = _Gathered(x, n.attrs["dim"] % x.type.rank, tuple(n.outputs[0].type.shape))

@@ -9,8 +9,10 @@ every call, between kernels, and keep the graph from running as one native call.
 interpreter once per set of sizes (kept for the last few sets) and adds them to a call's
 inputs. A value is taken out where it depends on no input of the graph, has a source op (a
 node without inputs: full, arange, eye, linspace, random numbers) among the nodes it comes
-from, and is read by a node that depends on an input. Views of weights (a bias expanded to the
-batch) stay in the graph: kernels read them in place.
+from, and is read by a node that depends on an input. `arange(n)` and elementwise arithmetic
+on it and on scalar weights are not taken: kernels compute them from their positions (a random
+generator's counter); what is made from them otherwise (positions gathered from a weight) is.
+Views of weights (a bias expanded to the batch) stay in the graph: kernels read them in place.
 
     >>> main, sized = split(optimize(graph))      # sized is None where there are none
     >>> arrays = sized.add(arrays) if sized else arrays
@@ -91,16 +93,31 @@ class Sized:
 def split(graph: Graph) -> tuple[Graph, Sized | None]:
     """`graph` with its size-dependent values read as extra inputs, and what computes them;
     (graph, None) where it has none."""
+    if any(n.op == "arange" for n in graph.nodes):
+        from codegen.schedule import fusable, indexed  # (here: loading most graphs' code never imports it)
+    else:
+        fusable = indexed = lambda node: False  # noqa: E731
     weights = {id(v) for v in graph.weights.values()}
     constant: set[int] = set()  # values that depend on no input
     sourced: set[int] = set()  # ... and come from a source op
+    cheap: set[int] = set()  # ... that kernels compute in place: arange(n), arithmetic on it and scalars
+    scalars = {id(v) for v in graph.weights.values() if v.type.rank == 0}
     for node in graph.nodes:
         if node.op == "cond" or not all(
             v is None or id(v) in weights or id(v) in constant for v in node.inputs
         ):
             continue
+        if indexed(node) or (
+            fusable(node)
+            and node.op != "gather"
+            and any(v is not None and id(v) in cheap for v in node.inputs)
+            and all(v is None or id(v) in cheap or id(v) in scalars for v in node.inputs)
+        ):
+            constant.update(id(v) for v in node.outputs)
+            cheap.update(id(v) for v in node.outputs)
+            continue
         has_source = not any(v is not None for v in node.inputs) or any(
-            v is not None and id(v) in sourced for v in node.inputs
+            v is not None and (id(v) in sourced or id(v) in cheap) for v in node.inputs
         )
         for v in node.outputs:
             constant.add(id(v))

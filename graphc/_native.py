@@ -301,6 +301,71 @@ def layer_norm_backward(x, w, g, dims=(-1,), eps=1e-5):
     return _rows("layer_norm_backward", [x, w, g], {"dims": (1,), "eps": float(eps)}, len(dims))
 
 
+class _GraphModule:
+    """The functions `ir.ops.creation.counter_bits` calls, adding int64 nodes to a graph (Python
+    ints become scalar weights): the generator's one definition, written against an array
+    module, builds the compiled kernel's graph."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+
+    def _value(self, v):
+        if not isinstance(v, int):
+            return v
+        name = f"c{len(self.graph.weights)}"
+        return self.graph.add_weight(name, np.array(v, dtype=np.int64))
+
+    def _node(self, op, a, b):
+        return self.graph.add_node(op, [self._value(a), self._value(b)])[0]
+
+    def add(self, a, b):
+        return self._node("add", a, b)
+
+    def multiply(self, a, b):
+        return self._node("mul", a, b)
+
+    def bitwise_xor(self, a, b):
+        return self._node("bitwise_xor", a, b)
+
+    def bitwise_and(self, a, b):
+        return self._node("bitwise_and", a, b)
+
+    def right_shift(self, a, b):
+        return self._node("right_shift", a, b)
+
+
+def bernoulli(p, seed):
+    """A float32 mask through a compiled kernel computing the counter-based generator in
+    place (no counter in memory), or None where the reference should run it."""
+    if type(p) is not np.ndarray or p.dtype != np.float32 or p.size < MIN_ROWS:
+        return None
+
+    def build():
+        from ir.ops.creation import counter_uniform24
+
+        graph = Graph("eager_bernoulli")
+        f32, i64 = TensorType(dtypes.float32, ("n",)), TensorType(dtypes.int64, ("n",))
+        probability = graph.add_input("p", f32)
+        key = graph.add_input("key", TensorType(dtypes.int64, ()))
+        (index,) = graph.add_node("arange", [], {"start": 0, "end": "n", "step": 1, "dtype": "int64"})
+        assert index.type == i64
+        bits = counter_uniform24(_GraphModule(graph), index, key)
+        (u,) = graph.add_node("cast", [bits], {"dtype": "float32"})
+        scale = graph.add_weight("scale", np.array(2.0**-24, dtype=np.float32))
+        (u,) = graph.add_node("mul", [u, scale])
+        (keep,) = graph.add_node("lt", [u, probability])
+        graph.set_outputs(graph.add_node("cast", [keep], {"dtype": "float32"}))
+        return graph
+
+    compiled = _compiled_or_none(("bernoulli",), build)
+    if compiled is None:
+        return None
+    from ir.ops.creation import stream_key
+
+    key = np.array(stream_key(seed), dtype=np.int64)
+    return compiled.run([p.reshape(-1), key])[0].reshape(p.shape)
+
+
 # op -> its compiled implementation, which returns None for the cases it leaves to the reference
 ACCELERATED = {
     OPS["conv2d"]: conv2d,
@@ -312,4 +377,5 @@ ACCELERATED = {
     OPS["softmax_backward"]: softmax_backward,
     OPS["layer_norm"]: layer_norm,
     OPS["layer_norm_backward"]: layer_norm_backward,
+    OPS["bernoulli"]: bernoulli,
 }

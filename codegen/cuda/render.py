@@ -27,6 +27,7 @@ import math
 import re
 
 from codegen.kernel import (
+    BITWISE_OPS,
     COMPARE_OPS,
     LOGIC_OPS,
     PREDICATES,
@@ -37,6 +38,7 @@ from codegen.kernel import (
     Conv2d,
     ConvWeightGrad,
     Expr,
+    Index,
     Kernel,
     KernelInput,
     Load,
@@ -87,6 +89,17 @@ template <typename T> GC_DEVICE bool gc_isnan(T x) { return x != x; }
 template <typename T> GC_DEVICE bool gc_isfinite(T x) { return (x - x) == (x - x); }
 template <typename T> GC_DEVICE bool gc_isinf(T x) { return !gc_isnan(x) && !gc_isfinite(x); }
 template <typename T> GC_DEVICE T gc_abs(T x) { return x < 0 ? -x : x; }
+template <typename T> GC_DEVICE T gc_bitwise_and(T x, T y) { return (T)(x & y); }
+template <typename T> GC_DEVICE T gc_bitwise_or(T x, T y) { return (T)(x | y); }
+template <typename T> GC_DEVICE T gc_bitwise_xor(T x, T y) { return (T)(x ^ y); }
+// numpy's shifts: a count past the width (or negative) shifts everything out, to 0 or, right,
+// to the sign; left shifts on the unsigned bits (a signed one that overflows is undefined)
+template <typename T> GC_DEVICE T gc_left_shift(T x, T s) {
+  return (unsigned long long)s < sizeof(T) * 8 ? (T)((unsigned long long)x << s) : (T)0;
+}
+template <typename T> GC_DEVICE T gc_right_shift(T x, T s) {
+  return (unsigned long long)s < sizeof(T) * 8 ? (T)(x >> s) : (T)(x < 0 ? -1 : 0);
+}
 // a gather: in[base + at * stride], or in[base] with the status word set where `at` is outside
 // 0..size (as on the CPU: the call then raises IndexError)
 template <typename T>
@@ -175,6 +188,8 @@ class _Expr:
             return f"({value} != 0)" if kind is dtypes.bool_ else value
         if isinstance(e, Const):
             return self.constant(e.value, self.kernel.dtype)
+        if isinstance(e, Index):
+            return f"c{e.axis}"
         if isinstance(e, Cast):
             target, x = e.dtype, self(e.x)
             if target is dtypes.bool_:
@@ -195,6 +210,8 @@ class _Expr:
                 symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[e.op]
                 return f"(({_TYPES[kind]})({a} {symbol} {b}))"
             if e.op in ("maximum", "minimum"):
+                return f"gc_{e.op}<{_TYPES[kind]}>({a}, {b})"
+            if e.op in BITWISE_OPS and kind not in _FLOATS:
                 return f"gc_{e.op}<{_TYPES[kind]}>({a}, {b})"
         raise UnsupportedKernel(f"kernel {self.kernel.name}: expression {e!r} has no CUDA rendering yet")
 

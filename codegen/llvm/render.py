@@ -26,6 +26,7 @@ from codegen.kernel import (
     Conv2d,
     ConvWeightGrad,
     Expr,
+    Index,
     Kernel,
     Load,
     Matmul,
@@ -120,6 +121,8 @@ class _Code:
             return self.rows[e.index]
         if isinstance(e, Const):
             return ir.Constant(self.t, e.value)
+        if isinstance(e, Index):
+            return self.positions[e.axis]  # (set by the loop over that range)
         if isinstance(e, Acc):
             if acc is None:
                 raise TypeError("Acc() outside a matmul epilogue")
@@ -202,6 +205,16 @@ class _Code:
             return getattr(b, op)(x, y)
         if op in ("maximum", "minimum"):
             return b.select(b.icmp_signed(">" if op == "maximum" else "<", x, y), x, y)
+        if op in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+            return {"bitwise_and": b.and_, "bitwise_or": b.or_, "bitwise_xor": b.xor}[op](x, y)
+        if op in ("left_shift", "right_shift"):
+            # numpy's: a count past the width (or negative: unsigned, past it) shifts everything
+            # out, to 0 or, right, to the sign; LLVM's shifts are poison there
+            bits = ir.Constant(x.type, x.type.width)
+            inside = b.icmp_unsigned("<", y, bits)
+            if op == "left_shift":
+                return b.select(inside, b.shl(x, y), ir.Constant(x.type, 0))
+            return b.select(inside, b.ashr(x, y), b.ashr(x, ir.Constant(x.type, x.type.width - 1)))
         raise NotImplementedError(f"integer op {op} in a kernel")
 
     def unary(self, b: ir.IRBuilder, op: str, x: ir.Value) -> ir.Value:
@@ -505,6 +518,7 @@ class _Emitter(_Code):
         first_size = 1 + len(kernel.inputs) + len(status)
         self.sizes = dict(zip(kernel.symbols, self.fn.args[first_size:-2], strict=True))
         self.lo, self.hi = self.fn.args[-2:]
+        self.positions: dict[int, ir.Value] = {}  # the loop counter of each range, in its loop
 
     def take(self, b: ir.IRBuilder, e: Take, at: ir.Value, load) -> ir.Value:
         """Input e.index moved along its gathered axis to index `at`; an index outside the axis
@@ -605,6 +619,7 @@ class _Emitter(_Code):
         d = dims[0]
 
         def step(b, i):
+            self.positions[d] = i  # (Index(d) in the body)
             pairs = zip(strides, base, strict=True)
             offsets = [start if s[d] == 0 else b.add(start, b.mul(i, s[d])) for s, start in pairs]
             self._loops(b, dims[1:], bounds, strides, body, False, offsets)
@@ -636,6 +651,8 @@ class _Emitter(_Code):
                     b.store(self.combine(b, op, b.load(slot), value), slot)
 
                 self._loops(b, axes, bounds, strides, point, False, base)
+                for a in axes:  # (the row's loop counters end with its loops)
+                    self.positions.pop(a, None)
                 value = b.load(slot)
                 if mean:
                     value = b.fdiv(value, b.sitofp(size, value.type))

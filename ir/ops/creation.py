@@ -88,9 +88,60 @@ def _randperm(xp, n, dtype, seed):
     return _rng(xp, seed).permutation(n).astype(_np_dtype(dtype))
 
 
+# --- counter-based random numbers ---
+# The bits of element i of a draw are a hash of (seed, i): SplitMix64's output function at
+# counter i + 1 of a stream keyed by the seed. Written once, in int64 arithmetic (wrapping
+# products, logical shifts as arithmetic ones masked) through an array module's functions, so
+# numpy, cupy and a graph of IR ops (graphc._native.bernoulli: a compiled kernel) all draw the
+# same numbers.
+
+GOLDEN = -0x61C8864680B583EB  # 0x9E3779B97F4A7C15 as int64
+MIX = (-0x40A7B892E31B1A47, -0x6B2FB644ECCEEE15)  # 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def _int64(value: int) -> int:
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >> 63 else value
+
+
+def stream_key(seed: int) -> int:
+    """The int64 key of the stream of `seed`: the seed hashed (nearby seeds, far-apart streams),
+    plus the first step of the counter."""
+    z = (seed * 0x9E3779B97F4A7C15) & ((1 << 64) - 1)
+    for shift, mix in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        z = ((z ^ (z >> shift)) * mix) & ((1 << 64) - 1)
+    return _int64((z ^ (z >> 31)) + 0x9E3779B97F4A7C15)
+
+
+def _shift_out(xp, z, k: int):
+    """z >> k as unsigned 64-bit numbers (int64 shifts are arithmetic: the sign is masked off)."""
+    return xp.bitwise_and(xp.right_shift(z, k), (1 << (64 - k)) - 1)
+
+
+def counter_bits(xp, index, key):
+    """64 random bits (int64) for each int64 counter in `index` of the stream `key`."""
+    z = xp.add(xp.multiply(index, GOLDEN), key)
+    for shift, mix in zip((30, 27), MIX, strict=True):
+        z = xp.multiply(xp.bitwise_xor(z, _shift_out(xp, z, shift)), mix)
+    return xp.bitwise_xor(z, _shift_out(xp, z, 31))
+
+
+def counter_uniform24(xp, index, key):
+    """Uniform int64 in [0, 2^24) per counter: the top 24 bits (a float32's [0, 1) is this
+    times 2^-24)."""
+    return _shift_out(xp, counter_bits(xp, index, key), 40)
+
+
 @register("bernoulli", differentiable=False)
 def _bernoulli(xp, p, seed):
-    """1 with probability p (elementwise), else 0, in p's dtype (drawn in float32, 24 random
-    bits each, for half and single precision p: a dropout mask in half the time)."""
-    draw = np.float64 if p.dtype == np.float64 else np.float32
-    return (_rng(xp, seed).random(p.shape, dtype=draw) < p).astype(p.dtype)
+    """1 with probability p (elementwise), else 0, in p's dtype: element i is 1 where its
+    counter-based uniform (24 random bits for half and single precision p, 53 for double) is
+    below p. The same numbers on every backend, compiled kernels included."""
+    index = xp.arange(p.size, dtype=np.int64).reshape(p.shape)
+    with np.errstate(over="ignore"):
+        if p.dtype == np.float64:
+            bits = _shift_out(xp, counter_bits(xp, index, stream_key(seed)), 11)
+            u = bits.astype(np.float64) * 2.0**-53
+        else:
+            u = counter_uniform24(xp, index, stream_key(seed)).astype(np.float32) * np.float32(2.0**-24)
+    return (u < p).astype(p.dtype)

@@ -146,6 +146,29 @@ graph g(%x: {t}[batch,5], %y: {t}[5]) {{
     )
 
 
+@pytest.mark.parametrize("t", ["i32", "i64"])
+def test_bitwise_ops_and_shifts_as_numpy(t):
+    # shift counts from -50 to 50: numpy shifts everything out past the width (to 0, or to
+    # the sign going right), where LLVM's and C's shifts are undefined
+    _check(
+        f"""
+graph g(%x: {t}[batch,5], %y: {t}[5]) {{
+  %0: {t}[batch,5] = bitwise_xor(%x, %y)
+  %1: {t}[batch,5] = bitwise_and(%0, %x)
+  %2: {t}[batch,5] = bitwise_or(%1, %y)
+  %3: {t}[batch,5] = left_shift(%2, %x)
+  %4: {t}[batch,5] = right_shift(%x, %y)
+  %5: {t}[batch,5] = mul(%0, %x)
+  %6: {t}[batch,5] = left_shift(%5, %y)
+  %7: {t}[batch,5] = right_shift(%6, %x)
+  %8: {t}[batch,5] = add(%3, %4)
+  %9: {t}[batch,5] = add(%8, %7)
+  return %9
+}}""",
+        ["KernelStep"],
+    )
+
+
 def test_float32_and_float64_in_one_kernel():
     _check(
         """
