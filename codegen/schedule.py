@@ -93,6 +93,8 @@ INTEGER_OPS = ("add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu", 
 # ops cheap enough to compute again in each kernel that uses their result (no transcendental
 # function, no division)
 CHEAP = frozenset(INTEGER_OPS) | {"cast", "where", "clamp", *PREDICATES, *COMPARE_OPS, *LOGIC_OPS}
+# the largest integer expression (nodes, as a tree) a kernel computes again rather than read
+MAX_RECOMPUTED = 128
 # integers kernels load and cast but do no arithmetic on (an image's bytes)
 SMALL_INTS = (dtypes.uint8, dtypes.int8, dtypes.int16)
 # casts a kernel does (numpy's semantics): from integers and bools to anything, floats to bool
@@ -235,10 +237,25 @@ def schedule(graph: Graph) -> list[Step]:
             )
         )
 
+    sizes: dict[int, int] = {}
+
+    def expression_size(v: Value) -> int:
+        """Nodes in the expression tree of integer value `v` down to what is not cheap integer
+        arithmetic (a DAG's shared values counted at each use)."""
+        if id(v) not in sizes:
+            p = v.producer
+            cheap_int = p is not None and p.op in CHEAP and v.type.dtype in INTS and fusable(p)
+            sizes[id(v)] = 1 + (
+                sum(expression_size(w) for w in p.inputs if w is not None) if cheap_int else 0
+            )
+        return sizes[id(v)]
+
     def recomputed(v: Value) -> bool:
-        """`v` is cheap (one arithmetic op on values that are read, not computed) and every one
+        """`v` is cheap (one arithmetic op on values that are read, not computed; or integer
+        arithmetic of a small expression: a hash's steps read each value twice) and every one
         of its several users is a kernel over its shape: each computes it again rather than
-        have it stored and read back."""
+        have it stored and read back (and LLVM and the CUDA compiler compute a repeated
+        subexpression once)."""
         p, us = v.producer, users.get(id(v), [])
         if p is None or id(p) in taken or p.op not in CHEAP or not fusable(p):
             return False
@@ -249,6 +266,8 @@ def schedule(graph: Graph) -> list[Step]:
             fits = fusable(u) and tuple(u.outputs[0].type.shape) == space
             if id(u) in taken or not (fits or (reducible(u) and u.inputs[0] is v)):
                 return False
+        if v.type.dtype in INTS and expression_size(v) <= MAX_RECOMPUTED:
+            return True
         return not any(w is not None and inlined(w, space) for w in p.inputs)
 
     def folded(v: Value, space: tuple, consumer: Node, recompute: bool = True) -> bool:

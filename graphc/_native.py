@@ -302,18 +302,21 @@ def layer_norm_backward(x, w, g, dims=(-1,), eps=1e-5):
 
 
 class _GraphModule:
-    """The functions `ir.ops.creation.counter_bits` calls, adding int64 nodes to a graph (Python
-    ints become scalar weights): the generator's one definition, written against an array
-    module, builds the compiled kernel's graph."""
+    """The functions `ir.ops.creation.counter_uniform` calls, adding nodes to a graph (numbers
+    become scalar weights: Python ints int64): the generator's one definition, written against
+    an array module, builds the compiled kernel's graph."""
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
 
     def _value(self, v):
-        if not isinstance(v, int):
+        if not isinstance(v, (int, np.generic)):
             return v
         name = f"c{len(self.graph.weights)}"
-        return self.graph.add_weight(name, np.array(v, dtype=np.int64))
+        return self.graph.add_weight(name, np.array(v, dtype=np.int64 if isinstance(v, int) else v.dtype))
+
+    def asarray(self, v, dtype):
+        return self.graph.add_node("cast", [v], {"dtype": np.dtype(dtype).name})[0]
 
     def _node(self, op, a, b):
         return self.graph.add_node(op, [self._value(a), self._value(b)])[0]
@@ -341,19 +344,14 @@ def bernoulli(p, seed):
         return None
 
     def build():
-        from ir.ops.creation import counter_uniform24
+        from ir.ops.creation import counter_uniform
 
         graph = Graph("eager_bernoulli")
-        f32, i64 = TensorType(dtypes.float32, ("n",)), TensorType(dtypes.int64, ("n",))
-        probability = graph.add_input("p", f32)
+        probability = graph.add_input("p", TensorType(dtypes.float32, ("n",)))
         key = graph.add_input("key", TensorType(dtypes.int64, ()))
         (index,) = graph.add_node("arange", [], {"start": 0, "end": "n", "step": 1, "dtype": "int64"})
-        assert index.type == i64
-        bits = counter_uniform24(_GraphModule(graph), index, key)
-        (u,) = graph.add_node("cast", [bits], {"dtype": "float32"})
-        scale = graph.add_weight("scale", np.array(2.0**-24, dtype=np.float32))
-        (u,) = graph.add_node("mul", [u, scale])
-        (keep,) = graph.add_node("lt", [u, probability])
+        u = counter_uniform(_GraphModule(graph), index, key)
+        (keep,) = graph.add_node("lt", [u, probability])  # (the reference's `u < p`)
         graph.set_outputs(graph.add_node("cast", [keep], {"dtype": "float32"}))
         return graph
 

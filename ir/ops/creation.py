@@ -126,10 +126,10 @@ def counter_bits(xp, index, key):
     return xp.bitwise_xor(z, _shift_out(xp, z, 31))
 
 
-def counter_uniform24(xp, index, key):
-    """Uniform int64 in [0, 2^24) per counter: the top 24 bits (a float32's [0, 1) is this
-    times 2^-24)."""
-    return _shift_out(xp, counter_bits(xp, index, key), 40)
+def counter_uniform(xp, index, key):
+    """A float32 uniform in [0, 1) per counter: the top 24 bits times 2^-24."""
+    bits = _shift_out(xp, counter_bits(xp, index, key), 40)
+    return xp.multiply(xp.asarray(bits, dtype=np.float32), np.float32(2.0**-24))
 
 
 @register("bernoulli", differentiable=False)
@@ -143,5 +143,5 @@ def _bernoulli(xp, p, seed):
             bits = _shift_out(xp, counter_bits(xp, index, stream_key(seed)), 11)
             u = bits.astype(np.float64) * 2.0**-53
         else:
-            u = counter_uniform24(xp, index, stream_key(seed)).astype(np.float32) * np.float32(2.0**-24)
+            u = counter_uniform(xp, index, stream_key(seed))
     return (u < p).astype(p.dtype)

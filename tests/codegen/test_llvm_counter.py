@@ -11,7 +11,7 @@ from codegen.executable import compile_graph
 from graphc import _native
 from ir.graph import Graph
 from ir.interpreter import run
-from ir.ops.creation import counter_bits, counter_uniform24, stream_key
+from ir.ops.creation import counter_bits, counter_uniform, stream_key
 from ir.ops.registry import OPS
 from ir.parser import parse_graph
 
@@ -93,13 +93,13 @@ def test_the_generator_is_splitmix64_in_int64_arithmetic(seed):
 
 
 def test_the_generators_numbers():
-    u = counter_uniform24(np, np.arange(1 << 20, dtype=np.int64), stream_key(1)) / 2.0**24
+    u = counter_uniform(np, np.arange(1 << 20, dtype=np.int64), stream_key(1))
     assert 0 <= u.min() and u.max() < 1
     assert abs(u.mean() - 0.5) < 2e-3 and abs(u.var() - 1 / 12) < 1e-3
     counts = np.histogram(u, 64, (0, 1))[0]
     expected = u.size / 64
     assert ((counts - expected) ** 2 / expected).sum() < 120  # chi-square, 63 degrees of freedom
-    other = counter_uniform24(np, np.arange(1 << 16, dtype=np.int64), stream_key(2)) / 2.0**24
+    other = counter_uniform(np, np.arange(1 << 16, dtype=np.int64), stream_key(2))
     assert abs(np.corrcoef(u[: 1 << 16], other)[0, 1]) < 0.02  # neighbouring seeds
     assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.01  # neighbouring counters
 
@@ -118,7 +118,9 @@ def test_bernoulli_is_the_same_everywhere():
     graph = _native._compiled[("bernoulli",)].source
     key = np.array(stream_key(123), np.int64)
     np.testing.assert_array_equal(run(graph, [p.reshape(-1), key])[0].reshape(p.shape), want)
-    compare_with_interpreter(graph, [p.reshape(-1)[:200], key])  # the CUDA kernels too
+    exe = compare_with_interpreter(graph, [p.reshape(-1)[:200], key])  # the CUDA kernels too
+    # one kernel: each hash step reads its value twice, and computes it twice rather than store it
+    assert len(exe.steps) == 1 and exe.native is not None
     assert _native.bernoulli(p[:2, :2], 123) is None  # small: the reference's
     assert _native.bernoulli(p.astype(np.float64), 123) is None
 
@@ -161,3 +163,18 @@ def test_int64_positions_through_every_backend_at_several_sizes():
         values = np.arange(n, dtype=np.int64) % 70 - 3
         np.testing.assert_array_equal(exe.run([values])[0], run(g, [values])[0])
     compare_with_interpreter(g, [np.arange(40, dtype=np.int64) % 70 - 3])
+
+
+@pytest.mark.parametrize("levels", [3, 12])
+def test_integer_values_read_twice_are_computed_again_up_to_a_size(levels):
+    # z = z ^ (z >> 1), `levels` times: the expression doubles at each level; past
+    # MAX_RECOMPUTED nodes a value is stored and read back instead
+    lines, z = [], "%x"
+    for i in range(levels):
+        lines.append(f"  %s{i}: i64[n] = right_shift({z}, %one)")
+        lines.append(f"  %z{i}: i64[n] = bitwise_xor({z}, %s{i})")
+        z = f"%z{i}"
+    g = parse_graph("graph g(%x: i64[n]) weights(%one: i64[]) {\n" + "\n".join(lines) + f"\n  return {z}\n}}")
+    g.weight_data["one"] = np.array(1, np.int64)
+    exe = compare_with_interpreter(g, [np.arange(-50, 50, dtype=np.int64) * 987654321])
+    assert (len(exe.steps) == 1) == (levels == 3)
