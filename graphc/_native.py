@@ -338,24 +338,25 @@ class _GraphModule:
 
 
 def bernoulli(p, seed):
-    """A float32 mask through a compiled kernel computing the counter-based generator in
-    place (no counter in memory), or None where the reference should run it."""
-    if type(p) is not np.ndarray or p.dtype != np.float32 or p.size < MIN_ROWS:
+    """A float32 or float64 mask through a compiled kernel computing the counter-based
+    generator in place (no counter in memory), or None where the reference should run it."""
+    if type(p) is not np.ndarray or p.dtype not in (np.float32, np.float64) or p.size < MIN_ROWS:
         return None
+    t = dtypes.from_numpy(p.dtype)
 
     def build():
         from ir.ops.creation import counter_uniform
 
         graph = Graph("eager_bernoulli")
-        probability = graph.add_input("p", TensorType(dtypes.float32, ("n",)))
+        probability = graph.add_input("p", TensorType(t, ("n",)))
         key = graph.add_input("key", TensorType(dtypes.int64, ()))
         (index,) = graph.add_node("arange", [], {"start": 0, "end": "n", "step": 1, "dtype": "int64"})
-        u = counter_uniform(_GraphModule(graph), index, key)
+        u = counter_uniform(_GraphModule(graph), index, key, p.dtype)
         (keep,) = graph.add_node("lt", [u, probability])  # (the reference's `u < p`)
-        graph.set_outputs(graph.add_node("cast", [keep], {"dtype": "float32"}))
+        graph.set_outputs(graph.add_node("cast", [keep], {"dtype": t.name}))
         return graph
 
-    compiled = _compiled_or_none(("bernoulli",), build)
+    compiled = _compiled_or_none(("bernoulli", t.name), build)
     if compiled is None:
         return None
     from ir.ops.creation import stream_key

@@ -126,10 +126,11 @@ def counter_bits(xp, index, key):
     return xp.bitwise_xor(z, _shift_out(xp, z, 31))
 
 
-def counter_uniform(xp, index, key):
-    """A float32 uniform in [0, 1) per counter: the top 24 bits times 2^-24."""
-    bits = _shift_out(xp, counter_bits(xp, index, key), 40)
-    return xp.multiply(xp.asarray(bits, dtype=np.float32), np.float32(2.0**-24))
+def counter_uniform(xp, index, key, dtype=np.float32):
+    """A uniform in [0, 1) per counter, float32 (the top 24 bits times 2^-24) or float64 (53)."""
+    digits = np.finfo(dtype).nmant + 1
+    bits = _shift_out(xp, counter_bits(xp, index, key), 64 - digits)
+    return xp.multiply(xp.asarray(bits, dtype=dtype), np.dtype(dtype).type(2.0**-digits))
 
 
 @register("bernoulli", differentiable=False)
@@ -138,10 +139,5 @@ def _bernoulli(xp, p, seed):
     counter-based uniform (24 random bits for half and single precision p, 53 for double) is
     below p. The same numbers on every backend, compiled kernels included."""
     index = xp.arange(p.size, dtype=np.int64).reshape(p.shape)
-    with np.errstate(over="ignore"):
-        if p.dtype == np.float64:
-            bits = _shift_out(xp, counter_bits(xp, index, stream_key(seed)), 11)
-            u = bits.astype(np.float64) * 2.0**-53
-        else:
-            u = counter_uniform(xp, index, stream_key(seed))
+    u = counter_uniform(xp, index, stream_key(seed), np.float64 if p.dtype == np.float64 else np.float32)
     return (u < p).astype(p.dtype)

@@ -102,6 +102,10 @@ def test_the_generators_numbers():
     other = counter_uniform(np, np.arange(1 << 16, dtype=np.int64), stream_key(2))
     assert abs(np.corrcoef(u[: 1 << 16], other)[0, 1]) < 0.02  # neighbouring seeds
     assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.01  # neighbouring counters
+    assert u.dtype == np.float32 and ((u * 2.0**24) % 1 == 0).all()  # 24 bits
+    double = counter_uniform(np, np.arange(1000, dtype=np.int64), stream_key(1), np.float64)
+    assert double.dtype == np.float64 and ((double * 2.0**24) % 1 != 0).mean() > 0.99  # 53 bits
+    np.testing.assert_array_equal(np.floor(double * 2.0**24), u[:1000] * 2.0**24)  # the same top bits
 
 
 def test_bernoulli_is_the_same_everywhere():
@@ -115,14 +119,15 @@ def test_bernoulli_is_the_same_everywhere():
     got = _native.bernoulli(p, 123)  # through a compiled kernel
     assert got is not None
     np.testing.assert_array_equal(got, want)
-    graph = _native._compiled[("bernoulli",)].source
+    graph = _native._compiled[("bernoulli", "float32")].source
     key = np.array(stream_key(123), np.int64)
     np.testing.assert_array_equal(run(graph, [p.reshape(-1), key])[0].reshape(p.shape), want)
     exe = compare_with_interpreter(graph, [p.reshape(-1)[:200], key])  # the CUDA kernels too
     # one kernel: each hash step reads its value twice, and computes it twice rather than store it
     assert len(exe.steps) == 1 and exe.native is not None
     assert _native.bernoulli(p[:2, :2], 123) is None  # small: the reference's
-    assert _native.bernoulli(p.astype(np.float64), 123) is None
+    double = p.astype(np.float64)  # 53 random bits each
+    np.testing.assert_array_equal(_native.bernoulli(double, 123), OPS["bernoulli"].impl(np, double, seed=123))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float16])
