@@ -79,6 +79,7 @@ from graphc._functions import (  # explicit names shadowing builtins
     round,
     sum,
 )
+from graphc._info import finfo, iinfo
 from graphc._movement import *  # noqa: F403
 from graphc._movement import slice_dim
 from graphc._printing import set_printoptions

@@ -100,11 +100,12 @@ from graphc.nn.normalization import (
     InstanceNorm1d,
     InstanceNorm2d,
     LayerNorm,
+    RMSNorm,
     Upsample,
 )
 from graphc.nn.parallel import DataParallel, DistributedDataParallel
 from graphc.nn.parameter import Parameter
-from graphc.nn.rnn import GRU, LSTM, RNN
+from graphc.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from graphc.nn.transformer import (
     MultiheadAttention,
     Transformer,

@@ -1075,6 +1075,25 @@ def layer_norm(
     return dispatch(OPS["layer_norm"], (input, weight, bias), attrs, name="NativeLayerNormBackward0")
 
 
+def rms_norm(
+    input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None
+) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) over the last len(normalized_shape) dims, times `weight`;
+    `eps` None is the machine epsilon of x's dtype."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[-len(shape) :]) != shape:
+        raise ShapeError(
+            f"rms_norm: input shape {list(input.shape)} does not end with normalized_shape {list(shape)}"
+        )
+    if not input.is_floating_point():
+        input = input.float()
+    if eps is None:
+        eps = G.finfo(input.dtype).eps
+    dims = tuple(range(input.dim() - len(shape), input.dim()))
+    out = input * G.rsqrt((input * input).mean(dims, keepdim=True) + eps)
+    return out if weight is None else out * weight
+
+
 def group_norm(
     input: Tensor,
     num_groups: int,

@@ -1,6 +1,7 @@
 """Recurrent layers: RNN (tanh or relu), LSTM and GRU, with PyTorch's parameter names, gate
 order and initialisation; `batch_first`, `num_layers`, `bidirectional` and inter-layer
-`dropout`. Time steps run as a Python loop of graphc ops, so autograd covers them."""
+`dropout`. Time steps run as a Python loop of graphc ops, so autograd covers them. The cells
+(RNNCell, LSTMCell, GRUCell) are one such step."""
 
 from __future__ import annotations
 
@@ -14,6 +15,33 @@ from graphc.nn.module import Module
 from graphc.nn.parameter import Parameter
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+def _step(mode: str, x, state, w_ih, w_hh, b_ih, b_hh) -> tuple:
+    """One time step of a batch x (N, input): the new state, (h,) or (h, c) for LSTM."""
+    h = state[0]
+    if mode == "LSTM":
+        c = state[1]
+        gates = F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)
+        i, f, g, o = gates.chunk(4, 1)
+        c = G.sigmoid(f) * c + G.sigmoid(i) * G.tanh(g)
+        return (G.sigmoid(o) * G.tanh(c), c)
+    if mode == "GRU":
+        gi = F.linear(x, w_ih, b_ih).chunk(3, 1)
+        gh = F.linear(h, w_hh, b_hh).chunk(3, 1)
+        r = G.sigmoid(gi[0] + gh[0])
+        z = G.sigmoid(gi[1] + gh[1])
+        n = G.tanh(gi[2] + r * gh[2])
+        return ((1 - z) * n + z * h,)
+    act = G.tanh if mode == "RNN_TANH" else G.relu
+    return (act(F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)),)
+
+
+def _uniform_init(module: Module, hidden_size: int) -> None:
+    """PyTorch's initialisation of recurrent weights: U(-1/sqrt(hidden), 1/sqrt(hidden))."""
+    bound = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0
+    for p in module.parameters():
+        init.uniform_(p, -bound, bound)
 
 
 class _RNNBase(Module):
@@ -52,27 +80,10 @@ class _RNNBase(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
-        for p in self.parameters():
-            init.uniform_(p, -bound, bound)
+        _uniform_init(self, self.hidden_size)
 
     def _cell(self, x, state, w_ih, w_hh, b_ih, b_hh):
-        h = state[0]
-        if self.mode == "LSTM":
-            c = state[1]
-            gates = F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)
-            i, f, g, o = gates.chunk(4, 1)
-            c = G.sigmoid(f) * c + G.sigmoid(i) * G.tanh(g)
-            return (G.sigmoid(o) * G.tanh(c), c)
-        if self.mode == "GRU":
-            gi = F.linear(x, w_ih, b_ih).chunk(3, 1)
-            gh = F.linear(h, w_hh, b_hh).chunk(3, 1)
-            r = G.sigmoid(gi[0] + gh[0])
-            z = G.sigmoid(gi[1] + gh[1])
-            n = G.tanh(gi[2] + r * gh[2])
-            return ((1 - z) * n + z * h,)
-        act = G.tanh if self.mode == "RNN_TANH" else G.relu
-        return (act(F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)),)
+        return _step(self.mode, x, state, w_ih, w_hh, b_ih, b_hh)
 
     def forward(self, input: Tensor, hx=None):
         lstm = self.mode == "LSTM"
@@ -164,5 +175,104 @@ class LSTM(_RNNBase):
 
 class GRU(_RNNBase):
     """Gated recurrent unit."""
+
+    mode = "GRU"
+
+
+class _RNNCellBase(Module):
+    mode = "RNN_TANH"
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        gates = _GATES[self.mode] * hidden_size
+        kw = {"device": device, "dtype": dtype}
+        self.weight_ih = Parameter(G.empty(gates, input_size, **kw))
+        self.weight_hh = Parameter(G.empty(gates, hidden_size, **kw))
+        if bias:
+            self.bias_ih = Parameter(G.empty(gates, **kw))
+            self.bias_hh = Parameter(G.empty(gates, **kw))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _uniform_init(self, self.hidden_size)
+
+    def _state(self, input: Tensor, hx, unbatched: bool) -> Tensor:
+        if hx is None:
+            return G.zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device)
+        hx = hx.unsqueeze(0) if unbatched else hx
+        if tuple(hx.shape) != (input.shape[0], self.hidden_size):
+            raise ValueError(
+                f"{type(self).__name__}: expected hidden state of shape "
+                f"{[input.shape[0], self.hidden_size] if not unbatched else [self.hidden_size]}, "
+                f"got {list(hx.shape[1:] if unbatched else hx.shape)}"
+            )
+        return hx
+
+    def _input(self, input: Tensor) -> tuple[Tensor, bool]:
+        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{type(self).__name__}: expected input of shape (batch, {self.input_size}) or "
+                f"({self.input_size},), got {list(input.shape)}"
+            )
+        unbatched = input.dim() == 1
+        return (input.unsqueeze(0) if unbatched else input), unbatched
+
+    def forward(self, input: Tensor, hx=None):
+        input, unbatched = self._input(input)
+        (h,) = _step(self.mode, input, (self._state(input, hx, unbatched),), *self._weights())
+        return h.squeeze(0) if unbatched else h
+
+    def _weights(self) -> tuple:
+        return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
+
+
+class RNNCell(_RNNCellBase):
+    """One Elman RNN step: h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity: {nonlinearity}")
+        object.__setattr__(self, "mode", "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU")
+        super().__init__(input_size, hidden_size, bias, device, dtype)
+        self.nonlinearity = nonlinearity
+
+
+class LSTMCell(_RNNCellBase):
+    """One LSTM step: returns (h', c')."""
+
+    mode = "LSTM"
+
+    def forward(self, input: Tensor, hx=None):
+        input, unbatched = self._input(input)
+        if hx is None:
+            state = (self._state(input, None, unbatched),) * 2
+        else:
+            state = tuple(self._state(input, t, unbatched) for t in hx)
+        h, c = _step(self.mode, input, state, *self._weights())
+        return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
+
+
+class GRUCell(_RNNCellBase):
+    """One GRU step: returns h'."""
 
     mode = "GRU"

@@ -1,6 +1,29 @@
 """`graphc.optim`: optimizers and learning-rate schedulers with PyTorch's update rules."""
 
 from graphc.optim import lr_scheduler
-from graphc.optim.optimizer import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from graphc.optim.optimizer import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    NAdam,
+    Optimizer,
+    RAdam,
+    RMSprop,
+)
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "lr_scheduler"]
+__all__ = [
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "Adamax",
+    "AdamW",
+    "NAdam",
+    "Optimizer",
+    "RAdam",
+    "RMSprop",
+    "lr_scheduler",
+]

@@ -123,6 +123,169 @@ class CosineAnnealingLR(LRScheduler):
         ]
 
 
+class LinearLR(LRScheduler):
+    """lr = initial_lr * a factor going linearly from `start_factor` to `end_factor` over
+    `total_iters` epochs (a warm-up), then staying there."""
+
+    def __init__(
+        self,
+        optimizer,
+        start_factor: float = 1 / 3,
+        end_factor: float = 1.0,
+        total_iters: int = 5,
+        last_epoch=-1,
+    ) -> None:
+        if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
+            raise ValueError(
+                "LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1], "
+                f"got {start_factor} and {end_factor}"
+            )
+        self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch):
+        done = min(self.total_iters, epoch) / self.total_iters if self.total_iters else 1.0
+        factor = self.start_factor + (self.end_factor - self.start_factor) * done
+        return [base * factor for base in self.base_lrs]
+
+
+class ConstantLR(LRScheduler):
+    """lr = initial_lr * `factor` for the first `total_iters` epochs, then initial_lr."""
+
+    def __init__(self, optimizer, factor: float = 1 / 3, total_iters: int = 5, last_epoch: int = -1) -> None:
+        if not 0 <= factor <= 1:
+            raise ValueError(f"ConstantLR: factor must be between 0 and 1, got {factor}")
+        self.factor, self.total_iters = factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch):
+        return [base * (self.factor if epoch < self.total_iters else 1.0) for base in self.base_lrs]
+
+
+class PolynomialLR(LRScheduler):
+    """lr = initial_lr * (1 - min(epoch, total_iters) / total_iters) ** power."""
+
+    def __init__(self, optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
+        if total_iters <= 0:
+            raise ValueError(f"PolynomialLR: total_iters must be positive, got {total_iters}")
+        self.total_iters, self.power = total_iters, power
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch):
+        factor = (1 - min(self.total_iters, epoch) / self.total_iters) ** self.power
+        return [base * factor for base in self.base_lrs]
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """Cosine annealing from initial_lr to `eta_min` over T_0 epochs, restarting, each period
+    `T_mult` times the last (SGDR). `step(epoch)` takes fractional epochs (per batch)."""
+
+    def __init__(
+        self, optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0, last_epoch: int = -1
+    ) -> None:
+        if not isinstance(T_0, int) or T_0 <= 0:
+            raise ValueError(f"Expected positive integer T_0, but got {T_0}")
+        if not isinstance(T_mult, int) or T_mult < 1:
+            raise ValueError(f"Expected integer T_mult >= 1, but got {T_mult}")
+        self.T_0, self.T_mult, self.eta_min = T_0, T_mult, eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def _period(self, epoch) -> tuple[float, float]:
+        """(epochs into the current period, its length)."""
+        if self.T_mult == 1 or epoch < self.T_0:
+            return epoch % self.T_0, self.T_0
+        n = int(math.log(epoch / self.T_0 * (self.T_mult - 1) + 1, self.T_mult))
+        return epoch - self.T_0 * (self.T_mult**n - 1) / (self.T_mult - 1), self.T_0 * self.T_mult**n
+
+    def lr_at(self, epoch):
+        into, length = self._period(epoch)
+        return [
+            self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * into / length)) / 2
+            for base in self.base_lrs
+        ]
+
+
+class MultiplicativeLR(LRScheduler):
+    """lr = the last lr * lr_lambda(epoch) (one function, or one per group), from epoch 1."""
+
+    def __init__(self, optimizer, lr_lambda, last_epoch: int = -1) -> None:
+        n = len(optimizer.param_groups)
+        self.lr_lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n
+        if len(self.lr_lambdas) != n:
+            raise ValueError(f"expected {n} lr_lambdas, but got {len(self.lr_lambdas)}")
+        self._products = [[1.0] for _ in range(n)]  # per group: the product of the factors to each epoch
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch):
+        out = []
+        for base, fn, products in zip(self.base_lrs, self.lr_lambdas, self._products, strict=True):
+            while len(products) <= epoch:
+                products.append(products[-1] * fn(len(products)))
+            out.append(base * products[max(epoch, 0)])
+        return out
+
+    def state_dict(self) -> dict:
+        out = super().state_dict()
+        out.pop("lr_lambdas", None)
+        return out
+
+
+class SequentialLR(LRScheduler):
+    """The `schedulers` one after another, switching at the epochs in `milestones` (each
+    scheduler starts from its own epoch 0 there): a warm-up, then a decay."""
+
+    def __init__(self, optimizer, schedulers, milestones, last_epoch: int = -1) -> None:
+        schedulers = list(schedulers)
+        if len(schedulers) < 1:
+            raise ValueError("SequentialLR expects at least one scheduler")
+        for i, s in enumerate(schedulers):
+            if getattr(s, "optimizer", None) is not optimizer:
+                raise ValueError(
+                    f"SequentialLR: scheduler at index {i} is bound to another optimizer than the one given"
+                )
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(
+                "SequentialLR: expected len(milestones) == len(schedulers) - 1, got "
+                f"{len(milestones)} milestones for {len(schedulers)} schedulers"
+            )
+        self._schedulers, self._milestones = schedulers, list(milestones)
+        self.optimizer = optimizer
+        self.last_epoch = last_epoch + 1
+        for group in optimizer.param_groups:  # the first scheduler starts from the initial rates
+            group["lr"] = group["initial_lr"]
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        for s in schedulers:  # (each stepped once when it was made)
+            s.last_epoch -= 1
+        schedulers[0].step()
+        self._last_lr = schedulers[0].get_last_lr()
+
+    def step(self, epoch: int | None = None) -> None:
+        if epoch is not None:
+            raise ValueError("SequentialLR.step takes no epoch: it counts its own")
+        self.last_epoch += 1
+        index = bisect_right(self._milestones, self.last_epoch)
+        scheduler = self._schedulers[index]
+        if index > 0 and self._milestones[index - 1] == self.last_epoch:
+            scheduler.step(0)
+        else:
+            scheduler.step()
+        self._last_lr = scheduler.get_last_lr()
+
+    def lr_at(self, epoch):
+        raise TypeError("SequentialLR's rates come from its schedulers' steps, not a formula of the epoch")
+
+    def state_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        out["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return out
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = dict(state_dict)
+        for s, saved in zip(self._schedulers, state.pop("_schedulers"), strict=True):
+            s.load_state_dict(saved)
+        self.__dict__.update(state)
+
+
 class OneCycleLR(LRScheduler):
     """The 1cycle policy: warm up to `max_lr`, then anneal far below the start (per batch)."""
 

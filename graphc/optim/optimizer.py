@@ -227,18 +227,10 @@ class Adam(Optimizer):
 
     def _update(self, xp, p, grad, group, state) -> None:
         beta1, beta2 = group["betas"]
-        lr, wd = group["lr"], group["weight_decay"]
-        if wd:
-            if self._decoupled:
-                p._data *= 1 - lr * wd
-            else:
-                grad = grad + wd * p._data
+        lr = group["lr"]
+        grad = _decay(p, grad, lr, group["weight_decay"], self._decoupled)
         step = state["step"] = state.get("step", 0) + 1
-        exp_avg = _buffer(state, "exp_avg", p._data, xp)
-        exp_avg_sq = _buffer(state, "exp_avg_sq", p._data, xp)
-        exp_avg += (1 - beta1) * (grad - exp_avg)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
+        exp_avg, exp_avg_sq = _moments(state, p, grad, beta1, beta2, xp)
         bias1, bias2 = 1 - beta1**step, 1 - beta2**step
         if group["amsgrad"]:
             peak = _buffer(state, "max_exp_avg_sq", p._data, xp)
@@ -357,3 +349,170 @@ class Adagrad(Optimizer):
         total = _buffer(state, "sum", p._data, xp, group["initial_accumulator_value"])
         total += grad * grad
         p._data -= clr * grad / (xp.sqrt(total) + group["eps"])
+
+
+class NAdam(Optimizer):
+    """Adam with Nesterov momentum (Dozat), its momentum decaying by `momentum_decay`;
+    `decoupled_weight_decay` shrinks the parameter as AdamW does."""
+
+    def __init__(
+        self,
+        params,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        maximize: bool = False,
+    ):
+        _check_adam("NAdam", lr, betas, eps, weight_decay)
+        if momentum_decay < 0:
+            raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        defaults.update(momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, {**defaults, "maximize": maximize})
+
+    def _update(self, xp, p, grad, group, state) -> None:
+        beta1, beta2 = group["betas"]
+        lr, psi = group["lr"], group["momentum_decay"]
+        grad = _decay(p, grad, lr, group["weight_decay"], group["decoupled_weight_decay"])
+        step = state["step"] = state.get("step", 0) + 1
+        mu = beta1 * (1 - 0.5 * 0.96 ** (step * psi))
+        mu_next = beta1 * (1 - 0.5 * 0.96 ** ((step + 1) * psi))
+        product = state["mu_product"] = state.get("mu_product", 1.0) * mu
+        exp_avg, exp_avg_sq = _moments(state, p, grad, beta1, beta2, xp)
+        denom = xp.sqrt(exp_avg_sq / (1 - beta2**step)) + group["eps"]
+        p._data -= (lr * (1 - mu) / (1 - product)) * grad / denom
+        p._data -= (lr * mu_next / (1 - product * mu_next)) * exp_avg / denom
+
+
+class RAdam(Optimizer):
+    """Adam with the variance of its adaptive rate rectified (Liu et al.): plain momentum
+    steps while too few steps make the variance estimate unreliable."""
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        *,
+        maximize: bool = False,
+    ):
+        _check_adam("RAdam", lr, betas, eps, weight_decay)
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        super().__init__(
+            params, {**defaults, "decoupled_weight_decay": decoupled_weight_decay, "maximize": maximize}
+        )
+
+    def _update(self, xp, p, grad, group, state) -> None:
+        beta1, beta2 = group["betas"]
+        lr = group["lr"]
+        grad = _decay(p, grad, lr, group["weight_decay"], group["decoupled_weight_decay"])
+        step = state["step"] = state.get("step", 0) + 1
+        exp_avg, exp_avg_sq = _moments(state, p, grad, beta1, beta2, xp)
+        bias1, bias2 = 1 - beta1**step, 1 - beta2**step
+        rho_inf = 2 / (1 - beta2) - 1
+        rho = rho_inf - 2 * step * beta2**step / bias2
+        if rho > 5:
+            rect = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+            p._data -= (
+                (lr * rect / bias1) * exp_avg * (math.sqrt(bias2) / (xp.sqrt(exp_avg_sq) + group["eps"]))
+            )
+        else:
+            p._data -= (lr / bias1) * exp_avg
+
+
+class Adamax(Optimizer):
+    """Adam with the infinity norm: the second moment is a decaying maximum of |grad|."""
+
+    def __init__(
+        self,
+        params,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ):
+        _check_adam("Adamax", lr, betas, eps, weight_decay)
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        super().__init__(params, {**defaults, "maximize": maximize})
+
+    def _update(self, xp, p, grad, group, state) -> None:
+        beta1, beta2 = group["betas"]
+        grad = _decay(p, grad, group["lr"], group["weight_decay"], False)
+        step = state["step"] = state.get("step", 0) + 1
+        exp_avg = _buffer(state, "exp_avg", p._data, xp)
+        exp_inf = _buffer(state, "exp_inf", p._data, xp)
+        exp_avg += (1 - beta1) * (grad - exp_avg)
+        xp.maximum(exp_inf * beta2, xp.abs(grad) + group["eps"], out=exp_inf)
+        p._data -= (group["lr"] / (1 - beta1**step)) * exp_avg / exp_inf
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler): steps scaled by the ratio of decaying averages of past squared
+    updates and squared gradients."""
+
+    def __init__(
+        self,
+        params,
+        lr=1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ):
+        if lr < 0 or not 0 <= rho <= 1 or eps < 0 or weight_decay < 0:
+            raise ValueError(
+                f"invalid Adadelta options lr={lr}, rho={rho}, eps={eps}, weight_decay={weight_decay}"
+            )
+        super().__init__(
+            params, {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay, "maximize": maximize}
+        )
+
+    def _update(self, xp, p, grad, group, state) -> None:
+        rho, eps = group["rho"], group["eps"]
+        grad = _decay(p, grad, group["lr"], group["weight_decay"], False)
+        state["step"] = state.get("step", 0) + 1
+        square_avg = _buffer(state, "square_avg", p._data, xp)
+        acc_delta = _buffer(state, "acc_delta", p._data, xp)
+        square_avg *= rho
+        square_avg += (1 - rho) * grad * grad
+        delta = xp.sqrt(acc_delta + eps) / xp.sqrt(square_avg + eps) * grad
+        acc_delta *= rho
+        acc_delta += (1 - rho) * delta * delta
+        p._data -= group["lr"] * delta
+
+
+def _check_adam(name: str, lr, betas, eps, weight_decay) -> None:
+    if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+        raise ValueError(
+            f"invalid {name} options lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}"
+        )
+
+
+def _decay(p, grad, lr, weight_decay, decoupled: bool):
+    """The gradient with L2 weight decay added, or (decoupled) the parameter shrunk in place."""
+    if not weight_decay:
+        return grad
+    if decoupled:
+        p._data *= 1 - lr * weight_decay
+        return grad
+    return grad + weight_decay * p._data
+
+
+def _moments(state, p, grad, beta1, beta2, xp):
+    """Adam's decaying averages of the gradient and its square, updated in place."""
+    exp_avg = _buffer(state, "exp_avg", p._data, xp)
+    exp_avg_sq = _buffer(state, "exp_avg_sq", p._data, xp)
+    exp_avg += (1 - beta1) * (grad - exp_avg)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+    return exp_avg, exp_avg_sq

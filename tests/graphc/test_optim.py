@@ -131,3 +131,140 @@ def test_one_cycle_and_plateau():
     for metric in [1.0, 0.9, 0.95, 0.95, 0.95, 0.95]:
         plateau.step(metric)
     assert plateau.get_last_lr() == [0.25]
+
+
+def _adam_moments(grads, beta1, beta2):
+    m = v = 0.0
+    for g in grads:
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        yield m, v
+
+
+def test_nadam_steps():
+    # Dozat's NAdam with PyTorch's momentum schedule mu_t = beta1 (1 - 0.96^(t psi) / 2)
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(2) for _ in range(4)]
+    p, opt = _run(optim.NAdam, grads, lr=0.1)
+    x, product = np.array([1.0, -2.0]), 1.0
+    mu = [0.9 * (1 - 0.5 * 0.96 ** (t * 4e-3)) for t in range(1, 6)]
+    for t, (g, (m, v)) in enumerate(zip(grads, _adam_moments(grads, 0.9, 0.999), strict=True), 1):
+        product *= mu[t - 1]
+        denom = np.sqrt(v / (1 - 0.999**t)) + 1e-8
+        x = x - 0.1 * (1 - mu[t - 1]) / (1 - product) * g / denom
+        x = x - 0.1 * mu[t] / (1 - product * mu[t]) * m / denom
+    np.testing.assert_allclose(p, x, rtol=1e-12)
+    assert opt.state[opt.param_groups[0]["params"][0]]["mu_product"] == pytest.approx(product)
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_radam_rectifies_after_enough_steps(decoupled):
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(2) for _ in range(8)]
+    p, _ = _run(optim.RAdam, grads, lr=0.1, weight_decay=0.1, decoupled_weight_decay=decoupled)
+    x, m, v = np.array([1.0, -2.0]), 0.0, 0.0
+    rho_inf = 2 / (1 - 0.999) - 1
+    rectified = []
+    for t, g in enumerate(grads, 1):
+        if decoupled:
+            x = x * (1 - 0.1 * 0.1)
+        else:
+            g = g + 0.1 * x
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        rho = rho_inf - 2 * t * 0.999**t / (1 - 0.999**t)
+        step = m / (1 - 0.9**t)
+        if rho > 5:
+            r = np.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+            step = step * r * np.sqrt(1 - 0.999**t) / (np.sqrt(v) + 1e-8)
+        rectified.append(rho > 5)
+        x = x - 0.1 * step
+    assert rectified == [False] * 5 + [True] * 3  # both branches taken
+    np.testing.assert_allclose(p, x, rtol=1e-12)
+
+
+def test_adamax_and_adadelta_steps():
+    rng = np.random.default_rng(2)
+    grads = [rng.standard_normal(2) for _ in range(3)]
+    p, _ = _run(optim.Adamax, grads, lr=0.1)
+    x, m, u = np.array([1.0, -2.0]), 0.0, np.zeros(2)
+    for t, g in enumerate(grads, 1):
+        m = 0.9 * m + 0.1 * g
+        u = np.maximum(0.999 * u, np.abs(g) + 1e-8)
+        x = x - 0.1 / (1 - 0.9**t) * m / u
+    np.testing.assert_allclose(p, x, rtol=1e-12)
+    p, _ = _run(optim.Adadelta, grads, lr=0.5, rho=0.8)
+    x, sq, acc = np.array([1.0, -2.0]), 0.0, 0.0
+    for g in grads:
+        sq = 0.8 * sq + 0.2 * g * g
+        delta = np.sqrt(acc + 1e-6) / np.sqrt(sq + 1e-6) * g
+        acc = 0.8 * acc + 0.2 * delta * delta
+        x = x - 0.5 * delta
+    np.testing.assert_allclose(p, x, rtol=1e-12)
+    with pytest.raises(ValueError, match="invalid Adadelta options"):
+        optim.Adadelta([_param([1.0])], rho=1.5)
+    with pytest.raises(ValueError, match="invalid NAdam options"):
+        optim.NAdam([_param([1.0])], betas=(1.0, 0.9))
+
+
+def test_warm_up_and_polynomial_schedules():
+    assert _lrs(lr_scheduler.LinearLR, 6, start_factor=0.2, total_iters=4) == pytest.approx(
+        [0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0]
+    )
+    assert _lrs(lr_scheduler.ConstantLR, 4, factor=0.5, total_iters=2) == [0.5, 0.5, 1, 1, 1]
+    assert _lrs(lr_scheduler.PolynomialLR, 5, total_iters=4, power=2.0) == pytest.approx(
+        [1, 0.5625, 0.25, 0.0625, 0, 0]
+    )
+    factors = iter([0.5, 0.4, 0.1, 2.0])
+    assert _lrs(lr_scheduler.MultiplicativeLR, 4, lr_lambda=lambda epoch: next(factors)) == pytest.approx(
+        [1, 0.5, 0.2, 0.02, 0.04]
+    )
+    with pytest.raises(ValueError, match="start_factor must be in"):
+        _lrs(lr_scheduler.LinearLR, 1, start_factor=0.0)
+
+
+@pytest.mark.parametrize("t_mult", [1, 2])
+def test_cosine_annealing_with_warm_restarts(t_mult):
+    lrs = _lrs(lr_scheduler.CosineAnnealingWarmRestarts, 12, T_0=3, T_mult=t_mult, eta_min=0.1)
+    starts = [0, 3, 6, 9, 12] if t_mult == 1 else [0, 3, 9]  # periods of 3 (then 6, 12, ...)
+    for epoch, lr in enumerate(lrs):
+        start = max(s for s in starts if s <= epoch)
+        length = 3 if t_mult == 1 else 3 * 2 ** starts.index(start)
+        assert lr == pytest.approx(0.1 + 0.9 * (1 + math.cos(math.pi * (epoch - start) / length)) / 2)
+    p = _param([0.0])
+    opt = optim.SGD([p], lr=1.0)
+    sched = lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=4)
+    sched.step(5.5)  # (per batch: fractional epochs)
+    assert sched.get_last_lr()[0] == pytest.approx((1 + math.cos(math.pi * 1.5 / 4)) / 2)
+
+
+def test_sequential_schedule_switches_at_its_milestones():
+    p = _param([0.0])
+    opt = optim.SGD([p], lr=1.0)
+    warm = lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=3)
+    decay = lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    sched = lr_scheduler.SequentialLR(opt, [warm, decay], milestones=[3])
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(5):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    assert lrs == pytest.approx([0.25, 0.5, 0.75, 1.0, 0.5, 0.25])
+    state = sched.state_dict()
+    assert state["last_epoch"] == 5 and len(state["_schedulers"]) == 2
+    with pytest.raises(ValueError, match="milestones"):
+        lr_scheduler.SequentialLR(opt, [warm, decay], milestones=[])
+
+
+def test_a_scheduler_used_twice_in_a_sequence_restarts():
+    p = _param([0.0])
+    opt = optim.SGD([p], lr=1.0)
+    warm = lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=3)
+    decay = lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    sched = lr_scheduler.SequentialLR(opt, [warm, decay, warm], milestones=[3, 5])
+    lrs = []
+    for _ in range(8):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    # (PyTorch's rates: the warm-up again from its start at epoch 5)
+    assert lrs == pytest.approx([0.25, 0.5, 1.0, 0.5, 0.25, 0.5, 0.75, 1.0])

@@ -269,3 +269,78 @@ def test_instance_norm_matches_numpy_and_tracks_statistics():
         1e-7,
     )
     assert gradcheck(lambda v, w: F.instance_norm(v, weight=w), (t(x[:1], True), t(scale, True)))
+
+
+def test_rms_norm_matches_numpy_and_differentiates():
+    x, w = arr(2, 3, 8), arr(8)
+    want = x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6) * w
+    close(F.rms_norm(t(x), 8, t(w), eps=1e-6), want)
+    # eps None: the dtype's machine epsilon
+    close(
+        F.rms_norm(t(x), (3, 8)), x / np.sqrt((x * x).mean((1, 2), keepdims=True) + np.finfo(np.float64).eps)
+    )
+    assert gradcheck(lambda x, w: F.rms_norm(x, 8, w, eps=1e-3), (t(x, True), t(w, True)))
+    norm = nn.RMSNorm(8)
+    assert repr(norm) == "RMSNorm((8,), eps=None, elementwise_affine=True)"
+    assert list(norm.state_dict()) == ["weight"] and norm.weight.tolist() == [1.0] * 8
+    assert list(nn.RMSNorm(8, elementwise_affine=False).state_dict()) == []
+    with pytest.raises(ValueError, match=r"does not end with normalized_shape \[4\]"):
+        F.rms_norm(t(x), 4)
+
+
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+@pytest.mark.parametrize("kind", ["RNNCell", "RNNCell-relu", "LSTMCell", "GRUCell"])
+def test_recurrent_cells_match_numpy(kind):
+    name, _, nonlinearity = kind.partition("-")
+    kw = {"nonlinearity": nonlinearity} if nonlinearity else {}
+    cell = getattr(nn, name)(4, 3, **kw).double()
+    assert list(cell.state_dict()) == ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    assert repr(cell) == f"{name}(4, 3{', nonlinearity=relu' if nonlinearity else ''})"
+    w_ih, w_hh, b_ih, b_hh = (p.detach().numpy() for p in cell.parameters())
+    x, h, c = arr(5, 4), arr(5, 3), arr(5, 3)
+    gi, gh = x @ w_ih.T + b_ih, h @ w_hh.T + b_hh
+    if name == "LSTMCell":
+        i, f, g, o = np.split(gi + gh, 4, axis=1)
+        c2 = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        got_h, got_c = cell(t(x), (t(h), t(c)))
+        close(got_c, c2)
+        close(got_h, _sigmoid(o) * np.tanh(c2))
+        zero_h, _ = cell(t(x))
+        close(zero_h, cell(t(x), (t(np.zeros((5, 3))), t(np.zeros((5, 3)))))[0].detach().numpy())
+        one_h, one_c = cell(t(x[0]), (t(h[0]), t(c[0])))  # unbatched
+        close(one_c, c2[0])
+        close(one_h, (_sigmoid(o) * np.tanh(c2))[0])
+        return
+    if name == "GRUCell":
+        (ri, zi, ni), (rh, zh, nh) = np.split(gi, 3, axis=1), np.split(gh, 3, axis=1)
+        r, z = _sigmoid(ri + rh), _sigmoid(zi + zh)
+        want = (1 - z) * np.tanh(ni + r * nh) + z * h
+    else:
+        want = np.maximum(gi + gh, 0) if nonlinearity else np.tanh(gi + gh)
+    close(cell(t(x), t(h)), want)
+    close(cell(t(x[1]), t(h[1])), want[1])
+    close(cell(t(x)), cell(t(x), t(np.zeros((5, 3)))).detach().numpy())
+    assert gradcheck(lambda x, h: cell(x, h), (t(x[:2], True), t(h[:2], True)))
+    with pytest.raises(ValueError, match=r"expected hidden state of shape \[5, 3\], got \[5, 2\]"):
+        cell(t(x), t(arr(5, 2)))
+    with pytest.raises(ValueError, match=r"expected input of shape \(batch, 4\)"):
+        cell(t(arr(5, 6)))
+
+
+def test_finfo_and_iinfo():
+    info = graphc.finfo(graphc.float32)
+    assert info.eps == np.finfo(np.float32).eps and info.max == np.finfo(np.float32).max and info.bits == 32
+    assert repr(info) == (
+        "finfo(resolution=1e-06, min=-3.40282e+38, max=3.40282e+38, eps=1.19209e-07, "
+        "smallest_normal=1.17549e-38, tiny=1.17549e-38, dtype=float32)"
+    )
+    assert graphc.finfo().dtype == "float32" and graphc.finfo(graphc.float16).resolution == 0.001
+    assert graphc.iinfo(graphc.int64).max == 2**63 - 1 and graphc.iinfo(graphc.uint8).min == 0
+    assert repr(graphc.iinfo(graphc.int8)) == "iinfo(min=-128, max=127, dtype=int8)"
+    with pytest.raises(TypeError, match="floating point input type"):
+        graphc.finfo(graphc.int32)
+    with pytest.raises(TypeError, match="integer input type"):
+        graphc.iinfo(graphc.bool)
