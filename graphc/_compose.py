@@ -871,6 +871,239 @@ def median(input: Tensor, dim: int | None = None, keepdim: bool = False):
     return return_types.median(v, i)
 
 
+def clone(input: Tensor, *, memory_format=None) -> Tensor:
+    """A copy of `input` that autograd connects to it."""
+    return input.clone()
+
+
+def detach(input: Tensor) -> Tensor:
+    """`input`'s values, cut off from autograd (sharing memory)."""
+    return input.detach()
+
+
+def positive(input: Tensor) -> Tensor:
+    """`input` itself (unary plus); not for bool tensors, as in PyTorch."""
+    if input.dtype == dtypes.bool_:
+        raise TypeError("The `+` operator, on a bool tensor is not supported.")
+    return input
+
+
+def kthvalue(input: Tensor, k: int, dim: int = -1, keepdim: bool = False):
+    """(values, indices) of the k-th smallest element (k from 1) along `dim`."""
+    from graphc._functions import return_types, sort
+
+    d = _wrap_dim(dim, input.dim())
+    size = input.shape[d] if input.dim() else 1
+    if not 1 <= k <= size:
+        raise IndexError(f"kthvalue(): selected number k={k} out of range for dimension {d} of size {size}")
+    source = input.reshape(1) if input.dim() == 0 else input
+    values, indices = sort(source, d, stable=True)
+    v, i = values.select(d, k - 1), indices.select(d, k - 1)
+    if keepdim and input.dim():
+        v, i = v.unsqueeze(d), i.unsqueeze(d)
+    return return_types.kthvalue(v, i)
+
+
+_INTERPOLATIONS = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+def quantile(
+    input: Tensor, q, dim: int | None = None, keepdim: bool = False, *, interpolation: str = "linear"
+):
+    """The q-th quantiles (q in [0, 1], a number or a 1-D tensor of them, whose dim then comes
+    first) of all elements or along `dim`; NaN where a NaN is among them."""
+    return _quantile(input, q, dim, keepdim, interpolation, False, "quantile")
+
+
+def nanquantile(
+    input: Tensor, q, dim: int | None = None, keepdim: bool = False, *, interpolation: str = "linear"
+):
+    """`quantile` of the values that are not NaN (NaN where all are)."""
+    return _quantile(input, q, dim, keepdim, interpolation, True, "nanquantile")
+
+
+def _quantile(
+    input: Tensor, q, dim, keepdim: bool, interpolation: str, ignore_nan: bool, name: str
+) -> Tensor:
+    from graphc._functions import floor, round, sort
+
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(
+            f"{name}() interpolation must be one of {', '.join(_INTERPOLATIONS)}, got {interpolation!r}"
+        )
+    if not input.dtype.is_floating_point:
+        raise TypeError(f"{name}() input tensor must be either float or double dtype, got {input.dtype}")
+    single = not isinstance(q, Tensor)
+    levels = tensor([q] if single else q, dtype=input.dtype, device=input.device).reshape(-1)
+    if isinstance(q, Tensor) and q.dim() > 1:
+        raise ValueError(f"{name}() q must be a scalar or 1D tensor, got {q.dim()} dims")
+    found = [float(q)] if single else _values(levels).tolist()
+    if any(not 0 <= v <= 1 for v in found):
+        raise ValueError(f"{name}() q values must be in the range [0, 1], got {found}")
+    if input.numel() == 0:
+        raise IndexError(f"{name}() input tensor must be non-empty")
+    x = input.reshape(-1) if dim is None else input.movedim(_wrap_dim(dim, input.dim()), -1)
+    if x.dim() == 0:
+        x = x.reshape(1)
+    ranked = sort(x, -1).values  # (NaN last)
+    nan = isnan(x)
+    count = (~nan).sum(-1, keepdim=True).to(x.dtype) if ignore_nan else x.shape[-1]
+    position = (levels * (count - 1)).clamp_min(0) if ignore_nan else levels * (x.shape[-1] - 1)
+    position = position.expand(*x.shape[:-1], levels.shape[0])
+    below = floor(position)
+    if interpolation in ("lower", "higher", "nearest"):
+        at = {"lower": below, "higher": below + (position > below).to(x.dtype), "nearest": round(position)}
+        out = ranked.gather(-1, at[interpolation].to(dtypes.int64))
+    else:
+        low = ranked.gather(-1, below.to(dtypes.int64))
+        high = ranked.gather(-1, (below + (position > below).to(x.dtype)).to(dtypes.int64))
+        weight = position - below if interpolation == "linear" else 0.5
+        out = low + (high - low) * weight
+    if not ignore_nan:  # any NaN makes the quantile NaN
+        out = where(nan.any(-1, keepdim=True), float("nan"), out)
+    out = out.movedim(-1, 0)  # (q, ...)
+    if keepdim:
+        kept = [1] * input.dim() if dim is None else list(input.shape)
+        if dim is not None:
+            kept[_wrap_dim(dim, input.dim())] = 1
+        out = out.reshape(levels.shape[0], *kept)
+    return out[0] if single else out
+
+
+def searchsorted(
+    sorted_sequence: Tensor, input, *, out_int32: bool = False, right: bool = False, side=None, sorter=None
+) -> Tensor:
+    """Where each value of `input` would go in the last dim of `sorted_sequence` to keep it
+    sorted (the first such place, or the last with right=True or side='right'); a sequence
+    of several dims holds one sorted row per leading index of `input`."""
+    if side is not None:
+        if side not in ("left", "right"):
+            raise ValueError(f"searchsorted(): side can only be 'left' or 'right' but got {side!r}")
+        if right and side == "left":
+            raise ValueError(
+                "searchsorted(): side and right can't be set to opposites, "
+                "got side of left while right was True"
+            )
+        right = side == "right"
+    sequence = _values(sorted_sequence)
+    if sorter is not None:
+        sequence = np.take_along_axis(sequence, _values(sorter), -1)
+    scalar = not isinstance(input, Tensor)
+    values = np.asarray(input) if scalar else _values(input)
+    how = "right" if right else "left"
+    if sequence.ndim <= 1:
+        out = np.searchsorted(sequence.reshape(-1), values, side=how)
+    else:
+        if values.shape[:-1] != sequence.shape[:-1]:
+            raise ShapeError(
+                "searchsorted(): boundaries tensor should be 1 dimension or the first N-1 dimensions of "
+                f"boundaries tensor and input value tensor must match, but we got boundaries tensor "
+                f"{list(sequence.shape)} and input value tensor {list(values.shape)}"
+            )
+        rows, flat = sequence.reshape(-1, sequence.shape[-1]), values.reshape(-1, values.shape[-1])
+        out = np.stack([np.searchsorted(r, v, side=how) for r, v in zip(rows, flat, strict=True)])
+        out = out.reshape(values.shape)
+    device = sorted_sequence.device
+    return tensor(out.astype(np.int32 if out_int32 else np.int64), device=device)
+
+
+def bucketize(input, boundaries: Tensor, *, out_int32: bool = False, right: bool = False) -> Tensor:
+    """The index of the bucket of each value of `input` among the 1-D sorted `boundaries`:
+    boundaries[i-1] < x <= boundaries[i] (with right=True: boundaries[i-1] <= x < boundaries[i])."""
+    if boundaries.dim() != 1:
+        raise ShapeError(
+            f"bucketize(): boundaries tensor must be 1 dimension, but got dim({boundaries.dim()})"
+        )
+    return searchsorted(boundaries, input, out_int32=out_int32, right=right)
+
+
+def copysign(input, other) -> Tensor:
+    """|input| with the sign of `other` (its sign bit: -0.0 counts as negative), in floats."""
+    if not isinstance(input, Tensor):
+        input = tensor(input)
+    if not input.dtype.is_floating_point:
+        input = input.to(get_default_dtype())
+    negative = signbit(other if isinstance(other, Tensor) else tensor(float(other)))
+    return where(negative, -abs(input), abs(input))
+
+
+def cartesian_prod(*tensors) -> Tensor:
+    """Every combination of one element of each 1-D tensor, one row each."""
+    from graphc._movement import stack
+
+    if len(tensors) == 1:
+        return tensors[0]
+    grids = meshgrid(*tensors, indexing="ij")
+    return stack([g.reshape(-1) for g in grids], 1)
+
+
+def combinations(input: Tensor, r: int = 2, with_replacement: bool = False) -> Tensor:
+    """The r-element combinations of the 1-D `input`'s elements, one row each, in the order
+    of itertools.combinations (with_replacement: combinations_with_replacement)."""
+    import itertools
+
+    from graphc._movement import stack
+
+    if input.dim() != 1:
+        raise ShapeError(f"combinations(): expects a 1D vector, but got {input.dim()}D")
+    if r < 0:
+        raise ValueError(f"combinations(): r must be non-negative, got {r}")
+    pick = itertools.combinations_with_replacement if with_replacement else itertools.combinations
+    rows = list(pick(range(input.shape[0]), r))
+    if not rows or r == 0:
+        return input.new_empty((0,) if r == 0 else (0, r))
+    index = tensor(np.array(rows, dtype=np.int64), device=input.device)
+    return stack([input[index[:, j]] for j in range(r)], 1)
+
+
+def vander(x: Tensor, N: int | None = None, increasing: bool = False) -> Tensor:  # noqa: N803 (PyTorch's name)
+    """Columns of powers of the 1-D `x`: x^(N-1), ..., x, 1 (increasing: 1, x, ...)."""
+    if x.dim() != 1:
+        raise ShapeError(f"x must be a one-dimensional tensor, got {x.dim()} dims")
+    n = x.shape[0] if N is None else N
+    if n < 0:
+        raise ValueError(f"N must be non-negative, got {n}")
+    powers = arange(n, device=x.device)
+    if not increasing:
+        powers = flip(powers, (0,))
+    base = x if x.dtype.is_floating_point or x.dtype == dtypes.int64 else x.to(dtypes.int64)
+    return base.unsqueeze(-1) ** powers
+
+
+def trapezoid(y: Tensor, x: Tensor | None = None, *, dx=None, dim: int = -1) -> Tensor:
+    """The integral of y along `dim` by the trapezoidal rule, at the points `x` (spaced `dx`
+    apart where not given, 1 by default)."""
+    return _trapezoids(y, x, dx, dim, cumulative=False)
+
+
+def cumulative_trapezoid(y: Tensor, x: Tensor | None = None, *, dx=None, dim: int = -1) -> Tensor:
+    """The running integral of y along `dim` by the trapezoidal rule (one element fewer)."""
+    return _trapezoids(y, x, dx, dim, cumulative=True)
+
+
+def _trapezoids(y: Tensor, x, dx, dim: int, cumulative: bool) -> Tensor:
+    if x is not None and dx is not None:
+        raise TypeError("trapezoid(): pass either the sample points x or their spacing dx, not both")
+    d = _wrap_dim(dim, y.dim())
+    n = y.shape[d]
+    mean = (slice_dim(y, d, 1, n, 1) + slice_dim(y, d, 0, max(n - 1, 0), 1)) * 0.5
+    if x is None:
+        areas = mean * (1.0 if dx is None else dx)
+    else:
+        if x.dim() == 1:
+            if x.shape[0] != n:
+                raise ShapeError(f"trapezoid(): x has {x.shape[0]} points but y has {n} along dim {d}")
+            x = x.reshape(*([1] * d), n, *([1] * (y.dim() - d - 1)))
+            xd = d
+        else:
+            xd = _wrap_dim(dim, x.dim())
+        steps = slice_dim(x, xd, 1, x.shape[xd], 1) - slice_dim(x, xd, 0, max(x.shape[xd] - 1, 0), 1)
+        areas = mean * steps
+    from graphc._functions import cumsum
+
+    return cumsum(areas, d) if cumulative else sum(areas, d)
+
+
 def cov(input: Tensor, *, correction: int = 1, fweights=None, aweights=None) -> Tensor:
     """The covariance of the variables in the rows of `input` (observations in columns)."""
     if fweights is not None or aweights is not None:
@@ -914,6 +1147,20 @@ def block_diag(*tensors) -> Tensor:
 
 
 __all__ = [
+    "bucketize",
+    "clone",
+    "detach",
+    "positive",
+    "cartesian_prod",
+    "combinations",
+    "copysign",
+    "cumulative_trapezoid",
+    "kthvalue",
+    "nanquantile",
+    "quantile",
+    "searchsorted",
+    "trapezoid",
+    "vander",
     "cummax",
     "cummin",
     "deg2rad",

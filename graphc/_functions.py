@@ -41,6 +41,7 @@ for _name, _fields in [
     ("sort", "values indices"),
     ("topk", "values indices"),
     ("median", "values indices"),
+    ("kthvalue", "values indices"),
     ("cummax", "values indices"),
     ("cummin", "values indices"),
     ("svd", "U S V"),

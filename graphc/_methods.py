@@ -533,6 +533,10 @@ INPLACE = [
 ]
 # methods from graphc._compose (compositions of ops), and those with an in-place form
 COMPOSED = [
+    "copysign",
+    "kthvalue",
+    "nanquantile",
+    "quantile",
     "cummax",
     "cummin",
     "deg2rad",

@@ -407,3 +407,108 @@ def test_functions_that_read_values_refuse_to_be_captured():
     ):
         with pytest.raises(graphc.TracingError, match="traced tensor"):
             graphc.script(fn, (graphc.randn(2, 3),))
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "lower", "higher", "midpoint", "nearest"])
+def test_quantiles_match_numpy(interpolation):
+    x = RNG.standard_normal((4, 7))
+    x[1, 2] = np.nan
+    x[3] = np.nan
+    levels = [0.0, 0.1, 0.5, 0.75, 1.0]
+    for dim, keep in [(None, False), (1, False), (0, True), (None, True)]:
+        axis = None if dim is None else dim
+        with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("ignore")
+            want = np.quantile(x, levels, axis=axis, method=interpolation, keepdims=keep)
+            nan_want = np.nanquantile(x, levels, axis=axis, method=interpolation, keepdims=keep)
+        q = graphc.tensor(levels, dtype=graphc.float64)
+        got = graphc.quantile(graphc.tensor(x), q, dim, keep, interpolation=interpolation)
+        nan_got = graphc.nanquantile(graphc.tensor(x), q, dim, keep, interpolation=interpolation)
+        np.testing.assert_allclose(got.numpy(), want, equal_nan=True, rtol=1e-12)
+        np.testing.assert_allclose(nan_got.numpy(), nan_want, equal_nan=True, rtol=1e-12)
+    one = graphc.tensor(x[0]).quantile(0.3, interpolation=interpolation)  # a number: no q dim
+    assert one.dim() == 0 and one.item() == pytest.approx(np.quantile(x[0], 0.3, method=interpolation))
+
+
+def test_quantile_gradient_and_errors():
+    assert gradcheck(lambda x: graphc.quantile(x, 0.3, 1), (leaf(3, 6),))
+    assert gradcheck(lambda x: graphc.kthvalue(x, 2, 0).values, (leaf(4, 3),))
+    with pytest.raises(ValueError, match=r"q values must be in the range \[0, 1\], got \[1.5\]"):
+        graphc.quantile(t(arr(3)), 1.5)
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        graphc.quantile(t(arr(3)), 0.5, interpolation="cubic")
+    with pytest.raises(TypeError, match="float or double"):
+        graphc.quantile(graphc.tensor([1, 2]), 0.5)
+
+
+def test_kthvalue_matches_numpy():
+    x = arr(4, 6)
+    got = graphc.kthvalue(t(x), 3, 1)
+    close(got.values, np.sort(x, 1)[:, 2])
+    np.testing.assert_array_equal(
+        np.take_along_axis(x, got.indices.numpy()[:, None], 1)[:, 0], got.values.numpy()
+    )
+    kept = t(x).kthvalue(1, 0, True)
+    assert kept.values.shape == (1, 6) and (kept.values.numpy() == x.min(0, keepdims=True)).all()
+    with pytest.raises(IndexError, match="k=7 out of range"):
+        graphc.kthvalue(t(x), 7, 1)
+
+
+@pytest.mark.parametrize("right", [False, True])
+def test_searchsorted_and_bucketize_match_numpy(right):
+    rows = np.sort(RNG.integers(0, 20, (3, 6)), -1)
+    values = RNG.integers(-2, 22, (3, 4))
+    side = "right" if right else "left"
+    got = graphc.searchsorted(t(rows), t(values), right=right)
+    want = np.stack([np.searchsorted(r, v, side=side) for r, v in zip(rows, values, strict=True)])
+    assert got.dtype == graphc.int64 and (got.numpy() == want).all()
+    assert (
+        graphc.searchsorted(t(rows[0]), t(values), side=side).numpy()
+        == np.searchsorted(rows[0], values, side)
+    ).all()
+    assert graphc.searchsorted(t(rows[0]), 5, out_int32=True).dtype == graphc.int32
+    bucket = graphc.bucketize(t(values), t(rows[0]), right=right)
+    assert (bucket.numpy() == np.searchsorted(rows[0], values, side=side)).all()
+    order = RNG.permutation(6)
+    shuffled = rows[0][order]
+    sorter = t(np.argsort(shuffled))
+    found = graphc.searchsorted(t(shuffled), t(values), sorter=sorter, right=right)
+    assert (found.numpy() == np.searchsorted(rows[0], values, side=side)).all()
+    with pytest.raises(ValueError, match="first N-1 dimensions"):
+        graphc.searchsorted(t(rows), t(values[:2]))
+    with pytest.raises(ValueError, match="side and right can't be set to opposites"):
+        graphc.searchsorted(t(rows), t(values), right=True, side="left")
+
+
+def test_small_functions_match_numpy():
+    a, b = np.array([1.0, -2.0, 0.0, 3.0]), np.array([-1.0, -0.0, -0.0, 2.0])
+    close(graphc.copysign(t(a), t(b)), np.copysign(a, b))
+    assert gradcheck(lambda x: graphc.copysign(x, t(b).double()), (leaf(4),))
+    close(graphc.cartesian_prod(t([1, 2]), t([3, 4, 5])), [[1, 3], [1, 4], [1, 5], [2, 3], [2, 4], [2, 5]])
+    import itertools
+
+    for r, replace in [(2, False), (3, False), (2, True)]:
+        pick = itertools.combinations_with_replacement if replace else itertools.combinations
+        want = [[10.0 * i for i in c] for c in pick(range(4), r)]
+        close(graphc.combinations(t([0.0, 10.0, 20.0, 30.0]), r, replace), want)
+    close(graphc.vander(t([1.0, 2.0, 3.0])), np.vander([1.0, 2.0, 3.0]))
+    close(
+        graphc.vander(t([1.0, 2.0, 3.0]), N=4, increasing=True),
+        np.vander([1.0, 2.0, 3.0], 4, increasing=True),
+    )
+    assert graphc.positive(t([1.0])).tolist() == [1.0] and graphc.clone(t([2.0])).tolist() == [2.0]
+    with pytest.raises(TypeError, match="bool tensor"):
+        graphc.positive(graphc.tensor([True]))
+
+
+def test_trapezoids_match_the_rule():
+    y = RNG.standard_normal((3, 5))
+    x = np.sort(RNG.standard_normal(5))
+    steps = np.diff(x)
+    mean = (y[:, 1:] + y[:, :-1]) / 2
+    close(graphc.trapezoid(t(y).double(), t(x).double()), (mean * steps).sum(1), 1e-12)
+    close(graphc.cumulative_trapezoid(t(y).double(), t(x).double()), np.cumsum(mean * steps, 1), 1e-12)
+    close(graphc.trapezoid(t(y).double(), dx=0.5, dim=0), ((y[1:] + y[:-1]) / 2 * 0.5).sum(0), 1e-6)
+    assert gradcheck(lambda y: graphc.trapezoid(y, t(x).double()), (leaf(3, 5),))
+    with pytest.raises(TypeError, match="either the sample points x or their spacing dx"):
+        graphc.trapezoid(t(y), t(x), dx=1.0)
