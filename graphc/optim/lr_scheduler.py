@@ -48,7 +48,10 @@ class LRScheduler:
         return self._last_lr
 
     def state_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer" and not callable(v)}
+        """The scheduler's state, without its optimizer and functions (`lr_lambdas`)."""
+        return {
+            k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas") and not callable(v)
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.__dict__.update(state_dict)
@@ -57,23 +60,24 @@ class LRScheduler:
 _LRScheduler = LRScheduler
 
 
+def _lambdas(optimizer, lr_lambda) -> list:
+    """One function per parameter group: the one given for all, or a list of them."""
+    n = len(optimizer.param_groups)
+    lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n
+    if len(lambdas) != n:
+        raise ValueError(f"expected {n} lr_lambdas, but got {len(lambdas)}")
+    return lambdas
+
+
 class LambdaLR(LRScheduler):
     """lr = initial_lr * lr_lambda(epoch) (one function, or one per group)."""
 
     def __init__(self, optimizer, lr_lambda, last_epoch: int = -1) -> None:
-        n = len(optimizer.param_groups)
-        self.lr_lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n
-        if len(self.lr_lambdas) != n:
-            raise ValueError(f"expected {n} lr_lambdas, but got {len(self.lr_lambdas)}")
+        self.lr_lambdas = _lambdas(optimizer, lr_lambda)
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch):
         return [base * fn(epoch) for base, fn in zip(self.base_lrs, self.lr_lambdas, strict=True)]
-
-    def state_dict(self) -> dict:
-        out = super().state_dict()
-        out.pop("lr_lambdas", None)
-        return out
 
 
 class StepLR(LRScheduler):
@@ -209,11 +213,8 @@ class MultiplicativeLR(LRScheduler):
     """lr = the last lr * lr_lambda(epoch) (one function, or one per group), from epoch 1."""
 
     def __init__(self, optimizer, lr_lambda, last_epoch: int = -1) -> None:
-        n = len(optimizer.param_groups)
-        self.lr_lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n
-        if len(self.lr_lambdas) != n:
-            raise ValueError(f"expected {n} lr_lambdas, but got {len(self.lr_lambdas)}")
-        self._products = [[1.0] for _ in range(n)]  # per group: the product of the factors to each epoch
+        self.lr_lambdas = _lambdas(optimizer, lr_lambda)
+        self._products = [[1.0] for _ in self.lr_lambdas]  # per group: the factors' product to each epoch
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, epoch):
@@ -222,11 +223,6 @@ class MultiplicativeLR(LRScheduler):
             while len(products) <= epoch:
                 products.append(products[-1] * fn(len(products)))
             out.append(base * products[max(epoch, 0)])
-        return out
-
-    def state_dict(self) -> dict:
-        out = super().state_dict()
-        out.pop("lr_lambdas", None)
         return out
 
 

@@ -218,6 +218,10 @@ def test_warm_up_and_polynomial_schedules():
     assert _lrs(lr_scheduler.MultiplicativeLR, 4, lr_lambda=lambda epoch: next(factors)) == pytest.approx(
         [1, 0.5, 0.2, 0.02, 0.04]
     )
+    opt = optim.SGD([_param([0.0])], lr=1.0)
+    for cls in (lr_scheduler.LambdaLR, lr_scheduler.MultiplicativeLR):
+        state = cls(opt, lr_lambda=lambda epoch: 0.5).state_dict()
+        assert "lr_lambdas" not in state and state["last_epoch"] == 0
     with pytest.raises(ValueError, match="start_factor must be in"):
         _lrs(lr_scheduler.LinearLR, 1, start_factor=0.0)
 
