@@ -150,7 +150,7 @@ def _add_rows(out, index, values):
     """out[index] += values with repeated rows summed (an embedding's gradient), in rounds: the
     rows sorted by index (stably), the k-th row of each run of equal indices added in round k.
     Runs still going after a few rounds are summed one by one. np.add.at adds row by row
-    (2.3 ms for 2048 rows of 128 into 1000, against 0.3 ms)."""
+    (2.3 ms for 2048 rows of 128 into 1000, against 0.5 ms)."""
     rows, row = out.shape[0], out.shape[1:]
     values = np.broadcast_to(values, index.shape + row).reshape((-1,) + row)
     index = index.ravel()
