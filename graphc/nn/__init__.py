@@ -43,6 +43,7 @@ from graphc.nn.layers import (
     AvgPool1d,
     AvgPool2d,
     Bilinear,
+    ChannelShuffle,
     CircularPad1d,
     CircularPad2d,
     ConstantPad1d,

@@ -296,6 +296,21 @@ def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False
     return adaptive_max_pool2d(input.unsqueeze(-2), (1, _first(output_size)), return_indices).squeeze(-2)
 
 
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+    """(N, g * c, *) -> channels interleaved across the g groups (ShuffleNet's shuffle)."""
+    if input.dim() < 3:
+        raise ShapeError(
+            f"channel_shuffle expects an input of at least 3 dims, got shape {list(input.shape)}"
+        )
+    n, channels, *rest = input.shape
+    if groups <= 0 or channels % groups:
+        raise ShapeError(
+            f"channel_shuffle: number of channels ({channels}) must be divisible by groups ({groups})"
+        )
+    x = input.reshape(n, groups, channels // groups, *rest).transpose(1, 2)
+    return x.reshape(n, channels, *rest)
+
+
 def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
     """(*, C r^2, H, W) -> (*, C, H r, W r)."""
     r = upscale_factor
@@ -472,6 +487,20 @@ def _softmax_dim(input: Tensor, dim) -> int:
     if dim is None:  # PyTorch's legacy choice of dim
         return 0 if input.dim() in (0, 1, 3) else 1
     return dim
+
+
+def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, eps: float = 1e-10, dim: int = -1):
+    """softmax((logits + Gumbel noise) / tau) along `dim`: a differentiable sample of the
+    categorical distribution; with `hard`, the one-hot of its largest entry in the forward
+    pass and the soft sample's gradient in the backward (straight-through)."""
+    uniform = G.rand(*logits.shape, dtype=logits.dtype, device=logits.device)
+    gumbels = -G.log((-G.log(uniform.clamp_min(eps))).clamp_min(eps))  # (clamped away from log 0)
+    soft = softmax((logits + gumbels) / tau, dim)
+    if not hard:
+        return soft
+    index = soft.argmax(dim, keepdim=True)
+    one_hot_ = G.zeros_like(soft).scatter(dim, index, 1.0)
+    return one_hot_ - soft.detach() + soft
 
 
 def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:

@@ -344,3 +344,31 @@ def test_finfo_and_iinfo():
         graphc.finfo(graphc.int32)
     with pytest.raises(TypeError, match="integer input type"):
         graphc.iinfo(graphc.bool)
+
+
+def test_channel_shuffle_interleaves_the_groups():
+    x = np.arange(2 * 6 * 3, dtype=np.float64).reshape(2, 6, 3)
+    want = x.reshape(2, 3, 2, 3).transpose(0, 2, 1, 3).reshape(2, 6, 3)
+    close(F.channel_shuffle(t(x), 3), want)
+    close(nn.ChannelShuffle(3)(t(x)), want)
+    assert repr(nn.ChannelShuffle(3)) == "ChannelShuffle(groups=3)"
+    with pytest.raises(ValueError, match=r"channels \(6\) must be divisible by groups \(4\)"):
+        F.channel_shuffle(t(x), 4)
+
+
+def test_gumbel_softmax_samples_the_categorical_distribution():
+    probs = np.array([0.1, 0.2, 0.7])
+    logits = t(np.log(np.tile(probs, (20000, 1))), grad=True)
+    graphc.manual_seed(0)
+    hard = F.gumbel_softmax(logits, tau=0.5, hard=True)
+    values = hard.detach().numpy()
+    assert set(np.unique(values)) == {0.0, 1.0} and (values.sum(1) == 1).all()
+    np.testing.assert_allclose(values.mean(0), probs, atol=0.015)  # the Gumbel-max trick
+    weights = t(np.array([1.0, 2.0, 3.0]))
+    (hard * weights).sum().backward()
+    graphc.manual_seed(0)  # the same noise: the straight-through gradient is the soft sample's
+    soft_logits = t(logits.detach().numpy(), grad=True)
+    soft = F.gumbel_softmax(soft_logits, tau=0.5)
+    (soft * weights).sum().backward()
+    close(logits.grad, soft_logits.grad.numpy())
+    close(soft.sum(-1), np.ones(20000))
