@@ -569,6 +569,31 @@ def index_add(input: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha=1
     )
 
 
+def index_put(input: Tensor, indices, values, accumulate: bool = False) -> Tensor:
+    """`input` with `values` written at `input[indices]` (added there, repeats adding up, with
+    `accumulate`): `indices` is a tuple of integer or bool index tensors for the leading dims."""
+    if not isinstance(indices, (tuple, list)) or not indices:
+        raise TypeError(
+            f"index_put: indices must be a non-empty tuple of tensors, got {type(indices).__name__}"
+        )
+    keys = []
+    for k in indices:
+        if not isinstance(k, Tensor):
+            raise TypeError(f"index_put: indices must be tensors, got {type(k).__name__}")
+        if k.dtype is dtypes.bool_:
+            keys.extend(nonzero(k, as_tuple=True))
+        elif k.dtype.is_floating_point:
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        else:
+            keys.append(k)
+    if len(keys) > input.dim():
+        raise IndexError(f"index_put: {len(keys)} index tensors for a tensor of {input.dim()} dims")
+    if not isinstance(values, Tensor):
+        values = tensor(values, dtype=input.dtype, device=input.device)
+    attrs = {"positions": (True,) * len(keys), "accumulate": bool(accumulate)}
+    return dispatch(OPS["index_put"], (input, cast(values, input.dtype), *keys), attrs)
+
+
 def scatter(
     input: Tensor, dim: int, index: Tensor, src=None, *, value=None, reduce: str | None = None
 ) -> Tensor:
@@ -1171,6 +1196,7 @@ __all__ = [
     "heaviside",
     "index_copy",
     "index_fill",
+    "index_put",
     "lcm",
     "masked_scatter",
     "msort",

@@ -12,7 +12,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from graphc import _device
+from graphc import _device, _dispatch
 from graphc._dispatch import dispatch
 from graphc._tensor import Tensor, _wrap_dim, get_default_dtype
 from graphc.autograd import grad_mode
@@ -66,6 +66,8 @@ def _write_out(result: Tensor, out: Tensor | None) -> Tensor:
     else:
         out._data = result._data.astype(out._data.dtype)
     out._bump_version()
+    if _dispatch.tracer is not None:
+        _dispatch.tracer.write(out, result)
     return out
 
 
@@ -573,6 +575,11 @@ def unique(
 
 def nonzero(input: Tensor, *, as_tuple: bool = False):
     """Indices of the nonzero elements: an (n, ndim) tensor, or a tuple of 1-D index tensors."""
+    if _dispatch.tracer is not None and _dispatch.tracer.tracks(input):
+        _dispatch.tracer.data_dependent(
+            "nonzero (also behind masked_select, argwhere and where(condition))",
+            "keep the shape fixed with graphc.where(condition, x, other) or a product with the mask",
+        )
     data = input._data
     xp = _device.array_module(data)
     idx = [i.astype(np.int64) for i in xp.nonzero(data.reshape(1) if data.ndim == 0 else data)]

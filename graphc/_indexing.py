@@ -3,14 +3,15 @@
 Basic indexing (ints, slices, None, ...) becomes select/slice/unsqueeze views; integer and
 boolean tensor indices become one `index` op, with numpy's placement of the indexed dims.
 Assignment writes into the tensor's memory, so views see it; under autograd it is recorded as
-an `index_put` whose result replaces the tensor's history.
+an `index_put` whose result replaces the tensor's history. Inside a graph capture an assignment
+is recorded as the ops that compute the new value (`_captured_setitem`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from graphc import _device
+from graphc import _device, _dispatch
 from graphc._dispatch import dispatch
 from graphc._movement import select, slice_dim, unsqueeze
 from graphc._tensor import Tensor
@@ -83,6 +84,11 @@ def getitem(self: Tensor, key) -> Tensor:
         else:
             arr = _as_index_array(k if not isinstance(k, (int, np.integer)) else np.int64(k), xp)
             if arr.dtype == np.bool_:
+                if _dispatch.tracer is not None and isinstance(k, Tensor) and _dispatch.tracer.tracks(k):
+                    _dispatch.tracer.data_dependent(
+                        "indexing with a bool mask",
+                        "use graphc.where(mask, x, 0), x.masked_fill(~mask, 0) or a product with the mask",
+                    )
                 _check_mask(arr, out.shape[dim : dim + arr.ndim], dim)
                 for i in xp.nonzero(arr):
                     arrays.append(i.astype(np.int64))
@@ -128,6 +134,9 @@ def setitem(self: Tensor, key, value) -> None:
     """`self[key] = value`: writes into this tensor's memory (views see the change)."""
     from graphc._methods import check_inplace, record_inplace
 
+    if _dispatch.tracer is not None:
+        _captured_setitem(self, key, value)
+        return
     xp = _device.array_module(self._data)
     np_key = _numpy_key(key, xp)
     tracked = grad_mode.state.enabled and (self._rg or (isinstance(value, Tensor) and value._rg))
@@ -152,3 +161,65 @@ def setitem(self: Tensor, key, value) -> None:
         name="CopySlices",
     )
     record_inplace(self, new.reshape(self.shape))
+
+
+def _captured_setitem(self: Tensor, key, value) -> None:
+    """`self[key] = value` inside a graph capture, as ops the graph records: a copy into the
+    view for basic keys (ints, slices, None, ...), a `where` for a bool mask with a value that
+    broadcasts over the masked elements, an `index_put` for integer index tensors."""
+    from graphc import _creation as C
+    from graphc import _functions as F
+
+    parts = list(key) if isinstance(key, tuple) else [key]
+    if not any(_is_advanced(k) for k in parts):
+        self[key].copy_(value)
+        return
+    normalized = _normalize(key, self.dim())
+    advanced = [i for i, k in enumerate(normalized) if _is_advanced(k)]
+    plain = all(k == slice(None) for i, k in enumerate(normalized) if i not in advanced)
+    if not isinstance(value, Tensor):
+        value = C.tensor(value, dtype=self.dtype, device=self.device)
+    value = F.cast(value, self.dtype)
+    masks = [normalized[i] for i in advanced if str(getattr(normalized[i], "dtype", "")).endswith("bool")]
+    capture = _dispatch.tracer
+    if plain and masks and len(advanced) == 1:
+        mask = normalized[advanced[0]]
+        if not isinstance(mask, Tensor):
+            mask = C.tensor(np.asarray(mask), device=self.device)
+        start = advanced[0]
+        _check_mask(mask, self.shape[start : start + mask.dim()], start)
+        rest = self.dim() - start - mask.dim()
+        if value.dim() > rest:
+            capture.data_dependent(
+                "assigning a tensor to x[mask]",
+                "assign a value that broadcasts over the masked elements (a number, or one value per "
+                "trailing dim), or use graphc.where(mask, values, x)",
+            )
+        condition = mask.reshape(*mask.shape, *([1] * rest))
+        record_inplace(self, F.where(condition, value, self))
+        return
+    if plain and not masks:
+        indices = tuple(
+            k if isinstance(k, Tensor) else C.tensor(np.asarray(k), device=self.device)
+            for k in (normalized[i] for i in advanced)
+        )
+        positions = tuple(i in advanced for i in range(len(normalized)))
+        if advanced == list(range(advanced[0], advanced[-1] + 1)):
+            attrs = {"positions": positions, "accumulate": False}
+            result = dispatch(OPS["index_put"], (self, value, *indices), attrs)
+            record_inplace(self, result)
+            return
+    from graphc.capture.tracer import TracingError, _user_frame
+
+    raise TracingError(
+        f"an assignment x[key] = value at {_user_frame()} mixes index tensors with other indices in "
+        "a way a captured graph does not record yet; inside a capture, assign through basic "
+        "indexing (ints, slices), one bool mask, or integer index tensors next to each other with "
+        "full slices elsewhere"
+    )
+
+
+def record_inplace(self: Tensor, result: Tensor) -> None:
+    from graphc._methods import record_inplace as record
+
+    record(self, result)

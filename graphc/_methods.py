@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from graphc import _creation as C
-from graphc import _device, _indexing
+from graphc import _device, _dispatch, _indexing
 from graphc import _functions as F
 from graphc import _movement as M
 from graphc._dispatch import dispatch
@@ -58,10 +58,13 @@ def record_inplace(self: Tensor, result: Tensor) -> Tensor:
         )
     tracked = grad_mode.state.enabled and (result.grad_fn is not None or self._rg)
     if tracked and self._base is not None and (self._base._rg or result.grad_fn is not None):
-        return copy_slices(self, result)
+        copy_slices(self, result)
+        _captured(self, result)
+        return self
     if result._data is not self._data:
         self._data[...] = result._data
     self._bump_version()
+    _captured(self, result)
     if tracked:
         # the new history; a result without one means the values no longer depend on anything
         self.grad_fn = result.grad_fn
@@ -70,6 +73,25 @@ def record_inplace(self: Tensor, result: Tensor) -> Tensor:
         if self._view_version is not None:
             self._view_version = self._vc[0]
     return self
+
+
+def _captured(target: Tensor, result: Tensor) -> None:
+    """Inside a graph capture, `target` (just written in place) now stands for `result`."""
+    capture = _dispatch.tracer
+    if capture is not None:
+        capture.write(target, result)
+
+
+def _no_capture(what: str) -> None:
+    """Random fills have no graph op: inside a capture they would bake one draw into the graph."""
+    if _dispatch.tracer is not None:
+        from graphc.capture.tracer import TracingError, _user_frame
+
+        raise TracingError(
+            f"{what} (at {_user_frame()}): random numbers cannot be part of a captured graph yet "
+            "(the graph would hold one draw, the same on every call); draw them outside the "
+            "captured function and pass them in as an input"
+        )
 
 
 def _inplace(fn):
@@ -179,7 +201,7 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
     """Copy `src` (broadcast, converted) into this tensor's memory."""
     if not isinstance(src, Tensor):
         src = C.tensor(src)
-    if grad_mode.state.enabled and (self._rg or src._rg):
+    if grad_mode.state.enabled and (self._rg or src._rg) or _dispatch.tracer is not None:
         check_inplace(self)
         value = F.cast(to(src, self.device), self.dtype).expand(self.shape)
         value = dispatch(OPS["copy"], (value,), name="CopyBackwards")
@@ -197,7 +219,7 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
 
 def _fill_with(self: Tensor, value) -> Tensor:
     check_inplace(self)
-    if grad_mode.state.enabled and self._rg:
+    if grad_mode.state.enabled and self._rg or _dispatch.tracer is not None:
         return record_inplace(self, F.where(C.ones_like(self, dtype=dtypes.bool_), value, self * 0))
     self._data[...] = value._data if isinstance(value, Tensor) else value
     self._bump_version()
@@ -217,6 +239,7 @@ def fill_(self: Tensor, value) -> Tensor:
 def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:
     """Fill with uniform random numbers in [a, b)."""
     check_inplace(self)
+    _no_capture("uniform_")
     values = C.rand(self.shape, generator=generator, dtype=self.dtype) * (b - a) + a
     self._data[...] = _device.to_device(values._data, self.device)
     self._bump_version()
@@ -226,18 +249,20 @@ def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0, *, generator=None) ->
 def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
     """Fill with normal random numbers."""
     check_inplace(self)
+    _no_capture("normal_")
     values = C.randn(self.shape, generator=generator, dtype=self.dtype) * std + mean
     self._data[...] = _device.to_device(values._data, self.device)
     self._bump_version()
     return self
 
 
-def _sampled(draw):
+def _sampled(draw, name: str):
     """An in-place fill with samples from numpy's generator, seeded by graphc's (`draw(rng,
     shape)` gives them); not recorded by autograd, as PyTorch's fills are not."""
 
     def method(self: Tensor, *args, generator=None, **kwargs) -> Tensor:
         check_inplace(self)
+        _no_capture(name)
         gen = C.default_generator if generator is None else generator
         rng = np.random.default_rng(gen.next_seed())
         values = np.asarray(draw(rng, tuple(self.shape), *args, **kwargs)).astype(self.dtype.np)
@@ -245,7 +270,7 @@ def _sampled(draw):
         self._bump_version()
         return self
 
-    method.__name__ = draw.__name__
+    method.__name__ = name
     return method
 
 
@@ -547,6 +572,7 @@ COMPOSED = [
     "heaviside",
     "index_copy",
     "index_fill",
+    "index_put",
     "lcm",
     "masked_scatter",
     "msort",
@@ -592,6 +618,7 @@ COMPOSED_INPLACE = [
     "float_power",
     "index_copy",
     "index_fill",
+    "index_put",
     "masked_scatter",
     "put",
     "rad2deg",
@@ -691,7 +718,7 @@ def install() -> None:
     for name in COMPOSED_INPLACE:
         setattr(Tensor, name + "_", _inplace(getattr(_compose, name)))
     for name, draw in SAMPLED.items():
-        setattr(Tensor, name, _sampled(draw))
+        setattr(Tensor, name, _sampled(draw, name))
     Tensor.stride, Tensor.storage_offset = stride, storage_offset
     Tensor.data_ptr = lambda self: _array_pointer(self._data)
     Tensor.nbytes = property(lambda self: int(self._data.nbytes))

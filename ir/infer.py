@@ -275,6 +275,48 @@ def _gather(inputs, dim):
     return TensorType(x.dtype, tuple(index.shape))
 
 
+@rule("index_put")
+def _index_put(inputs, positions, accumulate=False):
+    """x's type: values written (or added) into a copy of x."""
+    x, indices = inputs[0], inputs[2:]
+    if len(indices) != list(positions).count(True) or len(positions) > x.rank:
+        raise ShapeError(f"index_put: positions {positions} do not fit {len(indices)} index tensors into {x}")
+    for t in indices:
+        if t.dtype.category != dtypes.INT and t.dtype is not dtypes.bool_:
+            raise ShapeError(f"index_put: index tensors must be integers or bools, got {t}")
+    return x
+
+
+@rule("scatter_add")
+def _scatter_add(inputs, dim):
+    x, index, src = inputs
+    if not x.rank == index.rank == src.rank or index.dtype.category != dtypes.INT:
+        raise ShapeError(
+            f"scatter_add: expected an integer index and a source of the input's rank {x.rank}, "
+            f"got index {index} and source {src}"
+        )
+    return x
+
+
+@rule("pad")
+def _pad(inputs, pads, value=0.0):
+    """Each dim grows by its (before, after) pads; negative pads crop."""
+    x = inputs[0]
+    if len(pads) != x.rank:
+        raise ShapeError(f"pad: expected a (before, after) pair for each of the {x.rank} dims, got {pads}")
+    shape: list[Dim] = []
+    for i, (size, (before, after)) in enumerate(zip(x.shape, pads, strict=True)):
+        if before == after == 0:
+            shape.append(size)
+        elif isinstance(size, str):
+            raise ShapeError(f"pad: dim {i} of symbolic size {size!r} cannot be padded (pads {pads[i]})")
+        elif size + before + after < 0:
+            raise ShapeError(f"pad: pads {pads[i]} crop more than dim {i}'s {size} elements")
+        else:
+            shape.append(size + before + after)
+    return TensorType(x.dtype, tuple(shape))
+
+
 @rule("concat")
 def _concat(inputs, dim):
     first = inputs[0]
@@ -311,6 +353,69 @@ def _matmul(inputs):
     rows = (a.shape[-2],) if a.rank > 1 else ()
     cols = (b.shape[-1],) if b.rank > 1 else ()
     return TensorType(dtypes.promote_types(a.dtype, b.dtype), batch + rows + cols)
+
+
+def _matrices(name: str, t: TensorType, square: bool = True) -> None:
+    if t.rank < 2 or (square and t.shape[-1] != t.shape[-2]):
+        kind = "square matrices" if square else "matrices"
+        raise ShapeError(f"{name}: expected a batch of {kind}, got {t}")
+
+
+@rule("det")
+def _det(inputs):
+    _matrices("det", inputs[0])
+    return TensorType(inputs[0].dtype, inputs[0].shape[:-2])
+
+
+@rule("inv")
+def _inv(inputs):
+    _matrices("inv", inputs[0])
+    return inputs[0]
+
+
+@rule("svd")
+def _svd(inputs, full_matrices=False):
+    x = inputs[0]
+    _matrices("svd", x, square=False)
+    m, n = x.shape[-2:]
+    if m == n:
+        k = m
+    elif isinstance(m, str) or isinstance(n, str):
+        raise ShapeError(
+            f"svd: the number of singular values of a {m} x {n} matrix is not known before running"
+        )
+    else:
+        k = min(m, n)
+    batch = x.shape[:-2]
+    u = batch + ((m, m) if full_matrices else (m, k))
+    vh = batch + ((n, n) if full_matrices else (k, n))
+    return [TensorType(x.dtype, u), TensorType(x.dtype, batch + (k,)), TensorType(x.dtype, vh)]
+
+
+@rule("cross")
+def _cross(inputs, dim):
+    a, b = inputs
+    shape = broadcast("cross", a.shape, b.shape)
+    if a.shape[dim] != 3 or b.shape[dim] != 3:
+        raise ShapeError(f"cross: dim {dim} must have size 3 in both inputs; got {a} and {b}")
+    return TensorType(dtypes.promote_types(a.dtype, b.dtype), shape)
+
+
+@rule("sort")
+def _sort(inputs, dim=-1, descending=False, stable=False):
+    x = inputs[0]
+    return [x, TensorType(dtypes.int64, x.shape)]
+
+
+@rule("topk")
+def _topk(inputs, k, dim=-1, largest=True, sorted=True):
+    x = inputs[0]
+    d = dim % max(x.rank, 1)
+    size = x.shape[d] if x.rank else 1
+    if k < 0 or (isinstance(size, int) and k > size):
+        raise ShapeError(f"topk: k={k} is out of range for dimension {dim} of size {size}")
+    shape = x.shape[:d] + (k,) + x.shape[d + 1 :] if x.rank else ()
+    return [TensorType(x.dtype, shape), TensorType(dtypes.int64, shape)]
 
 
 @rule("linear")
@@ -360,6 +465,31 @@ def _conv2d_weight_grad(inputs, weight_shape, stride, padding, dilation, groups)
                 f"conv2d's output for input {list(x.shape)} and weight shape {list(weight_shape)}"
             )
     return TensorType(x.dtype, tuple(weight_shape))
+
+
+@rule("conv_transpose2d")
+def _conv_transpose2d(inputs, stride, padding, output_padding, dilation, groups):
+    """(N, Cout, (H - 1) * s - 2p + d * (k - 1) + output_padding + 1, ...) for a weight of shape
+    (Cin, Cout / groups, KH, KW)."""
+    x, w = inputs[0], inputs[1]
+    if x.rank != 4 or w.rank != 4 or x.shape[1] != w.shape[0] or not isinstance(w.shape[1], int):
+        raise ShapeError(
+            f"conv_transpose2d: input {list(x.shape)} does not fit weight {list(w.shape)} "
+            f"(Cin, Cout / groups, KH, KW) with groups={groups}"
+        )
+    spatial = []
+    for axis in (2, 3):
+        i, size = axis - 2, x.shape[axis]
+        if isinstance(size, str):
+            raise ShapeError(f"conv_transpose2d: spatial dim {size!r} must be concrete")
+        out = (size - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w.shape[axis] - 1)
+        out += output_padding[i] + 1
+        if out <= 0:
+            raise ShapeError(
+                f"conv_transpose2d: padding {list(padding)} leaves no output for input {list(x.shape)}"
+            )
+        spatial.append(out)
+    return TensorType(x.dtype, (x.shape[0], w.shape[1] * groups, *spatial))
 
 
 @rule("max_pool2d")
@@ -420,6 +550,11 @@ def _layer_norm_backward(inputs, dims=(-1,), eps=1e-5):
     return x
 
 
+@rule("nll_loss_backward")
+def _nll_loss_backward(inputs, shape=(), ignore_index=-100, reduction="mean"):
+    return TensorType(inputs[0].dtype, tuple(shape))
+
+
 @rule("nll_loss")
 def _nll_loss(inputs, ignore_index=-100, reduction="mean"):
     logp, target = inputs[0], inputs[1]
@@ -460,6 +595,20 @@ def _arange(inputs, start, end, step, dtype):
     if step == 0:
         raise ShapeError("arange: step must be nonzero")
     return TensorType(dtypes.from_name(dtype), (max(math.ceil((end - start) / step), 0),))
+
+
+@rule("uniform", "normal", "randint", "randperm", "bernoulli")
+def _random(inputs, **attrs):
+    raise ShapeError(
+        "random numbers are not part of graphs yet: a node would hold one seed and draw the same "
+        "numbers on every call (dropout is off in captured modules; draw noise outside the graph "
+        "and pass it in as an input)"
+    )
+
+
+@rule("unique")
+def _unique(inputs, dim=None):
+    raise ShapeError("the number of distinct values is known only from the values (a data-dependent shape)")
 
 
 @rule("cond")

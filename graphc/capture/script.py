@@ -19,6 +19,7 @@ import numpy as np
 from graphc._creation import from_numpy
 from graphc._tensor import Tensor
 from graphc.capture.tracer import TracingError, input_names, record
+from ir import dtypes
 from ir.errors import IRError
 from ir.graph import Graph
 from ir.types import TensorType, concrete_shape
@@ -52,6 +53,29 @@ def _symbolize(a1, a2, b1: dict, b2: dict, where: str):
     raise TracingError(f"{where}: an attribute differs between input shapes ({a1!r} -> {a2!r})")
 
 
+def _constant(out: Graph, name: str, d1: np.ndarray, d2: np.ndarray, b1: dict, b2: dict):
+    """A weight or constant, the same in both recordings; a number that follows a symbolic size
+    (x.size(0) in arithmetic) becomes a `full` node of that size."""
+    if np.array_equal(d1, d2, equal_nan=d1.dtype.kind in "fc"):
+        return out.add_weight(name, d1)
+    if d1.size == 1 and d2.size == 1:
+        for sym, size in b1.items():
+            if d1.item() == size and d2.item() == b2[sym]:
+                attrs = {"shape": tuple(d1.shape), "value": sym, "dtype": dtypes.from_numpy(d1.dtype).name}
+                return out.add_node("full", [], attrs, names=[name])[0]
+    raise TracingError(
+        f"graphc.script: the constant {name} holds {_show(d1)} for input sizes {b1} but {_show(d2)} "
+        f"for {b2}: it was computed in Python from tensor sizes or values. A number equal to a "
+        "symbolic size (x.size(0)) is supported; anything else that follows the input (x.numel(), "
+        "x.size(0) * 2, a value read from a tensor) is not yet: compute it with tensor ops from "
+        "the input instead."
+    )
+
+
+def _show(data: np.ndarray) -> str:
+    return repr(data.item()) if data.size == 1 else f"an array of shape {list(data.shape)}"
+
+
 def _replay(g1: Graph, g2: Graph, symbolic_inputs: list[TensorType], b1: dict, b2: dict, name: str) -> Graph:
     """The graph g1 with symbolic inputs and attributes, checked against g2."""
     if len(g1.nodes) != len(g2.nodes) or [n.op for n in g1.nodes] != [n.op for n in g2.nodes]:
@@ -80,7 +104,7 @@ def _replay(g1: Graph, g2: Graph, symbolic_inputs: list[TensorType], b1: dict, b
                 "from sizes in Python (e.g. graphc.zeros(x.size(0), ...)). Create it from the "
                 "input instead (graphc.zeros_like, x.new_zeros(...))."
             )
-        env[wname] = out.add_weight(wname, g1.weight_data[wname])
+        env[wname] = _constant(out, wname, g1.weight_data[wname], g2.weight_data[wname], b1, b2)
     for i, (n1, n2) in enumerate(zip(g1.nodes, g2.nodes, strict=True)):
         where = f"operation {i} ({n1.op}{' in ' + n1.scope if n1.scope else ''})"
         if [v and v.name for v in n1.inputs] != [v and v.name for v in n2.inputs]:

@@ -29,6 +29,12 @@ class TracingError(GraphcError, RuntimeError):
     """A function cannot be captured as written; says where and what to do instead."""
 
 
+def _version(t: Tensor) -> int:
+    """The version of `t`'s memory (bumped by every in-place change, shared by its views)."""
+    vc = t._vc
+    return vc[0] if vc is not None else 0
+
+
 def _user_frame() -> str:
     """file:line of the innermost frame outside graphc (the user's code)."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,7 +52,10 @@ class Tracer:
 
     def __init__(self, name: str, weight_names: dict[int, str], parent: Tracer | None = None) -> None:
         self.graph = Graph(name)
-        self._values: dict[int, tuple] = {}  # id(tensor) -> (Value, tensor kept alive)
+        # id(tensor) -> (Value, tensor kept alive, the tensor's memory version when recorded)
+        self._values: dict[int, tuple] = {}
+        # id(view) -> (the tensor it views, view op, attrs): how a write through it reaches the source
+        self._views: dict[int, tuple] = {}
         self._weight_names = weight_names
         self._parent = parent  # the tracer of the enclosing graph, for a cond branch
         self._root = parent._root if parent is not None else self  # owns the constant counter
@@ -57,19 +66,122 @@ class Tracer:
     def tracks(self, t: Tensor) -> bool:
         return id(t) in self._values
 
+    def _set(self, t: Tensor, value) -> None:
+        self._values[id(t)] = (value, t, _version(t))
+
     def alias(self, alias: Tensor, source: Tensor) -> None:
-        """Record that `alias` holds the same values as `source` (detach, .data)."""
-        self._values[id(alias)] = (self._values[id(source)][0], alias)
+        """Record that `alias` holds the same values as `source` (detach, .data): it shares its
+        memory, so a write through either changes both."""
+        self._set(alias, self.value_of(source))
+        self._views[id(alias)] = (source, "alias", {})
+
+    # --- in-place changes ---
+    def write(self, target: Tensor, result: Tensor) -> None:
+        """`target` was changed in place to `result`'s values (an in-place op, a fill, a copy, an
+        assignment): from now on it stands for `result`'s graph value, and so, through the view
+        ops that made it, do the tensors it is a view of (each the old value with the view's
+        elements replaced). Other views of the same memory are stale: `value_of` refuses them."""
+        self._assign(target, self.value_of(result))
+
+    def _assign(self, target: Tensor, value) -> None:
+        name = self._weight_names.get(id(target))
+        if name is not None:
+            raise TracingError(
+                f"the model changes its weight {name!r} in place (at {_user_frame()}); a captured "
+                "graph keeps no state between calls. Compute the new value out of place, or make "
+                "the change outside the captured function."
+            )
+        dtype = dtypes.from_numpy(target._data.dtype)
+        if value.type.dtype is not dtype:
+            value = self._node("cast", [value], {"dtype": dtype.name})
+        self._set(target, value)
+        link = self._views.get(id(target))
+        if link is not None:
+            source, op, attrs = link
+            old = self._values[id(source)][0]  # (stale now: its memory has just changed)
+            self._assign(source, self._unview(old, value, source, op, attrs))
+
+    def _node(self, op: str, inputs: list, attrs: dict):
+        return self.graph.add_node(op, inputs, attrs, scope=self._scope())[0]
+
+    def _unview(self, old, new, source: Tensor, op: str, attrs: dict):
+        """The value of `source` (now `old`) after its view made by `op` became `new`."""
+        shape = tuple(source._data.shape)
+        if op == "alias":
+            return new
+        if op in ("reshape", "squeeze", "unsqueeze"):
+            return self._node("reshape", [new], {"shape": shape})
+        if op == "permute":
+            return self._node("permute", [new], {"dims": tuple(int(i) for i in np.argsort(attrs["dims"]))})
+        if op == "select":
+            dim = attrs["dim"] % len(shape)
+            widened = self._node("unsqueeze", [new], {"dim": dim})
+            return self._place(old, widened, dim, attrs["index"] % shape[dim], 1, shape)
+        if op == "slice":
+            dim = attrs["dim"] % len(shape)
+            start, _, step = slice(attrs["start"], attrs["stop"], attrs["step"]).indices(shape[dim])
+            return self._place(old, new, dim, start, new.type.shape[dim], shape, step)
+        raise TracingError(
+            f"a tensor made by {op} is changed in place (at {_user_frame()}); the capture cannot "
+            "carry that change to the tensor it views. Write the change out of place (graphc.where, "
+            "graphc.cat)."
+        )
+
+    def _place(self, old, new, dim: int, start: int, length: int, shape: tuple, step: int = 1):
+        """`old` (of `shape`) with positions start, start + step, ... (`length` of them) along
+        `dim` taken from `new`: where(i is one of them, gather(new, (i - start) / step), old), i
+        the position along dim (an arange, so a symbolic size stays symbolic)."""
+        if length == 0:
+            return old
+        n = shape[dim]
+        i64 = dtypes.int64
+        at = self._node("arange", [], {"start": 0, "end": n, "step": 1, "dtype": "int64"})
+        lo, hi = self._constant(start, i64), self._constant(start + step * (length - 1) + 1, i64)
+        inside = self._node(
+            "logical_and", [self._node("ge", [at, lo], {}), self._node("lt", [at, hi], {})], {}
+        )
+        offset = self._node("sub", [at, lo], {})
+        if step != 1:
+            stride = self._constant(step, i64)
+            on_step = self._node(
+                "eq", [self._node("remainder", [offset, stride], {}), self._constant(0, i64)], {}
+            )
+            inside = self._node("logical_and", [inside, on_step], {})
+            offset = self._node("floor_divide", [offset, stride], {})
+        offset = self._node(
+            "clamp", [offset, self._constant(0, i64), self._constant(max(length - 1, 0), i64)], {}
+        )
+        column = tuple(n if d == dim else 1 for d in range(len(shape)))
+        offset = self._node("expand", [self._node("reshape", [offset], {"shape": column})], {"shape": shape})
+        placed = self._node("gather", [new, offset], {"dim": dim})
+        inside = self._node("reshape", [inside], {"shape": column})
+        return self._node("where", [inside, placed, old], {})
 
     def add_input(self, name: str, t: Tensor) -> None:
         arr = t._data
-        value = self.graph.add_input(name, TensorType(dtypes.from_numpy(arr.dtype), arr.shape))
-        self._values[id(t)] = (value, t)
+        self._set(t, self.graph.add_input(name, TensorType(dtypes.from_numpy(arr.dtype), arr.shape)))
 
     def value_of(self, t: Tensor):
         known = self._values.get(id(t))
         if known is not None:
-            return known[0]
+            if known[2] == _version(t):
+                return known[0]
+            link = self._views.get(id(t))
+            if link is None:
+                raise TracingError(
+                    f"a tensor used at {_user_frame()} was changed in place through a tensor that "
+                    "shares its memory in a way the capture cannot follow (a view made outside "
+                    "graphc's view ops, or a random fill). Write that change out of place "
+                    "(graphc.where, graphc.cat, masked_fill) or apply it to the tensor itself."
+                )
+            # a view whose memory changed through its source or another view: the same view
+            # of the source's new value
+            source, op, attrs = link
+            value = self.value_of(source)
+            if op != "alias":
+                value = self._node(op, [value], attrs)
+            self._set(t, value)
+            return value
         name = self._weight_names.get(id(t))
         if name is None:
             outer = self._parent
@@ -83,7 +195,7 @@ class Tracer:
             name = self._fresh_constant()
         data = np.array(t.detach().numpy(force=True), copy=True)
         value = self.graph.add_weight(name, data)
-        self._values[id(t)] = (value, t)
+        self._set(t, value)
         return value
 
     def _fresh_constant(self) -> str:
@@ -136,7 +248,7 @@ class Tracer:
         )
         taken = results[0] if bool(pred._data.reshape(())) else results[1]
         for value, t in zip(values, taken, strict=True):
-            self._values[id(t)] = (value, t)
+            self._set(t, value)
         return taken[0] if single[0] else tuple(taken)
 
     # --- recording ---
@@ -184,7 +296,9 @@ class Tracer:
                     f"internal: {op.name} inferred {value.type} but produced "
                     f"{list(out._data.shape)} (at {_user_frame()})"
                 )
-            self._values[id(out)] = (value, out)
+            self._set(out, value)
+        if op.view and len(outs) == 1 and outs[0]._base is not None and isinstance(args[0], Tensor):
+            self._views[id(outs[0])] = (args[0], op.name, attrs)
 
     def _scope(self) -> str:
         return "/".join(self.scope)
@@ -205,6 +319,13 @@ class Tracer:
             if value.producer is not None and id(value) not in renamed and not self.graph.defines(name):
                 self.graph.rename(value, name)
                 renamed.add(id(value))
+
+    def data_dependent(self, what: str, instead: str):
+        """Refuse an operation whose result's shape depends on tensor values."""
+        raise TracingError(
+            f"{what} at {_user_frame()}: its result's shape depends on the values of a traced "
+            f"tensor, which a graph cannot express; {instead}"
+        )
 
     def concretization_error(self, what: str):
         raise TracingError(

@@ -133,17 +133,30 @@ def _constant(new: Graph, prefix: str, data: np.ndarray) -> Value:
     return new.add_weight(f"{prefix}{i}", np.array(data, order="C"))  # (ascontiguousarray makes 0-d 1-d)
 
 
+def _mentions(value, symbols: set) -> bool:
+    """Whether an attribute value names one of `symbols` (sizes bound when the graph runs)."""
+    if isinstance(value, str):
+        return value in symbols
+    if isinstance(value, (tuple, list)):
+        return any(_mentions(v, symbols) for v in value)
+    if isinstance(value, dict):
+        return any(_mentions(v, symbols) for v in value.values())
+    return False
+
+
 def fold_constants(graph: Graph) -> Graph:
     """Constant folding: a node whose inputs are all weights (or that has none) and whose output
     shapes are concrete is computed now and becomes a weight (`folded<N>`), within FOLD_LIMIT."""
+
+    symbols = {d for v in graph.inputs for d in v.type.symbols}
 
     def rule(new: Graph, node: Node, inputs: list) -> list[Value] | None:
         if any(v is not None and v.producer is not None for v in inputs):
             return None
         if any(v is not None and v.name not in new.weights for v in inputs):
             return None  # a graph input
-        if any(o.type.symbols for o in node.outputs):
-            return None
+        if any(o.type.symbols for o in node.outputs) or _mentions(node.attrs, symbols):
+            return None  # (full[value='batch']: a size known when the graph runs)
         size = sum(int(np.prod(o.type.shape, dtype=np.int64)) for o in node.outputs)
         given = sum(new.weight_data[v.name].size for v in inputs if v is not None)
         if size > max(FOLD_LIMIT, given):

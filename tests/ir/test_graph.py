@@ -175,3 +175,41 @@ def test_parser_errors_name_the_line():
         g = Graph()
         g.add_input("x", TensorType(F32, (1,)))
         g.add_input("x", TensorType(F32, (1,)))
+
+
+def test_inference_of_padding_sorting_linear_algebra_and_scatters():
+    """Rules that keep symbols where the size cannot change, agree with the references on
+    concrete shapes, and say why where a shape is not known before running."""
+    x = TensorType(F32, ("batch", 3, 5))
+    assert infer("pad", [x], {"pads": ((0, 0), (1, 2), (-1, 0)), "value": 0.0})[0].shape == ("batch", 6, 4)
+    with pytest.raises(ShapeError, match="dim 0 of symbolic size 'batch' cannot be padded"):
+        infer("pad", [x], {"pads": ((1, 0), (0, 0), (0, 0))})
+    with pytest.raises(ShapeError, match="crop more than"):
+        infer("pad", [x], {"pads": ((0, 0), (-2, -2), (0, 0))})
+    values, indices = infer("sort", [x], {"dim": 1})
+    assert values == x and indices == TensorType(dtypes.int64, x.shape)
+    assert infer("topk", [x], {"k": 2, "dim": 1})[1] == TensorType(dtypes.int64, ("batch", 2, 5))
+    with pytest.raises(ShapeError, match="k=4 is out of range"):
+        infer("topk", [x], {"k": 4, "dim": 1})
+    square = TensorType(F32, ("batch", 4, 4))
+    assert infer("det", [square], {})[0].shape == ("batch",) and infer("inv", [square], {})[0] == square
+    with pytest.raises(ShapeError, match="square matrices"):
+        infer("inv", [x], {})
+    u, s, vh = infer("svd", [x], {})
+    assert (u.shape, s.shape, vh.shape) == (("batch", 3, 3), ("batch", 3), ("batch", 3, 5))
+    assert infer("svd", [x], {"full_matrices": True})[2].shape == ("batch", 5, 5)
+    with pytest.raises(ShapeError, match="not known before running"):
+        infer("svd", [TensorType(F32, (3, "n"))], {})
+    ct = infer(
+        "conv_transpose2d",
+        [TensorType(F32, ("batch", 4, 5, 6)), TensorType(F32, (4, 3, 3, 2))],
+        {"stride": (2, 1), "padding": (1, 0), "output_padding": (1, 0), "dilation": (1, 2), "groups": 2},
+    )[0]
+    assert ct.shape == ("batch", 6, 10, 8)  # (5-1)*2 - 2 + 2 + 1 + 1; (6-1) + 2 + 1
+    index = TensorType(dtypes.int64, ("batch", 3, 5))
+    assert infer("scatter_add", [x, index, x], {"dim": 1})[0] == x
+    assert infer("index_put", [x, TensorType(F32, ()), index], {"positions": (True,)})[0] == x
+    with pytest.raises(ShapeError, match="random numbers are not part of graphs"):
+        infer("normal", [], {"shape": (2,), "mean": 0.0, "std": 1.0, "dtype": "float32", "seed": 1})
+    with pytest.raises(ShapeError, match="data-dependent shape"):
+        infer("unique", [x], {})
