@@ -204,6 +204,12 @@ def multipliable(node: Node) -> bool:
     return len(b.shape) == 2 or (len(b.shape) > 2 and tuple(a.shape[:-2]) == tuple(b.shape[:-2]))
 
 
+def _gathered_from(v: Value, user: Node) -> bool:
+    """`user` is a gather reading `v` as its source: at positions its index says, so `v` must be
+    in memory (computing it inside the gather's kernel would read it at the kernel's point)."""
+    return user.op == "gather" and user.inputs[0] is v
+
+
 def schedule(graph: Graph) -> list[Step]:
     """The steps that compute `graph`, in an order that respects its dependencies."""
     users: dict[int, list[Node]] = {}
@@ -222,12 +228,14 @@ def schedule(graph: Graph) -> list[Step]:
         every point it is read, e.g. softmax's guarded maximum per row)."""
         p = v.producer
         shape = tuple(v.type.shape)
+        us = users.get(id(v), [])
         return (
             p is not None
             and id(p) not in taken
             and fusable(p)
             and id(v) not in outputs
-            and len(users.get(id(v), [])) == 1
+            and len(us) == 1
+            and not _gathered_from(v, us[0])
             and (
                 shape == tuple(space)
                 or (p.op in CHEAP and _broadcasts(shape, tuple(space)))
@@ -263,6 +271,8 @@ def schedule(graph: Graph) -> list[Step]:
             return False
         space = tuple(v.type.shape)
         for u in us:
+            if _gathered_from(v, u):
+                return False
             fits = fusable(u) and tuple(u.outputs[0].type.shape) == space
             if id(u) in taken or not (fits or (reducible(u) and u.inputs[0] is v)):
                 return False

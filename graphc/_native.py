@@ -119,31 +119,39 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=
 
 
 def conv_transpose2d(x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1), groups=1):
-    """A transposed convolution of stride 1 as the compiled convolution of x with the weight
-    flipped and its channel axes swapped, padded by dilation * (kernel - 1) - padding; None
-    where the reference should run it (other strides, groups, or padding past the kernel)."""
-    if not _fits(x, w, None) or x.shape[0] == 0 or groups != 1:
+    """A transposed convolution through compiled kernels: the graph of one `conv_transpose2d`
+    node, which the compiler decomposes into convolutions (ir.passes.rewrite); None where the
+    reference should run it (other dtypes, little work, or shapes the reference refuses)."""
+    if not _fits(x, w, None) or x.shape[0] == 0:
         return None
-    if tuple(stride) != (1, 1) or tuple(output_padding) != (0, 0) or x.shape[1] != w.shape[0]:
+    ci, cog, kh, kw = w.shape
+    if x.shape[1] != ci or ci % groups or min(stride) < 1 or min(dilation) < 1:
+        return None  # the reference names the mismatch
+    out = [
+        (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for n, s, p, d, k, op in zip(
+            x.shape[2:], stride, padding, dilation, (kh, kw), output_padding, strict=True
+        )
+    ]
+    if min(out) <= 0 or x.shape[0] * cog * x.shape[2] * x.shape[3] * ci * kh * kw < MIN_WORK:
         return None
-    ci, co, kh, kw = w.shape
-    pad = tuple(d * (k - 1) - p for d, k, p in zip(dilation, (kh, kw), padding, strict=True))
-    if min(pad) < 0:
-        return None
-    out_h, out_w = (
-        s + d * (k - 1) - 2 * p for s, d, k, p in zip(x.shape[2:], dilation, (kh, kw), padding, strict=True)
-    )
-    if x.shape[0] * co * out_h * out_w * ci * kh * kw < MIN_WORK:
-        return None
-    attrs = {"stride": (1, 1), "padding": pad, "dilation": tuple(dilation), "groups": 1}
+    attrs = {
+        "stride": tuple(stride),
+        "padding": tuple(padding),
+        "output_padding": tuple(output_padding),
+        "dilation": tuple(dilation),
+        "groups": groups,
+    }
 
-    def flipped(g, wv):
-        (f,) = g.add_node("flip", [wv], {"dims": (2, 3)})
-        (p,) = g.add_node("permute", [f], {"dims": (1, 0, 2, 3)})
-        return p
+    def build() -> Graph:
+        t = dtypes.from_numpy(x.dtype)
+        g = Graph("eager_conv_transpose2d")
+        xv = g.add_input("x", TensorType(t, ("batch", *x.shape[1:])))
+        wv = g.add_input("w", TensorType(t, tuple(w.shape)))
+        g.set_outputs(g.add_node("conv_transpose2d", [xv, wv], attrs))
+        return g
 
-    key = ("conv_transpose2d", x.shape[1:], w.shape, _attrs_key(attrs))
-    compiled = _compiled_or_none(key, lambda: _conv_graph("conv_transpose2d", x, w, None, attrs, flipped))
+    compiled = _compiled_or_none(("conv_transpose2d", x.shape[1:], w.shape, _attrs_key(attrs)), build)
     if compiled is None:
         return None
     return compiled.run([x, w])[0]

@@ -420,18 +420,234 @@ def _index(new: Graph, node: Node, inputs: list) -> list[Value] | None:
     return new.add_node("gather", [source, at], {"dim": p + r - 1}, scope=s)
 
 
+def _spread(new: Graph, s: str, x: Value, dim: int, before: int, after: int, stride: int, value) -> Value:
+    """`x` along `dim` spread over before + (n - 1) * stride + 1 + after positions: position j
+    holds x[(j - before) / stride] where that is a whole index in range, else `value` (negative
+    `before`/`after` crop). The positions are an arange of constant length, so the index and the
+    mask fold into constants and the kernel is a gather and a select."""
+    shape = x.type.shape
+    n = shape[dim]
+    span = (n - 1) * stride + 1
+    length = before + span + after
+    i64 = np.int64
+    (pos,) = new.add_node("arange", [], {"start": 0, "end": length, "step": 1, "dtype": "int64"}, scope=s)
+    (src,) = new.add_node("sub", [pos, _constant(new, "pad_before", np.array(before, i64))], {}, scope=s)
+    zero = _constant(new, "zero", np.array(0, i64))
+    (low,) = new.add_node("ge", [src, zero], {}, scope=s)
+    (high,) = new.add_node("lt", [src, _constant(new, "pad_span", np.array(span, i64))], {}, scope=s)
+    (inside,) = new.add_node("logical_and", [low, high], {}, scope=s)
+    if stride != 1:
+        step = _constant(new, "stride", np.array(stride, i64))
+        (rest,) = new.add_node("remainder", [src, step], {}, scope=s)
+        (whole,) = new.add_node("eq", [rest, zero], {}, scope=s)
+        (inside,) = new.add_node("logical_and", [inside, whole], {}, scope=s)
+        (src,) = new.add_node("floor_divide", [src, step], {}, scope=s)
+    last = _constant(new, "pad_last", np.array(n - 1, i64))
+    (src,) = new.add_node("clamp", [src, zero, last], {}, scope=s)
+    column = tuple(length if d == dim else 1 for d in range(len(shape)))
+    out_shape = tuple(length if d == dim else size for d, size in enumerate(shape))
+    (src,) = new.add_node("reshape", [src], {"shape": column}, scope=s)
+    (src,) = new.add_node("expand", [src], {"shape": out_shape}, scope=s)
+    (taken,) = new.add_node("gather", [x, src], {"dim": dim}, scope=s)
+    (inside,) = new.add_node("reshape", [inside], {"shape": column}, scope=s)
+    fill = _constant(new, "pad_value", np.array(value, x.type.dtype.np))
+    (out,) = new.add_node("where", [inside, taken, fill], {}, scope=s)
+    return out
+
+
+def _pad(new: Graph, node: Node, inputs: list) -> list[Value] | None:
+    """Constant padding as a gather and a select per padded dim (`_spread`), which kernels
+    compute in place of the reference's fill and copy."""
+    (x,) = inputs
+    pads, value = node.attrs["pads"], node.attrs.get("value", 0.0)
+    shape = x.type.shape
+    padded = [d for d, (b, a) in enumerate(pads) if b or a]
+    if not padded or any(not isinstance(shape[d], int) or shape[d] == 0 for d in padded):
+        return None
+    if any(shape[d] + b + a <= 0 for d, (b, a) in ((d, pads[d]) for d in padded)):
+        return None
+    for d in padded:
+        x = _spread(new, node.scope, x, d, pads[d][0], pads[d][1], 1, value)
+    return [x]
+
+
+def _conv_transpose2d(new: Graph, node: Node, inputs: list) -> list[Value] | None:
+    """A transposed convolution as convolutions. Its weight, (Cin, Cout / groups, KH, KW), with
+    the channel axes swapped per group, is a convolution weight (Cout, Cin / groups, KH, KW).
+
+    Without dilation, output row o = s * q + r (a phase r < s) gathers input rows q + c - m
+    through kernel rows t + m * s (t = (r + p) mod s): a convolution of the input with the
+    flipped taps t, t + s, ..., padded so that it gives the phase's rows. So there are s_h * s_w
+    small convolutions with exactly the multiplications of the transposed form, whose outputs
+    one kernel interleaves (a gather and a select per phase). With dilation, the input is
+    spread with stride - 1 zeros between its elements instead and convolved once with the whole
+    flipped window (stride^2 times the multiplications)."""
+    x, w = inputs[:2]
+    if len(inputs) > 2 and inputs[2] is not None:
+        return None
+    a, s = node.attrs, node.scope
+    ci, cog, kh, kw = w.type.shape
+    groups = a.get("groups", 1)
+    if not all(isinstance(d, int) for d in (*x.type.shape[1:], *w.type.shape)):
+        return None
+    stride, padding = tuple(a.get("stride", (1, 1))), tuple(a.get("padding", (0, 0)))
+    output_padding, dilation = a.get("output_padding", (0, 0)), tuple(a.get("dilation", (1, 1)))
+    # (Cin, Cout/g, KH, KW) -> (Cout, Cin/g, KH, KW)
+    (wc,) = new.add_node("reshape", [w], {"shape": (groups, ci // groups, cog, kh, kw)}, scope=s)
+    (wc,) = new.add_node("permute", [wc], {"dims": (0, 2, 1, 3, 4)}, scope=s)
+    (wc,) = new.add_node("reshape", [wc], {"shape": (groups * cog, ci // groups, kh, kw)}, scope=s)
+    conv = {"stride": (1, 1), "padding": (0, 0), "dilation": dilation, "groups": groups}
+    out_shape = tuple(node.outputs[0].type.shape)
+    if groups == 1 and _gemm_first(x.type.shape, (kh, kw), cog):
+        return _conv_transpose_gemm(new, s, x, w, out_shape, stride, padding, dilation)
+    if dilation != (1, 1) or stride == (1, 1):
+        edges = tuple(d * (k - 1) - p for d, k, p in zip(dilation, (kh, kw), padding, strict=True))
+        if stride == (1, 1) and tuple(output_padding) == (0, 0) and min(edges) >= 0:
+            conv = {**conv, "padding": edges}  # (the convolution's own zero padding)
+        else:
+            for i, edge in enumerate(edges):
+                x = _spread(new, s, x, 2 + i, edge, edge + output_padding[i], stride[i], 0.0)
+        (flipped,) = new.add_node("flip", [wc], {"dims": (2, 3)}, scope=s)
+        return new.add_node("conv2d", [x, flipped], conv, scope=s)
+    out_h, out_w = out_shape[2:]
+    phases = [
+        _phases(k, st, p, n, size)
+        for k, st, p, n, size in zip((kh, kw), stride, padding, x.type.shape[2:], (out_h, out_w), strict=True)
+    ]
+    # the output position of every (row, column), flattened: which phase, and where in it
+    rows, cols = np.arange(out_h), np.arange(out_w)
+    flat = (1, 1, out_h * out_w)
+    result = _constant(new, "zero", np.zeros((), x.type.dtype.np))
+    for ry, (taps_y, pads_y, count_y) in enumerate(phases[0]):
+        for rx, (taps_x, pads_x, count_x) in enumerate(phases[1]):
+            if not taps_y or not taps_x or not count_y or not count_x:
+                continue  # no kernel tap reaches these outputs: they stay 0
+            (sub,) = new.add_node(
+                "slice", [wc], {"dim": 2, "start": taps_y[0], "stop": kh, "step": stride[0]}, scope=s
+            )
+            (sub,) = new.add_node(
+                "slice", [sub], {"dim": 3, "start": taps_x[0], "stop": kw, "step": stride[1]}, scope=s
+            )
+            (sub,) = new.add_node("flip", [sub], {"dims": (2, 3)}, scope=s)
+            xin = x
+            if pads_y != (0, 0):
+                xin = _spread(new, s, xin, 2, *pads_y, 1, 0.0)
+            if pads_x != (0, 0):
+                xin = _spread(new, s, xin, 3, *pads_x, 1, 0.0)
+            (y,) = new.add_node("conv2d", [xin, sub], conv, scope=s)
+            (y,) = new.add_node(
+                "reshape", [y], {"shape": (out_shape[0], out_shape[1], count_y * count_x)}, scope=s
+            )
+            at = (rows[:, None] // stride[0]) * count_x + np.minimum(cols[None, :] // stride[1], count_x - 1)
+            at = np.minimum(at, count_y * count_x - 1).astype(np.int64).reshape(flat)
+            (at,) = new.add_node(
+                "expand",
+                [_constant(new, "phase_index", at)],
+                {"shape": (out_shape[0], out_shape[1], out_h * out_w)},
+                scope=s,
+            )
+            (taken,) = new.add_node("gather", [y, at], {"dim": 2}, scope=s)
+            mine = (rows[:, None] % stride[0] == ry) & (cols[None, :] % stride[1] == rx)
+            mask = _constant(new, "phase_mask", mine.reshape(flat))
+            (result,) = new.add_node("where", [mask, taken, result], {}, scope=s)
+    if not result.type.shape:  # (no tap reaches any output)
+        (result,) = new.add_node(
+            "expand", [result], {"shape": (out_shape[0], out_shape[1], out_h * out_w)}, scope=s
+        )
+    return new.add_node("reshape", [result], {"shape": out_shape}, scope=s)
+
+
+def _gemm_first(x_shape: tuple, kernel: tuple, out_channels: int) -> bool:
+    """Whether a transposed convolution is better computed as one matrix product and a gather
+    than as convolutions: where the input is smaller than the window (a convolution would
+    multiply mostly zero padding: DCGAN's first layer, 1 x 1 to 4 x 4, 0.09 ms against 1.1) or
+    has few output channels (convolutions of 3 channels: its last layer, 0.32 ms against 0.65;
+    at 32 channels and more the convolutions were faster)."""
+    return x_shape[2] < kernel[0] or x_shape[3] < kernel[1] or out_channels < 8
+
+
+def _conv_transpose_gemm(new: Graph, s: str, x: Value, w: Value, out_shape: tuple, stride, padding, dilation):
+    """conv_transpose2d (one group) as its definition: every input pixel times the weight,
+    (N, H * W, Cin) @ (Cin, Cout * KH * KW), one matrix product; then each output element sums
+    the products that land on it, at most ceil(KH / s) * ceil(KW / s) of them, read by gathers
+    from the products (the indices are constants of the output's spatial position, plus the
+    channel's offset)."""
+    n, ci, h, wd = x.type.shape
+    _, co, kh, kw = w.type.shape
+    out_h, out_w = out_shape[2:]
+    (xr,) = new.add_node("permute", [x], {"dims": (0, 2, 3, 1)}, scope=s)
+    (xr,) = new.add_node("reshape", [xr], {"shape": (n, h * wd, ci)}, scope=s)
+    (wr,) = new.add_node("reshape", [w], {"shape": (ci, co * kh * kw)}, scope=s)
+    (cols,) = new.add_node("matmul", [xr, wr], {}, scope=s)
+    length = h * wd * co * kh * kw
+    (cols,) = new.add_node("reshape", [cols], {"shape": (n, 1, 1, length)}, scope=s)
+    (cols,) = new.add_node("expand", [cols], {"shape": (n, co, out_h, length)}, scope=s)
+
+    def reach(out: int, size: int, k: int, st: int, p: int, d: int) -> list[list[tuple]]:
+        """Per output position along a dim, the (input position, tap) pairs that land on it."""
+        pairs = [[] for _ in range(out)]
+        for i in range(size):
+            for t in range(k):
+                o = i * st + t * d - p
+                if 0 <= o < out:
+                    pairs[o].append((i, t))
+        return pairs
+
+    rows = reach(out_h, h, kh, stride[0], padding[0], dilation[0])
+    cols_x = reach(out_w, wd, kw, stride[1], padding[1], dilation[1])
+    channel = _constant(new, "channel_offset", (np.arange(co, dtype=np.int64) * kh * kw).reshape(1, co, 1, 1))
+    zero = _constant(new, "zero", np.zeros((), x.type.dtype.np))
+    total = None
+    for a in range(max(len(r) for r in rows)):
+        for b in range(max(len(c) for c in cols_x)):
+            at = np.zeros((1, 1, out_h, out_w), np.int64)
+            valid = np.zeros((1, 1, out_h, out_w), bool)
+            for oy, pairs_y in enumerate(rows):
+                for ox, pairs_x in enumerate(cols_x):
+                    if a < len(pairs_y) and b < len(pairs_x):
+                        (iy, ty), (ix, tx) = pairs_y[a], pairs_x[b]
+                        at[0, 0, oy, ox] = (iy * wd + ix) * co * kh * kw + ty * kw + tx
+                        valid[0, 0, oy, ox] = True
+            (index,) = new.add_node("add", [_constant(new, "tap_index", at), channel], {}, scope=s)
+            (index,) = new.add_node("expand", [index], {"shape": out_shape}, scope=s)
+            (taken,) = new.add_node("gather", [cols, index], {"dim": 3}, scope=s)
+            if not valid.all():
+                (taken,) = new.add_node(
+                    "where", [_constant(new, "tap_valid", valid), taken, zero], {}, scope=s
+                )
+            total = taken if total is None else new.add_node("add", [total, taken], {}, scope=s)[0]
+    return [total]
+
+
+def _phases(k: int, stride: int, padding: int, n: int, size: int) -> list[tuple]:
+    """Per output phase r < stride along one dim (outputs r, r + stride, ...; `size` of them
+    in all): (the kernel taps that reach it, the (before, after) padding of the n inputs that
+    makes a stride-1 convolution with those taps, flipped, give its outputs, how many outputs)."""
+    out = []
+    for r in range(stride):
+        first = (r + padding) % stride
+        taps = tuple(range(first, k, stride))
+        count = max((size - r + stride - 1) // stride, 0)
+        shift = (r + padding - first) // stride  # output q of the phase reads inputs q + shift - m
+        before = len(taps) - 1 - shift
+        out.append((taps, (before, count + len(taps) - 1 - before - n), count))
+    return out
+
+
 # composites whose second input is an integer index, not a promoted operand
 INDEXED = frozenset({"nll_loss", "index"})
 
 # Composite op -> its decomposition into core ops, or None where it stays whole (a backend may
 # keep some whole).
 COMPOSITES: dict[str, Callable[[Graph, Node, list], list[Value] | None]] = {
+    "conv_transpose2d": _conv_transpose2d,
     "index": _index,
     "layer_norm": _layer_norm,
     "layer_norm_backward": _layer_norm_backward,
     "linear": _linear,
     "log_softmax": _log_softmax,
     "nll_loss": _nll_loss,
+    "pad": _pad,
     "softmax": _softmax,
     "softmax_backward": _softmax_backward,
     "var": _var,

@@ -262,3 +262,25 @@ def test_random_gathers_match_the_interpreter(case):
             np.testing.assert_allclose(got[0], want, rtol=tolerance, atol=tolerance)
         if batch == 4:  # the CUDA kernels too (one batch size: each graph is one emulation build)
             compare_cuda_with_interpreter(g, [x, index], tolerance, [want])
+
+
+@pytest.mark.parametrize("reused", [False, True])
+def test_a_gather_source_of_the_kernels_shape_is_stored_not_computed_in_place(reused):
+    """y = -x, then gather(y, index) with y of the gather's own shape: y is read at the index's
+    positions, so it is stored by a kernel of its own (computing it in the gather's kernel read
+    a value that no kernel wrote). With a second user y is recomputed nowhere either."""
+    from compiled import compare_with_interpreter
+
+    g = Graph("gather_of_fused")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 4, 6)))
+    index = g.add_input("index", TensorType(dtypes.int64, ("batch", 4, 6)))
+    (y,) = g.add_node("neg", [x])
+    (z,) = g.add_node("gather", [y, index], {"dim": 2})
+    (out,) = g.add_node("add", [z, y]) if reused else (z,)
+    g.set_outputs([out])
+    arrays = _arrays(g, 3, 6)
+    exe = compare_with_interpreter(g, arrays)
+    assert not any(isinstance(s, NodeStep) for s in exe.steps)
+    first, second = _both_paths(exe, arrays)
+    np.testing.assert_array_equal(first[0], run(g, arrays)[0])
+    np.testing.assert_array_equal(second[0], first[0])

@@ -55,16 +55,29 @@ def test_large_eager_conv2d_runs_compiled_and_matches(case):
     _close(out.numpy(), _reference("conv2d", x, w, b, **attrs), np.prod(ws[1:]))
 
 
-def test_transposed_convolution_of_stride_1_runs_compiled():
+def test_transposed_convolutions_run_compiled():
+    """Stride 1 (a convolution), strides (phases of convolutions), padding past the kernel,
+    output padding, groups, dilation, and few output channels (a matrix product and gathers)."""
     x = _rng(1).standard_normal((4, 16, 10, 10)).astype(np.float32)
     w = _rng(2).standard_normal((16, 6, 5, 5)).astype(np.float32)
-    for padding, dilation in [((0, 0), (1, 1)), ((2, 1), (1, 1)), ((1, 1), (2, 2))]:
-        attrs = {"padding": padding, "dilation": dilation}
+    cases = [
+        {"padding": (0, 0), "dilation": (1, 1)},
+        {"padding": (2, 1), "dilation": (1, 1)},
+        {"padding": (1, 1), "dilation": (2, 2)},
+        {"stride": (2, 2), "padding": (1, 2), "output_padding": (1, 0)},
+        {"stride": (3, 2), "padding": (5, 5)},
+        {"stride": (2, 2), "groups": 2},
+        {"stride": (2, 1), "dilation": (2, 1)},
+    ]
+    for attrs in cases:
         got = _native.conv_transpose2d(x, w, **attrs)
         assert got is not None, attrs
         _close(got, _reference("conv_transpose2d", x, w, **attrs), 16 * 25)
-    assert _native.conv_transpose2d(x, w, stride=(2, 2)) is None  # left to the reference
-    assert _native.conv_transpose2d(x, w, padding=(5, 5)) is None  # padding past the kernel
+    big, few = _rng(3).standard_normal((8, 16, 12, 12)).astype(np.float32), w[:, :2]  # 2 output channels
+    got = _native.conv_transpose2d(big, few, stride=(2, 2))
+    assert got is not None
+    _close(got, _reference("conv_transpose2d", big, few, stride=(2, 2)), 16 * 25)
+    assert _native.conv_transpose2d(x[:1, :, :2, :2], w[:, :1, :1, :1]) is None  # little work: the reference
 
 
 def test_weight_gradient_runs_compiled():

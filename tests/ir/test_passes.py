@@ -507,3 +507,83 @@ graph g(%x: f32[n,4], %i: i64[3], %j: i64[3], %k: i64[2]) {
   return %0, %1
 }""")
     assert [n.op for n in optimize(g).nodes] == ["index", "index"]
+
+
+@pytest.mark.parametrize(
+    "pads",
+    [
+        ((0, 0), (0, 0), (1, 2), (0, 3)),
+        ((0, 0), (2, 1), (-1, 0), (1, -2)),  # negative pads crop
+        ((0, 0), (0, 0), (0, 0), (-3, 5)),
+    ],
+)
+@pytest.mark.parametrize("value", [0.0, -2.5])
+def test_pad_decomposes_into_gathers_and_selects(pads, value):
+    g = Graph("g")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 3, 4, 5)))
+    (y,) = g.add_node("pad", [x], {"pads": pads, "value": value})
+    g.set_outputs([y])
+    out = decompose(g)
+    verify(out)
+    assert "pad" not in {n.op for n in out.nodes}
+    _same_results(g, out, batch=2)
+
+
+@pytest.mark.parametrize(
+    "attrs, w_shape",
+    [
+        (
+            {"stride": (1, 1), "padding": (0, 0), "output_padding": (0, 0), "dilation": (1, 1), "groups": 1},
+            (3, 4, 3, 3),
+        ),
+        (
+            {"stride": (2, 2), "padding": (1, 1), "output_padding": (1, 1), "dilation": (1, 1), "groups": 1},
+            (3, 2, 4, 4),
+        ),
+        (
+            {"stride": (3, 1), "padding": (2, 0), "output_padding": (2, 0), "dilation": (1, 2), "groups": 3},
+            (3, 2, 3, 2),
+        ),
+        (
+            {"stride": (2, 1), "padding": (0, 3), "output_padding": (0, 0), "dilation": (2, 1), "groups": 1},
+            (3, 1, 2, 5),
+        ),
+        (
+            {"stride": (2, 2), "padding": (2, 3), "output_padding": (1, 0), "dilation": (1, 1), "groups": 1},
+            (3, 2, 2, 3),
+        ),
+        (
+            {"stride": (2, 2), "padding": (1, 1), "output_padding": (0, 0), "dilation": (1, 1), "groups": 3},
+            (3, 2, 4, 4),
+        ),
+        (
+            {"stride": (3, 4), "padding": (0, 1), "output_padding": (2, 3), "dilation": (1, 1), "groups": 1},
+            (3, 2, 2, 3),
+        ),
+        (
+            {"stride": (3, 2), "padding": (4, 0), "output_padding": (1, 1), "dilation": (1, 1), "groups": 1},
+            (3, 1, 5, 1),
+        ),
+    ],
+)
+@pytest.mark.parametrize("path", ["matmul", "conv2d"])
+def test_conv_transpose2d_decomposes_into_a_convolution(attrs, w_shape, path, monkeypatch):
+    """Strides (phases of small convolutions; zeros spread between the inputs with dilation),
+    padding past the kernel (a crop), output padding, strides past the kernel (outputs no tap
+    reaches), dilation and groups; by convolutions and by a matrix product and gathers (one
+    group only)."""
+    from ir.passes import rewrite
+
+    monkeypatch.setattr(rewrite, "_gemm_first", lambda *args: path == "matmul")
+    if attrs["groups"] > 1:
+        path = "conv2d"
+    g = Graph("g")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 3, 5, 6)))
+    w = g.add_input("w", TensorType(dtypes.float32, w_shape))
+    (y,) = g.add_node("conv_transpose2d", [x, w], attrs)
+    g.set_outputs([y])
+    out = decompose(g)
+    verify(out)
+    ops = {n.op for n in out.nodes}
+    assert "conv_transpose2d" not in ops and path in ops
+    _same_results(g, out, batch=2)
