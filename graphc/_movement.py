@@ -250,7 +250,8 @@ def select(input: Tensor, dim: int, index: int) -> Tensor:
     size = input._data.shape[d]
     if not -size <= index < size:
         raise IndexError(f"index {index} is out of bounds for dimension {d} with size {size}")
-    return dispatch(OPS["select"], (input,), {"dim": d, "index": index % size})
+    # (a negative index stays negative: x[:, -1] of a symbolic size is the same node for every size)
+    return dispatch(OPS["select"], (input,), {"dim": d, "index": index})
 
 
 def flip(input: Tensor, dims) -> Tensor:

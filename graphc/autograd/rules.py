@@ -411,7 +411,8 @@ def _slice(n, g):
 @rule("select")
 def _select(n, g):
     a = n.attrs
-    return _pad_along(g.unsqueeze(a["dim"]), n, a["dim"], a["index"], a["index"] + 1)
+    index = a["index"] % n.input_shape(0)[a["dim"]]
+    return _pad_along(g.unsqueeze(a["dim"]), n, a["dim"], index, index + 1)
 
 
 @rule("concat")

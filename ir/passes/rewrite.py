@@ -498,7 +498,7 @@ def _conv_transpose2d(new: Graph, node: Node, inputs: list) -> list[Value] | Non
     (wc,) = new.add_node("reshape", [wc], {"shape": (groups * cog, ci // groups, kh, kw)}, scope=s)
     conv = {"stride": (1, 1), "padding": (0, 0), "dilation": dilation, "groups": groups}
     out_shape = tuple(node.outputs[0].type.shape)
-    if groups == 1 and _gemm_first(x.type.shape, (kh, kw), cog):
+    if groups == 1 and _gemm_first(x.type.shape, (kh, kw), stride, cog):
         return _conv_transpose_gemm(new, s, x, w, out_shape, stride, padding, dilation)
     if dilation != (1, 1) or stride == (1, 1):
         edges = tuple(d * (k - 1) - p for d, k, p in zip(dilation, (kh, kw), padding, strict=True))
@@ -557,13 +557,17 @@ def _conv_transpose2d(new: Graph, node: Node, inputs: list) -> list[Value] | Non
     return new.add_node("reshape", [result], {"shape": out_shape}, scope=s)
 
 
-def _gemm_first(x_shape: tuple, kernel: tuple, out_channels: int) -> bool:
+def _gemm_first(x_shape: tuple, kernel: tuple, stride: tuple, out_channels: int) -> bool:
     """Whether a transposed convolution is better computed as one matrix product and a gather
-    than as convolutions: where the input is smaller than the window (a convolution would
-    multiply mostly zero padding: DCGAN's first layer, 1 x 1 to 4 x 4, 0.09 ms against 1.1) or
-    has few output channels (convolutions of 3 channels: its last layer, 0.32 ms against 0.65;
-    at 32 channels and more the convolutions were faster)."""
-    return x_shape[2] < kernel[0] or x_shape[3] < kernel[1] or out_channels < 8
+    than as convolutions: where each output sums at most 4 products (the gathers read each
+    once) and the input is smaller than the window (a convolution would multiply mostly zero
+    padding: DCGAN's first layer, 1 x 1 to 4 x 4, 0.09 ms against 1.1) or there are few output
+    channels (DCGAN's last layer, 3 channels: 0.32 ms against 0.65; at 32 channels and more the
+    convolutions were faster, and with 25 products per output, LeNet's input gradient, 2.7 ms
+    against 0.7)."""
+    reach = [min(n, -(-k // s)) for n, k, s in zip(x_shape[2:], kernel, stride, strict=True)]
+    small = x_shape[2] < kernel[0] or x_shape[3] < kernel[1]
+    return reach[0] * reach[1] <= 4 and (small or out_channels < 8)
 
 
 def _conv_transpose_gemm(new: Graph, s: str, x: Value, w: Value, out_shape: tuple, stride, padding, dilation):

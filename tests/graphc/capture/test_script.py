@@ -180,3 +180,22 @@ def test_layer_norm_and_softmax_are_captured_whole_and_run_everywhere(backend, t
         expected = f(graphc.tensor(x)).numpy()
         np.testing.assert_allclose(scripted(x).numpy(), expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(loaded(x)[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_negative_indices_along_symbolic_dims_follow_the_size():
+    """x[:, -1] (the last position of a sequence of any length) is one node for every size, on
+    every backend; its gradient lands on the last position."""
+
+    def f(x):
+        return (x * 2)[:, -1] + x[-1].sum()
+
+    dynamic = {"x": {0: "batch", 1: "seq"}}
+    for backend in ("llvm", "interpreter"):
+        scripted = graphc.script(f, (graphc.randn(2, 5, 3),), dynamic=dynamic, backend=backend)
+        assert "select[dim=1, index=-1]" in str(scripted.graph)
+        for shape in [(3, 7, 3), (1, 1, 3)]:
+            x = graphc.randn(*shape)
+            np.testing.assert_allclose(scripted(x).numpy(), f(x).numpy(), rtol=1e-6)
+    x = graphc.randn(3, 4, requires_grad=True)
+    x[:, -1].sum().backward()
+    assert x.grad.tolist() == [[0.0, 0.0, 0.0, 1.0]] * 3
