@@ -21,6 +21,7 @@ from graphc._functions import (
     abs,
     cast,
     exp,
+    isinf,
     isnan,
     log,
     log1p,
@@ -461,8 +462,38 @@ def hypot(input: Tensor, other: Tensor) -> Tensor:
 def logaddexp(input: Tensor, other: Tensor) -> Tensor:
     """log(exp(input) + exp(other)), without overflow."""
     top = maximum(input, other)
-    finite = where(top == float("-inf"), 0.0, top).detach()
+    finite = where(isinf(top), 0.0, top).detach()  # (inf - inf would be NaN)
     return finite + log(exp(input - finite) + exp(other - finite))
+
+
+def slogdet(input: Tensor):
+    """(sign, log |det|) of each square matrix (graphc.linalg.slogdet)."""
+    from graphc import linalg
+
+    return linalg.slogdet(input)
+
+
+def logdet(input: Tensor) -> Tensor:
+    """log det of each square matrix: NaN where det < 0, -inf where it is 0."""
+    sign, logabsdet = slogdet(input)
+    return where(sign < 0, float("nan"), logabsdet)
+
+
+def logcumsumexp(input: Tensor, dim: int) -> Tensor:
+    """log(cumsum(exp(input))) along `dim`, exact for any range of values: a prefix scan of
+    logaddexp (ceil(log2 n) steps, each combining every element with the one `step` before
+    it). A cumsum of exp after subtracting one maximum would underflow to -inf before it."""
+    if not input.dtype.is_floating_point:
+        raise TypeError(f"logcumsumexp: expected a floating point tensor, got {input.dtype}")
+    if input.dim() == 0:
+        return input * 1
+    d = _wrap_dim(dim, input.dim())
+    n, step, out = input.shape[d], 1, input
+    while step < n:
+        combined = logaddexp(slice_dim(out, d, step, n, 1), slice_dim(out, d, 0, n - step, 1))
+        out = cat([slice_dim(out, d, 0, step, 1), combined], d)
+        step *= 2
+    return out * 1 if out is input else out
 
 
 def xlogy(input, other) -> Tensor:
@@ -1172,6 +1203,9 @@ def block_diag(*tensors) -> Tensor:
 
 
 __all__ = [
+    "logcumsumexp",
+    "logdet",
+    "slogdet",
     "bucketize",
     "clone",
     "detach",

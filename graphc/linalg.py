@@ -16,6 +16,8 @@ from graphc._tensor import Tensor
 from ir.ops import OPS
 
 SVD = namedtuple("SVD", "U S Vh")
+SlogDet = namedtuple("SlogDet", "sign logabsdet")
+EigH = namedtuple("EigH", "eigenvalues eigenvectors")
 
 
 def inv(A: Tensor) -> Tensor:
@@ -26,6 +28,40 @@ def inv(A: Tensor) -> Tensor:
 def det(A: Tensor) -> Tensor:
     """Determinant of a square matrix (or of each in a batch)."""
     return F.det(A)
+
+
+def solve(A: Tensor, B: Tensor, *, left: bool = True) -> Tensor:
+    """X with A X = B (left=False: X A = B); B is a vector, or a batch of vectors, where it has
+    one dim or A's shape without the last dim. A singular A raises ValueError."""
+    if not left:
+        return solve(A.mT, B.mT).mT
+    return dispatch(OPS["solve"], (A, B), name="LinalgSolveExBackward0")
+
+
+def slogdet(A: Tensor) -> SlogDet:
+    """(sign, log |det A|): the log stays finite where det itself would under- or overflow."""
+    sign, logabsdet = dispatch(OPS["slogdet"], (A,), name="LinalgSlogdetBackward0")
+    return SlogDet(sign, logabsdet)
+
+
+def cholesky(A: Tensor, *, upper: bool = False) -> Tensor:
+    """L (lower triangular) with A = L L^T, from A's lower triangle (upper=True: L^T)."""
+    low = dispatch(OPS["cholesky"], (A,), name="LinalgCholeskyExBackward0")
+    return low.mT if upper else low
+
+
+def eigh(A: Tensor, UPLO: str = "L") -> EigH:
+    """Eigenvalues (ascending) and eigenvectors (columns) of symmetric A, from its lower
+    triangle (UPLO='U': the upper one)."""
+    if UPLO not in ("L", "U"):
+        raise ValueError(f"eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    w, v = dispatch(OPS["eigh"], (A if UPLO == "L" else A.mT,), name="LinalgEighBackward0")
+    return EigH(w, v)
+
+
+def eigvalsh(A: Tensor, UPLO: str = "L") -> Tensor:
+    """The eigenvalues of symmetric A, ascending."""
+    return eigh(A, UPLO).eigenvalues
 
 
 def svd(A: Tensor, full_matrices: bool = True) -> SVD:

@@ -392,6 +392,40 @@ def _svd(inputs, full_matrices=False):
     return [TensorType(x.dtype, u), TensorType(x.dtype, batch + (k,)), TensorType(x.dtype, vh)]
 
 
+@rule("solve")
+def _solve(inputs):
+    a, b = inputs
+    _matrices("solve", a)
+    vector = b.rank == 1 or tuple(b.shape) == tuple(a.shape[:-1])
+    rhs = b.shape + (1,) if vector else b.shape
+    if len(rhs) < 2 or rhs[-2] != a.shape[-1]:
+        raise ShapeError(f"solve: A {a} does not fit B {b}")
+    batch = broadcast("solve", a.shape[:-2], rhs[:-2])
+    return TensorType(
+        dtypes.promote_types(a.dtype, b.dtype), batch + ((a.shape[-1],) if vector else rhs[-2:])
+    )
+
+
+@rule("slogdet")
+def _slogdet(inputs):
+    _matrices("slogdet", inputs[0])
+    t = TensorType(inputs[0].dtype, inputs[0].shape[:-2])
+    return [t, t]
+
+
+@rule("cholesky")
+def _cholesky(inputs):
+    _matrices("cholesky", inputs[0])
+    return inputs[0]
+
+
+@rule("eigh")
+def _eigh(inputs):
+    x = inputs[0]
+    _matrices("eigh", x)
+    return [TensorType(x.dtype, x.shape[:-1]), x]
+
+
 @rule("cross")
 def _cross(inputs, dim):
     a, b = inputs

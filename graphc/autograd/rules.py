@@ -502,6 +502,61 @@ def _inv(n, g):
     return -F.matmul(F.matmul(inv_t, g), inv_t)
 
 
+@rule("solve", inputs=True, outputs=True)
+def _solve(n, g):
+    """A X = B: gB = A^-T g, gA = -gB X^T (outer products for vector right-hand sides)."""
+    a, b, x = n.input(0), n.input(1), n.output(0)
+    vector = b.dim() == 1 or tuple(b.shape) == tuple(a.shape[:-1])
+    gb = _run("solve", (a.mT, g), {})
+    if not n.needs_input_grad[0]:
+        return None, gb
+    if vector:
+        ga = -gb.unsqueeze(-1) * x.unsqueeze(-2)
+    else:
+        ga = -F.matmul(gb, x.mT)
+    return ga, gb
+
+
+@rule("slogdet", inputs=True)
+def _slogdet(n, _sign_grad, g):
+    """d log|det A| = tr(A^-1 dA): g A^-T (the sign is piecewise constant)."""
+    if g is None:
+        return None
+    return g.unsqueeze(-1).unsqueeze(-1) * F.inverse(n.input(0)).mT
+
+
+@rule("cholesky", outputs=True)
+def _cholesky(n, g):
+    """PyTorch's cholesky_backward: with T = tril(L^T gL), gA = L^-T (T + tril(T, -1)^T) / 2 L^-1
+    (two solves with L)."""
+    low = n.output(0)
+    t = F.matmul(low.mT, g).tril()
+    t = 0.5 * (t + t.tril(-1).mT)
+    left = _run("solve", (low.mT, t), {})  # L^-T T'
+    return _run("solve", (low.mT, left.mT), {}).mT  # X L = L^-T T': L^T X^T = (L^-T T')^T
+
+
+@rule("eigh", outputs=True)
+def _eigh(n, g_w, g_v):
+    """PyTorch's eigh backward: gA = V (diag(gw) + skew(V^T gV) / (w_j - w_i)) V^T; undefined
+    where eigenvalues repeat, as it is there."""
+    w, v = n.output(0), n.output(1)
+    if g_v is None:
+        inner = F.diag_embed(g_w) if g_w is not None else None
+    else:
+        vgv = F.matmul(v.mT, g_v)
+        vgv = 0.5 * (vgv - vgv.mT)
+        gap = w.unsqueeze(-2) - w.unsqueeze(-1)
+        gap = gap + F.eye(w.shape[-1], dtype=gap.dtype, device=gap.device)  # (the diagonal is replaced)
+        inner = vgv / gap
+        eye = F.eye(w.shape[-1], dtype=inner.dtype, device=inner.device)
+        diagonal = g_w.unsqueeze(-1) * eye if g_w is not None else 0.0
+        inner = inner * (1 - eye) + diagonal
+    if inner is None:
+        return None
+    return F.matmul(F.matmul(v, inner), v.mT)
+
+
 @rule("svd", outputs=True)
 def _svd(n, g_u, g_s, g_vh):
     """The real SVD's gradient (PyTorch's `svd_backward` for reduced U, S, Vh). Undefined

@@ -50,6 +50,7 @@ from graphc.nn.layers import (
     ConstantPad2d,
     Conv1d,
     Conv2d,
+    ConvTranspose1d,
     ConvTranspose2d,
     CosineSimilarity,
     Dropout,
@@ -57,6 +58,7 @@ from graphc.nn.layers import (
     Dropout2d,
     Dropout3d,
     Flatten,
+    Fold,
     Identity,
     Linear,
     MaxPool1d,
@@ -69,6 +71,7 @@ from graphc.nn.layers import (
     ReplicationPad1d,
     ReplicationPad2d,
     Unflatten,
+    Unfold,
     ZeroPad1d,
     ZeroPad2d,
 )

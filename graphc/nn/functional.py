@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import graphc as G
 from graphc._dispatch import dispatch
 from graphc._tensor import Tensor, _wrap_dim
@@ -114,6 +116,31 @@ def conv1d(
         pad_,
         (1, as_int(dilation)),
         groups,
+    )
+    return out.squeeze(-2)
+
+
+def conv_transpose1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups: int = 1,
+    dilation=1,
+) -> Tensor:
+    """Transposed 1-D convolution of (N, C, L) input, computed as a 2-D one of height 1."""
+    as_int = _first
+    out = conv_transpose2d(
+        input.unsqueeze(-2),
+        weight.unsqueeze(-2),
+        bias,
+        (1, as_int(stride)),
+        (0, as_int(padding)),
+        (0, as_int(output_padding)),
+        groups,
+        (1, as_int(dilation)),
     )
     return out.squeeze(-2)
 
@@ -309,6 +336,81 @@ def channel_shuffle(input: Tensor, groups: int) -> Tensor:
         )
     x = input.reshape(n, groups, channels // groups, *rest).transpose(1, 2)
     return x.reshape(n, channels, *rest)
+
+
+def _window_counts(name, size, kernel, dilation, padding, stride) -> tuple[int, int]:
+    counts = tuple(
+        (n + 2 * p - d * (k - 1) - 1) // st + 1
+        for n, k, d, p, st in zip(size, kernel, dilation, padding, stride, strict=True)
+    )
+    if min(counts) <= 0:
+        raise ShapeError(
+            f"{name}: kernel {list(kernel)} with dilation {list(dilation)} does not fit the "
+            f"spatial size {list(size)} padded by {list(padding)}"
+        )
+    return counts
+
+
+def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Sliding local blocks (im2col): (N, C, H, W) -> (N, C * KH * KW, L), L the number of
+    windows; channel c * KH * KW + i * KW + j holds tap (i, j) of channel c. The windows'
+    rows and columns are picked with index_select (each element read once per tap)."""
+    unbatched = input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    if input.dim() != 4:
+        raise ValueError(
+            f"unfold: expected a 3-D or 4-D input (C, H, W) or (N, C, H, W), got {input.dim()}-D"
+        )
+    (kh, kw), (dh, dw) = _pair(kernel_size, "kernel_size"), _pair(dilation, "dilation")
+    (ph, pw), (sh, sw) = _pair(padding, "padding"), _pair(stride, "stride")
+    n, c, h, w = input.shape
+    oh, ow = _window_counts("unfold", (h, w), (kh, kw), (dh, dw), (ph, pw), (sh, sw))
+    x = pad(input, (pw, pw, ph, ph)) if ph or pw else input
+    rows = G.tensor(
+        (np.arange(kh)[:, None] * dh + np.arange(oh)[None, :] * sh).reshape(-1), device=input.device
+    )
+    cols = G.tensor(
+        (np.arange(kw)[:, None] * dw + np.arange(ow)[None, :] * sw).reshape(-1), device=input.device
+    )
+    x = x.index_select(2, rows).index_select(3, cols)  # (N, C, KH * OH, KW * OW)
+    out = x.reshape(n, c, kh, oh, kw, ow).permute(0, 1, 2, 4, 3, 5).reshape(n, c * kh * kw, oh * ow)
+    return out.squeeze(0) if unbatched else out
+
+
+def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Sums sliding local blocks into an image (col2im, the adjoint of `unfold`):
+    (N, C * KH * KW, L) -> (N, C, H, W), overlapping taps added (an accumulating index_put)."""
+    unbatched = input.dim() == 2
+    if unbatched:
+        input = input.unsqueeze(0)
+    if input.dim() != 3:
+        raise ValueError(f"fold: expected a 2-D or 3-D input (C * KH * KW, L), got {input.dim()}-D")
+    (kh, kw), (dh, dw) = _pair(kernel_size, "kernel_size"), _pair(dilation, "dilation")
+    (ph, pw), (sh, sw) = _pair(padding, "padding"), _pair(stride, "stride")
+    (oh_out, ow_out) = _pair(output_size, "output_size")
+    n, ckk, length = input.shape
+    if ckk % (kh * kw):
+        raise ShapeError(
+            f"fold: expected the size of dim 1 ({ckk}) to be divisible by the kernel's {kh} x {kw} taps"
+        )
+    oh, ow = _window_counts("fold", (oh_out, ow_out), (kh, kw), (dh, dw), (ph, pw), (sh, sw))
+    if length != oh * ow:
+        raise ShapeError(
+            f"fold: expected {oh * ow} blocks ({oh} x {ow}) for output size {[oh_out, ow_out]}, "
+            f"kernel {[kh, kw]}, dilation {[dh, dw]}, padding {[ph, pw]}, stride {[sh, sw]}; got {length}"
+        )
+    c, hp, wp = ckk // (kh * kw), oh_out + 2 * ph, ow_out + 2 * pw
+    rows = (np.arange(kh) * dh)[:, None, None, None] + (np.arange(oh) * sh)[None, None, :, None]
+    cols = (np.arange(kw) * dw)[None, :, None, None] + (np.arange(ow) * sw)[None, None, None, :]
+    at = G.tensor((rows * wp + cols).reshape(-1), device=input.device)  # (KH, KW, OH, OW) flat
+    values = input.reshape(n, c, kh * kw * oh * ow)
+    out = input.new_zeros(n, c, hp * wp)
+    out = dispatch(
+        OPS["index_put"], (out, values, at), {"positions": (False, False, True), "accumulate": True}
+    )
+    out = out.reshape(n, c, hp, wp)[:, :, ph : ph + oh_out, pw : pw + ow_out]
+    return out.squeeze(0) if unbatched else out
 
 
 def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:

@@ -240,14 +240,53 @@ class ConvTranspose2d(_ConvNd):
             dtype,
         )
 
-    def forward(self, input: Tensor) -> Tensor:
+    def forward(self, input: Tensor, output_size=None) -> Tensor:
         return F.conv_transpose2d(
             input,
             self.weight,
             self.bias,
             self.stride,
             self.padding,
-            self.output_padding,
+            self._output_padding(input, output_size),
+            self.groups,
+            self.dilation,
+        )
+
+    def _output_padding(self, input: Tensor, output_size) -> tuple:
+        """The output padding that gives `output_size` (the last dims of it count; None: the
+        layer's own), which must lie within a stride of the smallest output."""
+        if output_size is None:
+            return self.output_padding
+        n = self._dims
+        sizes = tuple(int(v) for v in output_size)[-n:]
+        if len(sizes) != n:
+            raise ValueError(f"output_size must have {n} or {n + 2} elements, got {list(output_size)}")
+        pads = []
+        for i in range(n):
+            k, s, p, d = self.kernel_size[i], self.stride[i], self.padding[i], self.dilation[i]
+            smallest = (input.shape[input.dim() - n + i] - 1) * s - 2 * p + d * (k - 1) + 1
+            if not smallest <= sizes[i] < smallest + s:
+                raise ValueError(
+                    f"requested an output size of {list(sizes)}, but valid sizes range from "
+                    f"{smallest} to {smallest + s - 1} in dim {i} (for an input of {list(input.shape)})"
+                )
+            pads.append(sizes[i] - smallest)
+        return tuple(pads)
+
+
+class ConvTranspose1d(ConvTranspose2d):
+    """Transposed 1-D convolution over (N, C, L) inputs."""
+
+    _dims = 1
+
+    def forward(self, input: Tensor, output_size=None) -> Tensor:
+        return F.conv_transpose1d(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self._output_padding(input, output_size),
             self.groups,
             self.dilation,
         )
@@ -477,6 +516,41 @@ class ChannelShuffle(Module):
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"
+
+
+class Unfold(Module):
+    """Sliding local blocks of a batched image, as columns (F.unfold)."""
+
+    def __init__(self, kernel_size, dilation=1, padding=0, stride=1) -> None:
+        super().__init__()
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, dilation={self.dilation}, padding={self.padding}, "
+            f"stride={self.stride}"
+        )
+
+
+class Fold(Module):
+    """Columns of sliding local blocks summed into a batched image (F.fold)."""
+
+    def __init__(self, output_size, kernel_size, dilation=1, padding=0, stride=1) -> None:
+        super().__init__()
+        self.output_size, self.kernel_size = output_size, kernel_size
+        self.dilation, self.padding, self.stride = dilation, padding, stride
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.fold(input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self) -> str:
+        return (
+            f"output_size={self.output_size}, kernel_size={self.kernel_size}, "
+            f"dilation={self.dilation}, padding={self.padding}, stride={self.stride}"
+        )
 
 
 class PixelShuffle(Module):

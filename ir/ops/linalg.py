@@ -1,4 +1,5 @@
-"""Linear algebra and ordering: matmul, det, inv, svd, cross, sort, topk, unique."""
+"""Linear algebra and ordering: matmul, det, inv, svd, solve, slogdet, cholesky, eigh, cross,
+sort, topk, unique."""
 
 from __future__ import annotations
 
@@ -65,6 +66,57 @@ def _svd(xp, x, full_matrices=False):
         raise ShapeError(f"svd: expected a matrix or a batch of them, got shape {tuple(x.shape)}")
     u, s, vh = xp.linalg.svd(x, full_matrices=full_matrices)
     return u, s, vh
+
+
+def _vector_rhs(a, b) -> bool:
+    """PyTorch's rule: B is a vector (or a batch of them) where it has one dim, or A's shape
+    without its last dim."""
+    return b.ndim == 1 or tuple(b.shape) == tuple(a.shape[:-1])
+
+
+@register("solve", promote=Promote.FLOAT)
+def _solve(xp, a, b):
+    """X with A X = B (batches broadcast; B a vector or a batch of vectors where it has A's
+    shape without the last dim, as PyTorch decides); a singular A raises."""
+    _square("solve", a)
+    vector = _vector_rhs(a, b)
+    rhs = b[..., None] if vector else b
+    if rhs.shape[-2] != a.shape[-1]:
+        raise ShapeError(f"solve: A of shape {tuple(a.shape)} does not fit B of shape {tuple(b.shape)}")
+    try:
+        x = xp.linalg.solve(a, rhs)
+    except np.linalg.LinAlgError:
+        raise ValueError("solve: the matrix A is singular") from None
+    return x[..., 0] if vector else x
+
+
+@register("slogdet", promote=Promote.FLOAT, num_outputs=2)
+def _slogdet(xp, x):
+    """(sign, log |det|) of each square matrix: the log stays finite where det under- or
+    overflows; a singular matrix has sign 0 and log -inf."""
+    _square("slogdet", x)
+    sign, logabs = xp.linalg.slogdet(x)
+    return sign.astype(x.dtype), logabs.astype(x.dtype)
+
+
+@register("cholesky", promote=Promote.FLOAT)
+def _cholesky(xp, x):
+    """The lower triangular L with x = L L^T, reading x's lower triangle; raises where x is not
+    positive definite."""
+    _square("cholesky", x)
+    try:
+        return xp.linalg.cholesky(x)
+    except np.linalg.LinAlgError:
+        raise ValueError("cholesky: the input is not positive-definite") from None
+
+
+@register("eigh", promote=Promote.FLOAT, num_outputs=2)
+def _eigh(xp, x):
+    """(eigenvalues ascending, eigenvectors as columns) of each symmetric matrix, reading its
+    lower triangle."""
+    _square("eigh", x)
+    w, v = xp.linalg.eigh(x)
+    return w, v
 
 
 @register("cross", promote=Promote.COMMON)

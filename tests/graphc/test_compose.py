@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import graphc
-from graphc.autograd import gradcheck
+from graphc.autograd import gradcheck, gradgradcheck
 
 RNG = np.random.default_rng(5)
 
@@ -512,3 +512,28 @@ def test_trapezoids_match_the_rule():
     assert gradcheck(lambda y: graphc.trapezoid(y, t(x).double()), (leaf(3, 5),))
     with pytest.raises(TypeError, match="either the sample points x or their spacing dx"):
         graphc.trapezoid(t(y), t(x), dx=1.0)
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_logcumsumexp_is_exact_over_any_range(dim):
+    """Against numpy's logaddexp.accumulate: values 1e3 apart (a cumsum of exp after one
+    maximum underflows), infinities, lengths that are not powers of two; differentiable twice."""
+    x = np.random.default_rng(1).normal(size=(5, 7)) * 300
+    x[1, 2], x[2, :3], x[3, 4] = -np.inf, -np.inf, np.inf
+    got = graphc.logcumsumexp(graphc.tensor(x), dim).numpy()
+    with np.errstate(invalid="ignore"):
+        want = np.logaddexp.accumulate(x, axis=dim)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert graphc.tensor(x[0]).logcumsumexp(0).shape == (7,)
+    small = graphc.tensor(np.random.default_rng(2).normal(size=(3, 5)), requires_grad=True)
+    assert gradcheck(lambda t: graphc.logcumsumexp(t, dim % 2), (small,))
+    assert gradgradcheck(lambda t: graphc.logcumsumexp(t, 1), (small,))
+    assert graphc.logcumsumexp(graphc.tensor(2.0), 0).item() == 2.0
+    with pytest.raises(TypeError, match="floating point"):
+        graphc.logcumsumexp(graphc.tensor([1, 2]), 0)
+
+
+def test_logaddexp_of_infinities():
+    inf = float("inf")
+    got = graphc.logaddexp(graphc.tensor([inf, -inf, inf, 1.0]), graphc.tensor([inf, -inf, -inf, -inf]))
+    assert got.tolist() == [inf, -inf, inf, 1.0]

@@ -84,6 +84,41 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(stride, padding, out_pad, dil
     )
 
 
+@pytest.mark.parametrize("stride, padding, out_pad, dilation, groups", [(1, 0, 0, 1, 1), (3, 2, 2, 2, 2)])
+def test_conv_transpose1d_is_the_adjoint_of_conv1d(stride, padding, out_pad, dilation, groups):
+    x, w, b = leaf(2, 4, 7), leaf(4, 6 // groups, 3), leaf(6)
+    y = F.conv_transpose1d(x, w, None, stride, padding, out_pad, groups, dilation)
+    assert y.shape[-1] == (7 - 1) * stride - 2 * padding + dilation * 2 + out_pad + 1
+    z = RNG.normal(size=y.shape)
+    conv = F.conv1d(graphc.tensor(z), w.detach(), None, stride, padding, dilation, groups)
+    assert np.isclose((y.detach().numpy() * z).sum(), (x.detach().numpy() * conv.numpy()).sum())
+    assert gradcheck(
+        lambda x, w, b: F.conv_transpose1d(x, w, b, stride, padding, out_pad, groups, dilation), (x, w, b)
+    )
+
+
+def test_transposed_convolution_layers_take_an_output_size():
+    """ConvTranspose1d/2d: PyTorch's parameters and repr; output_size picks the output padding
+    within a stride of the smallest output, else says which sizes are valid."""
+    import graphc.nn as nn
+
+    layer = nn.ConvTranspose1d(4, 6, 3, stride=2, padding=1, groups=2, bias=False)
+    assert (
+        repr(layer)
+        == "ConvTranspose1d(4, 6, kernel_size=(3,), stride=(2,), padding=(1,), groups=2, bias=False)"
+    )
+    assert layer.weight.shape == (4, 3, 3)
+    x = graphc.randn(2, 4, 5)
+    assert layer(x).shape == (2, 6, 9) and layer(x, output_size=[10]).shape == (2, 6, 10)
+    want = F.conv_transpose1d(x, layer.weight, None, 2, 1, 1, 2)
+    np.testing.assert_allclose(layer(x, output_size=(2, 6, 10)).detach().numpy(), want.detach().numpy())
+    assert layer(x[0]).shape == (6, 9)  # unbatched
+    square = nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1)
+    assert square(graphc.randn(1, 3, 5, 5), output_size=[10, 9]).shape == (1, 2, 10, 9)
+    with pytest.raises(ValueError, match="valid sizes range from 9 to 10 in dim 0"):
+        square(graphc.randn(1, 3, 5, 5), output_size=[12, 12])
+
+
 def pool_reference(x, k, s, p, d, ceil):
     n, c, h, w = x.shape
     span = d * (k - 1) + 1
@@ -287,3 +322,62 @@ def test_pad_modes_match_numpy_and_conv_padding_modes(mode, np_mode):
     assert graphc.allclose(conv(x), expected)
     with pytest.raises(ValueError):
         F.pad(x, (5, 5), mode="reflect") if mode == "reflect" else F.pad(x, (1, 1), mode="odd")
+
+
+def _unfold_reference(x, k, d, p, s):
+    """im2col by loops: column l of channel c * KH * KW + i * KW + j is x at tap (i, j) of
+    window l (zero outside the image)."""
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    oh = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    out = np.zeros((n, c * k[0] * k[1], oh * ow))
+    for ch in range(c):
+        for i in range(k[0]):
+            for j in range(k[1]):
+                for r in range(oh):
+                    for q in range(ow):
+                        out[:, (ch * k[0] + i) * k[1] + j, r * ow + q] = padded[
+                            :, ch, r * s[0] + i * d[0], q * s[1] + j * d[1]
+                        ]
+    return out
+
+
+@pytest.mark.parametrize(
+    "k, d, p, s",
+    [((3, 3), (1, 1), (0, 0), (1, 1)), ((2, 3), (2, 1), (1, 2), (2, 3)), ((1, 2), (1, 3), (0, 1), (3, 1))],
+)
+def test_unfold_and_fold_are_im2col_and_its_adjoint(k, d, p, s):
+    import graphc.nn as nn
+
+    x = leaf(2, 3, 7, 8)
+    cols = F.unfold(x, k, d, p, s)
+    np.testing.assert_allclose(cols.detach().numpy(), _unfold_reference(x.detach().numpy(), k, d, p, s))
+    # <unfold(x), z> == <x, fold(z)>
+    z = leaf(*cols.shape)
+    folded = F.fold(z, (7, 8), k, d, p, s)
+    assert folded.shape == (2, 3, 7, 8)
+    lhs, rhs = (cols * z).sum().item(), (x * folded).sum().item()
+    assert np.isclose(lhs, rhs)
+    assert gradcheck(lambda x: F.unfold(x, k, d, p, s), (x,))
+    assert gradcheck(lambda z: F.fold(z, (7, 8), k, d, p, s), (z,))
+    assert nn.Unfold(k, d, p, s)(x[0]).shape == cols.shape[1:]  # unbatched
+    assert nn.Fold((7, 8), k, d, p, s)(z[0]).shape == (3, 7, 8)
+
+
+def test_fold_says_what_size_it_expected():
+    with pytest.raises(graphc.ShapeError, match="expected 30 blocks .* got 29"):
+        F.fold(graphc.zeros(1, 27, 29), (7, 8), 3)
+    with pytest.raises(graphc.ShapeError, match="divisible by the kernel's 3 x 3 taps"):
+        F.fold(graphc.zeros(1, 26, 30), (7, 8), 3)
+    with pytest.raises(graphc.ShapeError, match="does not fit"):
+        F.unfold(graphc.zeros(1, 1, 2, 2), 3)
+
+
+def test_unfold_and_fold_capture():
+    def f(x):
+        return F.fold(F.unfold(x, 3, padding=1) * 2, (5, 6), 3, padding=1)
+
+    scripted = graphc.script(f, (graphc.randn(2, 3, 5, 6),))
+    x = graphc.randn(4, 3, 5, 6)
+    np.testing.assert_allclose(scripted(x).numpy(), f(x).numpy(), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,113 @@
+"""graphc.linalg's solve, slogdet, cholesky and eigh against numpy (independent formulas where
+numpy's own routine is the reference's), their gradients by finite differences (and against the
+defining identities), errors, and capture."""
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc.autograd import gradcheck, gradgradcheck
+
+RNG = np.random.default_rng(11)
+
+
+def leaf(*shape):
+    return graphc.tensor(RNG.standard_normal(shape), requires_grad=True)
+
+
+def spd(x):
+    """A symmetric positive-definite matrix from any square x."""
+    return x @ x.mT + x.shape[-1] * graphc.eye(x.shape[-1], dtype=x.dtype)
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (2, 3)), ((2, 3, 3), (3, 4)), ((1, 3, 3), (4, 3, 2))],
+)
+def test_solve_satisfies_a_x_equals_b_and_is_differentiable(a_shape, b_shape):
+    """Vectors and matrices on the right, batches broadcast both ways."""
+    a, b = leaf(*a_shape), leaf(*b_shape)
+    x = graphc.linalg.solve(a, b)
+    vector = len(b_shape) == 1 or b_shape == a_shape[:-1]
+    ax = a.detach().numpy() @ (x.detach().numpy()[..., None] if vector else x.detach().numpy())
+    want = np.broadcast_to(b.detach().numpy()[..., None] if vector else b.detach().numpy(), ax.shape)
+    np.testing.assert_allclose(ax, want, atol=1e-10)
+    assert gradcheck(lambda a, b: graphc.linalg.solve(a, b), (a, b))
+    assert gradgradcheck(lambda a, b: graphc.linalg.solve(a, b), (a, b))
+
+
+def test_solve_from_the_right_and_singular_matrices():
+    a, b = leaf(3, 3), leaf(2, 3)
+    x = graphc.linalg.solve(a, b, left=False)
+    np.testing.assert_allclose((x @ a).detach().numpy(), b.detach().numpy(), atol=1e-10)
+    assert gradcheck(lambda a, b: graphc.linalg.solve(a, b, left=False), (a, b))
+    with pytest.raises(ValueError, match="singular"):
+        graphc.linalg.solve(graphc.zeros(2, 2), graphc.ones(2))
+    with pytest.raises(graphc.ShapeError, match="does not fit"):
+        graphc.linalg.solve(graphc.eye(3), graphc.ones(2, 2))
+
+
+def test_slogdet_and_logdet():
+    """sign * exp(logabsdet) is det, finite where det overflows; logdet is NaN for negative
+    and -inf for zero determinants; d logabsdet / dA = A^-T."""
+    a = leaf(2, 4, 4)
+    sign, logabs = graphc.linalg.slogdet(a)
+    det = np.linalg.det(a.detach().numpy())
+    np.testing.assert_allclose(sign.detach().numpy() * np.exp(logabs.detach().numpy()), det, rtol=1e-10)
+    big = graphc.eye(200, dtype=graphc.float64) * 1e4  # det 1e800 overflows
+    assert graphc.linalg.slogdet(big).logabsdet.item() == pytest.approx(200 * np.log(1e4))
+    logs = graphc.logdet(graphc.tensor([[[2.0, 0], [0, 3]], [[0, 1], [1, 0]], [[1, 2], [2, 4]]]))
+    assert (
+        logs[0].item() == pytest.approx(np.log(6)) and np.isnan(logs[1].item()) and logs[2].item() == -np.inf
+    )
+    assert gradcheck(lambda a: graphc.linalg.slogdet(a).logabsdet, (a,))
+    logabs.sum().backward()
+    np.testing.assert_allclose(
+        a.grad.numpy(), np.linalg.inv(a.detach().numpy()).transpose(0, 2, 1), atol=1e-10
+    )
+    assert a.slogdet().sign.tolist() == sign.tolist()
+
+
+def test_cholesky_factors_and_its_gradient_is_pytorchs():
+    x = leaf(2, 4, 4)
+    a = spd(x)
+    low = graphc.linalg.cholesky(a)
+    np.testing.assert_allclose((low @ low.mT).detach().numpy(), a.detach().numpy(), atol=1e-10)
+    assert np.all(np.triu(low.detach().numpy(), 1) == 0)
+    np.testing.assert_allclose(
+        graphc.linalg.cholesky(a, upper=True).detach().numpy(), low.mT.detach().numpy()
+    )
+    assert gradcheck(lambda x: graphc.linalg.cholesky(spd(x)), (x,))
+    assert gradgradcheck(lambda x: graphc.linalg.cholesky(spd(x)), (x,))
+    with pytest.raises(ValueError, match="not positive-definite"):
+        graphc.linalg.cholesky(-graphc.eye(2))
+
+
+def test_eigh_decomposes_symmetric_matrices_and_is_differentiable():
+    x = leaf(2, 4, 4)
+    sym = x + x.mT
+    w, v = graphc.linalg.eigh(sym)
+    w_np, v_np = w.detach().numpy(), v.detach().numpy()
+    rebuilt = v_np @ (w_np[..., None] * v_np.transpose(0, 2, 1))
+    np.testing.assert_allclose(rebuilt, sym.detach().numpy(), atol=1e-10)
+    assert np.all(np.diff(w_np, axis=-1) > 0)
+    # eigenvalues' gradient: the eigenvector outer products
+    w.sum().backward(graphc.ones(()))
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.eye(4) * np.ones((2, 1, 1)), atol=1e-10)
+    assert gradcheck(lambda x: graphc.linalg.eigh(x + x.mT).eigenvectors ** 2, (x,))  # (signs are free)
+    assert gradcheck(lambda x: graphc.linalg.eigvalsh(x + x.mT), (x,))
+    upper = graphc.linalg.eigh(graphc.tensor([[1.0, 2.0], [0.0, 1.0]]), UPLO="U").eigenvalues
+    np.testing.assert_allclose(upper.numpy(), [-1.0, 3.0], atol=1e-6)
+
+
+def test_linear_algebra_captures():
+    def f(a, b):
+        sign, logabs = graphc.linalg.slogdet(a)
+        low = graphc.linalg.cholesky(spd(a))
+        return graphc.linalg.solve(a, b) * sign[:, None], logabs, low, graphc.linalg.eigvalsh(a + a.mT)
+
+    a, b = graphc.randn(2, 3, 3), graphc.randn(2, 3)
+    scripted = graphc.script(f, (a, b))
+    a, b = graphc.randn(5, 3, 3), graphc.randn(5, 3)
+    for got, want in zip(scripted(a, b), f(a, b), strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
