@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from infer import THREADS, per_call_ms, start  # noqa: E402
+from infer import THREADS, checked_row, peer_runners, start  # noqa: E402
 
 NOISE, FEATURES = 100, 64
 BATCHES = [1, 16, 64]
@@ -88,21 +88,9 @@ def main() -> None:
             tn = torch.from_numpy(noise)
             with torch.no_grad():
                 expected = theirs(tn).numpy()
-            runners = {
-                "graphc": lambda x=noise: loaded(x)[0],
-                "eager": lambda x=tn: theirs(x).numpy(),
-                "torchscript": lambda x=tn: scripted(x).numpy(),
-                "ort": lambda x=noise: session.run(None, {"noise": x})[0],
-            }
-            if compiled is not None:
-                runners["torch.compile"] = lambda x=tn: compiled(x).numpy()
-            cells = []
-            for key, fn in runners.items():
-                with torch.no_grad():
-                    np.testing.assert_allclose(fn(), expected, rtol=1e-3, atol=1e-4, err_msg=key)
-                    cells.append(f"{per_call_ms(fn, args.repeat):.3f} ms")
-            cells += ["-"] * (5 - len(cells))
-            print(f"| {n} | " + " | ".join(cells) + " |", flush=True)
+            runners = peer_runners(loaded, theirs, scripted, session, compiled, "noise", noise, tn)
+            with torch.no_grad():
+                checked_row(f"{n}", runners, expected, args.repeat)
 
 
 if __name__ == "__main__":

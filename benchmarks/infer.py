@@ -63,6 +63,31 @@ def per_call_ms(fn, repeat: int, sync=None, settle: float = 0.3) -> float:
     return float(np.median(rounds)) * 1e3
 
 
+def peer_runners(loaded, eager, scripted, session, compiled, input_name: str, array, tensor) -> dict:
+    """Calls of one input through graphc's runtime, PyTorch eager, TorchScript, ONNX Runtime
+    and (when not None) torch.compile, each giving a numpy array."""
+    runners = {
+        "graphc": lambda: loaded(array)[0],
+        "eager": lambda: eager(tensor).numpy(),
+        "torchscript": lambda: scripted(tensor).numpy(),
+        "ort": lambda: session.run(None, {input_name: array})[0],
+    }
+    if compiled is not None:
+        runners["torch.compile"] = lambda: compiled(tensor).numpy()
+    return runners
+
+
+def checked_row(label: str, runners: dict, expected: np.ndarray, repeat: int, columns: int = 5) -> None:
+    """Print one table row: each runner's output checked against `expected`, then its time a
+    call (per_call_ms); '-' for the columns no runner filled. Call it under torch.no_grad()."""
+    cells = []
+    for key, fn in runners.items():
+        np.testing.assert_allclose(fn(), expected, rtol=1e-3, atol=1e-4, err_msg=key)
+        cells.append(f"{per_call_ms(fn, repeat):.3f} ms")
+    cells += ["-"] * (columns - len(cells))
+    print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
+
 def start(description: str):
     """The command line (--repeat, --no-compile) and the peers, with THREADS threads each, the
     machine's line printed: (args, onnxruntime, torch)."""

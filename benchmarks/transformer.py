@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from infer import THREADS, per_call_ms, start  # noqa: E402
+from infer import THREADS, checked_row, peer_runners, start  # noqa: E402
 
 VOCAB, D_MODEL, HEADS, FF, LAYERS, MAX_LEN, CLASSES = 1000, 128, 4, 512, 2, 256, 4
 CASES = [(1, 32), (16, 128)]  # (batch, sequence length)
@@ -86,21 +86,9 @@ def main() -> None:
             tt = torch.from_numpy(tokens)
             with torch.no_grad():
                 expected = theirs(tt).numpy()
-            runners = {
-                "graphc": lambda t=tokens: loaded(t)[0],
-                "eager": lambda t=tt: theirs(t).numpy(),
-                "torchscript": lambda t=tt: scripted(t).numpy(),
-                "ort": lambda t=tokens: session.run(None, {"tokens": t})[0],
-            }
-            if compiled is not None:
-                runners["torch.compile"] = lambda t=tt: compiled(t).numpy()
-            cells = []
-            for key, fn in runners.items():
-                with torch.no_grad():
-                    np.testing.assert_allclose(fn(), expected, rtol=1e-3, atol=1e-4, err_msg=key)
-                    cells.append(f"{per_call_ms(fn, args.repeat):.3f} ms")
-            cells += ["-"] * (5 - len(cells))
-            print(f"| {n} x {length} | " + " | ".join(cells) + " |", flush=True)
+            runners = peer_runners(loaded, theirs, scripted, session, compiled, "tokens", tokens, tt)
+            with torch.no_grad():
+                checked_row(f"{n} x {length}", runners, expected, args.repeat)
 
 
 if __name__ == "__main__":

@@ -338,6 +338,14 @@ def channel_shuffle(input: Tensor, groups: int) -> Tensor:
     return x.reshape(n, channels, *rest)
 
 
+def _block_options(kernel_size, dilation, padding, stride) -> tuple:
+    """unfold's and fold's options as (height, width) pairs."""
+    names = ("kernel_size", "dilation", "padding", "stride")
+    return tuple(
+        _pair(v, name) for v, name in zip((kernel_size, dilation, padding, stride), names, strict=True)
+    )
+
+
 def _window_counts(name, size, kernel, dilation, padding, stride) -> tuple[int, int]:
     counts = tuple(
         (n + 2 * p - d * (k - 1) - 1) // st + 1
@@ -362,8 +370,7 @@ def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tenso
         raise ValueError(
             f"unfold: expected a 3-D or 4-D input (C, H, W) or (N, C, H, W), got {input.dim()}-D"
         )
-    (kh, kw), (dh, dw) = _pair(kernel_size, "kernel_size"), _pair(dilation, "dilation")
-    (ph, pw), (sh, sw) = _pair(padding, "padding"), _pair(stride, "stride")
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = _block_options(kernel_size, dilation, padding, stride)
     n, c, h, w = input.shape
     oh, ow = _window_counts("unfold", (h, w), (kh, kw), (dh, dw), (ph, pw), (sh, sw))
     x = pad(input, (pw, pw, ph, ph)) if ph or pw else input
@@ -386,8 +393,7 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
         input = input.unsqueeze(0)
     if input.dim() != 3:
         raise ValueError(f"fold: expected a 2-D or 3-D input (C * KH * KW, L), got {input.dim()}-D")
-    (kh, kw), (dh, dw) = _pair(kernel_size, "kernel_size"), _pair(dilation, "dilation")
-    (ph, pw), (sh, sw) = _pair(padding, "padding"), _pair(stride, "stride")
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = _block_options(kernel_size, dilation, padding, stride)
     (oh_out, ow_out) = _pair(output_size, "output_size")
     n, ckk, length = input.shape
     if ckk % (kh * kw):

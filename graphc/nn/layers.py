@@ -240,8 +240,10 @@ class ConvTranspose2d(_ConvNd):
             dtype,
         )
 
+    _function = staticmethod(F.conv_transpose2d)
+
     def forward(self, input: Tensor, output_size=None) -> Tensor:
-        return F.conv_transpose2d(
+        return self._function(
             input,
             self.weight,
             self.bias,
@@ -278,18 +280,7 @@ class ConvTranspose1d(ConvTranspose2d):
     """Transposed 1-D convolution over (N, C, L) inputs."""
 
     _dims = 1
-
-    def forward(self, input: Tensor, output_size=None) -> Tensor:
-        return F.conv_transpose1d(
-            input,
-            self.weight,
-            self.bias,
-            self.stride,
-            self.padding,
-            self._output_padding(input, output_size),
-            self.groups,
-            self.dilation,
-        )
+    _function = staticmethod(F.conv_transpose1d)
 
 
 class MaxPool2d(Module):
