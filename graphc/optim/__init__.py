@@ -1,6 +1,7 @@
 """`graphc.optim`: optimizers and learning-rate schedulers with PyTorch's update rules."""
 
 from graphc.optim import lr_scheduler
+from graphc.optim.lbfgs import LBFGS
 from graphc.optim.optimizer import (
     SGD,
     Adadelta,
@@ -21,6 +22,7 @@ __all__ = [
     "Adam",
     "Adamax",
     "AdamW",
+    "LBFGS",
     "NAdam",
     "Optimizer",
     "RAdam",

@@ -272,3 +272,122 @@ def test_a_scheduler_used_twice_in_a_sequence_restarts():
         lrs.append(sched.get_last_lr()[0])
     # (PyTorch's rates: the warm-up again from its start at epoch 5)
     assert lrs == pytest.approx([0.25, 0.5, 1.0, 0.5, 0.25, 0.5, 0.75, 1.0])
+
+
+def _quadratic(n=5, seed=0):
+    """f(x) = x^T A x / 2 - b^T x with A symmetric positive definite: minimum at A^-1 b."""
+    rng = np.random.default_rng(seed)
+    m = rng.standard_normal((n, n))
+    a, b = m @ m.T + n * np.eye(n), rng.standard_normal(n)
+    x = graphc.zeros(n, dtype=graphc.float64, requires_grad=True)
+    at, bt = graphc.tensor(a), graphc.tensor(b)
+    return x, a, b, lambda: 0.5 * (x @ (at @ x)) - bt @ x
+
+
+def _closure(opt, f):
+    def closure():
+        opt.zero_grad()
+        loss = f()
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def test_lbfgs_first_iteration_is_a_scaled_gradient_step():
+    x, a, b, f = _quadratic()
+    opt = optim.LBFGS([x], lr=0.7, max_iter=1)
+    loss = opt.step(_closure(opt, f))
+    g = -b  # the gradient at 0
+    assert loss.item() == 0.0
+    np.testing.assert_allclose(x.detach().numpy(), -min(1.0, 1.0 / np.abs(g).sum()) * 0.7 * g, rtol=1e-14)
+    assert opt.state[x]["func_evals"] == 1 and opt.state[x]["n_iter"] == 1
+
+
+def _bfgs_inverse(pairs, h0: float, n: int) -> np.ndarray:
+    """The BFGS inverse-Hessian estimate from H0 = h0 I, updated by each (s, y) in order:
+    H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T."""
+    h = h0 * np.eye(n)
+    for s, y in pairs:
+        rho = 1.0 / (y @ s)
+        left = np.eye(n) - rho * np.outer(s, y)
+        h = left @ h @ left.T + rho * np.outer(s, s)
+    return h
+
+
+@pytest.mark.parametrize("history", [100, 2])
+def test_lbfgs_direction_is_the_bfgs_inverse_hessian_times_the_gradient(history):
+    """The two-loop recursion against the explicit matrix of the kept pairs."""
+    x, a, b, f = _quadratic(6, seed=1)
+    opt = optim.LBFGS([x], max_iter=4, history_size=history)
+    opt.step(_closure(opt, f))
+    st = opt.state[x]
+    pairs = list(zip(st["old_stps"], st["old_dirs"], strict=True))
+    assert len(pairs) == min(3, history)
+    h = _bfgs_inverse(pairs, float(st["H_diag"]), 6)
+    np.testing.assert_allclose(st["d"], -h @ st["prev_flat_grad"], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("line_search", [None, "strong_wolfe"])
+def test_lbfgs_minimizes_a_quadratic_and_rosenbrock(line_search):
+    x, a, b, f = _quadratic()
+    opt = optim.LBFGS(
+        [x], line_search_fn=line_search, max_iter=50, tolerance_grad=1e-12, tolerance_change=1e-15
+    )
+    for _ in range(3):
+        opt.step(_closure(opt, f))
+    np.testing.assert_allclose(x.detach().numpy(), np.linalg.solve(a, b), atol=1e-8)
+    z = graphc.tensor([-1.2, 1.0], dtype=graphc.float64, requires_grad=True)
+    rosen = optim.LBFGS([z], line_search_fn=line_search, lr=1 if line_search else 0.1, max_iter=100)
+    for _ in range(20 if line_search else 60):
+        rosen.step(_closure(rosen, lambda: 100 * (z[1] - z[0] ** 2) ** 2 + (1 - z[0]) ** 2))
+    np.testing.assert_allclose(z.detach().numpy(), [1.0, 1.0], atol=1e-3)
+
+
+def test_lbfgs_limits_and_errors():
+    x, a, b, f = _quadratic()
+    tight = {
+        "max_iter": 20,
+        "line_search_fn": "strong_wolfe",
+        "tolerance_grad": 1e-14,
+        "tolerance_change": 1e-16,
+    }
+    opt = optim.LBFGS([x], max_eval=5, **tight)
+    opt.step(_closure(opt, f))
+    # a line search gets the evaluations left (max_eval - used), after its first
+    assert opt.state[x]["func_evals"] <= 5 + 1
+    y, _, _, g = _quadratic()
+    free = optim.LBFGS([y], **tight)  # max_eval 25
+    free.step(_closure(free, g))
+    assert free.state[y]["func_evals"] > 6
+    done = graphc.tensor([1.0], dtype=graphc.float64, requires_grad=True)
+    still = optim.LBFGS([done])
+    still.step(_closure(still, lambda: (done - 1.0).pow(2).sum()))  # the gradient is 0 at once
+    assert still.state[done]["func_evals"] == 1 and done.item() == 1.0
+    with pytest.raises(ValueError, match="parameter groups"):
+        optim.LBFGS([{"params": [x]}, {"params": [done]}])
+    with pytest.raises(ValueError, match="'strong_wolfe'"):
+        optim.LBFGS([x], line_search_fn="backtracking")
+
+
+def test_lbfgs_line_search_pieces():
+    """The cubic interpolation finds a cubic's minimum from two points and slopes; the strong
+    Wolfe search returns a step meeting both conditions, also when the first step overshoots
+    (bracketing then zooming) and when it is too short (extrapolating)."""
+    from graphc.optim.lbfgs import _cubic_minimum, _strong_wolfe
+
+    cubic = lambda x: x**3 - 6 * x**2 + 4 * x  # noqa: E731  minimum at 2 + sqrt(8/3)
+    slope = lambda x: 3 * x**2 - 12 * x + 4  # noqa: E731
+    got = _cubic_minimum(1.0, cubic(1.0), slope(1.0), 5.0, cubic(5.0), slope(5.0))
+    assert got == pytest.approx(2 + math.sqrt(8 / 3), rel=1e-12)
+
+    def f(x):  # a 1-D function along d = [1], minimum at 3
+        return (x - 3.0) ** 2 + 0.5 * math.sin(3 * x), np.array([2 * (x - 3.0) + 1.5 * math.cos(3 * x)])
+
+    d = np.array([1.0])
+    f0, g0 = f(0.0)
+    gtd = float(g0 @ d)
+    for t0 in (40.0, 0.01):
+        value, grad, t, evals = _strong_wolfe(lambda t: f(t), t0, d, f0, g0, gtd)
+        assert value <= f0 + 1e-4 * t * gtd and abs(float(grad @ d)) <= 0.9 * abs(gtd)
+        assert (value, float(grad[0])) == (f(t)[0], f(t)[1][0]) and evals > 1
