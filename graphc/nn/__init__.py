@@ -100,6 +100,7 @@ from graphc.nn.normalization import (
     BatchNorm1d,
     BatchNorm2d,
     Embedding,
+    EmbeddingBag,
     GroupNorm,
     InstanceNorm1d,
     InstanceNorm2d,

@@ -1263,15 +1263,96 @@ def embedding(
     scale_grad_by_freq: bool = False,
     sparse: bool = False,
 ) -> Tensor:
-    """Rows of `weight` at the integer indices `input`; `padding_idx` rows get no gradient."""
-    if max_norm is not None or scale_grad_by_freq or sparse:
-        raise ValueError("embedding: max_norm, scale_grad_by_freq and sparse are not supported")
+    """Rows of `weight` at the integer indices `input`; `padding_idx` rows get no gradient.
+    With `max_norm`, the rows looked up whose `norm_type`-norm exceeds it are first scaled
+    down to it in place (max_norm / (norm + 1e-7), as PyTorch does)."""
+    if scale_grad_by_freq or sparse:
+        raise ValueError("embedding: scale_grad_by_freq and sparse gradients are not supported")
     if input.dtype.is_floating_point:
         raise TypeError(f"embedding expects integer indices, got {input.dtype}")
+    if max_norm is not None:
+        with G.no_grad():
+            rows = G.unique(input.reshape(-1))
+            picked = weight[rows]
+            norms = picked.norm(p=norm_type, dim=1, keepdim=True)
+            weight[rows] = G.where(norms > max_norm, picked * (max_norm / (norms + 1e-7)), picked)
     out = weight[input]
     if padding_idx is not None:
         out = G.where((input == padding_idx).unsqueeze(-1), out.detach(), out)
     return out
+
+
+def embedding_bag(
+    input: Tensor,
+    weight: Tensor,
+    offsets: Tensor | None = None,
+    max_norm=None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    mode: str = "mean",
+    sparse: bool = False,
+    per_sample_weights: Tensor | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+) -> Tensor:
+    """The sums, means or maxima of bags of embeddings: the rows of a 2-D `input`, or the runs
+    of a 1-D `input` starting at `offsets`. Entries equal to `padding_idx` are left out (an
+    empty bag gives zeros); `per_sample_weights` scale the entries ('sum' only). Computed as a
+    lookup and a sum over each row, or an index_add into the bags (masked maxima for 'max')."""
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"embedding_bag: mode must be 'sum', 'mean' or 'max', got {mode!r}")
+    if per_sample_weights is not None and mode != "sum":
+        raise ValueError(
+            f"embedding_bag: per_sample_weights is only supported for mode='sum' (got mode={mode!r})"
+        )
+    if input.dim() not in (1, 2):
+        raise ValueError(f"embedding_bag: input must be 1-D or 2-D, got {input.dim()}-D")
+    if input.dim() == 2 and offsets is not None:
+        raise ValueError("embedding_bag: with a 2-D input (one bag a row) offsets must be None")
+    if input.dim() == 1 and (offsets is None or offsets.dim() != 1):
+        raise ValueError("embedding_bag: a 1-D input needs 1-D offsets (where each bag starts)")
+    if per_sample_weights is not None and tuple(per_sample_weights.shape) != tuple(input.shape):
+        raise ShapeError(
+            f"embedding_bag: per_sample_weights of shape {list(per_sample_weights.shape)} must have "
+            f"the input's shape {list(input.shape)}"
+        )
+    rows = embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
+    keep = None if padding_idx is None else input != padding_idx
+    scale = None if keep is None else keep.to(weight.dtype)
+    if per_sample_weights is not None:
+        given = per_sample_weights.to(weight.dtype)
+        scale = given if scale is None else scale * given
+    if input.dim() == 2:  # a bag a row
+        if mode == "max":
+            if keep is None:
+                return rows.amax(1)
+            masked = G.where(keep.unsqueeze(-1), rows, float("-inf"))
+            return G.where(keep.any(1, keepdim=True), masked.amax(1), 0.0)
+        total = (rows if scale is None else rows * scale.unsqueeze(-1)).sum(1)
+        if mode == "sum":
+            return total
+        count = input.shape[1] if keep is None else keep.sum(1, keepdim=True).clamp(min=1).to(weight.dtype)
+        return total / count
+    # a 1-D input: entry i belongs to the last bag starting at or before it (the last bag runs to
+    # the input's end, with include_last_offset too: PyTorch's CPU result)
+    starts = offsets[:-1] if include_last_offset else offsets
+    bags = starts.shape[0]
+    position = G.arange(input.shape[0], device=input.device).unsqueeze(1)
+    bag = ((position >= starts.unsqueeze(0)).sum(1) - 1).clamp(min=0)
+    if mode == "max":
+        member = bag.unsqueeze(0) == G.arange(bags, device=input.device).unsqueeze(1)  # (bags, entries)
+        if keep is not None:
+            member = member & keep.unsqueeze(0)
+        masked = G.where(member.unsqueeze(-1), rows.unsqueeze(0), float("-inf"))
+        return G.where(member.any(1, keepdim=True), masked.amax(1), 0.0)
+    if scale is not None:
+        rows = rows * scale.unsqueeze(1)
+    total = G.zeros(bags, weight.shape[1], dtype=weight.dtype, device=weight.device).index_add(0, bag, rows)
+    if mode == "sum":
+        return total
+    ones = G.ones(input.shape[0], dtype=weight.dtype, device=weight.device) if scale is None else scale
+    count = G.zeros(bags, dtype=weight.dtype, device=weight.device).index_add(0, bag, ones)
+    return total / count.clamp(min=1).unsqueeze(1)
 
 
 def interpolate(

@@ -179,7 +179,47 @@ class GroupNorm(Module):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
 
 
-class Embedding(Module):
+class _Table(Module):
+    """A lookup table's parameter (N(0, 1) init, the padding row zero) and options."""
+
+    def __init__(
+        self, num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+        _weight, _freeze, device, dtype,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        if padding_idx is not None and padding_idx < 0:
+            padding_idx += num_embeddings
+        self.padding_idx = padding_idx
+        if scale_grad_by_freq or sparse:
+            raise ValueError(
+                f"{type(self).__name__}: scale_grad_by_freq and sparse gradients are not supported"
+            )
+        self.max_norm, self.norm_type = max_norm, norm_type
+        self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
+        weight = (
+            G.empty(num_embeddings, embedding_dim, device=device, dtype=dtype) if _weight is None else _weight
+        )
+        self.weight = Parameter(weight, requires_grad=not _freeze)
+        if _weight is None:
+            init.normal_(self.weight)
+            if padding_idx is not None:
+                with G.no_grad():
+                    self.weight[padding_idx].fill_(0)
+
+    def _options(self, padding: bool) -> str:
+        """PyTorch's repr of the options: sizes, (padding_idx,) max_norm, norm_type."""
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        if padding and self.padding_idx is not None:
+            s += f", padding_idx={self.padding_idx}"
+        if self.max_norm is not None:
+            s += f", max_norm={self.max_norm}"
+        if self.norm_type != 2:
+            s += f", norm_type={self.norm_type}"
+        return s
+
+
+class Embedding(_Table):
     """A lookup table of `num_embeddings` vectors of size `embedding_dim` (N(0, 1) init)."""
 
     def __init__(
@@ -196,31 +236,67 @@ class Embedding(Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        if padding_idx is not None and padding_idx < 0:
-            padding_idx += num_embeddings
-        self.padding_idx = padding_idx
-        weight = (
-            G.empty(num_embeddings, embedding_dim, device=device, dtype=dtype) if _weight is None else _weight
-        )
-        self.weight = Parameter(weight, requires_grad=not _freeze)
-        if _weight is None:
-            init.normal_(self.weight)
-            if padding_idx is not None:
-                with G.no_grad():
-                    self.weight[padding_idx].fill_(0)
+        super().__init__(
+            num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+            _weight, _freeze, device, dtype,
+        )  # fmt: skip
 
     @classmethod
-    def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, padding_idx=None):
+    def from_pretrained(
+        cls, embeddings: Tensor, freeze: bool = True, padding_idx=None, max_norm=None, norm_type=2.0
+    ):
         rows, cols = embeddings.shape
-        return cls(rows, cols, padding_idx, _weight=embeddings.detach().clone(), _freeze=freeze)
+        weight = embeddings.detach().clone()
+        return cls(rows, cols, padding_idx, max_norm, norm_type, _weight=weight, _freeze=freeze)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.embedding(input, self.weight, self.padding_idx)
+        return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type)
 
     def extra_repr(self) -> str:
-        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        return self._options(padding=True)
+
+
+class EmbeddingBag(_Table):
+    """Sums, means or maxima of bags of embeddings (F.embedding_bag); N(0, 1) init."""
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        max_norm=None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        mode: str = "mean",
+        sparse: bool = False,
+        _weight=None,
+        include_last_offset: bool = False,
+        padding_idx: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+            _weight, False, device, dtype,
+        )  # fmt: skip
+        self.mode, self.include_last_offset = mode, include_last_offset
+
+    @classmethod
+    def from_pretrained(
+        cls, embeddings: Tensor, freeze: bool = True, mode: str = "mean", padding_idx=None, **kw
+    ):
+        rows, cols = embeddings.shape
+        bag = cls(rows, cols, mode=mode, _weight=embeddings.detach().clone(), padding_idx=padding_idx, **kw)
+        bag.weight.requires_grad_(not freeze)
+        return bag
+
+    def forward(self, input: Tensor, offsets: Tensor | None = None, per_sample_weights: Tensor | None = None):
+        return F.embedding_bag(
+            input, self.weight, offsets, self.max_norm, self.norm_type, False, self.mode, False,
+            per_sample_weights, self.include_last_offset, self.padding_idx,
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        s = self._options(padding=False) + f", mode={self.mode!r}"
         return s + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
 
 

@@ -71,6 +71,107 @@ def test_embedding_and_padding_idx():
     assert not frozen.weight.requires_grad
 
 
+def test_embedding_max_norm_renormalizes_the_rows_it_reads():
+    weight = graphc.tensor([[3.0, 4.0], [0.3, 0.4], [6.0, 8.0]])
+    emb = nn.Embedding.from_pretrained(weight, max_norm=1.0)
+    assert repr(emb) == "Embedding(3, 2, max_norm=1.0)"
+    out = emb(graphc.tensor([0, 1]))
+    np.testing.assert_allclose(out.numpy(), [[0.6, 0.8], [0.3, 0.4]], rtol=1e-6)
+    np.testing.assert_allclose(
+        emb.weight.numpy(), [[0.6, 0.8], [0.3, 0.4], [6.0, 8.0]], rtol=1e-6
+    )  # row 2 unread
+    with pytest.raises(ValueError, match="scale_grad_by_freq and sparse"):
+        nn.Embedding(3, 2, sparse=True)
+
+
+def _bags_reference(weight, input, offsets, mode, padding_idx, per_sample_weights):
+    """embedding_bag by loops over the bags (a 2-D input: its rows)."""
+    if input.ndim == 2:
+        bags = [list(row) for row in input]
+        scales = [list(row) for row in per_sample_weights] if per_sample_weights is not None else None
+    else:
+        ends = list(offsets[1:]) + [len(input)]
+        bags = [list(input[a:b]) for a, b in zip(offsets, ends, strict=True)]
+        scales = (
+            [list(per_sample_weights[a:b]) for a, b in zip(offsets, ends, strict=True)]
+            if per_sample_weights is not None
+            else None
+        )
+    out = np.zeros((len(bags), weight.shape[1]))
+    for i, bag in enumerate(bags):
+        rows = [weight[j] * (scales[i][k] if scales else 1.0) for k, j in enumerate(bag) if j != padding_idx]
+        if rows:
+            out[i] = {"sum": np.sum, "mean": np.mean, "max": np.max}[mode](rows, axis=0)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("padding_idx", [None, 2])
+def test_embedding_bag_sums_means_and_maxima_of_bags(mode, padding_idx):
+    """1-D input with offsets (an empty bag, a bag of padding only), 2-D input, per-sample
+    weights; gradients by finite differences; nn.EmbeddingBag's parameter and repr."""
+    rng = np.random.default_rng(4)
+    weight = graphc.tensor(rng.standard_normal((10, 3)), requires_grad=True)
+    flat, offsets = np.array([1, 2, 4, 5, 4, 3, 2, 2, 2, 9, 0]), np.array([0, 3, 3, 6, 9])
+    got = F.embedding_bag(
+        graphc.tensor(flat), weight, graphc.tensor(offsets), mode=mode, padding_idx=padding_idx
+    )
+    want = _bags_reference(weight.detach().numpy(), flat, offsets, mode, padding_idx, None)
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-12)
+    last = F.embedding_bag(
+        graphc.tensor(flat), weight, graphc.tensor([0, 3, 3, 6, 9, 11]), mode=mode,
+        padding_idx=padding_idx, include_last_offset=True,
+    )  # fmt: skip
+    np.testing.assert_allclose(last.detach().numpy(), want, rtol=1e-12)
+    rows = rng.integers(0, 10, (3, 4))
+    got2 = F.embedding_bag(graphc.tensor(rows), weight, mode=mode, padding_idx=padding_idx)
+    np.testing.assert_allclose(
+        got2.detach().numpy(),
+        _bags_reference(weight.detach().numpy(), rows, None, mode, padding_idx, None),
+        rtol=1e-12,
+    )
+    assert gradcheck(
+        lambda w: F.embedding_bag(
+            graphc.tensor(flat), w, graphc.tensor(offsets), mode=mode, padding_idx=padding_idx
+        ),
+        (weight,),
+    )
+    if mode == "sum":
+        scales = rng.random(len(flat))
+        given = {"per_sample_weights": graphc.tensor(scales), "padding_idx": padding_idx}
+        weighted = F.embedding_bag(graphc.tensor(flat), weight, graphc.tensor(offsets), mode="sum", **given)
+        np.testing.assert_allclose(
+            weighted.detach().numpy(),
+            _bags_reference(weight.detach().numpy(), flat, offsets, "sum", padding_idx, scales),
+            rtol=1e-12,
+        )
+        row_scales = rng.random(rows.shape)
+        given = {"per_sample_weights": graphc.tensor(row_scales), "padding_idx": padding_idx}
+        np.testing.assert_allclose(
+            F.embedding_bag(graphc.tensor(rows), weight, mode="sum", **given).detach().numpy(),
+            _bags_reference(weight.detach().numpy(), rows, None, "sum", padding_idx, row_scales),
+            rtol=1e-12,
+        )
+    bag = nn.EmbeddingBag(10, 3, mode=mode, padding_idx=padding_idx)
+    assert [n for n, _ in bag.named_parameters()] == ["weight"]
+    assert repr(bag) == f"EmbeddingBag(10, 3, mode={mode!r}" + (", padding_idx=2)" if padding_idx else ")")
+    assert bag(graphc.tensor(flat), graphc.tensor(offsets)).shape == (5, 3)
+
+
+def test_embedding_bag_errors_and_capture():
+    w = graphc.randn(10, 3)
+    with pytest.raises(ValueError, match="only supported for mode='sum'"):
+        F.embedding_bag(graphc.tensor([1, 2]), w, graphc.tensor([0]), per_sample_weights=graphc.ones(2))
+    with pytest.raises(ValueError, match="offsets must be None"):
+        F.embedding_bag(graphc.tensor([[1, 2]]), w, graphc.tensor([0]))
+    with pytest.raises(ValueError, match="needs 1-D offsets"):
+        F.embedding_bag(graphc.tensor([1, 2]), w)
+    bag = nn.EmbeddingBag(10, 3, mode="mean").eval()
+    scripted = graphc.script(bag, (graphc.tensor([[1, 2, 3], [4, 5, 6]]),))
+    rows = graphc.tensor(np.random.default_rng(0).integers(0, 10, (5, 3)))
+    np.testing.assert_allclose(scripted(rows).numpy(), bag(rows).detach().numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("mode, align", [("nearest", None), ("bilinear", False), ("bilinear", True)])
 def test_interpolate_gradients_and_shapes(mode, align):
     x = leaf(1, 2, 3, 4)
