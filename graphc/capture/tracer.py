@@ -80,10 +80,11 @@ class Tracer:
         """`target` was changed in place to `result`'s values (an in-place op, a fill, a copy, an
         assignment): from now on it stands for `result`'s graph value, and so, through the view
         ops that made it, do the tensors it is a view of (each the old value with the view's
-        elements replaced). Other views of the same memory are stale: `value_of` refuses them."""
-        self._assign(target, self.value_of(result))
+        elements replaced). Other views of the same memory are stale until `value_of` makes them
+        again from their sources. Every write path bumps the memory's version once before this."""
+        self._assign(target, self.value_of(result), _version(target) - 1)
 
-    def _assign(self, target: Tensor, value) -> None:
+    def _assign(self, target: Tensor, value, before: int) -> None:
         name = self._weight_names.get(id(target))
         if name is not None:
             raise TracingError(
@@ -98,8 +99,8 @@ class Tracer:
         link = self._views.get(id(target))
         if link is not None:
             source, op, attrs = link
-            old = self._values[id(source)][0]  # (stale now: its memory has just changed)
-            self._assign(source, self._unview(old, value, source, op, attrs))
+            old = self._at(source, before)  # the source as it was just before this write
+            self._assign(source, self._unview(old, value, source, op, attrs), before)
 
     def _node(self, op: str, inputs: list, attrs: dict):
         return self.graph.add_node(op, inputs, attrs, scope=self._scope())[0]
@@ -157,31 +158,35 @@ class Tracer:
         inside = self._node("reshape", [inside], {"shape": column})
         return self._node("where", [inside, placed, old], {})
 
+    def _at(self, t: Tensor, version: int):
+        """The value of tracked `t` at memory version `version`: as recorded, or, for a view
+        whose memory changed through its source or another view since, the same view of the
+        source's value at that version."""
+        value, _, recorded = self._values[id(t)]
+        if recorded == version:
+            return value
+        link = self._views.get(id(t))
+        if link is None:
+            raise TracingError(
+                f"a tensor used at {_user_frame()} was changed in place through a tensor that "
+                "shares its memory in a way the capture cannot follow (a view made outside "
+                "graphc's view ops, or a random fill). Write that change out of place "
+                "(graphc.where, graphc.cat, masked_fill) or apply it to the tensor itself."
+            )
+        source, op, attrs = link
+        value = self._at(source, version)
+        if op != "alias":
+            value = self._node(op, [value], attrs)
+        self._values[id(t)] = (value, t, version)
+        return value
+
     def add_input(self, name: str, t: Tensor) -> None:
         arr = t._data
         self._set(t, self.graph.add_input(name, TensorType(dtypes.from_numpy(arr.dtype), arr.shape)))
 
     def value_of(self, t: Tensor):
-        known = self._values.get(id(t))
-        if known is not None:
-            if known[2] == _version(t):
-                return known[0]
-            link = self._views.get(id(t))
-            if link is None:
-                raise TracingError(
-                    f"a tensor used at {_user_frame()} was changed in place through a tensor that "
-                    "shares its memory in a way the capture cannot follow (a view made outside "
-                    "graphc's view ops, or a random fill). Write that change out of place "
-                    "(graphc.where, graphc.cat, masked_fill) or apply it to the tensor itself."
-                )
-            # a view whose memory changed through its source or another view: the same view
-            # of the source's new value
-            source, op, attrs = link
-            value = self.value_of(source)
-            if op != "alias":
-                value = self._node(op, [value], attrs)
-            self._set(t, value)
-            return value
+        if id(t) in self._values:
+            return self._at(t, _version(t))
         name = self._weight_names.get(id(t))
         if name is None:
             outer = self._parent

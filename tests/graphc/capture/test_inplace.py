@@ -58,6 +58,15 @@ def _sibling_views(x):
     return first + rest.sum(1), y
 
 
+def _stale_ancestors(x):
+    y = _twice(x)
+    a = y[:, 0:3]
+    b = a[:, 1]
+    y.add_(1)  # a and b are stale now
+    b.copy_(x[:, 0])  # (copy_ does not read b: the write-back must bring a up to date itself)
+    return y, a
+
+
 def _aliases(x):
     y = _twice(x)
     y.detach().add_(3)  # shares y's memory
@@ -85,6 +94,7 @@ FUNCTIONS = [
     _strided,
     _through_views,
     _sibling_views,
+    _stale_ancestors,
     _aliases,
     _masks_and_indices,
     _size_numbers,
