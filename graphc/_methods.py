@@ -535,6 +535,7 @@ SHAPE_METHODS = [
     "unbind",
     "gather",
     "scatter_add",
+    "scatter_reduce",
     "index_select",
     "masked_fill",
     "masked_select",
@@ -554,6 +555,8 @@ INPLACE = [
     "fix",
     "tril",
     "triu",
+    "scatter_add",
+    "scatter_reduce",
     *ALIASES,
 ]
 # methods from graphc._compose (compositions of ops), and those with an in-place form

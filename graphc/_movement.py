@@ -427,6 +427,21 @@ def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     return dispatch(OPS["scatter_add"], (input, index, src), {"dim": _wrap_dim(dim, input.dim())})
 
 
+def scatter_reduce(
+    input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *, include_self: bool = True
+) -> Tensor:
+    """A copy of `input` with `src` reduced ('sum', 'prod', 'mean', 'amax', 'amin') into the
+    places `index` names along `dim` (`include_self`: with input's own value there)."""
+    _check_index(index, "scatter_reduce")
+    if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+        raise ValueError(
+            "scatter_reduce: reduce argument must be one of 'sum', 'prod', 'mean', 'amax', 'amin', "
+            f"got {reduce!r}"
+        )
+    attrs = {"dim": _wrap_dim(dim, input.dim()), "reduce": reduce, "include_self": bool(include_self)}
+    return dispatch(OPS["scatter_reduce"], (input, index, src), attrs)
+
+
 def take_along_dim(input: Tensor, indices: Tensor, dim: int) -> Tensor:
     return gather(
         input,

@@ -287,12 +287,12 @@ def _index_put(inputs, positions, accumulate=False):
     return x
 
 
-@rule("scatter_add")
-def _scatter_add(inputs, dim):
+@rule("scatter_add", "scatter_reduce")
+def _scatter_add(inputs, dim, reduce=None, include_self=True):
     x, index, src = inputs
     if not x.rank == index.rank == src.rank or index.dtype.category != dtypes.INT:
         raise ShapeError(
-            f"scatter_add: expected an integer index and a source of the input's rank {x.rank}, "
+            f"scatter: expected an integer index and a source of the input's rank {x.rank}, "
             f"got index {index} and source {src}"
         )
     return x

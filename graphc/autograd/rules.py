@@ -459,6 +459,49 @@ def _scatter_add(n, g):
     return g, None, F.gather(g, n.attrs["dim"], index) if n.needs_input_grad[2] else None
 
 
+@rule("scatter_reduce", inputs=True, outputs=True)
+def _scatter_reduce(n, g):
+    """PyTorch's scatter_reduce backward. sum/mean: g (over the number of values reduced) to
+    each contributor; prod: g times the product of the others (kept exact where a value is 0);
+    amax/amin: g shared evenly among the values equal to the result."""
+    x, index, src, out = n.input(0), n.input(1), n.input(2), n.output(0)
+    a = n.attrs
+    dim, reduce, include_self = a["dim"], a["reduce"], a.get("include_self", True)
+    src = src[tuple(slice(0, s) for s in index.shape)]
+    hit = F.zeros_like(x).scatter_add(dim, index, F.ones_like(src)) > 0  # places that receive values
+    if reduce == "sum":
+        gx, gsrc = g, F.gather(g, dim, index)
+    elif reduce == "mean":
+        count = F.zeros_like(x).scatter_add(dim, index, F.ones_like(src)) + (1.0 if include_self else 0.0)
+        share = g / count.clamp(min=1)
+        gx, gsrc = share, F.gather(share, dim, index)
+    elif reduce == "prod":
+        # self's share: the product of the values reduced into its place but itself
+        ones_for_zeros = F.where(x == 0, 1.0, x)
+        others = ones_for_zeros.scatter_reduce(dim, index, src, "prod", include_self=include_self)
+        gx = g * others / ones_for_zeros
+        # src's: out / src, or, for a place's only zero, the product with that zero replaced by 1
+        zero = src == 0
+        zeros_at = F.gather(F.zeros_like(x).scatter_add(dim, index, zero.to(x.dtype)), dim, index)
+        single = zero & (zeros_at == 1)
+        without = x.scatter_reduce(dim, index, F.where(single, 1.0, src), "prod", include_self=include_self)
+        gsrc = F.where(
+            single,
+            F.gather(g * without, dim, index),
+            F.gather(g * out, dim, index) / F.where(zero, 1.0, src),
+        )
+    else:  # amax, amin: evenly among the values equal to the result
+        value = F.gather(out, dim, index)
+        self_wins = (x == out) & (hit.logical_not() | include_self)
+        src_wins = src == value
+        winners = self_wins.to(x.dtype).scatter_add(dim, index, src_wins.to(x.dtype))
+        share = g / winners.clamp(min=1)
+        gx, gsrc = share * self_wins.to(x.dtype), F.gather(share, dim, index) * src_wins.to(x.dtype)
+    if not include_self:
+        gx = F.where(hit, 0.0, gx)  # (self's value there was forgotten)
+    return gx, None, gsrc
+
+
 @rule("pad")
 def _pad(n, g):
     pads = tuple((-b, -a) for b, a in n.attrs["pads"])

@@ -205,6 +205,54 @@ def open_grids(xp, shape) -> list:
     ]
 
 
+_REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
+
+
+@register("scatter_reduce", promote=Promote.COMMON, promoted=(0, 2))
+def _scatter_reduce(xp, x, index, src, dim, reduce, include_self=True):
+    """A copy of `x` with the elements of `src` reduced ('sum', 'prod', 'mean', 'amax',
+    'amin') into the places `index` names along `dim`; without `include_self` the places that
+    receive any element forget x's value first. 'mean' divides by the number of values each
+    place reduced (floor division for integers, as PyTorch)."""
+    if reduce not in _REDUCTIONS:
+        raise ValueError(f"scatter_reduce: reduce must be one of {list(_REDUCTIONS)}, got {reduce!r}")
+    out = x.copy()
+    grids = open_grids(xp, index.shape)
+    grids[dim] = index
+    key = tuple(grids)
+    src = src[tuple(slice(0, s) for s in index.shape)]
+    if not include_self:  # the places that receive a value start from the reduction's identity
+        if reduce in ("amax", "amin"):
+            low, high = (
+                (-np.inf, np.inf) if x.dtype.kind == "f" else (np.iinfo(x.dtype).min, np.iinfo(x.dtype).max)
+            )
+            identity = low if reduce == "amax" else high
+        else:
+            identity = 1 if reduce == "prod" else 0
+        out[key] = identity
+    if reduce in ("sum", "mean"):
+        xp.add.at(out, key, src)
+    elif reduce == "amax":
+        xp.maximum.at(out, key, src)
+    elif reduce == "amin":
+        xp.minimum.at(out, key, src)
+    elif xp is np:
+        np.multiply.at(out, key, src)
+    else:
+        raise NotImplementedError(
+            "scatter_reduce: reduce='prod' runs on the CPU only (cupy has no scattered multiply); "
+            "move the tensors with .cpu() for it"
+        )
+    if reduce == "mean":
+        count = xp.zeros(x.shape, dtype=x.dtype if x.dtype.kind == "f" else np.int64)
+        xp.add.at(count, key, 1)
+        if include_self:
+            count += 1
+        count = xp.maximum(count, 1)
+        out = out / count if x.dtype.kind == "f" else (out // count).astype(x.dtype)
+    return out
+
+
 @register("scatter_add", promote=Promote.COMMON, promoted=(0, 2))
 def _scatter_add(xp, x, index, src, dim):
     """A copy of `x` with `src` added at the places `index` names along `dim` (gather's adjoint)."""

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import graphc
+from graphc.autograd import gradcheck
 
 RNG = np.random.default_rng(1)
 
@@ -208,3 +209,60 @@ def test_linalg_namespace():
     np.testing.assert_allclose(graphc.linalg.norm(t(m), "nuc").numpy(), np.linalg.norm(m, "nuc"))
     np.testing.assert_allclose(graphc.linalg.vector_norm(t(m), 1, dim=1).numpy(), np.abs(m).sum(1))
     assert graphc.linalg.cross(t([[1.0, 0, 0]]), t([[0, 1.0, 0]])).tolist() == [[0, 0, 1.0]]
+
+
+def _scatter_reduce_reference(x, dim, index, src, reduce, include_self):
+    """scatter_reduce by loops: the values reaching each place, then reduced."""
+    out = x.copy()
+    reaching: dict = {}
+    for pos in np.ndindex(*index.shape):
+        place = list(pos)
+        place[dim] = index[pos]
+        reaching.setdefault(tuple(place), []).append(src[pos])
+    for place, values in reaching.items():
+        values = ([x[place]] if include_self else []) + values
+        fn = {"sum": np.sum, "prod": np.prod, "mean": np.mean, "amax": np.max, "amin": np.min}[reduce]
+        out[place] = fn(values)
+    return out
+
+
+@pytest.mark.parametrize("reduce", ["sum", "prod", "mean", "amax", "amin"])
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("dim", [0, 1])
+def test_scatter_reduce_matches_loops_and_finite_differences(reduce, include_self, dim):
+    rng = np.random.default_rng(7)
+    x, src = rng.standard_normal((4, 5)), rng.standard_normal((3, 4))
+    index = rng.integers(0, x.shape[dim], (3, 4))
+    if reduce == "prod":
+        src[0, 1] = 0.0  # a single zero at its place: the gradient of the others' product
+    got = graphc.tensor(x).scatter_reduce(
+        dim, graphc.tensor(index), graphc.tensor(src), reduce, include_self=include_self
+    )
+    np.testing.assert_allclose(
+        got.numpy(), _scatter_reduce_reference(x, dim, index, src, reduce, include_self), rtol=1e-12
+    )
+    xs, ss = graphc.tensor(x, requires_grad=True), graphc.tensor(src, requires_grad=True)
+    fn = lambda a, b: a.scatter_reduce(dim, graphc.tensor(index), b, reduce, include_self=include_self)  # noqa: E731
+    assert gradcheck(fn, (xs, ss))
+
+
+def test_scatter_reduce_integers_ties_and_errors():
+    x, index = graphc.tensor([[5, 1, 0]]), graphc.tensor([[0, 0, 2]])
+    src = graphc.tensor([[2, 4, 7]])
+    assert x.scatter_reduce(1, index, src, "mean").tolist() == [[3, 1, 7 // 2]]  # floor division
+    assert x.scatter_reduce(1, index, src, "amax", include_self=False).tolist() == [[4, 1, 7]]
+    # the maximum 3.0 reached three times: its gradient shared evenly
+    a = graphc.tensor([[3.0, 0.0]], dtype=graphc.float64, requires_grad=True)
+    b = graphc.tensor([[3.0, 3.0, 1.0]], dtype=graphc.float64, requires_grad=True)
+    a.scatter_reduce(1, graphc.tensor([[0, 0, 1]]), b, "amax").sum().backward()
+    assert a.grad.tolist() == [[1 / 3, 0.0]] and b.grad.tolist() == [[1 / 3, 1 / 3, 1.0]]
+    y = graphc.zeros(2, 3)
+    y.scatter_reduce_(1, graphc.tensor([[0], [2]]), graphc.ones(2, 1), "sum")
+    y.scatter_add_(1, graphc.tensor([[0], [0]]), graphc.ones(2, 1))
+    assert y.tolist() == [[2.0, 0.0, 0.0], [1.0, 0.0, 1.0]]
+    with pytest.raises(ValueError, match="reduce argument must be one of"):
+        graphc.zeros(2).scatter_reduce(0, graphc.tensor([0]), graphc.ones(1), "max")
+    f = lambda x: graphc.zeros_like(x).scatter_reduce(1, x.argsort(1), x, "amax", include_self=False)  # noqa: E731
+    scripted = graphc.script(f, (graphc.randn(2, 4),))
+    z = graphc.randn(5, 4)
+    np.testing.assert_allclose(scripted(z).numpy(), f(z).numpy())
