@@ -1355,6 +1355,90 @@ def embedding_bag(
     return total / count.clamp(min=1).unsqueeze(1)
 
 
+def affine_grid(theta: Tensor, size, align_corners: bool = False) -> Tensor:
+    """The sampling grid (N, H, W, 2) of affine maps `theta` (N, 2, 3) for an output of `size`
+    (N, C, H, W): each output pixel's normalized (x, y) in [-1, 1] mapped through theta (the
+    spatial transformer's grid; grid_sample reads it)."""
+    if theta.dim() != 3 or tuple(theta.shape[1:]) != (2, 3):
+        raise ShapeError(f"affine_grid: expected theta of shape (N, 2, 3), got {list(theta.shape)}")
+    n, _, h, w = size
+    if theta.shape[0] != n:
+        raise ShapeError(f"affine_grid: theta has {theta.shape[0]} matrices for a batch of {n}")
+
+    def positions(count: int):
+        if align_corners:
+            return np.linspace(-1.0, 1.0, count) if count > 1 else np.zeros(1)
+        return (np.arange(count) * 2 + 1) / count - 1
+
+    xs, ys = np.meshgrid(positions(w), positions(h))
+    base = np.stack([xs, ys, np.ones_like(xs)], axis=-1).reshape(1, h * w, 3)
+    base = G.tensor(base, dtype=theta.dtype, device=theta.device)
+    return G.matmul(base, theta.mT).reshape(n, h, w, 2)
+
+
+def _reflect(coordinate: Tensor, low2: float, high2: float) -> Tensor:
+    """`coordinate` reflected into [low2 / 2, high2 / 2] (PyTorch's reflect_coordinates)."""
+    if low2 == high2:
+        return coordinate * 0
+    low, span = low2 / 2, (high2 - low2) / 2
+    distance = (coordinate - low).abs()
+    extra = distance.fmod(span)
+    flips = (distance / span).floor()
+    return G.where(flips.fmod(2) == 0, extra + low, span - extra + low)
+
+
+def grid_sample(
+    input: Tensor, grid: Tensor, mode: str = "bilinear", padding_mode: str = "zeros", align_corners=None
+):
+    """`input` (N, C, H, W) sampled at `grid` (N, Ho, Wo, 2) of normalized (x, y) positions in
+    [-1, 1]: 'bilinear' (the four neighbours, weighted) or 'nearest'; positions outside read
+    zeros, the border ('border') or the mirrored image ('reflection'). Differentiable in input
+    and grid, as PyTorch's."""
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"grid_sample: mode must be 'bilinear' or 'nearest', got {mode!r}")
+    if padding_mode not in ("zeros", "border", "reflection"):
+        raise ValueError(
+            f"grid_sample: padding_mode must be 'zeros', 'border' or 'reflection', got {padding_mode!r}"
+        )
+    if input.dim() != 4 or grid.dim() != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
+        raise ShapeError(
+            f"grid_sample: expected input (N, C, H, W) and grid (N, Ho, Wo, 2), got {list(input.shape)} "
+            f"and {list(grid.shape)}"
+        )
+    align = bool(align_corners)
+    n, c, h, w = input.shape
+    ho, wo = grid.shape[1:3]
+
+    def unnormalize(coordinate: Tensor, size: int) -> Tensor:
+        pixel = (coordinate + 1) / 2 * (size - 1) if align else ((coordinate + 1) * size - 1) / 2
+        if padding_mode == "reflection":
+            pixel = _reflect(pixel, 0.0, 2.0 * (size - 1)) if align else _reflect(pixel, -1.0, 2.0 * size - 1)
+        if padding_mode in ("border", "reflection"):
+            pixel = pixel.clamp(0, size - 1)
+        return pixel
+
+    x, y = unnormalize(grid[..., 0], w), unnormalize(grid[..., 1], h)  # (N, Ho, Wo)
+    flat = input.reshape(n, c, h * w)
+
+    def tap(ix: Tensor, iy: Tensor) -> Tensor:
+        """input at integer positions (N, Ho, Wo), zero outside: (N, C, Ho, Wo)."""
+        inside = (ix >= 0) & (ix <= w - 1) & (iy >= 0) & (iy <= h - 1)
+        at = (iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)).long().reshape(n, 1, ho * wo).expand(n, c, ho * wo)
+        values = flat.gather(2, at).reshape(n, c, ho, wo)
+        return values * inside.unsqueeze(1).to(input.dtype)
+
+    if mode == "nearest":
+        return tap(x.round(), y.round())  # (round half to even, as PyTorch's nearbyint)
+    x0, y0 = x.floor().detach(), y.floor().detach()
+    wx, wy = (x - x0).unsqueeze(1), (y - y0).unsqueeze(1)
+    return (
+        tap(x0, y0) * (1 - wx) * (1 - wy)
+        + tap(x0 + 1, y0) * wx * (1 - wy)
+        + tap(x0, y0 + 1) * (1 - wx) * wy
+        + tap(x0 + 1, y0 + 1) * wx * wy
+    )
+
+
 def interpolate(
     input: Tensor,
     size=None,

@@ -69,3 +69,70 @@ def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
             start += n
     if start != vec.numel():
         raise ValueError(f"vector has {vec.numel()} elements but the parameters have {start}")
+
+
+# --- weight normalization ---
+
+
+def _norm_except_dim(v: Tensor, dim: int) -> Tensor:
+    """The 2-norm of `v` over every dim but `dim`, shaped to broadcast against v (dim -1: the
+    norm of all of v)."""
+    if dim == -1:
+        return v.norm()
+    d = dim % v.dim()
+    others = tuple(i for i in range(v.dim()) if i != d)
+    return (v * v).sum(others, keepdim=True).sqrt()
+
+
+class _WeightNorm:
+    """The forward pre-hook that makes `name` from `name_g` and `name_v`: g * v / ||v||."""
+
+    def __init__(self, name: str, dim: int) -> None:
+        self.name, self.dim = name, dim
+
+    def compute(self, module) -> Tensor:
+        g, v = getattr(module, self.name + "_g"), getattr(module, self.name + "_v")
+        return v * (g / _norm_except_dim(v, self.dim))
+
+    def __call__(self, module, args) -> None:
+        object.__setattr__(module, self.name, self.compute(module))
+
+
+def weight_norm(module, name: str = "weight", dim: int | None = 0):
+    """Reparameterize `module.<name>` as g * v / ||v|| (Salimans & Kingma), the norm over every
+    dim but `dim` (None: over all of it): parameters `<name>_g` (the norms) and `<name>_v` (the
+    direction) replace it, and the weight is recomputed before every forward."""
+    from graphc.nn.parameter import Parameter
+
+    dim = -1 if dim is None else dim
+    hooks = module.__dict__.setdefault("_weight_norm_hooks", {})
+    if name in hooks:
+        raise RuntimeError(f"cannot register two weight_norm hooks on the same parameter {name}")
+    weight = getattr(module, name)
+    if not isinstance(weight, Parameter):
+        raise TypeError(f"weight_norm: module.{name} must be a Parameter, got {type(weight).__name__}")
+    fn = _WeightNorm(name, dim)
+    del module._parameters[name]
+    with no_grad():
+        module.register_parameter(name + "_g", Parameter(_norm_except_dim(weight, dim).clone()))
+        module.register_parameter(name + "_v", Parameter(weight.detach().clone()))
+    fn(module, ())
+    hooks[name] = (module.register_forward_pre_hook(fn), fn)
+    return module
+
+
+def remove_weight_norm(module, name: str = "weight"):
+    """Undo `weight_norm`: `<name>` is a plain parameter again, with the current g * v / ||v||."""
+    from graphc.nn.parameter import Parameter
+
+    hooks = module.__dict__.get("_weight_norm_hooks", {})
+    if name not in hooks:
+        raise ValueError(f"weight_norm of '{name}' not found in {type(module).__name__}")
+    handle, fn = hooks.pop(name)
+    with no_grad():
+        weight = fn.compute(module)
+    handle.remove()
+    del module._parameters[name + "_g"], module._parameters[name + "_v"]
+    module.__dict__.pop(name, None)
+    module.register_parameter(name, Parameter(weight.detach().clone()))
+    return module

@@ -381,3 +381,83 @@ def test_unfold_and_fold_capture():
     scripted = graphc.script(f, (graphc.randn(2, 3, 5, 6),))
     x = graphc.randn(4, 3, 5, 6)
     np.testing.assert_allclose(scripted(x).numpy(), f(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _grid_sample_reference(x, grid, mode, padding_mode, align):
+    """grid_sample by loops over output pixels, from the definition."""
+    n, c, h, w = x.shape
+
+    def pixel(v, size):
+        p = (v + 1) / 2 * (size - 1) if align else ((v + 1) * size - 1) / 2
+        if padding_mode == "reflection":
+            low, high = (0.0, size - 1.0) if align else (-0.5, size - 0.5)
+            span = high - low
+            if span <= 0:
+                p = 0.0
+            else:
+                d = abs(p - low)
+                flips, extra = int(d // span), d % span
+                p = low + extra if flips % 2 == 0 else high - extra
+        if padding_mode in ("border", "reflection"):
+            p = min(max(p, 0.0), size - 1.0)
+        return p
+
+    def read(b, i, j):
+        return x[b, :, i, j] if 0 <= i < h and 0 <= j < w else np.zeros(c)
+
+    out = np.zeros((n, c) + grid.shape[1:3])
+    for b in range(n):
+        for r in range(grid.shape[1]):
+            for q in range(grid.shape[2]):
+                px, py = pixel(grid[b, r, q, 0], w), pixel(grid[b, r, q, 1], h)
+                if mode == "nearest":
+                    out[b, :, r, q] = read(b, int(np.rint(py)), int(np.rint(px)))
+                    continue
+                x0, y0 = int(np.floor(px)), int(np.floor(py))
+                fx, fy = px - x0, py - y0
+                out[b, :, r, q] = (
+                    read(b, y0, x0) * (1 - fx) * (1 - fy)
+                    + read(b, y0, x0 + 1) * fx * (1 - fy)
+                    + read(b, y0 + 1, x0) * (1 - fx) * fy
+                    + read(b, y0 + 1, x0 + 1) * fx * fy
+                )
+    return out
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("align", [False, True])
+def test_grid_sample_against_loops_and_finite_differences(mode, padding_mode, align):
+    x = RNG.normal(size=(2, 3, 4, 5))
+    grid = RNG.uniform(-1.6, 1.6, size=(2, 3, 6, 2))  # inside and outside the image
+    got = F.grid_sample(graphc.tensor(x), graphc.tensor(grid), mode, padding_mode, align)
+    np.testing.assert_allclose(
+        got.numpy(), _grid_sample_reference(x, grid, mode, padding_mode, align), atol=1e-12
+    )
+    if mode == "bilinear":
+        xs, gs = graphc.tensor(x, requires_grad=True), graphc.tensor(grid, requires_grad=True)
+        assert gradcheck(lambda a, b: F.grid_sample(a, b, mode, padding_mode, align), (xs, gs))
+
+
+def test_affine_grid_identity_samples_the_image_back_and_a_spatial_transformer_captures():
+    x = leaf(2, 3, 5, 6)
+    identity = graphc.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]] * 2, dtype=graphc.float64)
+    for align in (False, True):
+        grid = F.affine_grid(identity, (2, 3, 5, 6), align_corners=align)
+        assert grid.shape == (2, 5, 6, 2)
+        back = F.grid_sample(x, grid, align_corners=align)
+        np.testing.assert_allclose(back.detach().numpy(), x.detach().numpy(), atol=1e-12)
+    shifted = graphc.tensor([[[1.0, 0.0, 2 / 6], [0.0, 1.0, 0.0]]], dtype=graphc.float64)  # one pixel right
+    moved = F.grid_sample(x[:1], F.affine_grid(shifted, (1, 3, 5, 6)))
+    np.testing.assert_allclose(moved[..., :-1].detach().numpy(), x[:1, ..., 1:].detach().numpy(), atol=1e-12)
+    theta = leaf(2, 2, 3)
+    assert gradcheck(lambda t: F.affine_grid(t, (2, 3, 4, 5)), (theta,))
+    with pytest.raises(graphc.ShapeError, match=r"theta of shape \(N, 2, 3\)"):
+        F.affine_grid(graphc.zeros(2, 3, 3), (2, 3, 4, 5))
+
+    def transform(image, t):
+        return F.grid_sample(image, F.affine_grid(t, image.shape), padding_mode="border")
+
+    scripted = graphc.script(transform, (graphc.randn(2, 1, 8, 8), graphc.randn(2, 2, 3)))
+    image, t = graphc.randn(4, 1, 8, 8), graphc.randn(4, 2, 3) * 0.5
+    np.testing.assert_allclose(scripted(image, t).numpy(), transform(image, t).numpy(), rtol=1e-5, atol=1e-5)

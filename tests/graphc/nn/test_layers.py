@@ -284,3 +284,38 @@ def test_conv1d_and_max_pool1d_match_their_2d_forms():
 def test_rnn_and_lstm_gradients(cls):
     layer = getattr(nn, cls)(2, 2, num_layers=2, bidirectional=True).double()
     assert gradcheck(lambda x: layer(x)[0], (leaf(3, 1, 2),))
+
+
+def test_weight_norm_reparameterizes_and_recomputes_before_each_forward():
+    from graphc.nn.utils import remove_weight_norm, weight_norm
+
+    conv = nn.Conv1d(2, 4, 3)
+    original = conv.weight.detach().numpy().copy()
+    weight_norm(conv)
+    assert [n for n, _ in conv.named_parameters()] == ["bias", "weight_g", "weight_v"]
+    norms = np.sqrt((original**2).sum(axis=(1, 2), keepdims=True))
+    np.testing.assert_allclose(conv.weight_g.detach().numpy(), norms, rtol=1e-6)
+    np.testing.assert_allclose(conv.weight.detach().numpy(), original, rtol=1e-5, atol=1e-7)
+    with graphc.no_grad():
+        conv.weight_g.mul_(2)  # twice the norm: twice the weight at the next forward
+    x = graphc.randn(3, 2, 5)
+    out = conv(x)
+    np.testing.assert_allclose(conv.weight.detach().numpy(), 2 * original, rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    assert conv.weight_g.grad.shape == (4, 1, 1) and conv.weight_v.grad.shape == (4, 2, 3)
+    g = graphc.tensor(RNG.normal(size=(4, 1, 1)), requires_grad=True)
+    v = graphc.tensor(RNG.normal(size=(4, 2, 3)), requires_grad=True)
+    from graphc.nn.utils import _norm_except_dim
+
+    assert gradcheck(lambda g, v: v * (g / _norm_except_dim(v, 0)), (g, v))
+    whole = weight_norm(nn.Linear(3, 2), dim=None)
+    assert whole.weight_g.shape == ()
+    with pytest.raises(RuntimeError, match="two weight_norm hooks"):
+        weight_norm(whole)
+    scripted = graphc.script(conv.eval(), (graphc.randn(2, 2, 5),))
+    np.testing.assert_allclose(scripted(x).numpy(), conv(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    remove_weight_norm(conv)
+    assert [n for n, _ in conv.named_parameters()] == ["bias", "weight"]  # (as PyTorch: re-registered last)
+    np.testing.assert_allclose(conv.weight.detach().numpy(), 2 * original, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="weight_norm of 'weight' not found"):
+        remove_weight_norm(conv)
