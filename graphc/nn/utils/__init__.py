@@ -136,3 +136,92 @@ def remove_weight_norm(module, name: str = "weight"):
     module.__dict__.pop(name, None)
     module.register_parameter(name, Parameter(weight.detach().clone()))
     return module
+
+
+# --- spectral normalization ---
+
+
+class _SpectralNorm:
+    """The forward pre-hook that makes `name` = `name_orig` / sigma, sigma the largest singular
+    value of the weight as a matrix (dim `dim` as rows), estimated by power iteration on the
+    buffers `name_u`, `name_v` (one step per training forward, none in eval)."""
+
+    def __init__(self, name: str, n_power_iterations: int, dim: int, eps: float) -> None:
+        self.name, self.n_power_iterations, self.dim, self.eps = name, n_power_iterations, dim, eps
+
+    def matrix(self, weight: Tensor) -> Tensor:
+        if self.dim != 0:
+            weight = weight.movedim(self.dim, 0)
+        return weight.reshape(weight.shape[0], -1)
+
+    def compute(self, module, power_iteration: bool) -> Tensor:
+        from graphc.nn import functional as F
+
+        weight = getattr(module, self.name + "_orig")
+        u, v = getattr(module, self.name + "_u"), getattr(module, self.name + "_v")
+        mat = self.matrix(weight)
+        if power_iteration:
+            with no_grad():
+                for _ in range(self.n_power_iterations):
+                    v.copy_(F.normalize(mat.detach().t() @ u, dim=0, eps=self.eps))
+                    u.copy_(F.normalize(mat.detach() @ v, dim=0, eps=self.eps))
+            u, v = u.clone(), v.clone()  # (the graph keeps these values, not later updates)
+        sigma = (u * (mat @ v)).sum()
+        return weight / sigma
+
+    def __call__(self, module, args) -> None:
+        object.__setattr__(module, self.name, self.compute(module, module.training))
+
+
+def spectral_norm(module, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-12, dim=None):
+    """Divide `module.<name>` by its spectral norm (Miyato et al.), estimated by power
+    iteration: `<name>_orig` becomes the parameter, `<name>_u` and `<name>_v` buffers hold the
+    singular vectors' estimates (updated at each forward in training mode). `dim`: the weight's
+    output dim (default 0; 1 for transposed convolutions)."""
+    import graphc
+    from graphc.nn import functional as F
+    from graphc.nn.layers import ConvTranspose2d
+    from graphc.nn.parameter import Parameter
+
+    if n_power_iterations <= 0:
+        raise ValueError(
+            f"spectral_norm: expected n_power_iterations to be positive, got {n_power_iterations}"
+        )
+    hooks = module.__dict__.setdefault("_spectral_norm_hooks", {})
+    if name in hooks:
+        raise RuntimeError(f"cannot register two spectral_norm hooks on the same parameter {name}")
+    if dim is None:
+        dim = 1 if isinstance(module, ConvTranspose2d) else 0  # (ConvTranspose1d is one too)
+    weight = getattr(module, name)
+    if not isinstance(weight, Parameter):
+        raise TypeError(f"spectral_norm: module.{name} must be a Parameter, got {type(weight).__name__}")
+    fn = _SpectralNorm(name, n_power_iterations, dim, eps)
+    with no_grad():
+        h, w = fn.matrix(weight).shape
+        u = F.normalize(graphc.randn(h, dtype=weight.dtype, device=weight.device), dim=0, eps=eps)
+        v = F.normalize(graphc.randn(w, dtype=weight.dtype, device=weight.device), dim=0, eps=eps)
+    del module._parameters[name]
+    module.register_parameter(name + "_orig", weight)
+    module.register_buffer(name + "_u", u)
+    module.register_buffer(name + "_v", v)
+    object.__setattr__(module, name, weight.detach())
+    hooks[name] = (module.register_forward_pre_hook(fn), fn)
+    return module
+
+
+def remove_spectral_norm(module, name: str = "weight"):
+    """Undo `spectral_norm`: `<name>` is a plain parameter again, the weight over its current
+    sigma estimate."""
+    from graphc.nn.parameter import Parameter
+
+    hooks = module.__dict__.get("_spectral_norm_hooks", {})
+    if name not in hooks:
+        raise ValueError(f"spectral_norm of '{name}' not found in {type(module).__name__}")
+    handle, fn = hooks.pop(name)
+    with no_grad():
+        weight = fn.compute(module, power_iteration=False)
+    handle.remove()
+    del module._parameters[name + "_orig"], module._buffers[name + "_u"], module._buffers[name + "_v"]
+    module.__dict__.pop(name, None)
+    module.register_parameter(name, Parameter(weight.detach().clone()))
+    return module

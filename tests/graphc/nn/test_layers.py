@@ -319,3 +319,45 @@ def test_weight_norm_reparameterizes_and_recomputes_before_each_forward():
     np.testing.assert_allclose(conv.weight.detach().numpy(), 2 * original, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="weight_norm of 'weight' not found"):
         remove_weight_norm(conv)
+
+
+def test_spectral_norm_divides_by_the_power_iterations_sigma():
+    from graphc.nn.utils import _SpectralNorm, remove_spectral_norm, spectral_norm
+
+    layer = spectral_norm(nn.Linear(5, 4, dtype=graphc.float64))
+    assert sorted(layer.state_dict()) == ["bias", "weight_orig", "weight_u", "weight_v"]
+    w, u, v = (getattr(layer, n).detach().numpy().copy() for n in ("weight_orig", "weight_u", "weight_v"))
+    x = graphc.randn(3, 5, dtype=graphc.float64)
+    layer(x)  # training: one power-iteration step, then W / u.W v
+    v1 = w.T @ u / np.linalg.norm(w.T @ u)
+    u1 = w @ v1 / np.linalg.norm(w @ v1)
+    np.testing.assert_allclose(layer.weight_u.numpy(), u1, rtol=1e-12)
+    np.testing.assert_allclose(layer.weight.detach().numpy(), w / (u1 @ w @ v1), rtol=1e-12)
+    layer.eval()
+    layer(x)
+    np.testing.assert_allclose(layer.weight_u.numpy(), u1, rtol=1e-12)  # eval: no step
+    layer.train()
+    for _ in range(60):
+        layer(x)
+    assert np.linalg.svd(layer.weight.detach().numpy(), compute_uv=False)[0] == pytest.approx(1.0, rel=1e-8)
+
+    class Holder:  # the hook's computation on a leaf weight, for finite differences
+        weight_orig = graphc.tensor(RNG.normal(size=(4, 5)), requires_grad=True)
+        weight_u, weight_v = graphc.tensor(u1), graphc.tensor(v1)
+
+    fn = _SpectralNorm("weight", 1, 0, 1e-12)
+
+    def normalized(w):
+        Holder.weight_orig = w
+        return fn.compute(Holder, power_iteration=False)
+
+    assert gradcheck(normalized, (Holder.weight_orig,))
+    up = spectral_norm(nn.ConvTranspose2d(3, 6, 2))  # output channels are dim 1
+    assert up.weight_u.shape == (6,) and up.weight_v.shape == (3 * 2 * 2,)
+    layer.eval()
+    scripted = graphc.script(layer, (x,))
+    np.testing.assert_allclose(scripted(x).numpy(), layer(x).detach().numpy(), rtol=1e-10)
+    remove_spectral_norm(layer)
+    assert sorted(layer.state_dict()) == ["bias", "weight"]
+    with pytest.raises(ValueError, match="spectral_norm of 'weight' not found"):
+        remove_spectral_norm(layer)
