@@ -1265,9 +1265,10 @@ def embedding(
 ) -> Tensor:
     """Rows of `weight` at the integer indices `input`; `padding_idx` rows get no gradient.
     With `max_norm`, the rows looked up whose `norm_type`-norm exceeds it are first scaled
-    down to it in place (max_norm / (norm + 1e-7), as PyTorch does)."""
-    if scale_grad_by_freq or sparse:
-        raise ValueError("embedding: scale_grad_by_freq and sparse gradients are not supported")
+    down to it in place (max_norm / (norm + 1e-7), as PyTorch does); `scale_grad_by_freq`
+    divides each row's gradient by how often the row occurs in `input`."""
+    if sparse:
+        raise ValueError("embedding: sparse gradients are not supported (the gradient is a dense tensor)")
     if input.dtype.is_floating_point:
         raise TypeError(f"embedding expects integer indices, got {input.dtype}")
     if max_norm is not None:
@@ -1279,6 +1280,12 @@ def embedding(
     out = weight[input]
     if padding_idx is not None:
         out = G.where((input == padding_idx).unsqueeze(-1), out.detach(), out)
+    if scale_grad_by_freq and out.requires_grad:
+        flat = input.reshape(-1)
+        counts = G.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        counts = counts.index_add(0, flat, G.ones(flat.shape[0], dtype=weight.dtype, device=weight.device))
+        share = (1 / counts[input]).unsqueeze(-1)
+        out.register_hook(lambda g: g * share)
     return out
 
 

@@ -191,10 +191,8 @@ class _Table(Module):
         if padding_idx is not None and padding_idx < 0:
             padding_idx += num_embeddings
         self.padding_idx = padding_idx
-        if scale_grad_by_freq or sparse:
-            raise ValueError(
-                f"{type(self).__name__}: scale_grad_by_freq and sparse gradients are not supported"
-            )
+        if sparse:
+            raise ValueError(f"{type(self).__name__}: sparse gradients are not supported")
         self.max_norm, self.norm_type = max_norm, norm_type
         self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
         weight = (
@@ -250,7 +248,9 @@ class Embedding(_Table):
         return cls(rows, cols, padding_idx, max_norm, norm_type, _weight=weight, _freeze=freeze)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type)
+        return F.embedding(
+            input, self.weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq
+        )
 
     def extra_repr(self) -> str:
         return self._options(padding=True)
@@ -291,8 +291,8 @@ class EmbeddingBag(_Table):
 
     def forward(self, input: Tensor, offsets: Tensor | None = None, per_sample_weights: Tensor | None = None):
         return F.embedding_bag(
-            input, self.weight, offsets, self.max_norm, self.norm_type, False, self.mode, False,
-            per_sample_weights, self.include_last_offset, self.padding_idx,
+            input, self.weight, offsets, self.max_norm, self.norm_type, self.scale_grad_by_freq,
+            self.mode, False, per_sample_weights, self.include_last_offset, self.padding_idx,
         )  # fmt: skip
 
     def extra_repr(self) -> str:

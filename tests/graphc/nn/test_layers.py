@@ -80,8 +80,31 @@ def test_embedding_max_norm_renormalizes_the_rows_it_reads():
     np.testing.assert_allclose(
         emb.weight.numpy(), [[0.6, 0.8], [0.3, 0.4], [6.0, 8.0]], rtol=1e-6
     )  # row 2 unread
-    with pytest.raises(ValueError, match="scale_grad_by_freq and sparse"):
+    with pytest.raises(ValueError, match="sparse gradients are not supported"):
         nn.Embedding(3, 2, sparse=True)
+
+
+def test_scale_grad_by_freq_averages_a_rows_gradient_over_its_occurrences():
+    """Each row's gradient divided by how often it occurs in the batch (as torch's F.embedding;
+    torch's embedding_bag divides some rows by another row's count, which we do not copy)."""
+    weight = graphc.tensor(RNG.normal(size=(6, 3)), requires_grad=True)
+    idx = np.array([[1, 2, 1], [1, 0, 5]])
+    g = RNG.normal(size=(2, 3, 3))
+    (F.embedding(graphc.tensor(idx), weight, scale_grad_by_freq=True) * graphc.tensor(g)).sum().backward()
+    want = np.zeros((6, 3))
+    counts = np.bincount(idx.ravel(), minlength=6)
+    for pos in np.ndindex(*idx.shape):
+        want[idx[pos]] += g[pos] / counts[idx[pos]]
+    np.testing.assert_allclose(weight.grad.numpy(), want, rtol=1e-12)
+    table = nn.Embedding(6, 3, scale_grad_by_freq=True)
+    bag = nn.EmbeddingBag(6, 3, mode="sum", scale_grad_by_freq=True)
+    bag.weight = table.weight
+    table(graphc.tensor(idx)).sum().backward()
+    first = table.weight.grad.numpy().copy()
+    table.weight.grad = None
+    bag(graphc.tensor(idx)).sum().backward()
+    np.testing.assert_allclose(table.weight.grad.numpy(), first, rtol=1e-6)
+    np.testing.assert_allclose(first[:, 0], [1.0, 1.0, 1.0, 0.0, 0.0, 1.0])  # (each row's mean: 1)
 
 
 def _bags_reference(weight, input, offsets, mode, padding_idx, per_sample_weights):
