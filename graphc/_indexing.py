@@ -169,6 +169,7 @@ def _captured_setitem(self: Tensor, key, value) -> None:
     broadcasts over the masked elements, an `index_put` for integer index tensors."""
     from graphc import _creation as C
     from graphc import _functions as F
+    from graphc._methods import record_inplace
 
     parts = list(key) if isinstance(key, tuple) else [key]
     if not any(_is_advanced(k) for k in parts):
@@ -217,9 +218,3 @@ def _captured_setitem(self: Tensor, key, value) -> None:
         "indexing (ints, slices), one bool mask, or integer index tensors next to each other with "
         "full slices elsewhere"
     )
-
-
-def record_inplace(self: Tensor, result: Tensor) -> None:
-    from graphc._methods import record_inplace as record
-
-    record(self, result)

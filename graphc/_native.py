@@ -68,18 +68,18 @@ def _attrs_key(attrs: dict) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()))
 
 
-def _conv_graph(op_name: str, x, w, b, attrs: dict, weight_of) -> Graph:
-    """A graph of conv2d over inputs x (batch symbolic), w (and b), with `weight_of(w)` the
-    convolution's weight built from w by movement ops."""
+def _conv_graph(op: str, x, w, b, attrs: dict) -> Graph:
+    """A graph of one `op` node (conv2d, conv_transpose2d) over inputs x (batch symbolic), w
+    (and b)."""
     t = dtypes.from_numpy(x.dtype)
-    g = Graph(f"eager_{op_name}")
-    xv = g.add_input("x", TensorType(t, ("batch", *x.shape[1:])))
-    wv = g.add_input("w", TensorType(t, tuple(w.shape)))
-    ins = [xv, weight_of(g, wv)]
+    g = Graph(f"eager_{op}")
+    ins = [
+        g.add_input("x", TensorType(t, ("batch", *x.shape[1:]))),
+        g.add_input("w", TensorType(t, tuple(w.shape))),
+    ]
     if b is not None:
         ins.append(g.add_input("b", TensorType(t, tuple(b.shape))))
-    (y,) = g.add_node("conv2d", ins, attrs)
-    g.set_outputs([y])
+    g.set_outputs(g.add_node(op, ins, attrs))
     return g
 
 
@@ -112,7 +112,7 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=
         "groups": groups,
     }
     key = ("conv2d", x.shape[1:], w.shape, b is not None, _attrs_key(attrs))
-    compiled = _compiled_or_none(key, lambda: _conv_graph("conv2d", x, w, b, attrs, lambda g, wv: wv))
+    compiled = _compiled_or_none(key, lambda: _conv_graph("conv2d", x, w, b, attrs))
     if compiled is None:
         return None
     return compiled.run([x, w] if b is None else [x, w, b])[0]
@@ -143,15 +143,8 @@ def conv_transpose2d(x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
         "groups": groups,
     }
 
-    def build() -> Graph:
-        t = dtypes.from_numpy(x.dtype)
-        g = Graph("eager_conv_transpose2d")
-        xv = g.add_input("x", TensorType(t, ("batch", *x.shape[1:])))
-        wv = g.add_input("w", TensorType(t, tuple(w.shape)))
-        g.set_outputs(g.add_node("conv_transpose2d", [xv, wv], attrs))
-        return g
-
-    compiled = _compiled_or_none(("conv_transpose2d", x.shape[1:], w.shape, _attrs_key(attrs)), build)
+    key = ("conv_transpose2d", x.shape[1:], w.shape, _attrs_key(attrs))
+    compiled = _compiled_or_none(key, lambda: _conv_graph("conv_transpose2d", x, w, None, attrs))
     if compiled is None:
         return None
     return compiled.run([x, w])[0]

@@ -468,12 +468,12 @@ def _scatter_reduce(n, g):
     a = n.attrs
     dim, reduce, include_self = a["dim"], a["reduce"], a.get("include_self", True)
     src = src[tuple(slice(0, s) for s in index.shape)]
-    hit = F.zeros_like(x).scatter_add(dim, index, F.ones_like(src)) > 0  # places that receive values
+    received = F.zeros_like(x).scatter_add(dim, index, F.ones_like(src))  # values each place receives
+    hit = received > 0
     if reduce == "sum":
         gx, gsrc = g, F.gather(g, dim, index)
     elif reduce == "mean":
-        count = F.zeros_like(x).scatter_add(dim, index, F.ones_like(src)) + (1.0 if include_self else 0.0)
-        share = g / count.clamp(min=1)
+        share = g / (received + (1.0 if include_self else 0.0)).clamp(min=1)
         gx, gsrc = share, F.gather(share, dim, index)
     elif reduce == "prod":
         # self's share: the product of the values reduced into its place but itself

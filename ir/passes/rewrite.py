@@ -492,14 +492,14 @@ def _conv_transpose2d(new: Graph, node: Node, inputs: list) -> list[Value] | Non
         return None
     stride, padding = tuple(a.get("stride", (1, 1))), tuple(a.get("padding", (0, 0)))
     output_padding, dilation = a.get("output_padding", (0, 0)), tuple(a.get("dilation", (1, 1)))
+    out_shape = tuple(node.outputs[0].type.shape)
+    if groups == 1 and _gemm_first(x.type.shape, (kh, kw), stride, cog):
+        return _conv_transpose_gemm(new, s, x, w, out_shape, stride, padding, dilation)
     # (Cin, Cout/g, KH, KW) -> (Cout, Cin/g, KH, KW)
     (wc,) = new.add_node("reshape", [w], {"shape": (groups, ci // groups, cog, kh, kw)}, scope=s)
     (wc,) = new.add_node("permute", [wc], {"dims": (0, 2, 1, 3, 4)}, scope=s)
     (wc,) = new.add_node("reshape", [wc], {"shape": (groups * cog, ci // groups, kh, kw)}, scope=s)
     conv = {"stride": (1, 1), "padding": (0, 0), "dilation": dilation, "groups": groups}
-    out_shape = tuple(node.outputs[0].type.shape)
-    if groups == 1 and _gemm_first(x.type.shape, (kh, kw), stride, cog):
-        return _conv_transpose_gemm(new, s, x, w, out_shape, stride, padding, dilation)
     if dilation != (1, 1) or stride == (1, 1):
         edges = tuple(d * (k - 1) - p for d, k, p in zip(dilation, (kh, kw), padding, strict=True))
         if stride == (1, 1) and tuple(output_padding) == (0, 0) and min(edges) >= 0:

@@ -587,3 +587,17 @@ def test_conv_transpose2d_decomposes_into_a_convolution(attrs, w_shape, path, mo
     ops = {n.op for n in out.nodes}
     assert "conv_transpose2d" not in ops and path in ops
     _same_results(g, out, batch=2)
+
+
+def test_conv_transpose2d_whose_taps_reach_no_output_decomposes_into_zeros():
+    """Stride 4 past a 1x1 kernel with padding 1: every output phase that exists has no tap."""
+    g = Graph("g")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 2, 1, 1)))
+    w = g.add_input("w", TensorType(dtypes.float32, (2, 2, 1, 1)))
+    attrs = {"stride": (4, 4), "padding": (1, 1), "output_padding": (2, 3), "dilation": (1, 1), "groups": 2}
+    (y,) = g.add_node("conv_transpose2d", [x, w], attrs)
+    g.set_outputs([y])
+    out = decompose(g)
+    verify(out)
+    assert {n.op for n in out.nodes} == {"expand", "reshape"}
+    _same_results(g, out, batch=3)
