@@ -41,7 +41,8 @@ class Sized:
     def __init__(
         self, graph: Graph, inputs: list[Value], nodes: list, outputs: list[Value], names: list[str]
     ):
-        self._signature = SimpleNamespace(name=graph.name, inputs=inputs)  # the graph's own inputs
+        # the graph's own inputs (its slices are checked where the graph runs)
+        self._signature = SimpleNamespace(name=graph.name, inputs=inputs, nodes=())
         read = {v.name for n in nodes for v in n.inputs if v is not None and v.producer is None}
         self._weights = {name: graph.weight_data[name] for name in read if name in graph.weights}
         self._nodes, self._outputs, self.names = nodes, outputs, names

@@ -48,8 +48,8 @@ def _same_layout(shape: tuple, strides: list, other: list) -> bool:
 
 def _apply(node: Node, strides: list, offset: list):
     """The strides and offset of `node`'s output, given its input's; None where its output is
-    not a strided view of the input's buffer (a reshape of a non-contiguous view, a slice, select
-    or flip of a symbolic size)."""
+    not a strided view of the input's buffer (a reshape of a non-contiguous view, a select or
+    flip of a symbolic size)."""
     a, source = node.attrs, tuple(node.inputs[0].type.shape)
     shape = tuple(node.outputs[0].type.shape)
     op = node.op
@@ -69,14 +69,19 @@ def _apply(node: Node, strides: list, offset: list):
         return strides[:d] + [0] + strides[d:], offset
     if op == "slice":
         d = a["dim"] % len(source)
-        n, step = source[d], a.get("step") or 1
-        if step <= 0 or not isinstance(n, int):
+        n, step, start, stop = source[d], a.get("step") or 1, a.get("start") or 0, a.get("stop")
+        if step <= 0:
             return None
-        picked = range(n)[slice(a.get("start"), a.get("stop"), step)]
-        first = picked.start if len(picked) else 0
         moved = list(strides)
         moved[d] = 0 if strides[d] == 0 else product(strides[d], step)
-        return moved, _shifted(offset, strides[d], first)
+        if isinstance(n, int) and not isinstance(stop, str):
+            picked = range(n)[slice(start, stop, step)]
+            return moved, _shifted(offset, strides[d], picked.start if len(picked) else 0)
+        # of a symbolic size, or to a symbolic stop: the sizes fit the bounds (checked by
+        # ir.interpreter.bind_inputs), so the first element is at start, or n + start
+        if start < 0:
+            offset = _shifted(offset, strides[d], n)
+        return moved, _shifted(offset, strides[d], start)
     if op == "select":
         d = a["dim"] % len(source)
         n = source[d]

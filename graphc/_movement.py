@@ -7,6 +7,7 @@ Reshapes, permutations, slices and expansions return views that share memory wit
 from __future__ import annotations
 
 import builtins
+import operator
 
 import numpy as np
 
@@ -235,12 +236,17 @@ def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     return slice_dim(input, d, start, start + length, 1)
 
 
+_FAR = 2**62  # bounds past it clamp the same (and fit a module file's int64)
+
+
 def slice_dim(input: Tensor, dim: int, start, stop, step: int) -> Tensor:
     """Elements `start:stop:step` along `dim` (a view; positive step)."""
     if step <= 0:
         raise ValueError(f"slice step must be positive, got {step}")
-    start, stop, step = builtins.slice(start, stop, step).indices(input._data.shape[dim])
-    stop = builtins.max(stop, start)
+    builtins.slice(start, stop, step).indices(input._data.shape[dim])  # (checks the bounds' types)
+    # the bounds as written (stop None: to the end), so a captured graph slices every size alike
+    start = 0 if start is None else builtins.min(builtins.max(operator.index(start), -_FAR), _FAR)
+    stop = None if stop is None or stop >= _FAR else builtins.max(operator.index(stop), -_FAR)
     return dispatch(OPS["slice"], (input,), {"dim": dim, "start": start, "stop": stop, "step": step})
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from ir import dtypes
 from ir.errors import ShapeError, UnknownOpError
 from ir.ops.elementwise import BINARY, UNARY
-from ir.types import Dim, TensorType
+from ir.types import Dim, TensorType, derived, derived_name
 
 INFER: dict[str, Callable] = {}
 
@@ -212,11 +212,47 @@ def _unsqueeze(inputs, dim):
 @rule("slice")
 def _slice(inputs, dim, start, stop, step):
     t = inputs[0]
-    size = t.shape[dim]
-    if isinstance(size, str):
-        raise ShapeError(f"slice: slicing the symbolic dim {size!r} needs concrete bounds")
-    n = max(0, -(-(min(stop, size) - start) // step))
+    n = slice_length(t.shape[dim], start, stop, step)
     return TensorType(t.dtype, t.shape[:dim] + (n,) + t.shape[dim + 1 :])
+
+
+def slice_length(size: Dim, start, stop, step: int) -> Dim:
+    """How many elements `start:stop:step` keeps of a dim of `size` (Python's rules; stop None
+    runs to the end). Of a symbolic size, bounds counted from its two ends give a derived dim
+    (`1:` keeps seq_minus_1), from the same end a fixed count (`-3:` keeps 3); a symbolic stop
+    is kept as given (`pe[:seq]`). The sizes the graph runs with must fit the bounds, so that
+    Python would neither keep another count nor clamp the start: `ir.interpreter.bind_inputs`
+    checks them."""
+    if not isinstance(step, int) or step < 1:
+        raise ShapeError(f"slice: the step must be a positive int, got {step!r}")
+    if isinstance(start, str):
+        raise ShapeError(f"slice: a start that follows a symbolic size ({start!r}) is not supported")
+    start = start or 0
+    if isinstance(size, int) and not isinstance(stop, str):
+        return len(range(size)[slice(start, stop, step)])
+    if isinstance(stop, str) and stop != size:
+        parts = derived(stop)
+        if isinstance(size, int) or parts is None or parts[0] != size or parts[1] > 0 or parts[2] != 1:
+            if isinstance(size, int) and start >= 0:  # pe[:, :seq] of a longer pe
+                return derived_name(stop, -start, step)
+            raise ShapeError(
+                f"slice: the bounds {start}:{stop} of the dim {size!r} count from different sizes"
+            )
+        stop = parts[1]  # seq_minus_1 of seq: 1 before its end
+    elif stop == size or stop is None:
+        stop = 0  # at the end
+    elif stop >= 0:
+        if start >= 0:  # both from the start: a fixed count
+            return max(0, -(-(stop - start) // step))
+        raise ShapeError(
+            f"slice: start {start} counts from the end of the symbolic dim {size!r} and stop {stop} "
+            "from its start: the number of elements kept is not a size of the dim; slice with both "
+            "bounds from one end, or with the start from the start and the stop from the end"
+        )
+    # the stop counts from the end (stop <= 0: `size + stop`)
+    if start < 0:  # both from the end: a fixed count
+        return max(0, -(-(stop - start) // step))
+    return derived_name(size, stop - start, step)
 
 
 @rule("select")

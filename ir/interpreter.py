@@ -11,11 +11,12 @@ import numpy as np
 from ir import dtypes
 from ir.errors import InputError
 from ir.ops import OPS
-from ir.types import concrete_shape
+from ir.types import Sizes, concrete_shape, derived
 
 
-def bind_inputs(graph, arrays) -> dict[str, int]:
-    """Check `arrays` against the graph's input types; return the symbol bindings."""
+def bind_inputs(graph, arrays) -> Sizes:
+    """Check `arrays` against the graph's input types; return the symbol bindings (derived
+    dims worked out on use), after checking that the graph's slices of symbolic sizes fit."""
     if isinstance(arrays, dict):
         missing = [v.name for v in graph.inputs if v.name not in arrays]
         extra = sorted(set(arrays) - {v.name for v in graph.inputs})
@@ -30,7 +31,7 @@ def bind_inputs(graph, arrays) -> dict[str, int]:
             f"graph {graph.name} takes {len(graph.inputs)} inputs "
             f"({', '.join(v.name for v in graph.inputs)}), got {len(arrays)}"
         )
-    bindings: dict[str, int] = {}
+    bindings = Sizes()
     for value, arr in zip(graph.inputs, arrays, strict=True):
         expected = value.type
         dtype = dtypes.from_numpy(arr.dtype) if hasattr(arr, "dtype") else None
@@ -53,7 +54,42 @@ def bind_inputs(graph, arrays) -> dict[str, int]:
                 raise InputError(
                     f"input {value.name!r}: dim {d!r} is {size} here but {bindings[d]} in an earlier input"
                 )
+    _check_slices(graph, bindings)
     return bindings
+
+
+def _check_slices(graph, sizes: Sizes) -> None:
+    """Each slice of a symbolic size (or to a symbolic stop) keeps, with these sizes, as many
+    elements as its output's type says (`x[:, -3:]` needs seq >= 3; `pe[:, :seq]` needs
+    seq <= len(pe)); an InputError names the slice and the sizes otherwise."""
+    for node in graph.nodes:
+        if node.op != "slice":
+            continue
+        a = node.attrs
+        dim, start, stop, step = a["dim"], a["start"], a["stop"], a["step"]
+        n = node.inputs[0].type.shape[dim]
+        if isinstance(n, int) and not isinstance(stop, str):
+            continue
+        size = sizes[n] if isinstance(n, str) else n
+        bound_stop = sizes[stop] if isinstance(stop, str) else stop
+        picked = range(size)[slice(start, bound_stop, step)]
+        kept = len(picked)
+        out = node.outputs[0].type.shape[dim]
+        expected = sizes[out] if isinstance(out, str) else out
+        # (compiled code reads from `start`, or `size + start`: a start Python clamps is refused)
+        if kept != expected or (kept and picked.start != (start if start >= 0 else size + start)):
+            bound = ", ".join(f"{k}={v}" for k, v in sorted(sizes.items()) if derived(k) is None)
+            scope = f" in {node.scope}" if node.scope else ""
+            if isinstance(n, int):
+                why = f"its stop {stop!r} is {bound_stop} here, past the {n} elements of the dim"
+            else:
+                why = f"it needs {n!r} to be longer than {size}"
+            raise InputError(
+                f"graph {graph.name}: %{node.outputs[0].name} (slice{scope}) takes "
+                f"[{start}:{'' if stop is None else stop}:{step}] of dim {dim} ({n!r}), with "
+                f"{expected} elements{'' if isinstance(out, int) else f' ({out})'} in the graph; for "
+                f"inputs with {bound} {why}"
+            )
 
 
 def run(graph, arrays, xp=np, weights: dict | None = None) -> list:

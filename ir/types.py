@@ -1,7 +1,9 @@
 """Tensor types of the graph IR: a dtype and a shape whose dims are ints or named symbols.
 
 A symbolic dim (`"batch"`) stands for a size fixed only when the graph runs, so one graph (and,
-later, one compiled artifact) serves every batch size.
+later, one compiled artifact) serves every batch size. A derived dim names its own definition:
+`seq_minus_1` is seq - 1 (`x[:, 1:]`), `seq_by_2` is ceil(seq / 2) (`x[:, ::2]`), never below 0;
+`Sizes` works them out from the sizes bound to their base symbols.
 
     >>> TensorType(dtypes.float32, ("batch", 784))
     f32[batch,784]
@@ -73,9 +75,61 @@ def parse_type(text: str) -> TensorType:
     return TensorType(dtypes.from_name(LONG[m.group(1)]), shape)
 
 
+def derived(name: str) -> tuple[str, int, int] | None:
+    """(base, add, step) of a derived dim's name, whose size is max(0, ceil((base + add) /
+    step)); None for a plain symbol."""
+    base, add, step = name, 0, 1
+    m = _BY.fullmatch(base)
+    if m:
+        base, step = m.group(1), int(m.group(2))
+    m = _OFFSET.fullmatch(base)
+    if m:
+        base, add = m.group(1), int(m.group(3)) * (-1 if m.group(2) == "minus" else 1)
+    return None if (add, step) == (0, 1) or step == 0 else (base, add, step)
+
+
+_BY = re.compile(r"(.+)_by_(\d+)")
+_OFFSET = re.compile(r"(.+)_(minus|plus)_(\d+)")
+
+
+def derived_name(base: Dim, add: int, step: int = 1) -> Dim:
+    """The dim max(0, ceil((base + add) / step)): an int where base is one, else the derived
+    dim's name (offsets of an offset dim merged: seq_minus_1 plus 1 is seq)."""
+    if isinstance(base, int):
+        return max(0, -(-(base + add) // step))
+    inner = derived(base)
+    if inner is not None and inner[2] == 1 and inner[1] <= 0 and add <= 0:  # clamps the same
+        base, add = inner[0], inner[1] + add  # seq_minus_1 minus 1 -> seq_minus_2
+    name = base + (f"_minus_{-add}" if add < 0 else f"_plus_{add}" if add > 0 else "")
+    return name + (f"_by_{step}" if step > 1 else "")
+
+
+class Sizes(dict):
+    """Symbol bindings that work out derived dims (`seq_minus_1`) from their base symbols on
+    first use."""
+
+    def __missing__(self, name):
+        parts = derived(name) if isinstance(name, str) else None
+        if parts is None:
+            raise KeyError(name)
+        base, add, step = parts
+        size = self[base]
+        return self.setdefault(name, max(0, -(-(size + add) // step)))
+
+    def get(self, name, default=None):
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
 def concrete_shape(shape: tuple[Dim, ...], bindings: dict[str, int]) -> tuple[int, ...]:
-    """The shape with each symbol replaced by its bound size."""
+    """The shape with each symbol replaced by its bound size (derived dims worked out)."""
     try:
         return tuple(d if isinstance(d, int) else bindings[d] for d in shape)
-    except KeyError as e:
-        raise IRError(f"symbol {e.args[0]!r} of shape {shape} is not bound") from None
+    except KeyError:
+        sizes = bindings if isinstance(bindings, Sizes) else Sizes(bindings)
+        try:
+            return tuple(d if isinstance(d, int) else sizes[d] for d in shape)
+        except KeyError as e:
+            raise IRError(f"symbol {e.args[0]!r} of shape {shape} is not bound") from None

@@ -211,6 +211,19 @@ graph g(%x: f32[batch,3,4], %y: f32[4,3]) {
   %2: f32[batch,4,3] = exp(%1)
   return %2
 }""",
+    "slices of a symbolic size (x[1:] - x[:-1], x[::2], x[-1:], pe[:batch])": """
+graph g(%x: f32[batch,6], %pe: f32[1000,6]) {
+  %0: f32[batch_minus_1,6] = slice[dim=0, start=1, stop=None, step=1](%x)
+  %1: f32[batch_minus_1,6] = slice[dim=0, start=0, stop=-1, step=1](%x)
+  %2: f32[batch_minus_1,6] = sub(%0, %1)
+  %3: f32[batch_by_2,6] = slice[dim=0, start=0, stop=None, step=2](%x)
+  %4: f32[1,6] = slice[dim=0, start=-1, stop=None, step=1](%x)
+  %5: f32[batch_by_2,6] = mul(%3, %4)
+  %6: f32[batch,6] = slice[dim=0, start=0, stop='batch', step=1](%pe)
+  %7: f32[batch,6] = add(%x, %6)
+  %8: f32[batch_minus_2_by_2,6] = slice[dim=0, start=1, stop=None, step=2](%0)
+  return %2, %5, %7, %8
+}""",
 }
 
 

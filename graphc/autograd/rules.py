@@ -403,9 +403,10 @@ def _pad_along(g, n, dim, start, stop):
 @rule("slice")
 def _slice(n, g):
     a = n.attrs
-    if a["step"] == 1:
-        return _pad_along(g, n, a["dim"], a["start"], a["stop"])
-    return _put_along(g, n, a["dim"], list(range(a["start"], a["stop"], a["step"])))
+    start, stop, step = slice(a["start"], a["stop"], a["step"]).indices(n.input_shape(0)[a["dim"]])
+    if step == 1:
+        return _pad_along(g, n, a["dim"], start, max(start, stop))
+    return _put_along(g, n, a["dim"], list(range(start, stop, step)))
 
 
 @rule("select")

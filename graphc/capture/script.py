@@ -4,10 +4,10 @@
     >>> print(scripted.graph)          # batch is symbolic: one graph for every batch size
     >>> scripted(graphc.randn(64, 1, 32, 32))
 
-The function runs twice on the example inputs, the second time with every symbolic dim one
-larger. Attributes that follow the symbolic sizes (x.view(x.size(0), -1), ...) become symbols;
-any other difference between the two recordings means a Python branch depends on a shape, and
-is reported instead of being baked in.
+The function runs twice on the example inputs, the second time with every symbolic dim
+larger (the first by 1, the next by 2, ...). Attributes that follow the symbolic sizes
+(x.view(x.size(0), -1), ...) become symbols; any other difference between the two recordings
+means a Python branch depends on a shape, and is reported instead of being baked in.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from graphc.capture.tracer import TracingError, input_names, record
 from ir import dtypes
 from ir.errors import IRError
 from ir.graph import Graph
-from ir.types import TensorType, concrete_shape
+from ir.types import Sizes, TensorType, concrete_shape
 from ir.verify import verify
 
 
-def _grow(arr: np.ndarray, dims: dict[int, str]) -> np.ndarray:
-    """The array with each symbolic dim one larger (its first slice repeated at the end)."""
-    for d in dims:
-        first = np.take(arr, [0], axis=d)
+def _grow(arr: np.ndarray, dims: dict[int, str], sizes: dict[str, int]) -> np.ndarray:
+    """The array with each symbolic dim grown to its size in `sizes` (its first slice repeated
+    at the end)."""
+    for d, sym in dims.items():
+        first = np.take(arr, [0] * (sizes[sym] - arr.shape[d]), axis=d)
         arr = np.concatenate([arr, first], axis=d)
     return arr
 
@@ -161,18 +162,20 @@ def capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward")
     unknown = sorted(set(dynamic) - set(names))
     if unknown:
         raise TracingError(f"dynamic names inputs {unknown}, but the inputs are {names}")
-    b1: dict[str, int] = {}
+    b1 = Sizes()
     for n, a in zip(names, arrays, strict=True):
         for d, sym in dynamic.get(n, {}).items():
             if b1.setdefault(sym, a.shape[d]) != a.shape[d]:
                 raise TracingError(
                     f"symbol {sym!r} has sizes {b1[sym]} and {a.shape[d]} in the example inputs"
                 )
-    b2 = {s: v + 1 for s, v in b1.items()}
+    # each symbol grows by a different amount (1, 2, ...), so that a number following one
+    # symbol (seq - 3) cannot pass for another (batch) that it happens to equal in one run
+    b2 = Sizes({s: v + 1 + k for k, (s, v) in enumerate(b1.items())})
     weight_names = {}
     if model is not None:
         weight_names = {id(t): n for n, t in list(model.named_parameters()) + list(model.named_buffers())}
-    grown = [_grow(a, dynamic.get(n, {})) for n, a in zip(names, arrays, strict=True)]
+    grown = [_grow(a, dynamic.get(n, {}), b2) for n, a in zip(names, arrays, strict=True)]
     g1 = record(
         fn,
         {n: from_numpy(np.array(a)) for n, a in zip(names, arrays, strict=True)},

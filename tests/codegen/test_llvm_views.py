@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from codegen.executable import compile_graph
 from codegen.schedule import KernelStep, NodeStep
 from ir import dtypes
+from ir.errors import InputError, ShapeError
 from ir.graph import Graph
+from ir.infer import slice_length
 from ir.interpreter import run
 from ir.parser import parse_graph
 from ir.types import TensorType
@@ -146,18 +148,25 @@ def view_graphs(draw):
     for _ in range(draw(st.integers(1, 6))):
         shape = list(value.type.shape)
         rank = len(shape)
-        static = [d for d in range(rank) if isinstance(shape[d], int)]
+        static = [d for d in range(rank) if isinstance(shape[d], int) and shape[d] > 0]
         op = draw(st.sampled_from(["permute", "slice", "select", "flip", "unsqueeze", "reshape", "expand"]))
         if op == "permute":
             attrs = {"dims": tuple(draw(st.permutations(list(range(rank)))))}
-        elif op in ("slice", "select", "flip") and static:
+        elif op == "slice":  # any dim, symbolic ones too, with bounds as Python takes them
+            symbolic = [d for d in range(rank) if isinstance(shape[d], str)]
+            anywhere = st.integers(0, rank - 1)
+            d = draw(st.sampled_from(symbolic) if symbolic and draw(st.booleans()) else anywhere)
+            start = draw(st.integers(-3, 3))
+            stop = draw(st.one_of(st.none(), st.integers(-3, 4)))
+            attrs = {"dim": d, "start": start, "stop": stop, "step": draw(st.integers(1, 3))}
+            try:
+                slice_length(shape[d], start, stop, attrs["step"])
+            except ShapeError:  # (bounds from different ends of a symbolic size)
+                continue
+        elif op in ("select", "flip") and static:
             d = draw(st.sampled_from(static))
             n = shape[d]
-            if op == "slice":
-                start = draw(st.integers(0, n - 1))  # (the frontend's normalized bounds)
-                stop = draw(st.integers(start + 1, n + 1))
-                attrs = {"dim": d, "start": start, "stop": stop, "step": draw(st.integers(1, 3))}
-            elif op == "select" and rank > 1:
+            if op == "select" and rank > 1:
                 attrs = {"dim": d, "index": draw(st.integers(-n, n - 1))}
             else:
                 op, attrs = "flip", {"dims": (d,)}
@@ -187,11 +196,49 @@ def view_graphs(draw):
 @settings(max_examples=80, deadline=None)
 @given(view_graphs())
 def test_random_view_graphs_match_the_interpreter(graph):
+    """Slices of the symbolic batch too (derived sizes such as batch_minus_1_by_2): where a
+    batch is too small for a slice's fixed count, both refuse it."""
     exe = compile_graph(graph)
     x = graph.inputs[0]
-    for batch in (1, 2, 5):
+    for batch in (1, 2, 5, 8):
         data = _data((batch, *x.type.shape[1:]), x.type.dtype.np, batch)
-        got, want = exe.run([data]), run(graph, [data])
+        try:
+            want = run(graph, [data])
+        except InputError:
+            with pytest.raises(InputError):
+                exe.run([data])
+            continue
+        got = exe.run([data])
         for a, b in zip(got, want, strict=True):
             assert a.dtype == b.dtype and a.shape == b.shape
             np.testing.assert_array_equal(a, b)
+
+
+def test_slices_of_a_symbolic_size_read_what_python_slices_or_are_refused():
+    """Each slice of the batch, compiled (a view a kernel reads in place), at batch sizes
+    0..6: numpy's elements, or an InputError where the graph's fixed count or start does not
+    fit (x[-3::3] of 1 row: Python clamps the start, where the kernel would read before the
+    buffer)."""
+    for start in (-3, -1, 0, 2):
+        for stop in (None, -2, -1, 0, 1, 3):
+            for step in (1, 2, 3):
+                try:
+                    slice_length("batch", start, stop, step)
+                except ShapeError:
+                    continue
+                g = Graph("g")
+                x = g.add_input("x", TensorType(dtypes.float32, ("batch", 2)))
+                (v,) = g.add_node("slice", [x], {"dim": 0, "start": start, "stop": stop, "step": step})
+                (y,) = g.add_node("neg", [v])
+                g.set_outputs([y])
+                exe = compile_graph(g)
+                assert exe.steps[0].kernel.inputs[0].view is not None
+                for n in range(7):
+                    data = np.arange(1.0, 2 * n + 1, dtype=np.float32).reshape(n, 2)
+                    try:
+                        got = exe.run([data])[0]
+                    except InputError:  # only where Python keeps fewer, or clamps the start
+                        fewer = len(data[start:stop:step]) < len(range(8)[start:stop:step])
+                        assert n < 4 and (fewer or n + start < 0)
+                        continue
+                    np.testing.assert_array_equal(got, -data[start:stop:step])

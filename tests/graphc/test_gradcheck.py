@@ -155,6 +155,8 @@ def test_prod_gradient_is_exact_with_zeros():
         lambda x: x[1],
         lambda x: x[:, 1:3],
         lambda x: x[..., ::2],
+        lambda x: x[:, -2:, 1:-1:2],
+        lambda x: x[-5:10, :-1],
         lambda x: x[0, :, None, 1],
         lambda x: x.narrow(2, 1, 2),
         lambda x: graphc.cat([x, x * 2], 1),

@@ -7,10 +7,10 @@ import pytest
 from ir import dtypes
 from ir.errors import InputError, IRError, ShapeError, VerifyError
 from ir.graph import Graph
-from ir.infer import infer, resolve_reshape
+from ir.infer import infer, resolve_reshape, slice_length
 from ir.interpreter import run
 from ir.parser import parse_graph
-from ir.types import TensorType, parse_type
+from ir.types import Sizes, TensorType, derived_name, parse_type
 from ir.verify import verify
 
 F32 = dtypes.float32
@@ -84,6 +84,74 @@ def test_inference_with_symbolic_dims():
             [TensorType(F32, ("b", 1, "h", 8)), TensorType(F32, (2, 1, 3, 3)), None],
             {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1},
         )
+
+
+def _sliced(size, start, stop, step) -> Graph:
+    g = Graph("g")
+    x = g.add_input("x", TensorType(F32, (size, 2)))
+    (y,) = g.add_node("slice", [x], {"dim": 0, "start": start, "stop": stop, "step": step})
+    g.set_outputs([y])
+    return g
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_slices_keep_what_python_keeps_of_fixed_and_symbolic_sizes(step):
+    """Every start in -4..4 and stop in -4..4 or None. Of a fixed size: Python's count. Of a
+    symbolic size: bounds from the two ends give a derived dim that is Python's count at every
+    size; from one end, a fixed count, refused (InputError) only at sizes too short for it;
+    start from the end and stop from the start is refused when the graph is built."""
+    for start in range(-4, 5):
+        for stop in [None, *range(-4, 5)]:
+            for n in range(9):
+                assert slice_length(n, start, stop, step) == len(range(n)[slice(start, stop, step)])
+            try:
+                out = slice_length("seq", start, stop, step)
+            except ShapeError:
+                assert start < 0 and stop is not None and stop >= 0
+                continue
+            g = _sliced("seq", start, stop, step)
+            for n in range(9):
+                data = np.arange(2 * n, dtype=np.float32).reshape(n, 2)
+                want = data[start:stop:step]
+                if isinstance(out, str):
+                    assert Sizes(seq=n)[out] == len(want)
+                if isinstance(out, str) or n >= 4:
+                    np.testing.assert_array_equal(run(g, [data])[0], want)
+                else:
+                    try:
+                        got = run(g, [data])[0]
+                    except InputError as e:
+                        assert "needs 'seq' to be longer than" in str(e)
+                        continue
+                    np.testing.assert_array_equal(got, want)
+
+
+def test_slices_to_a_symbolic_stop_and_derived_dims():
+    """pe[:seq] of a longer table keeps seq rows (refused where seq is longer than the table);
+    offsets of offsets merge; a derived dim's size follows its base."""
+    assert slice_length(50, 0, "seq", 1) == "seq"
+    assert slice_length(50, 2, "seq", 1) == "seq_minus_2"
+    assert slice_length("seq_minus_1", 1, None, 2) == "seq_minus_2_by_2"
+    assert slice_length("seq", 0, "seq", 2) == "seq_by_2"
+    assert derived_name("seq_by_2", -1) == "seq_by_2_minus_1"  # (clamped before the offset)
+    assert Sizes(seq=5)["seq_by_2_minus_1"] == 2 and Sizes(seq=0)["seq_minus_3"] == 0
+    with pytest.raises(KeyError):
+        Sizes(seq=5)["other_minus_1"]
+    for start, stop in [("seq", None), (-1, "seq")]:
+        with pytest.raises(ShapeError):
+            slice_length(50, start, stop, 1)
+    with pytest.raises(ShapeError, match="count from different sizes"):
+        slice_length("seq", 0, "len", 1)
+    g = Graph("g")
+    x = g.add_input("x", TensorType(F32, ("batch", "seq")))
+    pe = g.add_weight("pe", np.arange(10, dtype=np.float32))
+    (rows,) = g.add_node("slice", [pe], {"dim": 0, "start": 0, "stop": "seq", "step": 1})
+    (y,) = g.add_node("add", [x, rows])
+    g.set_outputs([y])
+    data = np.zeros((2, 10), np.float32)
+    np.testing.assert_array_equal(run(g, [data])[0], data + np.arange(10))
+    with pytest.raises(InputError, match="its stop 'seq' is 11 here, past the 10 elements"):
+        run(g, [np.zeros((2, 11), np.float32)])
 
 
 @pytest.mark.parametrize(

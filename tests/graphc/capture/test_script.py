@@ -199,3 +199,62 @@ def test_negative_indices_along_symbolic_dims_follow_the_size():
     x = graphc.randn(3, 4, requires_grad=True)
     x[:, -1].sum().backward()
     assert x.grad.tolist() == [[0.0, 0.0, 0.0, 1.0]] * 3
+
+
+class _Sequence(nn.Module):
+    """A transformer's slices along the sequence: the positional table cut to the input's
+    length, differences of neighbours, every other position, the last three."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("pe", graphc.randn(1, 16, 4))
+
+    def forward(self, x):
+        x = x + self.pe[:, : x.size(1)]
+        steps = x[:, 1:] - x[:, :-1]
+        return steps.sum(1), x[:, ::2], x[:, -3:]
+
+
+def test_slices_along_a_symbolic_sequence_follow_its_length(tmp_path):
+    """One graph for every sequence length (sizes seq_minus_1, seq_by_2 derived from seq), on
+    every backend and from a module file; lengths that do not fit a slice are refused, naming
+    it. Before, these slices could not be captured (the table's crashed with a TypeError)."""
+    import runtime
+    from ir.errors import InputError
+
+    net = _Sequence().eval()
+    dynamic = {"x": {0: "batch", 1: "seq"}}
+    shapes = [(3, 3, 4), (1, 16, 4), (2, 8, 4)]
+    for backend in ("llvm", "interpreter"):
+        scripted = graphc.script(net, (graphc.randn(2, 5, 4),), dynamic=dynamic, backend=backend)
+        text = str(scripted.graph)
+        assert "f32[batch,seq_minus_1,4]" in text and "f32[batch,seq_by_2,4]" in text
+        for shape in shapes:
+            x = graphc.randn(*shape)
+            for got, want in zip(scripted(x), net(x), strict=True):
+                np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+        with pytest.raises(InputError, match=r"takes \[-3::1\] of dim 1 \('seq'\).*longer than 2"):
+            scripted(graphc.randn(1, 2, 4))
+        with pytest.raises(InputError, match="its stop 'seq' is 17 here, past the 16 elements"):
+            scripted(graphc.randn(1, 17, 4))
+    scripted.save(tmp_path / "seq.gcm")
+    loaded = runtime.load(tmp_path / "seq.gcm")
+    for shape in shapes:
+        x = graphc.randn(*shape)
+        for got, want in zip(loaded(x.numpy()), net(x), strict=True):
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_a_number_that_follows_one_symbol_is_not_taken_for_another():
+    """`y[:, -3:] = 0` writes from position seq - 3: 2 for the example (batch 2, seq 5), which
+    is the batch size. Each symbol grows by a different amount in the second recording, so
+    the number is refused; when both grew by 1 it became `batch` and the graph wrote from the
+    wrong position at other sizes."""
+
+    def f(x):
+        y = x.clone()
+        y[:, -3:] = 0
+        return y
+
+    with pytest.raises(graphc.TracingError, match="holds 2 for input sizes"):
+        graphc.script(f, (graphc.randn(2, 5, 3),), dynamic={"x": {0: "batch", 1: "seq"}})
