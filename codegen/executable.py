@@ -261,6 +261,8 @@ class CompiledGraph:
         between calls (weights' packing and addresses, static shapes) worked out now."""
         if isinstance(step, NodeStep):
             node = step.node
+            if node.op == "scan":
+                return _scan_runner(node)
             # a cond's branches read `weights`
             return lambda env, bindings, weights: run_node(node, env, bindings, np, weights)
         if isinstance(step.kernel, Matmul):
@@ -485,6 +487,24 @@ def _launch(entry: _Entry, kernel, args: tuple, ranges: tuple, parallel: bool | 
     from codegen.llvm.pool import pool
 
     pool(plan.workers() - 1).run(entry.packed, args, rows, parts)
+
+
+def _scan_runner(node):
+    """A function (env, bindings, weights) that runs a `scan` node with its body compiled
+    (once, for this CPU), one native run per step."""
+    from codegen import ready
+    from ir.ops.control import scan
+
+    a = node.attrs
+    body = ready(a["body"], "llvm")
+
+    def run(env, bindings, weights):
+        args = [env[v.name] for v in node.inputs]
+        outs = scan(np, args, a["body"], a["carries"], a["sequences"], a.get("reverse", False), step=body.run)
+        for value, result in zip(node.outputs, outs if len(node.outputs) > 1 else (outs,), strict=True):
+            env[value.name] = np.asarray(result)
+
+    return run
 
 
 def compile_graph(graph: Graph) -> CompiledGraph:

@@ -104,7 +104,7 @@ def split(graph: Graph) -> tuple[Graph, Sized | None]:
     cheap: set[int] = set()  # ... that kernels compute in place: arange(n), arithmetic on it and scalars
     scalars = {id(v) for v in graph.weights.values() if v.type.rank == 0}
     for node in graph.nodes:
-        if node.op == "cond" or not all(
+        if node.op in ("cond", "scan") or not all(
             v is None or id(v) in weights or id(v) in constant for v in node.inputs
         ):
             continue

@@ -85,7 +85,7 @@ from graphc._movement import slice_dim
 from graphc._printing import set_printoptions
 from graphc._tensor import Size, Tensor, get_default_dtype, set_default_dtype
 from graphc.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
-from graphc.capture import ScriptModule, TracingError, compile, cond, script, trace
+from graphc.capture import ScriptModule, TracingError, compile, cond, scan, script, trace
 from graphc.errors import AutogradError, DeviceError, GraphcError, ShapeError
 from graphc.nn.functional import log_softmax, softmax
 from graphc.serialization import load, save

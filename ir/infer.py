@@ -681,6 +681,39 @@ def _unique(inputs, dim=None):
     raise ShapeError("the number of distinct values is known only from the values (a data-dependent shape)")
 
 
+def subgraph_inputs(op: str, inputs: list, attrs: dict) -> list[TensorType]:
+    """The input types of the subgraphs of a node of `op` (cond, scan) with `inputs`: a cond
+    branch takes the operands after the predicate; a scan body the carries, one step of each
+    sequence (dim 0 dropped), and the further inputs."""
+    if op == "cond":
+        return list(inputs[1:])
+    carries, sequences = attrs["carries"], attrs["sequences"]
+    xs = inputs[carries : carries + sequences]
+    rest = inputs[carries + sequences :]
+    return [*inputs[:carries], *(TensorType(x.dtype, x.shape[1:]) for x in xs), *rest]
+
+
+@rule("scan")
+def _scan(inputs, body, carries, sequences, reverse=False):
+    if not hasattr(body, "nodes"):
+        raise ShapeError(f"scan: body must be a graph, got {type(body).__name__}")
+    if carries < 0 or sequences < 1 or carries + sequences > len(inputs) or None in inputs:
+        raise ShapeError(
+            f"scan: expected {carries} carries and {sequences} (at least one) sequences among "
+            f"{len(inputs)} inputs"
+        )
+    init, xs = list(inputs[:carries]), inputs[carries : carries + sequences]
+    if any(x.rank == 0 for x in xs) or len({x.shape[0] for x in xs}) != 1:
+        raise ShapeError(f"scan: the sequences must have one length along dim 0, got {list(xs)}")
+    steps = subgraph_inputs("scan", inputs, {"carries": carries, "sequences": sequences})
+    if [v.type for v in body.inputs] != steps:
+        raise ShapeError(f"scan: the body takes {[v.type for v in body.inputs]}, but a step gives it {steps}")
+    outs = [v.type for v in body.outputs]
+    if outs[:carries] != init:
+        raise ShapeError(f"scan: the body returns carries {outs[:carries]}, but they start as {init}")
+    return [*init, *(TensorType(y.dtype, (xs[0].shape[0], *y.shape)) for y in outs[carries:])]
+
+
 @rule("cond")
 def _cond(inputs, then_branch, else_branch):
     pred, operands = inputs[0], inputs[1:]

@@ -120,6 +120,10 @@ def run_node(node, env: dict, bindings: dict[str, int], xp=np, weights: dict | N
         branch = attrs["then_branch"] if bool(args[0].reshape(())) else attrs["else_branch"]
         outs = run(branch, args[1:], xp=xp, weights=weights)
         out = tuple(outs) if len(outs) != 1 else outs[0]
+    elif node.op == "scan" and weights is not None:
+        from ir.ops.control import scan
+
+        out = scan(xp, args, weights=weights, **attrs)
     else:
         out = OPS[node.op].impl(xp, *args, **attrs)
     outs = out if len(node.outputs) > 1 else (out,)

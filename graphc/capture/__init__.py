@@ -1,7 +1,8 @@
-"""Capturing eager code as graphs: `graphc.script`, `graphc.trace`, `graphc.cond`, the tracer."""
+"""Capturing eager code as graphs: `graphc.script`, `graphc.trace`, `graphc.cond`, `graphc.scan`,
+the tracer."""
 
 from graphc.capture.compiled import CompiledModule, compile
-from graphc.capture.control import cond
+from graphc.capture.control import cond, scan
 from graphc.capture.script import ScriptModule, capture, load, script, trace
 from graphc.capture.tracer import TracingError
 
@@ -13,6 +14,7 @@ __all__ = [
     "compile",
     "cond",
     "load",
+    "scan",
     "script",
     "trace",
 ]

@@ -22,6 +22,7 @@ from graphc.capture.tracer import TracingError, input_names, record
 from ir import dtypes
 from ir.errors import IRError
 from ir.graph import Graph
+from ir.infer import subgraph_inputs
 from ir.types import Sizes, TensorType, concrete_shape
 from ir.verify import verify
 
@@ -114,8 +115,8 @@ def _replay(g1: Graph, g2: Graph, symbolic_inputs: list[TensorType], b1: dict, b
             )
         attrs = {}
         for k, v in n1.attrs.items():
-            if isinstance(v, Graph):  # a cond branch: replayed with the operands' symbolic types
-                operand_types = [env[x.name].type for x in n1.inputs[1:]]
+            if isinstance(v, Graph):  # a cond branch or scan body: replayed with symbolic types
+                operand_types = subgraph_inputs(n1.op, [env[x.name].type for x in n1.inputs], n1.attrs)
                 attrs[k] = _replay(v, n2.attrs[k], operand_types, b1, b2, v.name)
             else:
                 attrs[k] = _symbolize(v, n2.attrs[k], b1, b2, where)
@@ -171,6 +172,12 @@ def capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward")
                 )
     # each symbol grows by a different amount (1, 2, ...), so that a number following one
     # symbol (seq - 3) cannot pass for another (batch) that it happens to equal in one run
+    empty = sorted(s for s, v in b1.items() if v == 0)
+    if empty:
+        raise TracingError(
+            f"the example inputs have no elements along the symbolic dims {empty}: capture needs "
+            "at least one there (the graph then takes any size, 0 too)"
+        )
     b2 = Sizes({s: v + 1 + k for k, (s, v) in enumerate(b1.items())})
     weight_names = {}
     if model is not None:

@@ -57,7 +57,10 @@ class Tracer:
         # id(view) -> (the tensor it views, view op, attrs): how a write through it reaches the source
         self._views: dict[int, tuple] = {}
         self._weight_names = weight_names
-        self._parent = parent  # the tracer of the enclosing graph, for a cond branch
+        self._parent = parent  # the tracer of the enclosing graph, for a cond branch or scan body
+        # for a scan body: the enclosing graph's tensors it reads, in the order they became its
+        # last inputs (None: a graph that takes no such tensors)
+        self.lifted: list[Tensor] | None = None
         self._root = parent._root if parent is not None else self  # owns the constant counter
         self._constants = 0
         self.scope: list[str] = parent.scope if parent is not None else []
@@ -188,6 +191,11 @@ class Tracer:
         if id(t) in self._values:
             return self._at(t, _version(t))
         name = self._weight_names.get(id(t))
+        if name is None and self.lifted is not None and self._parent._reaches(t):
+            self._parent.value_of(t)  # (checks that the enclosing graphs can provide it)
+            self.add_input(f"lifted{len(self.lifted)}", t)
+            self.lifted.append(t)
+            return self._values[id(t)][0]
         if name is None:
             outer = self._parent
             while outer is not None:
@@ -212,7 +220,65 @@ class Tracer:
     def _constant(self, value, dtype: dtypes.DType):
         return self.graph.add_weight(self._fresh_constant(), np.asarray(value, dtype=dtype.np))
 
+    def _reaches(self, t: Tensor) -> bool:
+        """Whether this tracer or one enclosing it records `t`."""
+        tracer = self
+        while tracer is not None:
+            if tracer.tracks(t):
+                return True
+            tracer = tracer._parent
+        return False
+
     # --- structured control flow ---
+    def scan(self, combine_fn, init: list, xs: list, args, reverse: bool) -> tuple[list, list, object]:
+        """Record `graphc.scan` along dim 0 of `xs`: `combine_fn` traced once, on the first
+        step, as the body of one `scan` node (tensors of this graph it reads become its last
+        inputs); the example's own loop gives the values the trace goes on with. Returns
+        what `graphc.capture.control.scan_eagerly` does."""
+        from graphc.autograd.grad_mode import no_grad
+        from graphc.capture.control import _leaves, returned, scan_eagerly
+
+        if xs[0].shape[0] == 0:
+            raise TracingError(
+                f"graphc.scan over 0 steps (at {_user_frame()}): capture it with an example of at "
+                "least one step (the graph then runs any number, 0 too)"
+            )
+        sub = Tracer("body", self._weight_names, parent=self)
+        sub.lifted = []
+        carries = [Tensor._wrap(c._data) for c in init]
+        first = [Tensor._wrap(x._data[-1 if reverse else 0]) for x in xs]
+        for i, c in enumerate(carries):
+            sub.add_input(f"carry{i}", c)
+        for i, x in enumerate(first):
+            sub.add_input(f"x{i}", x)
+        _dispatch.tracer = sub
+        try:
+            with no_grad():
+                new, y = returned(combine_fn(*args(carries, first)))
+            new_carries, _ = _leaves("graphc.scan: the carry combine_fn returns", new)
+            ys, _ = _leaves("graphc.scan: the output combine_fn returns", y, empty=True)
+            given = [(c.dtype, tuple(c.shape)) for c in init]
+            if [(c.dtype, tuple(c.shape)) for c in new_carries] != given:
+                raise TracingError(
+                    f"graphc.scan: combine_fn must return a carry like init: init is {given}, the "
+                    f"carry returned {[(c.dtype, tuple(c.shape)) for c in new_carries]} (at {_user_frame()})"
+                )
+            sub.set_outputs([*new_carries, *ys])
+        finally:
+            _dispatch.tracer = self
+        inputs = [self.value_of(t) for t in (*init, *xs, *sub.lifted)]
+        attrs = {"body": sub.graph, "carries": len(init), "sequences": len(xs), "reverse": reverse}
+        values = self.graph.add_node("scan", inputs, attrs, scope=self._scope())
+        _dispatch.tracer = None  # the example's values, from the eager loop (not recorded)
+        try:
+            with no_grad():
+                final, stacked, packing = scan_eagerly(combine_fn, init, xs, args, reverse)
+        finally:
+            _dispatch.tracer = self
+        for value, t in zip(values, [*final, *stacked], strict=True):
+            self._set(t, value)
+        return final, stacked, packing
+
     def cond(self, pred: Tensor, true_fn, false_fn, operands: tuple):
         """Record `graphc.cond`: both branches become subgraphs of one `cond` node; the branch
         that `pred` selects for the example inputs provides the values the trace goes on with."""

@@ -1,7 +1,8 @@
 """Recurrent layers: RNN (tanh or relu), LSTM and GRU, with PyTorch's parameter names, gate
 order and initialisation; `batch_first`, `num_layers`, `bidirectional` and inter-layer
-`dropout`. Time steps run as a Python loop of graphc ops, so autograd covers them. The cells
-(RNNCell, LSTMCell, GRUCell) are one such step."""
+`dropout`. Time steps run as `graphc.scan`: eagerly a Python loop of graphc ops, so autograd
+covers them; captured, one `scan` node, so a scripted layer takes sequences of any length.
+The cells (RNNCell, LSTMCell, GRUCell) are one such step."""
 
 from __future__ import annotations
 
@@ -19,22 +20,28 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 def _step(mode: str, x, state, w_ih, w_hh, b_ih, b_hh) -> tuple:
     """One time step of a batch x (N, input): the new state, (h,) or (h, c) for LSTM."""
+    return _recur(mode, F.linear(x, w_ih, b_ih), state, w_hh, b_hh)
+
+
+def _recur(mode: str, xw, state, w_hh, b_hh) -> tuple:
+    """One time step from the input's part of the gates, xw = W_ih x + b_ih (a layer works it
+    out for all steps at once, one matrix product)."""
     h = state[0]
     if mode == "LSTM":
         c = state[1]
-        gates = F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)
+        gates = xw + F.linear(h, w_hh, b_hh)
         i, f, g, o = gates.chunk(4, 1)
         c = G.sigmoid(f) * c + G.sigmoid(i) * G.tanh(g)
         return (G.sigmoid(o) * G.tanh(c), c)
     if mode == "GRU":
-        gi = F.linear(x, w_ih, b_ih).chunk(3, 1)
+        gi = xw.chunk(3, 1)
         gh = F.linear(h, w_hh, b_hh).chunk(3, 1)
         r = G.sigmoid(gi[0] + gh[0])
         z = G.sigmoid(gi[1] + gh[1])
         n = G.tanh(gi[2] + r * gh[2])
         return ((1 - z) * n + z * h,)
     act = G.tanh if mode == "RNN_TANH" else G.relu
-    return (act(F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)),)
+    return (act(xw + F.linear(h, w_hh, b_hh)),)
 
 
 def _uniform_init(module: Module, hidden_size: int) -> None:
@@ -82,9 +89,6 @@ class _RNNBase(Module):
     def reset_parameters(self) -> None:
         _uniform_init(self, self.hidden_size)
 
-    def _cell(self, x, state, w_ih, w_hh, b_ih, b_hh):
-        return _step(self.mode, x, state, w_ih, w_hh, b_ih, b_hh)
-
     def forward(self, input: Tensor, hx=None):
         lstm = self.mode == "LSTM"
         unbatched = input.dim() == 2
@@ -121,12 +125,16 @@ class _RNNBase(Module):
                 ]
                 k = layer * directions + d
                 state = (hx[0][k], hx[1][k]) if lstm else (hx[k],)
-                steps = range(seq - 1, -1, -1) if d else range(seq)
-                outs = [None] * seq
-                for t in steps:
-                    state = self._cell(layer_input[t], state, *params)
-                    outs[t] = state[0]
-                outputs.append(G.stack(outs, 0))
+
+                w_ih, w_hh, b_ih, b_hh = params
+
+                def step(state, xw, w_hh=w_hh, b_hh=b_hh):
+                    state = _recur(self.mode, xw, state, w_hh, b_hh)
+                    return state, state[0]
+
+                xw = F.linear(layer_input, w_ih, b_ih)  # every step's input part at once
+                state, out = G.scan(step, state, xw, reverse=bool(d))
+                outputs.append(out)
                 finals_h.append(state[0])
                 if lstm:
                     finals_c.append(state[1])
