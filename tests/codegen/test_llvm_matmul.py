@@ -378,7 +378,7 @@ def test_random_matmul_epilogues_match_the_interpreter(case):
     tolerance = 64 * eps * max(k, 1) ** 0.5 * max(1.0, float(finite.max(initial=0)))
     with np.errstate(over="ignore"):  # (tolerance * |want| may overflow to inf: a pass, not a warning)
         np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance, equal_nan=True)
-    compare_cuda_with_interpreter(g, inputs, tolerance, [want])
+        compare_cuda_with_interpreter(g, inputs, tolerance, [want])
 
 
 PROLOGUES = {
