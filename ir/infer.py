@@ -497,9 +497,21 @@ def _linear(inputs):
 
 
 def _conv_size(size: Dim, k: int, s: int, p: int, d: int, ceil: bool = False) -> Dim:
+    """A convolution's or pooling's output size: (size + 2p - d(k - 1) - 1) // s + 1, for a
+    symbolic size the derived dim ceil((size + 2p - d(k - 1)) / s) (`h_minus_1_by_2` for a
+    2 x 2 pooling of h)."""
     if isinstance(size, str):
-        raise ShapeError(f"spatial dim {size!r} must be concrete for convolution and pooling")
+        if ceil:
+            raise ShapeError(
+                f"pooling with ceil_mode=True over the symbolic dim {size!r}: its output size "
+                "is not a size of the dim; use ceil_mode=False or keep the dim static"
+            )
+        return derived_name(size, 2 * p - d * (k - 1), s)
     top = size + 2 * p - (d * (k - 1) + 1)
+    if top < 0:
+        raise ShapeError(
+            f"spatial size {size} with padding {p} is smaller than the dilated kernel {d * (k - 1) + 1}"
+        )
     if ceil:
         out = -(-top // s) + 1
         return out - 1 if (out - 1) * s >= size + p else out

@@ -94,12 +94,14 @@ _OFFSET = re.compile(r"(.+)_(minus|plus)_(\d+)")
 
 def derived_name(base: Dim, add: int, step: int = 1) -> Dim:
     """The dim max(0, ceil((base + add) / step)): an int where base is one, else the derived
-    dim's name (offsets of an offset dim merged: seq_minus_1 plus 1 is seq)."""
+    dim's name, a derived base merged in where that keeps the size (seq_minus_1 minus 1 is
+    seq_minus_2; seq_by_2 by 2 is seq_by_4)."""
     if isinstance(base, int):
         return max(0, -(-(base + add) // step))
     inner = derived(base)
-    if inner is not None and inner[2] == 1 and inner[1] <= 0 and add <= 0:  # clamps the same
-        base, add = inner[0], inner[1] + add  # seq_minus_1 minus 1 -> seq_minus_2
+    if inner is not None and (add <= 0 or inner[1] >= 0):  # (where neither clamp at 0 differs)
+        # ceil((ceil((b + a) / s) + add) / step) = ceil((b + a + add * s) / (s * step))
+        base, add, step = inner[0], inner[1] + add * inner[2], inner[2] * step
     name = base + (f"_minus_{-add}" if add < 0 else f"_plus_{add}" if add > 0 else "")
     return name + (f"_by_{step}" if step > 1 else "")
 

@@ -281,6 +281,8 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     oh, ow = _pair(output_size, "output_size")
     h, w = input.shape[-2:]
     oh, ow = oh or h, ow or w
+    if (oh, ow) == (1, 1):  # a global average: the same ops at every size (captures for any)
+        return input.mean((-2, -1), keepdim=True)
     if h % oh == 0 and w % ow == 0:
         return avg_pool2d(input, (h // oh, w // ow))
     rows = []
@@ -298,6 +300,8 @@ def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False
     oh, ow = _pair(output_size, "output_size")
     h, w = input.shape[-2:]
     oh, ow = oh or h, ow or w
+    if (oh, ow) == (1, 1):  # a global maximum: the same ops at every size (captures for any)
+        return input.amax((-2, -1), keepdim=True)
     if h % oh == 0 and w % ow == 0:
         return max_pool2d(input, (h // oh, w // ow))
     rows = []

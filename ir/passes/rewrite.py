@@ -680,16 +680,17 @@ def decompose(graph: Graph, keep: frozenset[str] = frozenset()) -> Graph:
     return _prune(_rebuild(graph, rule))
 
 
-def specialize(graph: Graph, bindings: dict[str, int]) -> Graph:
+def specialize(graph: Graph, bindings: dict[str, int], partial: bool = False) -> Graph:
     """Shape specialisation: the graph for one size of each symbolic dim (every symbol of the
-    inputs must be bound), with concrete types and attributes everywhere, subgraphs included.
-    A backend that compiles per shape starts here; the result refuses other sizes (InputError)."""
+    inputs must be bound, or with `partial` those bound), with concrete types and attributes
+    everywhere (`partial`: the other symbols kept), subgraphs included. A backend that
+    compiles per shape starts here; the result refuses other sizes (InputError)."""
     from ir.interpreter import bind_attrs
-    from ir.types import concrete_shape
+    from ir.types import Sizes
 
     symbols = graph.symbols()
     unknown = sorted(set(bindings) - symbols)
-    missing = sorted(symbols - set(bindings))
+    missing = [] if partial else sorted(symbols - set(bindings))
     if unknown or missing:
         raise IRError(
             f"specialize {graph.name}: the graph's symbols are {sorted(symbols)}; "
@@ -698,18 +699,21 @@ def specialize(graph: Graph, bindings: dict[str, int]) -> Graph:
     for sym, size in bindings.items():
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise IRError(f"specialize {graph.name}: size of {sym!r} must be an int >= 0, got {size!r}")
+    sizes = Sizes(bindings)
     new = Graph(graph.name)
     env: dict[int, Value] = {}
     for v in graph.inputs:
-        t = TensorType(v.type.dtype, concrete_shape(v.type.shape, bindings))
+        shape = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in v.type.shape)
+        t = TensorType(v.type.dtype, shape)
         env[id(v)] = new.add_input(v.name, t)
     for name, v in graph.weights.items():
         env[id(v)] = new.add_weight(name, graph.weight_data[name])
     for node in graph.nodes:
-        attrs = bind_attrs(node.attrs, bindings)
+        attrs = bind_attrs(node.attrs, sizes)
         for key, value in attrs.items():
             if isinstance(value, Graph):
-                attrs[key] = specialize(value, {s: bindings[s] for s in value.symbols()})
+                inner = {s: sizes[s] for s in value.symbols() if sizes.get(s) is not None}
+                attrs[key] = specialize(value, inner, partial)
         inputs = [None if v is None else env[id(v)] for v in node.inputs]
         outs = new.add_node(node.op, inputs, attrs, scope=node.scope)
         env.update({id(o): n for o, n in zip(node.outputs, outs, strict=True)})

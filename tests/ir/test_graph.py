@@ -1,6 +1,8 @@
 """The graph IR: types, inference with symbolic dims, the text form, the verifier and the
 reference interpreter."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -78,12 +80,12 @@ def test_inference_with_symbolic_dims():
     )
     mm = infer("matmul", [TensorType(F32, ("b", 2, 3)), TensorType(F32, (3, 4))], {})[0]
     assert mm.shape == ("b", 2, 4)
-    with pytest.raises(ShapeError, match="must be concrete"):
-        infer(
-            "conv2d",
-            [TensorType(F32, ("b", 1, "h", 8)), TensorType(F32, (2, 1, 3, 3)), None],
-            {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1},
-        )
+    conv = infer(
+        "conv2d",
+        [TensorType(F32, ("b", 1, "h", 8)), TensorType(F32, (2, 1, 3, 3)), None],
+        {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1},
+    )[0]
+    assert conv.shape == ("b", 2, "h_minus_2", 6)
 
 
 def _sliced(size, start, stop, step) -> Graph:
@@ -126,6 +128,18 @@ def test_slices_keep_what_python_keeps_of_fixed_and_symbolic_sizes(step):
                     np.testing.assert_array_equal(got, want)
 
 
+def test_derived_dims_of_derived_dims_keep_their_sizes():
+    """A derived dim of a derived dim (a pooling of a convolution of a slice...) merges into
+    one where that keeps max(0, ceil((size + add) / step)) at every size."""
+    for a0, s0, add, step in itertools.product(range(-4, 4), (1, 2, 3), range(-4, 4), (1, 2, 3)):
+        inner = derived_name("n", a0, s0)
+        outer = derived_name(inner, add, step)
+        for n in range(20):
+            size = max(0, -(-(n + a0) // s0))
+            want = max(0, -(-(size + add) // step))
+            assert Sizes(n=n)[outer] == want, (inner, outer, n)
+
+
 def test_slices_to_a_symbolic_stop_and_derived_dims():
     """pe[:seq] of a longer table keeps seq rows (refused where seq is longer than the table);
     offsets of offsets merge; a derived dim's size follows its base."""
@@ -133,7 +147,8 @@ def test_slices_to_a_symbolic_stop_and_derived_dims():
     assert slice_length(50, 2, "seq", 1) == "seq_minus_2"
     assert slice_length("seq_minus_1", 1, None, 2) == "seq_minus_2_by_2"
     assert slice_length("seq", 0, "seq", 2) == "seq_by_2"
-    assert derived_name("seq_by_2", -1) == "seq_by_2_minus_1"  # (clamped before the offset)
+    assert derived_name("seq_by_2", -1) == "seq_minus_2_by_2"
+    assert derived_name("seq_minus_3", 1) == "seq_minus_3_plus_1"  # (seq_minus_2 at seq 1 is 0)
     assert Sizes(seq=5)["seq_by_2_minus_1"] == 2 and Sizes(seq=0)["seq_minus_3"] == 0
     with pytest.raises(KeyError):
         Sizes(seq=5)["other_minus_1"]
@@ -281,3 +296,27 @@ def test_inference_of_padding_sorting_linear_algebra_and_scatters():
         infer("normal", [], {"shape": (2,), "mean": 0.0, "std": 1.0, "dtype": "float32", "seed": 1})
     with pytest.raises(ShapeError, match="data-dependent shape"):
         infer("unique", [x], {})
+
+
+def test_convolutions_and_poolings_of_symbolic_sizes_give_derived_dims():
+    """At every size where the layer has an output, the derived dim's size is the concrete
+    rule's; ceil_mode pooling of a symbolic size is refused."""
+    for k, s, p, d in itertools.product((1, 2, 3, 5), (1, 2, 3), (0, 1, 2), (1, 2)):
+        conv = {"stride": (s, 1), "padding": (p, 0), "dilation": (d, 1), "groups": 1}
+        w = TensorType(F32, (2, 3, k, 1))
+        out = infer("conv2d", [TensorType(F32, ("n", 3, "h", 4)), w, None], conv)[0].shape[2]
+        pool = {"kernel_size": (k, 1), "stride": (s, 1), "padding": (min(p, k // 2), 0), "dilation": (d, 1)}
+        pooled = infer("max_pool2d", [TensorType(F32, ("n", 3, "h", 4))], {**pool, "ceil_mode": False})
+        for h in range(1, 24):
+            for got, op, attrs, args in (
+                (out, "conv2d", conv, [w, None]),
+                (pooled[0].shape[2], "max_pool2d", {**pool, "ceil_mode": False}, []),
+            ):
+                try:
+                    want = infer(op, [TensorType(F32, (1, 3, h, 4)), *args], attrs)[0].shape[2]
+                except IRError:  # (no output at this size)
+                    continue
+                if want > 0:
+                    assert (Sizes(h=h)[got] if isinstance(got, str) else got) == want, (op, attrs, h)
+    with pytest.raises(ShapeError, match="ceil_mode=True over the symbolic dim 'h'"):
+        infer("max_pool2d", [TensorType(F32, ("n", 3, "h", 4))], {**pool, "ceil_mode": True})

@@ -258,3 +258,64 @@ def test_a_number_that_follows_one_symbol_is_not_taken_for_another():
 
     with pytest.raises(graphc.TracingError, match="holds 2 for input sizes"):
         graphc.script(f, (graphc.randn(2, 5, 3),), dynamic={"x": {0: "batch", 1: "seq"}})
+
+
+class _FullyConvolutional(nn.Module):
+    """Convolutions, pooling and a global average (AdaptiveAvgPool2d(1)) to a classifier: a
+    network that takes images of any size."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+def test_convolutional_networks_script_over_images_of_any_size(tmp_path):
+    """Height and width symbolic: the graph's sizes are derived dims (h_minus_1_by_4), the
+    compiled backends compile once per image size; the runtime loads it from a file."""
+    import runtime
+    from codegen.cuda.emulate import EmulatedDevice
+
+    graphc.manual_seed(0)
+    net = _FullyConvolutional().eval()
+    dynamic = {"x": {0: "batch", 2: "h", 3: "w"}}
+    example = (graphc.randn(2, 3, 12, 10),)
+    sizes = [(1, 9, 7), (2, 32, 24), (3, 9, 7)]
+    for backend in ("llvm", "interpreter"):
+        scripted = graphc.script(net, example, dynamic=dynamic, backend=backend)
+        assert "f32[batch,8,h_minus_1_by_4,w_minus_1_by_4]" in str(scripted.graph)
+        for n, h, w in sizes:
+            x = graphc.randn(n, 3, h, w)
+            with graphc.no_grad():
+                np.testing.assert_allclose(scripted(x).numpy(), net(x).numpy(), rtol=1e-5, atol=1e-5)
+    scripted.save(tmp_path / "fcn.gcm")
+    loaded = runtime.load(tmp_path / "fcn.gcm")
+    emulated = graphc.script(net, example, dynamic=dynamic, device=EmulatedDevice("shuffled", max_blocks=2))
+    for n, h, w in sizes[:2]:
+        x = graphc.randn(n, 3, h, w)
+        with graphc.no_grad():
+            want = net(x).numpy()
+        np.testing.assert_allclose(loaded(x.numpy())[0], want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(emulated(x)._data), want, rtol=1e-5, atol=1e-5)
+
+
+def test_one_dimensional_convolutions_script_over_sequences_of_any_length():
+    graphc.manual_seed(1)
+    net = nn.Sequential(nn.Conv1d(4, 6, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2), nn.Conv1d(6, 2, 3)).eval()
+    scripted = graphc.script(net, (graphc.randn(2, 4, 11),), dynamic={"input": {0: "batch", 2: "length"}})
+    assert str(scripted.graph.outputs[0].type) == "f32[batch,2,length_minus_5_by_2]"
+    for n, length in [(1, 6), (3, 40)]:
+        x = graphc.randn(n, 4, length)
+        with graphc.no_grad():
+            np.testing.assert_allclose(scripted(x).numpy(), net(x).numpy(), rtol=1e-5, atol=1e-5)
