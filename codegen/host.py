@@ -33,7 +33,8 @@ def _sources() -> str:
 def _cpuinfo() -> tuple[str, frozenset[str]] | None:
     """(model name, feature flags) of the first processor in /proc/cpuinfo, or None."""
     try:
-        text = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
     except OSError:
         return None
     model, flags = "", None

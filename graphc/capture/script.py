@@ -12,19 +12,22 @@ means a Python branch depends on a shape, and is reported instead of being baked
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
 
 from graphc._creation import from_numpy
 from graphc._tensor import Tensor
-from graphc.capture.tracer import TracingError, input_names, record
+from graphc.capture.tracer import TracingError, input_names, record, unflatten_outputs
 from ir import dtypes
-from ir.errors import IRError
+from ir.errors import IRError, ModuleFormatError
 from ir.graph import Graph
 from ir.infer import subgraph_inputs
 from ir.types import Sizes, TensorType, concrete_shape
 from ir.verify import verify
+
+OUTPUTS_KEY = "graphc.outputs"  # module metadata: per method, how its outputs nest (JSON)
 
 
 def _grow(arr: np.ndarray, dims: dict[int, str], sizes: dict[str, int]) -> np.ndarray:
@@ -147,7 +150,13 @@ def _replay(g1: Graph, g2: Graph, symbolic_inputs: list[TensorType], b1: dict, b
 
 def capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward") -> Graph:
     """The graph of `fn` on inputs like `example_inputs`, with symbolic dims per `dynamic`
-    ({input name: {dim: symbol}}; by default dim 0 of every input is 'batch')."""
+    ({input name: {dim: symbol}}; by default dim 0 of every input is 'batch'); its outputs are
+    the tensors `fn` returns, nested tuples and lists flattened in order."""
+    return _capture(fn, example_inputs, dynamic, model, name)[0]
+
+
+def _capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward") -> tuple[Graph, object]:
+    """`capture`, and the structure of fn's outputs (graphc.capture.tracer.flatten_outputs)."""
     examples = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     arrays = []
     for x in examples:
@@ -183,20 +192,26 @@ def capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward")
     if model is not None:
         weight_names = {id(t): n for n, t in list(model.named_parameters()) + list(model.named_buffers())}
     grown = [_grow(a, dynamic.get(n, {}), b2) for n, a in zip(names, arrays, strict=True)]
-    g1 = record(
+    g1, structure = record(
         fn,
         {n: from_numpy(np.array(a)) for n, a in zip(names, arrays, strict=True)},
         weight_names,
         name,
         model,
     )
-    g2 = record(fn, {n: from_numpy(a) for n, a in zip(names, grown, strict=True)}, weight_names, name, model)
+    grown_inputs = {n: from_numpy(a) for n, a in zip(names, grown, strict=True)}
+    g2, other = record(fn, grown_inputs, weight_names, name, model)
+    if other != structure:
+        raise TracingError(
+            f"graphc.script: the function returns differently nested outputs for input sizes {b1} and "
+            f"{b2}; a Python branch depends on a tensor's shape"
+        )
     symbolic = []
     for n, v in zip(names, g1.inputs, strict=True):
         dims = dynamic.get(n, {})
         shape = tuple(dims.get(i, s) for i, s in enumerate(v.type.shape))
         symbolic.append(TensorType(v.type.dtype, shape))
-    return _replay(g1, g2, symbolic, b1, b2, name)
+    return _replay(g1, g2, symbolic, b1, b2, name), structure
 
 
 class ScriptModule:
@@ -205,7 +220,12 @@ class ScriptModule:
     CUDA kernels on `device`, a codegen.cuda.device.Device)."""
 
     def __init__(
-        self, graphs: dict[str, Graph], backend: str = "llvm", embedded: dict | None = None, device=None
+        self,
+        graphs: dict[str, Graph],
+        backend: str = "llvm",
+        embedded: dict | None = None,
+        device=None,
+        outputs: dict | None = None,
     ) -> None:
         from codegen import BACKENDS
 
@@ -218,6 +238,16 @@ class ScriptModule:
         self.cuda_device = device  # (codegen.cuda.device.Device) where backend is 'cuda'
         self._embedded = embedded or {}  # trusted compiled code from a module file, by cache key
         self._executables: dict = {}
+        # per method, how its outputs nest (graphc.capture.tracer.flatten_outputs); a method
+        # not named returns one tensor, or a tuple of its outputs
+        self._outputs = dict(outputs or {})
+        for method, structure in self._outputs.items():
+            count = len(self._graphs[method].outputs) if method in self._graphs else -1
+            if _leaf_count(structure) != count:
+                raise ValueError(
+                    f"ScriptModule: the output structure of method {method!r} does not fit its "
+                    f"{count} outputs: {structure!r:.200}"
+                )
 
     def _executable(self, method: str):
         exe = self._executables.get(method)
@@ -247,6 +277,9 @@ class ScriptModule:
                 x.detach().numpy(force=True) if isinstance(x, Tensor) else np.asarray(x) for x in inputs
             ]
             outs = [from_numpy(np.asarray(o)) for o in self._executable(method).run(arrays)]
+        structure = self._outputs.get(method)
+        if structure is not None:
+            return unflatten_outputs(structure, outs)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def __call__(self, *inputs):
@@ -290,6 +323,9 @@ class ScriptModule:
             from codegen.cuda.executable import cuda_artifacts
 
             artifacts = cuda_artifacts({m: self._executable(m) for m in self._graphs})
+        metadata = dict(metadata or {})
+        if self._outputs:  # (the runtime returns the outputs flat; graphc.load nests them again)
+            metadata[OUTPUTS_KEY] = json.dumps(self._outputs)
         write_module(
             path, self._graphs, producer=f"graphc {__version__}", metadata=metadata, artifacts=artifacts
         )
@@ -347,13 +383,17 @@ def script(
         model.to("cpu")
     try:
         targets = _method_targets(model_or_fn, model, methods)
-        graphs = {}
+        graphs, outputs = {}, {}
         for method, fn in targets.items():
             examples = example_inputs[method] if isinstance(example_inputs, dict) else example_inputs
             fn_for_names = fn.forward if isinstance(fn, Module) else fn
             call = fn if not isinstance(fn, Module) else fn.__call__
-            graphs[method] = capture(_named(call, fn_for_names), examples, dynamic, model, method)
-        return ScriptModule(graphs, backend, device=target)
+            fn_named = _named(call, fn_for_names)
+            graphs[method], structure = _capture(fn_named, examples, dynamic, model, method)
+            count = len(graphs[method].outputs)
+            if structure != "T" and (count < 2 or structure != ["tuple", ["T"] * count]):
+                outputs[method] = structure  # (one tensor or a flat tuple of 2+ is the default)
+        return ScriptModule(graphs, backend, device=target, outputs=outputs)
     finally:
         if was_training:
             model.train()
@@ -440,10 +480,36 @@ def load(
     target = _cuda_target(device if device is not None else map_location, None)
     backend = backend or ("cuda" if target is not None else "llvm")
     module = read_module(path)
+    outputs = {}
+    if OUTPUTS_KEY in module.metadata:
+        try:
+            outputs = json.loads(module.metadata[OUTPUTS_KEY])
+            if not isinstance(outputs, dict):
+                raise ValueError("not an object")
+            for structure in outputs.values():
+                _leaf_count(structure)
+        except (ValueError, TypeError) as e:
+            raise ModuleFormatError(
+                f"{path}: metadata {OUTPUTS_KEY!r} is not an output structure ({e})"
+            ) from None
     embedded = {}
     if trust_embedded_code:  # (both kinds, by key: the module may move between devices)
         from codegen.cuda.executable import embedded_code
         from codegen.library import embedded_libraries
 
         embedded = {**embedded_libraries(module), **embedded_code(module)}
-    return ScriptModule(module.methods, backend, embedded, target)
+    return ScriptModule(module.methods, backend, embedded, target, outputs)
+
+
+def _leaf_count(structure) -> int:
+    """The tensors in an output structure (ValueError if it is not one)."""
+    if structure == "T":
+        return 1
+    if (
+        isinstance(structure, list)
+        and len(structure) == 2
+        and structure[0] in ("tuple", "list")
+        and isinstance(structure[1], list)
+    ):
+        return sum(_leaf_count(s) for s in structure[1])
+    raise ValueError(f"not an output structure: {structure!r:.80}")

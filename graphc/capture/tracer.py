@@ -427,8 +427,11 @@ def _module_scopes(model, tracer: Tracer) -> list:
     return handles
 
 
-def record(fn, inputs: dict[str, Tensor], weight_names: dict[int, str], name: str, model=None) -> Graph:
-    """Run `fn(*inputs)` once under a tracer; the concrete graph it recorded."""
+def record(
+    fn, inputs: dict[str, Tensor], weight_names: dict[int, str], name: str, model=None
+) -> tuple[Graph, object]:
+    """Run `fn(*inputs)` once under a tracer: the concrete graph it recorded (its outputs the
+    tensors returned, flattened) and the structure they were returned in (`flatten_outputs`)."""
     if _dispatch.tracer is not None:
         raise TracingError("graphc.script cannot be called while another capture is running")
     tracer = Tracer(name, weight_names)
@@ -445,8 +448,42 @@ def record(fn, inputs: dict[str, Tensor], weight_names: dict[int, str], name: st
         _dispatch.tracer = None
         for h in handles:
             h.remove()
-    tracer.set_outputs(out if isinstance(out, (tuple, list)) else (out,))
-    return tracer.graph
+    leaves, structure = flatten_outputs(out)
+    tracer.set_outputs(leaves)
+    return tracer.graph, structure
+
+
+def flatten_outputs(out) -> tuple[list, object]:
+    """The tensors a function returned (a tensor, or tuples and lists of them, nested), in
+    order, and the structure to rebuild it with (`unflatten_outputs`): "T" for a tensor, else
+    ["tuple" or "list", [the items' structures]] (JSON, for module files)."""
+    leaves: list = []
+
+    def walk(x):
+        if isinstance(x, Tensor):
+            leaves.append(x)
+            return "T"
+        if isinstance(x, (tuple, list)):
+            return ["tuple" if isinstance(x, tuple) else "list", [walk(v) for v in x]]
+        raise TracingError(
+            f"the captured function must return tensors, or tuples and lists of them, got {type(x).__name__}"
+        )
+
+    return leaves, walk(out)
+
+
+def unflatten_outputs(structure, leaves: list):
+    """The outputs `leaves` in the nesting `structure` (from `flatten_outputs`)."""
+    items = iter(leaves)
+
+    def build(s):
+        if s == "T":
+            return next(items)
+        kind, children = s
+        built = [build(c) for c in children]
+        return tuple(built) if kind == "tuple" else built
+
+    return build(structure)
 
 
 def input_names(fn, count: int) -> list[str]:

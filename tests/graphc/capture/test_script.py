@@ -319,3 +319,34 @@ def test_one_dimensional_convolutions_script_over_sequences_of_any_length():
         x = graphc.randn(n, 4, length)
         with graphc.no_grad():
             np.testing.assert_allclose(scripted(x).numpy(), net(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_nested_outputs_come_back_nested(tmp_path):
+    """nn.LSTM returns (output, (h, c)): captured flat (the graph's outputs, what the runtime
+    returns), given back nested by the ScriptModule and by graphc.capture.load of its file."""
+    import runtime
+    from ir.errors import ModuleFormatError
+    from ir.module_file import read_module, write_module
+
+    graphc.manual_seed(2)
+    lstm = nn.LSTM(4, 3, batch_first=True).eval()
+    scripted = graphc.script(lstm, (graphc.randn(2, 5, 4),), dynamic={"input": {0: "batch", 1: "seq"}})
+    assert len(scripted.graph.outputs) == 3
+    scripted.save(tmp_path / "lstm.gcm")
+    x = graphc.randn(3, 7, 4)
+    with graphc.no_grad():
+        want, (want_h, want_c) = lstm(x)
+    for module in (scripted, graphc.capture.load(tmp_path / "lstm.gcm")):
+        out, (h, c) = module(x)
+        for got, expected in ((out, want), (h, want_h), (c, want_c)):
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert len(runtime.load(tmp_path / "lstm.gcm")(x.numpy())) == 3
+    assert isinstance(graphc.script(lambda x: (x * 2,), (graphc.randn(2, 3),))(graphc.randn(4, 3)), tuple)
+    assert isinstance(graphc.script(lambda x: [x, -x], (graphc.randn(2, 3),))(graphc.randn(4, 3)), list)
+    assert isinstance(graphc.script(lambda x: (x, -x), (graphc.randn(2, 3),))(graphc.randn(4, 3)), tuple)
+    with pytest.raises(graphc.TracingError, match="differently nested outputs"):
+        graphc.script(lambda x: (x,) if x.shape[0] == 2 else (x, x), (graphc.randn(2, 3),))
+    module = read_module(tmp_path / "lstm.gcm")
+    write_module(tmp_path / "bad.gcm", module.methods, metadata={"graphc.outputs": '{"forward": ["set", []]}'})
+    with pytest.raises(ModuleFormatError, match="is not an output structure"):
+        graphc.capture.load(tmp_path / "bad.gcm")
