@@ -262,7 +262,10 @@ class CompiledGraph:
         if isinstance(step, NodeStep):
             node = step.node
             if node.op == "scan":
-                return _scan_runner(node)
+                from codegen import ready
+
+                run_scan = scan_runner(node, ready(node.attrs["body"], "llvm"), np)
+                return lambda env, bindings, weights: run_scan(env)
             # a cond's branches read `weights`
             return lambda env, bindings, weights: run_node(node, env, bindings, np, weights)
         if isinstance(step.kernel, Matmul):
@@ -489,20 +492,18 @@ def _launch(entry: _Entry, kernel, args: tuple, ranges: tuple, parallel: bool | 
     pool(plan.workers() - 1).run(entry.packed, args, rows, parts)
 
 
-def _scan_runner(node):
-    """A function (env, bindings, weights) that runs a `scan` node with its body compiled
-    (once, for this CPU), one native run per step."""
-    from codegen import ready
+def scan_runner(node, body, xp):
+    """A function of a run's values (`env`) that runs the `scan` node `node` with its body
+    ready to run as `body` (compiled once, for this CPU or GPU: one run per step)."""
     from ir.ops.control import scan
 
     a = node.attrs
-    body = ready(a["body"], "llvm")
 
-    def run(env, bindings, weights):
+    def run(env) -> None:
         args = [env[v.name] for v in node.inputs]
-        outs = scan(np, args, a["body"], a["carries"], a["sequences"], a.get("reverse", False), step=body.run)
+        outs = scan(xp, args, a["body"], a["carries"], a["sequences"], a.get("reverse", False), step=body.run)
         for value, result in zip(node.outputs, outs if len(node.outputs) > 1 else (outs,), strict=True):
-            env[value.name] = np.asarray(result)
+            env[value.name] = xp.asarray(result)
 
     return run
 

@@ -33,7 +33,7 @@ from codegen import library
 from codegen.cuda import nvrtc
 from codegen.cuda.device import Device, DeviceError, cuda_version
 from codegen.cuda.render import launch_config, operands, render_module, size_values
-from codegen.executable import empty_extreme
+from codegen.executable import empty_extreme, scan_runner
 from codegen.host import COMPILER_VERSION
 from codegen.kernel import Kernel, Pool2d
 from codegen.plan import out_of_range
@@ -273,6 +273,11 @@ class CudaGraph:
         xp = self.device.xp
         if isinstance(step, NodeStep):
             node = step.node
+            if node.op == "scan":  # the body as CUDA kernels too, launched once per step
+                from codegen import ready
+
+                run_scan = scan_runner(node, ready(node.attrs["body"], "cuda", None, self.device), xp)
+                return lambda env, bindings, checks, launch: run_scan(env)
             return lambda env, bindings, checks, launch: run_node(node, env, bindings, xp, self.weights)
         k, output = step.kernel, step.output
         function = self._launch[k.name]

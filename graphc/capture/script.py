@@ -486,8 +486,10 @@ def load(
             outputs = json.loads(module.metadata[OUTPUTS_KEY])
             if not isinstance(outputs, dict):
                 raise ValueError("not an object")
-            for structure in outputs.values():
-                _leaf_count(structure)
+            for method, structure in outputs.items():
+                graph = module.methods.get(method)
+                if graph is None or _leaf_count(structure) != len(graph.outputs):
+                    raise ValueError(f"method {method!r} has no such outputs")
         except (ValueError, TypeError) as e:
             raise ModuleFormatError(
                 f"{path}: metadata {OUTPUTS_KEY!r} is not an output structure ({e})"

@@ -347,6 +347,10 @@ def test_nested_outputs_come_back_nested(tmp_path):
     with pytest.raises(graphc.TracingError, match="differently nested outputs"):
         graphc.script(lambda x: (x,) if x.shape[0] == 2 else (x, x), (graphc.randn(2, 3),))
     module = read_module(tmp_path / "lstm.gcm")
-    write_module(tmp_path / "bad.gcm", module.methods, metadata={"graphc.outputs": '{"forward": ["set", []]}'})
+    bad = {"graphc.outputs": '{"forward": ["set", []]}'}
+    write_module(tmp_path / "bad.gcm", module.methods, metadata=bad)
     with pytest.raises(ModuleFormatError, match="is not an output structure"):
+        graphc.capture.load(tmp_path / "bad.gcm")
+    write_module(tmp_path / "bad.gcm", module.methods, metadata={"graphc.outputs": '{"forward": "T"}'})
+    with pytest.raises(ModuleFormatError, match="method 'forward' has no such outputs"):
         graphc.capture.load(tmp_path / "bad.gcm")
