@@ -283,8 +283,8 @@ def _random(op: str, size, attrs: dict, generator, dtype, device, requires_grad,
     gen = default_generator if generator is None else generator
     shape = shape_arg(size)
     attrs = {"shape": shape, **attrs, "dtype": dtype.name, "seed": gen.next_seed()}
-    arr = dispatch(OPS[op], (), attrs)._data
-    return _finish(arr, dtype, device, requires_grad, out)
+    # (the op's own tensor: a capture records what made it)
+    return _finish(dispatch(OPS[op], (), attrs), dtype, device, requires_grad, out)
 
 
 def _float_dtype(dtype, what: str):

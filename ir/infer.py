@@ -682,9 +682,10 @@ def _arange(inputs, start, end, step, dtype):
 @rule("uniform", "normal", "randint", "randperm", "bernoulli")
 def _random(inputs, **attrs):
     raise ShapeError(
-        "random numbers are not part of graphs yet: a node would hold one seed and draw the same "
-        "numbers on every call (dropout is off in captured modules; draw noise outside the graph "
-        "and pass it in as an input)"
+        "a node holding one seed would draw the same numbers on every call: graphs take random "
+        "numbers as the counter-based generator keyed by their rng.key input (capture records "
+        "rand, randn, normal and bernoulli so; randint, randperm and in-place fills not yet: "
+        "draw those outside the graph and pass them in)"
     )
 
 

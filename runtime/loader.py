@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from codegen.cuda.device import Device, DeviceError, cupy_for, gpu
 from ir.module_file import ModuleFile, read_module
+from ir.ops.creation import RNG_KEY, stream_key
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class LoadedModule:
         device: str | Device,
         backend: str = "interpreter",
         trust_embedded_code: bool = False,
+        seed: int | None = None,
     ) -> None:
         from codegen import BACKENDS, ready
 
@@ -39,6 +42,8 @@ class LoadedModule:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self._module = module
         self.backend = backend
+        # the keys of methods that draw random numbers (their `rng.key` input), one per call
+        self._keys, self._keys_lock = np.random.default_rng(seed), threading.Lock()
         target = None  # the device the 'cuda' backend compiles for
         if isinstance(device, Device):
             target, self.device, self._xp = device, device.name, device.xp
@@ -124,6 +129,22 @@ class LoadedModule:
     def __call__(self, *arrays, method: str = "forward") -> list:
         return self.run_method(method, list(arrays))
 
+    def _keyed(self, graph, inputs):
+        """`inputs`, with a fresh `rng.key` where the method draws random numbers and they
+        leave it out (pass one to repeat a call's draws)."""
+        if not graph.inputs or graph.inputs[-1].name != RNG_KEY:
+            return inputs
+        if isinstance(inputs, dict) and RNG_KEY not in inputs:
+            return {**inputs, RNG_KEY: self._next_key()}
+        if not isinstance(inputs, dict) and len(inputs) + 1 == len(graph.inputs):
+            return [*inputs, self._next_key()]
+        return inputs
+
+    def _next_key(self) -> np.ndarray:
+        with self._keys_lock:
+            seed = int(self._keys.integers(0, 1 << 63))
+        return np.array(stream_key(seed), dtype=np.int64)
+
     def run(self, inputs: dict, method: str = "forward") -> dict:
         """Outputs by name for inputs given by name."""
         graph = self._graph(method)
@@ -131,7 +152,7 @@ class LoadedModule:
         return {v.name: o for v, o in zip(graph.outputs, outs, strict=True)}
 
     def run_method(self, method: str, inputs) -> list:
-        self._graph(method)  # a KeyError naming the methods there are
+        inputs = self._keyed(self._graph(method), inputs)  # (a KeyError naming the methods there are)
         xp = self._xp
         if xp is np:
             return self._executables[method].run(_arrays(inputs, xp), weights=self._weights)
@@ -155,7 +176,8 @@ class LoadedModule:
         runs = getattr(exe, "native", None) if self.backend == "llvm" else exe
         if runs is None or not hasattr(runs, "memory"):
             return None
-        return runs.memory(bind_inputs(self._graph(method), inputs))
+        graph = self._graph(method)
+        return runs.memory(bind_inputs(graph, self._keyed(graph, inputs)))
 
     def __repr__(self) -> str:
         return f"LoadedModule(methods={self.methods}, device={self.device!r})"
@@ -181,7 +203,11 @@ def _llvmlite_available() -> bool:
 
 
 def load(
-    path, device: str | Device = "cpu", backend: str | None = None, trust_embedded_code: bool = False
+    path,
+    device: str | Device = "cpu",
+    backend: str | None = None,
+    trust_embedded_code: bool = False,
+    seed: int | None = None,
 ) -> LoadedModule:
     """Read, validate and bind a .gcm module: `path` is a file's path, its bytes (as fetched
     from a store: nothing needs to be written to disk) or a binary file object.
@@ -193,10 +219,12 @@ def load(
     the file's PTX or cubin for this GPU if trusted, else compiled here by NVRTC; weights go
     to the GPU once. 'interpreter' (the default where llvmlite is not installed) runs the
     reference interpreter on numpy or cupy. `device` may also be a codegen.cuda.device.Device
-    (the CPU emulation of CUDA in codegen.cuda.emulate, for tests)."""
+    (the CPU emulation of CUDA in codegen.cuda.emulate, for tests). A method that draws random
+    numbers gets a fresh key for each call from a generator seeded with `seed` (default: the
+    system's entropy), unless the call passes its `rng.key` input."""
     if backend is None:
         if isinstance(device, Device) or device != "cpu":
             backend = "cuda"
         else:
             backend = "llvm" if _llvmlite_available() else "interpreter"
-    return LoadedModule(read_module(path), device, backend, trust_embedded_code)
+    return LoadedModule(read_module(path), device, backend, trust_embedded_code, seed)

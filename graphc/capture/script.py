@@ -24,6 +24,7 @@ from ir import dtypes
 from ir.errors import IRError, ModuleFormatError
 from ir.graph import Graph
 from ir.infer import subgraph_inputs
+from ir.ops.creation import RNG_KEY, stream_key
 from ir.types import Sizes, TensorType, concrete_shape
 from ir.verify import verify
 
@@ -207,10 +208,11 @@ def _capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward"
             f"{b2}; a Python branch depends on a tensor's shape"
         )
     symbolic = []
-    for n, v in zip(names, g1.inputs, strict=True):
+    for n, v in zip(names, g1.inputs, strict=False):
         dims = dynamic.get(n, {})
         shape = tuple(dims.get(i, s) for i, s in enumerate(v.type.shape))
         symbolic.append(TensorType(v.type.dtype, shape))
+    symbolic += [v.type for v in g1.inputs[len(names) :]]  # (rng.key, where it draws random numbers)
     return _replay(g1, g2, symbolic, b1, b2, name), structure
 
 
@@ -269,6 +271,7 @@ class ScriptModule:
     def _run(self, method: str, *inputs):
         if self.backend == "cuda":  # the device's arrays in and out (tensors on CUDA stay there)
             arrays = [x.detach()._data if isinstance(x, Tensor) else x for x in inputs]
+            arrays = self._keyed(method, arrays)
             outs = [
                 Tensor._wrap(self.cuda_device.xp.asarray(o)) for o in self._executable(method).run(arrays)
             ]
@@ -276,11 +279,24 @@ class ScriptModule:
             arrays = [
                 x.detach().numpy(force=True) if isinstance(x, Tensor) else np.asarray(x) for x in inputs
             ]
-            outs = [from_numpy(np.asarray(o)) for o in self._executable(method).run(arrays)]
+            outs = [
+                from_numpy(np.asarray(o)) for o in self._executable(method).run(self._keyed(method, arrays))
+            ]
         structure = self._outputs.get(method)
         if structure is not None:
             return unflatten_outputs(structure, outs)
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _keyed(self, method: str, arrays: list) -> list:
+        """`arrays`, and where the method draws random numbers and they leave out its last
+        input `rng.key`, a key from graphc's generator (graphc.manual_seed makes the draws
+        repeatable)."""
+        graph = self._graphs[method]
+        if len(arrays) + 1 == len(graph.inputs) and graph.inputs[-1].name == RNG_KEY:
+            from graphc._creation import default_generator
+
+            return [*arrays, np.array(stream_key(default_generator.next_seed()), dtype=np.int64)]
+        return arrays
 
     def __call__(self, *inputs):
         return self._run("forward", *inputs)

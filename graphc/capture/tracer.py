@@ -61,6 +61,8 @@ class Tracer:
         # for a scan body: the enclosing graph's tensors it reads, in the order they became its
         # last inputs (None: a graph that takes no such tensors)
         self.lifted: list[Tensor] | None = None
+        self._rng_key = None  # the `rng.key` input, once a random op needs it
+        self._streams = 0  # random draws recorded so far (each its own stream of the key)
         self._root = parent._root if parent is not None else self  # owns the constant counter
         self._constants = 0
         self.scope: list[str] = parent.scope if parent is not None else []
@@ -323,8 +325,85 @@ class Tracer:
         return taken[0] if single[0] else tuple(taken)
 
     # --- recording ---
+    # --- random numbers ---
+    def _random(self, name: str, args: tuple, attrs: dict, result: Tensor) -> None:
+        """Record a draw of `uniform`, `normal` or `bernoulli` as the counter-based generator
+        (ir.ops.creation.counter_uniform) written out in graph ops, keyed by the graph's
+        `rng.key` input (a fresh key per call: ScriptModule and the runtime supply it) and a
+        stream number per draw, so each call and each draw gets its own numbers."""
+        from ir.ops.creation import RNG_KEY, counter_bits, counter_uniform
+
+        if self._parent is not None:
+            raise TracingError(
+                f"{name}: random numbers inside a graphc.scan body or graphc.cond branch cannot be "
+                f"captured yet (at {_user_frame()}); draw them outside and pass them in"
+            )
+        if self._rng_key is None:
+            self._rng_key = self.graph.add_input(RNG_KEY, TensorType(dtypes.int64, ()))
+        i64 = dtypes.int64
+        ops = _GraphOps(self)
+        key = counter_bits(ops, self._constant(self._streams, i64), self._rng_key)  # this draw's stream
+        self._streams += 1
+        shape = tuple(result._data.shape)
+        dtype = result._data.dtype
+        index = self._positions(shape)
+        if name == "bernoulli":
+            p = self.value_of(args[0])
+            u = counter_uniform(ops, index, key, np.float64 if dtype == np.float64 else np.float32)
+            value = self._node(
+                "cast", [self._node("lt", [u, p], {})], {"dtype": dtypes.from_numpy(dtype).name}
+            )
+        elif name == "uniform":
+            u = counter_uniform(ops, index, key, dtype)
+            scale = self._node(
+                "mul", [u, self._constant(attrs["high"] - attrs["low"], dtypes.from_numpy(dtype))], {}
+            )
+            value = self._node("add", [scale, self._constant(attrs["low"], dtypes.from_numpy(dtype))], {})
+        else:  # normal, by Box-Muller from the uniforms at counters 2i and 2i + 1
+            t = dtypes.from_numpy(dtype)
+            twice = ops.multiply(index, 2)
+            u1 = counter_uniform(ops, twice, key, dtype)
+            u2 = counter_uniform(ops, ops.add(twice, 1), key, dtype)
+            one_minus = self._node("sub", [self._constant(1.0, t), u1], {})  # in (0, 1]: a finite log
+            radius = self._node(
+                "sqrt",
+                [self._node("mul", [self._node("log", [one_minus], {}), self._constant(-2.0, t)], {})],
+                {},
+            )
+            angle = self._node("cos", [self._node("mul", [u2, self._constant(2 * np.pi, t)], {})], {})
+            z = self._node("mul", [radius, angle], {})
+            value = self._node(
+                "add",
+                [
+                    self._node("mul", [z, self._constant(attrs["std"], t)], {}),
+                    self._constant(attrs["mean"], t),
+                ],
+                {},
+            )
+        self._set(result, value)
+
+    def _positions(self, shape: tuple):
+        """Each element's position in a C-order tensor of `shape` (int64), from an arange per
+        dim and strides that are products of the sizes (constants a symbolic size replaces)."""
+        i64 = dtypes.int64
+        if not shape:
+            return self._constant(0, i64)
+        total, stride = None, None
+        for d in range(len(shape) - 1, -1, -1):
+            along = self._node("arange", [], {"start": 0, "end": shape[d], "step": 1, "dtype": "int64"})
+            placed = [1] * len(shape)
+            placed[d] = shape[d]
+            along = self._node("reshape", [along], {"shape": tuple(placed)})
+            term = along if stride is None else self._node("mul", [along, stride], {})
+            total = term if total is None else self._node("add", [total, term], {})
+            size = self._constant(shape[d], i64)
+            stride = size if stride is None else self._node("mul", [stride, size], {})
+        return total
+
     def record(self, op, args: tuple, arrays: list, attrs: dict, result) -> None:
         """Append one op call (with the arrays it computed on, after promotion)."""
+        if op.name in ("uniform", "normal", "bernoulli"):
+            return self._random(op.name, args, attrs, result)
         # a Python scalar takes the dtype of the tensors it was promoted with (where's condition
         # is not one of them), else that of the result
         positions = op.promoted if op.promoted is not None else range(len(arrays))
@@ -425,6 +504,43 @@ def _module_scopes(model, tracer: Tracer) -> list:
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(leave))
     return handles
+
+
+class _GraphOps:
+    """The functions of an array module that ir.ops.creation's counter-based generator calls,
+    adding nodes to a tracer's graph (Python ints and numpy scalars become constants): the
+    generator's one definition builds the graph."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+
+    def _value(self, v):
+        if isinstance(v, int):
+            return self.tracer._constant(v, dtypes.int64)
+        if isinstance(v, np.generic):
+            return self.tracer._constant(v, dtypes.from_numpy(v.dtype))
+        return v
+
+    def asarray(self, v, dtype):
+        return self.tracer._node("cast", [v], {"dtype": np.dtype(dtype).name})
+
+    def _op(self, op: str, a, b):
+        return self.tracer._node(op, [self._value(a), self._value(b)], {})
+
+    def add(self, a, b):
+        return self._op("add", a, b)
+
+    def multiply(self, a, b):
+        return self._op("mul", a, b)
+
+    def bitwise_xor(self, a, b):
+        return self._op("bitwise_xor", a, b)
+
+    def bitwise_and(self, a, b):
+        return self._op("bitwise_and", a, b)
+
+    def right_shift(self, a, b):
+        return self._op("right_shift", a, b)
 
 
 def record(

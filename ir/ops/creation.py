@@ -95,6 +95,7 @@ def _randperm(xp, n, dtype, seed):
 # numpy, cupy and a graph of IR ops (graphc._native.bernoulli: a compiled kernel) all draw the
 # same numbers.
 
+RNG_KEY = "rng.key"  # the graph input a captured random op draws from (i64[]: a stream_key)
 GOLDEN = -0x61C8864680B583EB  # 0x9E3779B97F4A7C15 as int64
 MIX = (-0x40A7B892E31B1A47, -0x6B2FB644ECCEEE15)  # 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 
