@@ -83,14 +83,15 @@ def _captured(target: Tensor, result: Tensor) -> None:
 
 
 def _no_capture(what: str) -> None:
-    """Random fills have no graph op: inside a capture they would bake one draw into the graph."""
+    """Random in-place fills are not captured: they would bake one draw into the graph."""
     if _dispatch.tracer is not None:
         from graphc.capture.tracer import TracingError, _user_frame
 
         raise TracingError(
-            f"{what} (at {_user_frame()}): random numbers cannot be part of a captured graph yet "
-            "(the graph would hold one draw, the same on every call); draw them outside the "
-            "captured function and pass them in as an input"
+            f"{what} (at {_user_frame()}): random in-place fills cannot be part of a captured "
+            "graph yet (the graph would hold one draw, the same on every call); draw out of place "
+            "(graphc.rand_like, randn_like, bernoulli: captured with a fresh key per call), or "
+            "outside the captured function and pass the numbers in as an input"
         )
 
 

@@ -8,6 +8,7 @@ import pytest
 
 import graphc
 import graphc.nn as nn
+import graphc.nn.functional as F
 import runtime
 from codegen.cuda.emulate import EmulatedDevice
 from ir.ops.creation import RNG_KEY, counter_bits, counter_uniform, stream_key
@@ -80,6 +81,16 @@ def test_each_call_draws_anew_and_manual_seed_repeats_them(tmp_path):
     emulated = graphc.script(model, (graphc.randn(2, 4),), device=EmulatedDevice("shuffled", max_blocks=2))
     on_emulation = np.asarray(emulated(x, key)._data)
     np.testing.assert_allclose(on_emulation, scripted(x, key).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_in_training_mode_draws_a_mask_per_call():
+    """F.dropout(training=True) inside a captured function (Monte Carlo dropout): a new mask
+    of about p zeros on every call, the kept values scaled by 1 / (1 - p)."""
+    scripted = graphc.script(lambda x: F.dropout(x, 0.25, training=True), (graphc.randn(4, 100),))
+    x = graphc.ones(400, 100)
+    first, second = scripted(x).numpy(), scripted(x).numpy()
+    assert set(np.unique(first)) == {0.0, np.float32(1 / 0.75)}
+    assert abs((first == 0).mean() - 0.25) < 0.01 and not np.array_equal(first, second)
 
 
 def test_random_numbers_inside_a_scan_body_are_refused():
