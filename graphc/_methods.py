@@ -83,15 +83,16 @@ def _captured(target: Tensor, result: Tensor) -> None:
 
 
 def _no_capture(what: str) -> None:
-    """Random in-place fills are not captured: they would bake one draw into the graph."""
+    """Random in-place fills other than uniform_, normal_ and bernoulli_ are not captured: they
+    would bake one draw into the graph."""
     if _dispatch.tracer is not None:
         from graphc.capture.tracer import TracingError, _user_frame
 
         raise TracingError(
-            f"{what} (at {_user_frame()}): random in-place fills cannot be part of a captured "
-            "graph yet (the graph would hold one draw, the same on every call); draw out of place "
-            "(graphc.rand_like, randn_like, bernoulli: captured with a fresh key per call), or "
-            "outside the captured function and pass the numbers in as an input"
+            f"{what} (at {_user_frame()}): this random fill cannot be part of a captured graph "
+            "yet (the graph would hold one draw, the same on every call); uniform_, normal_ and "
+            "bernoulli_ can (a fresh key per call), or draw outside the captured function and "
+            "pass the numbers in as an input"
         )
 
 
@@ -240,8 +241,9 @@ def fill_(self: Tensor, value) -> Tensor:
 def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:
     """Fill with uniform random numbers in [a, b)."""
     check_inplace(self)
-    _no_capture("uniform_")
     values = C.rand(self.shape, generator=generator, dtype=self.dtype) * (b - a) + a
+    if _dispatch.tracer is not None:  # a captured draw (fresh per call), then the write
+        return self.copy_(values)
     self._data[...] = _device.to_device(values._data, self.device)
     self._bump_version()
     return self
@@ -250,8 +252,9 @@ def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0, *, generator=None) ->
 def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
     """Fill with normal random numbers."""
     check_inplace(self)
-    _no_capture("normal_")
     values = C.randn(self.shape, generator=generator, dtype=self.dtype) * std + mean
+    if _dispatch.tracer is not None:  # a captured draw (fresh per call), then the write
+        return self.copy_(values)
     self._data[...] = _device.to_device(values._data, self.device)
     self._bump_version()
     return self
@@ -263,6 +266,10 @@ def _sampled(draw, name: str):
 
     def method(self: Tensor, *args, generator=None, **kwargs) -> Tensor:
         check_inplace(self)
+        if name == "bernoulli_" and _dispatch.tracer is not None:  # a captured draw, then the write
+            p = args[0] if args else kwargs.get("p", 0.5)
+            probs = p.to(self.dtype).expand_as(self) if isinstance(p, Tensor) else C.full_like(self, p)
+            return self.copy_(C.bernoulli(probs, generator=generator))
         _no_capture(name)
         gen = C.default_generator if generator is None else generator
         rng = np.random.default_rng(gen.next_seed())

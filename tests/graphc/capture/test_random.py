@@ -93,6 +93,25 @@ def test_dropout_in_training_mode_draws_a_mask_per_call():
     assert abs((first == 0).mean() - 0.25) < 0.01 and not np.array_equal(first, second)
 
 
+def test_in_place_fills_draw_per_call_too():
+    """uniform_, normal_ and bernoulli_ inside a captured function: a captured draw written
+    into the tensor (through a view too), new numbers on every call."""
+
+    def f(x):
+        y = graphc.empty_like(x)
+        y[:, :2].uniform_(-1.0, 1.0)
+        y[:, 2:].normal_(3.0, 0.5)
+        return y, x.clone().bernoulli_(0.25)
+
+    scripted = graphc.script(f, (graphc.randn(4, 6),))
+    y, coins = scripted(graphc.randn(5000, 6))
+    u, z = y.numpy()[:, :2], y.numpy()[:, 2:]
+    assert -1.0 <= u.min() and u.max() < 1.0 and abs(u.mean()) < 0.03
+    assert abs(z.mean() - 3.0) < 0.02 and abs(z.std() - 0.5) < 0.02
+    assert abs(coins.numpy().mean() - 0.25) < 0.01
+    assert not np.array_equal(scripted(graphc.randn(5000, 6))[0].numpy(), y.numpy())
+
+
 def test_random_numbers_inside_a_scan_body_are_refused():
     def f(x):
         return graphc.scan(lambda c, t: (c + graphc.rand_like(t), c), x[0], x)[1]
