@@ -302,42 +302,6 @@ def layer_norm_backward(x, w, g, dims=(-1,), eps=1e-5):
     return _rows("layer_norm_backward", [x, w, g], {"dims": (1,), "eps": float(eps)}, len(dims))
 
 
-class _GraphModule:
-    """The functions `ir.ops.creation.counter_uniform` calls, adding nodes to a graph (numbers
-    become scalar weights: Python ints int64): the generator's one definition, written against
-    an array module, builds the compiled kernel's graph."""
-
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-
-    def _value(self, v):
-        if not isinstance(v, (int, np.generic)):
-            return v
-        name = f"c{len(self.graph.weights)}"
-        return self.graph.add_weight(name, np.array(v, dtype=np.int64 if isinstance(v, int) else v.dtype))
-
-    def asarray(self, v, dtype):
-        return self.graph.add_node("cast", [v], {"dtype": np.dtype(dtype).name})[0]
-
-    def _node(self, op, a, b):
-        return self.graph.add_node(op, [self._value(a), self._value(b)])[0]
-
-    def add(self, a, b):
-        return self._node("add", a, b)
-
-    def multiply(self, a, b):
-        return self._node("mul", a, b)
-
-    def bitwise_xor(self, a, b):
-        return self._node("bitwise_xor", a, b)
-
-    def bitwise_and(self, a, b):
-        return self._node("bitwise_and", a, b)
-
-    def right_shift(self, a, b):
-        return self._node("right_shift", a, b)
-
-
 def bernoulli(p, seed):
     """A float32 or float64 mask through a compiled kernel computing the counter-based
     generator in place (no counter in memory), or None where the reference should run it."""
@@ -346,13 +310,17 @@ def bernoulli(p, seed):
     t = dtypes.from_numpy(p.dtype)
 
     def build():
-        from ir.ops.creation import counter_uniform
+        from ir.ops.creation import GraphArrays, counter_uniform
 
         graph = Graph("eager_bernoulli")
         probability = graph.add_input("p", TensorType(t, ("n",)))
         key = graph.add_input("key", TensorType(dtypes.int64, ()))
         (index,) = graph.add_node("arange", [], {"start": 0, "end": "n", "step": 1, "dtype": "int64"})
-        u = counter_uniform(_GraphModule(graph), index, key, p.dtype)
+        arrays = GraphArrays(
+            lambda op, inputs, attrs: graph.add_node(op, inputs, attrs)[0],
+            lambda array: graph.add_weight(f"c{len(graph.weights)}", array),
+        )
+        u = counter_uniform(arrays, index, key, p.dtype)
         (keep,) = graph.add_node("lt", [u, probability])  # (the reference's `u < p`)
         graph.set_outputs(graph.add_node("cast", [keep], {"dtype": t.name}))
         return graph

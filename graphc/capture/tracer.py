@@ -331,7 +331,7 @@ class Tracer:
         (ir.ops.creation.counter_uniform) written out in graph ops, keyed by the graph's
         `rng.key` input (a fresh key per call: ScriptModule and the runtime supply it) and a
         stream number per draw, so each call and each draw gets its own numbers."""
-        from ir.ops.creation import RNG_KEY, counter_bits, counter_uniform
+        from ir.ops.creation import RNG_KEY, GraphArrays, counter_bits, counter_uniform
 
         if self._parent is not None:
             raise TracingError(
@@ -341,7 +341,7 @@ class Tracer:
         if self._rng_key is None:
             self._rng_key = self.graph.add_input(RNG_KEY, TensorType(dtypes.int64, ()))
         i64 = dtypes.int64
-        ops = _GraphOps(self)
+        ops = GraphArrays(self._node, lambda array: self.graph.add_weight(self._fresh_constant(), array))
         key = counter_bits(ops, self._constant(self._streams, i64), self._rng_key)  # this draw's stream
         self._streams += 1
         shape = tuple(result._data.shape)
@@ -504,43 +504,6 @@ def _module_scopes(model, tracer: Tracer) -> list:
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(leave))
     return handles
-
-
-class _GraphOps:
-    """The functions of an array module that ir.ops.creation's counter-based generator calls,
-    adding nodes to a tracer's graph (Python ints and numpy scalars become constants): the
-    generator's one definition builds the graph."""
-
-    def __init__(self, tracer: Tracer) -> None:
-        self.tracer = tracer
-
-    def _value(self, v):
-        if isinstance(v, int):
-            return self.tracer._constant(v, dtypes.int64)
-        if isinstance(v, np.generic):
-            return self.tracer._constant(v, dtypes.from_numpy(v.dtype))
-        return v
-
-    def asarray(self, v, dtype):
-        return self.tracer._node("cast", [v], {"dtype": np.dtype(dtype).name})
-
-    def _op(self, op: str, a, b):
-        return self.tracer._node(op, [self._value(a), self._value(b)], {})
-
-    def add(self, a, b):
-        return self._op("add", a, b)
-
-    def multiply(self, a, b):
-        return self._op("mul", a, b)
-
-    def bitwise_xor(self, a, b):
-        return self._op("bitwise_xor", a, b)
-
-    def bitwise_and(self, a, b):
-        return self._op("bitwise_and", a, b)
-
-    def right_shift(self, a, b):
-        return self._op("right_shift", a, b)
 
 
 def record(

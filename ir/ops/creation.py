@@ -134,6 +134,42 @@ def counter_uniform(xp, index, key, dtype=np.float32):
     return xp.multiply(xp.asarray(bits, dtype=dtype), np.dtype(dtype).type(2.0**-digits))
 
 
+class GraphArrays:
+    """The functions of an array module that `counter_uniform` calls, adding graph nodes by
+    `node(op, inputs, attrs)` (a Value) and turning Python ints and numpy scalars into
+    `constant(array)` values: the generator's one definition builds graphs too (an eager
+    kernel's, a captured draw's)."""
+
+    def __init__(self, node, constant) -> None:
+        self._node, self._constant = node, constant
+
+    def _value(self, v):
+        if isinstance(v, (int, np.generic)):
+            return self._constant(np.asarray(v, dtype=np.int64 if isinstance(v, int) else v.dtype))
+        return v
+
+    def asarray(self, v, dtype):
+        return self._node("cast", [v], {"dtype": np.dtype(dtype).name})
+
+    def _op(self, op: str, a, b):
+        return self._node(op, [self._value(a), self._value(b)], {})
+
+    def add(self, a, b):
+        return self._op("add", a, b)
+
+    def multiply(self, a, b):
+        return self._op("mul", a, b)
+
+    def bitwise_xor(self, a, b):
+        return self._op("bitwise_xor", a, b)
+
+    def bitwise_and(self, a, b):
+        return self._op("bitwise_and", a, b)
+
+    def right_shift(self, a, b):
+        return self._op("right_shift", a, b)
+
+
 @register("bernoulli", differentiable=False)
 def _bernoulli(xp, p, seed):
     """1 with probability p (elementwise), else 0, in p's dtype: element i is 1 where its
