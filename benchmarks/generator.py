@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from infer import THREADS, checked_row, peer_runners, start  # noqa: E402
+from infer import checked_row, peer_runners, start, torch_peers  # noqa: E402
 
 NOISE, FEATURES = 100, 64
 BATCHES = [1, 16, 64]
@@ -65,22 +65,10 @@ def main() -> None:
         path = Path(tmp) / "generator"
         graphc.script(ours, (graphc.tensor(example),)).save(f"{path}.gcm")
         loaded = runtime.load(f"{path}.gcm", backend="llvm")
-        tx = torch.from_numpy(example)
-        torch.onnx.export(
-            theirs,
-            (tx,),
-            f"{path}.onnx",
-            input_names=["noise"],
-            output_names=["image"],
-            dynamic_shapes={"input": {0: torch.export.Dim("batch")}},
-            dynamo=True,
+        shapes = {"input": {0: torch.export.Dim("batch")}}
+        session, scripted, compiled = torch_peers(
+            theirs, example, path, ("noise", "image"), shapes, args, ort, torch
         )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = THREADS
-        session = ort.InferenceSession(f"{path}.onnx", options, providers=["CPUExecutionProvider"])
-        with torch.no_grad():
-            scripted = torch.jit.freeze(torch.jit.script(theirs))
-            compiled = None if args.no_compile else torch.compile(theirs, dynamic=True)
         print("| batch | graphc runtime | PyTorch eager | TorchScript | ONNX Runtime | torch.compile |")
         print("|---:|---:|---:|---:|---:|---:|")
         for n in BATCHES:

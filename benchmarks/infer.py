@@ -77,6 +77,31 @@ def peer_runners(loaded, eager, scripted, session, compiled, input_name: str, ar
     return runners
 
 
+def torch_peers(
+    theirs, example: np.ndarray, path, names: tuple[str, str], dynamic_shapes: dict, args, ort, torch
+):
+    """PyTorch model `theirs` as the peers: ONNX Runtime (exported from `example` with
+    `dynamic_shapes`, input and output named `names`, to `path`.onnx), TorchScript (frozen)
+    and torch.compile (None with --no-compile), each with THREADS threads:
+    (session, scripted, compiled)."""
+    torch.onnx.export(
+        theirs,
+        (torch.from_numpy(example),),
+        f"{path}.onnx",
+        input_names=[names[0]],
+        output_names=[names[1]],
+        dynamic_shapes=dynamic_shapes,
+        dynamo=True,
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    session = ort.InferenceSession(f"{path}.onnx", options, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        scripted = torch.jit.freeze(torch.jit.script(theirs))
+        compiled = None if args.no_compile else torch.compile(theirs, dynamic=True)
+    return session, scripted, compiled
+
+
 def checked_row(label: str, runners: dict, expected: np.ndarray, repeat: int, columns: int = 5) -> None:
     """Print one table row: each runner's output checked against `expected`, then its time a
     call (per_call_ms); '-' for the columns no runner filled. Call it under torch.no_grad()."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from infer import THREADS, checked_row, peer_runners, start  # noqa: E402
+from infer import checked_row, peer_runners, start, torch_peers  # noqa: E402
 
 VOCAB, EMBED, HIDDEN, CLASSES = 1000, 64, 128, 2
 SHAPES = [(1, 32), (16, 64), (64, 128)]  # (batch, sequence length)
@@ -59,22 +59,10 @@ def main() -> None:
         dynamic = {"tokens": {0: "batch", 1: "seq"}}
         graphc.script(ours, (graphc.tensor(example),), dynamic=dynamic).save(f"{path}.gcm")
         loaded = runtime.load(f"{path}.gcm", backend="llvm")
-        tx = torch.from_numpy(example)
-        torch.onnx.export(
-            theirs,
-            (tx,),
-            f"{path}.onnx",
-            input_names=["tokens"],
-            output_names=["logits"],
-            dynamic_shapes={"tokens": {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}},
-            dynamo=True,
+        shapes = {"tokens": {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}}
+        session, scripted, compiled = torch_peers(
+            theirs, example, path, ("tokens", "logits"), shapes, args, ort, torch
         )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = THREADS
-        session = ort.InferenceSession(f"{path}.onnx", options, providers=["CPUExecutionProvider"])
-        with torch.no_grad():
-            scripted = torch.jit.freeze(torch.jit.script(theirs))
-            compiled = None if args.no_compile else torch.compile(theirs, dynamic=True)
         print(
             "| batch x length | graphc runtime | PyTorch eager | TorchScript | ONNX Runtime | torch.compile |"
         )  # noqa: E501
