@@ -331,7 +331,7 @@ class Tracer:
         (ir.ops.creation.counter_uniform) written out in graph ops, keyed by the graph's
         `rng.key` input (a fresh key per call: ScriptModule and the runtime supply it) and a
         stream number per draw, so each call and each draw gets its own numbers."""
-        from ir.ops.creation import RNG_KEY, GraphArrays, counter_bits, counter_uniform
+        from ir.ops.creation import RNG_KEY, GraphArrays, counter_bits, counter_normal, counter_uniform
 
         if self._parent is not None:
             raise TracingError(
@@ -347,39 +347,16 @@ class Tracer:
         shape = tuple(result._data.shape)
         dtype = result._data.dtype
         index = self._positions(shape)
+        number = np.dtype(dtype).type
         if name == "bernoulli":
-            p = self.value_of(args[0])
             u = counter_uniform(ops, index, key, np.float64 if dtype == np.float64 else np.float32)
-            value = self._node(
-                "cast", [self._node("lt", [u, p], {})], {"dtype": dtypes.from_numpy(dtype).name}
-            )
+            value = ops.asarray(self._node("lt", [u, self.value_of(args[0])], {}), dtype)
         elif name == "uniform":
             u = counter_uniform(ops, index, key, dtype)
-            scale = self._node(
-                "mul", [u, self._constant(attrs["high"] - attrs["low"], dtypes.from_numpy(dtype))], {}
-            )
-            value = self._node("add", [scale, self._constant(attrs["low"], dtypes.from_numpy(dtype))], {})
-        else:  # normal, by Box-Muller from the uniforms at counters 2i and 2i + 1
-            t = dtypes.from_numpy(dtype)
-            twice = ops.multiply(index, 2)
-            u1 = counter_uniform(ops, twice, key, dtype)
-            u2 = counter_uniform(ops, ops.add(twice, 1), key, dtype)
-            one_minus = self._node("sub", [self._constant(1.0, t), u1], {})  # in (0, 1]: a finite log
-            radius = self._node(
-                "sqrt",
-                [self._node("mul", [self._node("log", [one_minus], {}), self._constant(-2.0, t)], {})],
-                {},
-            )
-            angle = self._node("cos", [self._node("mul", [u2, self._constant(2 * np.pi, t)], {})], {})
-            z = self._node("mul", [radius, angle], {})
-            value = self._node(
-                "add",
-                [
-                    self._node("mul", [z, self._constant(attrs["std"], t)], {}),
-                    self._constant(attrs["mean"], t),
-                ],
-                {},
-            )
+            value = ops.add(ops.multiply(u, number(attrs["high"] - attrs["low"])), number(attrs["low"]))
+        else:
+            z = counter_normal(ops, index, key, dtype)
+            value = ops.add(ops.multiply(z, number(attrs["std"])), number(attrs["mean"]))
         self._set(result, value)
 
     def _positions(self, shape: tuple):

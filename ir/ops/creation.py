@@ -134,8 +134,20 @@ def counter_uniform(xp, index, key, dtype=np.float32):
     return xp.multiply(xp.asarray(bits, dtype=dtype), np.dtype(dtype).type(2.0**-digits))
 
 
+def counter_normal(xp, index, key, dtype=np.float32):
+    """A standard normal per counter: Box-Muller from the uniforms at counters 2i and 2i + 1
+    (1 - u is in (0, 1]: its log is finite)."""
+    twice = xp.multiply(index, 2)
+    u1 = counter_uniform(xp, twice, key, dtype)
+    u2 = counter_uniform(xp, xp.add(twice, 1), key, dtype)
+    number = np.dtype(dtype).type
+    radius = xp.sqrt(xp.multiply(xp.log(xp.subtract(number(1.0), u1)), number(-2.0)))
+    return xp.multiply(radius, xp.cos(xp.multiply(u2, number(2 * np.pi))))
+
+
 class GraphArrays:
-    """The functions of an array module that `counter_uniform` calls, adding graph nodes by
+    """The functions of an array module that `counter_uniform` and `counter_normal` call,
+    adding graph nodes by
     `node(op, inputs, attrs)` (a Value) and turning Python ints and numpy scalars into
     `constant(array)` values: the generator's one definition builds graphs too (an eager
     kernel's, a captured draw's)."""
@@ -168,6 +180,18 @@ class GraphArrays:
 
     def right_shift(self, a, b):
         return self._op("right_shift", a, b)
+
+    def subtract(self, a, b):
+        return self._op("sub", a, b)
+
+    def sqrt(self, a):
+        return self._node("sqrt", [a], {})
+
+    def log(self, a):
+        return self._node("log", [a], {})
+
+    def cos(self, a):
+        return self._node("cos", [a], {})
 
 
 @register("bernoulli", differentiable=False)

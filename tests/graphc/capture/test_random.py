@@ -11,7 +11,7 @@ import graphc.nn as nn
 import graphc.nn.functional as F
 import runtime
 from codegen.cuda.emulate import EmulatedDevice
-from ir.ops.creation import RNG_KEY, counter_bits, counter_uniform, stream_key
+from ir.ops.creation import RNG_KEY, counter_bits, counter_normal, counter_uniform, stream_key
 
 
 def _draws(x):
@@ -42,6 +42,8 @@ def test_captured_draws_follow_the_counter_generator_at_every_position(backend):
     np.testing.assert_array_equal(u.numpy(), counter_uniform(np, positions, stream0, np.float32))
     assert u.dtype == graphc.float32 and 0.0 <= u.min().item() and u.max().item() < 1.0
     noise = (z - x).numpy() / 2.0
+    stream1 = counter_bits(np, np.int64(1), key)  # (draw 1: Box-Muller, the same definition)
+    np.testing.assert_allclose(noise, counter_normal(np, positions, stream1), rtol=1e-4, atol=1e-5)
     assert abs(noise.mean()) < 0.02 and abs(noise.std() - 1.0) < 0.02
     p = x.sigmoid().numpy()
     assert set(np.unique(coins.numpy())) == {0.0, 1.0}
