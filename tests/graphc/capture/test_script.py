@@ -354,3 +354,22 @@ def test_nested_outputs_come_back_nested(tmp_path):
     write_module(tmp_path / "bad.gcm", module.methods, metadata={"graphc.outputs": '{"forward": "T"}'})
     with pytest.raises(ModuleFormatError, match="method 'forward' has no such outputs"):
         graphc.capture.load(tmp_path / "bad.gcm")
+
+
+def test_numbers_that_follow_a_derived_size_become_it():
+    """After x[:, 1:], attributes and numbers equal to seq - 1 in both recordings become the
+    derived dim seq_minus_1 (a scalar filled with it stays a node: compile-time folding would
+    fill with the name)."""
+
+    def f(x):
+        shifted = x[:, 1:].reshape(x.size(0), x.size(1) - 1, 3)
+        return shifted * graphc.full((), x.size(1) - 1)
+
+    for backend in ("llvm", "interpreter"):
+        scripted = graphc.script(
+            f, (graphc.randn(2, 5, 3),), dynamic={"x": {0: "batch", 1: "seq"}}, backend=backend
+        )
+        assert "value='seq_minus_1'" in str(scripted.graph)
+        for shape in [(3, 9, 3), (1, 2, 3)]:
+            x = graphc.randn(*shape)
+            np.testing.assert_allclose(scripted(x).numpy(), f(x).numpy(), rtol=1e-6)
