@@ -135,33 +135,18 @@ class Tracer:
 
     def _place(self, old, new, dim: int, start: int, length: int, shape: tuple, step: int = 1):
         """`old` (of `shape`) with positions start, start + step, ... (`length` of them) along
-        `dim` taken from `new`: where(i is one of them, gather(new, (i - start) / step), old), i
-        the position along dim (an arange, so a symbolic size stays symbolic)."""
-        if length == 0:
-            return old
-        n = shape[dim]
+        `dim` set to `new`'s values: an index_put at start + step * arange(length). The sizes
+        are node attributes, so one that follows a symbolic size (a derived one too: the
+        length of x[:, 1:] is seq_minus_1) becomes it; an empty slice writes nothing."""
         i64 = dtypes.int64
-        at = self._node("arange", [], {"start": 0, "end": n, "step": 1, "dtype": "int64"})
-        lo, hi = self._constant(start, i64), self._constant(start + step * (length - 1) + 1, i64)
-        inside = self._node(
-            "logical_and", [self._node("ge", [at, lo], {}), self._node("lt", [at, hi], {})], {}
-        )
-        offset = self._node("sub", [at, lo], {})
+        positions = self._node("arange", [], {"start": 0, "end": length, "step": 1, "dtype": "int64"})
         if step != 1:
-            stride = self._constant(step, i64)
-            on_step = self._node(
-                "eq", [self._node("remainder", [offset, stride], {}), self._constant(0, i64)], {}
-            )
-            inside = self._node("logical_and", [inside, on_step], {})
-            offset = self._node("floor_divide", [offset, stride], {})
-        offset = self._node(
-            "clamp", [offset, self._constant(0, i64), self._constant(max(length - 1, 0), i64)], {}
-        )
-        column = tuple(n if d == dim else 1 for d in range(len(shape)))
-        offset = self._node("expand", [self._node("reshape", [offset], {"shape": column})], {"shape": shape})
-        placed = self._node("gather", [new, offset], {"dim": dim})
-        inside = self._node("reshape", [inside], {"shape": column})
-        return self._node("where", [inside, placed, old], {})
+            positions = self._node("mul", [positions, self._constant(step, i64)], {})
+        if start:
+            first = self._node("full", [], {"shape": (), "value": start, "dtype": "int64"})
+            positions = self._node("add", [positions, first], {})
+        indexed = (False,) * dim + (True,)
+        return self._node("index_put", [old, new, positions], {"positions": indexed, "accumulate": False})
 
     def _at(self, t: Tensor, version: int):
         """The value of tracked `t` at memory version `version`: as recorded, or, for a view

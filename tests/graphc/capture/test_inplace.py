@@ -200,3 +200,36 @@ def test_eager_in_place_ops_outside_a_capture_are_unchanged():
     y[:, 1:] += 1
     y[y > 1.5] = 5
     assert v.tolist() == [5.0, 5.0] and y.tolist() == [[1.0, 5.0, 5.0]] * 2
+
+
+def test_writes_through_slices_of_a_symbolic_dim_follow_its_size():
+    """T5's shift right (`shifted[..., 1:] = ids[..., :-1]`), a fill of `y[:, 1:]`, an update
+    of `y[:, :-1]` and an in-place op on a view of `y[:, 1:]`: one graph for every sequence
+    length, one element long (an empty write) too."""
+
+    def shift_right(ids):
+        shifted = ids.new_zeros(ids.shape)
+        shifted[..., 1:] = ids[..., :-1].clone()
+        shifted[..., 0] = 7
+        return shifted
+
+    def updates(x):
+        y = x.clone()
+        y[:, 1:] = 0.5
+        y[:, :-1] += 1.0
+        tail = y[:, 1:]
+        tail.mul_(2.0)
+        return y
+
+    dynamic = {"ids": {0: "batch", 1: "seq"}}
+    scripted = graphc.script(shift_right, (graphc.randint(0, 9, (2, 5)),), dynamic=dynamic)
+    for shape in [(3, 8), (1, 1), (2, 2)]:
+        ids = graphc.randint(0, 9, shape)
+        assert scripted(ids).tolist() == shift_right(ids).tolist()
+    for backend in ("llvm", "interpreter"):
+        scripted = graphc.script(
+            updates, (graphc.randn(2, 5, 3),), dynamic={"x": {0: "batch", 1: "seq"}}, backend=backend
+        )
+        for shape in [(3, 8, 3), (1, 1, 3), (2, 2, 3)]:
+            x = graphc.randn(*shape)
+            np.testing.assert_allclose(scripted(x).numpy(), updates(x).numpy(), rtol=1e-6)
