@@ -141,7 +141,8 @@ def counter_normal(xp, index, key, dtype=np.float32):
     u1 = counter_uniform(xp, twice, key, dtype)
     u2 = counter_uniform(xp, xp.add(twice, 1), key, dtype)
     number = np.dtype(dtype).type
-    radius = xp.sqrt(xp.multiply(xp.log(xp.subtract(number(1.0), u1)), number(-2.0)))
+    one_minus = xp.add(xp.multiply(u1, number(-1.0)), number(1.0))  # (exactly 1 - u1)
+    radius = xp.sqrt(xp.multiply(xp.log(one_minus), number(-2.0)))
     return xp.multiply(radius, xp.cos(xp.multiply(u2, number(2 * np.pi))))
 
 
@@ -180,9 +181,6 @@ class GraphArrays:
 
     def right_shift(self, a, b):
         return self._op("right_shift", a, b)
-
-    def subtract(self, a, b):
-        return self._op("sub", a, b)
 
     def sqrt(self, a):
         return self._node("sqrt", [a], {})

@@ -234,6 +234,8 @@ def simplify(graph: Graph) -> Graph:
                 return [x]
             if x.producer is not None and x.producer.op == "reshape":
                 return new.add_node("reshape", [x.producer.inputs[0]], dict(a), scope=node.scope)
+        if op == "index_put":
+            return _put_at_constant_positions(new, node, inputs)
         if op == "cast":
             if x.type == node.outputs[0].type:
                 return [x]
@@ -246,6 +248,39 @@ def simplify(graph: Graph) -> Graph:
         return None
 
     return _prune(_rebuild(graph, rule))
+
+
+def _put_at_constant_positions(new: Graph, node: Node, inputs: list) -> list[Value] | None:
+    """index_put of `values` along one dim at constant, distinct, in-range positions (a write
+    through a slice, once its positions are folded) as where(mask, gather(values, inverse),
+    x) with constant mask and inverse: kernels compute it, where index_put is interpreted."""
+    x, values, index = inputs[0], inputs[1], inputs[2:]
+    a = node.attrs
+    positions = _weight_data(new, index[0]) if len(index) == 1 else None
+    flags = tuple(a["positions"])
+    if a.get("accumulate") or positions is None or positions.ndim != 1 or flags.count(True) != 1:
+        return None
+    dim = flags.index(True)
+    n = x.type.shape[dim]
+    if not isinstance(n, int):
+        return None
+    expected = x.type.shape[:dim] + (positions.size,) + x.type.shape[dim + 1 :]
+    if tuple(values.type.shape) != expected or values.type.dtype is not x.type.dtype:
+        return None
+    if positions.size == 0:
+        return [x]
+    if positions.min() < 0 or positions.max() >= n or np.unique(positions).size != positions.size:
+        return None
+    column = tuple(n if d == dim else 1 for d in range(x.type.rank))
+    mask = np.zeros(n, dtype=bool)
+    mask[positions] = True
+    inverse = np.zeros(n, dtype=np.int64)
+    inverse[positions] = np.arange(positions.size)
+    s = node.scope
+    inverse_column = _constant(new, "inverse", inverse.reshape(column))
+    (at,) = new.add_node("expand", [inverse_column], {"shape": x.type.shape}, scope=s)
+    (taken,) = new.add_node("gather", [values, at], {"dim": dim}, scope=s)
+    return new.add_node("where", [_constant(new, "mask", mask.reshape(column)), taken, x], {}, scope=s)
 
 
 # --- decomposition of composite ops into core ops ---

@@ -601,3 +601,31 @@ def test_conv_transpose2d_whose_taps_reach_no_output_decomposes_into_zeros():
     verify(out)
     assert {n.op for n in out.nodes} == {"expand", "reshape"}
     _same_results(g, out, batch=3)
+
+
+@pytest.mark.parametrize(
+    "positions, accumulate, rewritten",
+    [
+        ([1, 2], False, True),  # a write through x[:, 1:3]
+        ([4, 0, 2], False, True),  # any order
+        ([], False, True),  # nothing written: x itself
+        ([1, 1], False, False),  # a repeated place: the last write wins, kept as index_put
+        ([1, 5], False, False),  # out of range: index_put's error, kept
+        ([1, 2], True, False),  # accumulating
+    ],
+)
+def test_index_put_at_constant_positions_becomes_a_select(positions, accumulate, rewritten):
+    """Writes through slices are index_puts at positions that fold to constants: as where and
+    gather (kernels) where the positions are distinct and in range."""
+    g = Graph("g")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 5, 2)))
+    v = g.add_input("v", TensorType(dtypes.float32, ("batch", len(positions), 2)))
+    at = g.add_weight("at", np.array(positions, dtype=np.int64))
+    attrs = {"positions": (False, True), "accumulate": accumulate}
+    (y,) = g.add_node("index_put", [x, v, at], attrs)
+    g.set_outputs([y])
+    out = simplify(g)
+    verify(out)
+    assert ("index_put" not in {n.op for n in out.nodes}) == rewritten
+    if max(positions, default=0) < 5:
+        _same_results(g, out, batch=3)
