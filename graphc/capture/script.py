@@ -201,7 +201,16 @@ def _capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward"
         model,
     )
     grown_inputs = {n: from_numpy(a) for n, a in zip(names, grown, strict=True)}
-    g2, other = record(fn, grown_inputs, weight_names, name, model)
+    try:
+        g2, other = record(fn, grown_inputs, weight_names, name, model)
+    except TracingError:
+        raise
+    except Exception as e:  # (the examples ran: the larger sizes did not)
+        raise TracingError(
+            f"graphc.script runs the function a second time with the symbolic dims larger ({b2}, "
+            f"the examples had {b1}) to tell sizes from constants, and that run failed: "
+            f"{type(e).__name__}: {e}. Give example inputs below the largest sizes the model takes."
+        ) from e
     if other != structure:
         raise TracingError(
             f"graphc.script: the function returns differently nested outputs for input sizes {b1} and "

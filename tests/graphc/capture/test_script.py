@@ -373,3 +373,16 @@ def test_numbers_that_follow_a_derived_size_become_it():
         for shape in [(3, 9, 3), (1, 2, 3)]:
             x = graphc.randn(*shape)
             np.testing.assert_allclose(scripted(x).numpy(), f(x).numpy(), rtol=1e-6)
+
+
+def test_a_second_recording_that_fails_says_why():
+    """Capture runs the function again with larger symbolic sizes: an example at the largest
+    size the model takes makes that run fail, which is reported as such."""
+    table = graphc.randn(1, 6, 4)
+
+    def f(x):
+        return x + table[:, : x.size(1)]
+
+    with pytest.raises(graphc.TracingError, match=r"second time with the symbolic dims larger.*'seq': 8"):
+        graphc.script(f, (graphc.randn(2, 6, 4),), dynamic={"x": {0: "batch", 1: "seq"}})
+    graphc.script(f, (graphc.randn(2, 3, 4),), dynamic={"x": {0: "batch", 1: "seq"}})  # (room to grow)
