@@ -19,7 +19,7 @@ from collections import OrderedDict
 from ir.errors import ShapeError
 from ir.graph import Graph
 from ir.interpreter import bind_inputs
-from ir.types import derived
+from ir.types import base_symbol
 
 # ops whose kernels take fixed sizes for every dim of their inputs but the first (the batch)
 FIXED_SPATIAL = frozenset(
@@ -34,13 +34,8 @@ def fixed_symbols(graph: Graph) -> tuple[str, ...]:
     for node in graph.nodes:
         if node.op not in FIXED_SPATIAL:
             continue
-        for v in node.inputs:
-            for d in v.type.shape[1:] if v is not None else ():
-                while isinstance(d, str):
-                    parts = derived(d)
-                    if parts is None:
-                        found.add(d)
-                    d = parts[0] if parts is not None else None
+        for v in filter(None, node.inputs):
+            found.update(base_symbol(d) for d in v.type.shape[1:] if isinstance(d, str))
     return tuple(sorted(found & graph.symbols()))
 
 

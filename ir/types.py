@@ -88,6 +88,12 @@ def derived(name: str) -> tuple[str, int, int] | None:
     return None if (add, step) == (0, 1) or step == 0 else (base, add, step)
 
 
+def base_symbol(name: str) -> str:
+    """The plain symbol a (possibly derived) dim is derived from: seq for seq_minus_1_by_2."""
+    parts = derived(name)
+    return name if parts is None else base_symbol(parts[0])
+
+
 _BY = re.compile(r"(.+)_by_(\d+)")
 _OFFSET = re.compile(r"(.+)_(minus|plus)_(\d+)")
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from codegen.cuda.device import Device, DeviceError, cupy_for, gpu
 from ir.module_file import ModuleFile, read_module
-from ir.ops.creation import RNG_KEY, stream_key
+from ir.ops.creation import with_key
 
 
 @dataclass(frozen=True)
@@ -132,18 +132,11 @@ class LoadedModule:
     def _keyed(self, graph, inputs):
         """`inputs`, with a fresh `rng.key` where the method draws random numbers and they
         leave it out (pass one to repeat a call's draws)."""
-        if not graph.inputs or graph.inputs[-1].name != RNG_KEY:
-            return inputs
-        if isinstance(inputs, dict) and RNG_KEY not in inputs:
-            return {**inputs, RNG_KEY: self._next_key()}
-        if not isinstance(inputs, dict) and len(inputs) + 1 == len(graph.inputs):
-            return [*inputs, self._next_key()]
-        return inputs
+        return with_key(graph, inputs, self._next_seed)
 
-    def _next_key(self) -> np.ndarray:
+    def _next_seed(self) -> int:
         with self._keys_lock:
-            seed = int(self._keys.integers(0, 1 << 63))
-        return np.array(stream_key(seed), dtype=np.int64)
+            return int(self._keys.integers(0, 1 << 63))
 
     def run(self, inputs: dict, method: str = "forward") -> dict:
         """Outputs by name for inputs given by name."""

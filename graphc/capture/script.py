@@ -24,7 +24,7 @@ from ir import dtypes
 from ir.errors import IRError, ModuleFormatError
 from ir.graph import Graph
 from ir.infer import subgraph_inputs
-from ir.ops.creation import RNG_KEY, stream_key
+from ir.ops.creation import with_key
 from ir.types import Sizes, TensorType, concrete_shape
 from ir.verify import verify
 
@@ -300,12 +300,9 @@ class ScriptModule:
         """`arrays`, and where the method draws random numbers and they leave out its last
         input `rng.key`, a key from graphc's generator (graphc.manual_seed makes the draws
         repeatable)."""
-        graph = self._graphs[method]
-        if len(arrays) + 1 == len(graph.inputs) and graph.inputs[-1].name == RNG_KEY:
-            from graphc._creation import default_generator
+        from graphc._creation import default_generator
 
-            return [*arrays, np.array(stream_key(default_generator.next_seed()), dtype=np.int64)]
-        return arrays
+        return with_key(self._graphs[method], arrays, default_generator.next_seed)
 
     def __call__(self, *inputs):
         return self._run("forward", *inputs)

@@ -96,6 +96,24 @@ def _randperm(xp, n, dtype, seed):
 # same numbers.
 
 RNG_KEY = "rng.key"  # the graph input a captured random op draws from (i64[]: a stream_key)
+
+
+def with_key(graph, inputs, next_seed):
+    """`inputs` of `graph` (a list in order or a dict by name), with a key made from
+    `next_seed()` added where the graph draws random numbers (its last input is RNG_KEY) and
+    they leave the key out; as given otherwise (a key passed in repeats a call's draws)."""
+    if not graph.inputs or graph.inputs[-1].name != RNG_KEY:
+        return inputs
+    if isinstance(inputs, dict):
+        missing = RNG_KEY not in inputs
+    else:
+        missing = len(inputs) + 1 == len(graph.inputs)
+    if not missing:
+        return inputs
+    key = np.array(stream_key(next_seed()), dtype=np.int64)
+    return {**inputs, RNG_KEY: key} if isinstance(inputs, dict) else [*inputs, key]
+
+
 GOLDEN = -0x61C8864680B583EB  # 0x9E3779B97F4A7C15 as int64
 MIX = (-0x40A7B892E31B1A47, -0x6B2FB644ECCEEE15)  # 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 

@@ -16,7 +16,7 @@ from ir import dtypes
 from ir.errors import IRError
 from ir.graph import Graph, Node, Value
 from ir.ops import OPS
-from ir.types import TensorType, derived
+from ir.types import TensorType, base_symbol
 
 Rule = Callable[[Graph, Node, list], "list[Value] | None"]
 
@@ -137,8 +137,7 @@ def _mentions(value, symbols: set) -> bool:
     """Whether an attribute value names one of `symbols` (sizes bound when the graph runs), or
     a derived dim of one (`seq_minus_1`)."""
     if isinstance(value, str):
-        parts = derived(value)
-        return value in symbols or (parts is not None and _mentions(parts[0], symbols))
+        return base_symbol(value) in symbols
     if isinstance(value, (tuple, list)):
         return any(_mentions(v, symbols) for v in value)
     if isinstance(value, dict):
