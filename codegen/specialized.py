@@ -36,7 +36,7 @@ def fixed_symbols(graph: Graph) -> tuple[str, ...]:
             continue
         for v in filter(None, node.inputs):
             found.update(base_symbol(d) for d in v.type.shape[1:] if isinstance(d, str))
-    return tuple(sorted(found & graph.symbols()))
+    return tuple(sorted(s for s in graph.symbols() if base_symbol(s) in found))
 
 
 class PerSize:

@@ -150,9 +150,10 @@ def _reshape(inputs, shape):
 
 
 def resolve_reshape(old: tuple[Dim, ...], new: tuple[Dim, ...]) -> tuple[Dim, ...]:
-    """The target shape with its -1 resolved: symbols must cancel, ints must divide."""
-    old_syms, old_n = Counter(d for d in old if isinstance(d, str)), _product(old)
-    new_syms = Counter(d for d in new if isinstance(d, str))
+    """The target shape with its -1 resolved: symbols must cancel, ints must divide (a multiple
+    of a symbol, `h_times_2`, counts as the symbol and the int)."""
+    old_syms, old_n = Counter(_symbol_of(d) for d in old if isinstance(d, str)), _product(old)
+    new_syms = Counter(_symbol_of(d) for d in new if isinstance(d, str))
     known = _product(d for d in new if d != -1)
     if new.count(-1) > 1:
         raise ShapeError(f"reshape: only one dimension can be inferred; got {list(new)}")
@@ -164,20 +165,30 @@ def resolve_reshape(old: tuple[Dim, ...], new: tuple[Dim, ...]) -> tuple[Dim, ..
     if new_syms - old_syms or (known and old_n % known):
         raise ShapeError(f"reshape: shape {list(new)} is invalid for input of shape {list(old)}")
     factor = old_n // known if known else 0
-    if len(rest) > 1 or sum(rest.values()) > 1 or (rest and factor != 1):
+    if len(rest) > 1 or sum(rest.values()) > 1 or (rest and factor == 0):
         raise ShapeError(
             f"reshape: the inferred dim of {list(new)} for input {list(old)} "
             "would be a product of symbols; give it explicitly"
         )
-    fill: Dim = next(iter(rest)) if rest else factor
+    fill: Dim = derived_name(next(iter(rest)), 0, 1, factor) if rest else factor
     return tuple(fill if d == -1 else d for d in new)
 
 
+def _symbol_of(d: str) -> str:
+    """The symbol of a dim that is a symbol or a multiple of one (h for h_times_2)."""
+    parts = derived(d)
+    return parts[0] if parts is not None and parts[2:] == (0, 1) else d
+
+
 def _product(dims) -> int:
+    """The product of the ints among `dims` and of the multiples of symbols (2 for h_times_2)."""
     n = 1
     for d in dims:
         if isinstance(d, int):
             n *= d
+        elif d != -1:
+            parts = derived(d)
+            n *= parts[1] if parts is not None and parts[2:] == (0, 1) else 1
     return n
 
 
@@ -232,13 +243,14 @@ def slice_length(size: Dim, start, stop, step: int) -> Dim:
         return len(range(size)[slice(start, stop, step)])
     if isinstance(stop, str) and stop != size:
         parts = derived(stop)
-        if isinstance(size, int) or parts is None or parts[0] != size or parts[1] > 0 or parts[2] != 1:
+        offset_of_size = parts is not None and (parts[0], parts[1], parts[3]) == (size, 1, 1)
+        if isinstance(size, int) or not offset_of_size or parts[2] > 0:
             if isinstance(size, int) and start >= 0:  # pe[:, :seq] of a longer pe
                 return derived_name(stop, -start, step)
             raise ShapeError(
                 f"slice: the bounds {start}:{stop} of the dim {size!r} count from different sizes"
             )
-        stop = parts[1]  # seq_minus_1 of seq: 1 before its end
+        stop = parts[2]  # seq_minus_1 of seq: 1 before its end
     elif stop == size or stop is None:
         stop = 0  # at the end
     elif stop >= 0:
@@ -562,10 +574,11 @@ def _conv_transpose2d(inputs, stride, padding, output_padding, dilation, groups)
     spatial = []
     for axis in (2, 3):
         i, size = axis - 2, x.shape[axis]
-        if isinstance(size, str):
-            raise ShapeError(f"conv_transpose2d: spatial dim {size!r} must be concrete")
-        out = (size - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w.shape[axis] - 1)
-        out += output_padding[i] + 1
+        extra = -stride[i] - 2 * padding[i] + dilation[i] * (w.shape[axis] - 1) + output_padding[i] + 1
+        if isinstance(size, str):  # (a graph taking an empty image makes an empty one)
+            spatial.append(derived_name(size, extra, 1, stride[i]))  # h_times_2 at stride 2
+            continue
+        out = size * stride[i] + extra
         if out <= 0:
             raise ShapeError(
                 f"conv_transpose2d: padding {list(padding)} leaves no output for input {list(x.shape)}"

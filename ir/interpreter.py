@@ -50,10 +50,14 @@ def bind_inputs(graph, arrays) -> Sizes:
                     raise InputError(
                         f"input {value.name!r}: expected shape {list(expected.shape)}, got {list(arr.shape)}"
                     )
-            elif bindings.setdefault(d, size) != size:
-                raise InputError(
-                    f"input {value.name!r}: dim {d!r} is {size} here but {bindings[d]} in an earlier input"
-                )
+            else:
+                try:
+                    bindings.bind(d, size)
+                except ValueError as e:
+                    raise InputError(
+                        f"input {value.name!r} of shape {list(arr.shape)} does not fit "
+                        f"{list(expected.shape)}: {e}"
+                    ) from None
     _check_slices(graph, bindings)
     return bindings
 

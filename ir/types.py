@@ -2,8 +2,10 @@
 
 A symbolic dim (`"batch"`) stands for a size fixed only when the graph runs, so one graph (and,
 later, one compiled artifact) serves every batch size. A derived dim names its own definition:
-`seq_minus_1` is seq - 1 (`x[:, 1:]`), `seq_by_2` is ceil(seq / 2) (`x[:, ::2]`), never below 0;
-`Sizes` works them out from the sizes bound to their base symbols.
+`seq_minus_1` is seq - 1 (`x[:, 1:]`), `seq_by_2` is ceil(seq / 2) (`x[:, ::2]`), `h_times_2` is
+2 h (a transposed convolution's output), never below 0; `Sizes` works them out from the sizes
+bound to their base symbols. An input dim may be derived without a division (`h_div_16_times_16`:
+heights that are multiples of 16), binding its base.
 
     >>> TensorType(dtypes.float32, ("batch", 784))
     f32[batch,784]
@@ -11,6 +13,8 @@ later, one compiled artifact) serves every batch size. A derived dim names its o
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from dataclasses import dataclass
 
@@ -75,17 +79,25 @@ def parse_type(text: str) -> TensorType:
     return TensorType(dtypes.from_name(LONG[m.group(1)]), shape)
 
 
-def derived(name: str) -> tuple[str, int, int] | None:
-    """(base, add, step) of a derived dim's name, whose size is max(0, ceil((base + add) /
-    step)); None for a plain symbol."""
-    base, add, step = name, 0, 1
+@functools.lru_cache(maxsize=4096)
+def derived(name: str) -> tuple[str, int, int, int] | None:
+    """(base, mul, add, step) of a derived dim's name, whose size is max(0, ceil((mul * base +
+    add) / step)); None for a plain symbol. The name is the base (itself a symbol or a derived
+    dim), then `_times_<mul>`, `_minus_<k>` or `_plus_<k>`, `_by_<step>`, each left out where
+    it does nothing."""
+    base, mul, add, step = name, 1, 0, 1
     m = _BY.fullmatch(base)
     if m:
         base, step = m.group(1), int(m.group(2))
     m = _OFFSET.fullmatch(base)
     if m:
         base, add = m.group(1), int(m.group(3)) * (-1 if m.group(2) == "minus" else 1)
-    return None if (add, step) == (0, 1) or step == 0 else (base, add, step)
+    m = _TIMES.fullmatch(base)
+    if m:
+        base, mul = m.group(1), int(m.group(2))
+    if (mul, add, step) == (1, 0, 1) or step == 0 or mul == 0:
+        return None
+    return base, mul, add, step
 
 
 def base_symbol(name: str) -> str:
@@ -96,19 +108,27 @@ def base_symbol(name: str) -> str:
 
 _BY = re.compile(r"(.+)_by_(\d+)")
 _OFFSET = re.compile(r"(.+)_(minus|plus)_(\d+)")
+_TIMES = re.compile(r"(.+)_times_(\d+)")
 
 
-def derived_name(base: Dim, add: int, step: int = 1) -> Dim:
-    """The dim max(0, ceil((base + add) / step)): an int where base is one, else the derived
-    dim's name, a derived base merged in where that keeps the size (seq_minus_1 minus 1 is
-    seq_minus_2; seq_by_2 by 2 is seq_by_4)."""
+def derived_name(base: Dim, add: int, step: int = 1, mul: int = 1) -> Dim:
+    """The dim max(0, ceil((mul * base + add) / step)): an int where base is one, else the
+    derived dim's name, a derived base merged in where that keeps the size (seq_minus_1 minus 1
+    is seq_minus_2; seq_by_2 by 2 is seq_by_4; h_times_4 by 2 is h_times_2; h_times_2 by 2 is
+    h), and common factors of mul and step cancelled."""
     if isinstance(base, int):
-        return max(0, -(-(base + add) // step))
+        return max(0, -(-(mul * base + add) // step))
     inner = derived(base)
-    if inner is not None and (add <= 0 or inner[1] >= 0):  # (where neither clamp at 0 differs)
-        # ceil((ceil((b + a) / s) + add) / step) = ceil((b + a + add * s) / (s * step))
-        base, add, step = inner[0], inner[1] + add * inner[2], inner[2] * step
-    name = base + (f"_minus_{-add}" if add < 0 else f"_plus_{add}" if add > 0 else "")
+    # merged where neither clamp at 0 differs and the inner ceil is exact or divides out
+    if inner is not None and (add <= 0 or inner[2] >= 0) and (inner[3] == 1 or mul == 1):
+        # ceil((mul * ceil((m b + a) / s) + add) / step) with s = 1 or mul = 1
+        # = ceil((mul m b + mul a + add s) / (s step))
+        b, m, a, s = inner
+        base, mul, add, step = b, mul * m, mul * a + add * s, s * step
+    g = math.gcd(mul, step)  # ceil((g m' b + a) / (g s')) = ceil((m' b + ceil(a / g)) / s')
+    mul, add, step = mul // g, -(-add // g), step // g
+    name = base + (f"_times_{mul}" if mul > 1 else "")
+    name += f"_minus_{-add}" if add < 0 else f"_plus_{add}" if add > 0 else ""
     return name + (f"_by_{step}" if step > 1 else "")
 
 
@@ -120,15 +140,36 @@ class Sizes(dict):
         parts = derived(name) if isinstance(name, str) else None
         if parts is None:
             raise KeyError(name)
-        base, add, step = parts
+        base, mul, add, step = parts
         size = self[base]
-        return self.setdefault(name, max(0, -(-(size + add) // step)))
+        return self.setdefault(name, max(0, -(-(mul * size + add) // step)))
 
     def get(self, name, default=None):
         try:
             return self[name]
         except KeyError:
             return default
+
+    def bind(self, name: str, size: int) -> None:
+        """Bind `name` to `size`; a derived dim without a division binds its base too
+        (`h_div_16_times_16` at 48 binds h_div_16 to 3). A ValueError says why where the size
+        does not fit (not a multiple, another size bound before)."""
+        parts = derived(name)
+        if parts is not None:
+            base, mul, add, step = parts
+            if step != 1 or (size == 0 and add < 0):
+                raise ValueError(f"a size of {size} for {name!r} does not say what {base!r} is")
+            count, rest = divmod(size - add, mul)
+            if rest or count < 0:
+                if add == 0:
+                    raise ValueError(f"{name!r} takes multiples of {mul}, which {size} is not")
+                what = f"{mul} * n" + (f" + {add}" if add > 0 else f" - {-add}")
+                raise ValueError(f"{name!r} is {what} (n = {base}), which {size} is not")
+            self.bind(base, count)
+        known = self.get(name)
+        if known is not None and known != size:
+            raise ValueError(f"dim {name!r} is {size} here but {known} in an earlier dim")
+        self[name] = size
 
 
 def concrete_shape(shape: tuple[Dim, ...], bindings: dict[str, int]) -> tuple[int, ...]:

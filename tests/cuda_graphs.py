@@ -224,6 +224,17 @@ graph g(%x: f32[batch,6], %pe: f32[1000,6]) {
   %8: f32[batch_minus_2_by_2,6] = slice[dim=0, start=1, stop=None, step=2](%0)
   return %2, %5, %7, %8
 }""",
+    "multiples of a symbolic size (repeat_interleave and its rows: batch_times_2)": """
+graph g(%x: f32[batch,3], %y: f32[batch,2,3]) {
+  %0: f32[batch,1,3] = unsqueeze[dim=1](%x)
+  %1: f32[batch,2,3] = expand[shape=('batch', 2, 3)](%0)
+  %2: f32[batch,2,3] = add(%1, %y)
+  %3: f32[batch_times_2,3] = reshape[shape=('batch_times_2', 3)](%2)
+  %4: f32[batch_times_2,3] = exp(%3)
+  %5: f32[batch_times_2,3] = slice[dim=0, start=0, stop='batch_times_2', step=1](%4)
+  %6: f32[batch,3] = slice[dim=0, start=1, stop=None, step=2](%5)
+  return %5, %6
+}""",
 }
 
 

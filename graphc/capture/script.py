@@ -7,12 +7,15 @@
 The function runs twice on the example inputs, the second time with every symbolic dim
 larger (the first by 1, the next by 2, ...). Attributes that follow the symbolic sizes
 (x.view(x.size(0), -1), ...) become symbols; any other difference between the two recordings
-means a Python branch depends on a shape, and is reported instead of being baked in.
+means a Python branch depends on a shape, and is reported instead of being baked in. A model
+that fails so may take only multiples of some power of 2 (a U-Net): capture then looks for the
+smallest multiples that work, and the graph takes exactly those sizes (`h_div_4_times_4`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 import numpy as np
@@ -25,7 +28,7 @@ from ir.errors import IRError, ModuleFormatError
 from ir.graph import Graph
 from ir.infer import subgraph_inputs
 from ir.ops.creation import with_key
-from ir.types import Sizes, TensorType, concrete_shape
+from ir.types import Sizes, TensorType, base_symbol, concrete_shape, derived_name
 from ir.verify import verify
 
 OUTPUTS_KEY = "graphc.outputs"  # module metadata: per method, how its outputs nest (JSON)
@@ -48,15 +51,27 @@ def _symbolize(a1, a2, b1: dict, b2: dict, where: str):
     if a1 == a2 and type(a1) is type(a2):
         return a1
     if isinstance(a1, int) and isinstance(a2, int):
-        for sym, size in b1.items():
-            if a1 == size and a2 == b2[sym]:
-                return sym
+        sym = _size_of(a1, a2, b1, b2)
+        if sym is not None:
+            return sym
         raise TracingError(
             f"{where}: a size that changes with the input shape ({a1} -> {a2}) "
-            f"is not one of the symbolic dims {b1}; products of symbols are not "
-            "supported yet"
+            f"is neither one of the symbolic dims {dict(b1)} nor a multiple of one; other "
+            "arithmetic on sizes is not supported yet"
         )
     raise TracingError(f"{where}: an attribute differs between input shapes ({a1!r} -> {a2!r})")
+
+
+def _size_of(a1: int, a2: int, b1: dict, b2: dict) -> str | None:
+    """The symbolic dim (or multiple of one: x.size(2) * 2 is h_times_2) that is a1 in the
+    first recording and a2 in the second; None if none is."""
+    for sym, size in b1.items():
+        if a1 == size and a2 == b2[sym]:
+            return sym
+    for sym, size in list(b1.items()):
+        if 0 < size < a1 and a1 % size == 0 and a2 == a1 // size * b2[sym]:
+            return derived_name(sym, 0, 1, a1 // size)
+    return None
 
 
 def _constant(out: Graph, name: str, d1: np.ndarray, d2: np.ndarray, b1: dict, b2: dict):
@@ -64,22 +79,47 @@ def _constant(out: Graph, name: str, d1: np.ndarray, d2: np.ndarray, b1: dict, b
     (x.size(0) in arithmetic) becomes a `full` node of that size."""
     if np.array_equal(d1, d2, equal_nan=d1.dtype.kind in "fc"):
         return out.add_weight(name, d1)
-    if d1.size == 1 and d2.size == 1:
-        for sym, size in b1.items():
-            if d1.item() == size and d2.item() == b2[sym]:
-                attrs = {"shape": tuple(d1.shape), "value": sym, "dtype": dtypes.from_numpy(d1.dtype).name}
-                return out.add_node("full", [], attrs, names=[name])[0]
+    if d1.size == 1 and d2.size == 1 and float(d1.item()).is_integer() and float(d2.item()).is_integer():
+        sym = _size_of(int(d1.item()), int(d2.item()), b1, b2)
+        if sym is not None:
+            attrs = {"shape": tuple(d1.shape), "value": sym, "dtype": dtypes.from_numpy(d1.dtype).name}
+            return out.add_node("full", [], attrs, names=[name])[0]
     raise TracingError(
-        f"graphc.script: the constant {name} holds {_show(d1)} for input sizes {b1} but {_show(d2)} "
-        f"for {b2}: it was computed in Python from tensor sizes or values. A number equal to a "
-        "symbolic size (x.size(0)) is supported; anything else that follows the input (x.numel(), "
-        "x.size(0) * 2, a value read from a tensor) is not yet: compute it with tensor ops from "
-        "the input instead."
+        f"graphc.script: the constant {name} holds {_show(d1)} for input sizes {dict(b1)} but "
+        f"{_show(d2)} for {dict(b2)}: it was computed in Python from tensor sizes or values. A number "
+        "equal to a symbolic size (x.size(0)) or a multiple of one (x.size(0) * 2) is supported; "
+        "anything else that follows the input (x.numel(), x.size(0) - 1, a value read from a "
+        "tensor) is not yet: compute it with tensor ops from the input instead."
     )
 
 
 def _show(data: np.ndarray) -> str:
     return repr(data.item()) if data.size == 1 else f"an array of shape {list(data.shape)}"
+
+
+class _ReplayError(TracingError):
+    """The symbolic graph fails at operation `index`, where the dims of `symbols` (base
+    symbols) disagree."""
+
+    def __init__(self, message: str, index: int, types) -> None:
+        super().__init__(message)
+        self.index, self.symbols = index, _disagreeing(types)
+
+
+def _disagreeing(types) -> set[str]:
+    """The base symbols of the dims in which types of one rank differ (what a cat or a
+    broadcast needs equal); all their symbols where there are none."""
+    found = set()
+    for a in types:
+        for b in types:
+            if a.rank == b.rank:
+                found.update(
+                    base_symbol(d)
+                    for x, y in zip(a.shape, b.shape, strict=True)
+                    for d in (x, y)
+                    if x != y and isinstance(d, str)
+                )
+    return found or {base_symbol(d) for t in types for d in t.shape if isinstance(d, str)}
 
 
 def _replay(g1: Graph, g2: Graph, symbolic_inputs: list[TensorType], b1: dict, b2: dict, name: str) -> Graph:
@@ -121,7 +161,10 @@ def _replay(g1: Graph, g2: Graph, symbolic_inputs: list[TensorType], b1: dict, b
         for k, v in n1.attrs.items():
             if isinstance(v, Graph):  # a cond branch or scan body: replayed with symbolic types
                 operand_types = subgraph_inputs(n1.op, [env[x.name].type for x in n1.inputs], n1.attrs)
-                attrs[k] = _replay(v, n2.attrs[k], operand_types, b1, b2, v.name)
+                try:
+                    attrs[k] = _replay(v, n2.attrs[k], operand_types, b1, b2, v.name)
+                except _ReplayError as e:
+                    raise _ReplayError(str(e), i, operand_types) from None
             else:
                 attrs[k] = _symbolize(v, n2.attrs[k], b1, b2, where)
         try:
@@ -133,15 +176,19 @@ def _replay(g1: Graph, g2: Graph, symbolic_inputs: list[TensorType], b1: dict, b
                 scope=n1.scope,
             )
         except IRError as e:
-            raise TracingError(f"{where}: {e}") from None
+            raise _ReplayError(
+                f"{where}: {e}", i, [env[v.name].type for v in n1.inputs if v is not None]
+            ) from None
         for v, c1, c2 in zip(values, n1.outputs, n2.outputs, strict=True):
             if (
                 concrete_shape(v.type.shape, b1) != c1.type.shape
                 or concrete_shape(v.type.shape, b2) != c2.type.shape
             ):
-                raise TracingError(
+                raise _ReplayError(
                     f"{where}: the symbolic shape {v.type} does not match the "
-                    f"recorded shapes {c1.type} and {c2.type}"
+                    f"recorded shapes {c1.type} and {c2.type}",
+                    i,
+                    [v.type],
                 )
             env[v.name] = v
     out.set_outputs([env[v.name] for v in g1.outputs])
@@ -180,19 +227,15 @@ def _capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward"
                 raise TracingError(
                     f"symbol {sym!r} has sizes {b1[sym]} and {a.shape[d]} in the example inputs"
                 )
-    # each symbol grows by a different amount (1, 2, ...), so that a number following one
-    # symbol (seq - 3) cannot pass for another (batch) that it happens to equal in one run
     empty = sorted(s for s, v in b1.items() if v == 0)
     if empty:
         raise TracingError(
             f"the example inputs have no elements along the symbolic dims {empty}: capture needs "
             "at least one there (the graph then takes any size, 0 too)"
         )
-    b2 = Sizes({s: v + 1 + k for k, (s, v) in enumerate(b1.items())})
     weight_names = {}
     if model is not None:
         weight_names = {id(t): n for n, t in list(model.named_parameters()) + list(model.named_buffers())}
-    grown = [_grow(a, dynamic.get(n, {}), b2) for n, a in zip(names, arrays, strict=True)]
     g1, structure = record(
         fn,
         {n: from_numpy(np.array(a)) for n, a in zip(names, arrays, strict=True)},
@@ -200,29 +243,139 @@ def _capture(fn, example_inputs, dynamic=None, model=None, name: str = "forward"
         name,
         model,
     )
-    grown_inputs = {n: from_numpy(a) for n, a in zip(names, grown, strict=True)}
+
+    def second(b2: Sizes) -> Graph:
+        """The recording at the sizes `b2`."""
+        grown = {n: from_numpy(_grow(a, dynamic.get(n, {}), b2)) for n, a in zip(names, arrays, strict=True)}
+        try:
+            g2, other = record(fn, grown, weight_names, name, model)
+        except TracingError:
+            raise
+        except Exception as e:  # (the examples ran: the larger sizes did not)
+            raise TracingError(
+                f"graphc.script runs the function a second time with the symbolic dims larger ({b2}, "
+                f"the examples had {b1}) to tell sizes from constants, and that run failed: "
+                f"{type(e).__name__}: {e}. Give example inputs below the largest sizes the model takes."
+            ) from e
+        if other != structure:
+            raise TracingError(
+                f"graphc.script: the function returns differently nested outputs for input sizes {b1} "
+                f"and {b2}; a Python branch depends on a tensor's shape"
+            )
+        return g2
+
+    def replay(g2: Graph, b2: Sizes, multiples: dict[str, int]) -> Graph:
+        """g1 with symbolic dims, checked against g2; a symbol with a multiple m > 1 takes
+        only multiples of m (its dims are `h_div_m_times_m`)."""
+        dim = {s: _multiple_dim(s, multiples.get(s, 1)) for s in b1}
+        s1, s2 = Sizes(), Sizes()
+        for sym, d in dim.items():
+            s1.bind(d, b1[sym])
+            s2.bind(d, b2[sym])
+        symbolic = []
+        for n, v in zip(names, g1.inputs, strict=False):
+            dims = dynamic.get(n, {})
+            shape = tuple(dim[dims[i]] if i in dims else s for i, s in enumerate(v.type.shape))
+            symbolic.append(TensorType(v.type.dtype, shape))
+        symbolic += [v.type for v in g1.inputs[len(names) :]]  # (rng.key, where it draws random numbers)
+        return _replay(g1, g2, symbolic, s1, s2, name)
+
     try:
-        g2, other = record(fn, grown_inputs, weight_names, name, model)
-    except TracingError:
+        b2 = _grown(b1, {})
+        return replay(second(b2), b2, {}), structure
+    except TracingError as plain:
+        # the model may take only sizes that are multiples of some number (a U-Net's skip
+        # connections meet only where each pooling halves the size exactly)
+        multiples = _find_multiples(b1, second, replay)
+        if multiples:
+            b3 = _grown(b1, multiples)
+            try:  # (recorded again at sizes grown by those multiples only: the graph's domain)
+                return replay(second(b3), b3, multiples), structure
+            except TracingError:
+                pass
+        if isinstance(plain, _ReplayError):
+            raise TracingError(str(plain)) from None
         raise
-    except Exception as e:  # (the examples ran: the larger sizes did not)
-        raise TracingError(
-            f"graphc.script runs the function a second time with the symbolic dims larger ({b2}, "
-            f"the examples had {b1}) to tell sizes from constants, and that run failed: "
-            f"{type(e).__name__}: {e}. Give example inputs below the largest sizes the model takes."
-        ) from e
-    if other != structure:
-        raise TracingError(
-            f"graphc.script: the function returns differently nested outputs for input sizes {b1} and "
-            f"{b2}; a Python branch depends on a tensor's shape"
-        )
-    symbolic = []
-    for n, v in zip(names, g1.inputs, strict=False):
-        dims = dynamic.get(n, {})
-        shape = tuple(dims.get(i, s) for i, s in enumerate(v.type.shape))
-        symbolic.append(TensorType(v.type.dtype, shape))
-    symbolic += [v.type for v in g1.inputs[len(names) :]]  # (rng.key, where it draws random numbers)
-    return _replay(g1, g2, symbolic, b1, b2, name), structure
+
+
+def _multiple_dim(symbol: str, m: int) -> str:
+    """The name of a dim that takes the sizes of `symbol` that are multiples of `m`."""
+    return symbol if m == 1 else derived_name(f"{symbol}_div_{m}", 0, 1, m)
+
+
+def _grown(b1: Sizes, multiples: dict[str, int]) -> Sizes:
+    """The sizes of the second recording: each symbol larger by a multiple of its own
+    multiple, every symbol (and multiple's base) by a different amount, so that a number
+    following one symbol (seq - 3) cannot pass for another (batch) that it happens to equal
+    in one recording."""
+    growths, steps, b2 = set(), set(), Sizes()
+    for sym, size in b1.items():
+        m, c = multiples.get(sym, 1), 1
+        while m * c in growths or (m > 1 and c in steps):  # (steps: of the bases h_div_m)
+            c += 1
+        growths.add(m * c)
+        if m > 1:
+            steps.add(c)
+        b2[sym] = size + m * c
+    return b2
+
+
+_MAX_MULTIPLE = 64
+
+
+def _relaxed(multiples: dict[str, int], g2: Graph, b2: Sizes, replay) -> dict[str, int]:
+    """`multiples` with each symbol's as small as the graph still allows (the search doubles
+    every symbol of a failing operation, where one of them may have been enough)."""
+    for sym in multiples:
+        while multiples[sym] > 1:
+            trial = {**multiples, sym: multiples[sym] // 2}
+            try:
+                replay(g2, b2, trial)
+            except TracingError:
+                break
+            multiples = trial
+    return multiples
+
+
+def _find_multiples(b1: Sizes, second, replay) -> dict[str, int] | None:
+    """For a model that failed to capture with sizes of any value: the multiple of each symbol
+    (powers of 2, at most what its example size allows) that lets it capture, found on a
+    recording at sizes that keep every power of 2 of the examples; None where there is none."""
+    allowed = {s: math.gcd(v, _MAX_MULTIPLE) for s, v in b1.items()}
+    if all(m == 1 for m in allowed.values()):
+        return None
+    b2 = _grown(b1, allowed)
+    try:
+        g2 = second(b2)
+    except TracingError:
+        return None
+    multiples = {s: 1 for s in b1}
+    try:
+        replay(g2, b2, multiples)
+        return None  # (the plain sizes failed for another reason)
+    except _ReplayError as e:
+        failure = e
+    except TracingError:
+        return None
+    while True:
+        owners = {base_symbol(_multiple_dim(s, m)): s for s, m in multiples.items()}
+        wanted = [owners[b] for b in failure.symbols if b in owners]
+        trial = dict(multiples)
+        while True:  # double the multiples of the symbols that disagree until it gets past
+            grown = [s for s in wanted if allowed[s] % (trial[s] * 2) == 0]
+            if not grown:
+                return None
+            for s in grown:
+                trial[s] *= 2
+            try:
+                replay(g2, b2, trial)
+                return _relaxed(trial, g2, b2, replay)
+            except _ReplayError as e:
+                if e.index > failure.index:
+                    multiples, failure = trial, e
+                    break
+            except TracingError:
+                return None
 
 
 class ScriptModule:

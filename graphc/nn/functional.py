@@ -423,6 +423,28 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
     return out.squeeze(0) if unbatched else out
 
 
+def _whole_multiple(n_in: int, n_out: int, scale: float) -> bool:
+    """Whether an axis of n_in resized to n_out is an upsampling by a whole factor."""
+    return 0 < n_in <= n_out and n_out % n_in == 0 and scale == n_in / n_out
+
+
+def _positions(n_in: int, n_out: int) -> Tensor:
+    """0 .. n_out - 1 for n_out a whole multiple k of n_in, built from arange(n_in) so that a
+    captured graph takes any size: its length is then the input's size times k (h_times_2).
+    (Where n_out is another input's size, capture takes the reshape to n_out for that size,
+    which a graph refuses unless the two are tied: never a resize to the wrong size.)"""
+    k = n_out // n_in
+    return (G.arange(n_in).unsqueeze(1) * k + G.arange(k)).reshape(n_in * k)
+
+
+def _nearest(n_in: int, n_out: int, scale: float) -> Tensor:
+    """The input row of each output row of a nearest-neighbour resize (PyTorch's convention:
+    floor(i * scale), at most the last row)."""
+    if _whole_multiple(n_in, n_out, scale):
+        return _positions(n_in, n_out) // (n_out // n_in)
+    return G.tensor([min(int(math.floor(i * scale)), n_in - 1) for i in range(n_out)])
+
+
 def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
     """(*, C r^2, H, W) -> (*, C, H r, W r)."""
     r = upscale_factor
@@ -1487,13 +1509,21 @@ def interpolate(
     else:
         raise ValueError("interpolate needs either size or scale_factor")
     if mode == "nearest":
-        rows = [min(int(math.floor(i * scales[0])), h - 1) for i in range(out_h)]
-        cols = [min(int(math.floor(j * scales[1])), w - 1) for j in range(out_w)]
-        return input.index_select(2, G.tensor(rows)).index_select(3, G.tensor(cols))
+        rows, cols = _nearest(h, out_h, scales[0]), _nearest(w, out_w, scales[1])
+        return input.index_select(2, rows).index_select(3, cols)
     if mode != "bilinear":
         raise ValueError(f"interpolate: mode {mode!r} is not supported; use 'nearest' or 'bilinear'")
 
     def axis(n_in, n_out, scale):
+        if _whole_multiple(n_in, n_out, n_in / n_out if align_corners else scale):
+            i = _positions(n_in, n_out).to(G.float64)
+            last = G.arange(n_in)[-1]  # (the last row, n_in - 1: of any size under capture)
+            if align_corners:
+                src = i * last / i[-1].clamp(min=1)
+            else:
+                src = ((i + 0.5) * scale - 0.5).clamp(min=0.0)
+            lo = src.floor().long()  # (never past the last row: n_out is a whole multiple of n_in)
+            return lo, G.minimum(lo + 1, last), (src - lo).to(input.dtype)
         if align_corners:
             src = [i * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0 for i in range(n_out)]
         else:

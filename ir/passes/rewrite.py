@@ -735,7 +735,12 @@ def specialize(graph: Graph, bindings: dict[str, int], partial: bool = False) ->
     for sym, size in bindings.items():
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise IRError(f"specialize {graph.name}: size of {sym!r} must be an int >= 0, got {size!r}")
-    sizes = Sizes(bindings)
+    sizes = Sizes()
+    for sym, size in bindings.items():
+        try:
+            sizes.bind(sym, size)
+        except ValueError as e:
+            raise IRError(f"specialize {graph.name}: {e}") from None
     new = Graph(graph.name)
     env: dict[int, Value] = {}
     for v in graph.inputs:

@@ -320,3 +320,85 @@ def test_convolutions_and_poolings_of_symbolic_sizes_give_derived_dims():
                     assert (Sizes(h=h)[got] if isinstance(got, str) else got) == want, (op, attrs, h)
     with pytest.raises(ShapeError, match="ceil_mode=True over the symbolic dim 'h'"):
         infer("max_pool2d", [TensorType(F32, ("n", 3, "h", 4))], {**pool, "ceil_mode": True})
+
+
+def test_transposed_convolutions_of_symbolic_sizes_give_multiples():
+    """At every size where the layer has an output, the derived dim (h_times_2 at stride 2)
+    is the concrete rule's size."""
+    for k, s, p, op, d in itertools.product((1, 2, 3, 4), (1, 2, 3), (0, 1), (0, 1), (1, 2)):
+        if op >= max(s, d):
+            continue
+        attrs = {
+            "stride": (s, 1),
+            "padding": (p, 0),
+            "output_padding": (op, 0),
+            "dilation": (d, 1),
+            "groups": 1,
+        }
+        w = TensorType(F32, (3, 2, k, 1))
+        got = infer("conv_transpose2d", [TensorType(F32, ("n", 3, "h", 4)), w, None], attrs)[0].shape[2]
+        for h in range(1, 12):
+            try:
+                want = infer("conv_transpose2d", [TensorType(F32, (1, 3, h, 4)), w, None], attrs)[0].shape[2]
+            except IRError:
+                continue
+            assert Sizes(h=h)[got] == want, (attrs, k, h, got)
+    attrs = {"stride": (2, 2), "padding": (0, 0), "output_padding": (0, 0), "dilation": (1, 1), "groups": 1}
+    out = infer(
+        "conv_transpose2d", [TensorType(F32, ("n", 3, "h", "w")), TensorType(F32, (3, 2, 2, 2)), None], attrs
+    )
+    assert out[0].shape == ("n", 2, "h_times_2", "w_times_2")
+
+
+def test_multiples_merge_with_other_derived_dims_and_keep_their_sizes():
+    """max(0, ceil((mul * size + add) / step)) of a derived dim merges where that keeps the
+    size at every size (h_times_4 halved is h_times_2, h_times_2 halved is h; the half of h
+    doubled stays h_by_2_times_2: one less than h where h is odd)."""
+    for m0, a0, s0, mul, add, step in itertools.product(
+        (1, 2, 4), range(-3, 3), (1, 2, 3), (1, 2, 3), range(-3, 3), (1, 2, 4)
+    ):
+        inner = derived_name("n", a0, s0, m0)
+        outer = derived_name(inner, add, step, mul)
+        for n in range(13):
+            size = max(0, -(-(m0 * n + a0) // s0))
+            assert Sizes(n=n)[outer] == max(0, -(-(mul * size + add) // step)), (inner, outer, n)
+    assert derived_name("h_times_4", 0, 2) == "h_times_2" and derived_name("h_times_2", -1, 2) == "h"
+    assert derived_name("h_by_2", 0, 1, 2) == "h_by_2_times_2"
+    assert derived_name("h_minus_1", 0, 1, 3) == "h_times_3_minus_3"
+
+
+def test_an_input_dim_that_is_a_multiple_binds_its_base():
+    sizes = Sizes()
+    sizes.bind("h_div_4_times_4", 12)
+    assert sizes["h_div_4"] == 3 and sizes["h_div_4_times_2"] == 6
+    with pytest.raises(ValueError, match="'h_div_4_times_4' takes multiples of 4, which 10 is not"):
+        Sizes().bind("h_div_4_times_4", 10)
+    with pytest.raises(ValueError, match="is 3 \\* n \\+ 1 \\(n = k\\), which 5 is not"):
+        Sizes().bind("k_times_3_plus_1", 5)
+    with pytest.raises(ValueError, match="does not say what 'h' is"):
+        Sizes().bind("h_by_2", 3)
+    with pytest.raises(ValueError, match="dim 'h' is 4 here but 3"):
+        sizes.bind("h_times_2", 6)
+        sizes.bind("h_times_3", 12)
+    g = parse_graph(
+        "graph g(%a: f32[n_times_2], %b: f32[n]) {\n  %c: f32[n,2] = reshape[shape=('n', 2)](%a)\n"
+        "  %d: f32[n] = select[dim=1, index=0](%c)\n  %e: f32[n] = add(%d, %b)\n  return %e\n}"
+    )
+    np.testing.assert_array_equal(
+        run(g, [np.arange(6.0, dtype=np.float32), np.ones(3, np.float32)])[0], [1, 3, 5]
+    )
+    with pytest.raises(
+        InputError, match="input 'b' of shape \\[2\\] does not fit \\['n'\\]: dim 'n' is 2 here but 3"
+    ):
+        run(g, [np.arange(6.0, dtype=np.float32), np.ones(2, np.float32)])
+
+
+def test_reshapes_count_a_multiple_of_a_symbol_as_the_symbol_and_its_factor():
+    assert resolve_reshape(("n", "h", 2), ("n", -1)) == ("n", "h_times_2")
+    assert resolve_reshape(("n", "h_times_2", 3), ("n", -1)) == ("n", "h_times_6")
+    assert resolve_reshape(("h_times_4",), ("h", 2, -1)) == ("h", 2, 2)
+    assert resolve_reshape(("h_minus_1", 3), (-1,)) == ("h_times_3_minus_3",)
+    with pytest.raises(ShapeError):
+        resolve_reshape(("h_times_2",), ("h", 3))
+    with pytest.raises(ShapeError, match="product of symbols"):
+        resolve_reshape(("h", "w"), (-1,))
