@@ -224,6 +224,7 @@ class CompiledGraph:
                     images,
                     _weight_grad_work(k),
                     "conv",
+                    1,
                 ]
                 calls.append(Call([["buffer", out], *args, ["size", images]], how))
             elif isinstance(k, (Conv2d, Pool2d, PoolBackward)):
@@ -236,10 +237,11 @@ class CompiledGraph:
                 else:
                     work, threshold = int(np.prod(k.x.shape[1:])), "points"
                 images = [shape(first), 0]
+                pieces = k.pieces if isinstance(k, Conv2d) else 1
                 calls.append(
                     Call(
                         [["buffer", out], *args],
-                        ["parts", f"{k.name}.packed", images, images, work, threshold],
+                        ["parts", f"{k.name}.packed", images, images, work, threshold, pieces],
                     )
                 )
             else:
@@ -412,6 +414,8 @@ class CompiledGraph:
             operands[0] = lambda env: address
         tail = tuple(k.out_shape[1:])
 
+        pieces = k.pieces if isinstance(k, Conv2d) else 1  # (units per image: Conv2d.pieces)
+
         def images(env, bindings, weights):
             x = env[x_name]
             if x.dtype != t or not x.flags.c_contiguous:
@@ -421,7 +425,7 @@ class CompiledGraph:
             if out.size:
                 count = x.shape[0]
                 args = (_address(out), _address(x), *(load(env) for load in operands))
-                _launch(function, k, args, (count,), count * per_image >= threshold())
+                _launch(function, k, args, (count * pieces,), count * per_image >= threshold())
 
         return images
 

@@ -16,6 +16,7 @@ convolution kernels a layer gets. Renderers consume only this.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ir import dtypes
@@ -376,8 +377,10 @@ class Conv2d:
     (N, CO, OH, OW); only N may be a symbol. Per image and group a matrix product of the weight
     (CO / groups rows of K = C / groups * KH * KW values) with the image's columns (im2col,
     packed by the kernel as it goes). `extra_strides[i]` gives epilogue operand i's strides
-    along (image, output channel, output pixel): a per-channel bias is (0, 1, 0). Calls on
-    disjoint ranges of images may run in parallel."""
+    along (image, output channel, output pixel): a per-channel bias is (0, 1, 0). A call covers
+    a range of units, `pieces` per image (each a share of its output pixels, so one image's
+    work splits over the cores too), images in order; calls on disjoint ranges may run in
+    parallel."""
 
     name: str
     dtype: dtypes.DType
@@ -396,6 +399,20 @@ class Conv2d:
     w_packed: bool = False
 
     splittable = True
+
+    @property
+    def pieces(self) -> int:
+        """Units per image: CONV_PIECES where an image's multiply-adds reach
+        CONV_PIECE_MIN_MACS (a layer over large images, run one image at a time), else 1."""
+        work = math.prod(self.w.shape) * math.prod(self.out_shape[2:])
+        return CONV_PIECES if work >= CONV_PIECE_MIN_MACS else 1
+
+
+# a convolution whose work per image reaches CONV_PIECE_MIN_MACS splits each image into
+# CONV_PIECES units (shares of its output pixels): enough for the cores of one machine at
+# batch 1, few enough that each stays thousands of multiply-adds per output channel
+CONV_PIECES = 16
+CONV_PIECE_MIN_MACS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -470,12 +487,20 @@ def weight_grad_block(k: ConvWeightGrad, vector_bits: int) -> tuple[int, int]:
 def conv_direct_rows(k: Conv2d, lanes: int, vectors: int) -> int:
     """Output rows per block of the direct convolution path (no im2col: each vector of the
     product loads its pixels straight from an input row), 0 where it does not apply: it needs
-    stride 1 along the width and an output row of at most lanes * vectors pixels."""
+    stride 1 along the width. A row wider than lanes * vectors pixels is a block of its own,
+    in segments of that many (`conv_direct_segments`)."""
     ow = k.out_shape[3]
     chunks = -(-ow // lanes)
-    if k.stride[1] != 1 or chunks > vectors or ow == 0:
+    if k.stride[1] != 1 or ow == 0:
         return 0
-    return vectors // chunks
+    return max(1, vectors // chunks)
+
+
+def conv_direct_segments(k: Conv2d, lanes: int, vectors: int) -> int:
+    """The segments of lanes * vectors pixels (the last one shorter) an output row of the
+    direct path is computed in: 1 where a row fits in one block."""
+    chunks = -(-k.out_shape[3] // lanes)
+    return -(-chunks // vectors)
 
 
 def conv_path(k: Conv2d, rows: int, lanes: int, vectors: int) -> str:

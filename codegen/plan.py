@@ -39,7 +39,7 @@ except ImportError:
     _fastcall = None
 
 ALIGN = 64
-PLAN_VERSION = 1  # bump when the plan's format changes
+PLAN_VERSION = 2  # bump when the plan's format changes
 PLAN_SYMBOL = "graphc_plan"  # the plan's bytes in a graph's library (and its size: PLAN_SYMBOL + "_size")
 
 # A kernel covering at least this much work is split over the cores. The native pool's workers
@@ -123,8 +123,9 @@ def split(how: list, bindings: dict, workers: int) -> tuple[str, int, int]:
       its outer range where that is allowed and the kernel covers PARALLEL_MIN_POINTS;
     - ['matmul', kernel, a, b, panel]: a product of `a` (rows, K) by `b` (K, N) packed in
       panels of `panel` columns, split by its rows or, where they are few, its panels;
-    - ['parts', function, extent, count, work, 'points' or 'conv']: `extent` parts (a size,
-      as for `size`), split when `count` times `work` reaches the threshold named."""
+    - ['parts', function, extent, count, work, 'points' or 'conv', pieces]: `extent` (a
+      size, as for `size`) times `pieces` parts, split when `count` times `work` reaches the
+      threshold named."""
     kind = how[0]
     if kind == "ranges":
         _, kernel, dims, splittable = how
@@ -145,8 +146,8 @@ def split(how: list, bindings: dict, workers: int) -> tuple[str, int, int]:
             return f"{kernel}.cols.packed", panels, min(workers, panels)  # few rows
         return f"{kernel}.packed", m, 1
     if kind == "parts":
-        _, function, extent, count, work, threshold = how
-        extent = size(extent, bindings)
+        _, function, extent, count, work, threshold, pieces = how
+        extent = size(extent, bindings) * pieces
         threshold = {"points": PARALLEL_MIN_POINTS, "conv": CONV_PARALLEL_MIN_MACS}[threshold]
         parallel = workers > 1 and extent > 1 and size(count, bindings) * work >= threshold
         return function, extent, min(workers, extent) if parallel else 1

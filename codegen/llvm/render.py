@@ -37,6 +37,7 @@ from codegen.kernel import (
     Unary,
     Where,
     conv_direct_rows,
+    conv_direct_segments,
     conv_path,
     expr_dtype,
     weight_grad_block,
@@ -1188,9 +1189,10 @@ def _taps_table(
 
 
 class _ConvEmitter(_Gemm):
-    """`void name(T* out, T* x, T* w, T* extras..., i64 lo, i64 hi)`: images lo..hi of
-    epilogue(conv2d(x, w)). Per image, group and chunk of CONV_PANELS * NR output pixels, the
-    image's columns (im2col) are packed straight into the panel layout the matrix product reads
+    """`void name(T* out, T* x, T* w, T* extras..., i64 lo, i64 hi)`: units lo..hi (images
+    and their pieces, `Conv2d.pieces` per image) of epilogue(conv2d(x, w)). Per image, group
+    and chunk of CONV_PANELS * NR output pixels, the image's columns (im2col) are packed
+    straight into the panel layout the matrix product reads
     (zeros where the window leaves the padded image), in a buffer from malloc; then the weight
     rows times the panels, through the epilogue, into the output in place."""
 
@@ -1268,6 +1270,9 @@ class _ConvEmitter(_Gemm):
     def direct_rows(self) -> int:
         return conv_direct_rows(self.kernel, self.lanes, self.nv)
 
+    def direct_segments(self) -> int:
+        return conv_direct_segments(self.kernel, self.lanes, self.nv)
+
     def direct_plane(self) -> tuple[int, int]:
         """(height, width) of the planes the direct path reads: the input's, or with padding
         the padded copy it makes of each image."""
@@ -1292,9 +1297,10 @@ class _ConvEmitter(_Gemm):
         ]()
 
     def _over_planes(self, b: ir.IRBuilder, body) -> None:
-        """body(b, img, g, plane, first_channel) for each image lo..hi and group, `plane` the
-        group's first input plane: the input's, or with padding a zeroed copy of the image with
-        room for it (made once per call, filled per image)."""
+        """body(b, img, g, plane, first_channel, piece) for each unit lo..hi (image and piece:
+        `Conv2d.pieces`) and group, `plane` the group's first input plane: the input's, or with
+        padding a zeroed copy of the image with room for it (made once per call, filled at each
+        image's first unit in the call)."""
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         channels = k.x.shape[1]
@@ -1311,22 +1317,35 @@ class _ConvEmitter(_Gemm):
             raw = b.call(calloc, [c64(channels * height * width), c64(self.item)])
             padded = b.bitcast(raw, self.t.as_pointer())
 
-        def image(b, img):
+        def unit(b, u):
+            img, piece = b.sdiv(u, c64(k.pieces)), b.srem(u, c64(k.pieces))
             if padded is not None:
-                self._pad_image(b, padded, x, img, k.x.shape[1:], k.padding)
+                first_unit = b.or_(b.icmp_signed("==", piece, c64(0)), b.icmp_signed("==", u, lo))
+                with b.if_then(first_unit):
+                    self._pad_image(b, padded, x, img, k.x.shape[1:], k.padding)
 
             def group(b, g):
                 first = b.mul(g, c64(cg))  # the group's first channel among the planes read
                 if padded is None:
                     first = b.add(b.mul(img, c64(channels)), first)
                 plane = b.gep(x if padded is None else padded, [b.mul(first, c64(height * width))])
-                body(b, img, g, plane, b.mul(g, c64(cog)))
+                body(b, img, g, plane, b.mul(g, c64(cog)), piece)
 
             self._flat_loop(b, c64(0), c64(k.groups), "group", group)
 
-        self._flat_loop(b, lo, hi, "image", image)
+        self._flat_loop(b, lo, hi, "unit", unit)
         if padded is not None:
             b.call(self._libc("free", ir.VoidType(), [bytes_]), [raw])
+
+    def _share(self, b: ir.IRBuilder, piece, total: int, block: int):
+        """(start, end) of unit `piece`'s share of 0..total, in whole blocks of `block` (the
+        last block cut at total): the blocks split as evenly as Conv2d.pieces allows."""
+        c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
+        pieces = self.kernel.pieces
+        blocks = -(-total // block)
+        start = b.mul(b.sdiv(b.mul(piece, c64(blocks)), c64(pieces)), c64(block))
+        end = b.mul(b.sdiv(b.mul(b.add(piece, c64(1)), c64(blocks)), c64(pieces)), c64(block))
+        return start, b.select(b.icmp_signed("<", end, c64(total)), end, c64(total))
 
     def _extra(self, img, first_channel):
         """extra(b, index, channel within the group, pixel): epilogue operand `index` there."""
@@ -1354,30 +1373,39 @@ class _ConvEmitter(_Gemm):
         co, cg, kh, kw = k.w.shape
         _, _, oh, ow = k.out_shape
         pixels, depth, cog = oh * ow, cg * kh * kw, co // k.groups
-        rows_per_block = self.direct_rows()
+        rows_per_block, segments = self.direct_rows(), self.direct_segments()
         b = self.entry()
         out, _, w = self.fn.args[:3]
         true = ir.Constant(ir.IntType(1), 1)
 
-        def body(b, img, g, plane, first_channel):
+        def body(b, img, g, plane, first_channel, piece):
             weights = b.gep(w, [b.mul(first_channel, c64(depth))])
             c = b.gep(out, [b.mul(b.add(b.mul(img, c64(co)), first_channel), c64(pixels))])
             extra = self._extra(img, first_channel)
+            first_row, end_row = self._share(b, piece, oh, rows_per_block)
 
             def channels_(b, row0):  # a block of at most MR output channels
                 count = b.sub(c64(cog), row0)
                 count = b.select(b.icmp_signed("<", count, c64(self.mr)), count, c64(self.mr))
 
-                def rows_(b, oy):  # a block of output rows
-                    self.direct_micro(b, weights, row0, count, plane, oy)
-                    valid = b.sub(c64(oh), oy)
-                    block = c64(rows_per_block)
-                    valid = b.select(b.icmp_signed("<", valid, block), valid, block)
-                    cols = b.mul(valid, c64(ow))
-                    col0 = b.mul(oy, c64(ow))
-                    self.merge(b, c, c64(pixels), row0, count, col0, cols, true, true, k.epilogue, extra)
+                def rows_(b, oy):  # a block of output rows (or one row, in segments)
+                    if segments == 1:
+                        self.direct_micro(b, weights, row0, count, plane, oy, 0)
+                        valid = b.sub(c64(oh), oy)
+                        block = c64(rows_per_block)
+                        valid = b.select(b.icmp_signed("<", valid, block), valid, block)
+                        cols = b.mul(valid, c64(ow))
+                        col0 = b.mul(oy, c64(ow))
+                        self.merge(b, c, c64(pixels), row0, count, col0, cols, true, true, k.epilogue, extra)
+                        return
+                    for segment in range(segments):
+                        self.direct_micro(b, weights, row0, count, plane, oy, segment)
+                        first = segment * self.nr
+                        col0 = b.add(b.mul(oy, c64(ow)), c64(first))
+                        cols = c64(min(self.nr, ow - first))
+                        self.merge(b, c, c64(pixels), row0, count, col0, cols, true, true, k.epilogue, extra)
 
-                self._flat_loop(b, c64(0), c64(oh), "rows", rows_, step=rows_per_block)
+                self._flat_loop(b, first_row, end_row, "rows", rows_, step=rows_per_block)
 
             self._flat_loop(b, c64(0), c64(cog), "channels", channels_, step=self.mr)
 
@@ -1415,9 +1443,10 @@ class _ConvEmitter(_Gemm):
 
             self._flat_loop(b, c64(0), c64(co * depth), "transpose", transpose)
 
-        def body(b, img, g, plane, first_channel):
+        def body(b, img, g, plane, first_channel, piece):
             weights = b.gep(wt, [b.mul(g, c64(depth * padded_channels))])
             extra = self._extra(img, first_channel)
+            first_pixel, end_pixel = self._share(b, piece, pixels, block_pixels)
 
             def channels_(b, c0):
                 def pixels_(b, p0):
@@ -1425,7 +1454,7 @@ class _ConvEmitter(_Gemm):
                     b.call(self.channels_function(), [plane, block, p0, self.tile])
                     self._merge_transposed(b, out, img, first_channel, c0, p0, extra)
 
-                self._flat_loop(b, c64(0), c64(pixels), "pixels", pixels_, step=block_pixels)
+                self._flat_loop(b, first_pixel, end_pixel, "pixels", pixels_, step=block_pixels)
 
             self._flat_loop(b, c64(0), c64(cog), "channel_blocks", channels_, step=width)
 
@@ -1525,9 +1554,10 @@ class _ConvEmitter(_Gemm):
             self.module, self.kernel.name, (cg, kh, kw), self.direct_plane(), self.kernel.dilation
         )
 
-    def direct_micro(self, b: ir.IRBuilder, weights, row0, rows, plane, oy) -> None:
+    def direct_micro(self, b: ir.IRBuilder, weights, row0, rows, plane, oy, segment: int) -> None:
         """The direct micro-kernel for `rows` (at most MR) output channels from row0, output
-        rows from oy, into the tile: one variant per channel count, picked by a switch."""
+        rows from oy (or `segment` of row oy), into the tile: one variant per channel count,
+        picked by a switch."""
         after = self.fn.append_basic_block("direct_done")
         variants = [self.fn.append_basic_block(f"direct{r}") for r in range(1, self.mr + 1)]
         switch = b.switch(rows, variants[-1])
@@ -1535,16 +1565,23 @@ class _ConvEmitter(_Gemm):
             switch.add_case(ir.Constant(I64, r), block)
         for r, block in enumerate(variants, start=1):
             b.position_at_end(block)
-            b.call(self.direct_function(r), [weights, row0, plane, oy, self.tile])
+            last = segment == self.direct_segments() - 1
+            column = ir.Constant(I64, segment * self.nr)
+            b.call(self.direct_function(r, last), [weights, row0, plane, oy, column, self.tile])
             b.branch(after)
         b.position_at_end(after)
 
-    def direct_function(self, count: int) -> ir.Function:
-        """(weights, first channel, input plane, first output row, tile): `count` output
-        channels x the block's output rows (each in chunks of lanes pixels, the last masked),
+    def direct_function(self, count: int, last: bool) -> ir.Function:
+        """(weights, first channel, input plane, first output row, first output column, tile):
+        `count` output channels x the block's output rows (each in chunks of lanes pixels, the
+        row's last masked), or where rows are in segments x a segment (`last`: the row's last),
         summed over K, written to the tile with the block's pixels contiguous in each row."""
         k = self.kernel
-        name = f"{k.name}.direct.r{count}"
+        segments = self.direct_segments()
+        name = f"{k.name}.direct.r{count}" + (".last" if last and segments > 1 else "")
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         i32 = ir.IntType(32)
         height, width = self.direct_plane()
@@ -1554,12 +1591,13 @@ class _ConvEmitter(_Gemm):
         dh, dw = k.dilation
         depth = cg * kh * kw
         rows_per_block = self.direct_rows()
-        chunks = -(-ow // self.lanes)
+        chunks = -(-ow // self.lanes)  # (in the whole row)
+        here = chunks - (segments - 1) * self.nv if last else self.nv  # (in this block's rows)
         # where each of the K taps (channel, window row, window column) sits from a window's corner
         table = self.taps_table()
         ptr = self.t.as_pointer()
-        fn = self._helper(name, [ptr, I64, ptr, I64, ptr])
-        weights, row0, plane, oy, tile = fn.args
+        fn = self._helper(name, [ptr, I64, ptr, I64, I64, ptr])
+        weights, row0, plane, oy, column, tile = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         mask_type = ir.VectorType(ir.IntType(1), self.lanes)
         load, store = self._masked()
@@ -1573,8 +1611,8 @@ class _ConvEmitter(_Gemm):
         for r in range(rows_per_block):
             row = b.add(oy, c64(r))
             row = b.select(b.icmp_signed("<", row, c64(oh)), row, c64(oh - 1))
-            line = b.gep(plane, [b.mul(row, c64(sh * width))])
-            starts += [(b.gep(line, [c64(ch * self.lanes)]), ch == chunks - 1) for ch in range(chunks)]
+            line = b.gep(plane, [b.add(b.mul(row, c64(sh * width)), column)])
+            starts += [(b.gep(line, [c64(ch * self.lanes)]), last and ch == here - 1) for ch in range(here)]
         channel_rows = [b.gep(weights, [b.mul(b.add(row0, c64(i)), c64(depth))]) for i in range(count)]
         fma = self.intrinsic("fma", 3, self.vec)
         vptr = self.vec.as_pointer()
@@ -1582,9 +1620,9 @@ class _ConvEmitter(_Gemm):
         def step(b, kk, accs):
             tap = _tap(b, table, kk)
             vectors = []
-            for start, last in starts:
+            for start, masked in starts:
                 at = b.bitcast(b.gep(start, [tap]), vptr)
-                if last and tail < self.lanes:
+                if masked and tail < self.lanes:
                     vectors.append(b.call(load, [at, align, tail_mask, zero]))
                 else:
                     vectors.append(b.load(at, align=self.item))
@@ -1597,12 +1635,12 @@ class _ConvEmitter(_Gemm):
 
         accs = self._accumulate(fn, b, count * len(starts), c64(depth), step)
         for i in range(count):
-            for v, (_, last) in enumerate(starts):
-                r, ch = divmod(v, chunks)
+            for v, (_, masked) in enumerate(starts):
+                r, ch = divmod(v, here)
                 slot = b.bitcast(
                     b.gep(tile, [c64(i * self.nr + r * ow + ch * self.lanes)], inbounds=True), vptr
                 )
-                if last and tail < self.lanes:  # (the next row's pixels follow the valid ones)
+                if masked and tail < self.lanes:  # (the next row's pixels follow the valid ones)
                     b.call(store, [accs[i * len(starts) + v], slot, align, tail_mask])
                 else:
                     b.store(accs[i * len(starts) + v], slot, align=self.item)
@@ -1625,7 +1663,10 @@ class _ConvEmitter(_Gemm):
         raw, packed = self._aligned(b, c64(max(depth, 1) * chunk))
         dh, dw = k.dilation
 
-        def image(b, img):
+        def unit(b, u):
+            img, piece = b.sdiv(u, c64(k.pieces)), b.srem(u, c64(k.pieces))
+            first_pixel, end_pixel = self._share(b, piece, pixels, chunk)
+
             def group(b, g):
                 source = b.gep(
                     x, [b.mul(b.add(b.mul(img, c64(channels)), b.mul(g, c64(cg))), c64(height * width))]
@@ -1680,11 +1721,11 @@ class _ConvEmitter(_Gemm):
                         extra=extra,
                     )
 
-                self._flat_loop(b, c64(0), c64(pixels), "chunk", chunk_, step=chunk)
+                self._flat_loop(b, first_pixel, end_pixel, "chunk", chunk_, step=chunk)
 
             self._flat_loop(b, c64(0), c64(k.groups), "group", group)
 
-        self._flat_loop(b, lo, hi, "image", image)
+        self._flat_loop(b, lo, hi, "unit", unit)
         b.call(self._libc("free", ir.VoidType(), [bytes_]), [raw])
         b.ret_void()
 

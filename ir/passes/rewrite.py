@@ -550,6 +550,25 @@ def _conv_transpose2d(new: Graph, node: Node, inputs: list) -> list[Value] | Non
         _phases(k, st, p, n, size)
         for k, st, p, n, size in zip((kh, kw), stride, padding, x.type.shape[2:], (out_h, out_w), strict=True)
     ]
+    whole = _whole_phases(phases, stride, (out_h, out_w))
+    if whole and groups == 1:  # one convolution for every phase; its channels interleaved
+        ty, tx = whole
+        subs = []
+        for taps_y, _, _ in phases[0]:
+            for taps_x, _, _ in phases[1]:
+                (sub,) = new.add_node(
+                    "slice", [wc], {"dim": 2, "start": taps_y[0], "stop": kh, "step": stride[0]}, scope=s
+                )
+                (sub,) = new.add_node(
+                    "slice", [sub], {"dim": 3, "start": taps_x[0], "stop": kw, "step": stride[1]}, scope=s
+                )
+                subs.append(new.add_node("flip", [sub], {"dims": (2, 3)}, scope=s)[0])
+        (every,) = new.add_node("concat", subs, {"dim": 0}, scope=s)
+        (y,) = new.add_node("conv2d", [x, every], conv, scope=s)
+        n, cy, cx = out_shape[0], out_h // stride[0], out_w // stride[1]
+        (y,) = new.add_node("reshape", [y], {"shape": (n, *stride, cog, cy, cx)}, scope=s)
+        (y,) = new.add_node("permute", [y], {"dims": (0, 3, 4, 1, 5, 2)}, scope=s)
+        return new.add_node("reshape", [y], {"shape": out_shape}, scope=s)
     # the output position of every (row, column), flattened: which phase, and where in it
     rows, cols = np.arange(out_h), np.arange(out_w)
     flat = (1, 1, out_h * out_w)
@@ -591,6 +610,23 @@ def _conv_transpose2d(new: Graph, node: Node, inputs: list) -> list[Value] | Non
             "expand", [result], {"shape": (out_shape[0], out_shape[1], out_h * out_w)}, scope=s
         )
     return new.add_node("reshape", [result], {"shape": out_shape}, scope=s)
+
+
+def _whole_phases(phases: list, stride: tuple, out: tuple) -> tuple[int, int] | None:
+    """(taps along each dim) where every output phase is a convolution of the unpadded input
+    with as many taps as every other, and the phases tile the output: their outputs, one
+    convolution's channels, interleave by a reshape (a 2 x 2 transposed convolution of stride
+    2, a U-Net's upsampling); None otherwise."""
+    taps = []
+    for dim_phases, st, size in zip(phases, stride, out, strict=True):
+        counts = {(len(t), pads, count) for t, pads, count in dim_phases}
+        if len(counts) != 1:
+            return None
+        ((length, pads, count),) = counts
+        if not length or pads != (0, 0) or count * st != size:
+            return None
+        taps.append(length)
+    return taps[0], taps[1]
 
 
 def _gemm_first(x_shape: tuple, kernel: tuple, stride: tuple, out_channels: int) -> bool:

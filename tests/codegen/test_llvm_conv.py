@@ -72,6 +72,10 @@ CONVS = [
     (6, 14, 14, 16, (5, 5), (1, 1), (0, 0), (1, 1), 1, True),  # the LeNet's second layer
     (1, 3, 70, 2, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),  # rows of 68 pixels: packed columns
     (3, 7, 9, 5, (3, 5), (2, 1), (2, 1), (1, 2), 1, True),  # padding: a padded copy of each image
+    # direct, rows wider than one block: in segments of lanes * vectors pixels
+    (3, 9, 150, 5, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),  # 150 = 64 + 64 + 22 (AVX-512)
+    (2, 5, 130, 4, (3, 3), (1, 1), (0, 0), (1, 1), 1, False),  # 128 = two whole segments
+    (4, 6, 90, 6, (3, 3), (2, 1), (1, 2), (1, 2), 2, True),  # dilation, groups, stride down
     # output channels along the vector lanes
     (32, 9, 9, 32, (3, 3), (2, 2), (1, 1), (1, 1), 2, True),  # stride 2, padding, groups of 16
     (4, 7, 7, 40, (3, 3), (1, 1), (2, 2), (2, 2), 1, True),  # 40 channels: whole and partial vectors
@@ -111,9 +115,8 @@ def test_which_path_each_convolution_takes(dtype):
     paths = set()
     for case in CONVS:
         c, h, w, co, kernel, stride, padding, dilation, groups, bias = case
-        ow = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
         possible = {"packed"}
-        if stride[1] == 1 and -(-ow // lanes) <= vectors:
+        if stride[1] == 1:  # (rows wider than lanes * vectors pixels in segments)
             possible.add("direct")
         if co // groups >= lanes:
             possible.add("channels")
@@ -191,6 +194,41 @@ def test_conv_split_over_images(monkeypatch):
     for batch in (1, 2, 7):
         inputs = _inputs(g, batch, seed=batch)
         _close(exe.run(inputs)[0], run(g, inputs)[0], 27, "float32")
+
+
+PIECED = [
+    # layers whose images split into Conv2d.pieces units (4M multiply-adds or more an image)
+    (16, 64, 128, 32, (3, 3), (1, 2), (1, 1), (1, 1), 1, True),  # channels (float32), padding
+    (16, 66, 61, 12, (3, 3), (1, 1), (0, 0), (1, 1), 1, True),  # direct (float32): rows of 59
+    (8, 101, 100, 16, (3, 3), (1, 1), (0, 0), (1, 1), 2, False),  # direct: rows of 98 in 2 segments
+    (8, 130, 101, 12, (3, 3), (1, 2), (1, 1), (1, 1), 1, True),  # packed: stride 2 along the width
+    (12, 70, 70, 24, (3, 3), (2, 1), (2, 1), (2, 1), 1, True),  # strides, dilation, padding
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", PIECED, ids=lambda c: "c{}h{}w{}co{}".format(*c[:4]))
+def test_conv_splits_each_large_image_into_pieces(case, dtype, monkeypatch):
+    """One image's output pixels split over the cores: units of (image, piece) in calls that
+    start and end inside an image (the padded copy made again at a call's first unit)."""
+    monkeypatch.setattr(plan, "CONV_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(plan, "workers", lambda: 3)
+    g = _conv_graph(*case, dtype, [("relu", None)])
+    exe = compile_graph(g)
+    assert exe.steps[0].kernel.pieces > 1
+    depth = case[0] // case[8] * 9
+    for batch in (1, 2):
+        inputs = _inputs(g, batch, seed=batch)
+        _close(exe.run(inputs)[0], run(g, inputs)[0], depth, dtype)
+
+
+def test_the_pieced_layers_take_every_path():
+    paths = {_path(case, "float32") for case in PIECED}
+    from codegen.host import matmul_tile, vector_bits
+
+    _, lanes, vectors = matmul_tile(dtypes.float32, vector_bits())
+    if lanes * vectors >= 64:  # AVX-512
+        assert paths == {"direct", "channels", "packed"}
 
 
 def _weight_grad_graph(c, h, w, co, kernel, padding, dilation, groups, dtype, stride=(1, 1)):

@@ -589,6 +589,40 @@ def test_conv_transpose2d_decomposes_into_a_convolution(attrs, w_shape, path, mo
     _same_results(g, out, batch=2)
 
 
+@pytest.mark.parametrize(
+    "stride, kernel, groups, whole",
+    [
+        ((2, 2), (2, 2), 1, True),  # a U-Net's upsampling
+        ((3, 2), (3, 2), 1, True),
+        ((2, 2), (4, 2), 1, False),  # phases of 2 taps read the input padded
+        ((2, 2), (2, 2), 3, False),  # groups: one convolution per phase
+    ],
+)
+def test_a_transposed_convolution_whose_phases_tile_the_output_is_one_convolution(
+    stride, kernel, groups, whole
+):
+    """Kernel = stride, no padding: every phase reads the input unpadded with the same taps, so
+    one convolution computes them all (its channels the phases') and a reshape interleaves them;
+    no gathers."""
+    g = Graph("g")
+    x = g.add_input("x", TensorType(dtypes.float32, ("batch", 3, 5, 6)))
+    w = g.add_input("w", TensorType(dtypes.float32, (3, 4 // groups * 2, *kernel)))
+    attrs = {
+        "stride": stride,
+        "padding": (0, 0),
+        "output_padding": (0, 0),
+        "dilation": (1, 1),
+        "groups": groups,
+    }
+    (y,) = g.add_node("conv_transpose2d", [x, w], attrs)
+    g.set_outputs([y])
+    out = decompose(g)
+    verify(out)
+    ops = [n.op for n in out.nodes]
+    assert (ops.count("conv2d") == 1 and "gather" not in ops) == whole, ops
+    _same_results(g, out, batch=2)
+
+
 def test_conv_transpose2d_whose_taps_reach_no_output_decomposes_into_zeros():
     """Stride 4 past a 1x1 kernel with padding 1: every output phase that exists has no tap."""
     g = Graph("g")
