@@ -812,22 +812,26 @@ class _Gemm(_Code):
 
         self._flat_loop(b, ir.Constant(I64, 0), count, "chunk", chunk, step=self.lanes)
 
-    def _pad_image(self, b: ir.IRBuilder, padded, x, img, image_shape, padding) -> None:
+    def _pad_image(self, b: ir.IRBuilder, padded, x, img, image_shape, padding, rows=None) -> None:
         """Image `img` of x (N, C, H, W) into the middle of the zeroed planes `padded`
-        (C, H + 2 * ph, W + 2 * pw): their borders stay zero."""
+        (C, H + 2 * ph, W + 2 * pw): their borders stay zero. `rows`: (first, end) of the
+        image's rows to copy (default: all)."""
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         channels, h, w = image_shape
         ph, pw = padding
         height, width = h + 2 * ph, w + 2 * pw
+        first, end = rows or (c64(0), c64(h))
 
-        def copy_row(b, r):  # r = channel * H + row
-            channel, y = b.sdiv(r, c64(h)), b.srem(r, c64(h))
-            row = b.add(b.mul(channel, c64(height)), b.add(y, c64(ph)))
-            start = b.mul(b.add(b.mul(img, c64(channels * h)), r), c64(w))
-            to = b.add(b.mul(row, c64(width)), c64(pw))
-            self._masked_copy(b, b.gep(padded, [to]), b.gep(x, [start]), c64(w))
+        def channel_(b, channel):
+            def copy_row(b, y):
+                row = b.add(b.mul(channel, c64(height)), b.add(y, c64(ph)))
+                start = b.mul(b.add(b.mul(b.add(b.mul(img, c64(channels)), channel), c64(h)), y), c64(w))
+                to = b.add(b.mul(row, c64(width)), c64(pw))
+                self._masked_copy(b, b.gep(padded, [to]), b.gep(x, [start]), c64(w))
 
-        self._flat_loop(b, c64(0), c64(channels * h), "pad_rows", copy_row)
+            self._flat_loop(b, first, end, "pad_rows", copy_row)
+
+        self._flat_loop(b, c64(0), c64(channels), "pad_channels", channel_)
 
     def gemm(
         self, b: ir.IRBuilder, *, a, lda, lo, hi, bp, n, k, c, ldc, epilogue, extra, a_step=1, fill_a=None
@@ -1296,11 +1300,11 @@ class _ConvEmitter(_Gemm):
             self.path()
         ]()
 
-    def _over_planes(self, b: ir.IRBuilder, body) -> None:
+    def _over_planes(self, b: ir.IRBuilder, body, out_rows) -> None:
         """body(b, img, g, plane, first_channel, piece) for each unit lo..hi (image and piece:
         `Conv2d.pieces`) and group, `plane` the group's first input plane: the input's, or with
-        padding a zeroed copy of the image with room for it (made once per call, filled at each
-        image's first unit in the call)."""
+        padding a zeroed copy of the image with room for it (made once per call; per unit,
+        the input rows that its output rows, out_rows(b, piece) = (first, end), read)."""
         k = self.kernel
         c64 = lambda v: ir.Constant(I64, v)  # noqa: E731
         channels = k.x.shape[1]
@@ -1320,9 +1324,13 @@ class _ConvEmitter(_Gemm):
         def unit(b, u):
             img, piece = b.sdiv(u, c64(k.pieces)), b.srem(u, c64(k.pieces))
             if padded is not None:
-                first_unit = b.or_(b.icmp_signed("==", piece, c64(0)), b.icmp_signed("==", u, lo))
-                with b.if_then(first_unit):
-                    self._pad_image(b, padded, x, img, k.x.shape[1:], k.padding)
+                first, end = out_rows(b, piece)
+                sh, dh, h = k.stride[0], k.dilation[0], k.x.shape[2]
+                first = b.sub(b.mul(first, c64(sh)), c64(ph))
+                first = b.select(b.icmp_signed(">", first, c64(0)), first, c64(0))
+                end = b.add(b.mul(b.sub(end, c64(1)), c64(sh)), c64(dh * (k.w.shape[2] - 1) + 1 - ph))
+                end = b.select(b.icmp_signed("<", end, c64(h)), end, c64(h))
+                self._pad_image(b, padded, x, img, k.x.shape[1:], k.padding, (first, end))
 
             def group(b, g):
                 first = b.mul(g, c64(cg))  # the group's first channel among the planes read
@@ -1374,6 +1382,10 @@ class _ConvEmitter(_Gemm):
         _, _, oh, ow = k.out_shape
         pixels, depth, cog = oh * ow, cg * kh * kw, co // k.groups
         rows_per_block, segments = self.direct_rows(), self.direct_segments()
+
+        def rows_of(b, piece):  # a unit's output rows
+            return self._share(b, piece, oh, rows_per_block)
+
         b = self.entry()
         out, _, w = self.fn.args[:3]
         true = ir.Constant(ir.IntType(1), 1)
@@ -1382,7 +1394,7 @@ class _ConvEmitter(_Gemm):
             weights = b.gep(w, [b.mul(first_channel, c64(depth))])
             c = b.gep(out, [b.mul(b.add(b.mul(img, c64(co)), first_channel), c64(pixels))])
             extra = self._extra(img, first_channel)
-            first_row, end_row = self._share(b, piece, oh, rows_per_block)
+            first_row, end_row = rows_of(b, piece)
 
             def channels_(b, row0):  # a block of at most MR output channels
                 count = b.sub(c64(cog), row0)
@@ -1409,7 +1421,7 @@ class _ConvEmitter(_Gemm):
 
             self._flat_loop(b, c64(0), c64(cog), "channels", channels_, step=self.mr)
 
-        self._over_planes(b, body)
+        self._over_planes(b, body, rows_of)
         b.ret_void()
 
     def _emit_channels(self) -> None:
@@ -1458,7 +1470,11 @@ class _ConvEmitter(_Gemm):
 
             self._flat_loop(b, c64(0), c64(cog), "channel_blocks", channels_, step=width)
 
-        self._over_planes(b, body)
+        def rows_of(b, piece):  # the output rows of a unit's pixels
+            first, end = self._share(b, piece, pixels, block_pixels)
+            return b.sdiv(first, c64(ow)), b.sdiv(b.add(end, c64(ow - 1)), c64(ow))
+
+        self._over_planes(b, body, rows_of)
         if not k.w_packed:
             b.call(self._libc("free", ir.VoidType(), [bytes_]), [raw])
         b.ret_void()
