@@ -1,7 +1,8 @@
 """Convolution layers (conv2d + bias + ReLU, float32, NCHW): graphc's compiled kernel against
 PyTorch eager and ONNX Runtime, in the same run, in GFLOP/s. The layers: the LeNet's two (batch
-256), a 3-channel 3x3 stem, and 3x3 padded layers of 32, 64 and 512 channels (ResNet's 56x56,
-28x28 and 7x7 stages, batch 8). The `path` column says which of graphc's three convolution kernels the layer
+256), a 3-channel 3x3 stem, 3x3 padded layers of 32, 64 and 512 channels (ResNet's 56x56,
+28x28 and 7x7 stages, batch 8), and two high-resolution layers at batch 1 (a U-Net's first
+stage, 16 channels at 256x256; 64 channels at 112x112). The `path` column says which of graphc's three convolution kernels the layer
 got on this machine (direct: output pixels along the vector lanes, read straight from the input
 rows; channels: output channels along the lanes; packed: im2col panels).
 
@@ -29,6 +30,8 @@ LAYERS = (
     ("3x3 32ch 56x56", 8, 32, 32, 56, 3, 1),
     ("3x3 64ch 28x28", 8, 64, 64, 28, 3, 1),
     ("3x3 512ch 7x7", 8, 512, 512, 7, 3, 1),
+    ("3x3 16ch 256x256", 1, 16, 16, 256, 3, 1),
+    ("3x3 64ch 112x112", 1, 64, 64, 112, 3, 1),
 )
 
 
