@@ -2,9 +2,10 @@
 PyTorch eager and ONNX Runtime, in the same run, in GFLOP/s. The layers: the LeNet's two (batch
 256), a 3-channel 3x3 stem, 3x3 padded layers of 32, 64 and 512 channels (ResNet's 56x56,
 28x28 and 7x7 stages, batch 8), and two high-resolution layers at batch 1 (a U-Net's first
-stage, 16 channels at 256x256; 64 channels at 112x112). The `path` column says which of graphc's three convolution kernels the layer
-got on this machine (direct: output pixels along the vector lanes, read straight from the input
-rows; channels: output channels along the lanes; packed: im2col panels).
+stage, 16 channels at 256x256; 64 channels at 112x112). The `path` column says which of
+graphc's three convolution kernels the layer got on this machine (direct: output pixels along
+the vector lanes, read straight from the input rows; channels: output channels along the lanes;
+packed: im2col panels).
 
 Run: python benchmarks/conv.py [--repeat N]     (torch and onnxruntime are optional)
 """

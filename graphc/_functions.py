@@ -45,6 +45,7 @@ for _name, _fields in [
     ("cummax", "values indices"),
     ("cummin", "values indices"),
     ("svd", "U S V"),
+    ("qr", "Q R"),
     ("aminmax", "min max"),
 ]:
     setattr(return_types, _name, _return_type(_name, _fields))
@@ -118,6 +119,7 @@ rsqrt = _make_unary("rsqrt")
 reciprocal = _make_unary("reciprocal")
 sigmoid = _make_unary("sigmoid")
 erf = _make_unary("erf")
+erfinv = _make_unary("erfinv")
 relu = _make_unary("relu")
 ceil = _make_unary("ceil")
 floor = _make_unary("floor")
@@ -529,6 +531,14 @@ def svd(input: Tensor, some: bool = True, compute_uv: bool = True):
     """(U, S, V) with input = U diag(S) V^T (`torch.svd`'s convention: V, not V^T)."""
     u, s, vh = dispatch(_op("svd"), (input,), {"full_matrices": not some}, name="LinalgSvdBackward0")
     return return_types.svd(u, s, vh.mT)
+
+
+def qr(input: Tensor, some: bool = True):
+    """(Q, R) with input = Q R (`torch.qr`: some=True the reduced decomposition, False the
+    complete one; graphc.linalg.qr has the modes)."""
+    mode = "reduced" if some else "complete"
+    q, r = dispatch(_op("qr"), (input,), {"mode": mode}, name="LinalgQrBackward0")
+    return return_types.qr(q, r)
 
 
 # --- ordering ---

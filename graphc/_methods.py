@@ -489,6 +489,7 @@ METHODS = [
     "det",
     "inverse",
     "svd",
+    "qr",
     "sort",
     "argsort",
     "topk",

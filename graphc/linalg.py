@@ -16,6 +16,7 @@ from graphc._tensor import Tensor
 from ir.ops import OPS
 
 SVD = namedtuple("SVD", "U S Vh")
+QR = namedtuple("QR", "Q R")
 SlogDet = namedtuple("SlogDet", "sign logabsdet")
 EigH = namedtuple("EigH", "eigenvalues eigenvectors")
 
@@ -68,6 +69,20 @@ def svd(A: Tensor, full_matrices: bool = True) -> SVD:
     """(U, S, Vh) with A = U diag(S) Vh (note: Vh, where `graphc.svd` returns V)."""
     u, s, vh = dispatch(OPS["svd"], (A,), {"full_matrices": full_matrices}, name="LinalgSvdBackward0")
     return SVD(u, s, vh)
+
+
+def qr(A: Tensor, mode: str = "reduced") -> QR:
+    """(Q, R) with A = Q R, Q's columns orthonormal, R upper triangular (the diagonal's signs
+    LAPACK's, as PyTorch's). For A (*, m, n) and k = min(m, n): mode 'reduced' gives Q (*, m,
+    k) and R (*, k, n); 'complete' Q (*, m, m) and R (*, m, n); 'r' an empty Q and the reduced
+    R (which, unlike PyTorch's, is differentiable)."""
+    if mode not in ("reduced", "complete", "r"):
+        raise ValueError(f"qr: mode must be 'reduced', 'complete' or 'r', got {mode!r}")
+    attrs = {"mode": "complete" if mode == "complete" else "reduced"}
+    q, r = dispatch(OPS["qr"], (A,), attrs, name="LinalgQrBackward0")
+    if mode == "r":
+        q = q.new_zeros(0)
+    return QR(q, r)
 
 
 def svdvals(A: Tensor) -> Tensor:

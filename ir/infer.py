@@ -421,6 +421,21 @@ def _inv(inputs):
     return inputs[0]
 
 
+@rule("qr")
+def _qr(inputs, mode="reduced"):
+    x = inputs[0]
+    _matrices("qr", x, square=False)
+    m, n = x.shape[-2:]
+    if mode == "complete" or m == n:
+        k = m
+    elif isinstance(m, int) and isinstance(n, int):
+        k = min(m, n)
+    else:
+        raise ShapeError(f"qr: min({m}, {n}) of a {m} x {n} matrix is not known before running")
+    batch = x.shape[:-2]
+    return [TensorType(x.dtype, batch + (m, k)), TensorType(x.dtype, batch + (k, n))]
+
+
 @rule("svd")
 def _svd(inputs, full_matrices=False):
     x = inputs[0]

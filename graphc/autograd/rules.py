@@ -249,6 +249,7 @@ rule("rsqrt", outputs=True)(lambda n, g: -0.5 * g * n.output(0) ** 3)
 rule("reciprocal", outputs=True)(lambda n, g: -g * n.output(0) * n.output(0))
 rule("sigmoid", outputs=True)(lambda n, g: g * n.output(0) * (1 - n.output(0)))
 rule("erf", inputs=True)(lambda n, g: g * (2.0 / math.sqrt(math.pi)) * F.exp(-n.input(0) * n.input(0)))
+rule("erfinv", outputs=True)(lambda n, g: g * (math.sqrt(math.pi) / 2.0) * F.exp(n.output(0) * n.output(0)))
 rule("relu", outputs=True)(lambda n, g: _run("threshold_backward", (g, n.output(0)), {"threshold": 0.0}))
 
 
@@ -599,6 +600,38 @@ def _eigh(n, g_w, g_v):
     if inner is None:
         return None
     return F.matmul(F.matmul(v, inner), v.mT)
+
+
+@rule("qr", outputs=True)
+def _qr(n, g_q, g_r):
+    """PyTorch's linalg_qr_backward for real matrices. m >= n: gA = (gQ + Q copyltu(M)) R^-T
+    with M = R gR^T - gQ^T Q, copyltu copying the lower triangle to the upper. m < n: A =
+    [X | Y] with X = Q U, Y = Q V (R = [U | V]): Y's gradient is Q gV, X's the square case's
+    with gQ + Y gV^T. Undefined where R is singular (A not of full rank), as it is there."""
+    q, r = n.output(0), n.output(1)
+    m, cols = q.shape[-2], r.shape[-1]
+    if n.attrs.get("mode") == "complete" and m > cols:
+        raise AutogradError(
+            "qr backward with mode='complete' and more rows than columns is not supported (the "
+            "extra columns of Q are not unique); use mode='reduced'"
+        )
+    if g_q is None:
+        g_q = F.zeros_like(q)
+    if g_r is None:
+        g_r = F.zeros_like(r)
+    wide = m < cols
+    if wide:  # (Q is m x m)
+        u, g_u, g_v = r[..., :m], g_r[..., :m], g_r[..., m:]
+        y = F.matmul(q, r[..., m:])
+        g_q = g_q + F.matmul(y, g_v.mT)
+        r, g_r = u, g_u
+    inner = F.matmul(r, g_r.mT) - F.matmul(g_q.mT, q)
+    inner = inner.tril() + inner.tril(-1).mT
+    g_a = g_q + F.matmul(q, inner)
+    g_a = _run("solve", (r, g_a.mT), {}).mT  # g_a R^-T
+    if wide:
+        g_a = F.cat([g_a, F.matmul(q, g_v)], -1)
+    return g_a
 
 
 @rule("svd", outputs=True)

@@ -13,7 +13,7 @@ import numpy as np
 from ir.dtypes import from_name
 from ir.errors import ShapeError
 from ir.ops.registry import Promote, register
-from ir.ops.special import erf
+from ir.ops.special import erf, erfinv
 
 
 def _quiet(fn):
@@ -107,6 +107,7 @@ _unary("rsqrt", lambda xp, x: xp.reciprocal(xp.sqrt(x)), F, quiet=True)
 _unary("reciprocal", lambda xp, x: xp.reciprocal(x), F, quiet=True)
 _unary("sigmoid", lambda xp, x: _sigmoid(xp, x), F, quiet=True)
 _unary("erf", lambda xp, x: erf(xp, x), F)
+_unary("erfinv", lambda xp, x: erfinv(xp, x), F)
 _unary("relu", lambda xp, x: xp.maximum(x, xp.zeros((), x.dtype)))
 _unary("ceil", lambda xp, x: x.copy() if x.dtype.kind in "iub" else xp.ceil(x))
 _unary("floor", lambda xp, x: x.copy() if x.dtype.kind in "iub" else xp.floor(x))

@@ -1,5 +1,5 @@
-"""Linear algebra and ordering: matmul, det, inv, svd, solve, slogdet, cholesky, eigh, cross,
-sort, topk, unique."""
+"""Linear algebra and ordering: matmul, det, inv, svd, qr, solve, slogdet, cholesky, eigh,
+cross, sort, topk, unique."""
 
 from __future__ import annotations
 
@@ -66,6 +66,19 @@ def _svd(xp, x, full_matrices=False):
         raise ShapeError(f"svd: expected a matrix or a batch of them, got shape {tuple(x.shape)}")
     u, s, vh = xp.linalg.svd(x, full_matrices=full_matrices)
     return u, s, vh
+
+
+@register("qr", promote=Promote.FLOAT, num_outputs=2)
+def _qr(xp, x, mode="reduced"):
+    """(Q, R) with x = Q R, Q's columns orthonormal and R upper triangular (LAPACK's signs, as
+    PyTorch's): 'reduced' Q (..., m, k) and R (..., k, n) for k = min(m, n); 'complete' Q
+    (..., m, m) and R (..., m, n)."""
+    if x.ndim < 2:
+        raise ShapeError(f"qr: expected a matrix or a batch of them, got shape {tuple(x.shape)}")
+    if mode not in ("reduced", "complete"):
+        raise ValueError(f"qr: mode must be 'reduced' or 'complete', got {mode!r}")
+    q, r = xp.linalg.qr(x, mode=mode)
+    return q, r
 
 
 def _vector_rhs(a, b) -> bool:

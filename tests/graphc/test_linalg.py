@@ -1,4 +1,4 @@
-"""graphc.linalg's solve, slogdet, cholesky and eigh against numpy (independent formulas where
+"""graphc.linalg's solve, slogdet, cholesky, eigh and qr against numpy (independent formulas where
 numpy's own routine is the reference's), their gradients by finite differences (and against the
 defining identities), errors, and capture."""
 
@@ -100,11 +100,66 @@ def test_eigh_decomposes_symmetric_matrices_and_is_differentiable():
     np.testing.assert_allclose(upper.numpy(), [-1.0, 3.0], atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(5, 3), (3, 3), (3, 5), (2, 4, 3), (2, 3, 4)])
+def test_qr_factors_every_shape_and_mode(shape):
+    """Q R = A with Q's columns orthonormal and R upper triangular, of PyTorch's shapes for
+    each mode; R's diagonal has LAPACK's signs (numpy's, PyTorch's)."""
+    a = RNG.standard_normal(shape)
+    m, n = shape[-2:]
+    k = min(m, n)
+    for mode, q_cols, r_rows in [("reduced", k, k), ("complete", m, m), ("r", None, k)]:
+        q, r = graphc.linalg.qr(graphc.tensor(a), mode=mode)
+        assert tuple(r.shape) == (*shape[:-2], r_rows, n)
+        assert np.all(np.tril(r.numpy(), -1) == 0)
+        if q_cols is None:
+            assert q.numel() == 0
+            continue
+        assert tuple(q.shape) == (*shape[:-2], m, q_cols)
+        np.testing.assert_allclose((q @ r).numpy(), a, atol=1e-12)
+        np.testing.assert_allclose(
+            (q.mT @ q).numpy(), np.broadcast_to(np.eye(q_cols), (*shape[:-2], q_cols, q_cols)), atol=1e-12
+        )
+        np.testing.assert_array_equal(q.numpy(), np.linalg.qr(a, mode=mode)[0])
+    assert graphc.qr(graphc.tensor(a)).R.shape == graphc.linalg.qr(graphc.tensor(a)).R.shape
+    assert graphc.tensor(a).qr(some=False).Q.shape[-1] == m
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 3), (3, 5), (2, 4, 3), (2, 3, 4)])
+def test_qr_gradient_by_finite_differences(shape):
+    """Both factors in the loss: tall (m > n), square and wide (m < n: R's extra columns) matrices,
+    batched; the complete factors of a wide matrix too."""
+    a = leaf(*shape)
+    q0, r0 = graphc.linalg.qr(a)
+    wq, wr = graphc.tensor(RNG.standard_normal(q0.shape)), graphc.tensor(RNG.standard_normal(r0.shape))
+
+    def loss(x):
+        q, r = graphc.linalg.qr(x)
+        return (q * wq).sum() + (r * wr).sum()
+
+    assert gradcheck(loss, (a,))
+    assert gradcheck(lambda x: graphc.linalg.qr(x).Q, (a,))
+    assert gradcheck(lambda x: graphc.linalg.qr(x, mode="r").R, (a,))
+    if shape[-2] <= shape[-1]:
+        assert gradcheck(lambda x: graphc.linalg.qr(x, mode="complete").Q, (a,))
+
+
+def test_qr_of_a_tall_matrix_has_no_complete_gradient():
+    a = leaf(4, 2)
+    q, _ = graphc.linalg.qr(a, mode="complete")
+    with pytest.raises(graphc.AutogradError, match="mode='complete' and more rows than columns"):
+        q.sum().backward()
+    with pytest.raises(ValueError, match="mode must be 'reduced', 'complete' or 'r'"):
+        graphc.linalg.qr(a, mode="raw")
+    with pytest.raises(graphc.ShapeError, match="qr: expected a matrix or a batch of them"):
+        graphc.linalg.qr(graphc.ones(3))
+
+
 def test_linear_algebra_captures():
     def f(a, b):
         sign, logabs = graphc.linalg.slogdet(a)
         low = graphc.linalg.cholesky(spd(a))
-        return graphc.linalg.solve(a, b) * sign[:, None], logabs, low, graphc.linalg.eigvalsh(a + a.mT)
+        q, r = graphc.linalg.qr(a)
+        return graphc.linalg.solve(a, b) * sign[:, None], logabs, low, graphc.linalg.eigvalsh(a + a.mT), q @ r
 
     a, b = graphc.randn(2, 3, 3), graphc.randn(2, 3)
     scripted = graphc.script(f, (a, b))

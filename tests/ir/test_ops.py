@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ir import OPS, ShapeError, UnknownOpError, get_op
-from ir.ops.special import erf
+from ir.ops.special import erf, erfinv
 
 
 def test_erf_is_accurate_to_an_ulp_in_float64():
@@ -15,6 +15,31 @@ def test_erf_is_accurate_to_an_ulp_in_float64():
     assert np.max(np.abs(erf(np, x) - ref)) <= 2.3e-16
     special = erf(np, np.array([np.inf, -np.inf, np.nan]))
     assert special[0] == 1 and special[1] == -1 and np.isnan(special[2])
+
+
+def _erfinv_by_bisection(y: float) -> float:
+    """The x with math.erf(x) = y, by bisection: an independent reference."""
+    lo, hi = -7.0, 7.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if math.erf(mid) < y else (lo, mid)
+    return (lo + hi) / 2
+
+
+def test_erfinv_inverts_erf():
+    """Against bisection on math.erf over (-1, 1), as close as erfinv's own conditioning allows
+    (an ulp of y moves erfinv(y) by 1 / erf'(x) ulps: 200 at 0.999), and erf of the result is y
+    to an ulp or two; +-inf at +-1, NaN outside."""
+    y = np.concatenate([np.linspace(-0.999, 0.999, 1999), [0.0, -0.0, 1e-300, -1e-10, 0.5 - 1e-17]])
+    ref = np.array([_erfinv_by_bisection(v) for v in y])
+    x = erfinv(np, y)
+    np.testing.assert_allclose(x, ref, rtol=2e-14, atol=1e-15)
+    np.testing.assert_allclose(x[np.abs(y) < 0.5], ref[np.abs(y) < 0.5], rtol=1e-15, atol=1e-15)
+    near = np.concatenate([y, [1 - 1e-9, -1 + 1e-12]])
+    np.testing.assert_allclose(erf(np, erfinv(np, near)), near, rtol=0, atol=2.3e-16)
+    ends = erfinv(np, np.array([1.0, -1.0, 1.5, -2.0, np.nan]))
+    assert ends[0] == np.inf and ends[1] == -np.inf and np.isnan(ends[2:]).all()
+    assert erfinv(np, np.ones(3, np.float32) / 2).dtype == np.float32
 
 
 def test_erf_keeps_float32():
