@@ -541,6 +541,30 @@ def qr(input: Tensor, some: bool = True):
     return return_types.qr(q, r)
 
 
+def matrix_power(input: Tensor, n: int) -> Tensor:
+    """input multiplied by itself n times (graphc.linalg.matrix_power)."""
+    from graphc.linalg import matrix_power as power
+
+    return power(input, n)
+
+
+def pinverse(input: Tensor, rcond: float = 1e-15) -> Tensor:
+    """The pseudo-inverse, singular values at or below rcond times the largest taken for zero
+    (graphc.linalg.pinv with rtol=rcond)."""
+    from graphc.linalg import pinv
+
+    return pinv(input, rtol=rcond)
+
+
+def chain_matmul(*matrices) -> Tensor:
+    """The product of 2-D matrices in the cheapest order (graphc.linalg.multi_dot)."""
+    from graphc.linalg import multi_dot
+
+    if len(matrices) == 1:
+        return matrices[0]
+    return multi_dot(matrices)
+
+
 # --- ordering ---
 
 

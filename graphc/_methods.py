@@ -490,6 +490,8 @@ METHODS = [
     "inverse",
     "svd",
     "qr",
+    "matrix_power",
+    "pinverse",
     "sort",
     "argsort",
     "topk",

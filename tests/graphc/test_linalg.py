@@ -166,3 +166,139 @@ def test_linear_algebra_captures():
     a, b = graphc.randn(5, 3, 3), graphc.randn(5, 3)
     for got, want in zip(scripted(a, b), f(a, b), strict=True):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def _t(x):
+    return graphc.tensor(x)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, -1, -3])
+def test_matrix_power_against_numpy(n):
+    a = RNG.standard_normal((2, 4, 4)) + 2 * np.eye(4)
+    np.testing.assert_allclose(
+        graphc.linalg.matrix_power(_t(a), n).numpy(), np.linalg.matrix_power(a, n), atol=1e-10
+    )
+    np.testing.assert_allclose(_t(a).matrix_power(n).numpy(), np.linalg.matrix_power(a, n), atol=1e-10)
+    if n:
+        x = leaf(3, 3)
+        assert gradcheck(lambda x: graphc.linalg.matrix_power(x + 3 * graphc.eye(3, dtype=x.dtype), n), (x,))
+    with pytest.raises(graphc.ShapeError, match="square matrices"):
+        graphc.linalg.matrix_power(graphc.ones(2, 3), n)
+
+
+def test_multi_dot_multiplies_in_any_order_to_numpys_product():
+    """Vectors at the ends (a row first, a column last) and matrices of very different sizes,
+    whose cheapest order is not left to right."""
+    for shapes in [[(5,), (5, 3), (3, 7), (7, 2), (2,)], [(4, 50), (50, 2), (2, 40)], [(3, 3), (3, 3)]]:
+        mats = [RNG.standard_normal(s) for s in shapes]
+        np.testing.assert_allclose(
+            graphc.linalg.multi_dot([_t(m) for m in mats]).numpy(), np.linalg.multi_dot(mats), atol=1e-10
+        )
+    x, y, z = leaf(4, 6), leaf(6, 2), leaf(2, 5)
+    assert gradcheck(lambda x, y, z: graphc.linalg.multi_dot([x, y, z]), (x, y, z))
+    assert graphc.chain_matmul(_t(np.eye(2)), _t(np.eye(2)) * 3).numpy()[1, 1] == 3
+    with pytest.raises(ValueError, match="at least 2"):
+        graphc.linalg.multi_dot([x])
+    with pytest.raises(graphc.ShapeError, match="tensor 1 must be 2-D"):
+        graphc.linalg.multi_dot([x, leaf(6), z])
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (3, 6), (2, 4, 4)])
+def test_pinv_and_matrix_rank_against_numpy(shape):
+    a = RNG.standard_normal(shape)
+    np.testing.assert_allclose(graphc.linalg.pinv(_t(a)).numpy(), np.linalg.pinv(a), atol=1e-10)
+    np.testing.assert_array_equal(graphc.linalg.matrix_rank(_t(a)).numpy(), np.linalg.matrix_rank(a))
+    np.testing.assert_allclose(_t(a).pinverse().numpy(), np.linalg.pinv(a), atol=1e-10)
+    assert gradcheck(graphc.linalg.pinv, (leaf(*shape),))
+
+
+def test_rank_deficient_matrices_and_tolerances():
+    a = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [1.0, 0.0, 1.0]])  # rank 2
+    assert graphc.linalg.matrix_rank(_t(a)).item() == 2
+    np.testing.assert_allclose(graphc.linalg.pinv(_t(a)).numpy(), np.linalg.pinv(a), atol=1e-12)
+    s = np.linalg.svd(a, compute_uv=False)
+    assert graphc.linalg.matrix_rank(_t(a), atol=s[1] * 1.01).item() == 1  # (atol given: rtol 0)
+    assert graphc.linalg.matrix_rank(_t(a), rtol=s[1] / s[0] * 1.01).item() == 1
+    np.testing.assert_allclose(
+        graphc.linalg.pinv(_t(a), rtol=s[1] / s[0] * 1.01).numpy(),
+        np.linalg.pinv(a, rcond=s[1] / s[0] * 1.01),
+    )
+
+
+def test_lstsq_against_numpy_with_pytorchs_fields_per_driver():
+    """The solution (least-norm where rank deficient) and, as PyTorch's drivers give them, the
+    residuals (tall full-rank A, not 'gelsy'), the rank (not 'gels') and the singular values
+    ('gelsd', 'gelss')."""
+    tall, b = RNG.standard_normal((6, 3)), RNG.standard_normal((6, 2))
+    x, residuals, rank, s = np.linalg.lstsq(tall, b, rcond=None)
+    for driver in (None, "gels", "gelsy", "gelsd", "gelss"):
+        out = graphc.linalg.lstsq(_t(tall), _t(b), driver=driver)
+        np.testing.assert_allclose(out.solution.numpy(), x, atol=1e-10)
+        if driver in ("gels", "gelsd", "gelss"):
+            np.testing.assert_allclose(out.residuals.numpy(), residuals, atol=1e-10)
+        else:
+            assert out.residuals.numel() == 0
+        assert out.rank.numel() == 0 if driver == "gels" else out.rank.item() == rank
+        if driver in ("gelsd", "gelss"):
+            np.testing.assert_allclose(out.singular_values.numpy(), s, atol=1e-12)
+        else:
+            assert out.singular_values.numel() == 0
+    deficient = tall.copy()
+    deficient[:, 2] = deficient[:, 1]
+    out = graphc.linalg.lstsq(_t(deficient), _t(b[:, 0]), driver="gelsd")
+    np.testing.assert_allclose(
+        out.solution.numpy(), np.linalg.lstsq(deficient, b[:, 0], rcond=None)[0], atol=1e-10
+    )
+    assert out.rank.item() == 2 and out.residuals.numel() == 0
+    assert gradcheck(lambda a, b: graphc.linalg.lstsq(a, b).solution, (leaf(5, 3), leaf(5, 2)))
+    with pytest.raises(ValueError, match="driver must be one of"):
+        graphc.linalg.lstsq(_t(tall), _t(b), driver="lapack")
+
+
+@pytest.mark.parametrize("upper", [True, False])
+@pytest.mark.parametrize("left", [True, False])
+@pytest.mark.parametrize("unitriangular", [False, True])
+def test_solve_triangular_reads_one_triangle(upper, left, unitriangular):
+    a = RNG.standard_normal((2, 4, 4)) + 3 * np.eye(4)
+    tri = np.triu(a) if upper else np.tril(a)
+    if unitriangular:
+        tri = tri - np.diag(np.diagonal(tri, axis1=-2, axis2=-1)[0]) * 0
+        tri[..., range(4), range(4)] = 1
+    b = RNG.standard_normal((2, 4, 3) if left else (2, 3, 4))
+    want = (
+        np.linalg.solve(tri, b)
+        if left
+        else np.linalg.solve(tri.transpose(0, 2, 1), b.transpose(0, 2, 1)).transpose(0, 2, 1)
+    )
+    got = graphc.linalg.solve_triangular(_t(a), _t(b), upper=upper, left=left, unitriangular=unitriangular)
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-10)
+
+
+@pytest.mark.parametrize("p", [None, 2, -2, "fro", "nuc", np.inf, -np.inf, 1, -1])
+def test_cond_and_matrix_norms_against_numpy(p):
+    a = RNG.standard_normal((3, 4, 4))
+    np.testing.assert_allclose(graphc.linalg.cond(_t(a), p).numpy(), np.linalg.cond(a, p), rtol=1e-10)
+    if p is not None:
+        np.testing.assert_allclose(
+            graphc.linalg.matrix_norm(_t(a), p).numpy(), np.linalg.norm(a, p, axis=(-2, -1)), rtol=1e-10
+        )
+        moved = a.transpose(1, 0, 2)  # (the matrices over dims 0 and 2)
+        keep = graphc.linalg.matrix_norm(_t(moved), p, dim=(0, 2), keepdim=True)
+        np.testing.assert_allclose(
+            keep.numpy(), np.linalg.norm(moved, p, axis=(0, 2), keepdims=True), rtol=1e-10
+        )
+    with pytest.raises(ValueError, match="unsupported ord 3"):
+        graphc.linalg.matrix_norm(_t(a), 3)
+
+
+def test_vecdot_diagonal_and_vander():
+    x, y = RNG.standard_normal((2, 5)), RNG.standard_normal(5)
+    np.testing.assert_allclose(graphc.linalg.vecdot(_t(x), _t(y)).numpy(), x @ y)
+    a = RNG.standard_normal((2, 3, 4))
+    np.testing.assert_array_equal(
+        graphc.linalg.diagonal(_t(a), offset=1).numpy(), np.diagonal(a, 1, axis1=-2, axis2=-1)
+    )
+    v = RNG.standard_normal((2, 4))
+    want = np.stack([np.vander(row, 6, increasing=True) for row in v])
+    np.testing.assert_allclose(graphc.linalg.vander(_t(v), N=6).numpy(), want)
+    assert gradcheck(lambda v: graphc.linalg.vander(v), (leaf(3),))
