@@ -203,6 +203,30 @@ class Softmin(Softmax):
         return F.softmin(input, self.dim)
 
 
+class Softmax2d(Module):
+    """Softmax over the channels of (N, C, H, W) or (C, H, W): at each pixel."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.dim() not in (3, 4):
+            raise ValueError(f"Softmax2d: expected a 3-D or 4-D input, got {input.dim()}-D")
+        return F.softmax(input, -3)
+
+
+class RReLU(Module):
+    """Leaky ReLU with a random negative slope from [lower, upper] per element in training, and
+    their mean in eval mode."""
+
+    def __init__(self, lower: float = 1.0 / 8, upper: float = 1.0 / 3, inplace: bool = False) -> None:
+        super().__init__()
+        self.lower, self.upper, self.inplace = lower, upper, inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.rrelu(input, self.lower, self.upper, self.training, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"lower={self.lower}, upper={self.upper}" + (", inplace=True" if self.inplace else "")
+
+
 class PReLU(Module):
     """max(0, x) + a * min(0, x) with a learned slope `a`: one, or one per channel."""
 

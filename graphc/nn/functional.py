@@ -708,6 +708,152 @@ def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     return _feature_dropout(input, p, training, inplace, 3, "dropout3d")
 
 
+def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
+    """Dropout for SELU networks (Klambauer et al. 2017): dropped elements take SELU's negative
+    saturation value, then an affine map restores the input's mean and variance (training
+    only)."""
+    return _alpha_dropout(input, p, training, inplace, list(input.shape))
+
+
+def feature_alpha_dropout(
+    input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False
+) -> Tensor:
+    """alpha_dropout of whole channels (dims 0 and 1 get one draw each)."""
+    return _alpha_dropout(input, p, training, inplace, list(input.shape[:2]) + [1] * (input.dim() - 2))
+
+
+def _alpha_dropout(input: Tensor, p: float, training: bool, inplace: bool, shape: list) -> Tensor:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        out = input * 0.0
+    else:
+        alpha = 1.7580993408473766  # SELU's scale times its alpha
+        a = 1.0 / math.sqrt((alpha * alpha * p + 1) * (1 - p))
+        keep = G.bernoulli(G.full(shape, 1.0 - p, dtype=input.dtype, device=input.device))
+        out = input * (keep * a) + ((keep - 1) * (alpha * a) + alpha * a * p)
+    return input.copy_(out) if inplace else out
+
+
+def rrelu(
+    input: Tensor,
+    lower: float = 1.0 / 8,
+    upper: float = 1.0 / 3,
+    training: bool = False,
+    inplace: bool = False,
+) -> Tensor:
+    """Leaky ReLU whose negative slope is drawn uniformly from [lower, upper] per element in
+    training, and is their mean otherwise (Xu et al. 2015)."""
+    if training:
+        slope = G.empty_like(input).uniform_(lower, upper)
+    else:
+        slope = (lower + upper) / 2
+    out = G.where(input >= 0, input, input * slope)
+    return input.copy_(out) if inplace else out
+
+
+def local_response_norm(
+    input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> Tensor:
+    """Each element divided by (k + alpha * mean of the squares of `size` neighbouring
+    channels) ** beta (AlexNet's normalisation; the mean counts the zero padding at the ends,
+    as PyTorch's does)."""
+    if input.dim() < 3:
+        raise ShapeError(
+            f"local_response_norm: expected 3 or more dims (N, C, ...), got shape {list(input.shape)}"
+        )
+    if input.shape[1] == 0:
+        return input
+    n, c = input.shape[:2]
+    squares = (input * input).reshape(n, 1, c, -1)
+    squares = pad(squares, (0, 0, size // 2, (size - 1) // 2))
+    mean = avg_pool2d(squares, (size, 1), stride=1).reshape(input.shape)
+    return input / (mean * alpha + k) ** beta
+
+
+def lp_pool1d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    """The p-norm over each window: (sum of x^p) ** (1/p), of (N, C, L)."""
+    k = _first(kernel_size)
+    pooled = avg_pool1d(input**norm_type, k, stride, 0, ceil_mode)
+    return (G.sign(pooled) * relu(pooled.abs()) * k) ** (1.0 / norm_type)
+
+
+def lp_pool2d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    """The p-norm over each window: (sum of x^p) ** (1/p), of (N, C, H, W)."""
+    kh, kw = _pair(kernel_size, "kernel_size")
+    pooled = avg_pool2d(input**norm_type, (kh, kw), stride, 0, ceil_mode)
+    return (G.sign(pooled) * relu(pooled.abs()) * (kh * kw)) ** (1.0 / norm_type)
+
+
+def max_unpool2d(
+    input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None
+) -> Tensor:
+    """The inverse of max_pool2d(return_indices=True): each value put back where its maximum
+    was, zeros elsewhere. The output is (H - 1) * stride - 2 * padding + kernel high (and
+    wide), or `output_size`."""
+    return _max_unpool(input, indices, kernel_size, stride, padding, output_size, 2, "max_unpool2d")
+
+
+def max_unpool1d(
+    input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None
+) -> Tensor:
+    """The inverse of max_pool1d(return_indices=True)."""
+    return _max_unpool(input, indices, kernel_size, stride, padding, output_size, 1, "max_unpool1d")
+
+
+def _max_unpool(input, indices, kernel_size, stride, padding, output_size, spatial: int, name: str) -> Tensor:
+    if input.dim() not in (spatial + 1, spatial + 2) or tuple(indices.shape) != tuple(input.shape):
+        raise ShapeError(
+            f"{name}: expected a {spatial + 2}-D input (or {spatial + 1}-D, unbatched) and indices of "
+            f"its shape; got {list(input.shape)} and {list(indices.shape)}"
+        )
+
+    def per_dim(v):
+        v = (v,) * spatial if isinstance(v, int) else tuple(v)
+        if len(v) != spatial:
+            raise ValueError(f"{name}: expected {spatial} values, got {v}")
+        return v
+
+    k, pd = per_dim(kernel_size), per_dim(padding)
+    st = per_dim(stride) if stride is not None else k
+    sizes = input.shape[-spatial:]
+    default = tuple((n - 1) * s - 2 * p + kk for n, s, p, kk in zip(sizes, st, pd, k, strict=True))
+    if output_size is None:
+        out_sizes = default
+    else:
+        out_sizes = tuple(output_size)[-spatial:]
+        for got, want, s in zip(out_sizes, default, st, strict=True):
+            if not want - s < got < want + s:
+                raise ShapeError(
+                    f"{name}: output_size {list(output_size)} is not a size max pooling maps to this input"
+                )
+    lead = input.shape[:-spatial]
+    flat_in = input.reshape(*lead, -1)
+    flat_at = indices.reshape(*lead, -1)
+    total = math.prod(out_sizes)
+    out = input.new_zeros((*lead, total))
+    out = out.scatter(-1, flat_at, flat_in)
+    return out.reshape(*lead, *out_sizes)
+
+
+def upsample(
+    input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners=None
+) -> Tensor:
+    """interpolate (PyTorch's older name)."""
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(input: Tensor, size=None, scale_factor=None) -> Tensor:
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input: Tensor, size=None, scale_factor=None) -> Tensor:
+    """Bilinear resizing with aligned corners (what PyTorch's upsample_bilinear does)."""
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
 # --- distances ---
 
 

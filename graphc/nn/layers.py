@@ -497,6 +497,81 @@ class Dropout3d(_FeatureDropout):
     fn = "dropout3d"
 
 
+class AlphaDropout(Module):
+    """Dropout that keeps SELU networks' mean and variance (F.alpha_dropout), in training mode."""
+
+    fn = "alpha_dropout"
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p, self.inplace = p, inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return getattr(F, self.fn)(input, self.p, self.training, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class FeatureAlphaDropout(AlphaDropout):
+    """AlphaDropout of whole channels."""
+
+    fn = "feature_alpha_dropout"
+
+
+class LPPool1d(Module):
+    """The p-norm over windows of (N, C, L); `stride` defaults to the kernel size."""
+
+    fn = "lp_pool1d"
+
+    def __init__(self, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> None:
+        super().__init__()
+        self.norm_type, self.kernel_size, self.stride, self.ceil_mode = (
+            norm_type,
+            kernel_size,
+            stride,
+            ceil_mode,
+        )
+
+    def forward(self, input: Tensor) -> Tensor:
+        return getattr(F, self.fn)(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        kernel = f"kernel_size={self.kernel_size}, stride={self.stride}"
+        return f"norm_type={self.norm_type}, {kernel}, ceil_mode={self.ceil_mode}"
+
+
+class LPPool2d(LPPool1d):
+    """The p-norm over windows of (N, C, H, W)."""
+
+    fn = "lp_pool2d"
+
+
+class MaxUnpool1d(Module):
+    """The inverse of MaxPool1d(return_indices=True): values back where their maxima were."""
+
+    fn = "max_unpool1d"
+
+    def __init__(self, kernel_size, stride=None, padding=0) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding = padding
+
+    def forward(self, input: Tensor, indices: Tensor, output_size=None) -> Tensor:
+        return getattr(F, self.fn)(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxUnpool2d(MaxUnpool1d):
+    """The inverse of MaxPool2d(return_indices=True)."""
+
+    fn = "max_unpool2d"
+
+
 class ChannelShuffle(Module):
     def __init__(self, groups: int) -> None:
         super().__init__()
