@@ -671,6 +671,21 @@ def _nll_loss(inputs, ignore_index=-100, reduction="mean"):
     return TensorType(logp.dtype, target.shape if reduction == "none" else ())
 
 
+@rule("ctc_loss")
+def _ctc_loss(inputs, blank=0):
+    log_probs, targets = inputs[0], inputs[1]
+    if log_probs.rank != 3 or targets.rank != 2:
+        raise ShapeError(
+            f"ctc_loss: expected log_probs (T, N, C) and targets (N, S), got {log_probs} and {targets}"
+        )
+    return TensorType(log_probs.dtype, (log_probs.shape[1],))
+
+
+@rule("ctc_loss_backward")
+def _ctc_loss_backward(inputs, blank=0):
+    return inputs[0]
+
+
 @rule("mse_loss")
 def _mse_loss(inputs, reduction="mean"):
     a, b = inputs

@@ -887,6 +887,12 @@ def _nll_loss(n, g):
     return _run("nll_loss_backward", (g, target, weight), attrs), None, None
 
 
+@rule("ctc_loss", inputs=True)
+def _ctc_loss(n, g):
+    grad = _run("ctc_loss_backward", tuple(n.input(i) for i in range(4)), n.attrs)
+    return grad * g.reshape(1, -1, 1), None, None, None
+
+
 @rule("nll_loss_backward", inputs=True)
 def _nll_loss_backward(n, u):
     # linear in g: the adjoint picks u at each target and weights it the same way

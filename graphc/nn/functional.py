@@ -1033,6 +1033,66 @@ def nll_loss(
     )
 
 
+def ctc_loss(
+    log_probs: Tensor,
+    targets: Tensor,
+    input_lengths,
+    target_lengths,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+) -> Tensor:
+    """Connectionist temporal classification loss: the negative log-likelihood of each target
+    sequence summed over all its alignments with the input (Graves et al. 2006). log_probs
+    (T, N, C) (or (T, C) unbatched), targets (N, S) padded or the targets concatenated, the
+    lengths as tensors or sequences of ints. 'mean' divides each sample's loss by its target
+    length, then averages; zero_infinity replaces the infinite loss of an impossible alignment
+    (and its gradient) by 0. The gradient is the true one for log_probs (PyTorch's adds
+    exp(log_probs), which log_softmax's backward removes: the same gradient for the logits)."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(
+            f"{reduction!r} is not a valid value for reduction (expected 'mean', 'sum' or 'none')"
+        )
+    unbatched = log_probs.dim() == 2
+    if unbatched:
+        log_probs = log_probs.unsqueeze(1)
+        targets = targets.unsqueeze(0) if targets.dim() == 1 else targets
+    if log_probs.dim() != 3:
+        raise ShapeError(f"ctc_loss: expected log_probs (T, N, C) or (T, C), got {list(log_probs.shape)}")
+    device = log_probs.device
+    input_lengths = G.as_tensor(input_lengths, dtype=G.int64, device=device).reshape(-1)
+    target_lengths = G.as_tensor(target_lengths, dtype=G.int64, device=device).reshape(-1)
+    if targets.dtype.is_floating_point:
+        raise TypeError(f"ctc_loss: targets must be integers, got {targets.dtype}")
+    targets = targets.to(G.int64)
+    if targets.dim() == 1:  # concatenated: split into padded rows
+        lengths = target_lengths.tolist()
+        if sum(lengths) != targets.shape[0]:
+            raise ShapeError(
+                f"ctc_loss: concatenated targets of length {targets.shape[0]} do not add up to the "
+                f"target lengths {lengths}"
+            )
+        width = max(lengths, default=0)
+        rows, start = [], 0
+        for n in lengths:
+            rows.append(pad(targets[start : start + n], (0, width - n), value=blank))
+            start += n
+        targets = G.stack(rows) if rows else targets.reshape(0, 0)
+    nll = dispatch(
+        OPS["ctc_loss"],
+        (log_probs, targets, input_lengths, target_lengths),
+        {"blank": blank},
+        name="CtcLossBackward0",
+    )
+    if zero_infinity:
+        nll = G.where(G.isinf(nll), G.zeros_like(nll), nll)
+    if reduction == "none":
+        return nll.squeeze(0) if unbatched else nll
+    if reduction == "sum":
+        return nll.sum()
+    return (nll / target_lengths.clamp(min=1).to(nll.dtype)).mean()
+
+
 def cross_entropy(
     input: Tensor,
     target: Tensor,
