@@ -90,6 +90,10 @@ class _RNNBase(Module):
         _uniform_init(self, self.hidden_size)
 
     def forward(self, input: Tensor, hx=None):
+        from graphc.nn.utils.rnn import PackedSequence
+
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         lstm = self.mode == "LSTM"
         unbatched = input.dim() == 2
         if unbatched:
@@ -104,6 +108,43 @@ class _RNNBase(Module):
             )
         if self.batch_first:
             input = input.transpose(0, 1)
+        output, hidden = self._layers(input, hx)
+        output = output.transpose(0, 1) if self.batch_first else output
+        if unbatched:
+            output = output.squeeze(1 if not self.batch_first else 0)
+            hidden = tuple(h.squeeze(1) for h in hidden) if lstm else hidden.squeeze(1)
+        return output, hidden
+
+    def _forward_packed(self, packed, hx):
+        """A packed batch: each sequence's steps up to its own length (the state frozen and
+        the output zero past it, so h_n is each sequence's last state); the output packed the
+        same way, h_n in the batch's original order."""
+        from graphc.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+        lstm = self.mode == "LSTM"
+        if packed.data.dim() != 2 or packed.data.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{type(self).__name__}: expected packed data of shape (steps, {self.input_size}), "
+                f"got {list(packed.data.shape)}"
+            )
+        padded, _ = pad_packed_sequence(packed._replace(sorted_indices=None, unsorted_indices=None))
+        steps, batch = padded.shape[:2]
+        sizes = packed.batch_sizes.tolist()
+        lengths = [sum(1 for size in sizes if size > n) for n in range(batch)]
+        running = G.arange(steps, device=padded.device).unsqueeze(1) < G.tensor(lengths, device=padded.device)
+        order, back = packed.sorted_indices, packed.unsorted_indices
+        if hx is not None and order is not None:  # (given in the batch's order: into the sorted one)
+            hx = tuple(h[:, order] for h in hx) if lstm else hx[:, order]
+        output, hidden = self._layers(padded, hx, running.unsqueeze(2))
+        data = pack_padded_sequence(output, lengths).data
+        if back is not None:
+            hidden = tuple(h[:, back] for h in hidden) if lstm else hidden[:, back]
+        return PackedSequence(data, packed.batch_sizes, order, back), hidden
+
+    def _layers(self, input: Tensor, hx, running=None):
+        """(output, h_n or (h_n, c_n)) of input (T, N, input_size); `running` (T, N, 1) bool:
+        where a sequence still runs (the state is kept and the output zero elsewhere)."""
+        lstm = self.mode == "LSTM"
         seq, batch = input.shape[:2]
         directions = 2 if self.bidirectional else 1
         shape = (self.num_layers * directions, batch, self.hidden_size)
@@ -132,8 +173,17 @@ class _RNNBase(Module):
                     state = _recur(self.mode, xw, state, w_hh, b_hh)
                     return state, state[0]
 
+                def masked_step(state, inputs, w_hh=w_hh, b_hh=b_hh):
+                    xw, keep = inputs
+                    new = _recur(self.mode, xw, state, w_hh, b_hh)
+                    new = tuple(G.where(keep, a, b) for a, b in zip(new, state, strict=True))
+                    return new, G.where(keep, new[0], G.zeros_like(new[0]))
+
                 xw = F.linear(layer_input, w_ih, b_ih)  # every step's input part at once
-                state, out = G.scan(step, state, xw, reverse=bool(d))
+                if running is None:
+                    state, out = G.scan(step, state, xw, reverse=bool(d))
+                else:
+                    state, out = G.scan(masked_step, state, (xw, running), reverse=bool(d))
                 outputs.append(out)
                 finals_h.append(state[0])
                 if lstm:
@@ -141,13 +191,8 @@ class _RNNBase(Module):
             layer_input = outputs[0] if directions == 1 else G.cat(outputs, 2)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, True)
-        output = layer_input.transpose(0, 1) if self.batch_first else layer_input
         h_n = G.stack(finals_h, 0)
-        hidden = (h_n, G.stack(finals_c, 0)) if lstm else h_n
-        if unbatched:
-            output = output.squeeze(1 if not self.batch_first else 0)
-            hidden = tuple(h.squeeze(1) for h in hidden) if lstm else hidden.squeeze(1)
-        return output, hidden
+        return layer_input, ((h_n, G.stack(finals_c, 0)) if lstm else h_n)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

@@ -1,4 +1,5 @@
-"""`nn.utils`: gradient clipping and flattening parameters to one vector."""
+"""`nn.utils`: gradient clipping, flattening parameters to one vector, weight and spectral
+normalisation; `nn.utils.rnn`: padded and packed batches of sequences."""
 
 from __future__ import annotations
 
