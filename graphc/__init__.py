@@ -153,10 +153,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """`graphc.vision` (torchvision's role: datasets, transforms, image grids, on Pillow) and
-    `graphc.distributed` are imported on first use: `import graphc` needs neither Pillow nor
-    its import time."""
-    if name in ("vision", "distributed"):
+    """`graphc.vision` (torchvision's role: datasets, transforms, image grids, on Pillow),
+    `graphc.distributed`, `graphc.distributions`, `graphc.special` and `graphc.testing` are
+    imported on first use: `import graphc` needs neither Pillow nor their import time."""
+    if name in ("vision", "distributed", "distributions", "special", "testing"):
         import importlib
 
         return importlib.import_module(f"graphc.{name}")
