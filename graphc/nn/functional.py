@@ -660,11 +660,17 @@ def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
 # --- regularisation ---
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
-    """Zero each element with probability `p` and scale the rest by 1/(1-p) (training only)."""
+def _drops(p: float, training: bool) -> bool:
+    """Whether a dropout of probability `p` changes its input (a ValueError for a p outside
+    [0, 1])."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    if not training or p == 0.0:
+    return training and p != 0.0
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
+    """Zero each element with probability `p` and scale the rest by 1/(1-p) (training only)."""
+    if not _drops(p, training):
         return input
     if p == 1.0:
         out = input * 0.0
@@ -678,14 +684,13 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 def _feature_dropout(input: Tensor, p: float, training: bool, inplace: bool, spatial: int, name: str):
     """Whole channels zeroed with probability `p` (dims 0 and 1 of (N, C, *spatial), or dim 0 of
     an unbatched (C, *spatial)) and the rest scaled by 1/(1-p)."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    drops = _drops(p, training)
     if input.dim() not in (spatial + 1, spatial + 2):
         raise ShapeError(
             f"{name}: expected a {spatial + 1}-D (unbatched) or {spatial + 2}-D input, "
             f"got shape {list(input.shape)}"
         )
-    if not training or p == 0.0:
+    if not drops:
         return input
     kept = input.dim() - spatial  # the leading (N, C) or (C,) dims get one draw each
     shape = list(input.shape[:kept]) + [1] * spatial
@@ -723,9 +728,7 @@ def feature_alpha_dropout(
 
 
 def _alpha_dropout(input: Tensor, p: float, training: bool, inplace: bool, shape: list) -> Tensor:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    if not training or p == 0.0:
+    if not _drops(p, training):
         return input
     if p == 1.0:
         out = input * 0.0

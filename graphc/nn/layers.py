@@ -497,25 +497,13 @@ class Dropout3d(_FeatureDropout):
     fn = "dropout3d"
 
 
-class AlphaDropout(Module):
+class AlphaDropout(_FeatureDropout):
     """Dropout that keeps SELU networks' mean and variance (F.alpha_dropout), in training mode."""
 
     fn = "alpha_dropout"
 
-    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p, self.inplace = p, inplace
 
-    def forward(self, input: Tensor) -> Tensor:
-        return getattr(F, self.fn)(input, self.p, self.training, self.inplace)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, inplace={self.inplace}"
-
-
-class FeatureAlphaDropout(AlphaDropout):
+class FeatureAlphaDropout(_FeatureDropout):
     """AlphaDropout of whole channels."""
 
     fn = "feature_alpha_dropout"
