@@ -120,6 +120,9 @@ reciprocal = _make_unary("reciprocal")
 sigmoid = _make_unary("sigmoid")
 erf = _make_unary("erf")
 erfinv = _make_unary("erfinv")
+erfc = _make_unary("erfc")
+lgamma = _make_unary("lgamma")
+digamma = _make_unary("digamma")
 relu = _make_unary("relu")
 ceil = _make_unary("ceil")
 floor = _make_unary("floor")
@@ -563,6 +566,18 @@ def chain_matmul(*matrices) -> Tensor:
     if len(matrices) == 1:
         return matrices[0]
     return multi_dot(matrices)
+
+
+def polygamma(n: int, input: Tensor) -> Tensor:
+    """The n-th derivative of digamma: n = 0 is digamma, n = 1 trigamma (higher orders are not
+    implemented: a NotImplementedError says so)."""
+    if n == 0:
+        return digamma(input)
+    if n == 1:
+        return dispatch(_op("trigamma"), (input,), name="PolygammaBackward0")
+    raise NotImplementedError(
+        f"polygamma: only n = 0 (digamma) and n = 1 (trigamma) are implemented, got n = {n}"
+    )
 
 
 # --- ordering ---

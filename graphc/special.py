@@ -10,7 +10,12 @@ from graphc._tensor import Tensor
 from graphc.nn import functional as F
 
 __all__ = [
+    "digamma",
     "entr",
+    "erfc",
+    "gammaln",
+    "polygamma",
+    "psi",
     "erf",
     "erfinv",
     "exp2",
@@ -36,6 +41,27 @@ def erf(input: Tensor) -> Tensor:
 
 def erfinv(input: Tensor) -> Tensor:
     return G.erfinv(input)
+
+
+def erfc(input: Tensor) -> Tensor:
+    """1 - erf(x), accurate in the tail (where 1 - erf would round to 0)."""
+    return G.erfc(input)
+
+
+def gammaln(input: Tensor) -> Tensor:
+    """log |Gamma(x)|."""
+    return G.lgamma(input)
+
+
+def digamma(input: Tensor) -> Tensor:
+    return G.digamma(input)
+
+
+psi = digamma
+
+
+def polygamma(n: int, input: Tensor) -> Tensor:
+    return G.polygamma(n, input)
 
 
 def expit(input: Tensor) -> Tensor:

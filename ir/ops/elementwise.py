@@ -13,7 +13,7 @@ import numpy as np
 from ir.dtypes import from_name
 from ir.errors import ShapeError
 from ir.ops.registry import Promote, register
-from ir.ops.special import erf, erfinv
+from ir.ops.special import digamma, erf, erfc, erfinv, lgamma, trigamma
 
 
 def _quiet(fn):
@@ -108,6 +108,17 @@ _unary("reciprocal", lambda xp, x: xp.reciprocal(x), F, quiet=True)
 _unary("sigmoid", lambda xp, x: _sigmoid(xp, x), F, quiet=True)
 _unary("erf", lambda xp, x: erf(xp, x), F)
 _unary("erfinv", lambda xp, x: erfinv(xp, x), F)
+_unary("erfc", lambda xp, x: erfc(xp, x), F)
+_unary("lgamma", lambda xp, x: lgamma(xp, x), F)
+_unary("digamma", lambda xp, x: digamma(xp, x), F)
+
+
+@register("trigamma", promote=F, differentiable=False)
+def _trigamma(xp, x):
+    """Elementwise trigamma, polygamma(1, x): digamma's derivative."""
+    return trigamma(xp, x)
+
+
 _unary("relu", lambda xp, x: xp.maximum(x, xp.zeros((), x.dtype)))
 _unary("ceil", lambda xp, x: x.copy() if x.dtype.kind in "iub" else xp.ceil(x))
 _unary("floor", lambda xp, x: x.copy() if x.dtype.kind in "iub" else xp.floor(x))

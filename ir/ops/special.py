@@ -95,26 +95,137 @@ def _poly(coeffs, z):
     return acc
 
 
+def _erf_parts(xp, x):
+    """fdlibm's pieces for float64 x: |x|, erf(x) where |x| < 0.84375, erf(|x|) - erx's
+    complement where 0.84375 <= |x| < 1.25 (as erx + P/Q), and erfc(|x|) from 1.25 on."""
+    ax = xp.abs(x)
+    z = x * x
+    small = x + x * (_poly(_PP, z) / _poly(_QQ, z))
+    small = xp.where(ax < 2.0**-28, x + _EFX * x, small)
+    s = ax - 1.0
+    mid = _ERX + _poly(_PA, s) / _poly(_QA, s)
+    zz = 1.0 / (ax * ax)
+    tail_r = xp.where(ax < 1 / 0.35, _poly(_RA, zz) / _poly(_SA, zz), _poly(_RB, zz) / _poly(_SB, zz))
+    # split ax so exp(-ax*ax) keeps its low bits: -ax^2 = -h^2 + (h - ax)(h + ax)
+    h = (ax.view(np.int64) & ~np.int64(0xFFFFFFFF)).view(np.float64)
+    complement = xp.exp(-h * h - 0.5625) * xp.exp((h - ax) * (h + ax) + tail_r) / ax
+    return ax, small, mid, complement
+
+
 def erf(xp, x):
     """The error function of `x`, in `x`'s float dtype (computed in float64)."""
     out_dtype = x.dtype
     x = x.astype(np.float64)
-    ax = xp.abs(x)
     with np.errstate(all="ignore"):
-        z = x * x
-        small = x + x * (_poly(_PP, z) / _poly(_QQ, z))
-        small = xp.where(ax < 2.0**-28, x + _EFX * x, small)
-        s = ax - 1.0
-        mid = _ERX + _poly(_PA, s) / _poly(_QA, s)
-        zz = 1.0 / (ax * ax)
-        tail_r = xp.where(ax < 1 / 0.35, _poly(_RA, zz) / _poly(_SA, zz), _poly(_RB, zz) / _poly(_SB, zz))
-        # split ax so exp(-ax*ax) keeps its low bits: -ax^2 = -h^2 + (h - ax)(h + ax)
-        h = (ax.view(np.int64) & ~np.int64(0xFFFFFFFF)).view(np.float64)
-        r = xp.exp(-h * h - 0.5625) * xp.exp((h - ax) * (h + ax) + tail_r)
-        tail = 1.0 - r / ax
-        tail = xp.where(ax >= 6.0, 1.0, tail)
+        ax, small, mid, complement = _erf_parts(xp, x)
+        tail = xp.where(ax >= 6.0, 1.0, 1.0 - complement)
         big = xp.sign(x) * xp.where(ax < 1.25, mid, tail)
     out = xp.where(ax < 0.84375, small, big)
+    out = xp.where(xp.isnan(x), x, out)
+    return out.astype(out_dtype, copy=False)
+
+
+def erfc(xp, x):
+    """1 - erf(x), accurate where erf(x) is close to 1 (fdlibm's erfc: the tail computed
+    directly, down to float64's smallest values near x = 27), in `x`'s float dtype."""
+    out_dtype = x.dtype
+    x = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        ax, small, mid, complement = _erf_parts(xp, x)
+        middle = xp.where(x >= 0, 1.0 - mid, 1.0 + mid)
+        tail = xp.where(x >= 0, xp.where(ax >= 28.0, 0.0, complement), 2.0 - complement)
+        tail = xp.where(x <= -6.0, 2.0, tail)
+        out = xp.where(ax < 0.84375, 1.0 - small, xp.where(ax < 1.25, middle, tail))
+    out = xp.where(xp.isnan(x), x, out)
+    return out.astype(out_dtype, copy=False)
+
+
+# Lanczos' approximation (g = 7, 9 terms): Gamma(x + 1) = sqrt(2 pi) t^(x + 1/2) e^-t A(x)
+_LANCZOS_G = 7.0
+_LANCZOS = (
+    0.99999999999980993,
+    676.5203681218851,
+    -1259.1392167224028,
+    771.32342877765313,
+    -176.61502916214059,
+    12.507343278686905,
+    -0.13857109526572012,
+    9.9843695780195716e-6,
+    1.5056327351493116e-7,
+)
+
+
+def lgamma(xp, x):
+    """log |Gamma(x)|: Lanczos' approximation for x >= 1/2, the reflection formula below; +inf
+    at 0 and the negative integers (the poles), in `x`'s float dtype."""
+    out_dtype = x.dtype
+    x = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        reflect = x < 0.5
+        y = xp.where(reflect, 1.0 - x, x) - 1.0
+        series = _LANCZOS[0] + sum(c / (y + i) for i, c in enumerate(_LANCZOS[1:], start=1))
+        t = y + _LANCZOS_G + 0.5
+        right = 0.5 * np.log(2 * np.pi) + (y + 0.5) * xp.log(t) - t + xp.log(series)
+        # Gamma(x) Gamma(1 - x) = pi / sin(pi x); sin(pi x) with the argument reduced mod 2
+        sine = xp.abs(xp.sin(np.pi * (x - 2.0 * xp.floor(x / 2.0))))
+        out = xp.where(reflect, np.log(np.pi) - xp.log(sine) - right, right)
+        pole = (x <= 0) & (x == xp.floor(x))
+        out = xp.where(pole, np.inf, out)
+        out = xp.where(xp.isinf(x), np.inf, out)
+    out = xp.where(xp.isnan(x), x, out)
+    return out.astype(out_dtype, copy=False)
+
+
+def _shifted(xp, x, terms):
+    """(x moved up to at least 10 by whole steps, the sum of terms(x + k) over the steps):
+    the recurrences psi(x) = psi(x + 1) - 1/x, psi1(x) = psi1(x + 1) + 1/x^2."""
+    total = xp.zeros_like(x)
+    for _ in range(10):
+        low = x < 10.0
+        total = total + xp.where(low, terms(x), 0.0)
+        x = xp.where(low, x + 1.0, x)
+    return x, total
+
+
+def digamma(xp, x):
+    """psi(x) = d/dx log Gamma(x): the asymptotic series from x >= 10 (reached by the
+    recurrence), the reflection formula below 0; -inf at 0 and NaN at the negative integers
+    (PyTorch's values), in `x`'s float dtype."""
+    out_dtype = x.dtype
+    x = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        reflect = x < 0
+        y = xp.where(reflect, 1.0 - x, x)
+        y, below = _shifted(xp, y, lambda v: 1.0 / v)
+        w = 1.0 / (y * y)
+        bernoulli = w * (1 / 240 - w * (1 / 132 - w * 691 / 32760))
+        series = xp.log(y) - 0.5 / y - w * (1 / 12 - w * (1 / 120 - w * (1 / 252 - bernoulli)))
+        value = series - below
+        out = xp.where(reflect, value - np.pi / xp.tan(np.pi * x), value)
+        out = xp.where(reflect & (x == xp.floor(x)), np.nan, out)
+        out = xp.where(x == 0, -np.inf, out)
+        out = xp.where(x == np.inf, np.inf, out)
+    out = xp.where(xp.isnan(x), x, out)
+    return out.astype(out_dtype, copy=False)
+
+
+def trigamma(xp, x):
+    """psi1(x) = d/dx psi(x): the asymptotic series from x >= 10 (reached by the recurrence),
+    the reflection formula below 0; +inf at 0 and the negative integers, in `x`'s float
+    dtype."""
+    out_dtype = x.dtype
+    x = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        reflect = x < 0
+        y = xp.where(reflect, 1.0 - x, x)
+        y, below = _shifted(xp, y, lambda v: 1.0 / (v * v))
+        w = 1.0 / (y * y)
+        bernoulli = w * (1 / 30 - w * (5 / 66 - w * 691 / 2730))
+        series = 1.0 / y + w / 2 + (w / y) * (1 / 6 - w * (1 / 30 - w * (1 / 42 - bernoulli)))
+        value = series + below
+        sine = xp.sin(np.pi * x)
+        out = xp.where(reflect, np.pi * np.pi / (sine * sine) - value, value)
+        out = xp.where((x <= 0) & (x == xp.floor(x)), np.inf, out)
     out = xp.where(xp.isnan(x), x, out)
     return out.astype(out_dtype, copy=False)
 

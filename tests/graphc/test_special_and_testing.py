@@ -28,6 +28,20 @@ def test_special_functions_against_math(name, arg, reference):
     np.testing.assert_allclose(got, [reference(v) for v in arg], rtol=1e-12, atol=1e-15)
 
 
+def test_gamma_functions_and_polygamma():
+    x = graphc.tensor([0.5, 1.0, 3.5], dtype=graphc.float64)
+    np.testing.assert_allclose(
+        special.gammaln(x).numpy(), [math.lgamma(v) for v in (0.5, 1.0, 3.5)], rtol=1e-14
+    )
+    np.testing.assert_array_equal(special.psi(x).numpy(), special.polygamma(0, x).numpy())
+    np.testing.assert_allclose(special.polygamma(1, x)[1].item(), math.pi**2 / 6, rtol=1e-13)
+    np.testing.assert_allclose(
+        special.erfc(graphc.tensor([10.0], dtype=graphc.float64)).item(), math.erfc(10.0), rtol=1e-14
+    )
+    with pytest.raises(NotImplementedError, match="only n = 0"):
+        special.polygamma(2, x)
+
+
 def test_ndtri_inverts_ndtr_and_the_edge_cases():
     p = np.linspace(0.01, 0.99, 33)
     np.testing.assert_allclose(special.ndtr(special.ndtri(graphc.tensor(p))).numpy(), p, rtol=1e-12)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ir import OPS, ShapeError, UnknownOpError, get_op
-from ir.ops.special import erf, erfinv
+from ir.ops.special import digamma, erf, erfc, erfinv, lgamma, trigamma
 
 
 def test_erf_is_accurate_to_an_ulp_in_float64():
@@ -40,6 +40,54 @@ def test_erfinv_inverts_erf():
     ends = erfinv(np, np.array([1.0, -1.0, 1.5, -2.0, np.nan]))
     assert ends[0] == np.inf and ends[1] == -np.inf and np.isnan(ends[2:]).all()
     assert erfinv(np, np.ones(3, np.float32) / 2).dtype == np.float32
+
+
+def test_erfc_keeps_its_relative_precision_in_the_tail():
+    """Against math.erfc, relatively, out to where it underflows (1 - erf would give 0 from
+    x = 6 on); 2 on the far left."""
+    x = np.concatenate([np.linspace(-30, 30, 6001), [0.0, -0.0, 1e-300, 0.84375, 1.25, 27.9, 28.0]])
+    ref = np.array([math.erfc(v) for v in x])
+    got = erfc(np, x)
+    positive = ref > 0
+    np.testing.assert_allclose(got[positive], ref[positive], rtol=2e-15)
+    assert (got[~positive] == 0).all() and erfc(np, np.array([-7.0]))[0] == 2.0
+    assert (
+        np.isnan(erfc(np, np.array([np.nan]))).all() and erfc(np, np.ones(2, np.float32)).dtype == np.float32
+    )
+
+
+def test_lgamma_against_math_including_the_reflection_and_the_poles():
+    x = np.concatenate([np.linspace(-20.5, 60, 8051), [0.5, 1.0, 2.0, 1e-8, 171.5, 1e-300]])
+    x = x[(x > 0) | (x != np.floor(x))]
+    ref = np.array([math.lgamma(v) for v in x])
+    np.testing.assert_allclose(lgamma(np, x), ref, rtol=1e-14, atol=1e-14)
+    assert (lgamma(np, np.array([0.0, -0.0, -1.0, -7.0, np.inf, -np.inf])) == np.inf).all()
+
+
+def test_digamma_and_trigamma_against_lgammas_derivatives_and_known_values():
+    """psi(1) = -Euler's gamma, psi(1/2) = -gamma - 2 ln 2, psi1(1) = pi^2/6, psi1(1/2) =
+    pi^2/2; elsewhere central differences of math.lgamma (psi) and of psi (psi1), and the
+    recurrences psi(x + 1) = psi(x) + 1/x, psi1(x + 1) = psi1(x) - 1/x^2 across 10 (where the
+    series takes over) and below 0 (the reflection)."""
+    euler = 0.5772156649015329
+    np.testing.assert_allclose(
+        digamma(np, np.array([1.0, 0.5])), [-euler, -euler - 2 * math.log(2)], rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        trigamma(np, np.array([1.0, 0.5])), [math.pi**2 / 6, math.pi**2 / 2], rtol=1e-13
+    )
+    x = np.array([0.1, 0.7, 2.5, 9.5, 9.99, 10.0, 33.3, -0.4, -3.7])
+    h = 1e-5
+    numeric = np.array([(math.lgamma(v + h) - math.lgamma(v - h)) / (2 * h) for v in x])
+    np.testing.assert_allclose(digamma(np, x), numeric, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(digamma(np, x + 1), digamma(np, x) + 1 / x, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(trigamma(np, x + 1), trigamma(np, x) - 1 / x**2, rtol=1e-13)
+    np.testing.assert_allclose(
+        trigamma(np, x), (digamma(np, x + h) - digamma(np, x - h)) / (2 * h), rtol=1e-7
+    )
+    poles = digamma(np, np.array([0.0, -1.0, -4.0]))
+    assert poles[0] == -np.inf and np.isnan(poles[1:]).all()
+    assert (trigamma(np, np.array([0.0, -2.0])) == np.inf).all()
 
 
 def test_erf_keeps_float32():
