@@ -5,9 +5,11 @@
     >>> z = dist.rsample()                 # differentiable in mu and sigma (reparameterised)
     >>> loss = -dist.log_prob(z).sum() + kl_divergence(dist, Normal(0.0, 1.0)).sum()
 
-Normal, Uniform, Bernoulli, Categorical, OneHotCategorical and Independent, with `sample`,
-`rsample` (where the sample is a differentiable function of the parameters), `log_prob`,
-`entropy`, `cdf`/`icdf` (Normal, Uniform), moments, and `kl_divergence` between two of a kind.
+Normal, Uniform, Exponential, Laplace, Gamma, Beta, Dirichlet, Poisson, Bernoulli,
+Categorical, OneHotCategorical and Independent, with `sample`, `rsample` (where the sample is
+a differentiable function of the parameters: Normal, Uniform, Exponential, Laplace), `log_prob`,
+`entropy`, `cdf`/`icdf` where they have closed forms, moments, and `kl_divergence` between two
+of a kind (Normal, Uniform, Exponential, Bernoulli, Categorical, Independent).
 Samples come from graphc's generator (graphc.manual_seed repeats them).
 """
 
@@ -22,11 +24,17 @@ from graphc.nn import functional as F
 
 __all__ = [
     "Bernoulli",
+    "Beta",
     "Categorical",
+    "Dirichlet",
     "Distribution",
+    "Exponential",
+    "Gamma",
     "Independent",
+    "Laplace",
     "Normal",
     "OneHotCategorical",
+    "Poisson",
     "Uniform",
     "kl_divergence",
 ]
@@ -164,6 +172,254 @@ class Uniform(Distribution):
     @property
     def variance(self) -> Tensor:
         return (self.high - self.low) ** 2 / 12
+
+
+class Exponential(Distribution):
+    """The exponential distribution of `rate` (mean 1 / rate)."""
+
+    has_rsample = True
+
+    def __init__(self, rate, validate_args=None) -> None:
+        (self.rate,) = _broadcast(rate)
+        super().__init__(self.rate.shape)
+
+    def _rsample(self, sample_shape: tuple) -> Tensor:
+        u = G.rand(*self._extended(sample_shape), dtype=self.rate.dtype, device=self.rate.device)
+        return -G.log1p(-u) / self.rate
+
+    def log_prob(self, value) -> Tensor:
+        value = _tensor(value, self.rate)
+        out = self.rate.log() - self.rate * value
+        return G.where(value >= 0, out, G.full_like(out, -math.inf))
+
+    def entropy(self) -> Tensor:
+        return 1 - self.rate.log()
+
+    def cdf(self, value) -> Tensor:
+        return 1 - G.exp(-self.rate * _tensor(value, self.rate).clamp(min=0))
+
+    def icdf(self, value) -> Tensor:
+        return -G.log1p(-_tensor(value, self.rate)) / self.rate
+
+    @property
+    def mean(self) -> Tensor:
+        return 1 / self.rate
+
+    @property
+    def variance(self) -> Tensor:
+        return self.rate**-2
+
+
+class Laplace(Distribution):
+    """The Laplace distribution: density exp(-|x - loc| / scale) / (2 scale)."""
+
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None) -> None:
+        self.loc, self.scale = _broadcast(loc, scale)
+        super().__init__(self.loc.shape)
+
+    def _rsample(self, sample_shape: tuple) -> Tensor:
+        tiny = G.finfo(self.loc.dtype).eps
+        u = G.rand(*self._extended(sample_shape), dtype=self.loc.dtype, device=self.loc.device) * 2 - 1
+        u = u.clamp(-1 + tiny, 1 - tiny)
+        return self.loc - self.scale * G.sign(u) * G.log1p(-u.abs())
+
+    def log_prob(self, value) -> Tensor:
+        return -(2 * self.scale).log() - (_tensor(value, self.loc) - self.loc).abs() / self.scale
+
+    def entropy(self) -> Tensor:
+        return 1 + (2 * self.scale).log()
+
+    def cdf(self, value) -> Tensor:
+        z = _tensor(value, self.loc) - self.loc
+        return 0.5 - 0.5 * G.sign(z) * G.expm1(-z.abs() / self.scale)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    @property
+    def variance(self) -> Tensor:
+        return 2 * self.scale**2
+
+
+def _standard_gamma(concentration: Tensor, shape: tuple) -> Tensor:
+    """Gamma(concentration, 1) draws of `shape` (concentration broadcast): Marsaglia and Tsang's
+    squeeze method (2000), boosted by u^(1/a) below concentration 1; drawn again where
+    rejected until every element is accepted."""
+    a = concentration.expand(*shape)
+    boost = a < 1
+    a = G.where(boost, a + 1, a)
+    d = a - 1.0 / 3
+    c = 1.0 / (9 * d).sqrt()
+    out = G.zeros_like(a)
+    todo = G.ones(*shape, dtype=G.bool, device=a.device)
+    while bool(todo.any()):
+        x = G.randn(*shape, dtype=a.dtype, device=a.device)
+        v = (1 + c * x) ** 3
+        u = G.rand(*shape, dtype=a.dtype, device=a.device)
+        accept = (v > 0) & (u.log() < 0.5 * x * x + d - d * v + d * G.where(v > 0, v, G.ones_like(v)).log())
+        take = todo & accept
+        out = G.where(take, d * v, out)
+        todo = todo & ~accept
+    u = G.rand(*shape, dtype=a.dtype, device=a.device)
+    return G.where(boost, out * u ** (1 / concentration.expand(*shape)), out)
+
+
+class Gamma(Distribution):
+    """The gamma distribution of `concentration` (shape) and `rate` (density proportional to
+    x^(concentration - 1) exp(-rate x))."""
+
+    def __init__(self, concentration, rate, validate_args=None) -> None:
+        self.concentration, self.rate = _broadcast(concentration, rate)
+        super().__init__(self.concentration.shape)
+
+    def _sample(self, sample_shape: tuple) -> Tensor:
+        return _standard_gamma(self.concentration, self._extended(sample_shape)) / self.rate
+
+    def log_prob(self, value) -> Tensor:
+        value = _tensor(value, self.rate)
+        a, b = self.concentration, self.rate
+        out = a * b.log() + G.xlogy(a - 1, value) - b * value - G.lgamma(a)
+        return G.where(value >= 0, out, G.full_like(out, -math.inf))
+
+    def entropy(self) -> Tensor:
+        a = self.concentration
+        return a - self.rate.log() + G.lgamma(a) + (1 - a) * G.digamma(a)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.concentration / self.rate
+
+    @property
+    def variance(self) -> Tensor:
+        return self.concentration / self.rate**2
+
+
+class Dirichlet(Distribution):
+    """The Dirichlet distribution over the simplex of `concentration`'s last dim."""
+
+    def __init__(self, concentration, validate_args=None) -> None:
+        self.concentration = _tensor(concentration)
+        if self.concentration.dim() < 1:
+            raise ValueError("Dirichlet: concentration needs at least one dim (the categories)")
+        super().__init__(self.concentration.shape[:-1], self.concentration.shape[-1:])
+
+    def _sample(self, sample_shape: tuple) -> Tensor:
+        draws = _standard_gamma(self.concentration, self._extended(sample_shape))
+        return draws / draws.sum(-1, keepdim=True)
+
+    def log_prob(self, value) -> Tensor:
+        a = self.concentration
+        value = _tensor(value, a)
+        norm = G.lgamma(a).sum(-1) - G.lgamma(a.sum(-1))
+        return G.xlogy(a - 1, value).sum(-1) - norm
+
+    def entropy(self) -> Tensor:
+        a = self.concentration
+        total, k = a.sum(-1), a.shape[-1]
+        norm = G.lgamma(a).sum(-1) - G.lgamma(total)
+        return norm + (total - k) * G.digamma(total) - ((a - 1) * G.digamma(a)).sum(-1)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.concentration / self.concentration.sum(-1, keepdim=True)
+
+    @property
+    def variance(self) -> Tensor:
+        total = self.concentration.sum(-1, keepdim=True)
+        mean = self.concentration / total
+        return mean * (1 - mean) / (total + 1)
+
+
+class Beta(Dirichlet):
+    """The beta distribution on [0, 1] of `concentration1` (alpha) and `concentration0` (beta)."""
+
+    def __init__(self, concentration1, concentration0, validate_args=None) -> None:
+        self.concentration1, self.concentration0 = _broadcast(concentration1, concentration0)
+        super().__init__(G.stack([self.concentration1, self.concentration0], -1))
+        self.event_shape = ()
+
+    def _sample(self, sample_shape: tuple) -> Tensor:
+        draws = _standard_gamma(self.concentration, sample_shape + self.batch_shape + (2,))
+        return draws[..., 0] / draws.sum(-1)
+
+    def log_prob(self, value) -> Tensor:
+        value = _tensor(value, self.concentration1)
+        return super().log_prob(G.stack([value, 1 - value], -1))
+
+    @property
+    def mean(self) -> Tensor:
+        return self.concentration1 / (self.concentration1 + self.concentration0)
+
+    @property
+    def variance(self) -> Tensor:
+        total = self.concentration1 + self.concentration0
+        return self.concentration1 * self.concentration0 / (total**2 * (total + 1))
+
+
+class Poisson(Distribution):
+    """The Poisson distribution of `rate`: counts k with probability rate^k e^-rate / k!."""
+
+    def __init__(self, rate, validate_args=None) -> None:
+        (self.rate,) = _broadcast(rate)
+        super().__init__(self.rate.shape)
+
+    def _sample(self, sample_shape: tuple) -> Tensor:
+        """Counts by Hormann's transformed rejection (PTRS, 1993) from rate 10, by counting
+        exponential arrivals below it; drawn again where rejected."""
+        shape = self._extended(sample_shape)
+        lam = self.rate.expand(*shape)
+        small = lam < 10
+        # arrivals: the first k whose running product of uniforms falls below exp(-rate)
+        limit = G.exp(-G.where(small, lam, G.zeros_like(lam)))
+        product = G.ones_like(lam)
+        count = G.zeros_like(lam)
+        running = small.clone()
+        while bool(running.any()):
+            product = product * G.rand(*shape, dtype=lam.dtype, device=lam.device)
+            running = running & (product > limit)
+            count = count + running.to(lam.dtype)
+        big = G.where(small, G.full_like(lam, 10.0), lam)
+        log_lam = big.log()
+        b = 0.931 + 2.53 * big.sqrt()
+        a = -0.059 + 0.02483 * b
+        inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
+        v_r = 0.9277 - 3.6224 / (b - 2)
+        out = G.zeros_like(lam)
+        todo = ~small
+        while bool(todo.any()):
+            u = G.rand(*shape, dtype=lam.dtype, device=lam.device) - 0.5
+            v = G.rand(*shape, dtype=lam.dtype, device=lam.device)
+            us = 0.5 - u.abs()
+            k = ((2 * a / us + b) * u + big + 0.43).floor()
+            quick = (us >= 0.07) & (v <= v_r)
+            safe_us = G.where(us > 0, us, G.ones_like(us))
+            slow = (
+                (k >= 0)
+                & ~((us < 0.013) & (v > us))
+                & (
+                    (v * inv_alpha / (a / (safe_us * safe_us) + b)).log()
+                    <= -big + k * log_lam - G.lgamma(k + 1)
+                )
+            )
+            accept = (quick | slow) & (k >= 0)
+            out = G.where(todo & accept, k, out)
+            todo = todo & ~accept
+        return G.where(small, count, out)
+
+    def log_prob(self, value) -> Tensor:
+        value = _tensor(value, self.rate)
+        return G.xlogy(value, self.rate) - self.rate - G.lgamma(value + 1)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.rate
+
+    @property
+    def variance(self) -> Tensor:
+        return self.rate
 
 
 def _probs_and_logits(probs, logits, name: str, categorical: bool):
@@ -328,7 +584,7 @@ class Independent(Distribution):
 
 def kl_divergence(p: Distribution, q: Distribution) -> Tensor:
     """KL(p || q) in closed form, for two distributions of one kind (Normal, Uniform,
-    Bernoulli, Categorical, OneHotCategorical, and Independent of those)."""
+    Exponential, Bernoulli, Categorical, OneHotCategorical, and Independent of those)."""
     if isinstance(p, Independent) and isinstance(q, Independent):
         if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims:
             raise NotImplementedError("kl_divergence: Independent distributions over different event dims")
@@ -341,6 +597,9 @@ def kl_divergence(p: Distribution, q: Distribution) -> Tensor:
     if isinstance(p, Normal):
         ratio = (p.scale / q.scale) ** 2
         return 0.5 * (ratio + ((p.loc - q.loc) / q.scale) ** 2 - 1 - ratio.log())
+    if isinstance(p, Exponential):
+        ratio = q.rate / p.rate
+        return ratio - ratio.log() - 1
     if isinstance(p, Uniform):
         inside = (q.low <= p.low) & (p.high <= q.high)
         kl = ((q.high - q.low) / (p.high - p.low)).log()

@@ -133,3 +133,83 @@ def test_independent_sums_over_its_event_dims():
     )
     with pytest.raises(NotImplementedError, match="both must be one kind"):
         D.kl_divergence(base, D.Uniform(0.0, 1.0))
+
+
+def test_exponential_and_laplace():
+    rate, x = np.array([0.5, 2.0]), np.array([[0.3, 1.7], [-1.0, 0.0]])
+    d = D.Exponential(_t(rate))
+    want = np.where(x >= 0, np.log(rate) - rate * x, -np.inf)
+    np.testing.assert_allclose(d.log_prob(_t(x)).numpy(), want, rtol=1e-12)
+    np.testing.assert_allclose(d.entropy().numpy(), 1 - np.log(rate), rtol=1e-12)
+    np.testing.assert_allclose(d.cdf(d.icdf(_t(np.array([0.2, 0.9])))).numpy(), [0.2, 0.9], rtol=1e-12)
+    np.testing.assert_allclose(
+        D.kl_divergence(d, D.Exponential(_t(rate * 3))).numpy(), 3 - np.log(3) - 1 + 0 * rate, rtol=1e-12
+    )
+    loc, scale = np.array([1.0, -2.0]), np.array([2.0, 0.5])
+    lap = D.Laplace(_t(loc), _t(scale))
+    np.testing.assert_allclose(
+        lap.log_prob(_t(x)).numpy(), -np.log(2 * scale) - np.abs(x - loc) / scale, rtol=1e-12
+    )
+    np.testing.assert_allclose(lap.cdf(_t(loc)).numpy(), 0.5)
+    graphc.manual_seed(4)
+    e = d.sample((100_000,)).numpy()
+    np.testing.assert_allclose(e.mean(0), 1 / rate, rtol=0.02)
+    s = lap.sample((100_000,)).numpy()
+    np.testing.assert_allclose(s.mean(0), loc, atol=0.03)
+    np.testing.assert_allclose(s.var(0), 2 * scale**2, rtol=0.03)
+    r = _t(rate, True)
+
+    def drawn(r):
+        graphc.manual_seed(8)
+        return D.Exponential(r).rsample((3,))
+
+    assert gradcheck(drawn, (r,))
+
+
+def test_gamma_beta_dirichlet_densities_against_their_formulas():
+    a, b, x = np.array([0.4, 2.5]), np.array([1.5, 0.7]), np.array([0.3, 4.0])
+    gamma = D.Gamma(_t(a), _t(b))
+    want = a * np.log(b) + (a - 1) * np.log(x) - b * x - np.array([math.lgamma(v) for v in a])
+    np.testing.assert_allclose(gamma.log_prob(_t(x)).numpy(), want, rtol=1e-12)
+    one = D.Gamma(_t(np.ones(2)), _t(b))  # (an exponential)
+    np.testing.assert_allclose(one.entropy().numpy(), D.Exponential(_t(b)).entropy().numpy(), rtol=1e-12)
+    graphc.manual_seed(5)
+    draws = gamma.sample((200_000,))
+    np.testing.assert_allclose(draws.numpy().mean(0), a / b, rtol=0.02)
+    np.testing.assert_allclose(draws.numpy().var(0), a / b**2, rtol=0.04)
+    monte_carlo = -gamma.log_prob(draws).numpy().mean(0)  # (the entropy's definition)
+    np.testing.assert_allclose(gamma.entropy().numpy(), monte_carlo, atol=0.02)
+    p = np.array([0.2, 0.7])
+    beta = D.Beta(_t(a), _t(b))
+    norm = np.array([math.lgamma(u) + math.lgamma(v) - math.lgamma(u + v) for u, v in zip(a, b, strict=True)])
+    np.testing.assert_allclose(
+        beta.log_prob(_t(p)).numpy(), (a - 1) * np.log(p) + (b - 1) * np.log(1 - p) - norm, rtol=1e-12
+    )
+    assert D.Beta(_t(1.0), _t(1.0)).log_prob(_t(0.3)).item() == pytest.approx(0.0, abs=1e-12)
+    samples = D.Beta(_t(2.0), _t(5.0)).sample((100_000,)).numpy()
+    assert samples.shape == (100_000,) and abs(samples.mean() - 2 / 7) < 0.005
+    conc = np.array([1.0, 2.0, 3.0])
+    dirichlet = D.Dirichlet(_t(conc))
+    point = np.array([0.2, 0.3, 0.5])
+    want = ((conc - 1) * np.log(point)).sum() - (sum(math.lgamma(c) for c in conc) - math.lgamma(conc.sum()))
+    np.testing.assert_allclose(dirichlet.log_prob(_t(point)).item(), want, rtol=1e-12)
+    drawn = dirichlet.sample((50_000,)).numpy()
+    np.testing.assert_allclose(drawn.sum(-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(drawn.mean(0), conc / conc.sum(), atol=0.005)
+    with pytest.raises(NotImplementedError, match="no reparameterised sampling"):
+        gamma.rsample()
+
+
+@pytest.mark.parametrize("rate", [0.5, 4.0, 12.0, 150.0])
+def test_poisson_counts(rate):
+    """Both samplers (arrivals below 10, transformed rejection from 10): mean and variance
+    the rate; the mass function against its formula."""
+    graphc.manual_seed(6)
+    d = D.Poisson(_t(np.array(rate)))
+    counts = d.sample((100_000,)).numpy()
+    assert (counts == np.floor(counts)).all() and counts.min() >= 0
+    assert abs(counts.mean() - rate) < 4 * math.sqrt(rate / 100_000) + 1e-3
+    assert abs(counts.var() / rate - 1) < 0.03
+    k = np.array([0.0, 1.0, 5.0, 20.0])
+    want = k * math.log(rate) - rate - np.array([math.lgamma(v + 1) for v in k])
+    np.testing.assert_allclose(d.log_prob(_t(k)).numpy(), want, rtol=1e-12)
