@@ -5,11 +5,13 @@
     >>> z = dist.rsample()                 # differentiable in mu and sigma (reparameterised)
     >>> loss = -dist.log_prob(z).sum() + kl_divergence(dist, Normal(0.0, 1.0)).sum()
 
-Normal, Uniform, Exponential, Laplace, Gamma, Beta, Dirichlet, Poisson, Bernoulli,
-Categorical, OneHotCategorical and Independent, with `sample`, `rsample` (where the sample is
-a differentiable function of the parameters: Normal, Uniform, Exponential, Laplace), `log_prob`,
+Normal, MultivariateNormal, Uniform, Exponential, Laplace, Gamma, Beta, Dirichlet, Poisson,
+Bernoulli, Categorical, OneHotCategorical and Independent, with `sample`, `rsample` (where the
+sample is a differentiable function of the parameters: Normal, MultivariateNormal, Uniform,
+Exponential, Laplace), `log_prob`,
 `entropy`, `cdf`/`icdf` where they have closed forms, moments, and `kl_divergence` between two
-of a kind (Normal, Uniform, Exponential, Bernoulli, Categorical, Independent).
+of a kind (Normal, MultivariateNormal, Uniform, Exponential, Bernoulli, Categorical,
+Independent).
 Samples come from graphc's generator (graphc.manual_seed repeats them).
 """
 
@@ -32,6 +34,7 @@ __all__ = [
     "Gamma",
     "Independent",
     "Laplace",
+    "MultivariateNormal",
     "Normal",
     "OneHotCategorical",
     "Poisson",
@@ -136,6 +139,81 @@ class Normal(Distribution):
     @property
     def stddev(self) -> Tensor:
         return self.scale
+
+
+class MultivariateNormal(Distribution):
+    """The normal distribution over vectors (the last dim of `loc`), its covariance given as
+    `covariance_matrix`, `precision_matrix` (its inverse) or `scale_tril` (a lower triangular L
+    with covariance L L^T, what it keeps)."""
+
+    has_rsample = True
+
+    def __init__(
+        self, loc, covariance_matrix=None, precision_matrix=None, scale_tril=None, validate_args=None
+    ):
+        from graphc import linalg
+
+        given = [m for m in (covariance_matrix, precision_matrix, scale_tril) if m is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "MultivariateNormal: give exactly one of covariance_matrix, precision_matrix, scale_tril"
+            )
+        loc = _tensor(loc)
+        if loc.dim() < 1:
+            raise ValueError("MultivariateNormal: loc must have at least one dim (the vector)")
+        if scale_tril is not None:
+            tril = _tensor(scale_tril, loc)
+        elif covariance_matrix is not None:
+            tril = linalg.cholesky(_tensor(covariance_matrix, loc))
+        else:
+            tril = linalg.cholesky(linalg.inv(_tensor(precision_matrix, loc)))
+        k = loc.shape[-1]
+        if tril.dim() < 2 or tuple(tril.shape[-2:]) != (k, k):
+            raise ValueError(
+                f"MultivariateNormal: a {k}-vector needs {k} x {k} matrices, got {list(tril.shape)}"
+            )
+        batch = G.broadcast_shapes(loc.shape[:-1], tril.shape[:-2])
+        self.loc = loc.expand(*batch, k)
+        self.scale_tril = tril.expand(*batch, k, k)
+        super().__init__(batch, (k,))
+
+    def _rsample(self, sample_shape: tuple) -> Tensor:
+        eps = G.randn(*self._extended(sample_shape), dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + (self.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
+
+    def _half_log_det(self) -> Tensor:
+        return self.scale_tril.diagonal(0, -2, -1).log().sum(-1)
+
+    def log_prob(self, value) -> Tensor:
+        from graphc.linalg import solve_triangular
+
+        diff = _tensor(value, self.loc) - self.loc
+        tril = self.scale_tril.expand(*diff.shape[:-1], *self.scale_tril.shape[-2:])
+        z = solve_triangular(tril, diff.unsqueeze(-1), upper=False).squeeze(-1)
+        k = self.event_shape[0]
+        return -0.5 * (k * math.log(2 * math.pi) + (z * z).sum(-1)) - self._half_log_det()
+
+    def entropy(self) -> Tensor:
+        k = self.event_shape[0]
+        return 0.5 * k * (1 + math.log(2 * math.pi)) + self._half_log_det()
+
+    @property
+    def covariance_matrix(self) -> Tensor:
+        return self.scale_tril @ self.scale_tril.mT
+
+    @property
+    def precision_matrix(self) -> Tensor:
+        from graphc import linalg
+
+        return linalg.inv(self.covariance_matrix)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    @property
+    def variance(self) -> Tensor:
+        return (self.scale_tril * self.scale_tril).sum(-1)
 
 
 class Uniform(Distribution):
@@ -597,6 +675,18 @@ def kl_divergence(p: Distribution, q: Distribution) -> Tensor:
     if isinstance(p, Normal):
         ratio = (p.scale / q.scale) ** 2
         return 0.5 * (ratio + ((p.loc - q.loc) / q.scale) ** 2 - 1 - ratio.log())
+    if isinstance(p, MultivariateNormal):
+        from graphc.linalg import solve_triangular
+
+        k = p.event_shape[0]
+        shape = G.broadcast_shapes(p.scale_tril.shape, q.scale_tril.shape)
+        q_tril = q.scale_tril.expand(*shape)
+        # tr(Sq^-1 Sp) = ||Lq^-1 Lp||^2 and the Mahalanobis term through Lq^-1 (mu_q - mu_p)
+        ratio = solve_triangular(q_tril, p.scale_tril.expand(*shape), upper=False)
+        gap = solve_triangular(q_tril, (q.loc - p.loc).expand(*shape[:-1]).unsqueeze(-1), upper=False)
+        trace = (ratio * ratio).sum((-2, -1))
+        mahalanobis = (gap * gap).sum((-2, -1))
+        return 0.5 * (trace + mahalanobis - k) + q._half_log_det() - p._half_log_det()
     if isinstance(p, Exponential):
         ratio = q.rate / p.rate
         return ratio - ratio.log() - 1

@@ -213,3 +213,56 @@ def test_poisson_counts(rate):
     k = np.array([0.0, 1.0, 5.0, 20.0])
     want = k * math.log(rate) - rate - np.array([math.lgamma(v + 1) for v in k])
     np.testing.assert_allclose(d.log_prob(_t(k)).numpy(), want, rtol=1e-12)
+
+
+def test_multivariate_normal_against_numpy():
+    """The density, entropy and KL from numpy's inverses and determinants; each way of giving
+    the covariance; sample covariance; the reparameterised sample's gradient."""
+    a = RNG.standard_normal((2, 3, 3))
+    cov = a @ a.transpose(0, 2, 1) + 3 * np.eye(3)
+    loc, x = RNG.standard_normal((2, 3)), RNG.standard_normal((4, 2, 3))
+    d = D.MultivariateNormal(_t(loc), covariance_matrix=_t(cov))
+    assert d.batch_shape == (2,) and d.event_shape == (3,)
+    diff = x - loc
+    maha = np.einsum("...i,...ij,...j->...", diff, np.linalg.inv(cov), diff)
+    logdet = np.linalg.slogdet(cov)[1]
+    np.testing.assert_allclose(
+        d.log_prob(_t(x)).numpy(), -0.5 * (3 * np.log(2 * np.pi) + maha + logdet), rtol=1e-12
+    )
+    np.testing.assert_allclose(d.entropy().numpy(), 0.5 * (3 * (1 + np.log(2 * np.pi)) + logdet), rtol=1e-12)
+    for other in (
+        D.MultivariateNormal(_t(loc), precision_matrix=_t(np.linalg.inv(cov))),
+        D.MultivariateNormal(_t(loc), scale_tril=_t(np.linalg.cholesky(cov))),
+    ):
+        np.testing.assert_allclose(other.log_prob(_t(x)).numpy(), d.log_prob(_t(x)).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(d.covariance_matrix.numpy(), cov, rtol=1e-12)
+    b = RNG.standard_normal((3, 3))
+    cov2, loc2 = b @ b.T + 2 * np.eye(3), RNG.standard_normal(3)
+    inv2 = np.linalg.inv(cov2)
+    gap = loc2 - loc
+    want = 0.5 * (
+        np.trace(inv2 @ cov, axis1=-2, axis2=-1)
+        + np.einsum("...i,ij,...j->...", gap, inv2, gap)
+        - 3
+        + np.linalg.slogdet(cov2)[1]
+        - logdet
+    )
+    np.testing.assert_allclose(
+        D.kl_divergence(d, D.MultivariateNormal(_t(loc2), covariance_matrix=_t(cov2))).numpy(),
+        want,
+        rtol=1e-10,
+    )
+    graphc.manual_seed(9)
+    s = d.sample((100_000,)).numpy()
+    np.testing.assert_allclose(np.cov(s[:, 1].T), cov[1], atol=0.15)
+    np.testing.assert_allclose(s.mean(0), loc, atol=0.03)
+    tril = _t(np.linalg.cholesky(cov[0]), True)
+    mu = _t(loc[0], True)
+
+    def drawn(mu, tril):
+        graphc.manual_seed(10)
+        return D.MultivariateNormal(mu, scale_tril=tril).rsample((2,))
+
+    assert gradcheck(drawn, (mu, tril))
+    with pytest.raises(ValueError, match="exactly one of"):
+        D.MultivariateNormal(_t(loc))
