@@ -13,6 +13,7 @@ from collections import namedtuple
 from graphc import _functions as F
 from graphc._creation import ones_like, zeros_like
 from graphc._dispatch import dispatch
+from graphc._info import finfo
 from graphc._movement import stack
 from graphc._tensor import Tensor
 from graphc.errors import ShapeError
@@ -220,11 +221,9 @@ def vecdot(x: Tensor, y: Tensor, *, dim: int = -1) -> Tensor:
 def _cutoff(s: Tensor, shape, atol, rtol) -> Tensor:
     """The singular values at or below which a matrix's are taken for zero: max(atol, rtol *
     the largest), rtol max(m, n) * eps by default (PyTorch's rule)."""
-    import numpy as np
-
     if rtol is None:  # (zero where atol is given and positive)
         positive_atol = atol is not None and (isinstance(atol, Tensor) or atol > 0)
-        rtol = 0.0 if positive_atol else max(shape[-2:]) * float(np.finfo(s.dtype.np).eps)
+        rtol = 0.0 if positive_atol else max(shape[-2:]) * finfo(s.dtype).eps
     largest = F.amax(s, -1, keepdim=True) if s.shape[-1] else s.new_zeros(*s.shape[:-1], 1)
     cut = largest * rtol
     if atol is not None:

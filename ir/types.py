@@ -165,8 +165,8 @@ class Sizes(dict):
                     raise ValueError(f"{name!r} takes multiples of {mul}, which {size} is not")
                 what = f"{mul} * n" + (f" + {add}" if add > 0 else f" - {-add}")
                 raise ValueError(f"{name!r} is {what} (n = {base}), which {size} is not")
-            self.bind(base, count)
-        known = self.get(name)
+            self.bind(base, count)  # (then the derived dim is size: no other check needed)
+        known = dict.get(self, name)  # (bound before: never worked out, no KeyError raised)
         if known is not None and known != size:
             raise ValueError(f"dim {name!r} is {size} here but {known} in an earlier dim")
         self[name] = size

@@ -127,11 +127,9 @@ class _RNNBase(Module):
                 f"{type(self).__name__}: expected packed data of shape (steps, {self.input_size}), "
                 f"got {list(packed.data.shape)}"
             )
-        padded, _ = pad_packed_sequence(packed._replace(sorted_indices=None, unsorted_indices=None))
-        steps, batch = padded.shape[:2]
-        sizes = packed.batch_sizes.tolist()
-        lengths = [sum(1 for size in sizes if size > n) for n in range(batch)]
-        running = G.arange(steps, device=padded.device).unsqueeze(1) < G.tensor(lengths, device=padded.device)
+        # (in the sorted order: lengths longest first)
+        padded, lengths = pad_packed_sequence(packed._replace(sorted_indices=None, unsorted_indices=None))
+        running = G.arange(padded.shape[0], device=padded.device).unsqueeze(1) < lengths.to(padded.device)
         order, back = packed.sorted_indices, packed.unsorted_indices
         if hx is not None and order is not None:  # (given in the batch's order: into the sorted one)
             hx = tuple(h[:, order] for h in hx) if lstm else hx[:, order]
